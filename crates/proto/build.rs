@@ -1,0 +1,18 @@
+//! Compiles the schema with a pure-Rust protobuf compiler (no `protoc` on the build machine).
+
+fn main() {
+    let files = ["proto/client.proto", "proto/internal.proto"];
+    for file in files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let descriptors = protox::compile(files, ["proto"]).expect("schema compiles");
+    let mut config = prost_build::Config::new();
+    config.service_generator(Box::new(missive_rpc::codegen::TraitGenerator));
+    // The client protocol is also spoken as JSON on the short link.
+    config.type_attribute(".missive.v1", "#[derive(serde::Serialize, serde::Deserialize)]");
+    config.message_attribute(".missive.v1", "#[serde(default)]");
+    for field in [".missive.v1.SyncRequest.sync_key", ".missive.v1.SyncResponse.sync_key"] {
+        config.field_attribute(field, "#[serde(with = \"crate::base64_json\")]");
+    }
+    config.compile_fds(descriptors).expect("code generation succeeds");
+}

@@ -1,0 +1,77 @@
+//! The command numbers carried in the frame header, and their names on the short link.
+
+/// Every client command. The numbers are part of the wire protocol: never renumber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum Command {
+    Auth = 1,
+    Ping = 2,
+    Register = 3,
+    Login = 4,
+    Logout = 5,
+    GetProfile = 6,
+    UpdateProfile = 7,
+    Send = 8,
+    Sync = 9,
+    /// Server to client only.
+    Notify = 100,
+}
+
+impl Command {
+    pub const ALL: [Command; 10] = [
+        Command::Auth,
+        Command::Ping,
+        Command::Register,
+        Command::Login,
+        Command::Logout,
+        Command::GetProfile,
+        Command::UpdateProfile,
+        Command::Send,
+        Command::Sync,
+        Command::Notify,
+    ];
+
+    pub fn from_u16(value: u16) -> Option<Command> {
+        Command::ALL.into_iter().find(|c| *c as u16 == value)
+    }
+
+    /// The path segment of the short link: `POST /v1/<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Auth => "auth",
+            Command::Ping => "ping",
+            Command::Register => "register",
+            Command::Login => "login",
+            Command::Logout => "logout",
+            Command::GetProfile => "get_profile",
+            Command::UpdateProfile => "update_profile",
+            Command::Send => "send",
+            Command::Sync => "sync",
+            Command::Notify => "notify",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Command> {
+        Command::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// Commands a connection may issue before it has authenticated.
+    pub fn allowed_anonymous(self) -> bool {
+        matches!(self, Command::Auth | Command::Ping | Command::Register | Command::Login)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_names_round_trip() {
+        for command in Command::ALL {
+            assert_eq!(Command::from_u16(command as u16), Some(command));
+            assert_eq!(Command::from_name(command.name()), Some(command));
+        }
+        assert_eq!(Command::from_u16(0), None);
+        assert_eq!(Command::from_name("nope"), None);
+    }
+}
