@@ -25,10 +25,10 @@ mod generated {
     }
 }
 
-/// Client protocol messages (`missive.v1`).
-pub use generated::missive::v1 as client;
 /// Internal service messages and traits (`missive.internal.v1`).
 pub use generated::missive::internal::v1 as internal;
+/// Client protocol messages (`missive.v1`).
+pub use generated::missive::v1 as client;
 
 pub use command::Command;
 pub use missive_rpc::{Code, Status};

@@ -1,0 +1,212 @@
+//! Accounts, device sessions and acknowledgements (data type 1).
+
+use crate::db::{EmbeddedStore, Result, StoreError};
+use missive_proto::internal::{
+    AccountRecord, AccountStore, AckRequest, CreateAccountRequest, CreateSessionRequest, Empty,
+    RevokeSessionRequest, SessionList, SessionRecord, TokenHashRef, UpdateNicknameRequest, UserRef,
+    UsernameRef,
+};
+use missive_rpc::{Ctx, Status};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+const ACCOUNT_COLUMNS: &str =
+    "user_id, username, nickname, password_hash, created_at_ms, version, disabled";
+const SESSION_COLUMNS: &str =
+    "user_id, device_id, device_name, created_at_ms, acked_version, revoked";
+
+fn account_row(row: &Row<'_>) -> rusqlite::Result<AccountRecord> {
+    Ok(AccountRecord {
+        user_id: row.get(0)?,
+        username: row.get(1)?,
+        nickname: row.get(2)?,
+        password_hash: row.get(3)?,
+        created_at_ms: row.get(4)?,
+        version: row.get(5)?,
+        disabled: row.get(6)?,
+    })
+}
+
+fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    Ok(SessionRecord {
+        user_id: row.get(0)?,
+        device_id: row.get(1)?,
+        device_name: row.get(2)?,
+        created_at_ms: row.get(3)?,
+        acked_version: row.get(4)?,
+        revoked: row.get(5)?,
+    })
+}
+
+fn account_by_id(conn: &Connection, user_id: u64) -> Result<AccountRecord> {
+    conn.prepare_cached(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE user_id = ?1"
+    ))?
+    .query_row([user_id], account_row)
+    .optional()?
+    .ok_or(StoreError::NotFound("account"))
+}
+
+/// After a device acknowledged or left: if every active device has now acknowledged a higher
+/// version than the last mark, record a new delivery mark.
+fn mark_delivery(conn: &Connection, user_id: u64, at_ms: i64) -> Result<()> {
+    let delivered: Option<u64> = conn
+        .prepare_cached(
+            "SELECT MIN(acked_version) FROM sessions WHERE user_id = ?1 AND revoked = 0",
+        )?
+        .query_row([user_id], |row| row.get(0))?;
+    let Some(delivered) = delivered.filter(|v| *v > 0) else {
+        return Ok(());
+    };
+    conn.prepare_cached(
+        "INSERT INTO delivery_marks (user_id, version, at_ms)
+         SELECT ?1, ?2, ?3
+         WHERE ?2 > COALESCE((SELECT MAX(version) FROM delivery_marks WHERE user_id = ?1), 0)",
+    )?
+    .execute(params![user_id, delivered, at_ms])?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl AccountStore for EmbeddedStore {
+    async fn create(&self, _: &Ctx, req: CreateAccountRequest) -> Result<AccountRecord, Status> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO accounts (username, nickname, password_hash, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                req.username,
+                req.nickname,
+                req.password_hash,
+                req.created_at_ms
+            ])
+            .map_err(StoreError::from_sqlite)?;
+            account_by_id(conn, conn.last_insert_rowid() as u64)
+        })
+        .await
+    }
+
+    async fn get_by_id(&self, _: &Ctx, req: UserRef) -> Result<AccountRecord, Status> {
+        self.read(move |conn| account_by_id(conn, req.user_id))
+            .await
+    }
+
+    async fn get_by_name(&self, _: &Ctx, req: UsernameRef) -> Result<AccountRecord, Status> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = ?1"
+            ))?
+            .query_row([&req.username], account_row)
+            .optional()?
+            .ok_or(StoreError::NotFound("account"))
+        })
+        .await
+    }
+
+    async fn update_nickname(
+        &self,
+        _: &Ctx,
+        req: UpdateNicknameRequest,
+    ) -> Result<AccountRecord, Status> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE accounts SET nickname = ?2, version = MAX(version, ?3)
+                     WHERE user_id = ?1",
+                )?
+                .execute(params![req.user_id, req.nickname, req.version])?;
+            if changed == 0 {
+                return Err(StoreError::NotFound("account"));
+            }
+            account_by_id(conn, req.user_id)
+        })
+        .await
+    }
+
+    async fn create_session(
+        &self,
+        _: &Ctx,
+        req: CreateSessionRequest,
+    ) -> Result<SessionRecord, Status> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO sessions (user_id, device_name, token_hash, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                req.user_id,
+                req.device_name,
+                req.token_hash,
+                req.created_at_ms
+            ])
+            .map_err(StoreError::from_sqlite)?;
+            Ok(SessionRecord {
+                user_id: req.user_id,
+                device_id: conn.last_insert_rowid() as u64,
+                device_name: req.device_name,
+                created_at_ms: req.created_at_ms,
+                acked_version: 0,
+                revoked: false,
+            })
+        })
+        .await
+    }
+
+    async fn get_session(&self, _: &Ctx, req: TokenHashRef) -> Result<SessionRecord, Status> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?1 AND revoked = 0"
+            ))?
+            .query_row([&req.token_hash], session_row)
+            .optional()?
+            .ok_or(StoreError::NotFound("session"))
+        })
+        .await
+    }
+
+    async fn revoke_session(&self, _: &Ctx, req: RevokeSessionRequest) -> Result<Empty, Status> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE sessions SET revoked = 1 WHERE user_id = ?1 AND device_id = ?2",
+                )?
+                .execute([req.user_id, req.device_id])?;
+            if changed == 0 {
+                return Err(StoreError::NotFound("session"));
+            }
+            mark_delivery(conn, req.user_id, req.at_ms)?;
+            Ok(Empty {})
+        })
+        .await
+    }
+
+    async fn list_sessions(&self, _: &Ctx, req: UserRef) -> Result<SessionList, Status> {
+        self.read(move |conn| {
+            let sessions = conn
+                .prepare_cached(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions
+                     WHERE user_id = ?1 AND revoked = 0 ORDER BY device_id"
+                ))?
+                .query_map([req.user_id], session_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(SessionList { sessions })
+        })
+        .await
+    }
+
+    async fn ack(&self, _: &Ctx, req: AckRequest) -> Result<Empty, Status> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE sessions SET acked_version = ?3
+                     WHERE user_id = ?1 AND device_id = ?2 AND acked_version < ?3",
+                )?
+                .execute([req.user_id, req.device_id, req.version])?;
+            if changed > 0 {
+                mark_delivery(conn, req.user_id, req.at_ms)?;
+            }
+            Ok(Empty {})
+        })
+        .await
+    }
+}

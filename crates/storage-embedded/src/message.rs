@@ -1,0 +1,187 @@
+//! Messages and inboxes (data type 3): a message is stored once and referenced by one inbox
+//! entry per recipient, each under that user's version.
+
+use crate::db::{EmbeddedStore, Result, StoreError};
+use missive_proto::client::Message;
+use missive_proto::internal::{
+    AppendRequest, AppendResponse, CollectRequest, CollectResponse, FindByClientIdRequest,
+    InboxItem, InboxPage, InboxQuery, MessageStore,
+};
+use missive_rpc::{Ctx, Status};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+const MESSAGE_COLUMNS: &str = "m.message_id, m.from_user_id, m.from_name, m.to_user_id, \
+     m.to_name, m.kind, m.text, m.sent_at_ms, m.client_msg_id";
+
+fn message_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: row.get(first)?,
+        from_user_id: row.get(first + 1)?,
+        from: row.get(first + 2)?,
+        to_user_id: row.get(first + 3)?,
+        to: row.get(first + 4)?,
+        kind: row.get(first + 5)?,
+        text: row.get(first + 6)?,
+        sent_at_ms: row.get(first + 7)?,
+        client_msg_id: row.get(first + 8)?,
+    })
+}
+
+/// The message a sender stored under a client id, and its version in the sender's inbox (0
+/// once that entry has been collected).
+fn find_by_client_id(
+    conn: &Connection,
+    from_user_id: u64,
+    client_msg_id: &str,
+) -> Result<Option<AppendResponse>> {
+    let found = conn
+        .prepare_cached(&format!(
+            "SELECT COALESCE(i.version, 0), {MESSAGE_COLUMNS} FROM messages m
+             LEFT JOIN inbox i ON i.message_id = m.message_id AND i.user_id = m.from_user_id
+             WHERE m.from_user_id = ?1 AND m.client_msg_id = ?2"
+        ))?
+        .query_row(params![from_user_id, client_msg_id], |row| {
+            Ok((row.get::<_, u64>(0)?, message_row(row, 1)?))
+        })
+        .optional()?;
+    Ok(found.map(|(sender_version, message)| AppendResponse {
+        message: Some(message),
+        sender_version,
+        duplicate: true,
+    }))
+}
+
+fn append(conn: &Connection, req: AppendRequest) -> Result<AppendResponse> {
+    let mut message = req.message.ok_or(StoreError::NotFound("message body"))?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO messages (from_user_id, from_name, to_user_id, to_name, kind, text,
+                                   sent_at_ms, client_msg_id, refs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            message.from_user_id,
+            message.from,
+            message.to_user_id,
+            message.to,
+            message.kind,
+            message.text,
+            message.sent_at_ms,
+            message.client_msg_id,
+            req.entries.len() as u64,
+        ])
+        .map_err(StoreError::from_sqlite);
+    match inserted {
+        Ok(_) => {}
+        Err(StoreError::AlreadyExists) => {
+            return find_by_client_id(conn, message.from_user_id, &message.client_msg_id)?
+                .ok_or(StoreError::NotFound("message"));
+        }
+        Err(other) => return Err(other),
+    }
+    message.id = conn.last_insert_rowid() as u64;
+    let mut insert_entry = conn
+        .prepare_cached("INSERT INTO inbox (user_id, version, message_id) VALUES (?1, ?2, ?3)")?;
+    let mut sender_version = 0;
+    for entry in &req.entries {
+        insert_entry
+            .execute([entry.user_id, entry.version, message.id])
+            .map_err(StoreError::from_sqlite)?;
+        if entry.user_id == message.from_user_id {
+            sender_version = entry.version;
+        }
+    }
+    Ok(AppendResponse {
+        message: Some(message),
+        sender_version,
+        duplicate: false,
+    })
+}
+
+fn read_inbox(conn: &Connection, req: &InboxQuery) -> Result<InboxPage> {
+    let mut items = conn
+        .prepare_cached(&format!(
+            "SELECT i.version, {MESSAGE_COLUMNS} FROM inbox i
+             JOIN messages m ON m.message_id = i.message_id
+             WHERE i.user_id = ?1 AND i.version > ?2
+             ORDER BY i.version LIMIT ?3"
+        ))?
+        .query_map(
+            params![req.user_id, req.after_version, req.limit + 1],
+            |row| {
+                Ok(InboxItem {
+                    version: row.get(0)?,
+                    message: Some(message_row(row, 1)?),
+                })
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = items.len() > req.limit as usize;
+    items.truncate(req.limit as usize);
+    Ok(InboxPage { items, more })
+}
+
+/// Deletes entries below delivery marks older than the cutoff, then messages nobody holds.
+fn collect(conn: &Connection, req: &CollectRequest) -> Result<CollectResponse> {
+    let due: Vec<(u64, u64)> = conn
+        .prepare_cached(
+            "SELECT user_id, MAX(version) FROM delivery_marks WHERE at_ms <= ?1
+             GROUP BY user_id LIMIT ?2",
+        )?
+        .query_map(params![req.delivered_before_ms, req.limit], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut done = CollectResponse::default();
+    let mut entries =
+        conn.prepare_cached("SELECT message_id FROM inbox WHERE user_id = ?1 AND version <= ?2")?;
+    let mut release = conn.prepare_cached(
+        "UPDATE messages SET refs = refs - 1 WHERE message_id = ?1 RETURNING refs",
+    )?;
+    let mut delete_message = conn.prepare_cached("DELETE FROM messages WHERE message_id = ?1")?;
+    let mut delete_entries =
+        conn.prepare_cached("DELETE FROM inbox WHERE user_id = ?1 AND version <= ?2")?;
+    let mut delete_marks =
+        conn.prepare_cached("DELETE FROM delivery_marks WHERE user_id = ?1 AND version <= ?2")?;
+    for (user_id, version) in due {
+        let message_ids = entries
+            .query_map([user_id, version], |row| row.get::<_, u64>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for message_id in message_ids {
+            let refs: i64 = release.query_row([message_id], |row| row.get(0))?;
+            if refs <= 0 {
+                done.messages_deleted += delete_message.execute([message_id])? as u64;
+            }
+        }
+        done.inbox_entries_deleted += delete_entries.execute([user_id, version])? as u64;
+        delete_marks.execute([user_id, version])?;
+    }
+    Ok(done)
+}
+
+#[async_trait::async_trait]
+impl MessageStore for EmbeddedStore {
+    async fn append(&self, _: &Ctx, req: AppendRequest) -> Result<AppendResponse, Status> {
+        self.write(move |conn| append(conn, req)).await
+    }
+
+    async fn find_by_client_id(
+        &self,
+        _: &Ctx,
+        req: FindByClientIdRequest,
+    ) -> Result<AppendResponse, Status> {
+        self.read(move |conn| {
+            find_by_client_id(conn, req.from_user_id, &req.client_msg_id)?
+                .ok_or(StoreError::NotFound("message"))
+        })
+        .await
+    }
+
+    async fn read_inbox(&self, _: &Ctx, req: InboxQuery) -> Result<InboxPage, Status> {
+        self.read(move |conn| read_inbox(conn, &req)).await
+    }
+
+    async fn collect(&self, _: &Ctx, req: CollectRequest) -> Result<CollectResponse, Status> {
+        self.write(move |conn| collect(conn, &req)).await
+    }
+}
