@@ -196,14 +196,14 @@ impl AccountStore for EmbeddedStore {
 
     async fn ack(&self, _: &Ctx, req: AckRequest) -> Result<Empty, Status> {
         self.write(move |conn| {
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE sessions SET acked_version = ?3
-                     WHERE user_id = ?1 AND device_id = ?2 AND acked_version < ?3",
-                )?
-                .execute([req.user_id, req.device_id, req.version])?;
-            if changed > 0 {
-                mark_delivery(conn, req.user_id, req.at_ms)?;
+            let mut update = conn.prepare_cached(
+                "UPDATE sessions SET acked_version = ?3
+                 WHERE user_id = ?1 AND device_id = ?2 AND acked_version < ?3",
+            )?;
+            for ack in req.acks {
+                if update.execute([ack.user_id, ack.device_id, ack.version])? > 0 {
+                    mark_delivery(conn, ack.user_id, ack.at_ms)?;
+                }
             }
             Ok(Empty {})
         })

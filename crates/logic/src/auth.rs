@@ -1,0 +1,358 @@
+//! Accounts and device sessions: register, login, token authentication, logout, profiles.
+//!
+//! Passwords are hashed with Argon2id on the blocking pool, a few at a time. Session tokens
+//! are 32 random bytes (base64url); only their SHA-256 is stored, so a stolen database holds
+//! no usable token, and revoking a session is deleting its row's validity.
+
+use crate::{Logic, validate};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use missive_proto::client::*;
+use missive_proto::internal::{
+    AllocRequest, CreateAccountRequest, CreateSessionRequest, NotifyTarget, RevokeSessionRequest,
+    SessionRecord, TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
+};
+use missive_rpc::{Code, Ctx, Status};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio::sync::Semaphore;
+
+const TOKEN_BYTES: usize = 32;
+/// Sessions cached in memory at most; the cache is dropped whole when full.
+const SESSION_CACHE_MAX: usize = 100_000;
+
+/// Argon2id cost; lower it only for tests and load runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordCost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+}
+
+impl Default for PasswordCost {
+    /// OWASP's recommendation for Argon2id: 19 MiB, 2 iterations.
+    fn default() -> Self {
+        PasswordCost {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+        }
+    }
+}
+
+pub(crate) struct AuthState {
+    /// Bounds the cores spent hashing passwords, so a login storm cannot starve sends.
+    hashing: Semaphore,
+    /// Token hash -> session, so that authenticating a short-link request costs no read.
+    sessions: Mutex<HashMap<[u8; 32], SessionRecord>>,
+}
+
+impl AuthState {
+    pub(crate) fn new(hashing_concurrency: usize) -> Self {
+        AuthState {
+            hashing: Semaphore::new(hashing_concurrency.max(1)),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn unauthenticated() -> Status {
+    Status::new(Code::Unauthenticated, "invalid or revoked token")
+}
+
+fn invalid_credentials() -> Status {
+    Status::new(Code::InvalidCredentials, "wrong username or password")
+}
+
+fn profile_of(account: &missive_proto::internal::AccountRecord) -> Profile {
+    Profile {
+        user_id: account.user_id,
+        username: account.username.clone(),
+        nickname: account.nickname.clone(),
+    }
+}
+
+impl Logic {
+    async fn blocking_hash<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(Argon2<'static>) -> T + Send + 'static,
+    ) -> Result<T, Status> {
+        let _permit = self
+            .auth
+            .hashing
+            .acquire()
+            .await
+            .expect("semaphore never closes");
+        let cost = self.config.password_cost;
+        let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
+            .map_err(|e| Status::internal(format!("bad password cost: {e}")))?;
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        tokio::task::spawn_blocking(move || work(argon))
+            .await
+            .map_err(|e| Status::internal(format!("hashing task failed: {e}")))
+    }
+
+    pub(crate) async fn authenticate_token(
+        &self,
+        ctx: &Ctx,
+        token: &str,
+    ) -> Result<SessionRecord, Status> {
+        if token.is_empty() || token.len() > 128 {
+            return Err(unauthenticated());
+        }
+        let hash = token_hash(token);
+        if let Some(session) = self.auth.sessions.lock().expect("session cache").get(&hash) {
+            return Ok(session.clone());
+        }
+        let session = self
+            .deps
+            .accounts
+            .get_session(
+                ctx,
+                TokenHashRef {
+                    token_hash: hash.to_vec(),
+                },
+            )
+            .await
+            .map_err(|status| match status.code {
+                Code::NotFound => unauthenticated(),
+                _ => status,
+            })?;
+        let mut cache = self.auth.sessions.lock().expect("session cache");
+        if cache.len() >= SESSION_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(hash, session.clone());
+        Ok(session)
+    }
+
+    pub(crate) async fn register_account(
+        &self,
+        ctx: &Ctx,
+        req: RegisterRequest,
+    ) -> Result<RegisterResponse, Status> {
+        validate::username(&req.username)?;
+        validate::password(&req.password)?;
+        validate::display_name("nickname", &req.nickname, validate::NICKNAME_CHARS_MAX)?;
+        let password = req.password;
+        let password_hash = self
+            .blocking_hash(move |argon| {
+                argon
+                    .hash_password(password.as_bytes())
+                    .map(|hash| hash.to_string())
+            })
+            .await?
+            .map_err(|e| Status::internal(format!("password hashing failed: {e}")))?;
+        let nickname = if req.nickname.is_empty() {
+            req.username.clone()
+        } else {
+            req.nickname
+        };
+        let account = self
+            .deps
+            .accounts
+            .create(
+                ctx,
+                CreateAccountRequest {
+                    username: req.username,
+                    nickname: nickname.clone(),
+                    password_hash,
+                    created_at_ms: self.now_ms(),
+                },
+            )
+            .await
+            .map_err(|status| match status.code {
+                Code::AlreadyExists => Status::new(Code::AlreadyExists, "username is taken"),
+                _ => status,
+            })?;
+        // The account enters the user's sync stream at its first version, so every device's
+        // first sync delivers the profile.
+        self.set_nickname(ctx, account.user_id, nickname).await?;
+        metrics::counter!("missive_registrations_total").increment(1);
+        Ok(RegisterResponse {
+            user_id: account.user_id,
+        })
+    }
+
+    /// Writes a nickname under the user's next version; returns the profile and version.
+    async fn set_nickname(
+        &self,
+        ctx: &Ctx,
+        user_id: u64,
+        nickname: String,
+    ) -> Result<(Profile, u64), Status> {
+        let _guards = self.locks.lock(&[user_id]).await;
+        let version = self
+            .deps
+            .seq
+            .alloc(ctx, AllocRequest { user_id, count: 1 })
+            .await?
+            .first;
+        let account = self
+            .deps
+            .accounts
+            .update_nickname(
+                ctx,
+                UpdateNicknameRequest {
+                    user_id,
+                    nickname,
+                    version,
+                },
+            )
+            .await?;
+        Ok((profile_of(&account), version))
+    }
+
+    pub(crate) async fn login_device(
+        &self,
+        ctx: &Ctx,
+        req: LoginRequest,
+    ) -> Result<LoginResponse, Status> {
+        validate::display_name(
+            "device_name",
+            &req.device_name,
+            validate::DEVICE_NAME_CHARS_MAX,
+        )?;
+        if req.password.len() > validate::PASSWORD_BYTES_MAX {
+            return Err(invalid_credentials());
+        }
+        let account = self
+            .deps
+            .accounts
+            .get_by_name(
+                ctx,
+                UsernameRef {
+                    username: req.username,
+                },
+            )
+            .await
+            .map_err(|status| match status.code {
+                Code::NotFound => invalid_credentials(),
+                _ => status,
+            })?;
+        let stored = account.password_hash.clone();
+        let password = req.password;
+        let matches = self
+            .blocking_hash(move |argon| {
+                PasswordHash::new(&stored)
+                    .map(|hash| argon.verify_password(password.as_bytes(), &hash).is_ok())
+                    .unwrap_or(false)
+            })
+            .await?;
+        if !matches || account.disabled {
+            return Err(invalid_credentials());
+        }
+        let mut raw = [0u8; TOKEN_BYTES];
+        rand::rng().fill_bytes(&mut raw);
+        let token = URL_SAFE_NO_PAD.encode(raw);
+        let device_name = if req.device_name.is_empty() {
+            "unnamed".to_string()
+        } else {
+            req.device_name
+        };
+        let session = self
+            .deps
+            .accounts
+            .create_session(
+                ctx,
+                CreateSessionRequest {
+                    user_id: account.user_id,
+                    device_name,
+                    token_hash: token_hash(&token).to_vec(),
+                    created_at_ms: self.now_ms(),
+                },
+            )
+            .await?;
+        metrics::counter!("missive_logins_total").increment(1);
+        Ok(LoginResponse {
+            user_id: account.user_id,
+            device_id: session.device_id,
+            token,
+        })
+    }
+
+    pub(crate) async fn logout_device(&self, ctx: &Ctx) -> Result<LogoutResponse, Status> {
+        let caller = ctx.caller()?;
+        self.deps
+            .accounts
+            .revoke_session(
+                ctx,
+                RevokeSessionRequest {
+                    user_id: caller.user_id,
+                    device_id: caller.device_id,
+                    at_ms: self.now_ms(),
+                },
+            )
+            .await?;
+        self.auth
+            .sessions
+            .lock()
+            .expect("session cache")
+            .retain(|_, s| !(s.user_id == caller.user_id && s.device_id == caller.device_id));
+        Ok(LogoutResponse {})
+    }
+
+    pub(crate) async fn profile(
+        &self,
+        ctx: &Ctx,
+        req: GetProfileRequest,
+    ) -> Result<GetProfileResponse, Status> {
+        let caller = ctx.caller()?;
+        let account = if req.username.is_empty() {
+            self.deps
+                .accounts
+                .get_by_id(
+                    ctx,
+                    UserRef {
+                        user_id: caller.user_id,
+                    },
+                )
+                .await?
+        } else {
+            self.deps
+                .accounts
+                .get_by_name(
+                    ctx,
+                    UsernameRef {
+                        username: req.username,
+                    },
+                )
+                .await
+                .map_err(|s| Status::new(s.code, "no such user"))?
+        };
+        Ok(GetProfileResponse {
+            profile: Some(profile_of(&account)),
+        })
+    }
+
+    pub(crate) async fn change_profile(
+        &self,
+        ctx: &Ctx,
+        req: UpdateProfileRequest,
+    ) -> Result<UpdateProfileResponse, Status> {
+        let caller = ctx.caller()?;
+        validate::display_name("nickname", &req.nickname, validate::NICKNAME_CHARS_MAX)?;
+        if req.nickname.is_empty() {
+            return Err(Status::invalid_argument("nickname must not be empty"));
+        }
+        let (profile, version) = self.set_nickname(ctx, caller.user_id, req.nickname).await?;
+        let target = NotifyTarget {
+            user_id: caller.user_id,
+            except_device_id: caller.device_id,
+            r#type: DataType::Account as i32,
+            version,
+        };
+        self.notify(ctx, vec![target]).await;
+        Ok(UpdateProfileResponse {
+            profile: Some(profile),
+            version,
+        })
+    }
+}

@@ -1,0 +1,224 @@
+//! The logic layer: the business services clients call (accounts, send, sync) and the basic
+//! services they share (the version allocator, notify fan-out through the access layer's
+//! `Push`, acknowledgement bookkeeping and garbage collection).
+//!
+//! Everything here talks to other tiers only through the service traits of `missive-proto`:
+//! it never opens a socket, never sees a frame or an HTTP request, and never knows which
+//! storage backend answers. Time comes from an injected [`Clock`].
+
+mod auth;
+mod janitor;
+mod locks;
+mod message;
+mod seq;
+mod sync;
+mod sync_key;
+mod validate;
+
+pub use auth::PasswordCost;
+pub use seq::SeqAllocator;
+pub use sync_key::{SyncKey, SyncKeyCodec, SyncKeyError};
+
+use missive_proto::client::*;
+use missive_proto::internal::{
+    AccountStore, AuthenticateRequest, ClientApi, ContactStore, MessageStore, NotifyRequest,
+    NotifyTarget, Push, Seq, SessionRecord,
+};
+use missive_rpc::{Ctx, Status};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Wall-clock milliseconds since the Unix epoch, injectable for tests.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    pub fn system() -> Self {
+        Clock(Arc::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0)
+        }))
+    }
+
+    pub fn from_fn(f: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        Clock(Arc::new(f))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+/// How long messages are held after every device of the recipient has acknowledged them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Deleted as soon as every device has acknowledged them.
+    UntilDelivered,
+    /// Kept this long after delivery (the default: 7 days).
+    After(Duration),
+    /// Never deleted.
+    Forever,
+}
+
+impl std::str::FromStr for Retention {
+    type Err = String;
+
+    /// `delivered`, `forever`, or a duration such as `7d`, `12h`, `30m`, `45s`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "delivered" => return Ok(Retention::UntilDelivered),
+            "forever" => return Ok(Retention::Forever),
+            _ => {}
+        }
+        let (number, unit) = text.split_at(text.len().saturating_sub(1));
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("bad retention {text:?}"))?;
+        let seconds = match unit {
+            "d" => number * 86_400,
+            "h" => number * 3_600,
+            "m" => number * 60,
+            "s" => number,
+            _ => return Err(format!("bad retention unit in {text:?} (use d, h, m or s)")),
+        };
+        Ok(Retention::After(Duration::from_secs(seconds)))
+    }
+}
+
+#[derive(Clone)]
+pub struct LogicConfig {
+    /// Signs SyncKeys; keep it across restarts or every client resyncs from scratch.
+    pub sync_key_secret: Vec<u8>,
+    pub password_cost: PasswordCost,
+    /// Password hashes computed at once at most (each takes one core for tens of ms).
+    pub hashing_concurrency: usize,
+    pub heartbeat_interval_s: u32,
+    pub sync_items_default: u32,
+    pub sync_items_max: u32,
+    pub retention: Retention,
+    /// How often acknowledgements are written and garbage is collected.
+    pub janitor_interval: Duration,
+    pub seq_step: u64,
+    pub clock: Clock,
+}
+
+impl Default for LogicConfig {
+    fn default() -> Self {
+        LogicConfig {
+            sync_key_secret: Vec::new(),
+            password_cost: PasswordCost::default(),
+            hashing_concurrency: 2,
+            heartbeat_interval_s: 30,
+            sync_items_default: 100,
+            sync_items_max: 500,
+            retention: Retention::After(Duration::from_secs(7 * 86_400)),
+            janitor_interval: Duration::from_secs(1),
+            seq_step: 10_000,
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// The services the logic layer calls.
+#[derive(Clone)]
+pub struct Deps {
+    pub accounts: Arc<dyn AccountStore>,
+    pub contacts: Arc<dyn ContactStore>,
+    pub messages: Arc<dyn MessageStore>,
+    pub seq: Arc<dyn Seq>,
+    pub push: Arc<dyn Push>,
+}
+
+/// The business services, behind the `ClientApi` trait that the access layer calls.
+pub struct Logic {
+    deps: Deps,
+    config: LogicConfig,
+    sync_keys: SyncKeyCodec,
+    locks: locks::UserLocks,
+    auth: auth::AuthState,
+    acks: janitor::AckBuffer,
+    names: message::NameCache,
+}
+
+impl Logic {
+    pub fn new(deps: Deps, config: LogicConfig) -> Arc<Logic> {
+        assert!(
+            !config.sync_key_secret.is_empty(),
+            "a sync key secret is required"
+        );
+        Arc::new(Logic {
+            sync_keys: SyncKeyCodec::new(&config.sync_key_secret),
+            locks: locks::UserLocks::new(4096),
+            auth: auth::AuthState::new(config.hashing_concurrency),
+            acks: janitor::AckBuffer::default(),
+            names: message::NameCache::default(),
+            deps,
+            config,
+        })
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.config.clock.now_ms()
+    }
+
+    /// Tells online devices that something newer than their key is waiting. A lost notify
+    /// costs only a delay (the client syncs at its next heartbeat or notify), so failures are
+    /// logged, never returned.
+    async fn notify(&self, ctx: &Ctx, targets: Vec<NotifyTarget>) {
+        let count = targets.len() as u64;
+        if let Err(status) = self.deps.push.notify(ctx, NotifyRequest { targets }).await {
+            tracing::warn!(request_id = ctx.request_id, %status, "notify failed");
+        } else {
+            metrics::counter!("missive_notify_requests_total").increment(count);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ClientApi for Logic {
+    async fn authenticate(
+        &self,
+        ctx: &Ctx,
+        req: AuthenticateRequest,
+    ) -> Result<SessionRecord, Status> {
+        self.authenticate_token(ctx, &req.token).await
+    }
+
+    async fn register(&self, ctx: &Ctx, req: RegisterRequest) -> Result<RegisterResponse, Status> {
+        self.register_account(ctx, req).await
+    }
+
+    async fn login(&self, ctx: &Ctx, req: LoginRequest) -> Result<LoginResponse, Status> {
+        self.login_device(ctx, req).await
+    }
+
+    async fn logout(&self, ctx: &Ctx, _: LogoutRequest) -> Result<LogoutResponse, Status> {
+        self.logout_device(ctx).await
+    }
+
+    async fn get_profile(
+        &self,
+        ctx: &Ctx,
+        req: GetProfileRequest,
+    ) -> Result<GetProfileResponse, Status> {
+        self.profile(ctx, req).await
+    }
+
+    async fn update_profile(
+        &self,
+        ctx: &Ctx,
+        req: UpdateProfileRequest,
+    ) -> Result<UpdateProfileResponse, Status> {
+        self.change_profile(ctx, req).await
+    }
+
+    async fn send(&self, ctx: &Ctx, req: SendRequest) -> Result<SendResponse, Status> {
+        self.send_message(ctx, req).await
+    }
+
+    async fn sync(&self, ctx: &Ctx, req: SyncRequest) -> Result<SyncResponse, Status> {
+        self.sync_changes(ctx, req).await
+    }
+}

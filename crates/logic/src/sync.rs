@@ -1,0 +1,110 @@
+//! Sync: every change newer than the presented SyncKey, in version order, in bounded batches.
+//!
+//! Presenting a key is the acknowledgement: the message version in it is recorded for the
+//! calling device, and once every device of the user has acknowledged a message, retention
+//! decides when it is deleted. No separate ACK command exists.
+
+use crate::Logic;
+use missive_proto::client::*;
+use missive_proto::internal::{ContactChangesRequest, InboxQuery, UserRef};
+use missive_rpc::{Code, Ctx, Status};
+
+impl Logic {
+    pub(crate) async fn sync_changes(
+        &self,
+        ctx: &Ctx,
+        req: SyncRequest,
+    ) -> Result<SyncResponse, Status> {
+        let caller = ctx.caller()?;
+        let mut key = self
+            .sync_keys
+            .open(&req.sync_key, caller.user_id)
+            .map_err(|e| Status::new(Code::BadSyncKey, e.to_string()))?;
+        let acknowledged = key.get(DataType::Message);
+        if acknowledged > 0 {
+            self.acks.record(
+                caller.user_id,
+                caller.device_id,
+                acknowledged,
+                self.now_ms(),
+            );
+        }
+        let limit = match req.limit {
+            0 => self.config.sync_items_default,
+            n => n.min(self.config.sync_items_max),
+        };
+
+        let mut items = Vec::new();
+        let mut more = false;
+        let account = self.deps.accounts.get_by_id(
+            ctx,
+            UserRef {
+                user_id: caller.user_id,
+            },
+        );
+        let account = account.await?;
+        if account.version > key.get(DataType::Account) {
+            items.push(SyncItem {
+                r#type: DataType::Account as i32,
+                version: account.version,
+                body: Some(sync_item::Body::Profile(Profile {
+                    user_id: account.user_id,
+                    username: account.username,
+                    nickname: account.nickname,
+                })),
+            });
+        }
+        let contacts = ContactChangesRequest {
+            user_id: caller.user_id,
+            after_version: key.get(DataType::Contact),
+            limit: limit + 1,
+        };
+        let contacts = self.deps.contacts.changes(ctx, contacts).await?.entries;
+        more |= contacts.len() > limit as usize;
+        items.extend(
+            contacts
+                .into_iter()
+                .take(limit as usize)
+                .map(|entry| SyncItem {
+                    r#type: DataType::Contact as i32,
+                    version: entry.version,
+                    body: entry.contact.map(sync_item::Body::Contact),
+                }),
+        );
+        let inbox = InboxQuery {
+            user_id: caller.user_id,
+            after_version: key.get(DataType::Message),
+            limit,
+        };
+        let inbox = self.deps.messages.read_inbox(ctx, inbox).await?;
+        more |= inbox.more;
+        items.extend(inbox.items.into_iter().map(|item| SyncItem {
+            r#type: DataType::Message as i32,
+            version: item.version,
+            body: item.message.map(sync_item::Body::Message),
+        }));
+
+        // One batch, oldest first; what does not fit waits for the next call, and the key
+        // advances only past what is delivered.
+        items.sort_by_key(|item| item.version);
+        if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            more = true;
+        }
+        let mut delivered_messages = 0u64;
+        for item in &items {
+            let data_type = DataType::try_from(item.r#type).unwrap_or(DataType::Unspecified);
+            key.advance(data_type, item.version);
+            delivered_messages += u64::from(data_type == DataType::Message);
+        }
+        metrics::counter!("missive_sync_calls_total").increment(1);
+        metrics::counter!("missive_sync_items_total").increment(items.len() as u64);
+        metrics::counter!("missive_messages_delivered_total", "kind" => "text")
+            .increment(delivered_messages);
+        Ok(SyncResponse {
+            items,
+            sync_key: self.sync_keys.seal(&key),
+            more,
+        })
+    }
+}
