@@ -1,0 +1,123 @@
+//! The one command table that serves every transport.
+
+use bytes::Bytes;
+use missive_proto::Command;
+use missive_proto::client::*;
+use missive_proto::internal::ClientApi;
+use missive_rpc::{Code, Ctx, Status};
+use prost::Message;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How a request body is encoded (the answer uses the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Protobuf,
+    Json,
+}
+
+pub struct Dispatcher {
+    api: Arc<dyn ClientApi>,
+    next_request_id: AtomicU64,
+}
+
+impl Dispatcher {
+    pub fn new(api: Arc<dyn ClientApi>) -> Self {
+        Dispatcher { api, next_request_id: AtomicU64::new(1) }
+    }
+
+    pub fn api(&self) -> &Arc<dyn ClientApi> {
+        &self.api
+    }
+
+    pub fn request_id(&self) -> u64 {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs one command. `Auth` and `Notify` belong to the long link and are refused here.
+    pub async fn dispatch(
+        &self,
+        ctx: &Ctx,
+        command: Command,
+        body: &[u8],
+        format: Format,
+    ) -> Result<Bytes, Status> {
+        let api = &self.api;
+        let started = std::time::Instant::now();
+        let result = match command {
+            Command::Ping => {
+                unary(body, format, |_: PingRequest| async {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as i64)
+                        .unwrap_or(0);
+                    Ok(PingResponse { server_time_ms: now })
+                })
+                .await
+            }
+            Command::Register => unary(body, format, |r| api.register(ctx, r)).await,
+            Command::Login => unary(body, format, |r| api.login(ctx, r)).await,
+            Command::Logout => unary(body, format, |r| api.logout(ctx, r)).await,
+            Command::GetProfile => unary(body, format, |r| api.get_profile(ctx, r)).await,
+            Command::UpdateProfile => unary(body, format, |r| api.update_profile(ctx, r)).await,
+            Command::Send => unary(body, format, |r| api.send(ctx, r)).await,
+            Command::Sync => unary(body, format, |r| api.sync(ctx, r)).await,
+            Command::Auth => {
+                Err(Status::new(Code::FailedPrecondition, "auth is a long-link command"))
+            }
+            Command::Notify => {
+                Err(Status::new(Code::UnknownCommand, "notify is sent by the server only"))
+            }
+        };
+        let code = result.as_ref().err().map_or(Code::Ok, |s| s.code);
+        metrics::counter!("missive_requests_total", "command" => command.name(), "code" => code.as_str())
+            .increment(1);
+        metrics::histogram!("missive_request_duration_seconds", "command" => command.name())
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+/// Decodes the request, runs the handler, encodes the answer.
+pub async fn unary<Req, Resp, F, Fut>(body: &[u8], format: Format, handler: F) -> Result<Bytes, Status>
+where
+    Req: Message + Default + DeserializeOwned,
+    Resp: Message + Serialize,
+    F: FnOnce(Req) -> Fut,
+    Fut: Future<Output = Result<Resp, Status>>,
+{
+    let request = decode::<Req>(body, format)?;
+    let response = handler(request).await?;
+    Ok(encode(&response, format))
+}
+
+pub fn decode<T: Message + Default + DeserializeOwned>(body: &[u8], format: Format) -> Result<T, Status> {
+    match format {
+        Format::Protobuf => T::decode(body)
+            .map_err(|e| Status::new(Code::BadRequest, format!("body does not decode: {e}"))),
+        // An empty JSON body means an empty message, as an empty protobuf body does.
+        Format::Json if body.iter().all(u8::is_ascii_whitespace) => Ok(T::default()),
+        Format::Json => serde_json::from_slice(body)
+            .map_err(|e| Status::new(Code::BadRequest, format!("body is not valid JSON: {e}"))),
+    }
+}
+
+pub fn encode<T: Message + Serialize>(message: &T, format: Format) -> Bytes {
+    match format {
+        Format::Protobuf => Bytes::from(message.encode_to_vec()),
+        Format::Json => Bytes::from(serde_json::to_vec(message).expect("messages serialize")),
+    }
+}
+
+/// The body of an error answer.
+pub fn error_body(status: &Status, format: Format) -> Bytes {
+    let error = Error {
+        code: u32::from(status.code as u16),
+        name: status.code.as_str().to_string(),
+        message: status.message.clone(),
+    };
+    encode(&error, format)
+}

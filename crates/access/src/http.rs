@@ -1,0 +1,155 @@
+//! The HTTP short link (`POST /v1/<command>`) and the WebSocket long link (`GET /ws`).
+
+use crate::dispatch::{self, Format};
+use crate::link::{self, LinkError};
+use crate::tcp::LinkServer;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::{SinkExt, StreamExt};
+use missive_proto::Command;
+use missive_proto::frame::{Frame, HEADER_BYTES};
+use missive_proto::internal::AuthenticateRequest;
+use missive_rpc::{Caller, Code, Ctx, Status};
+use tokio_util::sync::CancellationToken;
+
+pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+/// The header that carries the status code name of an error answer.
+pub const CODE_HEADER: &str = "x-missive-code";
+/// WebSocket messages above the frame limit by more than this are cut off by the WebSocket
+/// layer itself; up to it, they get a precise FRAME_TOO_LARGE answer.
+const WS_MESSAGE_SLACK_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+struct HttpState {
+    links: LinkServer,
+    shutdown: CancellationToken,
+}
+
+/// The router of the short link and the WebSocket long link.
+pub fn router(links: LinkServer, shutdown: CancellationToken) -> Router {
+    let body_max = links.config().frame_body_bytes_max as usize;
+    Router::new()
+        .route("/v1/{command}", post(short_link))
+        .route("/ws", get(websocket))
+        .layer(DefaultBodyLimit::max(body_max))
+        .with_state(HttpState { links, shutdown })
+}
+
+fn format_of(headers: &HeaderMap) -> Format {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    match content_type {
+        Some(t) if t.starts_with(JSON_CONTENT_TYPE) => Format::Json,
+        _ => Format::Protobuf,
+    }
+}
+
+fn answer(result: Result<Bytes, Status>, format: Format) -> Response {
+    let content_type = match format {
+        Format::Json => JSON_CONTENT_TYPE,
+        Format::Protobuf => PROTOBUF_CONTENT_TYPE,
+    };
+    match result {
+        Ok(body) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(status) => {
+            let http = StatusCode::from_u16(status.code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = (http, dispatch::error_body(&status, format)).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            headers.insert(CODE_HEADER, HeaderValue::from_static(status.code.as_str()));
+            response
+        }
+    }
+}
+
+async fn short_link(
+    State(state): State<HttpState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let format = format_of(&headers);
+    let result = short_link_call(&state, &name, &headers, &body, format).await;
+    answer(result, format)
+}
+
+async fn short_link_call(
+    state: &HttpState,
+    name: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    format: Format,
+) -> Result<Bytes, Status> {
+    let command = Command::from_name(name)
+        .ok_or_else(|| Status::new(Code::UnknownCommand, format!("unknown command {name:?}")))?;
+    let shared = state.links.shared();
+    let dispatcher = &shared.dispatcher;
+    let mut ctx =
+        Ctx::new(dispatcher.request_id()).with_timeout(shared.config.request_timeout);
+    if !command.allowed_anonymous() {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| Status::new(Code::Unauthenticated, "missing bearer token"))?;
+        let request = AuthenticateRequest { token: token.trim().to_string() };
+        let session = dispatcher.api().authenticate(&ctx, request).await?;
+        ctx.caller = Some(Caller {
+            user_id: session.user_id,
+            device_id: session.device_id,
+            protocol_version: 1,
+        });
+    }
+    tokio::time::timeout(shared.config.request_timeout, dispatcher.dispatch(&ctx, command, body, format))
+        .await
+        .unwrap_or_else(|_| Err(Status::new(Code::DeadlineExceeded, "request timed out")))
+}
+
+async fn websocket(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -> Response {
+    let Some(slot) = state.links.try_slot() else {
+        metrics::counter!("missive_connections_refused_total").increment(1);
+        return answer(Err(Status::new(Code::Overloaded, "connection limit reached")), Format::Json);
+    };
+    let config = state.links.config().clone();
+    let max = config.frame_body_bytes_max;
+    let message_max = HEADER_BYTES + max as usize + WS_MESSAGE_SLACK_BYTES;
+    upgrade
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(message_max)
+        .max_frame_size(message_max)
+        .on_upgrade(move |socket: WebSocket| {
+            let shared = state.links.shared().clone();
+            let tracker = state.links.tracker().clone();
+            let shutdown = state.shutdown.clone();
+            tracker.track_future(async move {
+                let (sink, stream) = socket.split();
+                let until_close = stream.take_while(|message| {
+                    std::future::ready(!matches!(message, Ok(WsMessage::Close(_))))
+                });
+                let reader = until_close.filter_map(move |message| async move {
+                    match message {
+                        Ok(WsMessage::Binary(bytes)) => {
+                            Some(Frame::decode_exact(&bytes, max).map_err(LinkError::from))
+                        }
+                        Ok(WsMessage::Text(_)) => Some(Err(LinkError::NotBinary)),
+                        // Pings are answered by the WebSocket layer itself.
+                        Ok(_) => None,
+                        Err(error) => Some(Err(LinkError::Transport(error.to_string()))),
+                    }
+                });
+                let reader = Box::pin(reader);
+                let writer = sink.with(|frame: Frame| async move {
+                    Ok::<_, axum::Error>(WsMessage::Binary(frame.to_bytes()))
+                });
+                link::serve(shared, "websocket", reader, Box::pin(writer), shutdown).await;
+                drop(slot);
+            })
+        })
+}

@@ -1,0 +1,64 @@
+//! The access layer: holds client connections and nothing else.
+//!
+//! The long link (raw TCP, and WebSocket carrying the same frames) takes requests and pushes
+//! notifies; the short link (HTTP, `POST /v1/<command>`) takes requests only. Both decode a
+//! command and hand it to one dispatch table ([`dispatch`]), which calls the logic layer through
+//! the `ClientApi` service trait. The connection [`registry`] implements the `Push` service
+//! that the logic layer calls to reach online devices.
+//!
+//! This crate owns sockets, frames, per-connection limits and timeouts. It holds no business
+//! rule and never touches storage.
+
+pub mod dispatch;
+pub mod http;
+mod link;
+pub mod registry;
+pub mod tcp;
+
+pub use dispatch::Dispatcher;
+pub use registry::Registry;
+
+use std::time::Duration;
+
+/// Limits and timeouts of the access layer.
+#[derive(Debug, Clone)]
+pub struct AccessConfig {
+    /// Largest frame body (and HTTP body) accepted; larger ones are refused.
+    pub frame_body_bytes_max: u32,
+    /// Long-link connections held at once at most, over all transports.
+    pub connections_max: usize,
+    /// A long link must authenticate within this time of connecting.
+    pub auth_timeout: Duration,
+    /// Told to clients; a connection silent for three intervals is closed.
+    pub heartbeat_interval: Duration,
+    /// Responses queued for one connection at most; the connection's reads wait beyond it.
+    pub send_queue_frames_max: usize,
+    /// A write to a client that takes longer than this closes the connection.
+    pub write_timeout: Duration,
+    /// Deadline of one request inside the server.
+    pub request_timeout: Duration,
+    /// How long a graceful shutdown waits for connections to finish their last request.
+    pub drain_timeout: Duration,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            frame_body_bytes_max: missive_proto::frame::BODY_BYTES_MAX_DEFAULT,
+            connections_max: 100_000,
+            auth_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(30),
+            send_queue_frames_max: 64,
+            write_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl AccessConfig {
+    /// Silence after which a long link is considered dead and closed.
+    pub fn idle_timeout(&self) -> Duration {
+        self.heartbeat_interval * 3
+    }
+}

@@ -1,0 +1,280 @@
+//! One long-link connection, whatever carries its frames (TCP or WebSocket).
+//!
+//! The reader side runs requests one at a time, in order, so a connection never has more than
+//! one request in the logic layer; its answers and the pushes go through a writer task with a
+//! bounded queue. A connection that does not authenticate in time, stays silent for three
+//! heartbeat intervals (a stall in the middle of a frame counts as silence), sends a malformed
+//! or oversized frame, or does not take its writes in time is closed, alone.
+
+use crate::AccessConfig;
+use crate::dispatch::{self, Dispatcher, Format};
+use crate::registry::{Connection, Registration, Registry};
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use missive_proto::Command;
+use missive_proto::client::{AuthRequest, AuthResponse, Notify};
+use missive_proto::frame::{Frame, FrameError, Kind};
+use missive_rpc::{Caller, Code, Ctx, Status};
+use prost::Message;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_util::sync::CancellationToken;
+
+/// The protocol versions this server speaks.
+pub const PROTOCOL_VERSIONS: std::ops::RangeInclusive<u32> = 1..=1;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LinkError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("websocket text messages are not frames")]
+    NotBinary,
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+/// What every connection of a node shares.
+pub(crate) struct LinkShared {
+    pub dispatcher: Arc<Dispatcher>,
+    pub registry: Arc<Registry>,
+    pub config: AccessConfig,
+}
+
+enum Flow {
+    Continue,
+    Close(&'static str),
+}
+
+struct Link<'a> {
+    shared: &'a LinkShared,
+    transport: &'static str,
+    caller: Option<Caller>,
+    registration: Option<Registration>,
+    announce: watch::Sender<Option<Arc<Connection>>>,
+}
+
+/// Serves one connection until the peer leaves, it misbehaves, or `shutdown` fires.
+pub(crate) async fn serve<R, W>(
+    shared: Arc<LinkShared>,
+    transport: &'static str,
+    mut reader: R,
+    writer: W,
+    shutdown: CancellationToken,
+) where
+    R: Stream<Item = Result<Frame, LinkError>> + Unpin + Send,
+    W: Sink<Frame> + Unpin + Send + 'static,
+    W::Error: std::fmt::Display,
+{
+    let config = &shared.config;
+    let (queue, queued) = mpsc::channel(config.send_queue_frames_max);
+    let (announce, announced) = watch::channel(None);
+    let writer = tokio::spawn(write_loop(writer, queued, announced, config.write_timeout));
+    let gauge = metrics::gauge!("missive_connections", "transport" => transport);
+    gauge.increment(1.0);
+
+    let mut link = Link { shared: &shared, transport, caller: None, registration: None, announce };
+    let auth_deadline = Instant::now() + config.auth_timeout;
+    let mut deadline = auth_deadline;
+    let reason = loop {
+        let next = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break "server shutting down",
+            next = timeout_at(deadline, reader.next()) => next,
+        };
+        let frame = match next {
+            Err(_) if link.caller.is_none() => break "not authenticated in time",
+            Err(_) => break "idle past three heartbeat intervals",
+            Ok(None) => break "closed by peer",
+            Ok(Some(Err(LinkError::Transport(error)))) => {
+                tracing::debug!(transport, %error, "transport error");
+                break "transport error";
+            }
+            Ok(Some(Err(error))) => {
+                tracing::info!(transport, %error, "refusing bad frame");
+                let _ = queue.send(refusal(&error)).await;
+                break "bad frame";
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if frame.kind != Kind::Request {
+            let status = Status::new(Code::BadFrame, "clients send request frames only");
+            let _ = queue.send(error_frame(frame.command, frame.seq, &status)).await;
+            break "bad frame kind";
+        }
+        let (response, flow) = link.handle(frame).await;
+        if queue.send(response).await.is_err() {
+            break "writer stopped";
+        }
+        if let Flow::Close(reason) = flow {
+            break reason;
+        }
+        deadline = if link.caller.is_some() {
+            Instant::now() + config.idle_timeout()
+        } else {
+            auth_deadline
+        };
+    };
+    tracing::debug!(transport, user_id = link.caller.map(|c| c.user_id), reason, "closing link");
+    // The queue closes first, so the writer never sees the announce channel close alone.
+    drop(queue);
+    drop(link);
+    // The writer sends what is queued (the answer to the last request), then closes.
+    if timeout(config.drain_timeout, writer).await.is_err() {
+        tracing::debug!(transport, "writer did not drain in time");
+    }
+    gauge.decrement(1.0);
+}
+
+impl Link<'_> {
+    async fn handle(&mut self, frame: Frame) -> (Frame, Flow) {
+        let Some(command) = Command::from_u16(frame.command) else {
+            let status = Status::new(
+                Code::UnknownCommand,
+                format!("unknown command {}", frame.command),
+            );
+            return (error_frame(frame.command, frame.seq, &status), Flow::Continue);
+        };
+        let config = &self.shared.config;
+        let dispatcher = &self.shared.dispatcher;
+        let mut ctx = Ctx::new(dispatcher.request_id()).with_timeout(config.request_timeout);
+        ctx.caller = self.caller;
+        let result = if command == Command::Auth {
+            self.authenticate(&ctx, &frame.body).await
+        } else if self.caller.is_none() && !command.allowed_anonymous() {
+            Err(Status::new(Code::Unauthenticated, "authenticate first"))
+        } else {
+            timeout(config.request_timeout, dispatcher.dispatch(&ctx, command, &frame.body, Format::Protobuf))
+                .await
+                .unwrap_or_else(|_| Err(Status::new(Code::DeadlineExceeded, "request timed out")))
+        };
+        match result {
+            Ok(body) => {
+                let flow = if command == Command::Logout {
+                    Flow::Close("logged out")
+                } else {
+                    Flow::Continue
+                };
+                (Frame::response(frame.command, frame.seq, 0, body), flow)
+            }
+            Err(status) => {
+                if status.code == Code::Internal {
+                    tracing::error!(request_id = ctx.request_id, command = command.name(), %status, "request failed");
+                }
+                (error_frame(frame.command, frame.seq, &status), Flow::Continue)
+            }
+        }
+    }
+
+    async fn authenticate(&mut self, ctx: &Ctx, body: &[u8]) -> Result<Bytes, Status> {
+        if self.caller.is_some() {
+            return Err(Status::new(Code::FailedPrecondition, "already authenticated"));
+        }
+        let request: AuthRequest = dispatch::decode(body, Format::Protobuf)?;
+        let protocol_version = request.protocol_version.max(1);
+        if !PROTOCOL_VERSIONS.contains(&protocol_version) {
+            return Err(Status::new(
+                Code::FailedPrecondition,
+                format!("protocol version {protocol_version} is not supported"),
+            ));
+        }
+        let request = missive_proto::internal::AuthenticateRequest { token: request.token };
+        let session = self.shared.dispatcher.api().authenticate(ctx, request).await?;
+        let caller = Caller {
+            user_id: session.user_id,
+            device_id: session.device_id,
+            protocol_version,
+        };
+        let registration = self.shared.registry.register(caller.user_id, caller.device_id);
+        let _ = self.announce.send(Some(registration.connection.clone()));
+        self.registration = Some(registration);
+        self.caller = Some(caller);
+        tracing::debug!(transport = self.transport, user_id = caller.user_id, device_id = caller.device_id, "authenticated");
+        let heartbeat_interval_s = self.shared.config.heartbeat_interval.as_secs() as u32;
+        Ok(Bytes::from(
+            AuthResponse {
+                user_id: caller.user_id,
+                device_id: caller.device_id,
+                heartbeat_interval_s,
+            }
+            .encode_to_vec(),
+        ))
+    }
+}
+
+fn error_frame(command: u16, seq: u32, status: &Status) -> Frame {
+    Frame::response(command, seq, status.code as u16, dispatch::error_body(status, Format::Protobuf))
+}
+
+/// The answer to a frame that cannot be served; the connection closes after it.
+fn refusal(error: &LinkError) -> Frame {
+    match error {
+        LinkError::Frame(FrameError::TooLarge { header, max }) => error_frame(
+            header.command,
+            header.seq,
+            &Status::new(Code::FrameTooLarge, format!("frame body exceeds {max} bytes")),
+        ),
+        other => error_frame(0, 0, &Status::new(Code::BadFrame, other.to_string())),
+    }
+}
+
+async fn write_loop<W>(
+    mut sink: W,
+    mut queued: mpsc::Receiver<Frame>,
+    mut announced: watch::Receiver<Option<Arc<Connection>>>,
+    write_timeout: std::time::Duration,
+) where
+    W: Sink<Frame> + Unpin,
+    W::Error: std::fmt::Display,
+{
+    loop {
+        let connection = announced.borrow().clone();
+        let frames = tokio::select! {
+            biased;
+            frame = queued.recv() => match frame {
+                Some(frame) => vec![frame],
+                None => break,
+            },
+            () = wait_for_notify(connection.as_deref()) => {
+                let connection = connection.expect("notified only when registered");
+                let pending = connection.take_pending();
+                metrics::counter!("missive_notify_pushes_total").increment(pending.len() as u64);
+                pending
+                    .into_iter()
+                    .map(|(r#type, version)| {
+                        let body = Notify { r#type, version }.encode_to_vec();
+                        Frame::push(Command::Notify as u16, Bytes::from(body))
+                    })
+                    .collect()
+            },
+            changed = announced.changed() => {
+                if changed.is_err() {
+                    // The reader is gone; the queue closes right after.
+                    announced.mark_unchanged();
+                }
+                continue;
+            }
+        };
+        for frame in frames {
+            match timeout(write_timeout, sink.send(frame)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "write failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!("client does not take its writes; closing");
+                    return;
+                }
+            }
+        }
+    }
+    let _ = timeout(write_timeout, sink.close()).await;
+}
+
+async fn wait_for_notify(connection: Option<&Connection>) {
+    match connection {
+        Some(connection) => connection.notified().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,98 @@
+//! The raw-TCP long link.
+
+use crate::link::{self, LinkError, LinkShared};
+use crate::{AccessConfig, Dispatcher, Registry};
+use futures_util::StreamExt;
+use missive_proto::frame::{CodecError, FrameCodec};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Bytes read from a socket at a time; frames larger than this grow the buffer as needed.
+const READ_BUFFER_BYTES: usize = 4096;
+
+/// What one node's long links share, over every listener.
+#[derive(Clone)]
+pub struct LinkServer {
+    shared: Arc<LinkShared>,
+    /// Bounds the connections held at once over all long-link transports.
+    slots: Arc<Semaphore>,
+    tasks: TaskTracker,
+}
+
+impl LinkServer {
+    pub fn new(dispatcher: Arc<Dispatcher>, registry: Arc<Registry>, config: AccessConfig) -> Self {
+        let slots = Arc::new(Semaphore::new(config.connections_max));
+        LinkServer {
+            shared: Arc::new(LinkShared { dispatcher, registry, config }),
+            slots,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    pub fn config(&self) -> &AccessConfig {
+        &self.shared.config
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<LinkShared> {
+        &self.shared
+    }
+
+    pub(crate) fn try_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
+    }
+
+    pub(crate) fn tracker(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    /// Waits (up to the drain timeout) for every connection to finish after shutdown.
+    pub async fn drain(&self) {
+        self.tasks.close();
+        if tokio::time::timeout(self.shared.config.drain_timeout, self.tasks.wait()).await.is_err() {
+            tracing::warn!(left = self.tasks.len(), "connections still open after drain timeout");
+        }
+    }
+
+    /// Accepts TCP long links until `shutdown` fires; each connection closes on it too.
+    pub async fn run_tcp(&self, listener: TcpListener, shutdown: CancellationToken) {
+        loop {
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors and the like: pause rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Some(slot) = self.try_slot() else {
+                tracing::warn!(%peer, "connection limit reached; refusing");
+                metrics::counter!("missive_connections_refused_total").increment(1);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let shared = self.shared.clone();
+            let shutdown = shutdown.clone();
+            let max = shared.config.frame_body_bytes_max;
+            self.tasks.spawn(async move {
+                let (read, write) = stream.into_split();
+                let reader = FramedRead::with_capacity(read, FrameCodec::new(max), READ_BUFFER_BYTES)
+                    .map(|r| r.map_err(|e| match e {
+                        CodecError::Frame(e) => LinkError::Frame(e),
+                        CodecError::Io(e) => LinkError::Transport(e.to_string()),
+                    }));
+                let writer = FramedWrite::new(write, FrameCodec::new(max));
+                link::serve(shared, "tcp", reader, writer, shutdown).await;
+                drop(slot);
+            });
+        }
+    }
+}

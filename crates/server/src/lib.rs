@@ -1,0 +1,112 @@
+//! The Missive server: wires the tiers together and runs them until shutdown.
+//!
+//! In the all-in-one default every tier runs in this process and calls the next through its
+//! service trait directly: the access layer's dispatcher calls the logic layer's `ClientApi`,
+//! the logic layer calls the embedded store's data-access services and the access layer's
+//! `Push`. This crate owns configuration, listeners, the admin endpoint and process signals;
+//! it holds no business logic.
+
+mod admin;
+pub mod settings;
+
+use anyhow::Context as _;
+use missive_access::http;
+use missive_access::tcp::LinkServer;
+use missive_access::{Dispatcher, Registry};
+use missive_logic::{Deps, Logic, LogicConfig, SeqAllocator};
+use missive_storage_embedded::{EmbeddedStore, StoreConfig};
+use settings::Settings;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The addresses actually bound (ports chosen by the system when 0 was asked for).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub tcp: SocketAddr,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// Runs the server until `shutdown` is cancelled, then drains connections and returns.
+/// `on_bound` hears the listening addresses once every listener is up.
+pub async fn run(
+    settings: Settings,
+    shutdown: CancellationToken,
+    on_bound: impl FnOnce(Bound),
+) -> anyhow::Result<()> {
+    let metrics = admin::install_metrics();
+    let mut store_config = StoreConfig::new(&settings.data);
+    store_config.durability = settings.durability;
+    let store = Arc::new(EmbeddedStore::open(store_config).context("opening the embedded store")?);
+    let secret = settings::load_or_create_secret(&settings.data)?;
+
+    let registry = Registry::new();
+    let seq = Arc::new(SeqAllocator::new(store.clone(), settings.seq_step));
+    let deps = Deps {
+        accounts: store.clone(),
+        contacts: store.clone(),
+        messages: store.clone(),
+        seq,
+        push: registry.clone(),
+    };
+    let logic = Logic::new(
+        deps,
+        LogicConfig {
+            sync_key_secret: secret,
+            password_cost: settings.password_cost(),
+            heartbeat_interval_s: settings.heartbeat_interval_s,
+            retention: settings.retention,
+            ..LogicConfig::default()
+        },
+    );
+    let dispatcher = Arc::new(Dispatcher::new(logic.clone()));
+    let links = LinkServer::new(dispatcher, registry, settings.access_config());
+
+    let tcp = TcpListener::bind(settings.tcp).await.with_context(|| format!("binding {}", settings.tcp))?;
+    let http_listener =
+        TcpListener::bind(settings.http).await.with_context(|| format!("binding {}", settings.http))?;
+    let admin_listener =
+        TcpListener::bind(settings.admin).await.with_context(|| format!("binding {}", settings.admin))?;
+    let bound = Bound {
+        tcp: tcp.local_addr()?,
+        http: http_listener.local_addr()?,
+        admin: admin_listener.local_addr()?,
+    };
+
+    let janitor = tokio::spawn(logic.clone().run_janitor(shutdown.clone().cancelled_owned()));
+    let tcp_task = tokio::spawn({
+        let links = links.clone();
+        let shutdown = shutdown.clone();
+        async move { links.run_tcp(tcp, shutdown).await }
+    });
+    let http_task = tokio::spawn(serve_router(
+        http_listener,
+        http::router(links.clone(), shutdown.clone()),
+        shutdown.clone(),
+    ));
+    let admin_task =
+        tokio::spawn(serve_router(admin_listener, admin::router(metrics), shutdown.clone()));
+    tracing::info!(tcp = %bound.tcp, http = %bound.http, admin = %bound.admin, data = %settings.data.display(), "missive serving");
+    on_bound(bound);
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: draining connections");
+    let _ = tcp_task.await;
+    links.drain().await;
+    let _ = http_task.await;
+    let _ = admin_task.await;
+    let _ = janitor.await;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+async fn serve_router(listener: TcpListener, router: axum::Router, shutdown: CancellationToken) {
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    if let Err(error) = served {
+        tracing::error!(%error, "http server failed");
+    }
+}

@@ -1,0 +1,115 @@
+//! Server settings: zero-config defaults, overridable by flags or `MISSIVE_*` variables.
+
+use anyhow::Context as _;
+use clap::Args;
+use missive_access::AccessConfig;
+use missive_logic::{PasswordCost, Retention};
+use missive_storage_embedded::Durability;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Data directory of the embedded store.
+    #[arg(long, env = "MISSIVE_DATA", default_value = "missive-data")]
+    pub data: PathBuf,
+    /// Long link over raw TCP.
+    #[arg(long, env = "MISSIVE_TCP", default_value = "127.0.0.1:7300")]
+    pub tcp: SocketAddr,
+    /// Short link (`/v1/<command>`) and WebSocket long link (`/ws`).
+    #[arg(long, env = "MISSIVE_HTTP", default_value = "127.0.0.1:7380")]
+    pub http: SocketAddr,
+    /// Health and Prometheus metrics (`/healthz`, `/metrics`).
+    #[arg(long, env = "MISSIVE_ADMIN", default_value = "127.0.0.1:7390")]
+    pub admin: SocketAddr,
+    /// What an acknowledged send survives: `process` (a crash of the process) or `power-loss`
+    /// (fsync at every group commit).
+    #[arg(long, env = "MISSIVE_DURABILITY", default_value = "process", value_parser = parse_durability)]
+    pub durability: Durability,
+    /// How long messages are kept after every device received them: `delivered`, `forever`,
+    /// or a duration such as `7d`, `12h`.
+    #[arg(long, env = "MISSIVE_RETENTION", default_value = "7d")]
+    pub retention: Retention,
+    /// Heartbeat interval told to clients; silence for three intervals closes a connection.
+    #[arg(long, env = "MISSIVE_HEARTBEAT_INTERVAL_S", default_value_t = 30)]
+    pub heartbeat_interval_s: u32,
+    /// Seconds a new long link has to authenticate.
+    #[arg(long, env = "MISSIVE_AUTH_TIMEOUT_S", default_value_t = 10)]
+    pub auth_timeout_s: u64,
+    /// Largest frame body accepted, in bytes.
+    #[arg(long, env = "MISSIVE_FRAME_BODY_BYTES_MAX", default_value_t = 1024 * 1024)]
+    pub frame_body_bytes_max: u32,
+    /// Long-link connections held at once at most.
+    #[arg(long, env = "MISSIVE_CONNECTIONS_MAX", default_value_t = 100_000)]
+    pub connections_max: usize,
+    /// Argon2id memory cost in KiB (lower only for tests and load runs).
+    #[arg(long, env = "MISSIVE_PASSWORD_MEMORY_KIB", default_value_t = 19 * 1024)]
+    pub password_memory_kib: u32,
+    /// Argon2id iterations (lower only for tests and load runs).
+    #[arg(long, env = "MISSIVE_PASSWORD_ITERATIONS", default_value_t = 2)]
+    pub password_iterations: u32,
+    /// How far the version allocator's persisted bound runs ahead.
+    #[arg(long, env = "MISSIVE_SEQ_STEP", default_value_t = 10_000)]
+    pub seq_step: u64,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "MISSIVE_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+fn parse_durability(text: &str) -> Result<Durability, String> {
+    match text {
+        "process" => Ok(Durability::Process),
+        "power-loss" => Ok(Durability::PowerLoss),
+        other => Err(format!("unknown durability {other:?} (use process or power-loss)")),
+    }
+}
+
+impl Settings {
+    pub fn password_cost(&self) -> PasswordCost {
+        PasswordCost { memory_kib: self.password_memory_kib, iterations: self.password_iterations }
+    }
+
+    pub fn access_config(&self) -> AccessConfig {
+        AccessConfig {
+            frame_body_bytes_max: self.frame_body_bytes_max,
+            connections_max: self.connections_max,
+            auth_timeout: Duration::from_secs(self.auth_timeout_s),
+            heartbeat_interval: Duration::from_secs(u64::from(self.heartbeat_interval_s.max(1))),
+            ..AccessConfig::default()
+        }
+    }
+}
+
+const SECRET_FILE: &str = "sync-key.secret";
+const SECRET_BYTES: usize = 32;
+
+/// The SyncKey signing secret, created at first start and kept in the data directory so
+/// that keys stay valid across restarts.
+pub fn load_or_create_secret(data: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data.join(SECRET_FILE);
+    match std::fs::read(&path) {
+        Ok(secret) if secret.len() == SECRET_BYTES => return Ok(secret),
+        Ok(_) => anyhow::bail!("{} is corrupt: expected {SECRET_BYTES} bytes", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let mut secret = vec![0u8; SECRET_BYTES];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+    let temporary = data.join(format!("{SECRET_FILE}.tmp"));
+    write_private(&temporary, &secret)?;
+    std::fs::rename(&temporary, &path).with_context(|| format!("creating {}", path.display()))?;
+    Ok(secret)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
