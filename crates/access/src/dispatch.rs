@@ -26,7 +26,10 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(api: Arc<dyn ClientApi>) -> Self {
-        Dispatcher { api, next_request_id: AtomicU64::new(1) }
+        Dispatcher {
+            api,
+            next_request_id: AtomicU64::new(1),
+        }
     }
 
     pub fn api(&self) -> &Arc<dyn ClientApi> {
@@ -54,7 +57,9 @@ impl Dispatcher {
                         .duration_since(std::time::UNIX_EPOCH)
                         .map(|d| d.as_millis() as i64)
                         .unwrap_or(0);
-                    Ok(PingResponse { server_time_ms: now })
+                    Ok(PingResponse {
+                        server_time_ms: now,
+                    })
                 })
                 .await
             }
@@ -65,12 +70,14 @@ impl Dispatcher {
             Command::UpdateProfile => unary(body, format, |r| api.update_profile(ctx, r)).await,
             Command::Send => unary(body, format, |r| api.send(ctx, r)).await,
             Command::Sync => unary(body, format, |r| api.sync(ctx, r)).await,
-            Command::Auth => {
-                Err(Status::new(Code::FailedPrecondition, "auth is a long-link command"))
-            }
-            Command::Notify => {
-                Err(Status::new(Code::UnknownCommand, "notify is sent by the server only"))
-            }
+            Command::Auth => Err(Status::new(
+                Code::FailedPrecondition,
+                "auth is a long-link command",
+            )),
+            Command::Notify => Err(Status::new(
+                Code::UnknownCommand,
+                "notify is sent by the server only",
+            )),
         };
         let code = result.as_ref().err().map_or(Code::Ok, |s| s.code);
         metrics::counter!("missive_requests_total", "command" => command.name(), "code" => code.as_str())
@@ -82,7 +89,11 @@ impl Dispatcher {
 }
 
 /// Decodes the request, runs the handler, encodes the answer.
-pub async fn unary<Req, Resp, F, Fut>(body: &[u8], format: Format, handler: F) -> Result<Bytes, Status>
+pub async fn unary<Req, Resp, F, Fut>(
+    body: &[u8],
+    format: Format,
+    handler: F,
+) -> Result<Bytes, Status>
 where
     Req: Message + Default + DeserializeOwned,
     Resp: Message + Serialize,
@@ -94,7 +105,10 @@ where
     Ok(encode(&response, format))
 }
 
-pub fn decode<T: Message + Default + DeserializeOwned>(body: &[u8], format: Format) -> Result<T, Status> {
+pub fn decode<T: Message + Default + DeserializeOwned>(
+    body: &[u8],
+    format: Format,
+) -> Result<T, Status> {
     match format {
         Format::Protobuf => T::decode(body)
             .map_err(|e| Status::new(Code::BadRequest, format!("body does not decode: {e}"))),

@@ -42,7 +42,9 @@ pub fn router(links: LinkServer, shutdown: CancellationToken) -> Router {
 }
 
 fn format_of(headers: &HeaderMap) -> Format {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     match content_type {
         Some(t) if t.starts_with(JSON_CONTENT_TYPE) => Format::Json,
         _ => Format::Protobuf,
@@ -90,15 +92,16 @@ async fn short_link_call(
         .ok_or_else(|| Status::new(Code::UnknownCommand, format!("unknown command {name:?}")))?;
     let shared = state.links.shared();
     let dispatcher = &shared.dispatcher;
-    let mut ctx =
-        Ctx::new(dispatcher.request_id()).with_timeout(shared.config.request_timeout);
+    let mut ctx = Ctx::new(dispatcher.request_id()).with_timeout(shared.config.request_timeout);
     if !command.allowed_anonymous() {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| Status::new(Code::Unauthenticated, "missing bearer token"))?;
-        let request = AuthenticateRequest { token: token.trim().to_string() };
+        let request = AuthenticateRequest {
+            token: token.trim().to_string(),
+        };
         let session = dispatcher.api().authenticate(&ctx, request).await?;
         ctx.caller = Some(Caller {
             user_id: session.user_id,
@@ -106,15 +109,21 @@ async fn short_link_call(
             protocol_version: 1,
         });
     }
-    tokio::time::timeout(shared.config.request_timeout, dispatcher.dispatch(&ctx, command, body, format))
-        .await
-        .unwrap_or_else(|_| Err(Status::new(Code::DeadlineExceeded, "request timed out")))
+    tokio::time::timeout(
+        shared.config.request_timeout,
+        dispatcher.dispatch(&ctx, command, body, format),
+    )
+    .await
+    .unwrap_or_else(|_| Err(Status::new(Code::DeadlineExceeded, "request timed out")))
 }
 
 async fn websocket(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -> Response {
     let Some(slot) = state.links.try_slot() else {
         metrics::counter!("missive_connections_refused_total").increment(1);
-        return answer(Err(Status::new(Code::Overloaded, "connection limit reached")), Format::Json);
+        return answer(
+            Err(Status::new(Code::Overloaded, "connection limit reached")),
+            Format::Json,
+        );
     };
     let config = state.links.config().clone();
     let max = config.frame_body_bytes_max;

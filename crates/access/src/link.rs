@@ -73,7 +73,13 @@ pub(crate) async fn serve<R, W>(
     let gauge = metrics::gauge!("missive_connections", "transport" => transport);
     gauge.increment(1.0);
 
-    let mut link = Link { shared: &shared, transport, caller: None, registration: None, announce };
+    let mut link = Link {
+        shared: &shared,
+        transport,
+        caller: None,
+        registration: None,
+        announce,
+    };
     let auth_deadline = Instant::now() + config.auth_timeout;
     let mut deadline = auth_deadline;
     let reason = loop {
@@ -99,7 +105,9 @@ pub(crate) async fn serve<R, W>(
         };
         if frame.kind != Kind::Request {
             let status = Status::new(Code::BadFrame, "clients send request frames only");
-            let _ = queue.send(error_frame(frame.command, frame.seq, &status)).await;
+            let _ = queue
+                .send(error_frame(frame.command, frame.seq, &status))
+                .await;
             break "bad frame kind";
         }
         let (response, flow) = link.handle(frame).await;
@@ -115,7 +123,12 @@ pub(crate) async fn serve<R, W>(
             auth_deadline
         };
     };
-    tracing::debug!(transport, user_id = link.caller.map(|c| c.user_id), reason, "closing link");
+    tracing::debug!(
+        transport,
+        user_id = link.caller.map(|c| c.user_id),
+        reason,
+        "closing link"
+    );
     // The queue closes first, so the writer never sees the announce channel close alone.
     drop(queue);
     drop(link);
@@ -133,7 +146,10 @@ impl Link<'_> {
                 Code::UnknownCommand,
                 format!("unknown command {}", frame.command),
             );
-            return (error_frame(frame.command, frame.seq, &status), Flow::Continue);
+            return (
+                error_frame(frame.command, frame.seq, &status),
+                Flow::Continue,
+            );
         };
         let config = &self.shared.config;
         let dispatcher = &self.shared.dispatcher;
@@ -144,9 +160,12 @@ impl Link<'_> {
         } else if self.caller.is_none() && !command.allowed_anonymous() {
             Err(Status::new(Code::Unauthenticated, "authenticate first"))
         } else {
-            timeout(config.request_timeout, dispatcher.dispatch(&ctx, command, &frame.body, Format::Protobuf))
-                .await
-                .unwrap_or_else(|_| Err(Status::new(Code::DeadlineExceeded, "request timed out")))
+            timeout(
+                config.request_timeout,
+                dispatcher.dispatch(&ctx, command, &frame.body, Format::Protobuf),
+            )
+            .await
+            .unwrap_or_else(|_| Err(Status::new(Code::DeadlineExceeded, "request timed out")))
         };
         match result {
             Ok(body) => {
@@ -161,14 +180,20 @@ impl Link<'_> {
                 if status.code == Code::Internal {
                     tracing::error!(request_id = ctx.request_id, command = command.name(), %status, "request failed");
                 }
-                (error_frame(frame.command, frame.seq, &status), Flow::Continue)
+                (
+                    error_frame(frame.command, frame.seq, &status),
+                    Flow::Continue,
+                )
             }
         }
     }
 
     async fn authenticate(&mut self, ctx: &Ctx, body: &[u8]) -> Result<Bytes, Status> {
         if self.caller.is_some() {
-            return Err(Status::new(Code::FailedPrecondition, "already authenticated"));
+            return Err(Status::new(
+                Code::FailedPrecondition,
+                "already authenticated",
+            ));
         }
         let request: AuthRequest = dispatch::decode(body, Format::Protobuf)?;
         let protocol_version = request.protocol_version.max(1);
@@ -178,18 +203,33 @@ impl Link<'_> {
                 format!("protocol version {protocol_version} is not supported"),
             ));
         }
-        let request = missive_proto::internal::AuthenticateRequest { token: request.token };
-        let session = self.shared.dispatcher.api().authenticate(ctx, request).await?;
+        let request = missive_proto::internal::AuthenticateRequest {
+            token: request.token,
+        };
+        let session = self
+            .shared
+            .dispatcher
+            .api()
+            .authenticate(ctx, request)
+            .await?;
         let caller = Caller {
             user_id: session.user_id,
             device_id: session.device_id,
             protocol_version,
         };
-        let registration = self.shared.registry.register(caller.user_id, caller.device_id);
+        let registration = self
+            .shared
+            .registry
+            .register(caller.user_id, caller.device_id);
         let _ = self.announce.send(Some(registration.connection.clone()));
         self.registration = Some(registration);
         self.caller = Some(caller);
-        tracing::debug!(transport = self.transport, user_id = caller.user_id, device_id = caller.device_id, "authenticated");
+        tracing::debug!(
+            transport = self.transport,
+            user_id = caller.user_id,
+            device_id = caller.device_id,
+            "authenticated"
+        );
         let heartbeat_interval_s = self.shared.config.heartbeat_interval.as_secs() as u32;
         Ok(Bytes::from(
             AuthResponse {
@@ -203,7 +243,12 @@ impl Link<'_> {
 }
 
 fn error_frame(command: u16, seq: u32, status: &Status) -> Frame {
-    Frame::response(command, seq, status.code as u16, dispatch::error_body(status, Format::Protobuf))
+    Frame::response(
+        command,
+        seq,
+        status.code as u16,
+        dispatch::error_body(status, Format::Protobuf),
+    )
 }
 
 /// The answer to a frame that cannot be served; the connection closes after it.
@@ -212,7 +257,10 @@ fn refusal(error: &LinkError) -> Frame {
         LinkError::Frame(FrameError::TooLarge { header, max }) => error_frame(
             header.command,
             header.seq,
-            &Status::new(Code::FrameTooLarge, format!("frame body exceeds {max} bytes")),
+            &Status::new(
+                Code::FrameTooLarge,
+                format!("frame body exceeds {max} bytes"),
+            ),
         ),
         other => error_frame(0, 0, &Status::new(Code::BadFrame, other.to_string())),
     }

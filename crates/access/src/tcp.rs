@@ -27,7 +27,11 @@ impl LinkServer {
     pub fn new(dispatcher: Arc<Dispatcher>, registry: Arc<Registry>, config: AccessConfig) -> Self {
         let slots = Arc::new(Semaphore::new(config.connections_max));
         LinkServer {
-            shared: Arc::new(LinkShared { dispatcher, registry, config }),
+            shared: Arc::new(LinkShared {
+                dispatcher,
+                registry,
+                config,
+            }),
             slots,
             tasks: TaskTracker::new(),
         }
@@ -52,8 +56,14 @@ impl LinkServer {
     /// Waits (up to the drain timeout) for every connection to finish after shutdown.
     pub async fn drain(&self) {
         self.tasks.close();
-        if tokio::time::timeout(self.shared.config.drain_timeout, self.tasks.wait()).await.is_err() {
-            tracing::warn!(left = self.tasks.len(), "connections still open after drain timeout");
+        if tokio::time::timeout(self.shared.config.drain_timeout, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.tasks.len(),
+                "connections still open after drain timeout"
+            );
         }
     }
 
@@ -84,11 +94,15 @@ impl LinkServer {
             let max = shared.config.frame_body_bytes_max;
             self.tasks.spawn(async move {
                 let (read, write) = stream.into_split();
-                let reader = FramedRead::with_capacity(read, FrameCodec::new(max), READ_BUFFER_BYTES)
-                    .map(|r| r.map_err(|e| match e {
-                        CodecError::Frame(e) => LinkError::Frame(e),
-                        CodecError::Io(e) => LinkError::Transport(e.to_string()),
-                    }));
+                let reader =
+                    FramedRead::with_capacity(read, FrameCodec::new(max), READ_BUFFER_BYTES).map(
+                        |r| {
+                            r.map_err(|e| match e {
+                                CodecError::Frame(e) => LinkError::Frame(e),
+                                CodecError::Io(e) => LinkError::Transport(e.to_string()),
+                            })
+                        },
+                    );
                 let writer = FramedWrite::new(write, FrameCodec::new(max));
                 link::serve(shared, "tcp", reader, writer, shutdown).await;
                 drop(slot);

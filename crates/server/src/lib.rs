@@ -64,18 +64,26 @@ pub async fn run(
     let dispatcher = Arc::new(Dispatcher::new(logic.clone()));
     let links = LinkServer::new(dispatcher, registry, settings.access_config());
 
-    let tcp = TcpListener::bind(settings.tcp).await.with_context(|| format!("binding {}", settings.tcp))?;
-    let http_listener =
-        TcpListener::bind(settings.http).await.with_context(|| format!("binding {}", settings.http))?;
-    let admin_listener =
-        TcpListener::bind(settings.admin).await.with_context(|| format!("binding {}", settings.admin))?;
+    let tcp = TcpListener::bind(settings.tcp)
+        .await
+        .with_context(|| format!("binding {}", settings.tcp))?;
+    let http_listener = TcpListener::bind(settings.http)
+        .await
+        .with_context(|| format!("binding {}", settings.http))?;
+    let admin_listener = TcpListener::bind(settings.admin)
+        .await
+        .with_context(|| format!("binding {}", settings.admin))?;
     let bound = Bound {
         tcp: tcp.local_addr()?,
         http: http_listener.local_addr()?,
         admin: admin_listener.local_addr()?,
     };
 
-    let janitor = tokio::spawn(logic.clone().run_janitor(shutdown.clone().cancelled_owned()));
+    let janitor = tokio::spawn(
+        logic
+            .clone()
+            .run_janitor(shutdown.clone().cancelled_owned()),
+    );
     let tcp_task = tokio::spawn({
         let links = links.clone();
         let shutdown = shutdown.clone();
@@ -86,8 +94,11 @@ pub async fn run(
         http::router(links.clone(), shutdown.clone()),
         shutdown.clone(),
     ));
-    let admin_task =
-        tokio::spawn(serve_router(admin_listener, admin::router(metrics), shutdown.clone()));
+    let admin_task = tokio::spawn(serve_router(
+        admin_listener,
+        admin::router(metrics),
+        shutdown.clone(),
+    ));
     tracing::info!(tcp = %bound.tcp, http = %bound.http, admin = %bound.admin, data = %settings.data.display(), "missive serving");
     on_bound(bound);
 

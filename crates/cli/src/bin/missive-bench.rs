@@ -1,0 +1,297 @@
+//! `missive-bench`: drives simulated users that send each other 1:1 messages, and reports
+//! what was sent, received and lost, the delivered rate and the end-to-end latency (from the
+//! send call to the recipient's sync returning the message: send, durable commit, notify,
+//! sync, receive).
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use missive_client::proto::sync_item::Body;
+use missive_client::{Client, Code};
+use rand::Rng;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+#[derive(Parser, Clone)]
+#[command(name = "missive-bench", version, about = "Missive load generator")]
+struct Args {
+    /// tcp://HOST:PORT, ws://HOST:PORT/ws or http://HOST:PORT
+    #[arg(long)]
+    server: String,
+    /// Simulated users, each with its own connection.
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+    /// Messages to send in all.
+    #[arg(long, default_value_t = 10_000)]
+    messages: u64,
+    /// Messages per second in all; 0 sends as fast as the server answers.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Username prefix; users are created (or reused) as PREFIX0, PREFIX1, ...
+    #[arg(long, default_value = "bench")]
+    prefix: String,
+    #[arg(long, default_value = "bench-password")]
+    password: String,
+    /// Seconds to wait for stragglers after the last send.
+    #[arg(long, default_value_t = 10)]
+    drain_s: u64,
+    /// Prints the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Hides the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Sessions set up at once; bounds the password hashing the server must do at once.
+const SETUP_CONCURRENCY: usize = 16;
+
+struct Shared {
+    started: Instant,
+    sent: AtomicU64,
+    send_errors: AtomicU64,
+    received: AtomicU64,
+    latency_us: Mutex<Histogram<u64>>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.users < 2 {
+        bail!("--users must be at least 2");
+    }
+    let clients = setup(&args).await?;
+    let names: Arc<Vec<String>> = Arc::new(
+        (0..args.users)
+            .map(|i| format!("{}{i}", args.prefix))
+            .collect(),
+    );
+    let shared = Arc::new(Shared {
+        started: Instant::now(),
+        sent: AtomicU64::new(0),
+        send_errors: AtomicU64::new(0),
+        received: AtomicU64::new(0),
+        latency_us: Mutex::new(
+            Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+        ),
+    });
+    let progress = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.messages)
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} received {msg}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+
+    // Receivers: every user syncs on notify and records what reaches it.
+    let mut receivers = Vec::new();
+    for (index, client) in clients.iter().enumerate() {
+        let client = client.clone();
+        let shared = shared.clone();
+        let me = names[index].clone();
+        let progress = progress.clone();
+        receivers.push(tokio::spawn(async move {
+            loop {
+                let items = match client.next_changes(Duration::from_millis(500)).await {
+                    Ok(items) => items,
+                    Err(_) => return,
+                };
+                let now_us = shared.started.elapsed().as_micros() as u64;
+                for item in items {
+                    let Some(Body::Message(message)) = item.body else {
+                        continue;
+                    };
+                    if message.to != me || message.from == me {
+                        continue;
+                    }
+                    if let Some(sent_us) = message
+                        .text
+                        .strip_prefix("bench ")
+                        .and_then(|t| t.split(' ').next())
+                        .and_then(|t| t.parse::<u64>().ok())
+                    {
+                        let _ = shared
+                            .latency_us
+                            .lock()
+                            .expect("histogram")
+                            .record(now_us.saturating_sub(sent_us).max(1));
+                    }
+                    shared.received.fetch_add(1, Ordering::Relaxed);
+                    progress.inc(1);
+                }
+            }
+        }));
+    }
+
+    // Senders: each user sends its share, one message at a time, paced to the rate.
+    let per_user = args.messages / args.users as u64;
+    let remainder = args.messages % args.users as u64;
+    let mut senders = Vec::new();
+    for (index, client) in clients.iter().enumerate() {
+        let count = per_user + u64::from((index as u64) < remainder);
+        let client = client.clone();
+        let shared = shared.clone();
+        let names = names.clone();
+        let interval =
+            (args.rate > 0).then(|| Duration::from_secs_f64(args.users as f64 / args.rate as f64));
+        senders.push(tokio::spawn(async move {
+            let mut next = Instant::now()
+                + interval.map_or(Duration::ZERO, |i| i.mul_f64(rand::rng().random::<f64>()));
+            for n in 0..count {
+                if let Some(interval) = interval {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += interval;
+                }
+                let peer = loop {
+                    let peer = rand::rng().random_range(0..names.len());
+                    if peer != index {
+                        break peer;
+                    }
+                };
+                let sent_us = shared.started.elapsed().as_micros();
+                let text = format!("bench {sent_us} {index} {n}");
+                match client.send_text(&names[peer], &text).await {
+                    Ok(_) => shared.sent.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => shared.send_errors.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await?;
+    }
+    let sending_done = shared.started.elapsed();
+    let sent = shared.sent.load(Ordering::Relaxed);
+    let drain_until = Instant::now() + Duration::from_secs(args.drain_s);
+    let mut last_received = shared.received.load(Ordering::Relaxed);
+    let mut last_change = shared.started.elapsed();
+    while shared.received.load(Ordering::Relaxed) < sent && Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let received = shared.received.load(Ordering::Relaxed);
+        if received != last_received {
+            last_received = received;
+            last_change = shared.started.elapsed();
+        }
+    }
+    progress.finish_and_clear();
+    for receiver in receivers {
+        receiver.abort();
+    }
+    let received = shared.received.load(Ordering::Relaxed);
+    let elapsed = if received >= sent {
+        last_change.max(sending_done)
+    } else {
+        sending_done
+    };
+    let histogram = shared.latency_us.lock().expect("histogram").clone();
+    report(
+        &args,
+        sent,
+        received,
+        shared.send_errors.load(Ordering::Relaxed),
+        elapsed,
+        &histogram,
+    );
+    if received < sent {
+        bail!("{} messages were not delivered", sent - received);
+    }
+    Ok(())
+}
+
+/// Registers (or reuses) and logs in every user, each on its own connection.
+async fn setup(args: &Args) -> anyhow::Result<Vec<Arc<Client>>> {
+    let gate = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
+    let progress = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.users as u64)
+    };
+    progress.set_style(
+        ProgressStyle::with_template("setting up users [{bar:40}] {pos}/{len}").expect("template"),
+    );
+    let mut tasks = Vec::new();
+    for index in 0..args.users {
+        let gate = gate.clone();
+        let args = args.clone();
+        let progress = progress.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire().await.expect("gate");
+            let name = format!("{}{index}", args.prefix);
+            let client = Client::connect(&args.server)
+                .await
+                .with_context(|| format!("connecting to {}", args.server))?;
+            match client.register(&name, &args.password).await {
+                Ok(_) => {}
+                Err(e) if e.code() == Some(Code::AlreadyExists) => {}
+                Err(e) => return Err(e).with_context(|| format!("registering {name}")),
+            }
+            client
+                .login(&name, &args.password, "bench")
+                .await
+                .with_context(|| format!("logging in {name}"))?;
+            // Start from now: older messages of reused users are not part of this run.
+            client.sync().await?;
+            progress.inc(1);
+            anyhow::Ok(Arc::new(client))
+        }));
+    }
+    let mut clients = Vec::with_capacity(args.users);
+    for task in tasks {
+        clients.push(task.await??);
+    }
+    progress.finish_and_clear();
+    Ok(clients)
+}
+
+fn report(
+    args: &Args,
+    sent: u64,
+    received: u64,
+    errors: u64,
+    elapsed: Duration,
+    latency: &Histogram<u64>,
+) {
+    let rate = received as f64 / elapsed.as_secs_f64().max(1e-9);
+    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    if args.json {
+        let summary = serde_json::json!({
+            "server": args.server, "users": args.users, "target_rate": args.rate,
+            "sent": sent, "received": received, "lost": sent.saturating_sub(received), "send_errors": errors,
+            "seconds": elapsed.as_secs_f64(), "delivered_per_second": rate,
+            "latency_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": latency.max() as f64 / 1000.0 },
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "server {} users {} target rate {}",
+            args.server,
+            args.users,
+            if args.rate == 0 {
+                "unlimited".to_string()
+            } else {
+                format!("{}/s", args.rate)
+            }
+        );
+        println!(
+            "sent {sent} received {received} lost {} send errors {errors}",
+            sent.saturating_sub(received)
+        );
+        println!(
+            "delivered {rate:.0} messages/s end to end over {:.2} s",
+            elapsed.as_secs_f64()
+        );
+        println!(
+            "latency p50 {:.2} ms p99 {:.2} ms p999 {:.2} ms max {:.2} ms",
+            ms(0.5),
+            ms(0.99),
+            ms(0.999),
+            latency.max() as f64 / 1000.0
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! The Missive client SDK, the reference implementation of the client protocol.
+//!
+//! A [`Client`] speaks to one server over the TCP or WebSocket long link (requests, answers
+//! and notifies) or the HTTP short link (requests only). It keeps the session token and the
+//! SyncKey, and [`Client::sync`] returns every change since the key, following `more` until
+//! the server has nothing newer. On a long link [`Client::wait_for_notify`] resolves when the
+//! server announces something new.
+//!
+//! This crate knows the wire protocol only; it holds no server code.
+
+mod link;
+pub mod profile;
+
+pub use link::Endpoint;
+pub use missive_proto::client as proto;
+pub use missive_rpc::Code;
+
+use link::Link;
+use missive_proto::Command;
+use missive_proto::client::*;
+use rand::RngCore;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The protocol version this SDK speaks by default.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error code.
+    #[error("{code}: {message}")]
+    Server { code: Code, message: String },
+    #[error("connection: {0}")]
+    Transport(String),
+    #[error("the server's answer is not valid: {0}")]
+    Protocol(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the connection is closed")]
+    Closed,
+    #[error("bad server url {0:?}: use tcp://HOST:PORT, ws://HOST:PORT/ws or http://HOST:PORT")]
+    BadUrl(String),
+}
+
+impl ClientError {
+    /// The server's error code, if the server answered with one.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Who this client is signed in as.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Session {
+    pub token: String,
+    pub user_id: u64,
+    pub device_id: u64,
+}
+
+pub struct Client {
+    link: Link,
+    protocol_version: u32,
+    session: Mutex<Option<Session>>,
+    sync_key: Mutex<Vec<u8>>,
+}
+
+impl Client {
+    /// Connects to `url` (`tcp://HOST:PORT`, `ws://HOST:PORT/ws` or `http://HOST:PORT`).
+    pub async fn connect(url: &str) -> Result<Client, ClientError> {
+        Client::connect_with(url, PROTOCOL_VERSION).await
+    }
+
+    pub async fn connect_with(url: &str, protocol_version: u32) -> Result<Client, ClientError> {
+        let endpoint = Endpoint::parse(url)?;
+        Ok(Client {
+            link: Link::connect(&endpoint).await?,
+            protocol_version,
+            session: Mutex::new(None),
+            sync_key: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// True for TCP and WebSocket, which carry notifies.
+    pub fn is_long_link(&self) -> bool {
+        self.link.is_long()
+    }
+
+    pub fn session(&self) -> Option<Session> {
+        self.session.lock().expect("session").clone()
+    }
+
+    pub fn sync_key(&self) -> Vec<u8> {
+        self.sync_key.lock().expect("sync key").clone()
+    }
+
+    /// Starts syncing from a stored key instead of from the beginning.
+    pub fn set_sync_key(&self, key: Vec<u8>) {
+        *self.sync_key.lock().expect("sync key") = key;
+    }
+
+    async fn call<Req: prost::Message, Resp: prost::Message + Default>(
+        &self,
+        command: Command,
+        request: &Req,
+    ) -> Result<Resp, ClientError> {
+        let token = self
+            .session
+            .lock()
+            .expect("session")
+            .as_ref()
+            .map(|s| s.token.clone());
+        let body = self
+            .link
+            .call(command, request.encode_to_vec().into(), token.as_deref())
+            .await?;
+        Resp::decode(body).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Sends a raw command body and returns the raw answer body (for tools and tests).
+    pub async fn call_raw(&self, command: u16, body: Vec<u8>) -> Result<bytes::Bytes, ClientError> {
+        let token = self
+            .session
+            .lock()
+            .expect("session")
+            .as_ref()
+            .map(|s| s.token.clone());
+        self.link
+            .call_raw(command, body.into(), token.as_deref())
+            .await
+    }
+
+    pub async fn ping(&self) -> Result<PingResponse, ClientError> {
+        self.call(Command::Ping, &PingRequest {}).await
+    }
+
+    pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<RegisterResponse, ClientError> {
+        let request = RegisterRequest {
+            username: username.into(),
+            password: password.into(),
+            nickname: String::new(),
+        };
+        self.call(Command::Register, &request).await
+    }
+
+    /// Logs in as a new device and, on a long link, authenticates the connection.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        device_name: &str,
+    ) -> Result<Session, ClientError> {
+        let request = LoginRequest {
+            username: username.into(),
+            password: password.into(),
+            device_name: device_name.into(),
+        };
+        let answer: LoginResponse = self.call(Command::Login, &request).await?;
+        self.resume(&answer.token).await
+    }
+
+    /// Uses an existing session token; on a long link this authenticates the connection.
+    pub async fn resume(&self, token: &str) -> Result<Session, ClientError> {
+        let session = if self.link.is_long() {
+            let request = AuthRequest {
+                token: token.into(),
+                protocol_version: self.protocol_version,
+            };
+            let answer: AuthResponse = self.call(Command::Auth, &request).await?;
+            self.link.start_heartbeat(Duration::from_secs(u64::from(
+                answer.heartbeat_interval_s.max(1),
+            )));
+            Session {
+                token: token.into(),
+                user_id: answer.user_id,
+                device_id: answer.device_id,
+            }
+        } else {
+            // The short link has no AUTH: every request carries the token. Ask who we are.
+            *self.session.lock().expect("session") = Some(Session {
+                token: token.into(),
+                user_id: 0,
+                device_id: 0,
+            });
+            let me = self.profile("").await?;
+            Session {
+                token: token.into(),
+                user_id: me.user_id,
+                device_id: 0,
+            }
+        };
+        *self.session.lock().expect("session") = Some(session.clone());
+        Ok(session)
+    }
+
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        let _: LogoutResponse = self.call(Command::Logout, &LogoutRequest {}).await?;
+        *self.session.lock().expect("session") = None;
+        Ok(())
+    }
+
+    /// A user's profile; an empty username means one's own.
+    pub async fn profile(&self, username: &str) -> Result<Profile, ClientError> {
+        let request = GetProfileRequest {
+            username: username.into(),
+        };
+        let answer: GetProfileResponse = self.call(Command::GetProfile, &request).await?;
+        answer
+            .profile
+            .ok_or_else(|| ClientError::Protocol("profile missing".into()))
+    }
+
+    pub async fn set_nickname(&self, nickname: &str) -> Result<UpdateProfileResponse, ClientError> {
+        let request = UpdateProfileRequest {
+            nickname: nickname.into(),
+        };
+        self.call(Command::UpdateProfile, &request).await
+    }
+
+    /// Sends a text to a user (by username) with a fresh client message id.
+    pub async fn send_text(&self, to: &str, text: &str) -> Result<SendResponse, ClientError> {
+        self.send(SendRequest {
+            to: to.into(),
+            client_msg_id: new_client_msg_id(),
+            kind: MessageKind::Text as i32,
+            text: text.into(),
+            ..SendRequest::default()
+        })
+        .await
+    }
+
+    /// Sends a message as given; retrying with the same `client_msg_id` never duplicates it.
+    pub async fn send(&self, request: SendRequest) -> Result<SendResponse, ClientError> {
+        self.call(Command::Send, &request).await
+    }
+
+    /// One SYNC call from the stored key; stores the new key.
+    pub async fn sync_once(&self, limit: u32) -> Result<SyncResponse, ClientError> {
+        let request = SyncRequest {
+            sync_key: self.sync_key(),
+            limit,
+        };
+        let answer: SyncResponse = self.call(Command::Sync, &request).await?;
+        self.set_sync_key(answer.sync_key.clone());
+        Ok(answer)
+    }
+
+    /// Every change since the stored key, following `more` to the end.
+    pub async fn sync(&self) -> Result<Vec<SyncItem>, ClientError> {
+        let mut items = Vec::new();
+        loop {
+            let answer = self.sync_once(0).await?;
+            items.extend(answer.items);
+            if !answer.more {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// Resolves when the server has announced something new (long links only), or when the
+    /// connection closes (with an error).
+    pub async fn wait_for_notify(&self) -> Result<(), ClientError> {
+        self.link.wait_for_notify().await
+    }
+
+    /// Waits for a notify, or at most `fallback` (a lost notify costs only this delay), then
+    /// syncs.
+    pub async fn next_changes(&self, fallback: Duration) -> Result<Vec<SyncItem>, ClientError> {
+        match tokio::time::timeout(fallback, self.wait_for_notify()).await {
+            Ok(Err(error)) => return Err(error),
+            Ok(Ok(())) | Err(_) => {}
+        }
+        self.sync().await
+    }
+}
+
+/// 16 random bytes in hex: unique per sender for all practical purposes.
+pub fn new_client_msg_id() -> String {
+    let mut raw = [0u8; 16];
+    rand::rng().fill_bytes(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,375 @@
+//! The transports under a client: the long link (TCP or WebSocket) and the short link (HTTP).
+
+use crate::ClientError;
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use missive_proto::Command;
+use missive_proto::client::Error as ErrorBody;
+use missive_proto::frame::{BODY_BYTES_MAX_DEFAULT, CodecError, Frame, FrameCodec, Kind};
+use missive_rpc::Code;
+use prost::Message;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+
+/// How long a request waits for its answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests queued for writing at most.
+const OUTBOUND_FRAMES_MAX: usize = 256;
+
+/// Where a server listens, parsed from its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Tcp(String),
+    WebSocket(String),
+    Http(String),
+}
+
+impl Endpoint {
+    pub fn parse(url: &str) -> Result<Endpoint, ClientError> {
+        let bad = || ClientError::BadUrl(url.to_string());
+        if let Some(rest) = url.strip_prefix("tcp://") {
+            let host = rest.trim_end_matches('/');
+            return if host.is_empty() {
+                Err(bad())
+            } else {
+                Ok(Endpoint::Tcp(host.to_string()))
+            };
+        }
+        if url.starts_with("ws://") {
+            return Ok(Endpoint::WebSocket(url.to_string()));
+        }
+        if let Some(rest) = url.strip_prefix("http://") {
+            let base = rest.trim_end_matches('/');
+            return if base.is_empty() {
+                Err(bad())
+            } else {
+                Ok(Endpoint::Http(format!("http://{base}")))
+            };
+        }
+        Err(bad())
+    }
+}
+
+pub(crate) enum Link {
+    Long(LongLink),
+    Short(ShortLink),
+}
+
+impl Link {
+    pub(crate) async fn connect(endpoint: &Endpoint) -> Result<Link, ClientError> {
+        let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
+        match endpoint {
+            Endpoint::Tcp(address) => {
+                let stream = tokio::net::TcpStream::connect(address)
+                    .await
+                    .map_err(|e| transport(&e))?;
+                let _ = stream.set_nodelay(true);
+                let (read, write) = stream.into_split();
+                let codec = FrameCodec::new(BODY_BYTES_MAX_DEFAULT);
+                let reader = FramedRead::with_capacity(read, codec.clone(), 4096)
+                    .map(|r| r.map_err(|e| e.to_string()));
+                let writer = SinkExt::<Frame>::sink_map_err(
+                    FramedWrite::new(write, codec),
+                    |e: CodecError| e.to_string(),
+                );
+                Ok(Link::Long(LongLink::start(reader, writer)))
+            }
+            Endpoint::WebSocket(url) => {
+                let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
+                    .await
+                    .map_err(|e| transport(&e))?;
+                let (sink, stream) = socket.split();
+                let reader = stream.filter_map(|message| async move {
+                    match message {
+                        Ok(WsMessage::Binary(bytes)) => Some(
+                            Frame::decode_exact(&bytes, BODY_BYTES_MAX_DEFAULT)
+                                .map_err(|e| e.to_string()),
+                        ),
+                        Ok(WsMessage::Close(_)) => Some(Err("closed".to_string())),
+                        Ok(_) => None,
+                        Err(e) => Some(Err(e.to_string())),
+                    }
+                });
+                let writer = sink
+                    .sink_map_err(|e| e.to_string())
+                    .with(|frame: Frame| async move {
+                        Ok::<_, String>(WsMessage::Binary(frame.to_bytes()))
+                    });
+                Ok(Link::Long(LongLink::start(
+                    Box::pin(reader),
+                    Box::pin(writer),
+                )))
+            }
+            Endpoint::Http(base) => Ok(Link::Short(ShortLink {
+                base: base.clone(),
+                http: reqwest::Client::new(),
+            })),
+        }
+    }
+
+    pub(crate) fn is_long(&self) -> bool {
+        matches!(self, Link::Long(_))
+    }
+
+    pub(crate) async fn call(
+        &self,
+        command: Command,
+        body: Bytes,
+        token: Option<&str>,
+    ) -> Result<Bytes, ClientError> {
+        match self {
+            Link::Long(link) => link.call(command as u16, body).await,
+            Link::Short(link) => link.call(command.name(), body, token).await,
+        }
+    }
+
+    pub(crate) async fn call_raw(
+        &self,
+        command: u16,
+        body: Bytes,
+        token: Option<&str>,
+    ) -> Result<Bytes, ClientError> {
+        match self {
+            Link::Long(link) => link.call(command, body).await,
+            Link::Short(link) => {
+                let name = Command::from_u16(command)
+                    .map_or_else(|| format!("command-{command}"), |c| c.name().to_string());
+                link.call(&name, body, token).await
+            }
+        }
+    }
+
+    pub(crate) fn start_heartbeat(&self, interval: Duration) {
+        if let Link::Long(link) = self {
+            link.start_heartbeat(interval);
+        }
+    }
+
+    pub(crate) async fn wait_for_notify(&self) -> Result<(), ClientError> {
+        match self {
+            Link::Long(link) => link.wait_for_notify().await,
+            Link::Short(_) => std::future::pending().await,
+        }
+    }
+}
+
+fn server_error(status: u16, body: &[u8]) -> ClientError {
+    let error = ErrorBody::decode(body).unwrap_or_default();
+    let code = Code::from_u16(status).unwrap_or(Code::Internal);
+    ClientError::Server {
+        code,
+        message: error.message,
+    }
+}
+
+type Waiters = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Frame>>>>>;
+
+/// A long link: requests matched to answers by sequence number; notifies wake waiters.
+pub(crate) struct LongLink {
+    outbound: mpsc::Sender<Frame>,
+    /// Answers awaited, by sequence number; `None` once the connection is gone.
+    waiters: Waiters,
+    next_seq: AtomicU32,
+    notified: Arc<Notify>,
+    closed: CancellationToken,
+}
+
+impl LongLink {
+    fn start<R, W>(mut reader: R, mut writer: W) -> LongLink
+    where
+        R: Stream<Item = Result<Frame, String>> + Unpin + Send + 'static,
+        W: Sink<Frame, Error = String> + Unpin + Send + 'static,
+    {
+        let (outbound, mut queued) = mpsc::channel::<Frame>(OUTBOUND_FRAMES_MAX);
+        let waiters: Waiters = Arc::new(Mutex::new(Some(HashMap::new())));
+        let notified = Arc::new(Notify::new());
+        let closed = CancellationToken::new();
+        {
+            let closed = closed.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        frame = queued.recv() => match frame {
+                            Some(frame) => if writer.send(frame).await.is_err() { break },
+                            None => break,
+                        },
+                        () = closed.cancelled() => break,
+                    }
+                }
+                let _ = writer.close().await;
+            });
+        }
+        {
+            let waiters = waiters.clone();
+            let notified = notified.clone();
+            let closed = closed.clone();
+            tokio::spawn(async move {
+                while let Some(Ok(frame)) = reader.next().await {
+                    match frame.kind {
+                        Kind::Response => {
+                            let waiter = waiters
+                                .lock()
+                                .expect("waiters")
+                                .as_mut()
+                                .and_then(|w| w.remove(&frame.seq));
+                            if let Some(waiter) = waiter {
+                                let _ = waiter.send(frame);
+                            }
+                        }
+                        Kind::Push if frame.command == Command::Notify as u16 => {
+                            notified.notify_one()
+                        }
+                        _ => {}
+                    }
+                }
+                // Fail every request still waiting, and every later one.
+                waiters.lock().expect("waiters").take();
+                closed.cancel();
+                notified.notify_waiters();
+            });
+        }
+        LongLink {
+            outbound,
+            waiters,
+            next_seq: AtomicU32::new(1),
+            notified,
+            closed,
+        }
+    }
+
+    async fn call(&self, command: u16, body: Bytes) -> Result<Bytes, ClientError> {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let (reply, answer) = oneshot::channel();
+        match self.waiters.lock().expect("waiters").as_mut() {
+            Some(waiters) => waiters.insert(seq, reply),
+            None => return Err(ClientError::Closed),
+        };
+        self.outbound
+            .send(Frame::request(command, seq, body))
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        let frame = match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(_)) => return Err(ClientError::Closed),
+            Err(_) => {
+                if let Some(waiters) = self.waiters.lock().expect("waiters").as_mut() {
+                    waiters.remove(&seq);
+                }
+                return Err(ClientError::Timeout(REQUEST_TIMEOUT));
+            }
+        };
+        if frame.status != 0 {
+            return Err(server_error(frame.status, &frame.body));
+        }
+        Ok(frame.body)
+    }
+
+    fn start_heartbeat(&self, interval: Duration) {
+        let outbound = self.outbound.clone();
+        let closed = self.closed.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = closed.cancelled() => return,
+                }
+                // The answer is not awaited: any traffic keeps the link alive. Seq 0 is never
+                // used by requests, so the answer is dropped by the reader.
+                let ping = Frame::request(Command::Ping as u16, 0, Bytes::new());
+                if outbound.send(ping).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    async fn wait_for_notify(&self) -> Result<(), ClientError> {
+        if self.closed.is_cancelled() {
+            return Err(ClientError::Closed);
+        }
+        tokio::select! {
+            () = self.notified.notified() => Ok(()),
+            () = self.closed.cancelled() => Err(ClientError::Closed),
+        }
+    }
+}
+
+impl Drop for LongLink {
+    fn drop(&mut self) {
+        self.closed.cancel();
+    }
+}
+
+/// The short link: one HTTP POST per command.
+pub(crate) struct ShortLink {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl ShortLink {
+    async fn call(
+        &self,
+        name: &str,
+        body: Bytes,
+        token: Option<&str>,
+    ) -> Result<Bytes, ClientError> {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/{name}", self.base))
+            .header("content-type", "application/x-protobuf")
+            .body(body);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = response.status();
+        let code = response
+            .headers()
+            .get("x-missive-code")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|name| Code::ALL.into_iter().find(|c| c.as_str() == name));
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let code = code.map_or(Code::Internal as u16, |c| c as u16);
+        Err(server_error(code, &body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            Endpoint::parse("tcp://127.0.0.1:7300").unwrap(),
+            Endpoint::Tcp("127.0.0.1:7300".into())
+        );
+        assert_eq!(
+            Endpoint::parse("http://h:1/").unwrap(),
+            Endpoint::Http("http://h:1".into())
+        );
+        assert_eq!(
+            Endpoint::parse("ws://h:1/ws").unwrap(),
+            Endpoint::WebSocket("ws://h:1/ws".into())
+        );
+        assert!(Endpoint::parse("ftp://h").is_err());
+        assert!(Endpoint::parse("tcp://").is_err());
+    }
+}
