@@ -206,10 +206,10 @@ async fn chat(
     let fallback = fallback(client);
     let show = |items: Vec<SyncItem>| {
         for item in items {
-            if let Some(Body::Message(m)) = &item.body {
-                if m.from == peer || m.to == peer {
-                    println!("{}: {}", m.from, m.text);
-                }
+            if let Some(Body::Message(m)) = &item.body
+                && (m.from == peer || m.to == peer)
+            {
+                println!("{}: {}", m.from, m.text);
             }
         }
     };

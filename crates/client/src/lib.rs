@@ -272,9 +272,8 @@ impl Client {
     /// Waits for a notify, or at most `fallback` (a lost notify costs only this delay), then
     /// syncs.
     pub async fn next_changes(&self, fallback: Duration) -> Result<Vec<SyncItem>, ClientError> {
-        match tokio::time::timeout(fallback, self.wait_for_notify()).await {
-            Ok(Err(error)) => return Err(error),
-            Ok(Ok(())) | Err(_) => {}
+        if let Ok(Err(error)) = tokio::time::timeout(fallback, self.wait_for_notify()).await {
+            return Err(error);
         }
         self.sync().await
     }

@@ -199,10 +199,12 @@ async fn collect_deletes_only_what_every_device_acknowledged_before_the_cutoff()
         append(&store, 99, bob.user_id, &format!("c{v}"), (v, v)).await;
     }
     let ack = |device_id, version, at_ms| AckRequest {
-        user_id: bob.user_id,
-        device_id,
-        version,
-        at_ms,
+        acks: vec![DeviceAck {
+            user_id: bob.user_id,
+            device_id,
+            version,
+            at_ms,
+        }],
     };
     store.ack(ctx(), ack(devices[0], 3, 100)).await.unwrap();
     let nothing = store.collect(

@@ -1,0 +1,257 @@
+//! Bad input gets a precise error or the close of that one connection, and everyone else
+//! keeps working.
+
+use crate::harness::*;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use missive_client::Code;
+use missive_proto::Command;
+use missive_proto::client::{AuthRequest, Error as ErrorBody};
+use missive_proto::frame::{Frame, HEADER_BYTES, Kind, MAGIC};
+use prost::Message;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// Reads one frame, or `None` when the server closed the connection.
+async fn read_frame(stream: &mut TcpStream) -> Option<Frame> {
+    let mut header = [0u8; HEADER_BYTES];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut header)).await;
+    match read.expect("server answers or closes within 10 s") {
+        Ok(_) => {}
+        Err(_) => return None,
+    }
+    let mut body = vec![0u8; u32::from_be_bytes(header[12..16].try_into().unwrap()) as usize];
+    stream.read_exact(&mut body).await.ok()?;
+    let mut whole = header.to_vec();
+    whole.extend_from_slice(&body);
+    Some(Frame::decode_exact(&whole, u32::MAX).expect("server frames are well formed"))
+}
+
+fn code_of(frame: &Frame) -> Code {
+    Code::from_u16(frame.status).expect("known code")
+}
+
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+async fn authenticated_stream(server: &Server, name: &str) -> TcpStream {
+    let client = user(&server.tcp, name).await;
+    let token = client.session().unwrap().token;
+    let mut stream = TcpStream::connect(server.tcp_addr()).await.unwrap();
+    let auth = AuthRequest {
+        token,
+        protocol_version: 1,
+    };
+    let frame = Frame::request(Command::Auth as u16, 1, Bytes::from(auth.encode_to_vec()));
+    stream.write_all(&frame.to_bytes()).await.unwrap();
+    let answer = read_frame(&mut stream).await.unwrap();
+    assert_eq!(answer.status, 0, "auth succeeds");
+    stream
+}
+
+/// A healthy pair of users that must keep working while others misbehave.
+async fn bystanders_still_talk(server: &Server, round: &str) {
+    let a = device(&server.tcp, "calm-a", "d").await;
+    let b = device(&server.ws(), "calm-b", "d").await;
+    b.sync().await.unwrap();
+    a.send_text("calm-b", round).await.unwrap();
+    assert_eq!(texts(&receive(&b, 1).await), [round]);
+}
+
+async fn bystanders(server: &Server) {
+    user(&server.tcp, "calm-a").await;
+    user(&server.tcp, "calm-b").await;
+}
+
+#[tokio::test]
+async fn a_malformed_frame_is_refused_and_only_that_connection_closes() {
+    let server = Server::start();
+    bystanders(&server).await;
+    let mut stream = TcpStream::connect(server.tcp_addr()).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_frame(&mut stream).await.expect("an error frame");
+    assert_eq!(
+        (answer.kind, code_of(&answer)),
+        (Kind::Response, Code::BadFrame)
+    );
+    assert!(closed(&mut stream).await);
+    bystanders_still_talk(&server, "after garbage").await;
+
+    // A valid magic with an unknown frame version is refused the same way.
+    let mut stream = TcpStream::connect(server.tcp_addr()).await.unwrap();
+    let mut bad_version = Frame::request(Command::Ping as u16, 3, Bytes::new())
+        .to_bytes()
+        .to_vec();
+    bad_version[2] = 9;
+    stream.write_all(&bad_version).await.unwrap();
+    assert_eq!(
+        code_of(&read_frame(&mut stream).await.unwrap()),
+        Code::BadFrame
+    );
+    assert!(closed(&mut stream).await);
+}
+
+#[tokio::test]
+async fn an_oversized_frame_gets_frame_too_large_naming_its_request() {
+    let server = Server::start_with(&["--frame-body-bytes-max", "1024"]);
+    bystanders(&server).await;
+    let mut stream = TcpStream::connect(server.tcp_addr()).await.unwrap();
+    let mut header = Vec::new();
+    header.extend_from_slice(&MAGIC.to_be_bytes());
+    header.extend_from_slice(&[1, 0]);
+    header.extend_from_slice(&(Command::Send as u16).to_be_bytes());
+    header.extend_from_slice(&0u16.to_be_bytes());
+    header.extend_from_slice(&77u32.to_be_bytes());
+    header.extend_from_slice(&1025u32.to_be_bytes());
+    stream.write_all(&header).await.unwrap();
+    let answer = read_frame(&mut stream).await.unwrap();
+    assert_eq!(code_of(&answer), Code::FrameTooLarge);
+    assert_eq!((answer.seq, answer.command), (77, Command::Send as u16));
+    assert!(closed(&mut stream).await);
+    bystanders_still_talk(&server, "after oversize").await;
+}
+
+#[tokio::test]
+async fn unknown_commands_and_undecodable_bodies_get_errors_and_the_link_lives_on() {
+    let server = Server::start();
+    let mut stream = authenticated_stream(&server, "alice").await;
+    let unknown = Frame::request(999, 5, Bytes::new());
+    stream.write_all(&unknown.to_bytes()).await.unwrap();
+    let answer = read_frame(&mut stream).await.unwrap();
+    assert_eq!(
+        (code_of(&answer), answer.seq, answer.command),
+        (Code::UnknownCommand, 5, 999)
+    );
+    let error = ErrorBody::decode(answer.body).unwrap();
+    assert_eq!(error.name, "unknown_command");
+
+    let garbage = Frame::request(
+        Command::Send as u16,
+        6,
+        Bytes::from_static(&[0xff, 0xff, 0xff]),
+    );
+    stream.write_all(&garbage.to_bytes()).await.unwrap();
+    assert_eq!(
+        code_of(&read_frame(&mut stream).await.unwrap()),
+        Code::BadRequest
+    );
+
+    let ping = Frame::request(Command::Ping as u16, 7, Bytes::new());
+    stream.write_all(&ping.to_bytes()).await.unwrap();
+    let pong = read_frame(&mut stream).await.unwrap();
+    assert_eq!((pong.status, pong.seq), (0, 7));
+}
+
+#[tokio::test]
+async fn bad_and_revoked_tokens_are_unauthenticated() {
+    let server = Server::start();
+    let alice = user(&server.tcp, "alice").await;
+    let token = alice.session().unwrap().token;
+
+    let stranger = missive_client::Client::connect(&server.tcp).await.unwrap();
+    let bad = stranger.resume("not-a-token").await.unwrap_err();
+    assert_eq!(bad.code(), Some(Code::Unauthenticated));
+    let before_auth = stranger.sync().await.unwrap_err();
+    assert_eq!(before_auth.code(), Some(Code::Unauthenticated));
+
+    alice.logout().await.unwrap();
+    for url in [&server.tcp, &server.http] {
+        let again = missive_client::Client::connect(url).await.unwrap();
+        let revoked = again.resume(&token).await.unwrap_err();
+        assert_eq!(revoked.code(), Some(Code::Unauthenticated), "over {url}");
+    }
+
+    let http = reqwest::Client::new();
+    let answer = http
+        .post(format!("{}/v1/sync", server.http))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    assert_eq!(answer.headers()["x-missive-code"], "unauthenticated");
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_mid_frame_is_closed_and_others_keep_working() {
+    let server = Server::start_with(&["--heartbeat-interval-s", "1", "--auth-timeout-s", "2"]);
+    bystanders(&server).await;
+    let mut stalled = authenticated_stream(&server, "alice").await;
+    let frame =
+        Frame::request(Command::Ping as u16, 9, Bytes::from_static(b"0123456789")).to_bytes();
+    stalled.write_all(&frame[..HEADER_BYTES + 3]).await.unwrap();
+    // Meanwhile, others are served.
+    bystanders_still_talk(&server, "during the stall").await;
+    // Three heartbeat intervals of silence (3 s) close it.
+    let started = tokio::time::Instant::now();
+    assert!(closed(&mut stalled).await);
+    assert!(started.elapsed() < Duration::from_secs(8));
+
+    // A connection that never authenticates is closed after the auth timeout.
+    let mut silent = TcpStream::connect(server.tcp_addr()).await.unwrap();
+    assert!(closed(&mut silent).await);
+    bystanders_still_talk(&server, "after the stall").await;
+}
+
+#[tokio::test]
+async fn websocket_text_messages_are_refused() {
+    let server = Server::start();
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.ws()).await.unwrap();
+    socket.send(WsMessage::Text("hello".into())).await.unwrap();
+    let answer = loop {
+        match socket.next().await.expect("an answer").unwrap() {
+            WsMessage::Binary(bytes) => break Frame::decode_exact(&bytes, u32::MAX).unwrap(),
+            _ => continue,
+        }
+    };
+    assert_eq!(code_of(&answer), Code::BadFrame);
+}
+
+#[tokio::test]
+async fn short_link_errors_carry_codes_and_statuses() {
+    let server = Server::start_with(&["--frame-body-bytes-max", "1024"]);
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Vec<u8>| {
+        http.post(format!("{}{path}", server.http))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let unknown = post("/v1/teleport", b"{}".to_vec()).await.unwrap();
+    assert_eq!(
+        (
+            unknown.status().as_u16(),
+            &unknown.headers()["x-missive-code"]
+        ),
+        (
+            404,
+            &"unknown_command"
+                .parse::<reqwest::header::HeaderValue>()
+                .unwrap()
+        )
+    );
+    let bad_json = post("/v1/register", b"{not json".to_vec()).await.unwrap();
+    assert_eq!(bad_json.status(), 400);
+    assert_eq!(bad_json.headers()["x-missive-code"], "bad_request");
+    let body: serde_json::Value = serde_json::from_slice(&bad_json.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["code"], Code::BadRequest as u16);
+    let too_big = post("/v1/register", vec![b' '; 4096]).await.unwrap();
+    assert_eq!(too_big.status(), 413);
+    let registered = post(
+        "/v1/register",
+        br#"{"username":"alice","password":"correct horse"}"#.to_vec(),
+    );
+    assert_eq!(registered.await.unwrap().status(), 200);
+}

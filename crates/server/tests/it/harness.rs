@@ -1,0 +1,206 @@
+//! Starts the real server binary on ports chosen by the system, and runs the real CLI.
+
+use missive_client::Client;
+use missive_client::proto::{SyncItem, sync_item::Body};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Server {
+    child: Child,
+    pub data: PathBuf,
+    pub tcp: String,
+    pub http: String,
+    pub admin: String,
+    extra: Vec<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts with extra `serve` flags, in a fresh data directory.
+    pub fn start_with(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let mut server = Server::spawn(data, extra.iter().map(|s| s.to_string()).collect());
+        server._dir = Some(dir);
+        server
+    }
+
+    fn spawn(data: PathBuf, extra: Vec<String>) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_missive"))
+            .arg("serve")
+            .arg("--data")
+            .arg(&data)
+            .args([
+                "--tcp",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+            ])
+            // Tests create many accounts; the full Argon2 cost is for production.
+            .args(["--password-memory-kib", "64", "--password-iterations", "1"])
+            .args(&extra)
+            .env("MISSIVE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("missive binary starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut tcp, mut http, mut admin) = (None, None, None);
+        while tcp.is_none() || http.is_none() || admin.is_none() {
+            let line = lines
+                .next()
+                .expect("server prints its addresses")
+                .expect("stdout line");
+            if let Some(url) = line.strip_prefix("missive listening admin ") {
+                admin = Some(url.to_string());
+            } else if let Some(url) = line.strip_prefix("missive listening ") {
+                if url.starts_with("tcp://") {
+                    tcp = Some(url.to_string());
+                } else if url.starts_with("http://") {
+                    http = Some(url.to_string());
+                }
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            data,
+            tcp: tcp.unwrap(),
+            http: http.unwrap(),
+            admin: admin.unwrap(),
+            extra,
+            _dir: None,
+        }
+    }
+
+    /// The WebSocket long-link URL.
+    pub fn ws(&self) -> String {
+        format!("{}/ws", self.http.replacen("http://", "ws://", 1))
+    }
+
+    /// Kills the process with SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reaped");
+    }
+
+    /// Starts the binary again on the same data directory (on new ports).
+    pub fn restart(&mut self) {
+        let dir = self._dir.take();
+        let fresh = Server::spawn(self.data.clone(), self.extra.clone());
+        let old = std::mem::replace(self, fresh);
+        self._dir = dir;
+        drop(old);
+    }
+
+    /// Sends SIGTERM and waits for a graceful exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        self.child.wait().expect("exit").success()
+    }
+
+    pub fn tcp_addr(&self) -> &str {
+        self.tcp.trim_start_matches("tcp://")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const PASSWORD: &str = "correct horse";
+
+/// Registers `name` and returns a client logged in over `url`.
+pub async fn user(url: &str, name: &str) -> Client {
+    let client = Client::connect(url).await.expect("connect");
+    client.register(name, PASSWORD).await.expect("register");
+    client.login(name, PASSWORD, "test").await.expect("login");
+    client
+}
+
+/// Another device of an existing user.
+pub async fn device(url: &str, name: &str, device: &str) -> Client {
+    let client = Client::connect(url).await.expect("connect");
+    client.login(name, PASSWORD, device).await.expect("login");
+    client
+}
+
+/// The texts of the message items, in order.
+pub fn texts(items: &[SyncItem]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|item| match &item.body {
+            Some(Body::Message(m)) => Some(m.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Syncs until `count` messages (in all) have arrived, waiting on notifies; panics after 10 s.
+pub async fn receive(client: &Client, count: usize) -> Vec<SyncItem> {
+    let mut items = client.sync().await.expect("sync");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while texts(&items).len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {:?} arrived",
+            texts(&items)
+        );
+        items.extend(
+            client
+                .next_changes(Duration::from_millis(200))
+                .await
+                .expect("sync"),
+        );
+    }
+    items
+}
+
+/// The `missive-cli` binary, built beside the server binary.
+pub fn cli_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_missive")).with_file_name("missive-cli");
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace's binaries first",
+        path.display()
+    );
+    path
+}
+
+pub struct Output {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `missive-cli --server URL --profile DIR ARGS...`.
+pub fn cli(server: &str, profile: &Path, args: &[&str]) -> Output {
+    let output = Command::new(cli_binary())
+        .args(["--server", server, "--profile"])
+        .arg(profile)
+        .args(args)
+        .output()
+        .expect("missive-cli runs");
+    Output {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `missive` binary, driven by the real SDK and `missive-cli` over
+//! real sockets.
+
+mod bad_input;
+mod cli;
+mod durability;
+mod harness;
+mod messaging;
