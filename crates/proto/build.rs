@@ -9,18 +9,10 @@ fn main() {
     let mut config = prost_build::Config::new();
     config.service_generator(Box::new(missive_rpc::codegen::TraitGenerator));
     // The client protocol is also spoken as JSON on the short link.
-    config.type_attribute(
-        ".missive.v1",
-        "#[derive(serde::Serialize, serde::Deserialize)]",
-    );
+    config.type_attribute(".missive.v1", "#[derive(serde::Serialize, serde::Deserialize)]");
     config.message_attribute(".missive.v1", "#[serde(default)]");
-    for field in [
-        ".missive.v1.SyncRequest.sync_key",
-        ".missive.v1.SyncResponse.sync_key",
-    ] {
+    for field in [".missive.v1.SyncRequest.sync_key", ".missive.v1.SyncResponse.sync_key"] {
         config.field_attribute(field, "#[serde(with = \"crate::base64_json\")]");
     }
-    config
-        .compile_fds(descriptors)
-        .expect("code generation succeeds");
+    config.compile_fds(descriptors).expect("code generation succeeds");
 }

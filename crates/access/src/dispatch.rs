@@ -26,10 +26,7 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(api: Arc<dyn ClientApi>) -> Self {
-        Dispatcher {
-            api,
-            next_request_id: AtomicU64::new(1),
-        }
+        Dispatcher { api, next_request_id: AtomicU64::new(1) }
     }
 
     pub fn api(&self) -> &Arc<dyn ClientApi> {
@@ -57,9 +54,7 @@ impl Dispatcher {
                         .duration_since(std::time::UNIX_EPOCH)
                         .map(|d| d.as_millis() as i64)
                         .unwrap_or(0);
-                    Ok(PingResponse {
-                        server_time_ms: now,
-                    })
+                    Ok(PingResponse { server_time_ms: now })
                 })
                 .await
             }
@@ -70,14 +65,12 @@ impl Dispatcher {
             Command::UpdateProfile => unary(body, format, |r| api.update_profile(ctx, r)).await,
             Command::Send => unary(body, format, |r| api.send(ctx, r)).await,
             Command::Sync => unary(body, format, |r| api.sync(ctx, r)).await,
-            Command::Auth => Err(Status::new(
-                Code::FailedPrecondition,
-                "auth is a long-link command",
-            )),
-            Command::Notify => Err(Status::new(
-                Code::UnknownCommand,
-                "notify is sent by the server only",
-            )),
+            Command::Auth => {
+                Err(Status::new(Code::FailedPrecondition, "auth is a long-link command"))
+            }
+            Command::Notify => {
+                Err(Status::new(Code::UnknownCommand, "notify is sent by the server only"))
+            }
         };
         let code = result.as_ref().err().map_or(Code::Ok, |s| s.code);
         metrics::counter!("missive_requests_total", "command" => command.name(), "code" => code.as_str())

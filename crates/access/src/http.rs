@@ -42,9 +42,7 @@ pub fn router(links: LinkServer, shutdown: CancellationToken) -> Router {
 }
 
 fn format_of(headers: &HeaderMap) -> Format {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     match content_type {
         Some(t) if t.starts_with(JSON_CONTENT_TYPE) => Format::Json,
         _ => Format::Protobuf,
@@ -99,9 +97,7 @@ async fn short_link_call(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| Status::new(Code::Unauthenticated, "missing bearer token"))?;
-        let request = AuthenticateRequest {
-            token: token.trim().to_string(),
-        };
+        let request = AuthenticateRequest { token: token.trim().to_string() };
         let session = dispatcher.api().authenticate(&ctx, request).await?;
         ctx.caller = Some(Caller {
             user_id: session.user_id,

@@ -73,13 +73,7 @@ pub(crate) async fn serve<R, W>(
     let gauge = metrics::gauge!("missive_connections", "transport" => transport);
     gauge.increment(1.0);
 
-    let mut link = Link {
-        shared: &shared,
-        transport,
-        caller: None,
-        registration: None,
-        announce,
-    };
+    let mut link = Link { shared: &shared, transport, caller: None, registration: None, announce };
     let auth_deadline = Instant::now() + config.auth_timeout;
     let mut deadline = auth_deadline;
     let reason = loop {
@@ -105,9 +99,7 @@ pub(crate) async fn serve<R, W>(
         };
         if frame.kind != Kind::Request {
             let status = Status::new(Code::BadFrame, "clients send request frames only");
-            let _ = queue
-                .send(error_frame(frame.command, frame.seq, &status))
-                .await;
+            let _ = queue.send(error_frame(frame.command, frame.seq, &status)).await;
             break "bad frame kind";
         }
         let (response, flow) = link.handle(frame).await;
@@ -123,12 +115,7 @@ pub(crate) async fn serve<R, W>(
             auth_deadline
         };
     };
-    tracing::debug!(
-        transport,
-        user_id = link.caller.map(|c| c.user_id),
-        reason,
-        "closing link"
-    );
+    tracing::debug!(transport, user_id = link.caller.map(|c| c.user_id), reason, "closing link");
     // The queue closes first, so the writer never sees the announce channel close alone.
     drop(queue);
     drop(link);
@@ -142,14 +129,9 @@ pub(crate) async fn serve<R, W>(
 impl Link<'_> {
     async fn handle(&mut self, frame: Frame) -> (Frame, Flow) {
         let Some(command) = Command::from_u16(frame.command) else {
-            let status = Status::new(
-                Code::UnknownCommand,
-                format!("unknown command {}", frame.command),
-            );
-            return (
-                error_frame(frame.command, frame.seq, &status),
-                Flow::Continue,
-            );
+            let status =
+                Status::new(Code::UnknownCommand, format!("unknown command {}", frame.command));
+            return (error_frame(frame.command, frame.seq, &status), Flow::Continue);
         };
         let config = &self.shared.config;
         let dispatcher = &self.shared.dispatcher;
@@ -180,20 +162,14 @@ impl Link<'_> {
                 if status.code == Code::Internal {
                     tracing::error!(request_id = ctx.request_id, command = command.name(), %status, "request failed");
                 }
-                (
-                    error_frame(frame.command, frame.seq, &status),
-                    Flow::Continue,
-                )
+                (error_frame(frame.command, frame.seq, &status), Flow::Continue)
             }
         }
     }
 
     async fn authenticate(&mut self, ctx: &Ctx, body: &[u8]) -> Result<Bytes, Status> {
         if self.caller.is_some() {
-            return Err(Status::new(
-                Code::FailedPrecondition,
-                "already authenticated",
-            ));
+            return Err(Status::new(Code::FailedPrecondition, "already authenticated"));
         }
         let request: AuthRequest = dispatch::decode(body, Format::Protobuf)?;
         let protocol_version = request.protocol_version.max(1);
@@ -203,24 +179,11 @@ impl Link<'_> {
                 format!("protocol version {protocol_version} is not supported"),
             ));
         }
-        let request = missive_proto::internal::AuthenticateRequest {
-            token: request.token,
-        };
-        let session = self
-            .shared
-            .dispatcher
-            .api()
-            .authenticate(ctx, request)
-            .await?;
-        let caller = Caller {
-            user_id: session.user_id,
-            device_id: session.device_id,
-            protocol_version,
-        };
-        let registration = self
-            .shared
-            .registry
-            .register(caller.user_id, caller.device_id);
+        let request = missive_proto::internal::AuthenticateRequest { token: request.token };
+        let session = self.shared.dispatcher.api().authenticate(ctx, request).await?;
+        let caller =
+            Caller { user_id: session.user_id, device_id: session.device_id, protocol_version };
+        let registration = self.shared.registry.register(caller.user_id, caller.device_id);
         let _ = self.announce.send(Some(registration.connection.clone()));
         self.registration = Some(registration);
         self.caller = Some(caller);
@@ -257,10 +220,7 @@ fn refusal(error: &LinkError) -> Frame {
         LinkError::Frame(FrameError::TooLarge { header, max }) => error_frame(
             header.command,
             header.seq,
-            &Status::new(
-                Code::FrameTooLarge,
-                format!("frame body exceeds {max} bytes"),
-            ),
+            &Status::new(Code::FrameTooLarge, format!("frame body exceeds {max} bytes")),
         ),
         other => error_frame(0, 0, &Status::new(Code::BadFrame, other.to_string())),
     }

@@ -84,26 +84,17 @@ impl Registry {
             .entry(user_id)
             .or_default()
             .push(connection.clone());
-        Registration {
-            registry: self.clone(),
-            connection,
-        }
+        Registration { registry: self.clone(), connection }
     }
 
     /// Devices of a user online on this node.
     pub fn online_devices(&self, user_id: u64) -> Vec<u64> {
         let shard = self.shard(user_id).lock().expect("registry shard");
-        shard
-            .get(&user_id)
-            .map(|c| c.iter().map(|c| c.device_id).collect())
-            .unwrap_or_default()
+        shard.get(&user_id).map(|c| c.iter().map(|c| c.device_id).collect()).unwrap_or_default()
     }
 
     fn unregister(&self, connection: &Connection) {
-        let mut shard = self
-            .shard(connection.user_id)
-            .lock()
-            .expect("registry shard");
+        let mut shard = self.shard(connection.user_id).lock().expect("registry shard");
         if let Some(list) = shard.get_mut(&connection.user_id) {
             list.retain(|c| c.id != connection.id);
             if list.is_empty() {
@@ -150,12 +141,7 @@ mod tests {
     use missive_proto::internal::NotifyTarget;
 
     fn target(user_id: u64, except_device_id: u64, version: u64) -> NotifyTarget {
-        NotifyTarget {
-            user_id,
-            except_device_id,
-            r#type: 3,
-            version,
-        }
+        NotifyTarget { user_id, except_device_id, r#type: 3, version }
     }
 
     #[tokio::test]
@@ -166,10 +152,7 @@ mod tests {
         let other = registry.register(2, 20);
         let ctx = Ctx::new(0);
         let targets = vec![target(1, 11, 5), target(1, 11, 7), target(1, 11, 6)];
-        registry
-            .notify(&ctx, NotifyRequest { targets })
-            .await
-            .unwrap();
+        registry.notify(&ctx, NotifyRequest { targets }).await.unwrap();
         assert_eq!(phone.connection.take_pending(), vec![(3, 7)]);
         assert_eq!(phone.connection.take_pending(), vec![]);
         assert_eq!(laptop.connection.take_pending(), vec![]);

@@ -27,11 +27,7 @@ impl LinkServer {
     pub fn new(dispatcher: Arc<Dispatcher>, registry: Arc<Registry>, config: AccessConfig) -> Self {
         let slots = Arc::new(Semaphore::new(config.connections_max));
         LinkServer {
-            shared: Arc::new(LinkShared {
-                dispatcher,
-                registry,
-                config,
-            }),
+            shared: Arc::new(LinkShared { dispatcher, registry, config }),
             slots,
             tasks: TaskTracker::new(),
         }
@@ -56,14 +52,9 @@ impl LinkServer {
     /// Waits (up to the drain timeout) for every connection to finish after shutdown.
     pub async fn drain(&self) {
         self.tasks.close();
-        if tokio::time::timeout(self.shared.config.drain_timeout, self.tasks.wait())
-            .await
-            .is_err()
+        if tokio::time::timeout(self.shared.config.drain_timeout, self.tasks.wait()).await.is_err()
         {
-            tracing::warn!(
-                left = self.tasks.len(),
-                "connections still open after drain timeout"
-            );
+            tracing::warn!(left = self.tasks.len(), "connections still open after drain timeout");
         }
     }
 

@@ -63,10 +63,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: {error}");
@@ -84,9 +81,8 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = ProfileDir::new(&cli.profile);
-    let mut state = dir
-        .load()
-        .with_context(|| format!("reading profile {}", dir.path().display()))?;
+    let mut state =
+        dir.load().with_context(|| format!("reading profile {}", dir.path().display()))?;
     let server = match cli
         .server
         .clone()
@@ -104,11 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let answer = client.register(&user, &password).await?;
             println!("registered {user} (user id {})", answer.user_id);
         }
-        Command::Login {
-            user,
-            password,
-            device,
-        } => {
+        Command::Login { user, password, device } => {
             let session = client.login(&user, &password, &device).await?;
             state = ProfileState {
                 server,
@@ -179,11 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// How long to wait for a notify before syncing anyway: the short link has none.
 fn fallback(client: &Client) -> Duration {
-    if client.is_long_link() {
-        Duration::from_secs(30)
-    } else {
-        Duration::from_secs(1)
-    }
+    if client.is_long_link() { Duration::from_secs(30) } else { Duration::from_secs(1) }
 }
 
 fn save_key(dir: &ProfileDir, state: &mut ProfileState, client: &Client) -> anyhow::Result<()> {
@@ -197,10 +185,7 @@ async fn chat(
     state: &mut ProfileState,
     peer: &str,
 ) -> anyhow::Result<()> {
-    client
-        .profile(peer)
-        .await
-        .with_context(|| format!("looking up {peer}"))?;
+    client.profile(peer).await.with_context(|| format!("looking up {peer}"))?;
     println!("chatting with {peer}; type a message and press enter, /quit to leave");
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let fallback = fallback(client);

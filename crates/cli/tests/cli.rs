@@ -5,15 +5,10 @@ use std::process::Command;
 
 #[test]
 fn help_names_every_command() {
-    let out = Command::new(env!("CARGO_BIN_EXE_missive-cli"))
-        .arg("--help")
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_missive-cli")).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for command in [
-        "register", "login", "send", "sync", "watch", "chat", "logout",
-    ] {
+    for command in ["register", "login", "send", "sync", "watch", "chat", "logout"] {
         assert!(help.contains(command), "{command} missing from help");
     }
 }

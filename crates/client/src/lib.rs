@@ -106,30 +106,16 @@ impl Client {
         command: Command,
         request: &Req,
     ) -> Result<Resp, ClientError> {
-        let token = self
-            .session
-            .lock()
-            .expect("session")
-            .as_ref()
-            .map(|s| s.token.clone());
-        let body = self
-            .link
-            .call(command, request.encode_to_vec().into(), token.as_deref())
-            .await?;
+        let token = self.session.lock().expect("session").as_ref().map(|s| s.token.clone());
+        let body =
+            self.link.call(command, request.encode_to_vec().into(), token.as_deref()).await?;
         Resp::decode(body).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// Sends a raw command body and returns the raw answer body (for tools and tests).
     pub async fn call_raw(&self, command: u16, body: Vec<u8>) -> Result<bytes::Bytes, ClientError> {
-        let token = self
-            .session
-            .lock()
-            .expect("session")
-            .as_ref()
-            .map(|s| s.token.clone());
-        self.link
-            .call_raw(command, body.into(), token.as_deref())
-            .await
+        let token = self.session.lock().expect("session").as_ref().map(|s| s.token.clone());
+        self.link.call_raw(command, body.into(), token.as_deref()).await
     }
 
     pub async fn ping(&self) -> Result<PingResponse, ClientError> {
@@ -168,32 +154,19 @@ impl Client {
     /// Uses an existing session token; on a long link this authenticates the connection.
     pub async fn resume(&self, token: &str) -> Result<Session, ClientError> {
         let session = if self.link.is_long() {
-            let request = AuthRequest {
-                token: token.into(),
-                protocol_version: self.protocol_version,
-            };
+            let request =
+                AuthRequest { token: token.into(), protocol_version: self.protocol_version };
             let answer: AuthResponse = self.call(Command::Auth, &request).await?;
             self.link.start_heartbeat(Duration::from_secs(u64::from(
                 answer.heartbeat_interval_s.max(1),
             )));
-            Session {
-                token: token.into(),
-                user_id: answer.user_id,
-                device_id: answer.device_id,
-            }
+            Session { token: token.into(), user_id: answer.user_id, device_id: answer.device_id }
         } else {
             // The short link has no AUTH: every request carries the token. Ask who we are.
-            *self.session.lock().expect("session") = Some(Session {
-                token: token.into(),
-                user_id: 0,
-                device_id: 0,
-            });
+            *self.session.lock().expect("session") =
+                Some(Session { token: token.into(), user_id: 0, device_id: 0 });
             let me = self.profile("").await?;
-            Session {
-                token: token.into(),
-                user_id: me.user_id,
-                device_id: 0,
-            }
+            Session { token: token.into(), user_id: me.user_id, device_id: 0 }
         };
         *self.session.lock().expect("session") = Some(session.clone());
         Ok(session)
@@ -207,19 +180,13 @@ impl Client {
 
     /// A user's profile; an empty username means one's own.
     pub async fn profile(&self, username: &str) -> Result<Profile, ClientError> {
-        let request = GetProfileRequest {
-            username: username.into(),
-        };
+        let request = GetProfileRequest { username: username.into() };
         let answer: GetProfileResponse = self.call(Command::GetProfile, &request).await?;
-        answer
-            .profile
-            .ok_or_else(|| ClientError::Protocol("profile missing".into()))
+        answer.profile.ok_or_else(|| ClientError::Protocol("profile missing".into()))
     }
 
     pub async fn set_nickname(&self, nickname: &str) -> Result<UpdateProfileResponse, ClientError> {
-        let request = UpdateProfileRequest {
-            nickname: nickname.into(),
-        };
+        let request = UpdateProfileRequest { nickname: nickname.into() };
         self.call(Command::UpdateProfile, &request).await
     }
 
@@ -242,10 +209,7 @@ impl Client {
 
     /// One SYNC call from the stored key; stores the new key.
     pub async fn sync_once(&self, limit: u32) -> Result<SyncResponse, ClientError> {
-        let request = SyncRequest {
-            sync_key: self.sync_key(),
-            limit,
-        };
+        let request = SyncRequest { sync_key: self.sync_key(), limit };
         let answer: SyncResponse = self.call(Command::Sync, &request).await?;
         self.set_sync_key(answer.sync_key.clone());
         Ok(answer)

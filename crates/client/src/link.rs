@@ -35,11 +35,7 @@ impl Endpoint {
         let bad = || ClientError::BadUrl(url.to_string());
         if let Some(rest) = url.strip_prefix("tcp://") {
             let host = rest.trim_end_matches('/');
-            return if host.is_empty() {
-                Err(bad())
-            } else {
-                Ok(Endpoint::Tcp(host.to_string()))
-            };
+            return if host.is_empty() { Err(bad()) } else { Ok(Endpoint::Tcp(host.to_string())) };
         }
         if url.starts_with("ws://") {
             return Ok(Endpoint::WebSocket(url.to_string()));
@@ -66,9 +62,8 @@ impl Link {
         let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
         match endpoint {
             Endpoint::Tcp(address) => {
-                let stream = tokio::net::TcpStream::connect(address)
-                    .await
-                    .map_err(|e| transport(&e))?;
+                let stream =
+                    tokio::net::TcpStream::connect(address).await.map_err(|e| transport(&e))?;
                 let _ = stream.set_nodelay(true);
                 let (read, write) = stream.into_split();
                 let codec = FrameCodec::new(BODY_BYTES_MAX_DEFAULT);
@@ -96,20 +91,14 @@ impl Link {
                         Err(e) => Some(Err(e.to_string())),
                     }
                 });
-                let writer = sink
-                    .sink_map_err(|e| e.to_string())
-                    .with(|frame: Frame| async move {
-                        Ok::<_, String>(WsMessage::Binary(frame.to_bytes()))
-                    });
-                Ok(Link::Long(LongLink::start(
-                    Box::pin(reader),
-                    Box::pin(writer),
-                )))
+                let writer = sink.sink_map_err(|e| e.to_string()).with(|frame: Frame| async move {
+                    Ok::<_, String>(WsMessage::Binary(frame.to_bytes()))
+                });
+                Ok(Link::Long(LongLink::start(Box::pin(reader), Box::pin(writer))))
             }
-            Endpoint::Http(base) => Ok(Link::Short(ShortLink {
-                base: base.clone(),
-                http: reqwest::Client::new(),
-            })),
+            Endpoint::Http(base) => {
+                Ok(Link::Short(ShortLink { base: base.clone(), http: reqwest::Client::new() }))
+            }
         }
     }
 
@@ -162,10 +151,7 @@ impl Link {
 fn server_error(status: u16, body: &[u8]) -> ClientError {
     let error = ErrorBody::decode(body).unwrap_or_default();
     let code = Code::from_u16(status).unwrap_or(Code::Internal);
-    ClientError::Server {
-        code,
-        message: error.message,
-    }
+    ClientError::Server { code, message: error.message }
 }
 
 type Waiters = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Frame>>>>>;
@@ -234,13 +220,7 @@ impl LongLink {
                 notified.notify_waiters();
             });
         }
-        LongLink {
-            outbound,
-            waiters,
-            next_seq: AtomicU32::new(1),
-            notified,
-            closed,
-        }
+        LongLink { outbound, waiters, next_seq: AtomicU32::new(1), notified, closed }
     }
 
     async fn call(&self, command: u16, body: Bytes) -> Result<Bytes, ClientError> {
@@ -329,20 +309,14 @@ impl ShortLink {
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let response = request.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
         let status = response.status();
         let code = response
             .headers()
             .get("x-missive-code")
             .and_then(|v| v.to_str().ok())
             .and_then(|name| Code::ALL.into_iter().find(|c| c.as_str() == name));
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let body = response.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?;
         if status.is_success() {
             return Ok(body);
         }
@@ -361,10 +335,7 @@ mod tests {
             Endpoint::parse("tcp://127.0.0.1:7300").unwrap(),
             Endpoint::Tcp("127.0.0.1:7300".into())
         );
-        assert_eq!(
-            Endpoint::parse("http://h:1/").unwrap(),
-            Endpoint::Http("http://h:1".into())
-        );
+        assert_eq!(Endpoint::parse("http://h:1/").unwrap(), Endpoint::Http("http://h:1".into()));
         assert_eq!(
             Endpoint::parse("ws://h:1/ws").unwrap(),
             Endpoint::WebSocket("ws://h:1/ws".into())

@@ -36,10 +36,7 @@ pub struct PasswordCost {
 impl Default for PasswordCost {
     /// OWASP's recommendation for Argon2id: 19 MiB, 2 iterations.
     fn default() -> Self {
-        PasswordCost {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-        }
+        PasswordCost { memory_kib: 19 * 1024, iterations: 2 }
     }
 }
 
@@ -84,12 +81,7 @@ impl Logic {
         &self,
         work: impl FnOnce(Argon2<'static>) -> T + Send + 'static,
     ) -> Result<T, Status> {
-        let _permit = self
-            .auth
-            .hashing
-            .acquire()
-            .await
-            .expect("semaphore never closes");
+        let _permit = self.auth.hashing.acquire().await.expect("semaphore never closes");
         let cost = self.config.password_cost;
         let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
             .map_err(|e| Status::internal(format!("bad password cost: {e}")))?;
@@ -114,12 +106,7 @@ impl Logic {
         let session = self
             .deps
             .accounts
-            .get_session(
-                ctx,
-                TokenHashRef {
-                    token_hash: hash.to_vec(),
-                },
-            )
+            .get_session(ctx, TokenHashRef { token_hash: hash.to_vec() })
             .await
             .map_err(|status| match status.code {
                 Code::NotFound => unauthenticated(),
@@ -144,17 +131,11 @@ impl Logic {
         let password = req.password;
         let password_hash = self
             .blocking_hash(move |argon| {
-                argon
-                    .hash_password(password.as_bytes())
-                    .map(|hash| hash.to_string())
+                argon.hash_password(password.as_bytes()).map(|hash| hash.to_string())
             })
             .await?
             .map_err(|e| Status::internal(format!("password hashing failed: {e}")))?;
-        let nickname = if req.nickname.is_empty() {
-            req.username.clone()
-        } else {
-            req.nickname
-        };
+        let nickname = if req.nickname.is_empty() { req.username.clone() } else { req.nickname };
         let account = self
             .deps
             .accounts
@@ -176,9 +157,7 @@ impl Logic {
         // first sync delivers the profile.
         self.set_nickname(ctx, account.user_id, nickname).await?;
         metrics::counter!("missive_registrations_total").increment(1);
-        Ok(RegisterResponse {
-            user_id: account.user_id,
-        })
+        Ok(RegisterResponse { user_id: account.user_id })
     }
 
     /// Writes a nickname under the user's next version; returns the profile and version.
@@ -189,23 +168,11 @@ impl Logic {
         nickname: String,
     ) -> Result<(Profile, u64), Status> {
         let _guards = self.locks.lock(&[user_id]).await;
-        let version = self
-            .deps
-            .seq
-            .alloc(ctx, AllocRequest { user_id, count: 1 })
-            .await?
-            .first;
+        let version = self.deps.seq.alloc(ctx, AllocRequest { user_id, count: 1 }).await?.first;
         let account = self
             .deps
             .accounts
-            .update_nickname(
-                ctx,
-                UpdateNicknameRequest {
-                    user_id,
-                    nickname,
-                    version,
-                },
-            )
+            .update_nickname(ctx, UpdateNicknameRequest { user_id, nickname, version })
             .await?;
         Ok((profile_of(&account), version))
     }
@@ -215,23 +182,14 @@ impl Logic {
         ctx: &Ctx,
         req: LoginRequest,
     ) -> Result<LoginResponse, Status> {
-        validate::display_name(
-            "device_name",
-            &req.device_name,
-            validate::DEVICE_NAME_CHARS_MAX,
-        )?;
+        validate::display_name("device_name", &req.device_name, validate::DEVICE_NAME_CHARS_MAX)?;
         if req.password.len() > validate::PASSWORD_BYTES_MAX {
             return Err(invalid_credentials());
         }
         let account = self
             .deps
             .accounts
-            .get_by_name(
-                ctx,
-                UsernameRef {
-                    username: req.username,
-                },
-            )
+            .get_by_name(ctx, UsernameRef { username: req.username })
             .await
             .map_err(|status| match status.code {
                 Code::NotFound => invalid_credentials(),
@@ -252,11 +210,8 @@ impl Logic {
         let mut raw = [0u8; TOKEN_BYTES];
         rand::rng().fill_bytes(&mut raw);
         let token = URL_SAFE_NO_PAD.encode(raw);
-        let device_name = if req.device_name.is_empty() {
-            "unnamed".to_string()
-        } else {
-            req.device_name
-        };
+        let device_name =
+            if req.device_name.is_empty() { "unnamed".to_string() } else { req.device_name };
         let session = self
             .deps
             .accounts
@@ -271,11 +226,7 @@ impl Logic {
             )
             .await?;
         metrics::counter!("missive_logins_total").increment(1);
-        Ok(LoginResponse {
-            user_id: account.user_id,
-            device_id: session.device_id,
-            token,
-        })
+        Ok(LoginResponse { user_id: account.user_id, device_id: session.device_id, token })
     }
 
     pub(crate) async fn logout_device(&self, ctx: &Ctx) -> Result<LogoutResponse, Status> {
@@ -306,30 +257,15 @@ impl Logic {
     ) -> Result<GetProfileResponse, Status> {
         let caller = ctx.caller()?;
         let account = if req.username.is_empty() {
-            self.deps
-                .accounts
-                .get_by_id(
-                    ctx,
-                    UserRef {
-                        user_id: caller.user_id,
-                    },
-                )
-                .await?
+            self.deps.accounts.get_by_id(ctx, UserRef { user_id: caller.user_id }).await?
         } else {
             self.deps
                 .accounts
-                .get_by_name(
-                    ctx,
-                    UsernameRef {
-                        username: req.username,
-                    },
-                )
+                .get_by_name(ctx, UsernameRef { username: req.username })
                 .await
                 .map_err(|s| Status::new(s.code, "no such user"))?
         };
-        Ok(GetProfileResponse {
-            profile: Some(profile_of(&account)),
-        })
+        Ok(GetProfileResponse { profile: Some(profile_of(&account)) })
     }
 
     pub(crate) async fn change_profile(
@@ -350,9 +286,6 @@ impl Logic {
             version,
         };
         self.notify(ctx, vec![target]).await;
-        Ok(UpdateProfileResponse {
-            profile: Some(profile),
-            version,
-        })
+        Ok(UpdateProfileResponse { profile: Some(profile), version })
     }
 }

@@ -23,9 +23,7 @@ pub(crate) struct AckBuffer {
 impl AckBuffer {
     pub(crate) fn record(&self, user_id: u64, device_id: u64, version: u64, at_ms: i64) {
         let mut pending = self.pending.lock().expect("ack buffer");
-        let entry = pending
-            .entry((user_id, device_id))
-            .or_insert((version, at_ms));
+        let entry = pending.entry((user_id, device_id)).or_insert((version, at_ms));
         if version > entry.0 {
             *entry = (version, at_ms);
         }
@@ -53,16 +51,10 @@ impl Logic {
             return;
         }
         let ctx = Ctx::new(0);
-        if let Err(status) = self
-            .deps
-            .accounts
-            .ack(&ctx, AckRequest { acks: acks.clone() })
-            .await
-        {
+        if let Err(status) = self.deps.accounts.ack(&ctx, AckRequest { acks: acks.clone() }).await {
             tracing::warn!(%status, count = acks.len(), "writing acknowledgements failed");
             for ack in acks {
-                self.acks
-                    .record(ack.user_id, ack.device_id, ack.version, ack.at_ms);
+                self.acks.record(ack.user_id, ack.device_id, ack.version, ack.at_ms);
             }
         }
     }
@@ -76,10 +68,7 @@ impl Logic {
             Retention::After(keep) => self.now_ms() - keep.as_millis() as i64,
         };
         let ctx = Ctx::new(0);
-        let request = CollectRequest {
-            delivered_before_ms: cutoff,
-            limit: COLLECT_USERS_MAX,
-        };
+        let request = CollectRequest { delivered_before_ms: cutoff, limit: COLLECT_USERS_MAX };
         match self.deps.messages.collect(&ctx, request).await {
             Ok(done) => {
                 metrics::counter!("missive_gc_inbox_entries_deleted_total")

@@ -73,9 +73,7 @@ impl std::str::FromStr for Retention {
             _ => {}
         }
         let (number, unit) = text.split_at(text.len().saturating_sub(1));
-        let number: u64 = number
-            .parse()
-            .map_err(|_| format!("bad retention {text:?}"))?;
+        let number: u64 = number.parse().map_err(|_| format!("bad retention {text:?}"))?;
         let seconds = match unit {
             "d" => number * 86_400,
             "h" => number * 3_600,
@@ -144,10 +142,7 @@ pub struct Logic {
 
 impl Logic {
     pub fn new(deps: Deps, config: LogicConfig) -> Arc<Logic> {
-        assert!(
-            !config.sync_key_secret.is_empty(),
-            "a sync key secret is required"
-        );
+        assert!(!config.sync_key_secret.is_empty(), "a sync key secret is required");
         Arc::new(Logic {
             sync_keys: SyncKeyCodec::new(&config.sync_key_secret),
             locks: locks::UserLocks::new(4096),

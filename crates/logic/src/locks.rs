@@ -15,18 +15,14 @@ pub struct UserLocks {
 impl UserLocks {
     pub fn new(stripes: usize) -> Self {
         assert!(stripes > 0);
-        UserLocks {
-            stripes: (0..stripes).map(|_| Mutex::new(())).collect(),
-        }
+        UserLocks { stripes: (0..stripes).map(|_| Mutex::new(())).collect() }
     }
 
     /// Locks every given user's stripe, always in ascending stripe order so that two writers
     /// never deadlock.
     pub async fn lock(&self, users: &[u64]) -> Vec<MutexGuard<'_, ()>> {
-        let mut stripes: Vec<usize> = users
-            .iter()
-            .map(|u| (*u % self.stripes.len() as u64) as usize)
-            .collect();
+        let mut stripes: Vec<usize> =
+            users.iter().map(|u| (*u % self.stripes.len() as u64) as usize).collect();
         stripes.sort_unstable();
         stripes.dedup();
         let mut guards = Vec::with_capacity(stripes.len());

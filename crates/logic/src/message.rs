@@ -38,11 +38,7 @@ impl Logic {
         if let Some(name) = self.names.by_id.lock().expect("name cache").get(&user_id) {
             return Ok(name.clone());
         }
-        let account = self
-            .deps
-            .accounts
-            .get_by_id(ctx, UserRef { user_id })
-            .await?;
+        let account = self.deps.accounts.get_by_id(ctx, UserRef { user_id }).await?;
         self.names.remember(account.user_id, &account.username);
         Ok(account.username)
     }
@@ -54,12 +50,7 @@ impl Logic {
         let account = self
             .deps
             .accounts
-            .get_by_name(
-                ctx,
-                UsernameRef {
-                    username: username.to_string(),
-                },
-            )
+            .get_by_name(ctx, UsernameRef { username: username.to_string() })
             .await?;
         self.names.remember(account.user_id, &account.username);
         Ok(account.user_id)
@@ -88,10 +79,7 @@ impl Logic {
         } else {
             return Err(Status::invalid_argument("recipient is missing"));
         };
-        let to = self
-            .username_of(ctx, to_user_id)
-            .await
-            .map_err(no_such_user)?;
+        let to = self.username_of(ctx, to_user_id).await.map_err(no_such_user)?;
         let from = self.username_of(ctx, caller.user_id).await?;
         let message = Message {
             id: 0,
@@ -113,23 +101,14 @@ impl Logic {
         let stored = {
             let _guards = self.locks.lock(&users).await;
             for &user_id in &users {
-                let version = self
-                    .deps
-                    .seq
-                    .alloc(ctx, AllocRequest { user_id, count: 1 })
-                    .await?
-                    .first;
+                let version =
+                    self.deps.seq.alloc(ctx, AllocRequest { user_id, count: 1 }).await?.first;
                 entries.push(InboxEntry { user_id, version });
             }
-            let append = AppendRequest {
-                message: Some(message),
-                entries: entries.clone(),
-            };
+            let append = AppendRequest { message: Some(message), entries: entries.clone() };
             self.deps.messages.append(ctx, append).await?
         };
-        let message = stored
-            .message
-            .ok_or_else(|| Status::internal("append lost the message"))?;
+        let message = stored.message.ok_or_else(|| Status::internal("append lost the message"))?;
         if !stored.duplicate {
             metrics::counter!("missive_messages_sent_total", "kind" => "text").increment(1);
             let targets = entries

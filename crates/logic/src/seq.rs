@@ -36,11 +36,7 @@ impl SeqAllocator {
     /// `step`: how far each persisted bound runs ahead (WeChat's seqsvr uses 10,000).
     pub fn new(store: Arc<dyn SeqStore>, step: u64) -> Self {
         assert!(step > 0, "seq step must be positive");
-        SeqAllocator {
-            store,
-            step,
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-        }
+        SeqAllocator { store, step, shards: (0..SHARDS).map(|_| Mutex::default()).collect() }
     }
 
     fn shard(&self, user_id: u64) -> &Mutex<HashMap<u64, UserSeq>> {
@@ -49,10 +45,7 @@ impl SeqAllocator {
 
     async fn load(&self, ctx: &Ctx, user_id: u64) -> Result<UserSeq, Status> {
         let section = self.store.load_max(ctx, UserRef { user_id }).await?;
-        Ok(UserSeq {
-            current: section.max_version,
-            max: section.max_version,
-        })
+        Ok(UserSeq { current: section.max_version, max: section.max_version })
     }
 }
 
@@ -72,13 +65,7 @@ impl Seq for SeqAllocator {
         if last > state.max {
             let max = last + self.step;
             self.store
-                .store_max(
-                    ctx,
-                    SeqSection {
-                        user_id: req.user_id,
-                        max_version: max,
-                    },
-                )
+                .store_max(ctx, SeqSection { user_id: req.user_id, max_version: max })
                 .await?;
             state.max = max;
         }
@@ -97,9 +84,7 @@ impl Seq for SeqAllocator {
                 state
             }
         };
-        Ok(CurrentVersion {
-            version: state.current,
-        })
+        Ok(CurrentVersion { version: state.current })
     }
 }
 
@@ -114,10 +99,7 @@ mod tests {
     }
 
     async fn alloc(seq: &SeqAllocator, user_id: u64, count: u32) -> u64 {
-        seq.alloc(&ctx(), AllocRequest { user_id, count })
-            .await
-            .unwrap()
-            .first
+        seq.alloc(&ctx(), AllocRequest { user_id, count }).await.unwrap().first
     }
 
     proptest! {
@@ -160,15 +142,7 @@ mod tests {
         for expected in 1..=150 {
             assert_eq!(alloc(&seq, 9, 1).await, expected);
         }
-        let bound = store
-            .load_max(&ctx(), UserRef { user_id: 9 })
-            .await
-            .unwrap()
-            .max_version;
-        assert_eq!(
-            bound,
-            102 + 100,
-            "raised to 101 at version 1, then to 202 at 102"
-        );
+        let bound = store.load_max(&ctx(), UserRef { user_id: 9 }).await.unwrap().max_version;
+        assert_eq!(bound, 102 + 100, "raised to 101 at version 1, then to 202 at 102");
     }
 }

@@ -22,12 +22,7 @@ impl Logic {
             .map_err(|e| Status::new(Code::BadSyncKey, e.to_string()))?;
         let acknowledged = key.get(DataType::Message);
         if acknowledged > 0 {
-            self.acks.record(
-                caller.user_id,
-                caller.device_id,
-                acknowledged,
-                self.now_ms(),
-            );
+            self.acks.record(caller.user_id, caller.device_id, acknowledged, self.now_ms());
         }
         let limit = match req.limit {
             0 => self.config.sync_items_default,
@@ -36,12 +31,7 @@ impl Logic {
 
         let mut items = Vec::new();
         let mut more = false;
-        let account = self.deps.accounts.get_by_id(
-            ctx,
-            UserRef {
-                user_id: caller.user_id,
-            },
-        );
+        let account = self.deps.accounts.get_by_id(ctx, UserRef { user_id: caller.user_id });
         let account = account.await?;
         if account.version > key.get(DataType::Account) {
             items.push(SyncItem {
@@ -61,16 +51,11 @@ impl Logic {
         };
         let contacts = self.deps.contacts.changes(ctx, contacts).await?.entries;
         more |= contacts.len() > limit as usize;
-        items.extend(
-            contacts
-                .into_iter()
-                .take(limit as usize)
-                .map(|entry| SyncItem {
-                    r#type: DataType::Contact as i32,
-                    version: entry.version,
-                    body: entry.contact.map(sync_item::Body::Contact),
-                }),
-        );
+        items.extend(contacts.into_iter().take(limit as usize).map(|entry| SyncItem {
+            r#type: DataType::Contact as i32,
+            version: entry.version,
+            body: entry.contact.map(sync_item::Body::Contact),
+        }));
         let inbox = InboxQuery {
             user_id: caller.user_id,
             after_version: key.get(DataType::Message),
@@ -101,10 +86,6 @@ impl Logic {
         metrics::counter!("missive_sync_items_total").increment(items.len() as u64);
         metrics::counter!("missive_messages_delivered_total", "kind" => "text")
             .increment(delivered_messages);
-        Ok(SyncResponse {
-            items,
-            sync_key: self.sync_keys.seal(&key),
-            more,
-        })
+        Ok(SyncResponse { items, sync_key: self.sync_keys.seal(&key), more })
     }
 }

@@ -37,18 +37,12 @@ pub struct SyncKey {
 
 impl SyncKey {
     pub fn empty(user_id: u64) -> Self {
-        SyncKey {
-            user_id,
-            entries: Vec::new(),
-        }
+        SyncKey { user_id, entries: Vec::new() }
     }
 
     pub fn get(&self, data_type: DataType) -> u64 {
         let t = data_type as u32;
-        self.entries
-            .iter()
-            .find(|(k, _)| *k == t)
-            .map_or(0, |(_, v)| *v)
+        self.entries.iter().find(|(k, _)| *k == t).map_or(0, |(_, v)| *v)
     }
 
     /// Raises the version of a type; a key never moves backwards.
@@ -72,9 +66,7 @@ pub struct SyncKeyCodec {
 
 impl SyncKeyCodec {
     pub fn new(secret: &[u8]) -> Self {
-        SyncKeyCodec {
-            mac: Hmac::new_from_slice(secret).expect("hmac takes any key length"),
-        }
+        SyncKeyCodec { mac: Hmac::new_from_slice(secret).expect("hmac takes any key length") }
     }
 
     pub fn seal(&self, key: &SyncKey) -> Vec<u8> {
@@ -105,8 +97,7 @@ impl SyncKeyCodec {
         let (signed, tag) = bytes.split_at(bytes.len() - TAG_BYTES);
         let mut mac = self.mac.clone();
         mac.update(signed);
-        mac.verify_truncated_left(tag)
-            .map_err(|_| SyncKeyError::BadTag)?;
+        mac.verify_truncated_left(tag).map_err(|_| SyncKeyError::BadTag)?;
         let body = SyncKeyBody::decode(&signed[1..]).map_err(|_| SyncKeyError::Malformed)?;
         if body.user_id != user_id {
             return Err(SyncKeyError::WrongUser);
@@ -177,10 +168,7 @@ mod tests {
         key.advance(DataType::Message, 9);
         let sealed = codec.seal(&key);
         assert_eq!(codec.open(&sealed, 6), Err(SyncKeyError::WrongUser));
-        assert_eq!(
-            SyncKeyCodec::new(b"other").open(&sealed, 5),
-            Err(SyncKeyError::BadTag)
-        );
+        assert_eq!(SyncKeyCodec::new(b"other").open(&sealed, 5), Err(SyncKeyError::BadTag));
         assert_eq!(codec.open(b"\x01short", 5), Err(SyncKeyError::Malformed));
         assert_eq!(codec.open(b"", 5), Ok(SyncKey::empty(5)));
     }

@@ -49,9 +49,7 @@ pub fn display_name(field: &str, value: &str, max: usize) -> Result<(), Status> 
 
 pub fn text(text: &str) -> Result<(), Status> {
     if text.is_empty() || text.len() > TEXT_BYTES_MAX {
-        return Err(Status::invalid_argument(format!(
-            "text must be 1 to {TEXT_BYTES_MAX} bytes"
-        )));
+        return Err(Status::invalid_argument(format!("text must be 1 to {TEXT_BYTES_MAX} bytes")));
     }
     Ok(())
 }
@@ -69,23 +67,10 @@ pub fn client_msg_id(id: &str) -> Result<(), Status> {
 mod tests {
     #[test]
     fn usernames() {
-        for good in [
-            "bob",
-            "alice_1",
-            "a.b-c",
-            "abcdefghijklmnopqrstuvwxyz012345",
-        ] {
+        for good in ["bob", "alice_1", "a.b-c", "abcdefghijklmnopqrstuvwxyz012345"] {
             assert!(super::username(good).is_ok(), "{good}");
         }
-        for bad in [
-            "",
-            "ab",
-            "1bob",
-            "Bob",
-            "bo b",
-            "bøb",
-            "abcdefghijklmnopqrstuvwxyz0123456",
-        ] {
+        for bad in ["", "ab", "1bob", "Bob", "bo b", "bøb", "abcdefghijklmnopqrstuvwxyz0123456"] {
             assert!(super::username(bad).is_err(), "{bad}");
         }
     }

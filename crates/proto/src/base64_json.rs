@@ -11,7 +11,5 @@ pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S:
 
 pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
     let text = String::deserialize(deserializer)?;
-    STANDARD
-        .decode(text.as_bytes())
-        .map_err(serde::de::Error::custom)
+    STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
 }

@@ -57,10 +57,7 @@ impl Command {
 
     /// Commands a connection may issue before it has authenticated.
     pub fn allowed_anonymous(self) -> bool {
-        matches!(
-            self,
-            Command::Auth | Command::Ping | Command::Register | Command::Login
-        )
+        matches!(self, Command::Auth | Command::Ping | Command::Register | Command::Login)
     }
 }
 

@@ -50,33 +50,15 @@ pub struct Frame {
 
 impl Frame {
     pub fn request(command: u16, seq: u32, body: Bytes) -> Frame {
-        Frame {
-            kind: Kind::Request,
-            command,
-            status: 0,
-            seq,
-            body,
-        }
+        Frame { kind: Kind::Request, command, status: 0, seq, body }
     }
 
     pub fn response(command: u16, seq: u32, status: u16, body: Bytes) -> Frame {
-        Frame {
-            kind: Kind::Response,
-            command,
-            status,
-            seq,
-            body,
-        }
+        Frame { kind: Kind::Response, command, status, seq, body }
     }
 
     pub fn push(command: u16, body: Bytes) -> Frame {
-        Frame {
-            kind: Kind::Push,
-            command,
-            status: 0,
-            seq: 0,
-            body,
-        }
+        Frame { kind: Kind::Push, command, status: 0, seq: 0, body }
     }
 
     /// Appends the encoded frame to `dst`.
@@ -171,10 +153,7 @@ pub fn parse_header(src: &[u8], body_bytes_max: u32) -> Result<Option<Header>, F
         body_len: buf.get_u32(),
     };
     if header.body_len > body_bytes_max {
-        return Err(FrameError::TooLarge {
-            header,
-            max: body_bytes_max,
-        });
+        return Err(FrameError::TooLarge { header, max: body_bytes_max });
     }
     Ok(Some(header))
 }
@@ -291,19 +270,13 @@ mod tests {
     fn rejects_bad_magic_early_and_oversized_bodies_with_their_header() {
         let mut codec = FrameCodec::new(8);
         let mut buf = BytesMut::from(&b"GE"[..]);
-        assert!(matches!(
-            codec.decode(&mut buf),
-            Err(CodecError::Frame(FrameError::BadMagic(_)))
-        ));
+        assert!(matches!(codec.decode(&mut buf), Err(CodecError::Frame(FrameError::BadMagic(_)))));
 
         let big = Frame::request(8, 7, Bytes::from(vec![0; 9])).to_bytes();
         let mut buf = BytesMut::from(&big[..HEADER_BYTES]);
         match codec.decode(&mut buf) {
             Err(CodecError::Frame(FrameError::TooLarge { header, max })) => {
-                assert_eq!(
-                    (header.seq, header.command, header.body_len, max),
-                    (7, 8, 9, 8)
-                );
+                assert_eq!((header.seq, header.command, header.body_len, max), (7, 8, 9, 8));
             }
             other => panic!("expected TooLarge, got {other:?}"),
         }

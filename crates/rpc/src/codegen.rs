@@ -44,16 +44,9 @@ impl ServiceGenerator for TraitGenerator {
         );
         let _ = writeln!(buf, "pub mod {module}_names {{");
         let _ = writeln!(buf, "    pub const SERVICE: &str = \"{full_name}\";");
-        let methods: Vec<String> = service
-            .methods
-            .iter()
-            .map(|m| format!("\"{}\"", m.proto_name))
-            .collect();
-        let _ = writeln!(
-            buf,
-            "    pub const METHODS: &[&str] = &[{}];",
-            methods.join(", ")
-        );
+        let methods: Vec<String> =
+            service.methods.iter().map(|m| format!("\"{}\"", m.proto_name)).collect();
+        let _ = writeln!(buf, "    pub const METHODS: &[&str] = &[{}];", methods.join(", "));
         let _ = writeln!(buf, "}}");
     }
 }

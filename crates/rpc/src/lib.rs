@@ -41,11 +41,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(request_id: u64) -> Self {
-        Ctx {
-            deadline: None,
-            request_id,
-            caller: None,
-        }
+        Ctx { deadline: None, request_id, caller: None }
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -60,8 +56,7 @@ impl Ctx {
 
     /// The authenticated caller, or [`Code::Unauthenticated`].
     pub fn caller(&self) -> Result<Caller, Status> {
-        self.caller
-            .ok_or_else(|| Status::new(Code::Unauthenticated, "not authenticated"))
+        self.caller.ok_or_else(|| Status::new(Code::Unauthenticated, "not authenticated"))
     }
 
     /// Fails with [`Code::DeadlineExceeded`] once the deadline has passed.

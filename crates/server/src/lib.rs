@@ -79,11 +79,7 @@ pub async fn run(
         admin: admin_listener.local_addr()?,
     };
 
-    let janitor = tokio::spawn(
-        logic
-            .clone()
-            .run_janitor(shutdown.clone().cancelled_owned()),
-    );
+    let janitor = tokio::spawn(logic.clone().run_janitor(shutdown.clone().cancelled_owned()));
     let tcp_task = tokio::spawn({
         let links = links.clone();
         let shutdown = shutdown.clone();
@@ -94,11 +90,8 @@ pub async fn run(
         http::router(links.clone(), shutdown.clone()),
         shutdown.clone(),
     ));
-    let admin_task = tokio::spawn(serve_router(
-        admin_listener,
-        admin::router(metrics),
-        shutdown.clone(),
-    ));
+    let admin_task =
+        tokio::spawn(serve_router(admin_listener, admin::router(metrics), shutdown.clone()));
     tracing::info!(tcp = %bound.tcp, http = %bound.http, admin = %bound.admin, data = %settings.data.display(), "missive serving");
     on_bound(bound);
 
@@ -114,9 +107,8 @@ pub async fn run(
 }
 
 async fn serve_router(listener: TcpListener, router: axum::Router, shutdown: CancellationToken) {
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+    let served =
+        axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await;
     if let Err(error) = served {
         tracing::error!(%error, "http server failed");
     }

@@ -23,9 +23,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(settings) => {
             init_logs(&settings.log_format);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(serve(settings))
         }
     }
@@ -61,9 +59,7 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
 
 fn init_logs(format: &str) {
     let filter = EnvFilter::try_from_env("MISSIVE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {

@@ -61,18 +61,13 @@ fn parse_durability(text: &str) -> Result<Durability, String> {
     match text {
         "process" => Ok(Durability::Process),
         "power-loss" => Ok(Durability::PowerLoss),
-        other => Err(format!(
-            "unknown durability {other:?} (use process or power-loss)"
-        )),
+        other => Err(format!("unknown durability {other:?} (use process or power-loss)")),
     }
 }
 
 impl Settings {
     pub fn password_cost(&self) -> PasswordCost {
-        PasswordCost {
-            memory_kib: self.password_memory_kib,
-            iterations: self.password_iterations,
-        }
+        PasswordCost { memory_kib: self.password_memory_kib, iterations: self.password_iterations }
     }
 
     pub fn access_config(&self) -> AccessConfig {
@@ -95,10 +90,7 @@ pub fn load_or_create_secret(data: &Path) -> anyhow::Result<Vec<u8>> {
     let path = data.join(SECRET_FILE);
     match std::fs::read(&path) {
         Ok(secret) if secret.len() == SECRET_BYTES => return Ok(secret),
-        Ok(_) => anyhow::bail!(
-            "{} is corrupt: expected {SECRET_BYTES} bytes",
-            path.display()
-        ),
+        Ok(_) => anyhow::bail!("{} is corrupt: expected {SECRET_BYTES} bytes", path.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -116,9 +108,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(())

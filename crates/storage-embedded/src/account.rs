@@ -38,12 +38,10 @@ fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
 }
 
 fn account_by_id(conn: &Connection, user_id: u64) -> Result<AccountRecord> {
-    conn.prepare_cached(&format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE user_id = ?1"
-    ))?
-    .query_row([user_id], account_row)
-    .optional()?
-    .ok_or(StoreError::NotFound("account"))
+    conn.prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE user_id = ?1"))?
+        .query_row([user_id], account_row)
+        .optional()?
+        .ok_or(StoreError::NotFound("account"))
 }
 
 /// After a device acknowledged or left: if every active device has now acknowledged a higher
@@ -69,26 +67,26 @@ fn mark_delivery(conn: &Connection, user_id: u64, at_ms: i64) -> Result<()> {
 #[async_trait::async_trait]
 impl AccountStore for EmbeddedStore {
     async fn create(&self, _: &Ctx, req: CreateAccountRequest) -> Result<AccountRecord, Status> {
-        self.write(move |conn| {
+        let store = self.clone();
+        let insert = move |conn: &Connection| {
             conn.prepare_cached(
                 "INSERT INTO accounts (username, nickname, password_hash, created_at_ms)
                  VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![
-                req.username,
-                req.nickname,
-                req.password_hash,
-                req.created_at_ms
-            ])
+            .execute(params![req.username, req.nickname, req.password_hash, req.created_at_ms])
             .map_err(StoreError::from_sqlite)?;
             account_by_id(conn, conn.last_insert_rowid() as u64)
-        })
-        .await
+        };
+        self.write_then(insert, move |account| store.caches().put_account(account)).await
     }
 
     async fn get_by_id(&self, _: &Ctx, req: UserRef) -> Result<AccountRecord, Status> {
-        self.read(move |conn| account_by_id(conn, req.user_id))
-            .await
+        if let Some(account) = self.caches().account(req.user_id) {
+            return Ok(account);
+        }
+        let account = self.read(move |conn| account_by_id(conn, req.user_id)).await?;
+        self.caches().put_account(&account);
+        Ok(account)
     }
 
     async fn get_by_name(&self, _: &Ctx, req: UsernameRef) -> Result<AccountRecord, Status> {
@@ -108,18 +106,22 @@ impl AccountStore for EmbeddedStore {
         _: &Ctx,
         req: UpdateNicknameRequest,
     ) -> Result<AccountRecord, Status> {
-        self.write(move |conn| {
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE accounts SET nickname = ?2, version = MAX(version, ?3)
+        let store = self.clone();
+        self.write_then(
+            move |conn| {
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE accounts SET nickname = ?2, version = MAX(version, ?3)
                      WHERE user_id = ?1",
-                )?
-                .execute(params![req.user_id, req.nickname, req.version])?;
-            if changed == 0 {
-                return Err(StoreError::NotFound("account"));
-            }
-            account_by_id(conn, req.user_id)
-        })
+                    )?
+                    .execute(params![req.user_id, req.nickname, req.version])?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound("account"));
+                }
+                account_by_id(conn, req.user_id)
+            },
+            move |account| store.caches().put_account(account),
+        )
         .await
     }
 
@@ -133,12 +135,7 @@ impl AccountStore for EmbeddedStore {
                 "INSERT INTO sessions (user_id, device_name, token_hash, created_at_ms)
                  VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![
-                req.user_id,
-                req.device_name,
-                req.token_hash,
-                req.created_at_ms
-            ])
+            .execute(params![req.user_id, req.device_name, req.token_hash, req.created_at_ms])
             .map_err(StoreError::from_sqlite)?;
             Ok(SessionRecord {
                 user_id: req.user_id,

@@ -1,5 +1,6 @@
 //! The SQLite file: migrations, the group-committing writer thread and the reader pool.
 
+use crate::cache::Caches;
 use missive_rpc::{Code, Status};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -53,10 +54,7 @@ pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("cannot create data directory {path}: {source}")]
-    Dir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Dir { path: PathBuf, source: std::io::Error },
     #[error("database schema version {found} is newer than this binary knows ({known})")]
     SchemaTooNew { found: usize, known: usize },
     #[error("the store is shut down")]
@@ -110,17 +108,19 @@ struct Inner {
     /// Idle read-only connections; a read takes one, or opens one when none is idle.
     readers: Mutex<Vec<Connection>>,
     readers_idle_max: usize,
+    caches: Caches,
 }
 
 impl EmbeddedStore {
     /// Opens (creating if needed) `missive.db` in the data directory and migrates it.
     pub fn open(config: StoreConfig) -> Result<EmbeddedStore> {
-        std::fs::create_dir_all(&config.dir).map_err(|source| StoreError::Dir {
-            path: config.dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&config.dir)
+            .map_err(|source| StoreError::Dir { path: config.dir.clone(), source })?;
         let path = config.dir.join("missive.db");
+        disable_memory_statistics();
         let mut conn = Connection::open(&path)?;
+        tune(&conn)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         let synchronous = match config.durability {
             Durability::Process => "NORMAL",
@@ -135,10 +135,7 @@ impl EmbeddedStore {
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || run_writer(conn, queue, batch_ops_max))
-            .map_err(|e| StoreError::Dir {
-                path: config.dir.clone(),
-                source: e,
-            })?;
+            .map_err(|e| StoreError::Dir { path: config.dir.clone(), source: e })?;
         tracing::info!(path = %path.display(), durability = ?config.durability, "embedded store open");
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
@@ -146,6 +143,7 @@ impl EmbeddedStore {
                 writer,
                 readers: Mutex::new(Vec::new()),
                 readers_idle_max: config.readers_idle_max,
+                caches: Caches::new(),
             }),
         })
     }
@@ -160,6 +158,18 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.write_then(op, |_| ()).await
+    }
+
+    /// Like [`write`](Self::write), and runs `committed` on the writer thread right after a
+    /// successful commit, in commit order, before anyone is answered: the place to keep
+    /// caches coherent.
+    pub(crate) async fn write_then<T, F, C>(&self, op: F, committed: C) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        C: FnOnce(&T) + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let result = in_savepoint(conn, op);
@@ -168,53 +178,90 @@ impl EmbeddedStore {
                     Some(status) => Err(status.clone()),
                     None => result.map_err(Status::from),
                 };
+                if let Ok(value) = &result {
+                    committed(value);
+                }
                 let _ = reply.send(result);
             })
         });
-        self.inner
-            .writer
-            .send(job)
-            .await
-            .map_err(|_| Status::from(StoreError::Closed))?;
+        self.inner.writer.send(job).await.map_err(|_| Status::from(StoreError::Closed))?;
         answer.await.map_err(|_| Status::from(StoreError::Closed))?
     }
 
-    /// Runs `op` on a read-only connection, off the async threads.
+    pub(crate) fn caches(&self) -> &Caches {
+        &self.inner.caches
+    }
+
+    /// Runs `op` on a pooled read-only connection, on the calling thread.
+    ///
+    /// Reads are point lookups and bounded pages (a sync batch is at most 500 rows), which
+    /// take microseconds in WAL mode and never wait for the writer; handing each one to
+    /// another thread cost more in wake-ups than the reads themselves.
     pub(crate) async fn read<T, F>(&self, op: F) -> Result<T, Status>
     where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T>,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let idle = inner.readers.lock().expect("reader pool lock").pop();
-            let conn = match idle {
-                Some(conn) => conn,
-                None => Connection::open_with_flags(
-                    &inner.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?,
-            };
-            let result = op(&conn);
-            let mut readers = inner.readers.lock().expect("reader pool lock");
-            if readers.len() < inner.readers_idle_max {
-                readers.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(|e| Status::internal(format!("read task failed: {e}")))?
-        .map_err(Status::from)
+        let inner = &self.inner;
+        let idle = inner.readers.lock().expect("reader pool lock").pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => open_reader(&inner.path).map_err(Status::from)?,
+        };
+        let result = op(&conn);
+        let mut readers = inner.readers.lock().expect("reader pool lock");
+        if readers.len() < inner.readers_idle_max {
+            readers.push(conn);
+        }
+        result.map_err(Status::from)
     }
+}
+
+/// Statements each connection keeps prepared; more than any connection uses, so none is
+/// ever parsed twice.
+const STATEMENT_CACHE_MAX: usize = 64;
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    tune(&conn)?;
+    Ok(conn)
+}
+
+/// Page cache and memory-mapped reads: reads then cost no system call.
+fn tune(conn: &Connection) -> Result<()> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_MAX);
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    Ok(())
+}
+
+const MMAP_BYTES: i64 = 1 << 30;
+const CACHE_KIB: i64 = 64 * 1024;
+/// WAL pages between checkpoints; larger than SQLite's 1000 so the writer pauses to copy the
+/// log into the database less often.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+
+/// Turns off SQLite's allocation statistics, which take a process-wide mutex on every
+/// allocation. Effective only before the first connection of the process; later calls are
+/// refused by SQLite and harmless.
+fn disable_memory_statistics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config is called before any connection exists in this process
+        // (the Once runs ahead of the first open); if one did exist, SQLite returns
+        // SQLITE_MISUSE and changes nothing.
+        unsafe {
+            rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0);
+        }
+    });
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
     let applied: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if applied > MIGRATIONS.len() {
-        return Err(StoreError::SchemaTooNew {
-            found: applied,
-            known: MIGRATIONS.len(),
-        });
+        return Err(StoreError::SchemaTooNew { found: applied, known: MIGRATIONS.len() });
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

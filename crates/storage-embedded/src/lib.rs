@@ -12,6 +12,7 @@
 //! format, and it knows nothing of sockets, sessions in flight or business rules.
 
 mod account;
+mod cache;
 mod contact;
 mod db;
 mod message;

@@ -5,7 +5,7 @@ use crate::db::{EmbeddedStore, Result, StoreError};
 use missive_proto::client::Message;
 use missive_proto::internal::{
     AppendRequest, AppendResponse, CollectRequest, CollectResponse, FindByClientIdRequest,
-    InboxItem, InboxPage, InboxQuery, MessageStore,
+    InboxEntry, InboxItem, InboxPage, InboxQuery, MessageStore,
 };
 use missive_rpc::{Ctx, Status};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -51,7 +51,9 @@ fn find_by_client_id(
     }))
 }
 
-fn append(conn: &Connection, req: AppendRequest) -> Result<AppendResponse> {
+/// Stores a message and its inbox entries; also returns the entries written (none for a
+/// duplicate), for the cache.
+fn append(conn: &Connection, req: AppendRequest) -> Result<(AppendResponse, Vec<InboxEntry>)> {
     let mut message = req.message.ok_or(StoreError::NotFound("message body"))?;
     let inserted = conn
         .prepare_cached(
@@ -74,8 +76,8 @@ fn append(conn: &Connection, req: AppendRequest) -> Result<AppendResponse> {
     match inserted {
         Ok(_) => {}
         Err(StoreError::AlreadyExists) => {
-            return find_by_client_id(conn, message.from_user_id, &message.client_msg_id)?
-                .ok_or(StoreError::NotFound("message"));
+            let stored = find_by_client_id(conn, message.from_user_id, &message.client_msg_id)?;
+            return Ok((stored.ok_or(StoreError::NotFound("message"))?, Vec::new()));
         }
         Err(other) => return Err(other),
     }
@@ -91,11 +93,8 @@ fn append(conn: &Connection, req: AppendRequest) -> Result<AppendResponse> {
             sender_version = entry.version;
         }
     }
-    Ok(AppendResponse {
-        message: Some(message),
-        sender_version,
-        duplicate: false,
-    })
+    let stored = AppendResponse { message: Some(message), sender_version, duplicate: false };
+    Ok((stored, req.entries))
 }
 
 fn read_inbox(conn: &Connection, req: &InboxQuery) -> Result<InboxPage> {
@@ -106,15 +105,9 @@ fn read_inbox(conn: &Connection, req: &InboxQuery) -> Result<InboxPage> {
              WHERE i.user_id = ?1 AND i.version > ?2
              ORDER BY i.version LIMIT ?3"
         ))?
-        .query_map(
-            params![req.user_id, req.after_version, req.limit + 1],
-            |row| {
-                Ok(InboxItem {
-                    version: row.get(0)?,
-                    message: Some(message_row(row, 1)?),
-                })
-            },
-        )?
+        .query_map(params![req.user_id, req.after_version, req.limit + 1], |row| {
+            Ok(InboxItem { version: row.get(0)?, message: Some(message_row(row, 1)?) })
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let more = items.len() > req.limit as usize;
     items.truncate(req.limit as usize);
@@ -122,7 +115,8 @@ fn read_inbox(conn: &Connection, req: &InboxQuery) -> Result<InboxPage> {
 }
 
 /// Deletes entries below delivery marks older than the cutoff, then messages nobody holds.
-fn collect(conn: &Connection, req: &CollectRequest) -> Result<CollectResponse> {
+/// Also returns, per user, the version up to which entries went, for the cache.
+fn collect(conn: &Connection, req: &CollectRequest) -> Result<(CollectResponse, Vec<(u64, u64)>)> {
     let due: Vec<(u64, u64)> = conn
         .prepare_cached(
             "SELECT user_id, MAX(version) FROM delivery_marks WHERE at_ms <= ?1
@@ -143,7 +137,7 @@ fn collect(conn: &Connection, req: &CollectRequest) -> Result<CollectResponse> {
         conn.prepare_cached("DELETE FROM inbox WHERE user_id = ?1 AND version <= ?2")?;
     let mut delete_marks =
         conn.prepare_cached("DELETE FROM delivery_marks WHERE user_id = ?1 AND version <= ?2")?;
-    for (user_id, version) in due {
+    for &(user_id, version) in &due {
         let message_ids = entries
             .query_map([user_id, version], |row| row.get::<_, u64>(0))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -156,13 +150,26 @@ fn collect(conn: &Connection, req: &CollectRequest) -> Result<CollectResponse> {
         done.inbox_entries_deleted += delete_entries.execute([user_id, version])? as u64;
         delete_marks.execute([user_id, version])?;
     }
-    Ok(done)
+    Ok((done, due))
 }
 
 #[async_trait::async_trait]
 impl MessageStore for EmbeddedStore {
     async fn append(&self, _: &Ctx, req: AppendRequest) -> Result<AppendResponse, Status> {
-        self.write(move |conn| append(conn, req)).await
+        let store = self.clone();
+        let (stored, _) = self
+            .write_then(
+                move |conn| append(conn, req),
+                move |(stored, entries)| {
+                    if let Some(message) = &stored.message {
+                        for entry in entries {
+                            store.caches().appended(entry.user_id, entry.version, message);
+                        }
+                    }
+                },
+            )
+            .await?;
+        Ok(stored)
     }
 
     async fn find_by_client_id(
@@ -178,10 +185,24 @@ impl MessageStore for EmbeddedStore {
     }
 
     async fn read_inbox(&self, _: &Ctx, req: InboxQuery) -> Result<InboxPage, Status> {
+        if let Some(page) = self.caches().inbox_page(req.user_id, req.after_version, req.limit) {
+            return Ok(page);
+        }
         self.read(move |conn| read_inbox(conn, &req)).await
     }
 
     async fn collect(&self, _: &Ctx, req: CollectRequest) -> Result<CollectResponse, Status> {
-        self.write(move |conn| collect(conn, &req)).await
+        let store = self.clone();
+        let (done, _) = self
+            .write_then(
+                move |conn| collect(conn, &req),
+                move |(_, collected)| {
+                    for &(user_id, version) in collected {
+                        store.caches().collected(user_id, version);
+                    }
+                },
+            )
+            .await?;
+        Ok(done)
     }
 }

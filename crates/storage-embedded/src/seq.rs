@@ -14,10 +14,7 @@ impl SeqStore for EmbeddedStore {
                 .query_row([req.user_id], |row| row.get(0))
                 .optional()?
                 .unwrap_or(0);
-            Ok(SeqSection {
-                user_id: req.user_id,
-                max_version,
-            })
+            Ok(SeqSection { user_id: req.user_id, max_version })
         })
         .await
     }

@@ -5,11 +5,7 @@ use missive_proto::client::Message;
 use missive_proto::internal::*;
 use missive_rpc::{Code, Ctx};
 
-const CTX: &Ctx = &Ctx {
-    deadline: None,
-    request_id: 0,
-    caller: None,
-};
+const CTX: &Ctx = &Ctx { deadline: None, request_id: 0, caller: None };
 
 fn ctx() -> &'static Ctx {
     CTX
@@ -53,35 +49,17 @@ async fn append(
     let req = AppendRequest {
         message: Some(message(from, to, id)),
         entries: vec![
-            InboxEntry {
-                user_id: from,
-                version: v.0,
-            },
-            InboxEntry {
-                user_id: to,
-                version: v.1,
-            },
+            InboxEntry { user_id: from, version: v.0 },
+            InboxEntry { user_id: to, version: v.1 },
         ],
     };
     MessageStore::append(store, ctx(), req).await.unwrap()
 }
 
 async fn inbox(store: &EmbeddedStore, user_id: u64, after_version: u64) -> Vec<(u64, String)> {
-    let page = store
-        .read_inbox(
-            ctx(),
-            InboxQuery {
-                user_id,
-                after_version,
-                limit: 100,
-            },
-        )
-        .await
-        .unwrap();
-    page.items
-        .into_iter()
-        .map(|i| (i.version, i.message.unwrap().client_msg_id))
-        .collect()
+    let page =
+        store.read_inbox(ctx(), InboxQuery { user_id, after_version, limit: 100 }).await.unwrap();
+    page.items.into_iter().map(|i| (i.version, i.message.unwrap().client_msg_id)).collect()
 }
 
 #[tokio::test]
@@ -89,20 +67,10 @@ async fn usernames_are_unique() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let alice = account(&store, "alice").await;
-    let req = CreateAccountRequest {
-        username: "alice".into(),
-        ..Default::default()
-    };
+    let req = CreateAccountRequest { username: "alice".into(), ..Default::default() };
     let err = AccountStore::create(&store, ctx(), req).await.unwrap_err();
     assert_eq!(err.code, Code::AlreadyExists);
-    let found = store
-        .get_by_name(
-            ctx(),
-            UsernameRef {
-                username: "alice".into(),
-            },
-        )
-        .await;
+    let found = store.get_by_name(ctx(), UsernameRef { username: "alice".into() }).await;
     assert_eq!(found.unwrap(), alice);
 }
 
@@ -118,29 +86,12 @@ async fn sessions_are_found_by_token_hash_until_revoked() {
         created_at_ms: 2,
     };
     let session = store.create_session(ctx(), req).await.unwrap();
-    let found = store
-        .get_session(
-            ctx(),
-            TokenHashRef {
-                token_hash: vec![1; 32],
-            },
-        )
-        .await;
+    let found = store.get_session(ctx(), TokenHashRef { token_hash: vec![1; 32] }).await;
     assert_eq!(found.unwrap(), session);
-    let revoke = RevokeSessionRequest {
-        user_id: alice.user_id,
-        device_id: session.device_id,
-        at_ms: 3,
-    };
+    let revoke =
+        RevokeSessionRequest { user_id: alice.user_id, device_id: session.device_id, at_ms: 3 };
     store.revoke_session(ctx(), revoke).await.unwrap();
-    let gone = store
-        .get_session(
-            ctx(),
-            TokenHashRef {
-                token_hash: vec![1; 32],
-            },
-        )
-        .await;
+    let gone = store.get_session(ctx(), TokenHashRef { token_hash: vec![1; 32] }).await;
     assert_eq!(gone.unwrap_err().code, Code::NotFound);
 }
 
@@ -165,14 +116,7 @@ async fn inbox_pages_in_version_order() {
     for v in 1..=5u64 {
         append(&store, 1, 2, &format!("c{v}"), (v, v * 10)).await;
     }
-    let page = store.read_inbox(
-        ctx(),
-        InboxQuery {
-            user_id: 2,
-            after_version: 20,
-            limit: 2,
-        },
-    );
+    let page = store.read_inbox(ctx(), InboxQuery { user_id: 2, after_version: 20, limit: 2 });
     let page = page.await.unwrap();
     let versions: Vec<u64> = page.items.iter().map(|i| i.version).collect();
     assert_eq!(versions, vec![30, 40]);
@@ -199,53 +143,19 @@ async fn collect_deletes_only_what_every_device_acknowledged_before_the_cutoff()
         append(&store, 99, bob.user_id, &format!("c{v}"), (v, v)).await;
     }
     let ack = |device_id, version, at_ms| AckRequest {
-        acks: vec![DeviceAck {
-            user_id: bob.user_id,
-            device_id,
-            version,
-            at_ms,
-        }],
+        acks: vec![DeviceAck { user_id: bob.user_id, device_id, version, at_ms }],
     };
     store.ack(ctx(), ack(devices[0], 3, 100)).await.unwrap();
-    let nothing = store.collect(
-        ctx(),
-        CollectRequest {
-            delivered_before_ms: 1000,
-            limit: 10,
-        },
-    );
-    assert_eq!(
-        nothing.await.unwrap(),
-        CollectResponse::default(),
-        "one device has not acked"
-    );
+    let nothing = store.collect(ctx(), CollectRequest { delivered_before_ms: 1000, limit: 10 });
+    assert_eq!(nothing.await.unwrap(), CollectResponse::default(), "one device has not acked");
     store.ack(ctx(), ack(devices[1], 2, 200)).await.unwrap();
-    let early = store.collect(
-        ctx(),
-        CollectRequest {
-            delivered_before_ms: 150,
-            limit: 10,
-        },
-    );
-    assert_eq!(
-        early.await.unwrap(),
-        CollectResponse::default(),
-        "retention not yet passed"
-    );
-    let done = store.collect(
-        ctx(),
-        CollectRequest {
-            delivered_before_ms: 200,
-            limit: 10,
-        },
-    );
+    let early = store.collect(ctx(), CollectRequest { delivered_before_ms: 150, limit: 10 });
+    assert_eq!(early.await.unwrap(), CollectResponse::default(), "retention not yet passed");
+    let done = store.collect(ctx(), CollectRequest { delivered_before_ms: 200, limit: 10 });
     let done = done.await.unwrap();
     assert_eq!(done.inbox_entries_deleted, 2);
     assert_eq!(done.messages_deleted, 0, "the sender still holds them");
-    assert_eq!(
-        inbox(&store, bob.user_id, 0).await,
-        vec![(3, "c3".to_string())]
-    );
+    assert_eq!(inbox(&store, bob.user_id, 0).await, vec![(3, "c3".to_string())]);
 }
 
 #[tokio::test]
@@ -253,26 +163,8 @@ async fn seq_bounds_never_go_down_and_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(&dir);
-        store
-            .store_max(
-                ctx(),
-                SeqSection {
-                    user_id: 7,
-                    max_version: 200,
-                },
-            )
-            .await
-            .unwrap();
-        store
-            .store_max(
-                ctx(),
-                SeqSection {
-                    user_id: 7,
-                    max_version: 100,
-                },
-            )
-            .await
-            .unwrap();
+        store.store_max(ctx(), SeqSection { user_id: 7, max_version: 200 }).await.unwrap();
+        store.store_max(ctx(), SeqSection { user_id: 7, max_version: 100 }).await.unwrap();
     }
     let store = open(&dir);
     let section = store.load_max(ctx(), UserRef { user_id: 7 }).await.unwrap();

@@ -64,11 +64,8 @@ async fn main() -> anyhow::Result<()> {
         bail!("--users must be at least 2");
     }
     let clients = setup(&args).await?;
-    let names: Arc<Vec<String>> = Arc::new(
-        (0..args.users)
-            .map(|i| format!("{}{i}", args.prefix))
-            .collect(),
-    );
+    let names: Arc<Vec<String>> =
+        Arc::new((0..args.users).map(|i| format!("{}{i}", args.prefix)).collect());
     let shared = Arc::new(Shared {
         started: Instant::now(),
         sent: AtomicU64::new(0),
@@ -78,11 +75,7 @@ async fn main() -> anyhow::Result<()> {
             Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
         ),
     });
-    let progress = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(args.messages)
-    };
+    let progress = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(args.messages) };
     progress.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} received {msg}")
             .expect("template")
@@ -184,20 +177,9 @@ async fn main() -> anyhow::Result<()> {
         receiver.abort();
     }
     let received = shared.received.load(Ordering::Relaxed);
-    let elapsed = if received >= sent {
-        last_change.max(sending_done)
-    } else {
-        sending_done
-    };
+    let elapsed = if received >= sent { last_change.max(sending_done) } else { sending_done };
     let histogram = shared.latency_us.lock().expect("histogram").clone();
-    report(
-        &args,
-        sent,
-        received,
-        shared.send_errors.load(Ordering::Relaxed),
-        elapsed,
-        &histogram,
-    );
+    report(&args, sent, received, shared.send_errors.load(Ordering::Relaxed), elapsed, &histogram);
     if received < sent {
         bail!("{} messages were not delivered", sent - received);
     }
@@ -207,11 +189,8 @@ async fn main() -> anyhow::Result<()> {
 /// Registers (or reuses) and logs in every user, each on its own connection.
 async fn setup(args: &Args) -> anyhow::Result<Vec<Arc<Client>>> {
     let gate = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
-    let progress = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(args.users as u64)
-    };
+    let progress =
+        if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(args.users as u64) };
     progress.set_style(
         ProgressStyle::with_template("setting up users [{bar:40}] {pos}/{len}").expect("template"),
     );
@@ -272,20 +251,13 @@ fn report(
             "server {} users {} target rate {}",
             args.server,
             args.users,
-            if args.rate == 0 {
-                "unlimited".to_string()
-            } else {
-                format!("{}/s", args.rate)
-            }
+            if args.rate == 0 { "unlimited".to_string() } else { format!("{}/s", args.rate) }
         );
         println!(
             "sent {sent} received {received} lost {} send errors {errors}",
             sent.saturating_sub(received)
         );
-        println!(
-            "delivered {rate:.0} messages/s end to end over {:.2} s",
-            elapsed.as_secs_f64()
-        );
+        println!("delivered {rate:.0} messages/s end to end over {:.2} s", elapsed.as_secs_f64());
         println!(
             "latency p50 {:.2} ms p99 {:.2} ms p999 {:.2} ms max {:.2} ms",
             ms(0.5),

@@ -45,10 +45,7 @@ async fn authenticated_stream(server: &Server, name: &str) -> TcpStream {
     let client = user(&server.tcp, name).await;
     let token = client.session().unwrap().token;
     let mut stream = TcpStream::connect(server.tcp_addr()).await.unwrap();
-    let auth = AuthRequest {
-        token,
-        protocol_version: 1,
-    };
+    let auth = AuthRequest { token, protocol_version: 1 };
     let frame = Frame::request(Command::Auth as u16, 1, Bytes::from(auth.encode_to_vec()));
     stream.write_all(&frame.to_bytes()).await.unwrap();
     let answer = read_frame(&mut stream).await.unwrap();
@@ -75,29 +72,18 @@ async fn a_malformed_frame_is_refused_and_only_that_connection_closes() {
     let server = Server::start();
     bystanders(&server).await;
     let mut stream = TcpStream::connect(server.tcp_addr()).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let answer = read_frame(&mut stream).await.expect("an error frame");
-    assert_eq!(
-        (answer.kind, code_of(&answer)),
-        (Kind::Response, Code::BadFrame)
-    );
+    assert_eq!((answer.kind, code_of(&answer)), (Kind::Response, Code::BadFrame));
     assert!(closed(&mut stream).await);
     bystanders_still_talk(&server, "after garbage").await;
 
     // A valid magic with an unknown frame version is refused the same way.
     let mut stream = TcpStream::connect(server.tcp_addr()).await.unwrap();
-    let mut bad_version = Frame::request(Command::Ping as u16, 3, Bytes::new())
-        .to_bytes()
-        .to_vec();
+    let mut bad_version = Frame::request(Command::Ping as u16, 3, Bytes::new()).to_bytes().to_vec();
     bad_version[2] = 9;
     stream.write_all(&bad_version).await.unwrap();
-    assert_eq!(
-        code_of(&read_frame(&mut stream).await.unwrap()),
-        Code::BadFrame
-    );
+    assert_eq!(code_of(&read_frame(&mut stream).await.unwrap()), Code::BadFrame);
     assert!(closed(&mut stream).await);
 }
 
@@ -128,23 +114,13 @@ async fn unknown_commands_and_undecodable_bodies_get_errors_and_the_link_lives_o
     let unknown = Frame::request(999, 5, Bytes::new());
     stream.write_all(&unknown.to_bytes()).await.unwrap();
     let answer = read_frame(&mut stream).await.unwrap();
-    assert_eq!(
-        (code_of(&answer), answer.seq, answer.command),
-        (Code::UnknownCommand, 5, 999)
-    );
+    assert_eq!((code_of(&answer), answer.seq, answer.command), (Code::UnknownCommand, 5, 999));
     let error = ErrorBody::decode(answer.body).unwrap();
     assert_eq!(error.name, "unknown_command");
 
-    let garbage = Frame::request(
-        Command::Send as u16,
-        6,
-        Bytes::from_static(&[0xff, 0xff, 0xff]),
-    );
+    let garbage = Frame::request(Command::Send as u16, 6, Bytes::from_static(&[0xff, 0xff, 0xff]));
     stream.write_all(&garbage.to_bytes()).await.unwrap();
-    assert_eq!(
-        code_of(&read_frame(&mut stream).await.unwrap()),
-        Code::BadRequest
-    );
+    assert_eq!(code_of(&read_frame(&mut stream).await.unwrap()), Code::BadRequest);
 
     let ping = Frame::request(Command::Ping as u16, 7, Bytes::new());
     stream.write_all(&ping.to_bytes()).await.unwrap();
@@ -231,16 +207,8 @@ async fn short_link_errors_carry_codes_and_statuses() {
     };
     let unknown = post("/v1/teleport", b"{}".to_vec()).await.unwrap();
     assert_eq!(
-        (
-            unknown.status().as_u16(),
-            &unknown.headers()["x-missive-code"]
-        ),
-        (
-            404,
-            &"unknown_command"
-                .parse::<reqwest::header::HeaderValue>()
-                .unwrap()
-        )
+        (unknown.status().as_u16(), &unknown.headers()["x-missive-code"]),
+        (404, &"unknown_command".parse::<reqwest::header::HeaderValue>().unwrap())
     );
     let bad_json = post("/v1/register", b"{not json".to_vec()).await.unwrap();
     assert_eq!(bad_json.status(), 400);
@@ -249,9 +217,7 @@ async fn short_link_errors_carry_codes_and_statuses() {
     assert_eq!(body["code"], Code::BadRequest as u16);
     let too_big = post("/v1/register", vec![b' '; 4096]).await.unwrap();
     assert_eq!(too_big.status(), 413);
-    let registered = post(
-        "/v1/register",
-        br#"{"username":"alice","password":"correct horse"}"#.to_vec(),
-    );
+    let registered =
+        post("/v1/register", br#"{"username":"alice","password":"correct horse"}"#.to_vec());
     assert_eq!(registered.await.unwrap().status(), 200);
 }

@@ -6,10 +6,7 @@ use crate::harness::*;
 async fn two_cli_users_chat_over_every_transport() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    for (n, url) in [server.tcp.clone(), server.ws(), server.http.clone()]
-        .iter()
-        .enumerate()
-    {
+    for (n, url) in [server.tcp.clone(), server.ws(), server.http.clone()].iter().enumerate() {
         let (a, b) = (format!("ann{n}"), format!("ben{n}"));
         let (pa, pb) = (dir.path().join(&a), dir.path().join(&b));
         for (name, profile) in [(&a, &pa), (&b, &pb)] {
@@ -20,11 +17,7 @@ async fn two_cli_users_chat_over_every_transport() {
         }
         let sent = cli(url, &pa, &["send", &b, "hello from the cli"]);
         assert!(sent.ok, "{}", sent.stderr);
-        let id: u64 = sent
-            .stdout
-            .trim()
-            .parse()
-            .expect("send prints the message id");
+        let id: u64 = sent.stdout.trim().parse().expect("send prints the message id");
 
         let synced = cli(url, &pb, &["sync", "--json"]);
         assert!(synced.ok, "{}", synced.stderr);
@@ -42,20 +35,12 @@ async fn two_cli_users_chat_over_every_transport() {
 
         // The key was stored: nothing new the second time.
         let again = cli(url, &pb, &["sync", "--json"]);
-        assert!(
-            again.ok && again.stdout.trim().is_empty(),
-            "{}",
-            again.stdout
-        );
+        assert!(again.ok && again.stdout.trim().is_empty(), "{}", again.stdout);
 
         let reply = cli(url, &pb, &["send", &a, "hi back"]);
         assert!(reply.ok, "{}", reply.stderr);
         let synced = cli(url, &pa, &["sync"]);
-        assert!(
-            synced.stdout.contains(&format!("{b} -> {a}: hi back")),
-            "{}",
-            synced.stdout
-        );
+        assert!(synced.stdout.contains(&format!("{b} -> {a}: hi back")), "{}", synced.stdout);
 
         let out = cli(url, &pa, &["logout"]);
         assert!(out.ok, "{}", out.stderr);
@@ -107,10 +92,7 @@ async fn cli_watch_prints_messages_as_they_arrive() {
     let line = tokio::time::timeout(std::time::Duration::from_secs(10), line).await;
     let _ = watch.kill();
     let _ = watch.wait();
-    let line = line
-        .expect("watch printed in time")
-        .unwrap()
-        .expect("a message line");
+    let line = line.expect("watch printed in time").unwrap().expect("a message line");
     let value: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(value["text"], "live");
 }

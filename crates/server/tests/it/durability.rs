@@ -12,13 +12,7 @@ async fn acknowledged_sends_survive_kill_9(extra: &[&str]) {
     };
     let mut versions = Vec::new();
     for n in 0..20 {
-        versions.push(
-            alice
-                .send_text("bob", &format!("before {n}"))
-                .await
-                .unwrap()
-                .version,
-        );
+        versions.push(alice.send_text("bob", &format!("before {n}")).await.unwrap().version);
     }
     // SIGKILL right after the last acknowledgement: no shutdown code runs.
     server.kill9();

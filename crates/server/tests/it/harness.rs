@@ -36,14 +36,7 @@ impl Server {
             .arg("serve")
             .arg("--data")
             .arg(&data)
-            .args([
-                "--tcp",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--admin",
-                "127.0.0.1:0",
-            ])
+            .args(["--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
             // Tests create many accounts; the full Argon2 cost is for production.
             .args(["--password-memory-kib", "64", "--password-iterations", "1"])
             .args(&extra)
@@ -56,10 +49,7 @@ impl Server {
         let mut lines = BufReader::new(stdout).lines();
         let (mut tcp, mut http, mut admin) = (None, None, None);
         while tcp.is_none() || http.is_none() || admin.is_none() {
-            let line = lines
-                .next()
-                .expect("server prints its addresses")
-                .expect("stdout line");
+            let line = lines.next().expect("server prints its addresses").expect("stdout line");
             if let Some(url) = line.strip_prefix("missive listening admin ") {
                 admin = Some(url.to_string());
             } else if let Some(url) = line.strip_prefix("missive listening ") {
@@ -106,10 +96,7 @@ impl Server {
     /// Sends SIGTERM and waits for a graceful exit; returns whether it exited cleanly.
     pub fn terminate(&mut self) -> bool {
         let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill -TERM");
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
         self.child.wait().expect("exit").success()
     }
 
@@ -158,17 +145,8 @@ pub async fn receive(client: &Client, count: usize) -> Vec<SyncItem> {
     let mut items = client.sync().await.expect("sync");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while texts(&items).len() < count {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {:?} arrived",
-            texts(&items)
-        );
-        items.extend(
-            client
-                .next_changes(Duration::from_millis(200))
-                .await
-                .expect("sync"),
-        );
+        assert!(tokio::time::Instant::now() < deadline, "only {:?} arrived", texts(&items));
+        items.extend(client.next_changes(Duration::from_millis(200)).await.expect("sync"));
     }
     items
 }
@@ -176,11 +154,7 @@ pub async fn receive(client: &Client, count: usize) -> Vec<SyncItem> {
 /// The `missive-cli` binary, built beside the server binary.
 pub fn cli_binary() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_missive")).with_file_name("missive-cli");
-    assert!(
-        path.exists(),
-        "{} is missing: build the workspace's binaries first",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: build the workspace's binaries first", path.display());
     path
 }
 

@@ -15,13 +15,8 @@ async fn exchange_over(url_of: impl Fn(&Server) -> String) {
     alice.send_text("bob", "hello bob").await.unwrap();
     let got = receive(&bob, 1).await;
     assert_eq!(texts(&got), ["hello bob"]);
-    let Some(Body::Message(message)) = &got[0].body else {
-        panic!("not a message")
-    };
-    assert_eq!(
-        (message.from.as_str(), message.to.as_str()),
-        ("alice", "bob")
-    );
+    let Some(Body::Message(message)) = &got[0].body else { panic!("not a message") };
+    assert_eq!((message.from.as_str(), message.to.as_str()), ("alice", "bob"));
 
     bob.send_text("alice", "hi alice").await.unwrap();
     let got = receive(&alice, 2).await;
@@ -97,16 +92,10 @@ async fn a_retried_send_is_stored_once() {
     let again = alice.send(request.clone()).await.unwrap();
     assert!(!first.duplicate);
     assert!(again.duplicate);
-    assert_eq!(
-        (again.message_id, again.version),
-        (first.message_id, first.version)
-    );
+    assert_eq!((again.message_id, again.version), (first.message_id, first.version));
     // The same retry over another transport is still the same message.
     let http = device(&server.http, "alice", "web").await;
-    assert_eq!(
-        http.send(request).await.unwrap().message_id,
-        first.message_id
-    );
+    assert_eq!(http.send(request).await.unwrap().message_id, first.message_id);
     assert_eq!(texts(&receive(&bob, 1).await), ["only once"]);
     assert_eq!(texts(&bob.sync().await.unwrap()), Vec::<String>::new());
 }
@@ -182,10 +171,7 @@ async fn registration_and_login_errors_are_precise() {
     assert_eq!(taken.code(), Some(Code::AlreadyExists));
     let short = client.register("bob", "short").await.unwrap_err();
     assert_eq!(short.code(), Some(Code::InvalidArgument));
-    let wrong = client
-        .login("alice", "wrong password", "x")
-        .await
-        .unwrap_err();
+    let wrong = client.login("alice", "wrong password", "x").await.unwrap_err();
     assert_eq!(wrong.code(), Some(Code::InvalidCredentials));
     let unknown = client.login("nobody", PASSWORD, "x").await.unwrap_err();
     assert_eq!(unknown.code(), Some(Code::InvalidCredentials));
@@ -219,21 +205,11 @@ async fn the_admin_address_serves_health_and_metrics() {
     let alice = user(&server.tcp, "alice").await;
     user(&server.tcp, "bob").await;
     alice.send_text("bob", "counted").await.unwrap();
-    let health = reqwest::get(format!("{}/healthz", server.admin))
-        .await
-        .unwrap();
+    let health = reqwest::get(format!("{}/healthz", server.admin)).await.unwrap();
     assert_eq!(health.status(), 200);
-    let metrics = reqwest::get(format!("{}/metrics", server.admin))
-        .await
-        .unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", server.admin)).await.unwrap();
     let text = String::from_utf8(metrics.bytes().await.unwrap().to_vec()).unwrap();
-    assert!(
-        text.contains("missive_messages_sent_total{kind=\"text\"} 1"),
-        "{text}"
-    );
+    assert!(text.contains("missive_messages_sent_total{kind=\"text\"} 1"), "{text}");
     assert!(text.contains("missive_registrations_total 2"), "{text}");
-    assert!(
-        text.contains("missive_request_duration_seconds_bucket"),
-        "{text}"
-    );
+    assert!(text.contains("missive_request_duration_seconds_bucket"), "{text}");
 }

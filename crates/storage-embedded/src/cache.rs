@@ -1,0 +1,190 @@
+//! Write-through caches in front of the database, so that a sync in steady state reads no
+//! page at all.
+//!
+//! Why: every commit invalidates the page cache of every read connection (SQLite's WAL
+//! readers start each transaction cold after a write), so under a stream of sends each read
+//! paid for re-reading its B-tree pages. The store is the only writer of its file, so caches
+//! updated by the writer right after each commit are always coherent.
+
+use missive_proto::client::Message;
+use missive_proto::internal::{AccountRecord, InboxItem, InboxPage};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+const SHARDS: usize = 64;
+/// Users per shard at most; a full shard is emptied and refills from the database.
+const USERS_PER_SHARD_MAX: usize = 4096;
+/// Newest inbox entries kept per user; older ones are read from the database.
+const INBOX_TAIL_MAX: usize = 256;
+
+struct Sharded<V> {
+    shards: Vec<Mutex<HashMap<u64, V>>>,
+}
+
+impl<V> Sharded<V> {
+    fn new() -> Self {
+        Sharded { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+    }
+
+    fn with<R>(&self, user_id: u64, f: impl FnOnce(&mut HashMap<u64, V>) -> R) -> R {
+        let mut shard =
+            self.shards[(user_id % SHARDS as u64) as usize].lock().expect("cache shard");
+        if shard.len() >= USERS_PER_SHARD_MAX && !shard.contains_key(&user_id) {
+            shard.clear();
+        }
+        f(&mut shard)
+    }
+}
+
+/// Every entry of a user's inbox above `floor`, oldest first.
+struct InboxTail {
+    floor: u64,
+    entries: VecDeque<(u64, Message)>,
+}
+
+pub(crate) struct Caches {
+    accounts: Sharded<AccountRecord>,
+    inboxes: Sharded<InboxTail>,
+    /// The newest contact-change version per user.
+    contact_versions: Sharded<u64>,
+}
+
+impl Caches {
+    pub(crate) fn new() -> Self {
+        Caches {
+            accounts: Sharded::new(),
+            inboxes: Sharded::new(),
+            contact_versions: Sharded::new(),
+        }
+    }
+
+    pub(crate) fn account(&self, user_id: u64) -> Option<AccountRecord> {
+        self.accounts.with(user_id, |m| m.get(&user_id).cloned())
+    }
+
+    /// Remembers an account as read or written; never replaces a newer version with an older
+    /// one, so a read that raced a write cannot leave the cache stale.
+    pub(crate) fn put_account(&self, account: &AccountRecord) {
+        self.accounts.with(account.user_id, |m| {
+            let newer =
+                m.get(&account.user_id).is_some_and(|cached| cached.version > account.version);
+            if !newer {
+                m.insert(account.user_id, account.clone());
+            }
+        });
+    }
+
+    /// Called by the writer, after the commit, in commit order.
+    pub(crate) fn appended(&self, user_id: u64, version: u64, message: &Message) {
+        self.inboxes.with(user_id, |m| {
+            // Appends for a user commit in version order, so when a tail starts here, every
+            // entry above `version - 1` is this one or a later one.
+            let tail = m
+                .entry(user_id)
+                .or_insert_with(|| InboxTail { floor: version - 1, entries: VecDeque::new() });
+            tail.entries.push_back((version, message.clone()));
+            while tail.entries.len() > INBOX_TAIL_MAX {
+                if let Some((evicted, _)) = tail.entries.pop_front() {
+                    tail.floor = evicted;
+                }
+            }
+        });
+    }
+
+    /// Called by the writer, after the commit that deleted a user's entries up to `version`.
+    pub(crate) fn collected(&self, user_id: u64, version: u64) {
+        self.inboxes.with(user_id, |m| {
+            if let Some(tail) = m.get_mut(&user_id) {
+                tail.entries.retain(|(v, _)| *v > version);
+                tail.floor = tail.floor.max(version);
+            }
+        });
+    }
+
+    /// The page after `after_version`, if the cache holds all of it.
+    pub(crate) fn inbox_page(
+        &self,
+        user_id: u64,
+        after_version: u64,
+        limit: u32,
+    ) -> Option<InboxPage> {
+        self.inboxes.with(user_id, |m| {
+            let tail = m.get(&user_id)?;
+            if after_version < tail.floor {
+                return None;
+            }
+            let mut newer = tail.entries.iter().filter(|(v, _)| *v > after_version);
+            let items: Vec<InboxItem> = newer
+                .by_ref()
+                .take(limit as usize)
+                .map(|(version, message)| InboxItem {
+                    version: *version,
+                    message: Some(message.clone()),
+                })
+                .collect();
+            let more = newer.next().is_some();
+            Some(InboxPage { items, more })
+        })
+    }
+
+    pub(crate) fn contact_version(&self, user_id: u64) -> Option<u64> {
+        self.contact_versions.with(user_id, |m| m.get(&user_id).copied())
+    }
+
+    pub(crate) fn put_contact_version(&self, user_id: u64, version: u64) {
+        self.contact_versions.with(user_id, |m| {
+            let entry = m.entry(user_id).or_insert(version);
+            *entry = (*entry).max(version);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(n: u64) -> Message {
+        Message { id: n, text: format!("m{n}"), ..Message::default() }
+    }
+
+    fn versions(page: &InboxPage) -> Vec<u64> {
+        page.items.iter().map(|i| i.version).collect()
+    }
+
+    #[test]
+    fn a_tail_answers_only_what_it_holds_completely() {
+        let caches = Caches::new();
+        assert!(caches.inbox_page(1, 0, 10).is_none());
+        for v in 5..=8 {
+            caches.appended(1, v, &message(v));
+        }
+        assert!(caches.inbox_page(1, 3, 10).is_none(), "entry 4 may exist in the database");
+        assert_eq!(versions(&caches.inbox_page(1, 4, 10).unwrap()), [5, 6, 7, 8]);
+        let page = caches.inbox_page(1, 5, 2).unwrap();
+        assert_eq!((versions(&page), page.more), (vec![6, 7], true));
+        caches.collected(1, 6);
+        assert!(caches.inbox_page(1, 5, 10).is_none());
+        assert_eq!(versions(&caches.inbox_page(1, 6, 10).unwrap()), [7, 8]);
+    }
+
+    #[test]
+    fn eviction_raises_the_floor() {
+        let caches = Caches::new();
+        for v in 1..=(INBOX_TAIL_MAX as u64 + 10) {
+            caches.appended(2, v, &message(v));
+        }
+        assert!(caches.inbox_page(2, 5, 10).is_none());
+        assert_eq!(caches.inbox_page(2, 10, 1).unwrap().items[0].version, 11);
+    }
+
+    #[test]
+    fn an_older_account_never_replaces_a_newer_one() {
+        let caches = Caches::new();
+        let newer =
+            AccountRecord { user_id: 3, version: 9, nickname: "new".into(), ..Default::default() };
+        let older = AccountRecord { version: 4, nickname: "old".into(), ..newer.clone() };
+        caches.put_account(&newer);
+        caches.put_account(&older);
+        assert_eq!(caches.account(3).unwrap().nickname, "new");
+    }
+}
