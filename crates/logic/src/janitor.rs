@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+/// Acknowledgements written in one store call at most.
+const ACKS_PER_WRITE_MAX: usize = 64;
 /// Inbox entries deleted per collection pass at most, so one pass never holds the writer long.
 const COLLECT_USERS_MAX: u32 = 1000;
 
@@ -45,16 +47,19 @@ impl AckBuffer {
 
 impl Logic {
     /// Writes pending acknowledgements; on failure they are kept for the next pass.
+    ///
+    /// They go in small chunks, one commit each, so that sends waiting for the same writer
+    /// slip in between chunks instead of waiting for all of them.
     pub async fn flush_acks(&self) {
         let acks = self.acks.take();
-        if acks.is_empty() {
-            return;
-        }
         let ctx = Ctx::new(0);
-        if let Err(status) = self.deps.accounts.ack(&ctx, AckRequest { acks: acks.clone() }).await {
-            tracing::warn!(%status, count = acks.len(), "writing acknowledgements failed");
-            for ack in acks {
-                self.acks.record(ack.user_id, ack.device_id, ack.version, ack.at_ms);
+        for chunk in acks.chunks(ACKS_PER_WRITE_MAX) {
+            let request = AckRequest { acks: chunk.to_vec() };
+            if let Err(status) = self.deps.accounts.ack(&ctx, request).await {
+                tracing::warn!(%status, count = chunk.len(), "writing acknowledgements failed");
+                for ack in chunk {
+                    self.acks.record(ack.user_id, ack.device_id, ack.version, ack.at_ms);
+                }
             }
         }
     }

@@ -92,8 +92,9 @@ impl From<StoreError> for Status {
 
 pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Runs inside the writer's transaction; returns what to do once the commit is known.
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// Runs inside the writer's transaction (or, given `None` when no transaction could begin,
+/// fails without running); returns what to do once the commit is known.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> Completion + Send>;
 type Completion = Box<dyn FnOnce(Option<&Status>) + Send>;
 
 /// Every embedded data-access service, over one database file.
@@ -109,6 +110,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     readers_idle_max: usize,
     caches: Caches,
+    /// Dropped with the store, which stops the checkpointer.
+    _stop_checkpoints: std::sync::mpsc::Sender<()>,
 }
 
 impl EmbeddedStore {
@@ -120,7 +123,8 @@ impl EmbeddedStore {
         disable_memory_statistics();
         let mut conn = Connection::open(&path)?;
         tune(&conn)?;
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+        // Checkpoints run on their own thread (`run_checkpointer`), never in a commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         let synchronous = match config.durability {
             Durability::Process => "NORMAL",
@@ -136,6 +140,12 @@ impl EmbeddedStore {
             .name("store-writer".into())
             .spawn(move || run_writer(conn, queue, batch_ops_max))
             .map_err(|e| StoreError::Dir { path: config.dir.clone(), source: e })?;
+        let checkpoint_conn = Connection::open(&path)?;
+        let (stop_checkpoints, stop) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || run_checkpointer(checkpoint_conn, stop))
+            .map_err(|e| StoreError::Dir { path: config.dir.clone(), source: e })?;
         tracing::info!(path = %path.display(), durability = ?config.durability, "embedded store open");
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
@@ -144,6 +154,7 @@ impl EmbeddedStore {
                 readers: Mutex::new(Vec::new()),
                 readers_idle_max: config.readers_idle_max,
                 caches: Caches::new(),
+                _stop_checkpoints: stop_checkpoints,
             }),
         })
     }
@@ -172,11 +183,14 @@ impl EmbeddedStore {
     {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let result = in_savepoint(conn, op);
+            let result = match conn {
+                Some(conn) => in_savepoint(conn, op).map_err(Status::from),
+                None => Err(Status::internal("storage cannot begin a transaction")),
+            };
             Box::new(move |commit_error: Option<&Status>| {
                 let result = match commit_error {
                     Some(status) => Err(status.clone()),
-                    None => result.map_err(Status::from),
+                    None => result,
                 };
                 if let Ok(value) = &result {
                     committed(value);
@@ -239,9 +253,10 @@ fn tune(conn: &Connection) -> Result<()> {
 
 const MMAP_BYTES: i64 = 1 << 30;
 const CACHE_KIB: i64 = 64 * 1024;
-/// WAL pages between checkpoints; larger than SQLite's 1000 so the writer pauses to copy the
-/// log into the database less often.
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+/// How often the checkpointer copies the log into the database.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+/// A batch stops taking more operations once it has run this long.
+const BATCH_TIME_BUDGET: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Turns off SQLite's allocation statistics, which take a process-wide mutex on every
 /// allocation. Effective only before the first connection of the process; later calls are
@@ -285,28 +300,32 @@ fn in_savepoint<T>(conn: &Connection, op: impl FnOnce(&Connection) -> Result<T>)
 }
 
 fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>, batch_ops_max: usize) {
-    let mut batch: Vec<Job> = Vec::with_capacity(batch_ops_max);
     let mut completions: Vec<Completion> = Vec::with_capacity(batch_ops_max);
     while let Some(first) = queue.blocking_recv() {
-        batch.push(first);
-        while batch.len() < batch_ops_max {
+        let started = Instant::now();
+        let began = conn.execute_batch("BEGIN IMMEDIATE");
+        if let Err(err) = &began {
+            tracing::error!(error = %err, "cannot begin a write transaction");
+        }
+        let tx = began.is_ok().then_some(&conn);
+        completions.push(first(tx));
+        // Everything already waiting joins this commit, up to a count and a time budget so
+        // that one batch never holds its callers long.
+        while completions.len() < batch_ops_max && started.elapsed() < BATCH_TIME_BUDGET {
             match queue.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => completions.push(job(tx)),
                 Err(_) => break,
             }
         }
-        let started = Instant::now();
-        let ops = batch.len();
-        let outcome = conn.execute_batch("BEGIN IMMEDIATE").map(|()| {
-            completions.extend(batch.drain(..).map(|job| job(&conn)));
-        });
-        let outcome = outcome.and_then(|()| conn.execute_batch("COMMIT"));
-        let commit_error = outcome.err().map(|err| {
-            tracing::error!(error = %err, ops, "group commit failed");
-            let _ = conn.execute_batch("ROLLBACK");
-            Status::internal("storage commit failed")
-        });
-        batch.clear();
+        let ops = completions.len();
+        let commit_error = match began.and_then(|()| conn.execute_batch("COMMIT")) {
+            Ok(()) => None,
+            Err(err) => {
+                tracing::error!(error = %err, ops, "group commit failed");
+                let _ = conn.execute_batch("ROLLBACK");
+                Some(Status::internal("storage commit failed"))
+            }
+        };
         for completion in completions.drain(..) {
             completion(commit_error.as_ref());
         }
@@ -314,4 +333,23 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>, batch_ops_max: u
         metrics::histogram!("missive_store_commit_seconds").record(started.elapsed().as_secs_f64());
     }
     tracing::debug!("store writer stopped");
+}
+
+/// Copies the write-ahead log into the database off the writer's thread, so that sends never
+/// wait for a checkpoint's I/O. Stops when the store is dropped.
+fn run_checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+        stop.recv_timeout(CHECKPOINT_INTERVAL)
+    {
+        let checkpoint = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        });
+        match checkpoint {
+            Ok((log_pages, copied_pages)) => {
+                metrics::gauge!("missive_store_wal_pages").set(log_pages as f64);
+                tracing::trace!(log_pages, copied_pages, "checkpoint");
+            }
+            Err(error) => tracing::warn!(%error, "checkpoint failed"),
+        }
+    }
 }
