@@ -4,7 +4,7 @@ use crate::dispatch::{self, Format};
 use crate::link::{self, LinkError};
 use crate::tcp::LinkServer;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -29,6 +29,8 @@ const WS_MESSAGE_SLACK_BYTES: usize = 64 * 1024;
 struct HttpState {
     links: LinkServer,
     shutdown: CancellationToken,
+    /// The largest request body read; larger ones are answered with FRAME_TOO_LARGE.
+    body_max: usize,
 }
 
 /// The router of the short link and the WebSocket long link.
@@ -37,8 +39,15 @@ pub fn router(links: LinkServer, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/v1/{command}", post(short_link))
         .route("/ws", get(websocket))
-        .layer(DefaultBodyLimit::max(body_max))
-        .with_state(HttpState { links, shutdown })
+        .fallback(|| async {
+            answer(
+                Err(Status::new(Code::UnknownCommand, "no such path; use POST /v1/<command>")),
+                Format::Json,
+            )
+        })
+        // Bodies are bounded by `short_link` itself, so an oversized one gets a precise code.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(HttpState { links, shutdown, body_max })
 }
 
 fn format_of(headers: &HeaderMap) -> Format {
@@ -72,9 +81,24 @@ async fn short_link(
     State(state): State<HttpState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let format = format_of(&headers);
+    let too_large = || {
+        let message = format!("request body exceeds {} bytes", state.body_max);
+        Err(Status::new(Code::FrameTooLarge, message))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > state.body_max) {
+        return answer(too_large(), format);
+    }
+    // Fails only past the limit (a chunked body) or when the peer vanished mid-body.
+    let Ok(body) = axum::body::to_bytes(body, state.body_max).await else {
+        return answer(too_large(), format);
+    };
     let result = short_link_call(&state, &name, &headers, &body, format).await;
     answer(result, format)
 }

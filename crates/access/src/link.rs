@@ -138,7 +138,9 @@ impl Link<'_> {
         let mut ctx = Ctx::new(dispatcher.request_id()).with_timeout(config.request_timeout);
         ctx.caller = self.caller;
         let result = if command == Command::Auth {
-            self.authenticate(&ctx, &frame.body).await
+            timeout(config.request_timeout, self.authenticate(&ctx, &frame.body))
+                .await
+                .unwrap_or_else(|_| Err(Status::new(Code::DeadlineExceeded, "request timed out")))
         } else if self.caller.is_none() && !command.allowed_anonymous() {
             Err(Status::new(Code::Unauthenticated, "authenticate first"))
         } else {

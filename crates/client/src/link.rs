@@ -5,7 +5,7 @@ use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use missive_proto::Command;
 use missive_proto::client::Error as ErrorBody;
-use missive_proto::frame::{BODY_BYTES_MAX_DEFAULT, CodecError, Frame, FrameCodec, Kind};
+use missive_proto::frame::{CodecError, Frame, FrameCodec, Kind};
 use missive_rpc::Code;
 use prost::Message;
 use std::collections::HashMap;
@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a request waits for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest answer accepted from the server; far above what the server sends (a sync answer
+/// stays near 256 KiB) so that a server with a larger frame limit is still understood.
+const ANSWER_BYTES_MAX: u32 = 16 * 1024 * 1024;
 /// Requests queued for writing at most.
 const OUTBOUND_FRAMES_MAX: usize = 256;
 
@@ -66,7 +69,7 @@ impl Link {
                     tokio::net::TcpStream::connect(address).await.map_err(|e| transport(&e))?;
                 let _ = stream.set_nodelay(true);
                 let (read, write) = stream.into_split();
-                let codec = FrameCodec::new(BODY_BYTES_MAX_DEFAULT);
+                let codec = FrameCodec::new(ANSWER_BYTES_MAX);
                 let reader = FramedRead::with_capacity(read, codec.clone(), 4096)
                     .map(|r| r.map_err(|e| e.to_string()));
                 let writer = SinkExt::<Frame>::sink_map_err(
@@ -83,7 +86,7 @@ impl Link {
                 let reader = stream.filter_map(|message| async move {
                     match message {
                         Ok(WsMessage::Binary(bytes)) => Some(
-                            Frame::decode_exact(&bytes, BODY_BYTES_MAX_DEFAULT)
+                            Frame::decode_exact(&bytes, ANSWER_BYTES_MAX)
                                 .map_err(|e| e.to_string()),
                         ),
                         Ok(WsMessage::Close(_)) => Some(Err("closed".to_string())),

@@ -263,7 +263,10 @@ impl Logic {
                 .accounts
                 .get_by_name(ctx, UsernameRef { username: req.username })
                 .await
-                .map_err(|s| Status::new(s.code, "no such user"))?
+                .map_err(|s| match s.code {
+                    Code::NotFound => Status::not_found("no such user"),
+                    _ => s,
+                })?
         };
         Ok(GetProfileResponse { profile: Some(profile_of(&account)) })
     }

@@ -8,6 +8,11 @@ use crate::Logic;
 use missive_proto::client::*;
 use missive_proto::internal::{ContactChangesRequest, InboxQuery, UserRef};
 use missive_rpc::{Code, Ctx, Status};
+use prost::Message as _;
+
+/// Encoded items in one sync answer at most (one item may exceed it alone); keeps every
+/// answer well under the frame limit whatever the texts' lengths.
+pub const SYNC_BYTES_MAX: usize = 256 * 1024;
 
 impl Logic {
     pub(crate) async fn sync_changes(
@@ -74,6 +79,20 @@ impl Logic {
         items.sort_by_key(|item| item.version);
         if items.len() > limit as usize {
             items.truncate(limit as usize);
+            more = true;
+        }
+        // Bound the answer's size too (a batch of long texts), always delivering one item.
+        let mut bytes = 0;
+        let fitting = items
+            .iter()
+            .take_while(|item| {
+                bytes += item.encoded_len();
+                bytes <= SYNC_BYTES_MAX
+            })
+            .count()
+            .max(1);
+        if fitting < items.len() {
+            items.truncate(fitting);
             more = true;
         }
         let mut delivered_messages = 0u64;

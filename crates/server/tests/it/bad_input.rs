@@ -217,6 +217,10 @@ async fn short_link_errors_carry_codes_and_statuses() {
     assert_eq!(body["code"], Code::BadRequest as u16);
     let too_big = post("/v1/register", vec![b' '; 4096]).await.unwrap();
     assert_eq!(too_big.status(), 413);
+    assert_eq!(too_big.headers()["x-missive-code"], "frame_too_large");
+    let nowhere = http.get(format!("{}/elsewhere", server.http)).send().await.unwrap();
+    assert_eq!(nowhere.status(), 404);
+    assert_eq!(nowhere.headers()["x-missive-code"], "unknown_command");
     let registered =
         post("/v1/register", br#"{"username":"alice","password":"correct horse"}"#.to_vec());
     assert_eq!(registered.await.unwrap().status(), 200);

@@ -213,3 +213,22 @@ async fn the_admin_address_serves_health_and_metrics() {
     assert!(text.contains("missive_registrations_total 2"), "{text}");
     assert!(text.contains("missive_request_duration_seconds_bucket"), "{text}");
 }
+
+#[tokio::test]
+async fn long_texts_are_synced_in_size_bounded_batches() {
+    let server = Server::start();
+    let alice = user(&server.tcp, "alice").await;
+    let bob = user(&server.tcp, "bob").await;
+    bob.sync().await.unwrap();
+    let long = "x".repeat(16 * 1024);
+    for _ in 0..40 {
+        alice.send_text("bob", &long).await.unwrap();
+    }
+    let first = bob.sync_once(500).await.unwrap();
+    assert!(first.more, "640 KiB of texts do not fit one answer");
+    let bytes: usize = first.items.iter().map(prost::Message::encoded_len).sum();
+    assert!(bytes <= 256 * 1024 + 17 * 1024, "answer of {bytes} bytes");
+    let mut all = texts(&first.items);
+    all.extend(texts(&bob.sync().await.unwrap()));
+    assert_eq!(all.len(), 40);
+}
