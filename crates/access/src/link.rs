@@ -21,6 +21,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
+/// Frames gathered into one write at most.
+const WRITE_BATCH_FRAMES_MAX: usize = 32;
+
 /// The protocol versions this server speaks.
 pub const PROTOCOL_VERSIONS: std::ops::RangeInclusive<u32> = 1..=1;
 
@@ -239,24 +242,13 @@ async fn write_loop<W>(
 {
     loop {
         let connection = announced.borrow().clone();
-        let frames = tokio::select! {
+        let mut frames = tokio::select! {
             biased;
             frame = queued.recv() => match frame {
                 Some(frame) => vec![frame],
                 None => break,
             },
-            () = wait_for_notify(connection.as_deref()) => {
-                let connection = connection.expect("notified only when registered");
-                let pending = connection.take_pending();
-                metrics::counter!("missive_notify_pushes_total").increment(pending.len() as u64);
-                pending
-                    .into_iter()
-                    .map(|(r#type, version)| {
-                        let body = Notify { r#type, version }.encode_to_vec();
-                        Frame::push(Command::Notify as u16, Bytes::from(body))
-                    })
-                    .collect()
-            },
+            () = wait_for_notify(connection.as_deref()) => Vec::new(),
             changed = announced.changed() => {
                 if changed.is_err() {
                     // The reader is gone; the queue closes right after.
@@ -265,21 +257,51 @@ async fn write_loop<W>(
                 continue;
             }
         };
-        for frame in frames {
-            match timeout(write_timeout, sink.send(frame)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "write failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!("client does not take its writes; closing");
-                    return;
-                }
+        // Whatever else is ready goes out in the same write.
+        while frames.len() < WRITE_BATCH_FRAMES_MAX {
+            match queued.try_recv() {
+                Ok(frame) => frames.push(frame),
+                Err(_) => break,
+            }
+        }
+        if let Some(connection) = &connection {
+            frames.extend(notify_frames(connection));
+        }
+        if frames.is_empty() {
+            continue;
+        }
+        let write = async {
+            for frame in frames {
+                sink.feed(frame).await?;
+            }
+            sink.flush().await
+        };
+        match timeout(write_timeout, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "write failed");
+                return;
+            }
+            Err(_) => {
+                tracing::info!("client does not take its writes; closing");
+                return;
             }
         }
     }
     let _ = timeout(write_timeout, sink.close()).await;
+}
+
+/// One NOTIFY per data type with news waiting, newest version only.
+fn notify_frames(connection: &Connection) -> Vec<Frame> {
+    let pending = connection.take_pending();
+    metrics::counter!("missive_notify_pushes_total").increment(pending.len() as u64);
+    pending
+        .into_iter()
+        .map(|(r#type, version)| {
+            let body = Notify { r#type, version }.encode_to_vec();
+            Frame::push(Command::Notify as u16, Bytes::from(body))
+        })
+        .collect()
 }
 
 async fn wait_for_notify(connection: Option<&Connection>) {
