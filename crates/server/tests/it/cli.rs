@@ -96,3 +96,55 @@ async fn cli_watch_prints_messages_as_they_arrive() {
     let value: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(value["text"], "live");
 }
+
+#[tokio::test]
+async fn cli_chat_sends_typed_lines_and_shows_the_peers() {
+    use std::io::{BufRead, Write};
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("alice");
+    assert!(cli(&server.tcp, &profile, &["register", "alice", PASSWORD]).ok);
+    assert!(cli(&server.tcp, &profile, &["login", "alice", PASSWORD]).ok);
+    let bob = user(&server.tcp, "bob").await;
+    bob.sync().await.unwrap();
+
+    let mut chat = std::process::Command::new(cli_binary())
+        .args(["--server", &server.tcp, "--profile"])
+        .arg(&profile)
+        .args(["chat", "bob"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = chat.stdin.take().unwrap();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = chat.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = lines_tx.send(line.unwrap());
+        }
+    });
+    let next_line = async |lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>, want: &str| {
+        let wait = async {
+            while let Some(line) = lines.recv().await {
+                if line.contains(want) {
+                    return line;
+                }
+            }
+            panic!("chat ended before printing {want:?}");
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), wait).await.expect("in time")
+    };
+    next_line(&mut lines, "chatting with bob").await;
+
+    bob.send_text("alice", "are you there?").await.unwrap();
+    assert_eq!(next_line(&mut lines, "are you there?").await, "bob: are you there?");
+    // Bob's own inbox holds what he sent; move past it.
+    assert_eq!(texts(&bob.sync().await.unwrap()), ["are you there?"]);
+
+    writeln!(stdin, "yes, typing in the chat").unwrap();
+    assert_eq!(texts(&receive(&bob, 1).await), ["yes, typing in the chat"]);
+    writeln!(stdin, "/quit").unwrap();
+    let status = tokio::task::spawn_blocking(move || chat.wait().unwrap()).await.unwrap();
+    assert!(status.success());
+}

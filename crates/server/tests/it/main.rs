@@ -6,3 +6,4 @@ mod cli;
 mod durability;
 mod harness;
 mod messaging;
+mod tidy;
