@@ -136,12 +136,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Command::Watch { json } => {
                     let fallback = fallback(&client);
+                    // What is already waiting first, then whatever each notify announces.
+                    let mut items = client.sync().await?;
                     loop {
-                        let items = client.next_changes(fallback).await?;
                         save_key(&dir, &mut state, &client)?;
                         for item in &items {
                             println!("{}", render(item, json));
                         }
+                        items = client.next_changes(fallback).await?;
                     }
                 }
                 Command::Chat { peer } => chat(&client, &dir, &mut state, &peer).await?,
