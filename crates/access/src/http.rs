@@ -95,11 +95,19 @@ async fn short_link(
     if declared.is_some_and(|length| length > state.body_max) {
         return answer(too_large(), format);
     }
-    // Fails only past the limit (a chunked body) or when the peer vanished mid-body.
-    let Ok(body) = axum::body::to_bytes(body, state.body_max).await else {
-        return answer(too_large(), format);
-    };
-    let result = short_link_call(&state, &name, &headers, &body, format).await;
+    // The whole request, body included, runs under the request deadline, so a client that
+    // trickles its body holds nothing for long.
+    let request_timeout = state.links.config().request_timeout;
+    let served = tokio::time::timeout(request_timeout, async {
+        // Fails only past the limit (a chunked body) or when the peer vanished mid-body.
+        let Ok(body) = axum::body::to_bytes(body, state.body_max).await else {
+            return too_large();
+        };
+        short_link_call(&state, &name, &headers, &body, format).await
+    });
+    let result = served
+        .await
+        .unwrap_or_else(|_| Err(Status::new(Code::DeadlineExceeded, "request timed out")));
     answer(result, format)
 }
 
@@ -129,12 +137,7 @@ async fn short_link_call(
             protocol_version: 1,
         });
     }
-    tokio::time::timeout(
-        shared.config.request_timeout,
-        dispatcher.dispatch(&ctx, command, body, format),
-    )
-    .await
-    .unwrap_or_else(|_| Err(Status::new(Code::DeadlineExceeded, "request timed out")))
+    dispatcher.dispatch(&ctx, command, body, format).await
 }
 
 async fn websocket(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -> Response {

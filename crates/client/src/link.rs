@@ -179,8 +179,18 @@ impl LongLink {
         let waiters: Waiters = Arc::new(Mutex::new(Some(HashMap::new())));
         let notified = Arc::new(Notify::new());
         let closed = CancellationToken::new();
+        // When either side of the connection ends, every waiting and later call fails at once.
+        let shut = {
+            let (waiters, notified, closed) = (waiters.clone(), notified.clone(), closed.clone());
+            move || {
+                waiters.lock().expect("waiters").take();
+                closed.cancel();
+                notified.notify_waiters();
+            }
+        };
         {
             let closed = closed.clone();
+            let shut = shut.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
@@ -191,6 +201,7 @@ impl LongLink {
                         () = closed.cancelled() => break,
                     }
                 }
+                shut();
                 let _ = writer.close().await;
             });
         }
@@ -199,7 +210,14 @@ impl LongLink {
             let notified = notified.clone();
             let closed = closed.clone();
             tokio::spawn(async move {
-                while let Some(Ok(frame)) = reader.next().await {
+                loop {
+                    let frame = tokio::select! {
+                        next = reader.next() => match next {
+                            Some(Ok(frame)) => frame,
+                            _ => break,
+                        },
+                        () = closed.cancelled() => break,
+                    };
                     match frame.kind {
                         Kind::Response => {
                             let waiter = waiters
@@ -217,17 +235,20 @@ impl LongLink {
                         _ => {}
                     }
                 }
-                // Fail every request still waiting, and every later one.
-                waiters.lock().expect("waiters").take();
-                closed.cancel();
-                notified.notify_waiters();
+                shut();
             });
         }
         LongLink { outbound, waiters, next_seq: AtomicU32::new(1), notified, closed }
     }
 
     async fn call(&self, command: u16, body: Bytes) -> Result<Bytes, ClientError> {
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        // Sequence 0 belongs to heartbeats, whose answers nobody awaits.
+        let seq = loop {
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+            if seq != 0 {
+                break seq;
+            }
+        };
         let (reply, answer) = oneshot::channel();
         match self.waiters.lock().expect("waiters").as_mut() {
             Some(waiters) => waiters.insert(seq, reply),

@@ -19,7 +19,8 @@ use missive_rpc::{Code, Ctx, Status};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 const TOKEN_BYTES: usize = 32;
@@ -42,16 +43,21 @@ impl Default for PasswordCost {
 
 pub(crate) struct AuthState {
     /// Bounds the cores spent hashing passwords, so a login storm cannot starve sends.
-    hashing: Semaphore,
+    hashing: Arc<Semaphore>,
     /// Token hash -> session, so that authenticating a short-link request costs no read.
     sessions: Mutex<HashMap<[u8; 32], SessionRecord>>,
+    /// Counts revocations. A session read from the store is cached only if no revocation
+    /// happened during the read; otherwise a logout racing the read could leave its revoked
+    /// session cached.
+    revocations: AtomicU64,
 }
 
 impl AuthState {
     pub(crate) fn new(hashing_concurrency: usize) -> Self {
         AuthState {
-            hashing: Semaphore::new(hashing_concurrency.max(1)),
+            hashing: Arc::new(Semaphore::new(hashing_concurrency.max(1))),
             sessions: Mutex::new(HashMap::new()),
+            revocations: AtomicU64::new(0),
         }
     }
 }
@@ -81,14 +87,20 @@ impl Logic {
         &self,
         work: impl FnOnce(Argon2<'static>) -> T + Send + 'static,
     ) -> Result<T, Status> {
-        let _permit = self.auth.hashing.acquire().await.expect("semaphore never closes");
+        // The permit goes with the work: a cancelled request does not free it while the hash
+        // still runs.
+        let permit =
+            self.auth.hashing.clone().acquire_owned().await.expect("semaphore never closes");
         let cost = self.config.password_cost;
         let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
             .map_err(|e| Status::internal(format!("bad password cost: {e}")))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        tokio::task::spawn_blocking(move || work(argon))
-            .await
-            .map_err(|e| Status::internal(format!("hashing task failed: {e}")))
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work(argon)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("hashing task failed: {e}")))
     }
 
     pub(crate) async fn authenticate_token(
@@ -103,6 +115,7 @@ impl Logic {
         if let Some(session) = self.auth.sessions.lock().expect("session cache").get(&hash) {
             return Ok(session.clone());
         }
+        let revocations = self.auth.revocations.load(Ordering::SeqCst);
         let session = self
             .deps
             .accounts
@@ -113,10 +126,12 @@ impl Logic {
                 _ => status,
             })?;
         let mut cache = self.auth.sessions.lock().expect("session cache");
-        if cache.len() >= SESSION_CACHE_MAX {
-            cache.clear();
+        if self.auth.revocations.load(Ordering::SeqCst) == revocations {
+            if cache.len() >= SESSION_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(hash, session.clone());
         }
-        cache.insert(hash, session.clone());
         Ok(session)
     }
 
@@ -242,11 +257,10 @@ impl Logic {
                 },
             )
             .await?;
-        self.auth
-            .sessions
-            .lock()
-            .expect("session cache")
-            .retain(|_, s| !(s.user_id == caller.user_id && s.device_id == caller.device_id));
+        let mut cache = self.auth.sessions.lock().expect("session cache");
+        self.auth.revocations.fetch_add(1, Ordering::SeqCst);
+        cache.retain(|_, s| !(s.user_id == caller.user_id && s.device_id == caller.device_id));
+        drop(cache);
         Ok(LogoutResponse {})
     }
 

@@ -99,8 +99,13 @@ pub async fn run(
     tracing::info!("shutting down: draining connections");
     let _ = tcp_task.await;
     links.drain().await;
-    let _ = http_task.await;
-    let _ = admin_task.await;
+    // An HTTP peer that keeps its connection open must not hold the process forever.
+    let drain = settings.access_config().drain_timeout;
+    for (name, task) in [("http", http_task), ("admin", admin_task)] {
+        if tokio::time::timeout(drain, task).await.is_err() {
+            tracing::warn!(listener = name, "connections still open after the drain timeout");
+        }
+    }
     let _ = janitor.await;
     tracing::info!("shut down");
     Ok(())

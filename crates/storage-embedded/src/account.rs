@@ -38,6 +38,10 @@ fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
 }
 
 fn account_by_id(conn: &Connection, user_id: u64) -> Result<AccountRecord> {
+    // Ids come from clients too; SQLite integers stop at 2^63 - 1, and no account is above.
+    if i64::try_from(user_id).is_err() {
+        return Err(StoreError::NotFound("account"));
+    }
     conn.prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE user_id = ?1"))?
         .query_row([user_id], account_row)
         .optional()?
@@ -84,8 +88,9 @@ impl AccountStore for EmbeddedStore {
         if let Some(account) = self.caches().account(req.user_id) {
             return Ok(account);
         }
+        let generation = self.caches().account_generation(req.user_id);
         let account = self.read(move |conn| account_by_id(conn, req.user_id)).await?;
-        self.caches().put_account(&account);
+        self.caches().put_read_account(&account, generation);
         Ok(account)
     }
 

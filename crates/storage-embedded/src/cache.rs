@@ -17,22 +17,63 @@ const USERS_PER_SHARD_MAX: usize = 4096;
 /// Newest inbox entries kept per user; older ones are read from the database.
 const INBOX_TAIL_MAX: usize = 256;
 
+struct Shard<V> {
+    /// Bumped each time the shard is emptied; a reader that saw another generation before
+    /// its database read must not cache what it read, since a newer write may have been
+    /// dropped with the shard.
+    generation: u64,
+    users: HashMap<u64, V>,
+}
+
 struct Sharded<V> {
-    shards: Vec<Mutex<HashMap<u64, V>>>,
+    shards: Vec<Mutex<Shard<V>>>,
 }
 
 impl<V> Sharded<V> {
     fn new() -> Self {
-        Sharded { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+        let shard = || Mutex::new(Shard { generation: 0, users: HashMap::new() });
+        Sharded { shards: (0..SHARDS).map(|_| shard()).collect() }
     }
 
-    fn with<R>(&self, user_id: u64, f: impl FnOnce(&mut HashMap<u64, V>) -> R) -> R {
-        let mut shard =
-            self.shards[(user_id % SHARDS as u64) as usize].lock().expect("cache shard");
-        if shard.len() >= USERS_PER_SHARD_MAX && !shard.contains_key(&user_id) {
-            shard.clear();
+    fn shard(&self, user_id: u64) -> std::sync::MutexGuard<'_, Shard<V>> {
+        self.shards[(user_id % SHARDS as u64) as usize].lock().expect("cache shard")
+    }
+
+    fn get<R>(&self, user_id: u64, f: impl FnOnce(Option<&V>) -> R) -> R {
+        f(self.shard(user_id).users.get(&user_id))
+    }
+
+    fn generation(&self, user_id: u64) -> u64 {
+        self.shard(user_id).generation
+    }
+
+    /// Changes a user's entry, making room first when the shard is full.
+    fn update<R>(&self, user_id: u64, f: impl FnOnce(&mut HashMap<u64, V>) -> R) -> R {
+        let mut shard = self.shard(user_id);
+        Self::make_room(&mut shard, user_id);
+        f(&mut shard.users)
+    }
+
+    /// Like `update`, for what a reader found in the database: skipped when the shard was
+    /// emptied since `generation`.
+    fn update_if_current(
+        &self,
+        user_id: u64,
+        generation: u64,
+        f: impl FnOnce(&mut HashMap<u64, V>),
+    ) {
+        let mut shard = self.shard(user_id);
+        if shard.generation == generation {
+            Self::make_room(&mut shard, user_id);
+            f(&mut shard.users);
         }
-        f(&mut shard)
+    }
+
+    fn make_room(shard: &mut Shard<V>, user_id: u64) {
+        if shard.users.len() >= USERS_PER_SHARD_MAX && !shard.users.contains_key(&user_id) {
+            shard.users.clear();
+            shard.generation += 1;
+        }
     }
 }
 
@@ -59,24 +100,29 @@ impl Caches {
     }
 
     pub(crate) fn account(&self, user_id: u64) -> Option<AccountRecord> {
-        self.accounts.with(user_id, |m| m.get(&user_id).cloned())
+        self.accounts.get(user_id, |a| a.cloned())
     }
 
-    /// Remembers an account as read or written; never replaces a newer version with an older
-    /// one, so a read that raced a write cannot leave the cache stale.
+    /// Where the account cache stands before a database read (see `put_read_account`).
+    pub(crate) fn account_generation(&self, user_id: u64) -> u64 {
+        self.accounts.generation(user_id)
+    }
+
+    /// Remembers an account just written (called after its commit).
     pub(crate) fn put_account(&self, account: &AccountRecord) {
-        self.accounts.with(account.user_id, |m| {
-            let newer =
-                m.get(&account.user_id).is_some_and(|cached| cached.version > account.version);
-            if !newer {
-                m.insert(account.user_id, account.clone());
-            }
-        });
+        self.accounts.update(account.user_id, |m| keep_newer(m, account));
+    }
+
+    /// Remembers an account read from the database, unless a newer one may have been written
+    /// meanwhile: an older version never replaces a newer one, and nothing is cached when the
+    /// shard was emptied since `generation` (the newer write may have gone with it).
+    pub(crate) fn put_read_account(&self, account: &AccountRecord, generation: u64) {
+        self.accounts.update_if_current(account.user_id, generation, |m| keep_newer(m, account));
     }
 
     /// Called by the writer, after the commit, in commit order.
     pub(crate) fn appended(&self, user_id: u64, version: u64, message: &Message) {
-        self.inboxes.with(user_id, |m| {
+        self.inboxes.update(user_id, |m| {
             // Appends for a user commit in version order, so when a tail starts here, every
             // entry above `version - 1` is this one or a later one.
             let tail = m
@@ -93,7 +139,7 @@ impl Caches {
 
     /// Called by the writer, after the commit that deleted a user's entries up to `version`.
     pub(crate) fn collected(&self, user_id: u64, version: u64) {
-        self.inboxes.with(user_id, |m| {
+        self.inboxes.update(user_id, |m| {
             if let Some(tail) = m.get_mut(&user_id) {
                 tail.entries.retain(|(v, _)| *v > version);
                 tail.floor = tail.floor.max(version);
@@ -108,8 +154,8 @@ impl Caches {
         after_version: u64,
         limit: u32,
     ) -> Option<InboxPage> {
-        self.inboxes.with(user_id, |m| {
-            let tail = m.get(&user_id)?;
+        self.inboxes.get(user_id, |tail| {
+            let tail = tail?;
             if after_version < tail.floor {
                 return None;
             }
@@ -128,14 +174,26 @@ impl Caches {
     }
 
     pub(crate) fn contact_version(&self, user_id: u64) -> Option<u64> {
-        self.contact_versions.with(user_id, |m| m.get(&user_id).copied())
+        self.contact_versions.get(user_id, |v| v.copied())
     }
 
-    pub(crate) fn put_contact_version(&self, user_id: u64, version: u64) {
-        self.contact_versions.with(user_id, |m| {
+    pub(crate) fn contact_generation(&self, user_id: u64) -> u64 {
+        self.contact_versions.generation(user_id)
+    }
+
+    /// Remembers the newest contact version read from the database (see `put_read_account`).
+    pub(crate) fn put_read_contact_version(&self, user_id: u64, version: u64, generation: u64) {
+        self.contact_versions.update_if_current(user_id, generation, |m| {
             let entry = m.entry(user_id).or_insert(version);
             *entry = (*entry).max(version);
         });
+    }
+}
+
+fn keep_newer(cached: &mut HashMap<u64, AccountRecord>, account: &AccountRecord) {
+    let newer = cached.get(&account.user_id).is_some_and(|c| c.version > account.version);
+    if !newer {
+        cached.insert(account.user_id, account.clone());
     }
 }
 
@@ -183,8 +241,24 @@ mod tests {
         let newer =
             AccountRecord { user_id: 3, version: 9, nickname: "new".into(), ..Default::default() };
         let older = AccountRecord { version: 4, nickname: "old".into(), ..newer.clone() };
+        let generation = caches.account_generation(3);
         caches.put_account(&newer);
-        caches.put_account(&older);
+        caches.put_read_account(&older, generation);
         assert_eq!(caches.account(3).unwrap().nickname, "new");
+    }
+
+    #[test]
+    fn a_read_from_before_a_shard_was_emptied_is_not_cached() {
+        let caches = Caches::new();
+        let stale = AccountRecord { user_id: 5, version: 1, ..Default::default() };
+        let generation = caches.account_generation(5);
+        // Fill user 5's shard until it is emptied.
+        for n in 0..=USERS_PER_SHARD_MAX as u64 {
+            let other =
+                AccountRecord { user_id: 5 + SHARDS as u64 * (n + 1), ..Default::default() };
+            caches.put_account(&other);
+        }
+        caches.put_read_account(&stale, generation);
+        assert!(caches.account(5).is_none());
     }
 }

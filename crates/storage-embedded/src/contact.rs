@@ -19,8 +19,9 @@ impl ContactStore for EmbeddedStore {
         let newest = match self.caches().contact_version(req.user_id) {
             Some(newest) => newest,
             None => {
+                let generation = self.caches().contact_generation(req.user_id);
                 let newest = self.read(|conn| newest_contact_version(conn, req.user_id)).await?;
-                self.caches().put_contact_version(req.user_id, newest);
+                self.caches().put_read_contact_version(req.user_id, newest, generation);
                 newest
             }
         };

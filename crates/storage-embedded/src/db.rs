@@ -290,13 +290,24 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 }
 
 /// Runs one caller's operation so that its failure undoes only its own writes.
+///
+/// If the operation's own writes cannot be undone, the whole batch is rolled back: the
+/// writer sees the transaction gone and fails every operation of the batch, so nothing is
+/// ever committed that its caller was told failed.
 fn in_savepoint<T>(conn: &Connection, op: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
     conn.prepare_cached("SAVEPOINT op")?.execute([])?;
     let result = op(conn);
-    if result.is_err() {
-        conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
+    let undone = match &result {
+        Ok(_) => Ok(()),
+        Err(_) => conn.prepare_cached("ROLLBACK TO op").and_then(|mut s| s.execute([])).map(drop),
+    };
+    if let Err(error) =
+        undone.and_then(|()| conn.prepare_cached("RELEASE op")?.execute([]).map(drop))
+    {
+        tracing::error!(%error, "cannot close a savepoint; abandoning the batch");
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(error.into());
     }
-    conn.prepare_cached("RELEASE op")?.execute([])?;
     result
 }
 
@@ -308,18 +319,31 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>, batch_ops_max: u
         if let Err(err) = &began {
             tracing::error!(error = %err, "cannot begin a write transaction");
         }
-        let tx = began.is_ok().then_some(&conn);
-        completions.push(first(tx));
+        // SQLite may roll a transaction back by itself (a full disk, an I/O error); from then
+        // on no operation may run, or each would commit alone as its own transaction.
+        let open = |conn: &Connection| began.is_ok() && !conn.is_autocommit();
+        completions.push(first(open(&conn).then_some(&conn)));
         // Everything already waiting joins this commit, up to a count and a time budget so
         // that one batch never holds its callers long.
         while completions.len() < batch_ops_max && started.elapsed() < BATCH_TIME_BUDGET {
             match queue.try_recv() {
-                Ok(job) => completions.push(job(tx)),
+                Ok(job) => completions.push(job(open(&conn).then_some(&conn))),
                 Err(_) => break,
             }
         }
         let ops = completions.len();
-        let commit_error = match began.and_then(|()| conn.execute_batch("COMMIT")) {
+        let still_open = open(&conn);
+        let committed = began.and_then(|()| {
+            if still_open {
+                conn.execute_batch("COMMIT")
+            } else {
+                Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                    Some("the transaction was rolled back during the batch".into()),
+                ))
+            }
+        });
+        let commit_error = match committed {
             Ok(()) => None,
             Err(err) => {
                 tracing::error!(error = %err, ops, "group commit failed");
