@@ -17,6 +17,10 @@ use tokio::sync::Mutex;
 /// Independent locks over the users' states, so users in different shards never wait for
 /// each other, not even while one shard persists a new bound.
 const SHARDS: usize = 64;
+/// Users kept in memory per shard at most. A full shard forgets its users: safe, because a
+/// forgotten user restarts above the persisted bound exactly as after a restart (skipping at
+/// most a step of versions, never reusing one).
+const USERS_PER_SHARD_MAX: usize = 16_384;
 
 #[derive(Debug, Clone, Copy)]
 struct UserSeq {
@@ -70,19 +74,19 @@ impl Seq for SeqAllocator {
             state.max = max;
         }
         state.current = last;
+        if users.len() >= USERS_PER_SHARD_MAX && !users.contains_key(&req.user_id) {
+            users.clear();
+        }
         users.insert(req.user_id, state);
         Ok(AllocResponse { first })
     }
 
     async fn current(&self, ctx: &Ctx, req: UserRef) -> Result<CurrentVersion, Status> {
-        let mut users = self.shard(req.user_id).lock().await;
+        let users = self.shard(req.user_id).lock().await;
         let state = match users.get(&req.user_id) {
             Some(state) => *state,
-            None => {
-                let state = self.load(ctx, req.user_id).await?;
-                users.insert(req.user_id, state);
-                state
-            }
+            // Reading does not make the user resident: only allocations do.
+            None => self.load(ctx, req.user_id).await?,
         };
         Ok(CurrentVersion { version: state.current })
     }
