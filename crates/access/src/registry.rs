@@ -87,12 +87,6 @@ impl Registry {
         Registration { registry: self.clone(), connection }
     }
 
-    /// Devices of a user online on this node.
-    pub fn online_devices(&self, user_id: u64) -> Vec<u64> {
-        let shard = self.shard(user_id).lock().expect("registry shard");
-        shard.get(&user_id).map(|c| c.iter().map(|c| c.device_id).collect()).unwrap_or_default()
-    }
-
     fn unregister(&self, connection: &Connection) {
         let mut shard = self.shard(connection.user_id).lock().expect("registry shard");
         if let Some(list) = shard.get_mut(&connection.user_id) {
@@ -158,6 +152,10 @@ mod tests {
         assert_eq!(laptop.connection.take_pending(), vec![]);
         assert_eq!(other.connection.take_pending(), vec![]);
         drop(phone);
-        assert_eq!(registry.online_devices(1), vec![11]);
+        let online: Vec<u64> =
+            registry.shard(1).lock().unwrap()[&1].iter().map(|c| c.device_id).collect();
+        assert_eq!(online, vec![11]);
+        drop((laptop, other));
+        assert!(registry.shard(1).lock().unwrap().is_empty(), "the last connection unregisters");
     }
 }

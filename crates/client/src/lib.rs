@@ -112,12 +112,6 @@ impl Client {
         Resp::decode(body).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
-    /// Sends a raw command body and returns the raw answer body (for tools and tests).
-    pub async fn call_raw(&self, command: u16, body: Vec<u8>) -> Result<bytes::Bytes, ClientError> {
-        let token = self.session.lock().expect("session").as_ref().map(|s| s.token.clone());
-        self.link.call_raw(command, body.into(), token.as_deref()).await
-    }
-
     pub async fn ping(&self) -> Result<PingResponse, ClientError> {
         self.call(Command::Ping, &PingRequest {}).await
     }

@@ -121,22 +121,6 @@ impl Link {
         }
     }
 
-    pub(crate) async fn call_raw(
-        &self,
-        command: u16,
-        body: Bytes,
-        token: Option<&str>,
-    ) -> Result<Bytes, ClientError> {
-        match self {
-            Link::Long(link) => link.call(command, body).await,
-            Link::Short(link) => {
-                let name = Command::from_u16(command)
-                    .map_or_else(|| format!("command-{command}"), |c| c.name().to_string());
-                link.call(&name, body, token).await
-            }
-        }
-    }
-
     pub(crate) fn start_heartbeat(&self, interval: Duration) {
         if let Link::Long(link) = self {
             link.start_heartbeat(interval);

@@ -30,8 +30,8 @@ pub struct Caller {
 /// The context that travels with every call across tiers.
 #[derive(Debug, Clone)]
 pub struct Ctx {
-    /// The caller's deadline; a callee that cannot finish in time answers
-    /// [`Code::DeadlineExceeded`] rather than doing work nobody waits for.
+    /// When the caller stops waiting (the access layer answers [`Code::DeadlineExceeded`]
+    /// then); it travels with the call so that remote transports can hand it to the callee.
     pub deadline: Option<Instant>,
     /// Follows a request across tiers, for logs.
     pub request_id: u64,
@@ -49,23 +49,8 @@ impl Ctx {
         self
     }
 
-    pub fn with_caller(mut self, caller: Caller) -> Self {
-        self.caller = Some(caller);
-        self
-    }
-
     /// The authenticated caller, or [`Code::Unauthenticated`].
     pub fn caller(&self) -> Result<Caller, Status> {
         self.caller.ok_or_else(|| Status::new(Code::Unauthenticated, "not authenticated"))
-    }
-
-    /// Fails with [`Code::DeadlineExceeded`] once the deadline has passed.
-    pub fn check_deadline(&self) -> Result<(), Status> {
-        match self.deadline {
-            Some(deadline) if Instant::now() >= deadline => {
-                Err(Status::new(Code::DeadlineExceeded, "deadline exceeded"))
-            }
-            _ => Ok(()),
-        }
     }
 }

@@ -3,8 +3,7 @@
 use crate::db::{EmbeddedStore, Result, StoreError};
 use missive_proto::internal::{
     AccountRecord, AccountStore, AckRequest, CreateAccountRequest, CreateSessionRequest, Empty,
-    RevokeSessionRequest, SessionList, SessionRecord, TokenHashRef, UpdateNicknameRequest, UserRef,
-    UsernameRef,
+    RevokeSessionRequest, SessionRecord, TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
 };
 use missive_rpc::{Ctx, Status};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -178,20 +177,6 @@ impl AccountStore for EmbeddedStore {
             }
             mark_delivery(conn, req.user_id, req.at_ms)?;
             Ok(Empty {})
-        })
-        .await
-    }
-
-    async fn list_sessions(&self, _: &Ctx, req: UserRef) -> Result<SessionList, Status> {
-        self.read(move |conn| {
-            let sessions = conn
-                .prepare_cached(&format!(
-                    "SELECT {SESSION_COLUMNS} FROM sessions
-                     WHERE user_id = ?1 AND revoked = 0 ORDER BY device_id"
-                ))?
-                .query_map([req.user_id], session_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(SessionList { sessions })
         })
         .await
     }

@@ -4,8 +4,8 @@
 use crate::db::{EmbeddedStore, Result, StoreError};
 use missive_proto::client::Message;
 use missive_proto::internal::{
-    AppendRequest, AppendResponse, CollectRequest, CollectResponse, FindByClientIdRequest,
-    InboxEntry, InboxItem, InboxPage, InboxQuery, MessageStore,
+    AppendRequest, AppendResponse, CollectRequest, CollectResponse, InboxEntry, InboxItem,
+    InboxPage, InboxQuery, MessageStore,
 };
 use missive_rpc::{Ctx, Status};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -170,18 +170,6 @@ impl MessageStore for EmbeddedStore {
             )
             .await?;
         Ok(stored)
-    }
-
-    async fn find_by_client_id(
-        &self,
-        _: &Ctx,
-        req: FindByClientIdRequest,
-    ) -> Result<AppendResponse, Status> {
-        self.read(move |conn| {
-            find_by_client_id(conn, req.from_user_id, &req.client_msg_id)?
-                .ok_or(StoreError::NotFound("message"))
-        })
-        .await
     }
 
     async fn read_inbox(&self, _: &Ctx, req: InboxQuery) -> Result<InboxPage, Status> {
