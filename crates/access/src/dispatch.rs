@@ -81,6 +81,17 @@ impl Dispatcher {
     }
 }
 
+/// Runs one request until `timeout`; past it the answer is DEADLINE_EXCEEDED. Every transport
+/// bounds its requests with this.
+pub async fn within<T>(
+    timeout: std::time::Duration,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or_else(|_| Err(Status::new(Code::DeadlineExceeded, "request timed out")))
+}
+
 /// Decodes the request, runs the handler, encodes the answer.
 pub async fn unary<Req, Resp, F, Fut>(
     body: &[u8],

@@ -98,16 +98,14 @@ async fn short_link(
     // The whole request, body included, runs under the request deadline, so a client that
     // trickles its body holds nothing for long.
     let request_timeout = state.links.config().request_timeout;
-    let served = tokio::time::timeout(request_timeout, async {
+    let result = dispatch::within(request_timeout, async {
         // Fails only past the limit (a chunked body) or when the peer vanished mid-body.
         let Ok(body) = axum::body::to_bytes(body, state.body_max).await else {
             return too_large();
         };
         short_link_call(&state, &name, &headers, &body, format).await
-    });
-    let result = served
-        .await
-        .unwrap_or_else(|_| Err(Status::new(Code::DeadlineExceeded, "request timed out")));
+    })
+    .await;
     answer(result, format)
 }
 

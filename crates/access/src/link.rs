@@ -141,18 +141,12 @@ impl Link<'_> {
         let mut ctx = Ctx::new(dispatcher.request_id()).with_timeout(config.request_timeout);
         ctx.caller = self.caller;
         let result = if command == Command::Auth {
-            timeout(config.request_timeout, self.authenticate(&ctx, &frame.body))
-                .await
-                .unwrap_or_else(|_| Err(Status::new(Code::DeadlineExceeded, "request timed out")))
+            dispatch::within(config.request_timeout, self.authenticate(&ctx, &frame.body)).await
         } else if self.caller.is_none() && !command.allowed_anonymous() {
             Err(Status::new(Code::Unauthenticated, "authenticate first"))
         } else {
-            timeout(
-                config.request_timeout,
-                dispatcher.dispatch(&ctx, command, &frame.body, Format::Protobuf),
-            )
-            .await
-            .unwrap_or_else(|_| Err(Status::new(Code::DeadlineExceeded, "request timed out")))
+            let call = dispatcher.dispatch(&ctx, command, &frame.body, Format::Protobuf);
+            dispatch::within(config.request_timeout, call).await
         };
         match result {
             Ok(body) => {

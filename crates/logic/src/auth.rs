@@ -121,10 +121,7 @@ impl Logic {
             .accounts
             .get_session(ctx, TokenHashRef { token_hash: hash.to_vec() })
             .await
-            .map_err(|status| match status.code {
-                Code::NotFound => unauthenticated(),
-                _ => status,
-            })?;
+            .map_err(|status| status.translate(Code::NotFound, unauthenticated))?;
         let mut cache = self.auth.sessions.lock().expect("session cache");
         if self.auth.revocations.load(Ordering::SeqCst) == revocations {
             if cache.len() >= SESSION_CACHE_MAX {
@@ -164,9 +161,10 @@ impl Logic {
                 },
             )
             .await
-            .map_err(|status| match status.code {
-                Code::AlreadyExists => Status::new(Code::AlreadyExists, "username is taken"),
-                _ => status,
+            .map_err(|status| {
+                status.translate(Code::AlreadyExists, || {
+                    Status::new(Code::AlreadyExists, "username is taken")
+                })
             })?;
         // The account enters the user's sync stream at its first version, so every device's
         // first sync delivers the profile.
@@ -206,10 +204,7 @@ impl Logic {
             .accounts
             .get_by_name(ctx, UsernameRef { username: req.username })
             .await
-            .map_err(|status| match status.code {
-                Code::NotFound => invalid_credentials(),
-                _ => status,
-            })?;
+            .map_err(|status| status.translate(Code::NotFound, invalid_credentials))?;
         let stored = account.password_hash.clone();
         let password = req.password;
         let matches = self
@@ -277,10 +272,7 @@ impl Logic {
                 .accounts
                 .get_by_name(ctx, UsernameRef { username: req.username })
                 .await
-                .map_err(|s| match s.code {
-                    Code::NotFound => Status::not_found("no such user"),
-                    _ => s,
-                })?
+                .map_err(|s| s.translate(Code::NotFound, || Status::not_found("no such user")))?
         };
         Ok(GetProfileResponse { profile: Some(profile_of(&account)) })
     }

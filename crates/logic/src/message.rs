@@ -68,10 +68,8 @@ impl Logic {
             Ok(MessageKind::Unspecified | MessageKind::Text) => MessageKind::Text,
             Err(_) => return Err(Status::invalid_argument("unknown message kind")),
         };
-        let no_such_user = |s: Status| match s.code {
-            Code::NotFound => Status::not_found("no such recipient"),
-            _ => s,
-        };
+        let no_such_user =
+            |s: Status| s.translate(Code::NotFound, || Status::not_found("no such recipient"));
         let to_user_id = if req.to_user_id != 0 {
             req.to_user_id
         } else if !req.to.is_empty() {

@@ -134,6 +134,12 @@ impl Status {
     pub fn internal(message: impl Into<String>) -> Self {
         Status::new(Code::Internal, message)
     }
+
+    /// This status, or `replacement()` when its code is `code`: how a caller gives a callee's
+    /// answer its own meaning (a session the store cannot find is UNAUTHENTICATED to a client).
+    pub fn translate(self, code: Code, replacement: impl FnOnce() -> Status) -> Status {
+        if self.code == code { replacement() } else { self }
+    }
 }
 
 #[cfg(test)]

@@ -62,7 +62,9 @@ pub async fn run(
         },
     );
     let dispatcher = Arc::new(Dispatcher::new(logic.clone()));
-    let links = LinkServer::new(dispatcher, registry, settings.access_config());
+    let access = settings.access_config();
+    let drain = access.drain_timeout;
+    let links = LinkServer::new(dispatcher, registry, access);
 
     let tcp = TcpListener::bind(settings.tcp)
         .await
@@ -100,7 +102,6 @@ pub async fn run(
     let _ = tcp_task.await;
     links.drain().await;
     // An HTTP peer that keeps its connection open must not hold the process forever.
-    let drain = settings.access_config().drain_timeout;
     for (name, task) in [("http", http_task), ("admin", admin_task)] {
         if tokio::time::timeout(drain, task).await.is_err() {
             tracing::warn!(listener = name, "connections still open after the drain timeout");
