@@ -15,6 +15,9 @@ mod sync;
 mod sync_key;
 mod validate;
 
+#[cfg(test)]
+mod tests;
+
 pub use auth::PasswordCost;
 pub use seq::SeqAllocator;
 pub use sync_key::{SyncKey, SyncKeyCodec, SyncKeyError};

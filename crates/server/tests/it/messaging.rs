@@ -232,3 +232,53 @@ async fn long_texts_are_synced_in_size_bounded_batches() {
     all.extend(texts(&bob.sync().await.unwrap()));
     assert_eq!(all.len(), 40);
 }
+
+#[tokio::test]
+async fn a_recipient_syncing_during_concurrent_sends_misses_none_and_sees_none_twice() {
+    let server = Server::start();
+    let bob = user(&server.tcp, "bob").await;
+    bob.sync().await.unwrap();
+    let senders = ["s-one", "s-two", "s-three", "s-four"];
+    let mut tasks = Vec::new();
+    for name in senders {
+        let client = user(&server.tcp, name).await;
+        tasks.push(tokio::spawn(async move {
+            for n in 0..50 {
+                client.send_text("bob", &format!("{name} {n}")).await.unwrap();
+            }
+        }));
+    }
+    // Bob syncs as fast as he can while the sends land; each key is the previous answer's.
+    let mut received = Vec::new();
+    let mut versions = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while received.len() < senders.len() * 50 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {} arrived: a version was skipped",
+            received.len(),
+            senders.len() * 50
+        );
+        for item in bob.next_changes(std::time::Duration::from_millis(20)).await.unwrap() {
+            if let Some(Body::Message(m)) = item.body {
+                received.push(m.text);
+                versions.push(item.version);
+            }
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(texts(&bob.sync().await.unwrap()).is_empty(), "nothing left behind");
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "in version order: {versions:?}");
+    let mut unique = received.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), received.len(), "no message twice");
+    for name in senders {
+        let from_sender: Vec<&String> =
+            received.iter().filter(|t| t.starts_with(&format!("{name} "))).collect();
+        let expected: Vec<String> = (0..50).map(|n| format!("{name} {n}")).collect();
+        assert_eq!(from_sender, expected.iter().collect::<Vec<_>>(), "each sender's order kept");
+    }
+}

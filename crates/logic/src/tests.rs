@@ -1,0 +1,125 @@
+//! The logic layer over the real embedded store, with time injected: what the end-to-end
+//! tests cannot wait for.
+
+use crate::{Clock, Deps, Logic, LogicConfig, Retention, SeqAllocator};
+use missive_proto::client::*;
+use missive_proto::internal::{ClientApi, Empty, NotifyRequest, Push};
+use missive_rpc::{Caller, Ctx, Status};
+use missive_storage_embedded::{EmbeddedStore, StoreConfig};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+/// No connection is online in these tests; notifies go nowhere.
+struct Offline;
+
+#[async_trait::async_trait]
+impl Push for Offline {
+    async fn notify(&self, _: &Ctx, _: NotifyRequest) -> Result<Empty, Status> {
+        Ok(Empty {})
+    }
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+fn logic(dir: &tempfile::TempDir, now: Arc<AtomicI64>, retention: Retention) -> Arc<Logic> {
+    let store = Arc::new(EmbeddedStore::open(StoreConfig::new(dir.path())).unwrap());
+    let deps = Deps {
+        accounts: store.clone(),
+        contacts: store.clone(),
+        messages: store.clone(),
+        seq: Arc::new(SeqAllocator::new(store, 100)),
+        push: Arc::new(Offline),
+    };
+    let config = LogicConfig {
+        sync_key_secret: b"test secret".to_vec(),
+        password_cost: crate::PasswordCost { memory_kib: 64, iterations: 1 },
+        retention,
+        clock: Clock::from_fn(move || now.load(Ordering::SeqCst)),
+        ..LogicConfig::default()
+    };
+    Logic::new(deps, config)
+}
+
+async fn signed_in(logic: &Logic, name: &str) -> Ctx {
+    let ctx = Ctx::new(0);
+    let password = "long enough".to_string();
+    let register =
+        RegisterRequest { username: name.into(), password: password.clone(), ..Default::default() };
+    logic.register(&ctx, register).await.unwrap();
+    let login = LoginRequest { username: name.into(), password, device_name: "d".into() };
+    let session = logic.login(&ctx, login).await.unwrap();
+    let caller =
+        Caller { user_id: session.user_id, device_id: session.device_id, protocol_version: 1 };
+    Ctx { caller: Some(caller), ..ctx }
+}
+
+fn messages(items: &[SyncItem]) -> usize {
+    items.iter().filter(|i| matches!(i.body, Some(sync_item::Body::Message(_)))).count()
+}
+
+#[tokio::test]
+async fn delivered_messages_are_kept_for_the_retention_then_collected() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(1_000 * DAY_MS));
+    let logic = logic(&dir, now.clone(), Retention::After(Duration::from_secs(7 * 86_400)));
+    let alice = signed_in(&logic, "alice").await;
+    let bob = signed_in(&logic, "bob").await;
+    let send = SendRequest {
+        to: "bob".into(),
+        client_msg_id: "m1".into(),
+        text: "hi".into(),
+        ..Default::default()
+    };
+    logic.send(&alice, send).await.unwrap();
+
+    // Bob receives it, then presents the new key: acknowledged at day 1000.
+    let first = logic.sync(&bob, SyncRequest::default()).await.unwrap();
+    assert_eq!(messages(&first.items), 1);
+    let key = first.sync_key.clone();
+    logic.sync(&bob, SyncRequest { sync_key: key, limit: 0 }).await.unwrap();
+    logic.flush_acks().await;
+
+    now.fetch_add(7 * DAY_MS - 1, Ordering::SeqCst);
+    assert_eq!(logic.collect_garbage().await, 0, "kept until 7 days after delivery");
+    let again = logic.sync(&bob, SyncRequest::default()).await.unwrap();
+    assert_eq!(messages(&again.items), 1, "a fresh device still gets it");
+
+    now.fetch_add(1, Ordering::SeqCst);
+    assert_eq!(logic.collect_garbage().await, 1, "bob's entry goes; alice has not acknowledged");
+    let after = logic.sync(&bob, SyncRequest::default()).await.unwrap();
+    assert_eq!(messages(&after.items), 0);
+    let alices = logic.sync(&alice, SyncRequest::default()).await.unwrap();
+    assert_eq!(messages(&alices.items), 1);
+}
+
+#[tokio::test]
+async fn messages_kept_forever_are_never_collected() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(0));
+    let logic = logic(&dir, now.clone(), Retention::Forever);
+    let alice = signed_in(&logic, "alice").await;
+    let bob = signed_in(&logic, "bob").await;
+    let send = SendRequest {
+        to: "bob".into(),
+        client_msg_id: "m1".into(),
+        text: "hi".into(),
+        ..Default::default()
+    };
+    logic.send(&alice, send).await.unwrap();
+    let first = logic.sync(&bob, SyncRequest::default()).await.unwrap();
+    logic.sync(&bob, SyncRequest { sync_key: first.sync_key, limit: 0 }).await.unwrap();
+    logic.flush_acks().await;
+    now.fetch_add(10_000 * DAY_MS, Ordering::SeqCst);
+    assert_eq!(logic.collect_garbage().await, 0);
+}
+
+#[test]
+fn retention_settings_parse() {
+    assert_eq!("delivered".parse(), Ok(Retention::UntilDelivered));
+    assert_eq!("forever".parse(), Ok(Retention::Forever));
+    assert_eq!("7d".parse(), Ok(Retention::After(Duration::from_secs(7 * 86_400))));
+    assert_eq!("90s".parse(), Ok(Retention::After(Duration::from_secs(90))));
+    assert!("7w".parse::<Retention>().is_err());
+    assert!("d".parse::<Retention>().is_err());
+}
