@@ -12,8 +12,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use missive_proto::client::*;
 use missive_proto::internal::{
-    AllocRequest, CreateAccountRequest, CreateSessionRequest, NotifyTarget, RevokeSessionRequest,
-    SessionRecord, TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
+    CreateAccountRequest, CreateSessionRequest, NotifyTarget, RevokeSessionRequest, SessionRecord,
+    TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
 };
 use missive_rpc::{Code, Ctx, Status};
 use rand::RngCore;
@@ -180,14 +180,15 @@ impl Logic {
         user_id: u64,
         nickname: String,
     ) -> Result<(Profile, u64), Status> {
-        let _guards = self.locks.lock(&[user_id]).await;
-        let version = self.deps.seq.alloc(ctx, AllocRequest { user_id, count: 1 }).await?.first;
-        let account = self
-            .deps
-            .accounts
-            .update_nickname(ctx, UpdateNicknameRequest { user_id, nickname, version })
+        let (account, entries) = self
+            .write_versioned(ctx, &[user_id], |entries| {
+                let nickname = nickname.clone();
+                let update =
+                    UpdateNicknameRequest { user_id, nickname, version: entries[0].version };
+                self.deps.accounts.update_nickname(ctx, update)
+            })
             .await?;
-        Ok((profile_of(&account), version))
+        Ok((profile_of(&account), entries[0].version))
     }
 
     pub(crate) async fn login_device(

@@ -24,12 +24,16 @@ pub use sync_key::{SyncKey, SyncKeyCodec, SyncKeyError};
 
 use missive_proto::client::*;
 use missive_proto::internal::{
-    AccountStore, AuthenticateRequest, ClientApi, ContactStore, MessageStore, NotifyRequest,
-    NotifyTarget, Push, Seq, SessionRecord,
+    AccountStore, AllocRequest, AuthenticateRequest, ClientApi, ContactStore, InboxEntry,
+    MessageStore, NotifyRequest, NotifyTarget, Push, Seq, SessionRecord,
 };
-use missive_rpc::{Ctx, Status};
+use missive_rpc::{Code, Ctx, Status};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Attempts at a versioned write before its ABORTED reaches the client. Each retry starts
+/// above the persisted bound, so a second conflict needs yet another writer racing.
+const VERSIONED_WRITE_ATTEMPTS: u32 = 3;
 
 /// Wall-clock milliseconds since the Unix epoch, injectable for tests.
 #[derive(Clone)]
@@ -159,6 +163,45 @@ impl Logic {
 
     fn now_ms(&self) -> i64 {
         self.config.clock.now_ms()
+    }
+
+    /// Runs a write that takes one fresh version per user, holding the users' locks from
+    /// allocation to commit. When the store refuses a version as stale (a writer on another
+    /// logic node, or an allocator that has since moved, committed a newer one first), it
+    /// retries with versions from above the persisted bound.
+    async fn write_versioned<T, F, Fut>(
+        &self,
+        ctx: &Ctx,
+        users: &[u64],
+        mut write: F,
+    ) -> Result<(T, Vec<InboxEntry>), Status>
+    where
+        F: FnMut(Vec<InboxEntry>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let _guards = self.locks.lock(users).await;
+        let mut attempt = 0;
+        loop {
+            let mut entries = Vec::with_capacity(users.len());
+            for &user_id in users {
+                let alloc = AllocRequest { user_id, count: 1, fresh: attempt > 0 };
+                entries.push(InboxEntry {
+                    user_id,
+                    version: self.deps.seq.alloc(ctx, alloc).await?.first,
+                });
+            }
+            match write(entries.clone()).await {
+                Ok(done) => return Ok((done, entries)),
+                Err(status)
+                    if status.code == Code::Aborted && attempt + 1 < VERSIONED_WRITE_ATTEMPTS =>
+                {
+                    metrics::counter!("missive_versioned_write_retries_total").increment(1);
+                    tracing::debug!(request_id = ctx.request_id, %status, "stale version, retrying");
+                    attempt += 1;
+                }
+                Err(status) => return Err(status),
+            }
+        }
     }
 
     /// Tells online devices that something newer than their key is waiting. A lost notify

@@ -3,9 +3,7 @@
 
 use crate::{Logic, validate};
 use missive_proto::client::*;
-use missive_proto::internal::{
-    AllocRequest, AppendRequest, InboxEntry, NotifyTarget, UserRef, UsernameRef,
-};
+use missive_proto::internal::{AppendRequest, NotifyTarget, UserRef, UsernameRef};
 use missive_rpc::{Code, Ctx, Status};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -95,21 +93,17 @@ impl Logic {
             users.push(to_user_id);
         }
 
-        let mut entries = Vec::with_capacity(users.len());
-        let stored = {
-            let _guards = self.locks.lock(&users).await;
-            for &user_id in &users {
-                let version =
-                    self.deps.seq.alloc(ctx, AllocRequest { user_id, count: 1 }).await?.first;
-                entries.push(InboxEntry { user_id, version });
-            }
-            let append = AppendRequest { message: Some(message), entries: entries.clone() };
-            self.deps.messages.append(ctx, append).await?
-        };
+        let (stored, _) = self
+            .write_versioned(ctx, &users, |entries| {
+                let append = AppendRequest { message: Some(message.clone()), entries };
+                self.deps.messages.append(ctx, append)
+            })
+            .await?;
         let message = stored.message.ok_or_else(|| Status::internal("append lost the message"))?;
         if !stored.duplicate {
             metrics::counter!("missive_messages_sent_total", "kind" => "text").increment(1);
-            let targets = entries
+            let targets = stored
+                .written
                 .iter()
                 .map(|entry| NotifyTarget {
                     user_id: entry.user_id,

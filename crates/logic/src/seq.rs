@@ -6,8 +6,10 @@
 //! persisted bound may have been handed out, so a restarted allocator starts *above* it: some
 //! versions are skipped, none is ever handed out twice.
 
-use missive_proto::internal::{AllocRequest, AllocResponse, Seq, SeqSection, SeqStore, UserRef};
-use missive_rpc::{Ctx, Status};
+use missive_proto::internal::{
+    AllocRequest, AllocResponse, Seq, SeqStore, StoreMaxRequest, UserRef,
+};
+use missive_rpc::{Code, Ctx, Status};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -59,18 +61,36 @@ impl Seq for SeqAllocator {
         }
         let mut users = self.shard(req.user_id).lock().await;
         let mut state = match users.get(&req.user_id) {
-            Some(state) => *state,
-            None => self.load(ctx, req.user_id).await?,
+            Some(state) if !req.fresh => *state,
+            _ => self.load(ctx, req.user_id).await?,
+        };
+        let mut reloaded = false;
+        let last = loop {
+            let last = state.current + u64::from(req.count);
+            if last <= state.max {
+                break last;
+            }
+            let max = last + self.step;
+            let moved =
+                StoreMaxRequest { user_id: req.user_id, expected_max: state.max, max_version: max };
+            match self.store.store_max(ctx, moved).await {
+                Ok(_) => {
+                    state.max = max;
+                    break last;
+                }
+                // Another allocator moved the bound (this user's range moved between nodes):
+                // everything up to its bound may be handed out there, so start above it.
+                Err(status) if status.code == Code::Aborted && !reloaded => {
+                    reloaded = true;
+                    state = self.load(ctx, req.user_id).await?;
+                }
+                Err(status) => {
+                    users.remove(&req.user_id);
+                    return Err(status);
+                }
+            }
         };
         let first = state.current + 1;
-        let last = state.current + u64::from(req.count);
-        if last > state.max {
-            let max = last + self.step;
-            self.store
-                .store_max(ctx, SeqSection { user_id: req.user_id, max_version: max })
-                .await?;
-            state.max = max;
-        }
         state.current = last;
         if users.len() >= USERS_PER_SHARD_MAX && !users.contains_key(&req.user_id) {
             users.clear();
@@ -91,7 +111,7 @@ mod tests {
     }
 
     async fn alloc(seq: &SeqAllocator, user_id: u64, count: u32) -> u64 {
-        seq.alloc(&ctx(), AllocRequest { user_id, count }).await.unwrap().first
+        seq.alloc(&ctx(), AllocRequest { user_id, count, fresh: false }).await.unwrap().first
     }
 
     proptest! {

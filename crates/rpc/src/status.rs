@@ -39,10 +39,13 @@ pub enum Code {
     /// The request is valid but not allowed in this state (e.g. a command before Auth on a
     /// long link).
     FailedPrecondition = 15,
+    /// A concurrent write won a race inside the server; the server retries such writes itself,
+    /// so a client sees this only when the retries ran out. Retrying is safe.
+    Aborted = 16,
 }
 
 impl Code {
-    pub const ALL: [Code; 16] = [
+    pub const ALL: [Code; 17] = [
         Code::Ok,
         Code::BadRequest,
         Code::UnknownCommand,
@@ -59,6 +62,7 @@ impl Code {
         Code::Unavailable,
         Code::Internal,
         Code::FailedPrecondition,
+        Code::Aborted,
     ];
 
     pub fn from_u16(value: u16) -> Option<Code> {
@@ -84,6 +88,7 @@ impl Code {
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
             Code::FailedPrecondition => "failed_precondition",
+            Code::Aborted => "aborted",
         }
     }
 
@@ -94,7 +99,7 @@ impl Code {
             Code::BadRequest | Code::InvalidArgument | Code::BadSyncKey | Code::BadFrame => 400,
             Code::Unauthenticated | Code::InvalidCredentials => 401,
             Code::NotFound | Code::UnknownCommand => 404,
-            Code::AlreadyExists | Code::FailedPrecondition => 409,
+            Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => 409,
             Code::FrameTooLarge => 413,
             Code::Overloaded => 429,
             Code::DeadlineExceeded => 504,
@@ -129,6 +134,10 @@ impl Status {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Status::new(Code::NotFound, message)
+    }
+
+    pub fn aborted(message: impl Into<String>) -> Self {
+        Status::new(Code::Aborted, message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

@@ -115,14 +115,18 @@ impl AccountStore for EmbeddedStore {
             move |conn| {
                 let changed = conn
                     .prepare_cached(
-                        "UPDATE accounts SET nickname = ?2, version = MAX(version, ?3)
-                     WHERE user_id = ?1",
+                        "UPDATE accounts SET nickname = ?2, version = ?3
+                         WHERE user_id = ?1 AND version < ?3",
                     )?
                     .execute(params![req.user_id, req.nickname, req.version])?;
+                let account = account_by_id(conn, req.user_id)?;
                 if changed == 0 {
-                    return Err(StoreError::NotFound("account"));
+                    return Err(StoreError::Stale(format!(
+                        "version {} of user {} is not above the account's {}",
+                        req.version, req.user_id, account.version
+                    )));
                 }
-                account_by_id(conn, req.user_id)
+                Ok(account)
             },
             move |account| store.caches().put_account(account),
         )

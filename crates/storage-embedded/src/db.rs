@@ -9,7 +9,8 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_fences.sql")];
 
 /// What an acknowledged write survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,6 +60,9 @@ pub enum StoreError {
     SchemaTooNew { found: usize, known: usize },
     #[error("the store is shut down")]
     Closed,
+    /// A versioned write lost to a concurrent writer with a newer version.
+    #[error("{0}")]
+    Stale(String),
 }
 
 impl StoreError {
@@ -82,6 +86,7 @@ impl From<StoreError> for Status {
             StoreError::AlreadyExists => Status::new(Code::AlreadyExists, "already exists"),
             StoreError::NotFound(what) => Status::not_found(format!("{what} not found")),
             StoreError::Closed => Status::new(Code::Unavailable, "storage is shut down"),
+            StoreError::Stale(message) => Status::aborted(message),
             other => {
                 tracing::error!(error = %other, "embedded storage failure");
                 Status::internal("storage failure")

@@ -19,6 +19,3 @@ mod message;
 mod seq;
 
 pub use db::{Durability, EmbeddedStore, StoreConfig, StoreError};
-
-#[cfg(test)]
-mod tests;

@@ -48,6 +48,7 @@ fn find_by_client_id(
         message: Some(message),
         sender_version,
         duplicate: true,
+        written: Vec::new(),
     }))
 }
 
@@ -84,8 +85,19 @@ fn append(conn: &Connection, req: AppendRequest) -> Result<(AppendResponse, Vec<
     message.id = conn.last_insert_rowid() as u64;
     let mut insert_entry = conn
         .prepare_cached("INSERT INTO inbox (user_id, version, message_id) VALUES (?1, ?2, ?3)")?;
+    let mut advance_head = conn.prepare_cached(
+        "INSERT INTO inbox_heads (user_id, version) VALUES (?1, ?2)
+         ON CONFLICT (user_id) DO UPDATE SET version = excluded.version
+         WHERE excluded.version > inbox_heads.version",
+    )?;
     let mut sender_version = 0;
     for entry in &req.entries {
+        if advance_head.execute([entry.user_id, entry.version])? == 0 {
+            return Err(StoreError::Stale(format!(
+                "version {} of user {} is not above the inbox head",
+                entry.version, entry.user_id
+            )));
+        }
         insert_entry
             .execute([entry.user_id, entry.version, message.id])
             .map_err(StoreError::from_sqlite)?;
@@ -93,7 +105,12 @@ fn append(conn: &Connection, req: AppendRequest) -> Result<(AppendResponse, Vec<
             sender_version = entry.version;
         }
     }
-    let stored = AppendResponse { message: Some(message), sender_version, duplicate: false };
+    let stored = AppendResponse {
+        message: Some(message),
+        sender_version,
+        duplicate: false,
+        written: req.entries.clone(),
+    };
     Ok((stored, req.entries))
 }
 

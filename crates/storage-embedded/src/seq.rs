@@ -1,7 +1,7 @@
 //! The version allocator's persisted upper bounds.
 
-use crate::db::EmbeddedStore;
-use missive_proto::internal::{Empty, SeqSection, SeqStore, UserRef};
+use crate::db::{EmbeddedStore, StoreError};
+use missive_proto::internal::{Empty, SeqSection, SeqStore, StoreMaxRequest, UserRef};
 use missive_rpc::{Ctx, Status};
 use rusqlite::OptionalExtension;
 
@@ -19,14 +19,32 @@ impl SeqStore for EmbeddedStore {
         .await
     }
 
-    async fn store_max(&self, _: &Ctx, req: SeqSection) -> Result<Empty, Status> {
+    async fn store_max(&self, _: &Ctx, req: StoreMaxRequest) -> Result<Empty, Status> {
         self.write(move |conn| {
-            // Never lowers a bound: a stale writer cannot make versions reusable.
-            conn.prepare_cached(
-                "INSERT INTO seq_max (user_id, max_version) VALUES (?1, ?2)
-                 ON CONFLICT (user_id) DO UPDATE SET max_version = MAX(max_version, excluded.max_version)",
-            )?
-            .execute([req.user_id, req.max_version])?;
+            let moved = if req.expected_max == 0 {
+                conn.prepare_cached(
+                    "INSERT INTO seq_max (user_id, max_version) VALUES (?1, ?2)
+                     ON CONFLICT (user_id) DO NOTHING",
+                )?
+                .execute([req.user_id, req.max_version])?
+            } else {
+                conn.prepare_cached(
+                    "UPDATE seq_max SET max_version = ?3 WHERE user_id = ?1 AND max_version = ?2",
+                )?
+                .execute([req.user_id, req.expected_max, req.max_version])?
+            };
+            if moved == 0 {
+                let current: Option<u64> = conn
+                    .prepare_cached("SELECT max_version FROM seq_max WHERE user_id = ?1")?
+                    .query_row([req.user_id], |row| row.get(0))
+                    .optional()?;
+                return Err(StoreError::Stale(format!(
+                    "the bound of user {} is {}, not {}",
+                    req.user_id,
+                    current.unwrap_or(0),
+                    req.expected_max
+                )));
+            }
             Ok(Empty {})
         })
         .await

@@ -1,0 +1,23 @@
+//! The storage suite against the embedded backend.
+
+use missive_storage_embedded::{EmbeddedStore, StoreConfig};
+use missive_storage_suite::{Fixture, storage_suite};
+
+struct Embedded {
+    dir: tempfile::TempDir,
+}
+
+#[async_trait::async_trait]
+impl Fixture for Embedded {
+    type Store = EmbeddedStore;
+
+    async fn open(&self) -> EmbeddedStore {
+        EmbeddedStore::open(StoreConfig::new(self.dir.path())).expect("opening the store")
+    }
+}
+
+async fn fixture(_test: &str) -> Embedded {
+    Embedded { dir: tempfile::tempdir().expect("temporary directory") }
+}
+
+storage_suite!(fixture);

@@ -1,0 +1,57 @@
+//! The storage test suite: the behaviour every backend of the storage traits must show.
+//!
+//! Each backend runs the same tests unchanged (Quickwit's metastore suite does the same): it
+//! implements [`Fixture`] (how to open its store on fresh, empty storage, and how to open that
+//! same storage again) and invokes [`storage_suite!`] in an integration test, which expands to
+//! one `#[tokio::test]` per test below. The tests know nothing of the backend: they do not
+//! assume how ids are assigned or how users spread over shards.
+//!
+//! This crate owns the tests only; it holds no backend and is never linked into the server.
+
+pub mod tests;
+
+use missive_proto::internal::{AccountStore, ContactStore, MessageStore, SeqStore};
+
+/// Every data-access service of one backend.
+pub trait Stores: AccountStore + ContactStore + MessageStore + SeqStore {}
+
+impl<T: AccountStore + ContactStore + MessageStore + SeqStore> Stores for T {}
+
+/// Fresh, empty storage for one test, which it may open more than once (a reopen is how the
+/// tests check what survives a restart). A test drops one store before it opens the next.
+#[async_trait::async_trait]
+pub trait Fixture: Send + Sync {
+    type Store: Stores;
+
+    async fn open(&self) -> Self::Store;
+}
+
+/// Expands to one `#[tokio::test]` per suite test. `$fixture` is an async function taking the
+/// test's name (unique, at most 48 characters, `[a-z_]`) and returning a [`Fixture`].
+#[macro_export]
+macro_rules! storage_suite {
+    ($fixture:path) => {
+        $crate::storage_suite!(@tests $fixture;
+            usernames_are_unique,
+            accounts_are_found_by_id_and_name,
+            sessions_are_found_by_token_hash_until_revoked,
+            a_retried_append_returns_the_first_message,
+            inbox_pages_in_version_order,
+            messages_reach_users_on_every_shard,
+            a_stale_inbox_version_is_refused,
+            a_stale_nickname_version_is_refused,
+            collect_waits_for_every_device_and_the_cutoff,
+            seq_bounds_move_only_from_the_expected_bound,
+            contact_changes_start_empty,
+        );
+    };
+    (@tests $fixture:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let fixture = $fixture(stringify!($name)).await;
+                $crate::tests::$name(&fixture).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,336 @@
+//! The suite's tests, each a function of a [`Fixture`]; [`storage_suite!`](crate::storage_suite)
+//! turns them into test cases.
+
+use crate::{Fixture, Stores};
+use missive_proto::client::Message;
+use missive_proto::internal::*;
+use missive_rpc::{Code, Ctx};
+use std::collections::HashMap;
+
+const CTX: &Ctx = &Ctx { deadline: None, request_id: 0, caller: None };
+
+async fn account<S: Stores>(store: &S, name: &str) -> AccountRecord {
+    let req = CreateAccountRequest {
+        username: name.into(),
+        nickname: name.into(),
+        password_hash: "hash".into(),
+        created_at_ms: 1,
+    };
+    AccountStore::create(store, CTX, req).await.unwrap()
+}
+
+async fn session<S: Stores>(store: &S, user_id: u64, token_byte: u8) -> SessionRecord {
+    let req = CreateSessionRequest {
+        user_id,
+        device_name: format!("device {token_byte}"),
+        token_hash: vec![token_byte; 32],
+        created_at_ms: 2,
+    };
+    store.create_session(CTX, req).await.unwrap()
+}
+
+fn message(from: u64, to: u64, client_msg_id: &str) -> Message {
+    Message {
+        from_user_id: from,
+        from: format!("u{from}"),
+        to_user_id: to,
+        to: format!("u{to}"),
+        kind: 1,
+        text: format!("text {client_msg_id}"),
+        sent_at_ms: 5,
+        client_msg_id: client_msg_id.into(),
+        ..Message::default()
+    }
+}
+
+fn append_request(from: u64, to: u64, id: &str, versions: (u64, u64)) -> AppendRequest {
+    let mut entries = vec![InboxEntry { user_id: from, version: versions.0 }];
+    if to != from {
+        entries.push(InboxEntry { user_id: to, version: versions.1 });
+    }
+    AppendRequest { message: Some(message(from, to, id)), entries }
+}
+
+async fn append<S: Stores>(
+    store: &S,
+    from: u64,
+    to: u64,
+    id: &str,
+    versions: (u64, u64),
+) -> AppendResponse {
+    MessageStore::append(store, CTX, append_request(from, to, id, versions)).await.unwrap()
+}
+
+/// A user's whole inbox after `after_version`, as (version, client message id).
+async fn inbox<S: Stores>(store: &S, user_id: u64, after_version: u64) -> Vec<(u64, String)> {
+    let query = InboxQuery { user_id, after_version, limit: 1000 };
+    let page = store.read_inbox(CTX, query).await.unwrap();
+    assert!(!page.more);
+    page.items.into_iter().map(|i| (i.version, i.message.unwrap().client_msg_id)).collect()
+}
+
+pub async fn usernames_are_unique(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let alice = account(&store, "alice").await;
+    let req = CreateAccountRequest { username: "alice".into(), ..Default::default() };
+    let err = AccountStore::create(&store, CTX, req).await.unwrap_err();
+    assert_eq!(err.code, Code::AlreadyExists);
+    let found = store.get_by_name(CTX, UsernameRef { username: "alice".into() }).await;
+    assert_eq!(found.unwrap(), alice);
+}
+
+pub async fn accounts_are_found_by_id_and_name(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let mut ids = Vec::new();
+    for name in ["ann", "ben", "cat", "dan", "eve", "fay"] {
+        let created = account(&store, name).await;
+        assert_eq!(created.username, name);
+        assert_eq!(created.version, 0);
+        assert!(!created.disabled);
+        assert!(created.user_id > 0 && created.user_id < 1 << 62, "ids stay below 2^63");
+        let by_id = store.get_by_id(CTX, UserRef { user_id: created.user_id }).await;
+        assert_eq!(by_id.unwrap(), created);
+        let by_name = store.get_by_name(CTX, UsernameRef { username: name.into() }).await;
+        assert_eq!(by_name.unwrap(), created);
+        ids.push(created.user_id);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "every account has its own id");
+    for user_id in [u64::MAX, 1 << 62] {
+        let missing = store.get_by_id(CTX, UserRef { user_id }).await.unwrap_err();
+        assert_eq!(missing.code, Code::NotFound);
+    }
+    let missing = store.get_by_name(CTX, UsernameRef { username: "zed".into() }).await;
+    assert_eq!(missing.unwrap_err().code, Code::NotFound);
+}
+
+pub async fn sessions_are_found_by_token_hash_until_revoked(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let alice = account(&store, "alice").await;
+    let phone = session(&store, alice.user_id, 1).await;
+    let laptop = session(&store, alice.user_id, 2).await;
+    assert_ne!(phone.device_id, laptop.device_id);
+    let found = store.get_session(CTX, TokenHashRef { token_hash: vec![1; 32] }).await;
+    assert_eq!(found.unwrap(), phone);
+
+    let ack = |version| AckRequest {
+        acks: vec![DeviceAck {
+            user_id: alice.user_id,
+            device_id: laptop.device_id,
+            version,
+            at_ms: 3,
+        }],
+    };
+    store.ack(CTX, ack(9)).await.unwrap();
+    store.ack(CTX, ack(4)).await.unwrap();
+    let acked = store.get_session(CTX, TokenHashRef { token_hash: vec![2; 32] }).await.unwrap();
+    assert_eq!(acked.acked_version, 9, "an acknowledgement never moves backwards");
+
+    let revoke =
+        RevokeSessionRequest { user_id: alice.user_id, device_id: phone.device_id, at_ms: 3 };
+    store.revoke_session(CTX, revoke).await.unwrap();
+    let gone = store.get_session(CTX, TokenHashRef { token_hash: vec![1; 32] }).await;
+    assert_eq!(gone.unwrap_err().code, Code::NotFound);
+    let unknown = store.get_session(CTX, TokenHashRef { token_hash: vec![3; 32] }).await;
+    assert_eq!(unknown.unwrap_err().code, Code::NotFound);
+    let revoke =
+        RevokeSessionRequest { user_id: alice.user_id, device_id: u64::MAX >> 2, at_ms: 3 };
+    assert_eq!(store.revoke_session(CTX, revoke).await.unwrap_err().code, Code::NotFound);
+}
+
+pub async fn a_retried_append_returns_the_first_message(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let first = append(&store, 1, 2, "c1", (1, 1)).await;
+    assert!(!first.duplicate);
+    assert_eq!(first.sender_version, 1);
+    assert_eq!(first.written.len(), 2);
+    let stored = first.message.clone().unwrap();
+    assert!(stored.id > 0 && stored.id < 1 << 62);
+    assert_eq!(stored.text, "text c1");
+
+    let again = append(&store, 1, 2, "c1", (2, 2)).await;
+    assert!(again.duplicate);
+    assert_eq!(again.message, first.message);
+    assert_eq!(again.sender_version, 1);
+    assert!(again.written.is_empty());
+    assert_eq!(inbox(&store, 1, 0).await, vec![(1, "c1".to_string())]);
+    assert_eq!(inbox(&store, 2, 0).await, vec![(1, "c1".to_string())]);
+
+    // The same client id from another sender is another message.
+    let other = append(&store, 3, 2, "c1", (1, 2)).await;
+    assert!(!other.duplicate);
+    assert_ne!(other.message.unwrap().id, stored.id);
+}
+
+pub async fn inbox_pages_in_version_order(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    for v in 1..=5u64 {
+        append(&store, 1, 2, &format!("c{v}"), (v, v * 10)).await;
+    }
+    let page = store.read_inbox(CTX, InboxQuery { user_id: 2, after_version: 20, limit: 2 });
+    let page = page.await.unwrap();
+    let versions: Vec<u64> = page.items.iter().map(|i| i.version).collect();
+    assert_eq!(versions, vec![30, 40]);
+    assert!(page.more);
+    let last = store.read_inbox(CTX, InboxQuery { user_id: 2, after_version: 40, limit: 2 });
+    let last = last.await.unwrap();
+    assert_eq!(last.items.len(), 1);
+    assert!(!last.more);
+    assert_eq!(inbox(&store, 1, 3).await, vec![(4, "c4".to_string()), (5, "c5".to_string())]);
+    assert!(inbox(&store, 7, 0).await.is_empty());
+}
+
+/// Every pair of six users exchanges a message: whatever shards the users live on, each inbox
+/// holds exactly its user's messages, in version order, and a sender's copy is the same message.
+pub async fn messages_reach_users_on_every_shard(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let mut users = Vec::new();
+    for name in ["ann", "ben", "cat", "dan", "eve", "fay"] {
+        users.push(account(&store, name).await.user_id);
+    }
+    let mut versions: HashMap<u64, u64> = HashMap::new();
+    let mut expected: HashMap<u64, Vec<(u64, String)>> = HashMap::new();
+    let mut ids: HashMap<String, u64> = HashMap::new();
+    for &from in &users {
+        for &to in &users {
+            if from == to {
+                continue;
+            }
+            let client_id = format!("{from}-{to}");
+            let from_version = *versions.entry(from).and_modify(|v| *v += 1).or_insert(1);
+            let to_version = *versions.entry(to).and_modify(|v| *v += 1).or_insert(1);
+            let stored = append(&store, from, to, &client_id, (from_version, to_version)).await;
+            assert_eq!(stored.sender_version, from_version);
+            ids.insert(client_id.clone(), stored.message.unwrap().id);
+            expected.entry(from).or_default().push((from_version, client_id.clone()));
+            expected.entry(to).or_default().push((to_version, client_id));
+        }
+    }
+    let mut all_ids: Vec<u64> = ids.values().copied().collect();
+    all_ids.sort_unstable();
+    all_ids.dedup();
+    assert_eq!(all_ids.len(), 30, "message ids are unique");
+    for &user in &users {
+        let query = InboxQuery { user_id: user, after_version: 0, limit: 100 };
+        let page = store.read_inbox(CTX, query).await.unwrap();
+        let got: Vec<(u64, String)> = page
+            .items
+            .iter()
+            .map(|item| {
+                let message = item.message.as_ref().unwrap();
+                assert_eq!(message.id, ids[&message.client_msg_id], "one message, one id");
+                assert!(message.from_user_id == user || message.to_user_id == user);
+                (item.version, message.client_msg_id.clone())
+            })
+            .collect();
+        assert_eq!(got, expected[&user], "inbox of user {user}");
+    }
+}
+
+/// The fence that keeps each inbox in version order whichever node writes it: an entry at or
+/// below the newest version committed to that inbox is refused, and a retry with fresh
+/// versions completes the message exactly once.
+pub async fn a_stale_inbox_version_is_refused(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let alice = account(&store, "alice").await.user_id;
+    let bob = account(&store, "bob").await.user_id;
+    append(&store, alice, bob, "a", (5, 5)).await;
+
+    // The sender's version is stale.
+    let stale = MessageStore::append(&store, CTX, append_request(alice, bob, "b", (4, 6))).await;
+    assert_eq!(stale.unwrap_err().code, Code::Aborted);
+    assert_eq!(inbox(&store, bob, 0).await, vec![(5, "a".to_string())]);
+    assert_eq!(inbox(&store, alice, 0).await, vec![(5, "a".to_string())]);
+
+    // The recipient's version equals the head.
+    let stale = MessageStore::append(&store, CTX, append_request(alice, bob, "c", (6, 5))).await;
+    assert_eq!(stale.unwrap_err().code, Code::Aborted);
+    assert_eq!(inbox(&store, bob, 0).await, vec![(5, "a".to_string())]);
+
+    let retried = append(&store, alice, bob, "c", (7, 7)).await;
+    assert!(!retried.duplicate, "the retry is what delivered it");
+    assert!(retried.written.contains(&InboxEntry { user_id: bob, version: 7 }));
+    assert_eq!(inbox(&store, bob, 0).await, vec![(5, "a".to_string()), (7, "c".to_string())]);
+    let sender = inbox(&store, alice, 0).await;
+    assert_eq!(sender.len(), 2, "the sender holds the message once: {sender:?}");
+    assert_eq!(sender[1], (retried.sender_version, "c".to_string()));
+
+    let again = append(&store, alice, bob, "c", (8, 8)).await;
+    assert!(again.duplicate);
+    assert_eq!(inbox(&store, bob, 5).await, vec![(7, "c".to_string())]);
+}
+
+pub async fn a_stale_nickname_version_is_refused(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let alice = account(&store, "alice").await.user_id;
+    let update = |nickname: &str, version| UpdateNicknameRequest {
+        user_id: alice,
+        nickname: nickname.into(),
+        version,
+    };
+    let updated = store.update_nickname(CTX, update("Alice", 5)).await.unwrap();
+    assert_eq!((updated.nickname.as_str(), updated.version), ("Alice", 5));
+    let stale = store.update_nickname(CTX, update("Old", 4)).await.unwrap_err();
+    assert_eq!(stale.code, Code::Aborted);
+    let current = store.get_by_id(CTX, UserRef { user_id: alice }).await.unwrap();
+    assert_eq!((current.nickname.as_str(), current.version), ("Alice", 5));
+    let newer = store.update_nickname(CTX, update("Al", 6)).await.unwrap();
+    assert_eq!((newer.nickname.as_str(), newer.version), ("Al", 6));
+    let missing =
+        UpdateNicknameRequest { user_id: u64::MAX >> 2, nickname: "x".into(), version: 9 };
+    assert_eq!(store.update_nickname(CTX, missing).await.unwrap_err().code, Code::NotFound);
+}
+
+pub async fn collect_waits_for_every_device_and_the_cutoff(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let sender = account(&store, "sender").await.user_id;
+    let bob = account(&store, "bob").await.user_id;
+    let devices =
+        [session(&store, bob, 1).await.device_id, session(&store, bob, 2).await.device_id];
+    for v in 1..=3u64 {
+        append(&store, sender, bob, &format!("c{v}"), (v, v)).await;
+    }
+    let ack = |device_id, version, at_ms| AckRequest {
+        acks: vec![DeviceAck { user_id: bob, device_id, version, at_ms }],
+    };
+    store.ack(CTX, ack(devices[0], 3, 100)).await.unwrap();
+    let nothing = store.collect(CTX, CollectRequest { delivered_before_ms: 1000, limit: 10 });
+    assert_eq!(nothing.await.unwrap(), CollectResponse::default(), "one device has not acked");
+    store.ack(CTX, ack(devices[1], 2, 200)).await.unwrap();
+    let early = store.collect(CTX, CollectRequest { delivered_before_ms: 150, limit: 10 });
+    assert_eq!(early.await.unwrap(), CollectResponse::default(), "retention not yet passed");
+    let done = store.collect(CTX, CollectRequest { delivered_before_ms: 200, limit: 10 });
+    assert_eq!(done.await.unwrap().inbox_entries_deleted, 2);
+    assert_eq!(inbox(&store, bob, 0).await, vec![(3, "c3".to_string())]);
+    assert_eq!(inbox(&store, sender, 0).await.len(), 3, "the sender still holds all three");
+    let again = store.collect(CTX, CollectRequest { delivered_before_ms: 200, limit: 10 });
+    assert_eq!(again.await.unwrap(), CollectResponse::default());
+}
+
+pub async fn seq_bounds_move_only_from_the_expected_bound(fixture: &impl Fixture) {
+    let move_bound =
+        |expected_max, max_version| StoreMaxRequest { user_id: 7, expected_max, max_version };
+    {
+        let store = fixture.open().await;
+        store.store_max(CTX, move_bound(0, 200)).await.unwrap();
+        let lost = store.store_max(CTX, move_bound(0, 100)).await.unwrap_err();
+        assert_eq!(lost.code, Code::Aborted, "another allocator moved it first");
+        let lost = store.store_max(CTX, move_bound(150, 300)).await.unwrap_err();
+        assert_eq!(lost.code, Code::Aborted);
+    }
+    let store = fixture.open().await;
+    let section = store.load_max(CTX, UserRef { user_id: 7 }).await.unwrap();
+    assert_eq!(section.max_version, 200, "the bound survives reopening");
+    store.store_max(CTX, move_bound(200, 300)).await.unwrap();
+    assert_eq!(store.load_max(CTX, UserRef { user_id: 7 }).await.unwrap().max_version, 300);
+    let unknown = store.load_max(CTX, UserRef { user_id: 8 }).await.unwrap();
+    assert_eq!(unknown.max_version, 0);
+}
+
+pub async fn contact_changes_start_empty(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let alice = account(&store, "alice").await.user_id;
+    let changes = ContactChangesRequest { user_id: alice, after_version: 0, limit: 10 };
+    assert!(store.changes(CTX, changes).await.unwrap().entries.is_empty());
+}
