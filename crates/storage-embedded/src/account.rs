@@ -173,7 +173,7 @@ impl AccountStore for EmbeddedStore {
         self.write(move |conn| {
             let changed = conn
                 .prepare_cached(
-                    "UPDATE sessions SET revoked = 1 WHERE user_id = ?1 AND device_id = ?2",
+                    "UPDATE sessions SET revoked = 1 WHERE user_id = ?1 AND device_id = ?2 AND revoked = 0",
                 )?
                 .execute([req.user_id, req.device_id])?;
             if changed == 0 {

@@ -1,0 +1,245 @@
+//! Accounts, device sessions and acknowledgements (data type 1). A user's account, sessions
+//! and delivery marks live on the user's shard; the token index lives on the shard its hash
+//! points to.
+
+use crate::shard::Shard;
+use crate::{Result, SqlError, SqlStore, db_id};
+use missive_proto::internal::{
+    AccountRecord, AccountStore, AckRequest, CreateAccountRequest, CreateSessionRequest, Empty,
+    RevokeSessionRequest, SessionRecord, TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
+};
+use missive_rpc::{Ctx, Status};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use std::collections::BTreeMap;
+
+fn account_row(row: &AnyRow) -> Result<AccountRecord> {
+    Ok(AccountRecord {
+        user_id: row.try_get::<i64, _>(0)? as u64,
+        username: row.try_get(1)?,
+        nickname: row.try_get(2)?,
+        password_hash: row.try_get(3)?,
+        created_at_ms: row.try_get(4)?,
+        version: row.try_get::<i64, _>(5)? as u64,
+        disabled: row.try_get::<i64, _>(6)? != 0,
+    })
+}
+
+fn session_row(row: &AnyRow) -> Result<SessionRecord> {
+    Ok(SessionRecord {
+        user_id: row.try_get::<i64, _>(0)? as u64,
+        device_id: row.try_get::<i64, _>(1)? as u64,
+        device_name: row.try_get(2)?,
+        created_at_ms: row.try_get(3)?,
+        acked_version: row.try_get::<i64, _>(4)? as u64,
+        revoked: row.try_get::<i64, _>(5)? != 0,
+    })
+}
+
+impl SqlStore {
+    async fn account_by_id(&self, user_id: u64) -> Result<AccountRecord> {
+        let id = db_id(user_id, "account")?;
+        let row = sqlx::query(self.q().account_by_id)
+            .bind(id)
+            .fetch_optional(&self.user_shard(user_id).pool)
+            .await?;
+        account_row(&row.ok_or(SqlError::NotFound("account"))?)
+    }
+
+    /// After a device acknowledged or left: if every active device has now acknowledged a
+    /// higher version than the last mark, records a new delivery mark.
+    async fn mark_delivery(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        user_id: i64,
+        at_ms: i64,
+    ) -> Result<()> {
+        let q = self.q();
+        let delivered: Option<i64> =
+            sqlx::query(q.acked_by_all).bind(user_id).fetch_one(&mut **tx).await?.try_get(0)?;
+        let Some(delivered) = delivered.filter(|v| *v > 0) else {
+            return Ok(());
+        };
+        let last: Option<i64> =
+            sqlx::query(q.last_mark).bind(user_id).fetch_one(&mut **tx).await?.try_get(0)?;
+        if delivered > last.unwrap_or(0) {
+            sqlx::query(q.mark_insert)
+                .bind(user_id)
+                .bind(delivered)
+                .bind(at_ms)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn ack_on(
+        &self,
+        shard: &Shard,
+        acks: Vec<missive_proto::internal::DeviceAck>,
+    ) -> Result<()> {
+        let mut tx = shard.pool.begin().await?;
+        for ack in acks {
+            let user_id = db_id(ack.user_id, "session")?;
+            let moved = sqlx::query(self.q().session_ack)
+                .bind(ack.version as i64)
+                .bind(user_id)
+                .bind(db_id(ack.device_id, "session")?)
+                .bind(ack.version as i64)
+                .execute(&mut *tx)
+                .await?;
+            if moved.rows_affected() > 0 {
+                self.mark_delivery(&mut tx, user_id, ack.at_ms).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl AccountStore for SqlStore {
+    async fn create(&self, _: &Ctx, req: CreateAccountRequest) -> Result<AccountRecord, Status> {
+        let shard = self.name_shard(&req.username);
+        let user_id = shard.mint(self.q(), &shard.users).await?;
+        sqlx::query(self.q().account_insert)
+            .bind(user_id as i64)
+            .bind(&req.username)
+            .bind(&req.nickname)
+            .bind(&req.password_hash)
+            .bind(req.created_at_ms)
+            .execute(&shard.pool)
+            .await
+            .map_err(SqlError::from)?;
+        Ok(AccountRecord {
+            user_id,
+            username: req.username,
+            nickname: req.nickname,
+            password_hash: req.password_hash,
+            created_at_ms: req.created_at_ms,
+            version: 0,
+            disabled: false,
+        })
+    }
+
+    async fn get_by_id(&self, _: &Ctx, req: UserRef) -> Result<AccountRecord, Status> {
+        Ok(self.account_by_id(req.user_id).await?)
+    }
+
+    async fn get_by_name(&self, _: &Ctx, req: UsernameRef) -> Result<AccountRecord, Status> {
+        let row = sqlx::query(self.q().account_by_name)
+            .bind(&req.username)
+            .fetch_optional(&self.name_shard(&req.username).pool)
+            .await
+            .map_err(SqlError::from)?;
+        Ok(account_row(&row.ok_or(SqlError::NotFound("account"))?)?)
+    }
+
+    async fn update_nickname(
+        &self,
+        _: &Ctx,
+        req: UpdateNicknameRequest,
+    ) -> Result<AccountRecord, Status> {
+        let id = db_id(req.user_id, "account")?;
+        let version = req.version as i64;
+        let changed = sqlx::query(self.q().nickname_update)
+            .bind(&req.nickname)
+            .bind(version)
+            .bind(id)
+            .bind(version)
+            .execute(&self.user_shard(req.user_id).pool)
+            .await
+            .map_err(SqlError::from)?;
+        let account = self.account_by_id(req.user_id).await?;
+        if changed.rows_affected() == 0 {
+            return Err(SqlError::Stale(format!(
+                "version {} of user {} is not above the account's {}",
+                req.version, req.user_id, account.version
+            ))
+            .into());
+        }
+        Ok(account)
+    }
+
+    /// The token index is written first: if the session row then fails, the token leads
+    /// nowhere (unauthenticated), and no half-made device holds back garbage collection.
+    async fn create_session(
+        &self,
+        _: &Ctx,
+        req: CreateSessionRequest,
+    ) -> Result<SessionRecord, Status> {
+        let user_id = db_id(req.user_id, "account")?;
+        let shard = self.user_shard(req.user_id);
+        let device_id = shard.mint(self.q(), &shard.devices).await?;
+        sqlx::query(self.q().token_insert)
+            .bind(req.token_hash.clone())
+            .bind(user_id)
+            .bind(device_id as i64)
+            .execute(&self.token_shard(&req.token_hash).pool)
+            .await
+            .map_err(SqlError::from)?;
+        sqlx::query(self.q().session_insert)
+            .bind(user_id)
+            .bind(device_id as i64)
+            .bind(&req.device_name)
+            .bind(req.created_at_ms)
+            .execute(&shard.pool)
+            .await
+            .map_err(SqlError::from)?;
+        Ok(SessionRecord {
+            user_id: req.user_id,
+            device_id,
+            device_name: req.device_name,
+            created_at_ms: req.created_at_ms,
+            acked_version: 0,
+            revoked: false,
+        })
+    }
+
+    async fn get_session(&self, _: &Ctx, req: TokenHashRef) -> Result<SessionRecord, Status> {
+        let token = sqlx::query(self.q().token_lookup)
+            .bind(req.token_hash.clone())
+            .fetch_optional(&self.token_shard(&req.token_hash).pool)
+            .await
+            .map_err(SqlError::from)?
+            .ok_or(SqlError::NotFound("session"))?;
+        let user_id: i64 = token.try_get(0).map_err(SqlError::from)?;
+        let device_id: i64 = token.try_get(1).map_err(SqlError::from)?;
+        let session = sqlx::query(self.q().session_active)
+            .bind(user_id)
+            .bind(device_id)
+            .fetch_optional(&self.user_shard(user_id as u64).pool)
+            .await
+            .map_err(SqlError::from)?
+            .ok_or(SqlError::NotFound("session"))?;
+        Ok(session_row(&session)?)
+    }
+
+    async fn revoke_session(&self, _: &Ctx, req: RevokeSessionRequest) -> Result<Empty, Status> {
+        let user_id = db_id(req.user_id, "session")?;
+        let mut tx = self.user_shard(req.user_id).pool.begin().await.map_err(SqlError::from)?;
+        let changed = sqlx::query(self.q().session_revoke)
+            .bind(user_id)
+            .bind(db_id(req.device_id, "session")?)
+            .execute(&mut *tx)
+            .await
+            .map_err(SqlError::from)?;
+        if changed.rows_affected() == 0 {
+            return Err(SqlError::NotFound("session").into());
+        }
+        self.mark_delivery(&mut tx, user_id, req.at_ms).await?;
+        tx.commit().await.map_err(SqlError::from)?;
+        Ok(Empty {})
+    }
+
+    async fn ack(&self, _: &Ctx, req: AckRequest) -> Result<Empty, Status> {
+        let mut by_shard: BTreeMap<u64, Vec<_>> = BTreeMap::new();
+        for ack in req.acks {
+            by_shard.entry(self.shard_of_user(ack.user_id)).or_default().push(ack);
+        }
+        for (index, acks) in by_shard {
+            self.ack_on(&self.inner.shards[index as usize], acks).await?;
+        }
+        Ok(Empty {})
+    }
+}

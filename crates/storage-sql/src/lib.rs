@@ -1,0 +1,141 @@
+//! The scale-out storage backends: MySQL/MariaDB (the seed's choice) and PostgreSQL, behind the
+//! same storage traits as the embedded store, sharded by user id over a list of databases.
+//!
+//! Every shard has the same schema (`migrations/<dialect>/`, applied at open). A user's rows
+//! live on shard `user_id % shards`: user ids are minted so that this is also the shard their
+//! username hashes to, and message and device ids carry the shard that minted them, so no
+//! lookup needs a directory. A message to users on several shards is written to the sender's
+//! shard first (with a pending mark per other shard), then to each other shard; a retry of the
+//! same send completes whatever a failure left pending, and every inbox keeps its version
+//! order through the head fence (`inbox_heads`). See `docs/storage.md`.
+//!
+//! This crate owns the SQL of these backends and knows nothing of sockets, sessions in flight
+//! or business rules. The shard list is fixed when the databases are created: each shard
+//! records its place and refuses to open under another.
+
+mod account;
+mod contact;
+mod message;
+mod queries;
+mod seq;
+mod shard;
+
+pub use shard::{Dialect, SqlConfig};
+
+use missive_rpc::{Code, Status};
+use queries::Queries;
+use shard::Shard;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("no database urls given")]
+    NoShards,
+    #[error("unsupported database url {0:?} (use mysql:// or postgres://)")]
+    UnsupportedUrl(String),
+    #[error("every shard must use the same kind of database")]
+    MixedDialects,
+    #[error("shard {index}: {source}")]
+    Connect { index: u64, source: sqlx::Error },
+    #[error("shard {index}: migration failed: {source}")]
+    Migrate { index: u64, source: sqlx::migrate::MigrateError },
+    #[error(
+        "shard {index} of {count} was created as shard {found_index} of {found_count}; \
+         the shard list must not change"
+    )]
+    ShardMismatch { index: u64, count: u64, found_index: u64, found_count: u64 },
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A versioned write lost to a concurrent writer with a newer version.
+    #[error("{0}")]
+    Stale(String),
+    #[error("database: {0}")]
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for SqlError {
+    /// Translates a driver error: a unique-key violation becomes [`SqlError::AlreadyExists`].
+    fn from(err: sqlx::Error) -> SqlError {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => SqlError::AlreadyExists,
+            _ => SqlError::Database(err),
+        }
+    }
+}
+
+impl From<SqlError> for Status {
+    fn from(err: SqlError) -> Status {
+        match err {
+            SqlError::AlreadyExists => Status::new(Code::AlreadyExists, "already exists"),
+            SqlError::NotFound(what) => Status::not_found(format!("{what} not found")),
+            SqlError::Stale(message) => Status::aborted(message),
+            SqlError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+            ) => {
+                tracing::warn!(error = %err, "database unreachable");
+                Status::new(Code::Unavailable, "storage is unreachable")
+            }
+            other => {
+                tracing::error!(error = %other, "sql storage failure");
+                Status::internal("storage failure")
+            }
+        }
+    }
+}
+
+pub(crate) type Result<T, E = SqlError> = std::result::Result<T, E>;
+
+/// Every data-access service over a list of MySQL/MariaDB or PostgreSQL databases.
+#[derive(Clone)]
+pub struct SqlStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shards: Vec<Shard>,
+    queries: Queries,
+}
+
+impl SqlStore {
+    /// Connects to every shard, migrates it and checks it is the shard the list says it is.
+    pub async fn open(config: SqlConfig) -> Result<SqlStore> {
+        let (dialect, shards) = shard::open_all(&config).await?;
+        Ok(SqlStore { inner: Arc::new(Inner { shards, queries: Queries::new(dialect) }) })
+    }
+
+    pub fn shard_count(&self) -> u64 {
+        self.inner.shards.len() as u64
+    }
+
+    /// The shard holding a user's rows.
+    pub fn shard_of_user(&self, user_id: u64) -> u64 {
+        user_id % self.shard_count()
+    }
+
+    fn user_shard(&self, user_id: u64) -> &Shard {
+        &self.inner.shards[self.shard_of_user(user_id) as usize]
+    }
+
+    /// The shard that holds, or will hold, the account with this username.
+    fn name_shard(&self, username: &str) -> &Shard {
+        let index = shard::hash(username.as_bytes()) % self.shard_count();
+        &self.inner.shards[index as usize]
+    }
+
+    fn token_shard(&self, token_hash: &[u8]) -> &Shard {
+        let index = shard::hash(token_hash) % self.shard_count();
+        &self.inner.shards[index as usize]
+    }
+
+    fn q(&self) -> &Queries {
+        &self.inner.queries
+    }
+}
+
+/// Ids are u64 in the schema and BIGINT in the databases; anything above `i64::MAX` cannot be
+/// stored, so it names nothing.
+pub(crate) fn db_id(value: u64, what: &'static str) -> Result<i64> {
+    i64::try_from(value).map_err(|_| SqlError::NotFound(what))
+}

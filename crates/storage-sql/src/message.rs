@@ -1,0 +1,354 @@
+//! Messages and inboxes (data type 3), across shards.
+//!
+//! A send commits on the sender's shard first, in one transaction: the retry record
+//! (`sent_messages`), the message, the inbox entries of users on that shard, and a pending
+//! mark for every recipient on another shard. Then each other shard gets, in one transaction,
+//! a copy of the message and its users' entries, and the pending marks go. If a step fails,
+//! the call fails, and a retry of the same send (same sender and client id) finds the retry
+//! record and writes only what is still pending, with the retry's fresh versions. Every entry
+//! passes the inbox head fence, so each inbox commits in version order.
+
+use crate::shard::Shard;
+use crate::{Result, SqlError, SqlStore, db_id};
+use missive_proto::client::Message;
+use missive_proto::internal::{
+    AppendRequest, AppendResponse, CollectRequest, CollectResponse, InboxEntry, InboxItem,
+    InboxPage, InboxQuery, MessageStore,
+};
+use missive_rpc::{Ctx, Status};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use std::collections::BTreeMap;
+
+fn message_row(row: &AnyRow, first: usize) -> Result<Message> {
+    Ok(Message {
+        id: row.try_get::<i64, _>(first)? as u64,
+        from_user_id: row.try_get::<i64, _>(first + 1)? as u64,
+        from: row.try_get(first + 2)?,
+        to_user_id: row.try_get::<i64, _>(first + 3)? as u64,
+        to: row.try_get(first + 4)?,
+        kind: row.try_get::<i64, _>(first + 5)? as i32,
+        text: row.try_get(first + 6)?,
+        sent_at_ms: row.try_get(first + 7)?,
+        client_msg_id: row.try_get(first + 8)?,
+    })
+}
+
+impl SqlStore {
+    /// The fence: moves the user's inbox head to `version`, or fails as stale when the head
+    /// is already there or beyond. The head row stays locked until the transaction ends, so
+    /// concurrent writers of one inbox commit one after the other.
+    async fn advance_head(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        entry: &InboxEntry,
+    ) -> Result<()> {
+        let user_id = db_id(entry.user_id, "user")?;
+        let version = entry.version as i64;
+        let moved = sqlx::query(self.q().head_advance)
+            .bind(version)
+            .bind(user_id)
+            .bind(version)
+            .execute(&mut **tx)
+            .await?;
+        if moved.rows_affected() == 0 {
+            let inserted = sqlx::query(self.q().head_insert)
+                .bind(user_id)
+                .bind(version)
+                .execute(&mut **tx)
+                .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(SqlError::Stale(format!(
+                    "version {} of user {} is not above the inbox head",
+                    entry.version, entry.user_id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn insert_message(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        statement: &'static str,
+        message: &Message,
+        refs: usize,
+    ) -> Result<()> {
+        sqlx::query(statement)
+            .bind(message.id as i64)
+            .bind(message.from_user_id as i64)
+            .bind(&message.from)
+            .bind(message.to_user_id as i64)
+            .bind(&message.to)
+            .bind(i64::from(message.kind))
+            .bind(&message.text)
+            .bind(message.sent_at_ms)
+            .bind(&message.client_msg_id)
+            .bind(refs as i64)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_entry(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        entry: &InboxEntry,
+        message_id: u64,
+    ) -> Result<()> {
+        sqlx::query(self.q().entry_insert)
+            .bind(entry.user_id as i64)
+            .bind(entry.version as i64)
+            .bind(message_id as i64)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// The first attempt of a send: everything on the sender's shard, in one transaction.
+    async fn append_home(
+        &self,
+        home: &Shard,
+        message: &Message,
+        entries: &[InboxEntry],
+        sender_version: u64,
+    ) -> Result<()> {
+        let mut tx = home.pool.begin().await?;
+        let recorded = sqlx::query(self.q().sent_insert)
+            .bind(message.from_user_id as i64)
+            .bind(&message.client_msg_id)
+            .bind(message.id as i64)
+            .bind(sender_version as i64)
+            .execute(&mut *tx)
+            .await;
+        match recorded.map_err(SqlError::from) {
+            Ok(_) => {}
+            // A concurrent attempt of the same send got there first; the caller's retry will
+            // find its record.
+            Err(SqlError::AlreadyExists) => {
+                return Err(SqlError::Stale("the same send is being stored concurrently".into()));
+            }
+            Err(other) => return Err(other),
+        }
+        let (local, remote): (Vec<&InboxEntry>, Vec<&InboxEntry>) =
+            entries.iter().partition(|e| self.shard_of_user(e.user_id) == home.index);
+        self.insert_message(&mut tx, self.q().message_insert, message, local.len()).await?;
+        for entry in local {
+            self.advance_head(&mut tx, entry).await?;
+            self.insert_entry(&mut tx, entry, message.id).await?;
+        }
+        for entry in remote {
+            sqlx::query(self.q().pending_insert)
+                .bind(message.id as i64)
+                .bind(entry.user_id as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes a message's entries on one shard in one transaction, with the copy of the
+    /// message they point to. An entry already there for this message (an earlier attempt
+    /// whose pending mark survived) is not written twice. Returns the entries written.
+    async fn deliver(
+        &self,
+        shard: &Shard,
+        message: &Message,
+        entries: &[InboxEntry],
+    ) -> Result<Vec<InboxEntry>> {
+        let mut tx = shard.pool.begin().await?;
+        let mut written = Vec::with_capacity(entries.len());
+        for entry in entries {
+            self.advance_head(&mut tx, entry).await?;
+            let present = sqlx::query(self.q().entry_exists)
+                .bind(entry.user_id as i64)
+                .bind(message.id as i64)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if present.is_none() {
+                self.insert_entry(&mut tx, entry, message.id).await?;
+                written.push(*entry);
+            }
+        }
+        if !written.is_empty() {
+            self.insert_message(&mut tx, self.q().message_copy, message, written.len()).await?;
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// Delivers to users on other shards than the sender's, shard by shard, clearing each
+    /// shard's pending marks once its entries are committed.
+    async fn deliver_remote(
+        &self,
+        home: &Shard,
+        message: &Message,
+        entries: Vec<InboxEntry>,
+    ) -> Result<Vec<InboxEntry>> {
+        let mut by_shard: BTreeMap<u64, Vec<InboxEntry>> = BTreeMap::new();
+        for entry in entries {
+            by_shard.entry(self.shard_of_user(entry.user_id)).or_default().push(entry);
+        }
+        let mut written = Vec::new();
+        for (index, entries) in by_shard {
+            written
+                .extend(self.deliver(&self.inner.shards[index as usize], message, &entries).await?);
+            for entry in &entries {
+                sqlx::query(self.q().pending_delete)
+                    .bind(message.id as i64)
+                    .bind(entry.user_id as i64)
+                    .execute(&home.pool)
+                    .await?;
+            }
+        }
+        Ok(written)
+    }
+
+    async fn append(&self, req: AppendRequest) -> Result<AppendResponse> {
+        let mut message = req.message.ok_or(SqlError::NotFound("message body"))?;
+        let home = self.user_shard(message.from_user_id);
+        let sent = sqlx::query(self.q().sent_find)
+            .bind(db_id(message.from_user_id, "user")?)
+            .bind(&message.client_msg_id)
+            .fetch_optional(&home.pool)
+            .await?;
+        if let Some(sent) = sent {
+            return self.complete(home, &sent, req.entries).await;
+        }
+        let sender_version =
+            req.entries.iter().find(|e| e.user_id == message.from_user_id).map_or(0, |e| e.version);
+        message.id = home.mint(self.q(), &home.messages).await?;
+        self.append_home(home, &message, &req.entries, sender_version).await?;
+        let remote: Vec<InboxEntry> = req
+            .entries
+            .iter()
+            .filter(|e| self.shard_of_user(e.user_id) != home.index)
+            .copied()
+            .collect();
+        let mut written: Vec<InboxEntry> = req
+            .entries
+            .iter()
+            .filter(|e| self.shard_of_user(e.user_id) == home.index)
+            .copied()
+            .collect();
+        written.extend(self.deliver_remote(home, &message, remote).await?);
+        Ok(AppendResponse { message: Some(message), sender_version, duplicate: false, written })
+    }
+
+    /// A send seen before: writes what an earlier attempt left pending, using this attempt's
+    /// versions; a duplicate when nothing was.
+    async fn complete(
+        &self,
+        home: &Shard,
+        sent: &AnyRow,
+        entries: Vec<InboxEntry>,
+    ) -> Result<AppendResponse> {
+        let message_id: i64 = sent.try_get(0)?;
+        let sender_version = sent.try_get::<i64, _>(1)? as u64;
+        let row = sqlx::query(self.q().message_by_id)
+            .bind(message_id)
+            .fetch_optional(&home.pool)
+            .await?
+            .ok_or(SqlError::NotFound("message"))?;
+        let message = message_row(&row, 0)?;
+        let pending: Vec<u64> = sqlx::query(self.q().pending_list)
+            .bind(message_id)
+            .fetch_all(&home.pool)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<i64, _>(0).map(|id| id as u64))
+            .collect::<Result<_, _>>()?;
+        let todo: Vec<InboxEntry> =
+            entries.into_iter().filter(|e| pending.contains(&e.user_id)).collect();
+        let written = self.deliver_remote(home, &message, todo).await?;
+        Ok(AppendResponse {
+            message: Some(message),
+            sender_version,
+            duplicate: pending.is_empty(),
+            written,
+        })
+    }
+
+    async fn collect_on(&self, shard: &Shard, req: &CollectRequest) -> Result<CollectResponse> {
+        let q = self.q();
+        let due: Vec<(i64, i64)> = sqlx::query(q.marks_due)
+            .bind(req.delivered_before_ms)
+            .bind(i64::from(req.limit))
+            .fetch_all(&shard.pool)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        let mut done = CollectResponse::default();
+        for (user_id, version) in due {
+            let mut tx = shard.pool.begin().await?;
+            let message_ids: Vec<i64> = sqlx::query(q.entries_upto)
+                .bind(user_id)
+                .bind(version)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()?;
+            for message_id in message_ids {
+                sqlx::query(q.message_release).bind(message_id).execute(&mut *tx).await?;
+                let deleted =
+                    sqlx::query(q.message_delete).bind(message_id).execute(&mut *tx).await?;
+                if deleted.rows_affected() > 0 {
+                    done.messages_deleted += 1;
+                    // The retry window closes with the sender's copy.
+                    sqlx::query(q.sent_delete).bind(message_id).execute(&mut *tx).await?;
+                }
+            }
+            let entries =
+                sqlx::query(q.entries_delete).bind(user_id).bind(version).execute(&mut *tx).await?;
+            done.inbox_entries_deleted += entries.rows_affected();
+            sqlx::query(q.marks_delete).bind(user_id).bind(version).execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
+        Ok(done)
+    }
+}
+
+#[async_trait::async_trait]
+impl MessageStore for SqlStore {
+    async fn append(&self, _: &Ctx, req: AppendRequest) -> Result<AppendResponse, Status> {
+        Ok(SqlStore::append(self, req).await?)
+    }
+
+    async fn read_inbox(&self, _: &Ctx, req: InboxQuery) -> Result<InboxPage, Status> {
+        let Ok(user_id) = db_id(req.user_id, "user") else {
+            return Ok(InboxPage::default());
+        };
+        let rows = sqlx::query(self.q().inbox_read)
+            .bind(user_id)
+            .bind(req.after_version.min(i64::MAX as u64) as i64)
+            .bind(i64::from(req.limit) + 1)
+            .fetch_all(&self.user_shard(req.user_id).pool)
+            .await
+            .map_err(SqlError::from)?;
+        let mut items = rows
+            .iter()
+            .map(|row| {
+                Ok(InboxItem {
+                    version: row.try_get::<i64, _>(0)? as u64,
+                    message: Some(message_row(row, 1)?),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let more = items.len() > req.limit as usize;
+        items.truncate(req.limit as usize);
+        Ok(InboxPage { items, more })
+    }
+
+    async fn collect(&self, _: &Ctx, req: CollectRequest) -> Result<CollectResponse, Status> {
+        let mut done = CollectResponse::default();
+        for shard in &self.inner.shards {
+            let shard_done = self.collect_on(shard, &req).await?;
+            done.inbox_entries_deleted += shard_done.inbox_entries_deleted;
+            done.messages_deleted += shard_done.messages_deleted;
+        }
+        Ok(done)
+    }
+}

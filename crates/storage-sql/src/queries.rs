@@ -1,0 +1,119 @@
+//! Every statement the backends run, written once with `?` placeholders (rewritten to `$n` for
+//! PostgreSQL at open); the few whose syntax differs give a PostgreSQL form of their own.
+//!
+//! Statements never rely on the count of rows an upsert "changed": the MySQL driver reports
+//! rows matched, not rows changed. A conditional write is an `UPDATE ... WHERE` (matched is
+//! what counts) or an insert that ignores a duplicate key (0 rows when it exists).
+
+use crate::shard::Dialect;
+
+// Column lists as macros, so that `concat!` can splice them into literals.
+macro_rules! account_columns {
+    () => {
+        "user_id, username, nickname, password_hash, created_at_ms, version, disabled"
+    };
+}
+macro_rules! session_columns {
+    () => {
+        "user_id, device_id, device_name, created_at_ms, acked_version, revoked"
+    };
+}
+macro_rules! message_columns {
+    () => {
+        "m.message_id, m.from_user_id, m.from_name, m.to_user_id, m.to_name, m.kind, m.text, \
+         m.sent_at_ms, m.client_msg_id"
+    };
+}
+
+macro_rules! queries {
+    ($($name:ident = $sql:expr $(, postgres: $pg:expr)?;)*) => {
+        pub(crate) struct Queries {
+            $(pub(crate) $name: &'static str,)*
+        }
+
+        impl Queries {
+            pub(crate) fn new(dialect: Dialect) -> Queries {
+                Queries { $($name: queries!(@pick dialect, $sql $(, $pg)?),)* }
+            }
+        }
+    };
+    (@pick $dialect:ident, $sql:expr) => { $dialect.adapt($sql) };
+    (@pick $dialect:ident, $sql:expr, $pg:expr) => {
+        match $dialect {
+            Dialect::MySql => $sql,
+            Dialect::Postgres => $dialect.adapt($pg),
+        }
+    };
+}
+
+queries! {
+    counter_advance = "UPDATE counters SET next_value = next_value + ? WHERE name = ?";
+    counter_read = "SELECT next_value FROM counters WHERE name = ?";
+
+    account_insert = "INSERT INTO accounts (user_id, username, nickname, password_hash, created_at_ms)
+                      VALUES (?, ?, ?, ?, ?)";
+    account_by_id = concat!("SELECT ", account_columns!(), " FROM accounts WHERE user_id = ?");
+    account_by_name = concat!("SELECT ", account_columns!(), " FROM accounts WHERE username = ?");
+    nickname_update = "UPDATE accounts SET nickname = ?, version = ? WHERE user_id = ? AND version < ?";
+
+    session_insert = "INSERT INTO sessions (user_id, device_id, device_name, created_at_ms)
+                      VALUES (?, ?, ?, ?)";
+    token_insert = "INSERT INTO session_tokens (token_hash, user_id, device_id) VALUES (?, ?, ?)";
+    token_lookup = "SELECT user_id, device_id FROM session_tokens WHERE token_hash = ?";
+    session_active = concat!("SELECT ", session_columns!(),
+        " FROM sessions WHERE user_id = ? AND device_id = ? AND revoked = 0");
+    session_revoke = "UPDATE sessions SET revoked = 1 WHERE user_id = ? AND device_id = ? AND revoked = 0";
+    session_ack = "UPDATE sessions SET acked_version = ?
+                   WHERE user_id = ? AND device_id = ? AND acked_version < ?";
+    acked_by_all = "SELECT MIN(acked_version) FROM sessions WHERE user_id = ? AND revoked = 0";
+    last_mark = "SELECT MAX(version) FROM delivery_marks WHERE user_id = ?";
+    mark_insert = "INSERT INTO delivery_marks (user_id, version, at_ms) VALUES (?, ?, ?)";
+
+    sent_find = "SELECT message_id, sender_version FROM sent_messages
+                 WHERE from_user_id = ? AND client_msg_id = ?";
+    sent_insert = "INSERT INTO sent_messages (from_user_id, client_msg_id, message_id, sender_version)
+                   VALUES (?, ?, ?, ?)";
+    message_insert = "INSERT INTO messages (message_id, from_user_id, from_name, to_user_id, to_name,
+                                            kind, text, sent_at_ms, client_msg_id, refs)
+                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    message_copy = "INSERT INTO messages (message_id, from_user_id, from_name, to_user_id, to_name,
+                                          kind, text, sent_at_ms, client_msg_id, refs)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON DUPLICATE KEY UPDATE refs = refs + VALUES(refs)",
+        postgres: "INSERT INTO messages (message_id, from_user_id, from_name, to_user_id, to_name,
+                                          kind, text, sent_at_ms, client_msg_id, refs)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (message_id) DO UPDATE SET refs = messages.refs + excluded.refs";
+    message_by_id = concat!("SELECT ", message_columns!(), " FROM messages m WHERE m.message_id = ?");
+    pending_insert = "INSERT INTO pending_entries (message_id, user_id) VALUES (?, ?)";
+    pending_list = "SELECT user_id FROM pending_entries WHERE message_id = ?";
+    pending_delete = "DELETE FROM pending_entries WHERE message_id = ? AND user_id = ?";
+
+    head_advance = "UPDATE inbox_heads SET version = ? WHERE user_id = ? AND version < ?";
+    head_insert = "INSERT IGNORE INTO inbox_heads (user_id, version) VALUES (?, ?)",
+        postgres: "INSERT INTO inbox_heads (user_id, version) VALUES (?, ?)
+                   ON CONFLICT (user_id) DO NOTHING";
+    entry_exists = "SELECT version FROM inbox WHERE user_id = ? AND message_id = ?";
+    entry_insert = "INSERT INTO inbox (user_id, version, message_id) VALUES (?, ?, ?)";
+    inbox_read = concat!("SELECT i.version, ", message_columns!(),
+        " FROM inbox i JOIN messages m ON m.message_id = i.message_id
+          WHERE i.user_id = ? AND i.version > ? ORDER BY i.version LIMIT ?");
+
+    marks_due = "SELECT user_id, MAX(version) FROM delivery_marks WHERE at_ms <= ?
+                 GROUP BY user_id ORDER BY user_id LIMIT ?";
+    entries_upto = "SELECT message_id FROM inbox WHERE user_id = ? AND version <= ?";
+    message_release = "UPDATE messages SET refs = refs - 1 WHERE message_id = ?";
+    message_delete = "DELETE FROM messages WHERE message_id = ? AND refs <= 0";
+    sent_delete = "DELETE FROM sent_messages WHERE message_id = ?";
+    entries_delete = "DELETE FROM inbox WHERE user_id = ? AND version <= ?";
+    marks_delete = "DELETE FROM delivery_marks WHERE user_id = ? AND version <= ?";
+
+    seq_load = "SELECT max_version FROM seq_max WHERE user_id = ?";
+    seq_insert = "INSERT IGNORE INTO seq_max (user_id, max_version) VALUES (?, ?)",
+        postgres: "INSERT INTO seq_max (user_id, max_version) VALUES (?, ?)
+                   ON CONFLICT (user_id) DO NOTHING";
+    seq_move = "UPDATE seq_max SET max_version = ? WHERE user_id = ? AND max_version = ?";
+
+    contact_changes = "SELECT version, contact_user_id, username, nickname FROM contact_changes
+                       WHERE user_id = ? AND version > ? ORDER BY version LIMIT ?";
+}
