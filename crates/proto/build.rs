@@ -7,7 +7,10 @@ fn main() {
     }
     let descriptors = protox::compile(files, ["proto"]).expect("schema compiles");
     let mut config = prost_build::Config::new();
-    config.service_generator(Box::new(missive_rpc::codegen::TraitGenerator));
+    // The allocator's state is per user: its calls always meet the node that holds the user.
+    let generator = missive_rpc::codegen::TraitGenerator::default()
+        .route_by("missive.internal.v1.Seq.Alloc", "user_id");
+    config.service_generator(Box::new(generator));
     // The client protocol is also spoken as JSON on the short link.
     config.type_attribute(".missive.v1", "#[derive(serde::Serialize, serde::Deserialize)]");
     config.message_attribute(".missive.v1", "#[serde(default)]");

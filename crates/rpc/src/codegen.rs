@@ -1,16 +1,33 @@
-//! Turns each `service` of the schema into an async Rust trait (used from build scripts).
+//! Turns each `service` of the schema into an async Rust trait and its RPC glue (used from
+//! build scripts).
 //!
-//! For `service MessageStore { rpc Append(AppendRequest) returns (AppendResponse); }` it emits
-//! `trait MessageStore` with `async fn append(&self, ctx: &Ctx, req: AppendRequest) ->
-//! Result<AppendResponse, Status>`, and the service's full name and method names as constants
-//! so that metrics and remote transports name calls the same way everywhere.
+//! For `service MessageStore { rpc Append(AppendRequest) returns (AppendResponse); }` it emits:
+//! - `trait MessageStore` with `async fn append(&self, ctx: &Ctx, req: AppendRequest) ->
+//!   Result<AppendResponse, Status>`;
+//! - `message_store_names`: the service's full name and method names, as metrics show them;
+//! - `MessageStoreGuarded`: wraps any implementation so every call goes through a
+//!   [`Guard`](crate::Guard) (deadline check, overload control, metrics);
+//! - `MessageStoreRemote`: implements the trait by calling another process over gRPC;
+//! - `message_store_routes`: serves an implementation over gRPC.
 
 use prost_build::{Service, ServiceGenerator};
 use std::fmt::Write;
 
 /// Plug into `prost_build::Config::service_generator`.
 #[derive(Debug, Default)]
-pub struct TraitGenerator;
+pub struct TraitGenerator {
+    /// (`package.Service.Method`, request field): calls of that method are routed by that
+    /// field (a user id), so they always reach the same endpoint.
+    route_keys: Vec<(String, String)>,
+}
+
+impl TraitGenerator {
+    /// Routes calls of `method` (`package.Service.Method`) by the request's `field`.
+    pub fn route_by(mut self, method: &str, field: &str) -> Self {
+        self.route_keys.push((method.to_string(), field.to_string()));
+        self
+    }
+}
 
 impl ServiceGenerator for TraitGenerator {
     fn generate(&mut self, service: Service, buf: &mut String) {
@@ -47,6 +64,112 @@ impl ServiceGenerator for TraitGenerator {
         let methods: Vec<String> =
             service.methods.iter().map(|m| format!("\"{}\"", m.proto_name)).collect();
         let _ = writeln!(buf, "    pub const METHODS: &[&str] = &[{}];", methods.join(", "));
+        let _ = writeln!(buf, "}}");
+        self.guarded(&service, &module, buf);
+        self.remote(&service, &full_name, buf);
+        self.routes(&service, &full_name, &module, buf);
+    }
+}
+
+impl TraitGenerator {
+    fn guarded(&self, service: &Service, module: &str, buf: &mut String) {
+        let name = &service.name;
+        let _ = write!(
+            buf,
+            "/// `{name}` behind the RPC framework's guard: deadline check, overload control and
+/// per-method metrics for every call, local or remote.
+pub struct {name}Guarded {{
+    inner: ::std::sync::Arc<dyn {name}>,
+    guard: ::missive_rpc::Guard,
+}}
+impl {name}Guarded {{
+    pub fn new(inner: ::std::sync::Arc<dyn {name}>, config: &::missive_rpc::GuardConfig) -> ::std::sync::Arc<Self> {{
+        let guard = ::missive_rpc::Guard::new({module}_names::SERVICE, {module}_names::METHODS, config);
+        ::std::sync::Arc::new(Self {{ inner, guard }})
+    }}
+    pub fn guard(&self) -> &::missive_rpc::Guard {{
+        &self.guard
+    }}
+}}
+#[::async_trait::async_trait]
+impl {name} for {name}Guarded {{
+"
+        );
+        for (index, method) in service.methods.iter().enumerate() {
+            let _ = writeln!(
+                buf,
+                "    async fn {m}(&self, ctx: &::missive_rpc::Ctx, req: {i}) -> ::core::result::Result<{o}, ::missive_rpc::Status> {{
+        self.guard.call({index}, ctx, self.inner.{m}(ctx, req)).await
+    }}",
+                m = method.name,
+                i = method.input_type,
+                o = method.output_type
+            );
+        }
+        let _ = writeln!(buf, "}}");
+    }
+
+    fn remote(&self, service: &Service, full_name: &str, buf: &mut String) {
+        let name = &service.name;
+        let _ = write!(
+            buf,
+            "/// `{name}` served by another process, reached over gRPC.
+pub struct {name}Remote {{
+    client: ::missive_rpc::remote::Client,
+}}
+impl {name}Remote {{
+    pub fn new(client: ::missive_rpc::remote::Client) -> ::std::sync::Arc<Self> {{
+        ::std::sync::Arc::new(Self {{ client }})
+    }}
+}}
+#[::async_trait::async_trait]
+impl {name} for {name}Remote {{
+"
+        );
+        for method in &service.methods {
+            let method_name = format!("{full_name}.{}", method.proto_name);
+            let key = self
+                .route_keys
+                .iter()
+                .find(|(m, _)| *m == method_name)
+                .map_or("None".to_string(), |(_, field)| format!("Some(req.{field})"));
+            let _ = writeln!(
+                buf,
+                "    async fn {m}(&self, ctx: &::missive_rpc::Ctx, req: {i}) -> ::core::result::Result<{o}, ::missive_rpc::Status> {{
+        self.client.unary(ctx, \"/{full_name}/{p}\", {key}, req).await
+    }}",
+                m = method.name,
+                i = method.input_type,
+                o = method.output_type,
+                p = method.proto_name
+            );
+        }
+        let _ = writeln!(buf, "}}");
+    }
+
+    fn routes(&self, service: &Service, full_name: &str, module: &str, buf: &mut String) {
+        let name = &service.name;
+        let _ = writeln!(
+            buf,
+            "/// Serves `{name}` over gRPC, one route per method.
+pub fn {module}_routes(service: ::std::sync::Arc<dyn {name}>) -> ::missive_rpc::remote::Routes {{
+    ::missive_rpc::remote::Routes::default()"
+        );
+        for method in &service.methods {
+            let _ = writeln!(
+                buf,
+                "        .unary(\"/{full_name}/{p}\", {{
+            let service = service.clone();
+            move |ctx: ::missive_rpc::Ctx, req: {i}| {{
+                let service = service.clone();
+                async move {{ service.{m}(&ctx, req).await }}
+            }}
+        }})",
+                m = method.name,
+                i = method.input_type,
+                p = method.proto_name
+            );
+        }
         let _ = writeln!(buf, "}}");
     }
 }

@@ -1,19 +1,26 @@
-//! Missive's RPC framework (the Svrkit of the seed): what every service call carries and returns.
+//! Missive's RPC framework (the Svrkit of the seed): what every service call carries, how it is
+//! guarded, and how it crosses a process boundary.
 //!
 //! Services are declared once, as `service` blocks in the protobuf schema of `missive-proto`;
 //! [`codegen`] turns each into an async trait whose methods take a [`Ctx`] and return
-//! `Result<_, Status>`. A caller holds an `Arc<dyn Service>` and never knows whether the
-//! implementation runs in its own process (the all-in-one default: a direct call, no
-//! serialization) or behind a remote transport implementing the same trait.
+//! `Result<_, Status>`, plus three pieces of glue: `<Service>Guarded` (the server side of every
+//! call: deadline check, overload control, per-method metrics, see [`guard`]),
+//! `<Service>Remote` (the same trait reached over gRPC, see [`remote`]) and
+//! `<service>_routes` (serves an implementation over gRPC). A caller holds an
+//! `Arc<dyn Service>` and never knows whether the implementation runs in its own process (a
+//! direct async call, no serialization) or in another one.
 //!
-//! This crate owns the call context, the closed set of status codes and the code generator. It
-//! knows nothing of sockets, storage or business logic.
+//! This crate owns the call context, the closed set of status codes, the guard, the remote
+//! transport and the code generator. It knows nothing of storage or business logic.
 
+pub mod guard;
+pub mod remote;
 mod status;
 
 #[cfg(feature = "codegen")]
 pub mod codegen;
 
+pub use guard::{Guard, GuardConfig};
 pub use status::{Code, Status};
 
 use std::time::{Duration, Instant};
@@ -27,6 +34,41 @@ pub struct Caller {
     pub protocol_version: u32,
 }
 
+/// How much a request matters when a server must shed load (DAGOR's business priority):
+/// under overload, [`Priority::Low`] requests are refused first and [`Priority::Critical`]
+/// ones last. The access layer sets it per command; every call made on the request's behalf
+/// inherits it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Priority {
+    /// Delivering what is already stored (sync): shedding it only makes backlogs grow.
+    Critical = 0,
+    /// Keeping an existing session (auth with a token, logout).
+    High = 1,
+    /// New writes (send, profile changes) and internal work.
+    Normal = 2,
+    /// New sessions and accounts (login, register): the first to wait under overload.
+    Low = 3,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 4] =
+        [Priority::Critical, Priority::High, Priority::Normal, Priority::Low];
+
+    pub fn from_u8(value: u8) -> Option<Priority> {
+        Priority::ALL.get(usize::from(value)).copied()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+}
+
 /// The context that travels with every call across tiers.
 #[derive(Debug, Clone)]
 pub struct Ctx {
@@ -37,15 +79,22 @@ pub struct Ctx {
     pub request_id: u64,
     /// The authenticated caller, if any.
     pub caller: Option<Caller>,
+    /// What to shed first under overload.
+    pub priority: Priority,
 }
 
 impl Ctx {
     pub fn new(request_id: u64) -> Self {
-        Ctx { deadline: None, request_id, caller: None }
+        Ctx { deadline: None, request_id, caller: None, priority: Priority::Normal }
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.deadline = Some(Instant::now() + timeout);
+        self
+    }
+
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
         self
     }
 

@@ -7,7 +7,8 @@ use missive_proto::internal::*;
 use missive_rpc::{Code, Ctx};
 use std::collections::HashMap;
 
-const CTX: &Ctx = &Ctx { deadline: None, request_id: 0, caller: None };
+const CTX: &Ctx =
+    &Ctx { deadline: None, request_id: 0, caller: None, priority: missive_rpc::Priority::Normal };
 
 async fn account<S: Stores>(store: &S, name: &str) -> AccountRecord {
     let req = CreateAccountRequest {

@@ -1,0 +1,428 @@
+//! Calls between processes: gRPC over HTTP/2 (tonic), carrying the same protobuf messages as
+//! in-process calls, with the [`Ctx`] in request metadata.
+//!
+//! - The deadline travels as gRPC's `grpc-timeout`; the callee gets it back in its `Ctx`, and
+//!   tonic cancels the handler when it passes.
+//! - The request id, the business priority and the authenticated caller travel as
+//!   `x-missive-request-id`, `x-missive-priority` and `x-missive-caller` (`user.device.proto`).
+//! - A [`Status`] travels as the nearest gRPC code plus `x-missive-code` (the exact code), so
+//!   both ends see the same closed set of codes.
+//!
+//! **Discovery and balancing.** A [`Client`] is given a list of endpoints per service (from
+//! configuration). Calls without a routing key go round robin; calls with one (the user id, for
+//! services whose state is per user) go to the endpoint that ranks highest for that key by
+//! rendezvous hashing, so a user's calls always meet the same node, and only that node's users
+//! move when the list changes. An endpoint that cannot be reached is skipped for the next in
+//! rank. Channels connect lazily and reconnect by themselves.
+
+use crate::{Caller, Code, Ctx, Priority, Status};
+use bytes::{Buf, BufMut, Bytes};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+
+const REQUEST_ID: &str = "x-missive-request-id";
+const PRIORITY: &str = "x-missive-priority";
+const CALLER: &str = "x-missive-caller";
+const CODE: &str = "x-missive-code";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("service {service} has no endpoints")]
+    NoEndpoints { service: &'static str },
+    #[error("bad endpoint {url:?} for {service}: {source}")]
+    BadEndpoint { service: &'static str, url: String, source: tonic::transport::Error },
+    #[error("serving rpc: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+// ---- the client side ----
+
+/// The endpoints of one service, and how calls are spread over them.
+#[derive(Clone)]
+pub struct Client {
+    service: &'static str,
+    channels: Arc<Vec<Channel>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Client {
+    /// `urls` such as `http://10.0.0.5:7400`; nothing connects until the first call.
+    pub fn new(service: &'static str, urls: &[String]) -> Result<Client, RemoteError> {
+        if urls.is_empty() {
+            return Err(RemoteError::NoEndpoints { service });
+        }
+        let channels = urls
+            .iter()
+            .map(|url| {
+                let endpoint = Endpoint::from_shared(url.clone()).map_err(|source| {
+                    RemoteError::BadEndpoint { service, url: url.clone(), source }
+                })?;
+                Ok(endpoint
+                    .connect_timeout(Duration::from_secs(1))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(10))
+                    .keep_alive_timeout(Duration::from_secs(5))
+                    .connect_lazy())
+            })
+            .collect::<Result<Vec<_>, RemoteError>>()?;
+        Ok(Client { service, channels: Arc::new(channels), next: Arc::default() })
+    }
+
+    /// The order in which to try the endpoints for this call.
+    fn ranked(&self, key: Option<u64>) -> Vec<usize> {
+        let n = self.channels.len();
+        match key {
+            None => {
+                let first = self.next.fetch_add(1, Ordering::Relaxed);
+                (0..n).map(|i| (first + i) % n).collect()
+            }
+            Some(key) => {
+                let mut ranked: Vec<usize> = (0..n).collect();
+                ranked.sort_by_key(|&i| std::cmp::Reverse(rendezvous(key, i as u64)));
+                ranked
+            }
+        }
+    }
+
+    /// One unary call of `path` (`/package.Service/Method`).
+    pub async fn unary<Req, Resp>(
+        &self,
+        ctx: &Ctx,
+        path: &'static str,
+        key: Option<u64>,
+        req: Req,
+    ) -> Result<Resp, Status>
+    where
+        Req: prost::Message + Clone + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        let mut last =
+            Status::new(Code::Unavailable, format!("no endpoint of {} answered", self.service));
+        for index in self.ranked(key) {
+            let timeout = match ctx.deadline {
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Err(Status::new(Code::DeadlineExceeded, "deadline passed")),
+                },
+                None => None,
+            };
+            let mut request = tonic::Request::new(req.clone());
+            if let Some(timeout) = timeout {
+                request.set_timeout(timeout);
+            }
+            write_ctx(ctx, request.metadata_mut());
+            let mut grpc = tonic::client::Grpc::new(self.channels[index].clone());
+            let answer = async {
+                grpc.ready().await.map_err(|e| {
+                    tonic::Status::unavailable(format!("{} endpoint not ready: {e}", self.service))
+                })?;
+                grpc.unary(
+                    request,
+                    http::uri::PathAndQuery::from_static(path),
+                    tonic_prost::ProstCodec::<Req, Resp>::default(),
+                )
+                .await
+            };
+            match answer.await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => {
+                    if ctx.deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+                        return Err(Status::new(Code::DeadlineExceeded, "deadline passed"));
+                    }
+                    let status = from_grpc(&status);
+                    // An endpoint that cannot be reached is skipped; every other answer,
+                    // error or not, is the callee's and final.
+                    if status.code != Code::Unavailable {
+                        return Err(status);
+                    }
+                    tracing::debug!(service = self.service, endpoint = index, %status, "endpoint unavailable");
+                    last = status;
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Rendezvous (highest random weight) score of endpoint `index` for `key`.
+fn rendezvous(key: u64, index: u64) -> u64 {
+    let mut x = key ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn write_ctx(ctx: &Ctx, metadata: &mut MetadataMap) {
+    metadata.insert(REQUEST_ID, MetadataValue::from(ctx.request_id));
+    metadata.insert(PRIORITY, MetadataValue::from(ctx.priority as u8 as u32));
+    if let Some(caller) = ctx.caller {
+        let value = format!("{}.{}.{}", caller.user_id, caller.device_id, caller.protocol_version);
+        if let Ok(value) = value.parse() {
+            metadata.insert(CALLER, value);
+        }
+    }
+}
+
+fn read_ctx(metadata: &MetadataMap, received: Instant) -> Ctx {
+    let text = |key: &str| metadata.get(key).and_then(|v| v.to_str().ok());
+    let mut ctx = Ctx::new(text(REQUEST_ID).and_then(|v| v.parse().ok()).unwrap_or(0));
+    ctx.priority = text(PRIORITY)
+        .and_then(|v| v.parse().ok())
+        .and_then(Priority::from_u8)
+        .unwrap_or(Priority::Normal);
+    ctx.caller = text(CALLER).and_then(|v| {
+        let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
+        let (user_id, device_id, protocol) = (parts.next()??, parts.next()??, parts.next()??);
+        Some(Caller { user_id, device_id, protocol_version: u32::try_from(protocol).ok()? })
+    });
+    ctx.deadline = text("grpc-timeout").and_then(parse_grpc_timeout).map(|t| received + t);
+    ctx
+}
+
+/// gRPC's `grpc-timeout`: at most 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(text: &str) -> Option<Duration> {
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    let value: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(value * 3600),
+        "M" => Duration::from_secs(value * 60),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    })
+}
+
+fn to_grpc(status: &Status) -> tonic::Status {
+    use tonic::Code as G;
+    let code = match status.code {
+        Code::Ok => G::Ok,
+        Code::BadRequest | Code::InvalidArgument | Code::BadSyncKey | Code::BadFrame => {
+            G::InvalidArgument
+        }
+        Code::UnknownCommand => G::Unimplemented,
+        Code::Unauthenticated | Code::InvalidCredentials => G::Unauthenticated,
+        Code::NotFound => G::NotFound,
+        Code::AlreadyExists => G::AlreadyExists,
+        Code::FrameTooLarge => G::OutOfRange,
+        Code::Overloaded => G::ResourceExhausted,
+        Code::DeadlineExceeded => G::DeadlineExceeded,
+        Code::Unavailable => G::Unavailable,
+        Code::Internal => G::Internal,
+        Code::FailedPrecondition => G::FailedPrecondition,
+        Code::Aborted => G::Aborted,
+    };
+    let mut grpc = tonic::Status::new(code, status.message.clone());
+    grpc.metadata_mut().insert(CODE, MetadataValue::from(status.code as u16 as u32));
+    grpc
+}
+
+fn from_grpc(status: &tonic::Status) -> Status {
+    use tonic::Code as G;
+    let exact = status
+        .metadata()
+        .get(CODE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u16>().ok())
+        .and_then(Code::from_u16);
+    let code = exact.unwrap_or(match status.code() {
+        G::DeadlineExceeded => Code::DeadlineExceeded,
+        G::ResourceExhausted => Code::Overloaded,
+        // Transport failures (refused, reset, cancelled by a dying peer) arrive as these.
+        G::Unavailable | G::Unknown | G::Cancelled => Code::Unavailable,
+        _ => Code::Internal,
+    });
+    Status::new(code, status.message().to_string())
+}
+
+// ---- the server side ----
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Handler = Arc<dyn Fn(Ctx, Bytes) -> BoxFuture<Result<Bytes, Status>> + Send + Sync>;
+
+/// The methods a process serves, by path.
+#[derive(Default, Clone)]
+pub struct Routes {
+    handlers: HashMap<&'static str, Handler>,
+}
+
+impl Routes {
+    /// Serves `path` with `handler`, decoding its request and encoding its answer.
+    pub fn unary<Req, Resp, F, Fut>(mut self, path: &'static str, handler: F) -> Self
+    where
+        Req: prost::Message + Default + Send + 'static,
+        Resp: prost::Message + Send + 'static,
+        F: Fn(Ctx, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased: Handler = Arc::new(move |ctx, body: Bytes| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                let req = Req::decode(body).map_err(|e| {
+                    Status::new(Code::BadRequest, format!("undecodable {path} request: {e}"))
+                })?;
+                let resp = handler(ctx, req).await?;
+                Ok(Bytes::from(resp.encode_to_vec()))
+            })
+        });
+        self.handlers.insert(path, erased);
+        self
+    }
+
+    pub fn merge(mut self, other: Routes) -> Self {
+        self.handlers.extend(other.handlers);
+        self
+    }
+
+    pub fn paths(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.handlers.keys().copied()
+    }
+
+    /// Serves these routes on `listener` until `shutdown` is cancelled.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Result<(), RemoteError> {
+        let mut router = tonic::service::Routes::default().into_axum_router();
+        for (path, handler) in self.handlers {
+            router = router.route_service(path, MethodService { handler });
+        }
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .add_routes(tonic::service::Routes::from(router))
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await?;
+        Ok(())
+    }
+}
+
+/// One method as a tower service: gRPC framing by tonic, the body left to the handler.
+#[derive(Clone)]
+struct MethodService {
+    handler: Handler,
+}
+
+impl tower_service::Service<http::Request<axum::body::Body>> for MethodService {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
+        let handler = self.handler.clone();
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(RawCodec);
+            Ok(grpc.unary(Unary { handler }, request).await)
+        })
+    }
+}
+
+struct Unary {
+    handler: Handler,
+}
+
+impl tonic::server::UnaryService<Bytes> for Unary {
+    type Response = Bytes;
+    type Future = BoxFuture<Result<tonic::Response<Bytes>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let ctx = read_ctx(request.metadata(), Instant::now());
+        let handler = self.handler.clone();
+        Box::pin(async move {
+            match handler(ctx, request.into_inner()).await {
+                Ok(body) => Ok(tonic::Response::new(body)),
+                Err(status) => Err(to_grpc(&status)),
+            }
+        })
+    }
+}
+
+/// Passes message bodies through as bytes; the handlers decode them with prost.
+#[derive(Default, Clone, Copy)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+        let len = src.remaining();
+        Ok(Some(src.copy_to_bytes(len)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_grpc_timeout("7x"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
+    }
+
+    #[test]
+    fn every_code_survives_the_wire() {
+        for code in Code::ALL {
+            let status = Status::new(code, "why");
+            assert_eq!(from_grpc(&to_grpc(&status)), status);
+        }
+    }
+
+    #[tokio::test]
+    async fn keyed_calls_always_rank_the_same_endpoint_first() {
+        let urls: Vec<String> = (0..3).map(|i| format!("http://127.0.0.1:{}", 7400 + i)).collect();
+        let client = Client::new("test", &urls).unwrap();
+        let mut firsts = [0; 3];
+        for key in 0..300u64 {
+            let first = client.ranked(Some(key))[0];
+            assert_eq!(client.ranked(Some(key))[0], first);
+            firsts[first] += 1;
+        }
+        assert!(firsts.iter().all(|n| *n > 50), "keys spread over endpoints: {firsts:?}");
+    }
+}
