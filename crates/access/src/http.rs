@@ -120,7 +120,9 @@ async fn short_link_call(
         .ok_or_else(|| Status::new(Code::UnknownCommand, format!("unknown command {name:?}")))?;
     let shared = state.links.shared();
     let dispatcher = &shared.dispatcher;
-    let mut ctx = Ctx::new(dispatcher.request_id()).with_timeout(shared.config.request_timeout);
+    let mut ctx = Ctx::new(dispatcher.request_id())
+        .with_timeout(shared.config.request_timeout)
+        .with_priority(command.priority());
     if !command.allowed_anonymous() {
         let token = headers
             .get(header::AUTHORIZATION)

@@ -138,7 +138,9 @@ impl Link<'_> {
         };
         let config = &self.shared.config;
         let dispatcher = &self.shared.dispatcher;
-        let mut ctx = Ctx::new(dispatcher.request_id()).with_timeout(config.request_timeout);
+        let mut ctx = Ctx::new(dispatcher.request_id())
+            .with_timeout(config.request_timeout)
+            .with_priority(command.priority());
         ctx.caller = self.caller;
         let result = if command == Command::Auth {
             dispatch::within(config.request_timeout, self.authenticate(&ctx, &frame.body)).await

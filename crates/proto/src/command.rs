@@ -55,6 +55,18 @@ impl Command {
         Command::ALL.into_iter().find(|c| c.name() == name)
     }
 
+    /// What to shed first when the server is overloaded: new sessions before sends before
+    /// syncs (see `missive_rpc::guard`).
+    pub fn priority(self) -> missive_rpc::Priority {
+        use missive_rpc::Priority;
+        match self {
+            Command::Sync | Command::Ping | Command::Notify => Priority::Critical,
+            Command::Auth | Command::Logout | Command::GetProfile => Priority::High,
+            Command::Send | Command::UpdateProfile => Priority::Normal,
+            Command::Login | Command::Register => Priority::Low,
+        }
+    }
+
     /// Commands a connection may issue before it has authenticated.
     pub fn allowed_anonymous(self) -> bool {
         matches!(self, Command::Auth | Command::Ping | Command::Register | Command::Login)

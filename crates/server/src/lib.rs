@@ -14,7 +14,13 @@ use missive_access::http;
 use missive_access::tcp::LinkServer;
 use missive_access::{Dispatcher, Registry};
 use missive_logic::{Deps, Logic, LogicConfig, SeqAllocator};
+use missive_proto::internal::{
+    AccountStore, AccountStoreGuarded, ClientApiGuarded, ContactStore, ContactStoreGuarded,
+    MessageStore, MessageStoreGuarded, PushGuarded, SeqGuarded, SeqStore, SeqStoreGuarded,
+};
+use missive_rpc::GuardConfig;
 use missive_storage_embedded::{EmbeddedStore, StoreConfig};
+use missive_storage_sql::{SqlConfig, SqlStore};
 use settings::Settings;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,19 +43,20 @@ pub async fn run(
     on_bound: impl FnOnce(Bound),
 ) -> anyhow::Result<()> {
     let metrics = admin::install_metrics();
-    let mut store_config = StoreConfig::new(&settings.data);
-    store_config.durability = settings.durability;
-    let store = Arc::new(EmbeddedStore::open(store_config).context("opening the embedded store")?);
+    std::fs::create_dir_all(&settings.data)
+        .with_context(|| format!("creating {}", settings.data.display()))?;
+    let guard = settings.guard_config();
+    let stores = open_stores(&settings, &guard).await?;
     let secret = settings::load_or_create_secret(&settings.data)?;
 
     let registry = Registry::new();
-    let seq = Arc::new(SeqAllocator::new(store.clone(), settings.seq_step));
+    let seq = SeqAllocator::new(stores.seq.clone(), settings.seq_step);
     let deps = Deps {
-        accounts: store.clone(),
-        contacts: store.clone(),
-        messages: store.clone(),
-        seq,
-        push: registry.clone(),
+        accounts: stores.accounts,
+        contacts: stores.contacts,
+        messages: stores.messages,
+        seq: SeqGuarded::new(Arc::new(seq), &guard),
+        push: PushGuarded::new(registry.clone(), &guard),
     };
     let logic = Logic::new(
         deps,
@@ -61,7 +68,7 @@ pub async fn run(
             ..LogicConfig::default()
         },
     );
-    let dispatcher = Arc::new(Dispatcher::new(logic.clone()));
+    let dispatcher = Arc::new(Dispatcher::new(ClientApiGuarded::new(logic.clone(), &guard)));
     let access = settings.access_config();
     let drain = access.drain_timeout;
     let links = LinkServer::new(dispatcher, registry, access);
@@ -110,6 +117,43 @@ pub async fn run(
     let _ = janitor.await;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Every data-access service, each behind the RPC guard.
+struct Stores {
+    accounts: Arc<dyn AccountStore>,
+    contacts: Arc<dyn ContactStore>,
+    messages: Arc<dyn MessageStore>,
+    seq: Arc<dyn SeqStore>,
+}
+
+impl Stores {
+    fn guarded<S>(store: Arc<S>, guard: &GuardConfig) -> Stores
+    where
+        S: AccountStore + ContactStore + MessageStore + SeqStore,
+    {
+        Stores {
+            accounts: AccountStoreGuarded::new(store.clone(), guard),
+            contacts: ContactStoreGuarded::new(store.clone(), guard),
+            messages: MessageStoreGuarded::new(store.clone(), guard),
+            seq: SeqStoreGuarded::new(store, guard),
+        }
+    }
+}
+
+/// The SQL shards when urls are configured, else the embedded store in the data directory.
+async fn open_stores(settings: &Settings, guard: &GuardConfig) -> anyhow::Result<Stores> {
+    if settings.store_urls.is_empty() {
+        let mut config = StoreConfig::new(&settings.data);
+        config.durability = settings.durability;
+        let store = EmbeddedStore::open(config).context("opening the embedded store")?;
+        return Ok(Stores::guarded(Arc::new(store), guard));
+    }
+    let mut config = SqlConfig::new(settings.store_urls.clone());
+    config.connections_per_shard = settings.store_connections.max(1);
+    let store = SqlStore::open(config).await.context("opening the sql store")?;
+    tracing::info!(shards = store.shard_count(), "storing in sql databases");
+    Ok(Stores::guarded(Arc::new(store), guard))
 }
 
 async fn serve_router(listener: TcpListener, router: axum::Router, shutdown: CancellationToken) {

@@ -4,6 +4,7 @@ use anyhow::Context as _;
 use clap::Args;
 use missive_access::AccessConfig;
 use missive_logic::{PasswordCost, Retention};
+use missive_rpc::GuardConfig;
 use missive_storage_embedded::Durability;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,22 @@ pub struct Settings {
     /// How far the version allocator's persisted bound runs ahead.
     #[arg(long, env = "MISSIVE_SEQ_STEP", default_value_t = 10_000)]
     pub seq_step: u64,
+    /// Store data in these MySQL/MariaDB or PostgreSQL databases instead of the embedded
+    /// store, one url per shard (comma-separated or repeated), e.g.
+    /// `mysql://missive@db1/missive,mysql://missive@db2/missive`. Users are spread over the
+    /// shards by user id, so the list must not change once it holds data.
+    #[arg(long = "store-url", env = "MISSIVE_STORE_URL", value_delimiter = ',')]
+    pub store_urls: Vec<String>,
+    /// Database connections per shard.
+    #[arg(long, env = "MISSIVE_STORE_CONNECTIONS", default_value_t = 16)]
+    pub store_connections: u32,
+    /// Calls each service runs at once; more wait in its queue, whose delay drives overload
+    /// control.
+    #[arg(long, env = "MISSIVE_RPC_WORKERS", default_value_t = 512)]
+    pub rpc_workers: usize,
+    /// Mean queueing delay (ms) above which a service sheds its lowest-priority calls.
+    #[arg(long, env = "MISSIVE_RPC_QUEUE_DELAY_MAX_MS", default_value_t = 20)]
+    pub rpc_queue_delay_max_ms: u64,
     /// Log format: `text` or `json`.
     #[arg(long, env = "MISSIVE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -68,6 +85,14 @@ fn parse_durability(text: &str) -> Result<Durability, String> {
 impl Settings {
     pub fn password_cost(&self) -> PasswordCost {
         PasswordCost { memory_kib: self.password_memory_kib, iterations: self.password_iterations }
+    }
+
+    pub fn guard_config(&self) -> GuardConfig {
+        GuardConfig {
+            workers: self.rpc_workers.max(1),
+            queue_delay_max: Duration::from_millis(self.rpc_queue_delay_max_ms),
+            ..GuardConfig::default()
+        }
     }
 
     pub fn access_config(&self) -> AccessConfig {

@@ -45,6 +45,18 @@ async fn acknowledged_sends_survive_kill_9_with_fsync_group_commit() {
 }
 
 #[tokio::test]
+async fn acknowledged_sends_survive_kill_9_on_mariadb_shards() {
+    let urls = fresh_databases("mysql", "kill9", 2).await.join(",");
+    acknowledged_sends_survive_kill_9(&["--store-url", &urls]).await;
+}
+
+#[tokio::test]
+async fn acknowledged_sends_survive_kill_9_on_postgresql_shards() {
+    let urls = fresh_databases("postgres", "kill9", 2).await.join(",");
+    acknowledged_sends_survive_kill_9(&["--store-url", &urls]).await;
+}
+
+#[tokio::test]
 async fn sync_keys_and_tokens_stay_valid_across_restarts() {
     let mut server = Server::start();
     let alice = user(&server.tcp, "alice").await;
