@@ -106,13 +106,16 @@ impl SqlStore {
     }
 
     /// The first attempt of a send: everything on the sender's shard, in one transaction.
+    /// False, with nothing written, when the send was recorded before (a retry, or a
+    /// concurrent attempt that has committed meanwhile).
     async fn append_home(
         &self,
         home: &Shard,
         message: &Message,
-        entries: &[InboxEntry],
+        local: &[InboxEntry],
+        remote: &[InboxEntry],
         sender_version: u64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut tx = home.pool.begin().await?;
         let recorded = sqlx::query(self.q().sent_insert)
             .bind(message.from_user_id as i64)
@@ -123,15 +126,9 @@ impl SqlStore {
             .await;
         match recorded.map_err(SqlError::from) {
             Ok(_) => {}
-            // A concurrent attempt of the same send got there first; the caller's retry will
-            // find its record.
-            Err(SqlError::AlreadyExists) => {
-                return Err(SqlError::Stale("the same send is being stored concurrently".into()));
-            }
+            Err(SqlError::AlreadyExists) => return Ok(false),
             Err(other) => return Err(other),
         }
-        let (local, remote): (Vec<&InboxEntry>, Vec<&InboxEntry>) =
-            entries.iter().partition(|e| self.shard_of_user(e.user_id) == home.index);
         self.insert_message(&mut tx, self.q().message_insert, message, local.len()).await?;
         for entry in local {
             self.advance_head(&mut tx, entry).await?;
@@ -145,7 +142,7 @@ impl SqlStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Writes a message's entries on one shard in one transaction, with the copy of the
@@ -205,33 +202,20 @@ impl SqlStore {
         Ok(written)
     }
 
+    /// A new send costs no read first: the retry record's unique key tells a retry apart.
     async fn append(&self, req: AppendRequest) -> Result<AppendResponse> {
         let mut message = req.message.ok_or(SqlError::NotFound("message body"))?;
+        db_id(message.from_user_id, "user")?;
         let home = self.user_shard(message.from_user_id);
-        let sent = sqlx::query(self.q().sent_find)
-            .bind(db_id(message.from_user_id, "user")?)
-            .bind(&message.client_msg_id)
-            .fetch_optional(&home.pool)
-            .await?;
-        if let Some(sent) = sent {
-            return self.complete(home, &sent, req.entries).await;
-        }
+        let (local, remote): (Vec<InboxEntry>, Vec<InboxEntry>) =
+            req.entries.iter().partition(|e| self.shard_of_user(e.user_id) == home.index);
         let sender_version =
-            req.entries.iter().find(|e| e.user_id == message.from_user_id).map_or(0, |e| e.version);
+            local.iter().find(|e| e.user_id == message.from_user_id).map_or(0, |e| e.version);
         message.id = home.mint(self.q(), &home.messages).await?;
-        self.append_home(home, &message, &req.entries, sender_version).await?;
-        let remote: Vec<InboxEntry> = req
-            .entries
-            .iter()
-            .filter(|e| self.shard_of_user(e.user_id) != home.index)
-            .copied()
-            .collect();
-        let mut written: Vec<InboxEntry> = req
-            .entries
-            .iter()
-            .filter(|e| self.shard_of_user(e.user_id) == home.index)
-            .copied()
-            .collect();
+        if !self.append_home(home, &message, &local, &remote, sender_version).await? {
+            return self.complete(home, &message, req.entries).await;
+        }
+        let mut written = local;
         written.extend(self.deliver_remote(home, &message, remote).await?);
         Ok(AppendResponse { message: Some(message), sender_version, duplicate: false, written })
     }
@@ -241,9 +225,15 @@ impl SqlStore {
     async fn complete(
         &self,
         home: &Shard,
-        sent: &AnyRow,
+        attempt: &Message,
         entries: Vec<InboxEntry>,
     ) -> Result<AppendResponse> {
+        let sent = sqlx::query(self.q().sent_find)
+            .bind(attempt.from_user_id as i64)
+            .bind(&attempt.client_msg_id)
+            .fetch_optional(&home.pool)
+            .await?
+            .ok_or(SqlError::NotFound("message"))?;
         let message_id: i64 = sent.try_get(0)?;
         let sender_version = sent.try_get::<i64, _>(1)? as u64;
         let row = sqlx::query(self.q().message_by_id)
