@@ -87,9 +87,6 @@ impl {name}Guarded {{
         let guard = ::missive_rpc::Guard::new({module}_names::SERVICE, {module}_names::METHODS, config);
         ::std::sync::Arc::new(Self {{ inner, guard }})
     }}
-    pub fn guard(&self) -> &::missive_rpc::Guard {{
-        &self.guard
-    }}
 }}
 #[::async_trait::async_trait]
 impl {name} for {name}Guarded {{

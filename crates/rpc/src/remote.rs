@@ -107,7 +107,13 @@ impl Client {
     {
         let mut last =
             Status::new(Code::Unavailable, format!("no endpoint of {} answered", self.service));
-        for index in self.ranked(key) {
+        let ranked = self.ranked(key);
+        let final_attempt = ranked.len() - 1;
+        // The request is cloned only while another endpoint could still be tried.
+        let mut req = Some(req);
+        for (attempt, index) in ranked.into_iter().enumerate() {
+            let body = if attempt == final_attempt { req.take() } else { req.clone() };
+            let body = body.expect("a request for every attempt");
             let timeout = match ctx.deadline {
                 Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => Some(left),
@@ -115,7 +121,7 @@ impl Client {
                 },
                 None => None,
             };
-            let mut request = tonic::Request::new(req.clone());
+            let mut request = tonic::Request::new(body);
             if let Some(timeout) = timeout {
                 request.set_timeout(timeout);
             }
@@ -278,15 +284,6 @@ impl Routes {
         });
         self.handlers.insert(path, erased);
         self
-    }
-
-    pub fn merge(mut self, other: Routes) -> Self {
-        self.handlers.extend(other.handlers);
-        self
-    }
-
-    pub fn paths(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.handlers.keys().copied()
     }
 
     /// Serves these routes on `listener` until `shutdown` is cancelled.

@@ -20,7 +20,7 @@ mod queries;
 mod seq;
 mod shard;
 
-pub use shard::{Dialect, SqlConfig};
+pub use shard::SqlConfig;
 
 use missive_rpc::{Code, Status};
 use queries::Queries;
