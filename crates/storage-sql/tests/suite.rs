@@ -1,15 +1,13 @@
 //! The storage suite against real MariaDB and PostgreSQL servers, each store sharded over two
 //! databases so that every cross-shard path runs.
 //!
-//! Servers: `MISSIVE_TEST_MYSQL` (default `mysql://root@127.0.0.1:3306`) and
-//! `MISSIVE_TEST_POSTGRES` (default `postgres://root@127.0.0.1:5432`); each test creates its
-//! own databases (named after the test) and drops them first if a previous run left them.
+//! Each test gets its own databases, named after it (`missive_storage_suite::fresh_databases`
+//! says which servers).
 
 use missive_proto::internal::{AccountStore, CreateAccountRequest};
 use missive_rpc::Ctx;
 use missive_storage_sql::{SqlConfig, SqlError, SqlStore};
-use missive_storage_suite::{Fixture, storage_suite};
-use sqlx::Connection;
+use missive_storage_suite::{DatabaseServer, Fixture, fresh_databases, storage_suite};
 
 const SHARDS: usize = 2;
 
@@ -26,38 +24,13 @@ impl Fixture for Databases {
     }
 }
 
-fn server(variable: &str, default: &str) -> String {
-    std::env::var(variable).unwrap_or_else(|_| default.to_string())
-}
-
-/// Fresh databases `<prefix>_<test>_<n>` on the server, through its `test` database.
-async fn databases(server: &str, prefix: &str, test: &str, count: usize) -> Vec<String> {
-    sqlx::any::install_default_drivers();
-    let mut admin = sqlx::AnyConnection::connect(&format!("{server}/test"))
-        .await
-        .unwrap_or_else(|e| panic!("cannot reach {server}: {e}"));
-    let mut urls = Vec::new();
-    for n in 0..count {
-        let name = format!("{prefix}_{test}_{n}");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        urls.push(format!("{server}/{name}"));
-    }
-    urls
-}
-
 mod mariadb {
     use super::*;
 
     pub async fn fixture(test: &str) -> Databases {
-        let server = server("MISSIVE_TEST_MYSQL", "mysql://root@127.0.0.1:3306");
-        Databases { urls: databases(&server, "ms", test, SHARDS).await }
+        Databases {
+            urls: fresh_databases(DatabaseServer::MariaDb, &format!("ms_{test}"), SHARDS).await,
+        }
     }
 
     storage_suite!(fixture);
@@ -67,8 +40,9 @@ mod postgres {
     use super::*;
 
     pub async fn fixture(test: &str) -> Databases {
-        let server = server("MISSIVE_TEST_POSTGRES", "postgres://root@127.0.0.1:5432");
-        Databases { urls: databases(&server, "ms", test, SHARDS).await }
+        Databases {
+            urls: fresh_databases(DatabaseServer::Postgres, &format!("ms_{test}"), SHARDS).await,
+        }
     }
 
     storage_suite!(fixture);

@@ -26,6 +26,47 @@ pub trait Fixture: Send + Sync {
     async fn open(&self) -> Self::Store;
 }
 
+/// A database server the SQL backends' tests run against.
+#[derive(Debug, Clone, Copy)]
+pub enum DatabaseServer {
+    /// `MISSIVE_TEST_MYSQL`, default `mysql://root@127.0.0.1:3306`.
+    MariaDb,
+    /// `MISSIVE_TEST_POSTGRES`, default `postgres://root@127.0.0.1:5432`.
+    Postgres,
+}
+
+impl DatabaseServer {
+    fn url(self) -> String {
+        let (variable, default) = match self {
+            DatabaseServer::MariaDb => ("MISSIVE_TEST_MYSQL", "mysql://root@127.0.0.1:3306"),
+            DatabaseServer::Postgres => ("MISSIVE_TEST_POSTGRES", "postgres://root@127.0.0.1:5432"),
+        };
+        std::env::var(variable).unwrap_or_else(|_| default.to_string())
+    }
+}
+
+/// `count` empty databases `<name>_<n>` on `server` (dropped first if a previous run left
+/// them), created through its `test` database; returns their urls, in order.
+pub async fn fresh_databases(server: DatabaseServer, name: &str, count: usize) -> Vec<String> {
+    use sqlx::Connection;
+    let server = server.url();
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(&format!("{server}/test"))
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach {server}: {e}"));
+    let mut urls = Vec::with_capacity(count);
+    for n in 0..count {
+        let database = format!("{name}_{n}");
+        for statement in
+            [format!("DROP DATABASE IF EXISTS {database}"), format!("CREATE DATABASE {database}")]
+        {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await.unwrap();
+        }
+        urls.push(format!("{server}/{database}"));
+    }
+    urls
+}
+
 /// Expands to one `#[tokio::test]` per suite test. `$fixture` is an async function taking the
 /// test's name (unique, at most 48 characters, `[a-z_]`) and returning a [`Fixture`].
 #[macro_export]

@@ -2,6 +2,7 @@
 
 use crate::harness::*;
 use missive_client::Client;
+use missive_storage_suite::{DatabaseServer, fresh_databases};
 
 async fn acknowledged_sends_survive_kill_9(extra: &[&str]) {
     let mut server = Server::start_with(extra);
@@ -46,13 +47,13 @@ async fn acknowledged_sends_survive_kill_9_with_fsync_group_commit() {
 
 #[tokio::test]
 async fn acknowledged_sends_survive_kill_9_on_mariadb_shards() {
-    let urls = fresh_databases("mysql", "kill9", 2).await.join(",");
+    let urls = fresh_databases(DatabaseServer::MariaDb, "it_kill9", 2).await.join(",");
     acknowledged_sends_survive_kill_9(&["--store-url", &urls]).await;
 }
 
 #[tokio::test]
 async fn acknowledged_sends_survive_kill_9_on_postgresql_shards() {
-    let urls = fresh_databases("postgres", "kill9", 2).await.join(",");
+    let urls = fresh_databases(DatabaseServer::Postgres, "it_kill9", 2).await.join(",");
     acknowledged_sends_survive_kill_9(&["--store-url", &urls]).await;
 }
 

@@ -178,32 +178,3 @@ pub fn cli(server: &str, profile: &Path, args: &[&str]) -> Output {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
-
-/// Fresh databases `<test>_<n>` on a MariaDB (`mysql`) or PostgreSQL (`postgres`) server, as
-/// `--store-url` values. Servers: `MISSIVE_TEST_MYSQL` (default
-/// `mysql://root@127.0.0.1:3306`) and `MISSIVE_TEST_POSTGRES` (default
-/// `postgres://root@127.0.0.1:5432`), reached through their `test` database.
-pub async fn fresh_databases(kind: &str, test: &str, count: usize) -> Vec<String> {
-    use sqlx::Connection;
-    let server = match kind {
-        "mysql" => std::env::var("MISSIVE_TEST_MYSQL")
-            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_string()),
-        _ => std::env::var("MISSIVE_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432".to_string()),
-    };
-    sqlx::any::install_default_drivers();
-    let mut admin = sqlx::AnyConnection::connect(&format!("{server}/test"))
-        .await
-        .unwrap_or_else(|e| panic!("cannot reach {server}: {e}"));
-    let mut urls = Vec::new();
-    for n in 0..count {
-        let name = format!("it_{test}_{n}");
-        for statement in
-            [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")]
-        {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await.unwrap();
-        }
-        urls.push(format!("{server}/{name}"));
-    }
-    urls
-}
