@@ -59,6 +59,15 @@ async fn signed_in(logic: &Logic, name: &str) -> Ctx {
     Ctx { caller: Some(caller), ..ctx }
 }
 
+fn text_to(to: &str, client_msg_id: &str, text: &str) -> SendRequest {
+    SendRequest {
+        to: to.into(),
+        client_msg_id: client_msg_id.into(),
+        text: text.into(),
+        ..Default::default()
+    }
+}
+
 fn messages(items: &[SyncItem]) -> usize {
     items.iter().filter(|i| matches!(i.body, Some(sync_item::Body::Message(_)))).count()
 }
@@ -70,13 +79,7 @@ async fn delivered_messages_are_kept_for_the_retention_then_collected() {
     let logic = logic(&dir, now.clone(), Retention::After(Duration::from_secs(7 * 86_400)));
     let alice = signed_in(&logic, "alice").await;
     let bob = signed_in(&logic, "bob").await;
-    let send = SendRequest {
-        to: "bob".into(),
-        client_msg_id: "m1".into(),
-        text: "hi".into(),
-        ..Default::default()
-    };
-    logic.send(&alice, send).await.unwrap();
+    logic.send(&alice, text_to("bob", "m1", "hi")).await.unwrap();
 
     // Bob receives it, then presents the new key: acknowledged at day 1000.
     let first = logic.sync(&bob, SyncRequest::default()).await.unwrap();
@@ -105,13 +108,7 @@ async fn messages_kept_forever_are_never_collected() {
     let logic = logic(&dir, now.clone(), Retention::Forever);
     let alice = signed_in(&logic, "alice").await;
     let bob = signed_in(&logic, "bob").await;
-    let send = SendRequest {
-        to: "bob".into(),
-        client_msg_id: "m1".into(),
-        text: "hi".into(),
-        ..Default::default()
-    };
-    logic.send(&alice, send).await.unwrap();
+    logic.send(&alice, text_to("bob", "m1", "hi")).await.unwrap();
     let first = logic.sync(&bob, SyncRequest::default()).await.unwrap();
     logic.sync(&bob, SyncRequest { sync_key: first.sync_key, limit: 0 }).await.unwrap();
     logic.flush_acks().await;
@@ -136,12 +133,7 @@ async fn two_logic_nodes_writing_one_inbox_keep_it_in_order() {
     let bob = signed_in(&nodes[1], "bob").await;
     let mut sent = Vec::new();
     for n in 0..20 {
-        let send = SendRequest {
-            to: "bob".into(),
-            client_msg_id: format!("m{n}"),
-            text: format!("{n}"),
-            ..Default::default()
-        };
+        let send = text_to("bob", &format!("m{n}"), &n.to_string());
         let answer = nodes[n % 2].send(&alice, send).await.unwrap();
         assert!(!answer.duplicate);
         sent.push(answer.version);
