@@ -4,13 +4,16 @@
 //! newest version not yet announced, and its writer sends one `Notify` per type when it next
 //! runs. A burst of a thousand messages to a slow client therefore costs at most one pending
 //! notify per type, never an unbounded queue.
+//!
+//! When access nodes are several, the routing table (another crate) learns from
+//! [`Registry::watch_presence`] which users came online or went offline here.
 
 use missive_proto::internal::{Empty, NotifyRequest, Push};
 use missive_rpc::{Ctx, Status};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::{Notify, mpsc};
 
 /// Data types a notify can name (index = `DataType` number).
 pub const DATA_TYPES: usize = 4;
@@ -21,7 +24,9 @@ pub struct Connection {
     pub id: u64,
     pub user_id: u64,
     pub device_id: u64,
-    pending: Mutex<[u64; DATA_TYPES]>,
+    /// Per data type, the newest version waiting to be announced (`Some(0)`: "something may
+    /// have changed", after notifies may have been lost).
+    pending: Mutex<[Option<u64>; DATA_TYPES]>,
     wake: Notify,
 }
 
@@ -29,13 +34,9 @@ impl Connection {
     /// Takes the notifies waiting to be sent: (data type, newest version) pairs.
     pub fn take_pending(&self) -> Vec<(i32, u64)> {
         let mut pending = self.pending.lock().expect("pending notifies");
-        let taken = pending
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| **v > 0)
-            .map(|(t, v)| (t as i32, *v))
-            .collect();
-        *pending = [0; DATA_TYPES];
+        let taken =
+            pending.iter().enumerate().filter_map(|(t, v)| v.map(|v| (t as i32, v))).collect();
+        *pending = [None; DATA_TYPES];
         taken
     }
 
@@ -46,7 +47,8 @@ impl Connection {
 
     fn announce(&self, data_type: usize, version: u64) {
         let mut pending = self.pending.lock().expect("pending notifies");
-        pending[data_type] = pending[data_type].max(version);
+        let slot = &mut pending[data_type];
+        *slot = Some(slot.map_or(version, |v| v.max(version)));
         drop(pending);
         self.wake.notify_one();
     }
@@ -55,6 +57,7 @@ impl Connection {
 pub struct Registry {
     next_id: AtomicU64,
     shards: Vec<Mutex<HashMap<u64, Vec<Arc<Connection>>>>>,
+    presence: OnceLock<mpsc::UnboundedSender<u64>>,
 }
 
 impl Registry {
@@ -62,7 +65,48 @@ impl Registry {
         Arc::new(Registry {
             next_id: AtomicU64::new(1),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            presence: OnceLock::new(),
         })
+    }
+
+    /// From now on, the id of every user whose first connection registers or whose last one
+    /// unregisters. The receiver reads [`Registry::is_online`] for the current state, so
+    /// events may be coalesced freely. Only one watcher is kept: a second call panics.
+    pub fn watch_presence(&self) -> mpsc::UnboundedReceiver<u64> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        assert!(self.presence.set(sender).is_ok(), "presence is watched once");
+        receiver
+    }
+
+    pub fn is_online(&self, user_id: u64) -> bool {
+        self.shard(user_id).lock().expect("registry shard").contains_key(&user_id)
+    }
+
+    /// Every user with a connection here.
+    pub fn online_users(&self) -> Vec<u64> {
+        let mut users = Vec::new();
+        for shard in &self.shards {
+            users.extend(shard.lock().expect("registry shard").keys().copied());
+        }
+        users
+    }
+
+    /// Tells every connection to SYNC: notifies meant for this node may have been lost.
+    pub fn wake_all(&self) {
+        for shard in &self.shards {
+            for connection in shard.lock().expect("registry shard").values().flatten() {
+                for data_type in 1..DATA_TYPES {
+                    connection.announce(data_type, 0);
+                }
+            }
+        }
+    }
+
+    fn presence_changed(&self, user_id: u64) {
+        if let Some(sender) = self.presence.get() {
+            // The watcher has stopped only at shutdown; nothing is left to tell then.
+            let _ = sender.send(user_id);
+        }
     }
 
     fn shard(&self, user_id: u64) -> &Mutex<HashMap<u64, Vec<Arc<Connection>>>> {
@@ -75,15 +119,16 @@ impl Registry {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             user_id,
             device_id,
-            pending: Mutex::new([0; DATA_TYPES]),
+            pending: Mutex::new([None; DATA_TYPES]),
             wake: Notify::new(),
         });
-        self.shard(user_id)
-            .lock()
-            .expect("registry shard")
-            .entry(user_id)
-            .or_default()
-            .push(connection.clone());
+        let mut shard = self.shard(user_id).lock().expect("registry shard");
+        let list = shard.entry(user_id).or_default();
+        list.push(connection.clone());
+        if list.len() == 1 {
+            self.presence_changed(user_id);
+        }
+        drop(shard);
         Registration { registry: self.clone(), connection }
     }
 
@@ -93,6 +138,7 @@ impl Registry {
             list.retain(|c| c.id != connection.id);
             if list.is_empty() {
                 shard.remove(&connection.user_id);
+                self.presence_changed(connection.user_id);
             }
         }
     }
@@ -157,5 +203,34 @@ mod tests {
         assert_eq!(online, vec![11]);
         drop((laptop, other));
         assert!(registry.shard(1).lock().unwrap().is_empty(), "the last connection unregisters");
+    }
+
+    #[tokio::test]
+    async fn presence_reports_first_and_last_connections_and_wake_reaches_everyone() {
+        let registry = Registry::new();
+        let mut presence = registry.watch_presence();
+        let phone = registry.register(1, 10);
+        let laptop = registry.register(1, 11);
+        let other = registry.register(2, 20);
+        assert_eq!((presence.recv().await, presence.recv().await), (Some(1), Some(2)));
+        assert!(presence.try_recv().is_err(), "a second device of an online user is no news");
+        let mut online = registry.online_users();
+        online.sort();
+        assert_eq!(online, [1, 2]);
+
+        registry.wake_all();
+        assert_eq!(phone.connection.take_pending(), [(1, 0), (2, 0), (3, 0)]);
+        registry
+            .notify(&Ctx::new(0), NotifyRequest { targets: vec![target(2, 0, 9)] })
+            .await
+            .unwrap();
+        registry.wake_all();
+        assert_eq!(other.connection.take_pending(), [(1, 0), (2, 0), (3, 9)]);
+
+        drop(phone);
+        assert!(registry.is_online(1) && presence.try_recv().is_err());
+        drop(laptop);
+        assert!(!registry.is_online(1));
+        assert_eq!(presence.recv().await, Some(1));
     }
 }

@@ -1,0 +1,231 @@
+//! The access node's side: keeping its routes and receiving the notifies published to it.
+
+use crate::{RouteConfig, RouteError, connect, now_ms};
+use futures_util::StreamExt as _;
+use missive_access::Registry;
+use missive_proto::internal::{NotifyRequest, Push as _};
+use missive_rpc::Ctx;
+use prost::Message as _;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Route entries written per pipelined round trip.
+const WRITE_BATCH: usize = 1000;
+/// How often an idle subscription proves the server still answers.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+const RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
+
+/// Keeps this node's routes in Redis and delivers the notifies published to this node, until
+/// [`AccessRoutes::stop`].
+pub struct AccessRoutes {
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct Shared {
+    config: RouteConfig,
+    client: redis::Client,
+    connection: redis::aio::ConnectionManager,
+    registry: Arc<Registry>,
+    /// Asks the keeper to write every online user's route again.
+    rewrite: Notify,
+}
+
+impl AccessRoutes {
+    /// Checks that Redis answers, then starts the route keeper and the subscriber.
+    pub async fn start(
+        config: RouteConfig,
+        registry: Arc<Registry>,
+    ) -> Result<AccessRoutes, RouteError> {
+        let (client, connection) = connect(&config).await?;
+        let presence = registry.watch_presence();
+        let shared =
+            Arc::new(Shared { config, client, connection, registry, rewrite: Notify::new() });
+        let stop = CancellationToken::new();
+        let tasks = vec![
+            tokio::spawn(keep_routes(shared.clone(), presence, stop.clone())),
+            tokio::spawn(subscribe(shared, stop.clone())),
+        ];
+        Ok(AccessRoutes { stop, tasks })
+    }
+
+    /// Removes this node's routes (best effort) and stops. Call it after the connections
+    /// have drained.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Writes the route of every user whose presence changed, and of every online user at each
+/// refresh. Writes are state-based (online now: set; offline now: delete), so events may be
+/// coalesced and retried in any order.
+async fn keep_routes(
+    shared: Arc<Shared>,
+    mut presence: mpsc::UnboundedReceiver<u64>,
+    stop: CancellationToken,
+) {
+    let mut dirty = HashSet::new();
+    let mut refresh = tokio::time::interval(shared.config.ttl / 3);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry_delay = Duration::from_millis(100);
+    loop {
+        let leaving = tokio::select! {
+            Some(user_id) = presence.recv() => {
+                dirty.insert(user_id);
+                false
+            }
+            _ = refresh.tick() => {
+                dirty.extend(shared.registry.online_users());
+                false
+            }
+            () = shared.rewrite.notified() => {
+                dirty.extend(shared.registry.online_users());
+                false
+            }
+            () = stop.cancelled() => {
+                dirty.extend(shared.registry.online_users());
+                true
+            }
+            // Only a failed write leaves users behind: try them again.
+            () = tokio::time::sleep(retry_delay), if !dirty.is_empty() => {
+                retry_delay = (retry_delay * 2).min(RETRY_DELAY_MAX);
+                false
+            }
+        };
+        while let Ok(user_id) = presence.try_recv() {
+            dirty.insert(user_id);
+        }
+        match write_routes(&shared, &dirty, leaving).await {
+            Ok(()) => {
+                dirty.clear();
+                retry_delay = Duration::from_millis(100);
+            }
+            Err(error) => {
+                metrics::counter!("missive_route_write_errors_total").increment(1);
+                tracing::warn!(%error, users = dirty.len(), "writing routes failed; will retry");
+            }
+        }
+        if leaving {
+            return;
+        }
+    }
+}
+
+async fn write_routes(
+    shared: &Shared,
+    users: &HashSet<u64>,
+    leaving: bool,
+) -> Result<(), redis::RedisError> {
+    let config = &shared.config;
+    let ttl_ms = config.ttl.as_millis() as i64;
+    let expiry = now_ms() + ttl_ms;
+    let mut connection = shared.connection.clone();
+    let users: Vec<u64> = users.iter().copied().collect();
+    for batch in users.chunks(WRITE_BATCH) {
+        let mut pipe = redis::pipe();
+        for &user_id in batch {
+            let key = config.route_key(user_id);
+            if !leaving && shared.registry.is_online(user_id) {
+                pipe.hset(&key, &config.node_id, expiry).ignore();
+                pipe.pexpire(&key, ttl_ms).ignore();
+            } else {
+                pipe.hdel(&key, &config.node_id).ignore();
+            }
+        }
+        pipe.query_async::<()>(&mut connection).await?;
+        metrics::counter!("missive_route_writes_total").increment(batch.len() as u64);
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Lost {
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the server closed the subscription")]
+    Closed,
+}
+
+/// Holds the subscription to this node's channel, resubscribing whenever it is lost.
+async fn subscribe(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut retry_delay = Duration::from_millis(100);
+    loop {
+        match listen(&shared, &stop, &mut retry_delay).await {
+            Ok(()) => return,
+            Err(error) => {
+                metrics::counter!("missive_route_subscription_losses_total").increment(1);
+                tracing::warn!(%error, "routing subscription lost; resubscribing");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(retry_delay) => {}
+            () = stop.cancelled() => return,
+        }
+        retry_delay = (retry_delay * 2).min(RETRY_DELAY_MAX);
+    }
+}
+
+/// Subscribes and delivers until `stop` (then `Ok`) or until the subscription is lost.
+async fn listen(
+    shared: &Shared,
+    stop: &CancellationToken,
+    retry_delay: &mut Duration,
+) -> Result<(), Lost> {
+    let timeout = shared.config.response_timeout;
+    let pubsub = within(timeout, shared.client.get_async_pubsub()).await?;
+    let (mut sink, mut stream) = pubsub.split();
+    let channel = shared.config.channel(&shared.config.node_id);
+    within(timeout, sink.subscribe(&channel)).await?;
+    *retry_delay = Duration::from_millis(100);
+    // Whatever was published while this node was not subscribed is lost, and a publisher may
+    // have found its routes stale meanwhile: every connection here syncs, every route is
+    // written again.
+    shared.registry.wake_all();
+    shared.rewrite.notify_one();
+    tracing::info!(%channel, "receiving notifies");
+
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    loop {
+        tokio::select! {
+            message = stream.next() => {
+                let message = message.ok_or(Lost::Closed)?;
+                deliver(&shared.registry, message.get_payload_bytes()).await;
+            }
+            _ = ping.tick() => {
+                within(timeout, sink.ping::<String>()).await?;
+            }
+            () = stop.cancelled() => return Ok(()),
+        }
+    }
+}
+
+async fn within<T>(
+    timeout: Duration,
+    future: impl Future<Output = Result<T, redis::RedisError>>,
+) -> Result<T, Lost> {
+    Ok(tokio::time::timeout(timeout, future).await.map_err(|_| Lost::Timeout(timeout))??)
+}
+
+async fn deliver(registry: &Registry, payload: &[u8]) {
+    metrics::counter!("missive_route_deliveries_total").increment(1);
+    let request = match NotifyRequest::decode(payload) {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::warn!(%error, "undecodable notify on this node's channel");
+            return;
+        }
+    };
+    if let Err(status) = registry.notify(&Ctx::new(0), request).await {
+        tracing::warn!(%status, "notify from the routing channel refused");
+    }
+}

@@ -1,0 +1,155 @@
+//! Routes and cross-node push against a real Redis (`MISSIVE_TEST_REDIS`, default
+//! `redis://127.0.0.1:6379`): two access nodes' registries, one publisher.
+
+use missive_access::Registry;
+use missive_proto::internal::{NotifyRequest, NotifyTarget, Push};
+use missive_route::{AccessRoutes, RedisPush, RouteConfig};
+use missive_rpc::Ctx;
+use std::time::Duration;
+
+const MESSAGE: i32 = 3;
+
+fn config(namespace: &str, node_id: &str) -> RouteConfig {
+    let url = std::env::var("MISSIVE_TEST_REDIS")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    RouteConfig { namespace: namespace.to_string(), ..RouteConfig::new(url, node_id) }
+}
+
+/// A namespace no other test run shares.
+fn namespace() -> String {
+    format!("missive-test-{:016x}", rand::random::<u64>())
+}
+
+async fn notify(push: &RedisPush, user_id: u64, version: u64) {
+    let target = NotifyTarget { user_id, except_device_id: 0, r#type: MESSAGE, version };
+    push.notify(&Ctx::new(0), NotifyRequest { targets: vec![target] }).await.unwrap();
+}
+
+/// Waits until `take` returns something non-empty, or 5 s.
+async fn eventually<T: PartialEq + std::fmt::Debug>(mut take: impl FnMut() -> Vec<T>) -> Vec<T> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let taken = take();
+        if !taken.is_empty() || tokio::time::Instant::now() > deadline {
+            return taken;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Pushes until the connection hears of `version` (route writes are asynchronous).
+async fn push_until_heard(
+    push: &RedisPush,
+    connection: &missive_access::registry::Connection,
+    user_id: u64,
+    version: u64,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        // Right after a Redis restart the publisher's connection may need a try to come back.
+        let target = NotifyTarget { user_id, except_device_id: 0, r#type: MESSAGE, version };
+        let _ = push.notify(&Ctx::new(0), NotifyRequest { targets: vec![target] }).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let pending = connection.take_pending();
+        if pending.contains(&(MESSAGE, version)) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never heard of {version}: {pending:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_notify_reaches_the_node_that_holds_the_user_and_only_it() {
+    let namespace = namespace();
+    let (east, west) = (Registry::new(), Registry::new());
+    let east_routes = AccessRoutes::start(config(&namespace, "east"), east.clone()).await.unwrap();
+    let west_routes = AccessRoutes::start(config(&namespace, "west"), west.clone()).await.unwrap();
+    let push = RedisPush::connect(config(&namespace, "logic")).await.unwrap();
+
+    let alice = east.register(1, 10);
+    push_until_heard(&push, &alice.connection, 1, 5).await;
+
+    // Alice moves to the other node: only it hears from now on.
+    drop(alice);
+    let alice = west.register(1, 11);
+    push_until_heard(&push, &alice.connection, 1, 6).await;
+    let stray = east.register(2, 20);
+    notify(&push, 1, 7).await;
+    assert_eq!(eventually(|| alice.connection.take_pending()).await, [(MESSAGE, 7)]);
+    assert_eq!(stray.connection.take_pending(), [], "a node without the user hears nothing");
+
+    // A node that stops removes its routes.
+    west_routes.stop().await;
+    let mut connection = redis::Client::open(config(&namespace, "").url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg(format!("{namespace}:route:1"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(fields, Vec::<String>::new());
+    east_routes.stop().await;
+}
+
+/// A Redis server of the test's own, so that it can be killed.
+struct OwnRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> OwnRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", ""])
+            .args(["--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        OwnRedis { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn answering(self) -> OwnRedis {
+        let client = redis::Client::open(self.url()).unwrap();
+        for _ in 0..100 {
+            if client.get_multiplexed_async_connection().await.is_ok() {
+                return self;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server on port {} does not answer", self.port);
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn after_a_redis_restart_routes_are_rewritten_and_connections_told_to_sync() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let redis = OwnRedis::start(port).answering().await;
+    let local = |node: &str| RouteConfig { url: redis.url(), ..config("missive", node) };
+    let registry = Registry::new();
+    let routes = AccessRoutes::start(local("solo"), registry.clone()).await.unwrap();
+    let push = RedisPush::connect(local("logic")).await.unwrap();
+    let bob = registry.register(3, 30);
+    push_until_heard(&push, &bob.connection, 3, 1).await;
+
+    // Redis keeps nothing on disk here: the restart loses every route and subscription.
+    drop(redis);
+    let _redis = OwnRedis::start(port).answering().await;
+    let woken = eventually(|| bob.connection.take_pending()).await;
+    assert!(woken.contains(&(MESSAGE, 0)), "what was published meanwhile is lost: {woken:?}");
+    push_until_heard(&push, &bob.connection, 3, 2).await;
+    routes.stop().await;
+}
