@@ -286,6 +286,16 @@ impl Routes {
         self
     }
 
+    /// These routes and `other`'s, for a process serving several services on one listener.
+    pub fn merge(mut self, other: Routes) -> Self {
+        self.handlers.extend(other.handlers);
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.handlers.is_empty()
+    }
+
     /// Serves these routes on `listener` until `shutdown` is cancelled.
     pub async fn serve(
         self,

@@ -2,36 +2,49 @@
 //!
 //! In the all-in-one default every tier runs in this process and calls the next through its
 //! service trait directly: the access layer's dispatcher calls the logic layer's `ClientApi`,
-//! the logic layer calls the embedded store's data-access services and the access layer's
-//! `Push`. This crate owns configuration, listeners, the admin endpoint and process signals;
-//! it holds no business logic.
+//! the logic layer calls the data-access services and the access layer's `Push`. With
+//! `--role`, a process runs only some tiers: each service it lacks is reached through the
+//! same trait over the RPC framework (`*Remote`), each it offers is served on its RPC
+//! listener (`*_routes`), and notifies cross nodes through the routing engine. This crate
+//! owns configuration, listeners, the admin endpoint and process signals; it holds no
+//! business logic.
 
 mod admin;
 pub mod settings;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use missive_access::http;
 use missive_access::tcp::LinkServer;
 use missive_access::{Dispatcher, Registry};
 use missive_logic::{Deps, Logic, LogicConfig, SeqAllocator};
 use missive_proto::internal::{
-    AccountStore, AccountStoreGuarded, ClientApiGuarded, ContactStore, ContactStoreGuarded,
-    MessageStore, MessageStoreGuarded, PushGuarded, SeqGuarded, SeqStore, SeqStoreGuarded,
+    AccountStore, AccountStoreGuarded, AccountStoreRemote, ClientApi, ClientApiGuarded,
+    ClientApiRemote, ContactStore, ContactStoreGuarded, ContactStoreRemote, MessageStore,
+    MessageStoreGuarded, MessageStoreRemote, Push, PushGuarded, Seq, SeqGuarded, SeqRemote,
+    SeqStore, SeqStoreGuarded, SeqStoreRemote, account_store_routes, client_api_routes,
+    contact_store_routes, message_store_routes, seq_routes, seq_store_routes,
 };
+use missive_route::{AccessRoutes, RedisPush, RouteConfig};
 use missive_rpc::GuardConfig;
+use missive_rpc::remote::{Client, Routes};
 use missive_storage_embedded::{EmbeddedStore, StoreConfig};
 use missive_storage_sql::{SqlConfig, SqlStore};
-use settings::Settings;
+use settings::{Role, Settings};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// The addresses actually bound (ports chosen by the system when 0 was asked for).
+/// Where RPC is served when a process runs only some roles and `--rpc` is not given.
+const RPC_DEFAULT: &str = "127.0.0.1:7400";
+
+/// The addresses actually bound (ports chosen by the system when 0 was asked for); a
+/// listener the process's roles do not need is `None`.
 #[derive(Debug, Clone, Copy)]
 pub struct Bound {
-    pub tcp: SocketAddr,
-    pub http: SocketAddr,
+    pub tcp: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub rpc: Option<SocketAddr>,
     pub admin: SocketAddr,
 }
 
@@ -43,80 +56,170 @@ pub async fn run(
     on_bound: impl FnOnce(Bound),
 ) -> anyhow::Result<()> {
     let metrics = admin::install_metrics();
-    std::fs::create_dir_all(&settings.data)
-        .with_context(|| format!("creating {}", settings.data.display()))?;
     let guard = settings.guard_config();
-    let stores = open_stores(&settings, &guard).await?;
-    let secret = settings::load_or_create_secret(&settings.data)?;
+    let mut served = Routes::default();
+    let mut tasks = Vec::new();
 
-    let registry = Registry::new();
-    let seq = SeqAllocator::new(stores.seq.clone(), settings.seq_step);
-    let deps = Deps {
-        accounts: stores.accounts,
-        contacts: stores.contacts,
-        messages: stores.messages,
-        seq: SeqGuarded::new(Arc::new(seq), &guard),
-        push: PushGuarded::new(registry.clone(), &guard),
-    };
-    let logic = Logic::new(
-        deps,
-        LogicConfig {
-            sync_key_secret: secret,
-            password_cost: settings.password_cost(),
-            heartbeat_interval_s: settings.heartbeat_interval_s,
-            retention: settings.retention,
-            ..LogicConfig::default()
-        },
-    );
-    let dispatcher = Arc::new(Dispatcher::new(ClientApiGuarded::new(logic.clone(), &guard)));
-    let access = settings.access_config();
-    let drain = access.drain_timeout;
-    let links = LinkServer::new(dispatcher, registry, access);
-
-    let tcp = TcpListener::bind(settings.tcp)
-        .await
-        .with_context(|| format!("binding {}", settings.tcp))?;
-    let http_listener = TcpListener::bind(settings.http)
-        .await
-        .with_context(|| format!("binding {}", settings.http))?;
-    let admin_listener = TcpListener::bind(settings.admin)
-        .await
-        .with_context(|| format!("binding {}", settings.admin))?;
-    let bound = Bound {
-        tcp: tcp.local_addr()?,
-        http: http_listener.local_addr()?,
-        admin: admin_listener.local_addr()?,
+    let local_stores = if settings.runs(Role::Store) {
+        let stores = open_stores(&settings, &guard).await?;
+        served = served.merge(stores.routes());
+        Some(stores)
+    } else {
+        None
     };
 
-    let janitor = tokio::spawn(logic.clone().run_janitor(shutdown.clone().cancelled_owned()));
-    let tcp_task = tokio::spawn({
-        let links = links.clone();
-        let shutdown = shutdown.clone();
-        async move { links.run_tcp(tcp, shutdown).await }
+    let registry = settings.runs(Role::Access).then(Registry::new);
+    let node_id = settings.node_id.clone().unwrap_or_else(random_node_id);
+    let route_config = settings.redis_url.as_ref().map(|url| RouteConfig {
+        namespace: settings.redis_namespace.clone(),
+        ..RouteConfig::new(url.clone(), node_id.clone())
     });
-    let http_task = tokio::spawn(serve_router(
-        http_listener,
-        http::router(links.clone(), shutdown.clone()),
-        shutdown.clone(),
-    ));
+
+    let local_logic = if settings.runs(Role::Logic) {
+        let stores = Stores::resolve(&settings, local_stores.as_ref())?;
+        let push: Arc<dyn Push> = match (&route_config, &registry) {
+            (Some(config), _) => RedisPush::connect(config.clone()).await?,
+            (None, Some(registry)) => PushGuarded::new(registry.clone(), &guard),
+            (None, None) => bail!(
+                "the logic role without the access role needs --redis-url: it carries \
+                 notifies to the access nodes"
+            ),
+        };
+        let allocator: Arc<dyn Seq> = SeqGuarded::new(
+            Arc::new(SeqAllocator::new(stores.seq.clone(), settings.seq_step)),
+            &guard,
+        );
+        served = served.merge(seq_routes(allocator.clone()));
+        let seq = if settings.seq_rpc.is_empty() {
+            allocator
+        } else {
+            SeqRemote::new(Client::new("seq", &settings.seq_rpc)?)
+        };
+        if !settings.runs(Role::Store) && settings.secret_file.is_none() {
+            tracing::warn!(
+                "no --secret-file: SyncKeys signed here are valid only on this logic node"
+            );
+        }
+        let deps = Deps {
+            accounts: stores.accounts,
+            contacts: stores.contacts,
+            messages: stores.messages,
+            seq,
+            push,
+        };
+        let logic = Logic::new(
+            deps,
+            LogicConfig {
+                sync_key_secret: settings::load_or_create_secret(&settings)?,
+                password_cost: settings.password_cost(),
+                heartbeat_interval_s: settings.heartbeat_interval_s,
+                retention: settings.retention,
+                ..LogicConfig::default()
+            },
+        );
+        tasks.push((
+            "janitor",
+            tokio::spawn(logic.clone().run_janitor(shutdown.clone().cancelled_owned())),
+        ));
+        let api: Arc<dyn ClientApi> = ClientApiGuarded::new(logic, &guard);
+        served = served.merge(client_api_routes(api.clone()));
+        Some(api)
+    } else {
+        None
+    };
+
+    let admin_listener = bind(settings.admin).await?;
+    let mut bound = Bound { tcp: None, http: None, rpc: None, admin: admin_listener.local_addr()? };
+    let every_role = [Role::Access, Role::Logic, Role::Store].iter().all(|r| settings.runs(*r));
+    if !served.is_empty() && (!every_role || settings.rpc.is_some()) {
+        let address = settings.rpc.unwrap_or_else(|| RPC_DEFAULT.parse().expect("valid address"));
+        let listener = bind(address).await?;
+        bound.rpc = Some(listener.local_addr()?);
+        let rpc = served.serve(listener, shutdown.clone());
+        tasks.push((
+            "rpc",
+            tokio::spawn(async move {
+                if let Err(error) = rpc.await {
+                    tracing::error!(%error, "rpc server failed");
+                }
+            }),
+        ));
+    }
+
+    let mut access = None;
+    if let Some(registry) = registry {
+        let api = match local_logic {
+            Some(api) => api,
+            None if !settings.logic_rpc.is_empty() => {
+                ClientApiRemote::new(Client::new("logic", &settings.logic_rpc)?)
+            }
+            None => bail!("the access role without the logic role needs --logic-rpc"),
+        };
+        let routes = match &route_config {
+            Some(config) => Some(AccessRoutes::start(config.clone(), registry.clone()).await?),
+            None => None,
+        };
+        let dispatcher = Arc::new(Dispatcher::new(api));
+        let links = LinkServer::new(dispatcher, registry, settings.access_config());
+        let tcp = bind(settings.tcp).await?;
+        let http_listener = bind(settings.http).await?;
+        bound.tcp = Some(tcp.local_addr()?);
+        bound.http = Some(http_listener.local_addr()?);
+        let tcp_task = tokio::spawn({
+            let links = links.clone();
+            let shutdown = shutdown.clone();
+            async move { links.run_tcp(tcp, shutdown).await }
+        });
+        let http_task = tokio::spawn(serve_router(
+            http_listener,
+            http::router(links.clone(), shutdown.clone()),
+            shutdown.clone(),
+        ));
+        access = Some((links, tcp_task, http_task, routes));
+    }
     let admin_task =
         tokio::spawn(serve_router(admin_listener, admin::router(metrics), shutdown.clone()));
-    tracing::info!(tcp = %bound.tcp, http = %bound.http, admin = %bound.admin, data = %settings.data.display(), "missive serving");
+    tracing::info!(
+        roles = ?settings.roles,
+        node = %node_id,
+        tcp = ?bound.tcp,
+        http = ?bound.http,
+        rpc = ?bound.rpc,
+        admin = %bound.admin,
+        "missive serving"
+    );
     on_bound(bound);
 
     shutdown.cancelled().await;
-    tracing::info!("shutting down: draining connections");
-    let _ = tcp_task.await;
-    links.drain().await;
-    // An HTTP peer that keeps its connection open must not hold the process forever.
-    for (name, task) in [("http", http_task), ("admin", admin_task)] {
-        if tokio::time::timeout(drain, task).await.is_err() {
-            tracing::warn!(listener = name, "connections still open after the drain timeout");
+    let drain = settings.access_config().drain_timeout;
+    if let Some((links, tcp_task, http_task, routes)) = access {
+        tracing::info!("shutting down: draining connections");
+        let _ = tcp_task.await;
+        links.drain().await;
+        // An HTTP peer that keeps its connection open must not hold the process forever.
+        if tokio::time::timeout(drain, http_task).await.is_err() {
+            tracing::warn!("http connections still open after the drain timeout");
+        }
+        if let Some(routes) = routes {
+            routes.stop().await;
         }
     }
-    let _ = janitor.await;
+    tasks.push(("admin", admin_task));
+    for (name, task) in tasks {
+        if tokio::time::timeout(drain, task).await.is_err() {
+            tracing::warn!(task = name, "still running after the drain timeout");
+        }
+    }
     tracing::info!("shut down");
     Ok(())
+}
+
+async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).await.with_context(|| format!("binding {address}"))
+}
+
+fn random_node_id() -> String {
+    format!("node-{:016x}", rand::random::<u64>())
 }
 
 /// Every data-access service, each behind the RPC guard.
@@ -128,6 +231,48 @@ struct Stores {
 }
 
 impl Stores {
+    /// Serves every data-access service over RPC.
+    fn routes(&self) -> Routes {
+        account_store_routes(self.accounts.clone())
+            .merge(contact_store_routes(self.contacts.clone()))
+            .merge(message_store_routes(self.messages.clone()))
+            .merge(seq_store_routes(self.seq.clone()))
+    }
+
+    /// The data-access services a logic node calls: each from the flag naming its data type,
+    /// else this process's store role, else `--store-rpc`.
+    fn resolve(settings: &Settings, local: Option<&Stores>) -> anyhow::Result<Stores> {
+        let remote = |specific: &[String], service| -> anyhow::Result<Option<Client>> {
+            let urls = match (specific.is_empty(), local) {
+                (false, _) => specific,
+                (true, Some(_)) => return Ok(None),
+                (true, None) if !settings.store_rpc.is_empty() => &settings.store_rpc,
+                (true, None) => bail!("the logic role without the store role needs --store-rpc"),
+            };
+            Ok(Some(Client::new(service, urls)?))
+        };
+        // `remote` answers None only when the stores are local.
+        let here = || local.expect("local stores");
+        Ok(Stores {
+            accounts: match remote(&settings.account_store_rpc, "account-store")? {
+                Some(client) => AccountStoreRemote::new(client),
+                None => here().accounts.clone(),
+            },
+            contacts: match remote(&settings.contact_store_rpc, "contact-store")? {
+                Some(client) => ContactStoreRemote::new(client),
+                None => here().contacts.clone(),
+            },
+            messages: match remote(&settings.message_store_rpc, "message-store")? {
+                Some(client) => MessageStoreRemote::new(client),
+                None => here().messages.clone(),
+            },
+            seq: match remote(&settings.seq_store_rpc, "seq-store")? {
+                Some(client) => SeqStoreRemote::new(client),
+                None => here().seq.clone(),
+            },
+        })
+    }
+
     fn guarded<S>(store: Arc<S>, guard: &GuardConfig) -> Stores
     where
         S: AccountStore + ContactStore + MessageStore + SeqStore,
@@ -144,6 +289,8 @@ impl Stores {
 /// The SQL shards when urls are configured, else the embedded store in the data directory.
 async fn open_stores(settings: &Settings, guard: &GuardConfig) -> anyhow::Result<Stores> {
     if settings.store_urls.is_empty() {
+        std::fs::create_dir_all(&settings.data)
+            .with_context(|| format!("creating {}", settings.data.display()))?;
         let mut config = StoreConfig::new(&settings.data);
         config.durability = settings.durability;
         let store = EmbeddedStore::open(config).context("opening the embedded store")?;

@@ -14,7 +14,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs every tier in this process on the embedded store.
+    /// Runs the server: by default every tier in this process on the embedded store.
     Serve(Settings),
 }
 
@@ -33,11 +33,20 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     missive::run(settings, shutdown, |bound| {
-        // One line per listener, for people and for scripts that asked for port 0.
-        println!("missive listening tcp://{}", bound.tcp);
-        println!("missive listening http://{}", bound.http);
-        println!("missive listening ws://{}/ws", bound.http);
+        // One line per listener, for people and for scripts that asked for port 0, then one
+        // line saying that every listener is up.
+        if let Some(tcp) = bound.tcp {
+            println!("missive listening tcp://{tcp}");
+        }
+        if let Some(http) = bound.http {
+            println!("missive listening http://{http}");
+            println!("missive listening ws://{http}/ws");
+        }
+        if let Some(rpc) = bound.rpc {
+            println!("missive listening rpc http://{rpc}");
+        }
         println!("missive listening admin http://{}", bound.admin);
+        println!("missive ready");
     })
     .await
 }

@@ -1,7 +1,7 @@
 //! Server settings: zero-config defaults, overridable by flags or `MISSIVE_*` variables.
 
 use anyhow::Context as _;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use missive_access::AccessConfig;
 use missive_logic::{PasswordCost, Retention};
 use missive_rpc::GuardConfig;
@@ -10,8 +10,69 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// A tier this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Holds client connections (long and short links) and nothing else.
+    Access,
+    /// The business services and the version allocator; stateless apart from caches.
+    Logic,
+    /// The data-access services over the configured storage backend.
+    Store,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
+    /// The tiers this process runs (comma-separated or repeated). Other tiers are reached
+    /// at the addresses of `--logic-rpc`, `--store-rpc` and friends.
+    #[arg(
+        long = "role",
+        env = "MISSIVE_ROLE",
+        value_delimiter = ',',
+        default_values = ["access", "logic", "store"]
+    )]
+    pub roles: Vec<Role>,
+    /// Listener of the RPC services this process offers other processes (its logic and store
+    /// services). Defaults to 127.0.0.1:7400 when the process does not run every role.
+    #[arg(long, env = "MISSIVE_RPC")]
+    pub rpc: Option<SocketAddr>,
+    /// Logic nodes serving the access role's requests (`http://host:port`, comma-separated).
+    #[arg(long = "logic-rpc", env = "MISSIVE_LOGIC_RPC", value_delimiter = ',')]
+    pub logic_rpc: Vec<String>,
+    /// Nodes whose version allocator this logic node uses, each user always on the same one
+    /// (rendezvous hashing on the user id). Default: its own allocator.
+    #[arg(long = "seq-rpc", env = "MISSIVE_SEQ_RPC", value_delimiter = ',')]
+    pub seq_rpc: Vec<String>,
+    /// Store nodes serving every data type, for a logic node without the store role.
+    #[arg(long = "store-rpc", env = "MISSIVE_STORE_RPC", value_delimiter = ',')]
+    pub store_rpc: Vec<String>,
+    /// Store nodes for accounts and sessions only (overrides `--store-rpc`).
+    #[arg(long = "account-store-rpc", env = "MISSIVE_ACCOUNT_STORE_RPC", value_delimiter = ',')]
+    pub account_store_rpc: Vec<String>,
+    /// Store nodes for contacts only (overrides `--store-rpc`).
+    #[arg(long = "contact-store-rpc", env = "MISSIVE_CONTACT_STORE_RPC", value_delimiter = ',')]
+    pub contact_store_rpc: Vec<String>,
+    /// Store nodes for messages and inboxes only (overrides `--store-rpc`).
+    #[arg(long = "message-store-rpc", env = "MISSIVE_MESSAGE_STORE_RPC", value_delimiter = ',')]
+    pub message_store_rpc: Vec<String>,
+    /// Store nodes for the allocator's persisted bounds only (overrides `--store-rpc`).
+    #[arg(long = "seq-store-rpc", env = "MISSIVE_SEQ_STORE_RPC", value_delimiter = ',')]
+    pub seq_store_rpc: Vec<String>,
+    /// The routing engine (`redis://host:port`): which access node holds which user, and
+    /// notifies between nodes. Required once access and logic run in different processes.
+    #[arg(long = "redis-url", env = "MISSIVE_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of the routing engine's keys and channels, for deployments sharing one Redis.
+    #[arg(long, env = "MISSIVE_REDIS_NAMESPACE", default_value = "missive")]
+    pub redis_namespace: String,
+    /// This node's name in the routing table; must be unique among live nodes. Default: a
+    /// fresh random name at every start.
+    #[arg(long, env = "MISSIVE_NODE_ID")]
+    pub node_id: Option<String>,
+    /// The SyncKey signing secret (32 bytes, created if missing). Every logic node of a
+    /// deployment must use the same one. Default: `sync-key.secret` in the data directory.
+    #[arg(long, env = "MISSIVE_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
     /// Data directory of the embedded store.
     #[arg(long, env = "MISSIVE_DATA", default_value = "missive-data")]
     pub data: PathBuf,
@@ -83,6 +144,10 @@ fn parse_durability(text: &str) -> Result<Durability, String> {
 }
 
 impl Settings {
+    pub fn runs(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
     pub fn password_cost(&self) -> PasswordCost {
         PasswordCost { memory_kib: self.password_memory_kib, iterations: self.password_iterations }
     }
@@ -109,19 +174,23 @@ impl Settings {
 const SECRET_FILE: &str = "sync-key.secret";
 const SECRET_BYTES: usize = 32;
 
-/// The SyncKey signing secret, created at first start and kept in the data directory so
-/// that keys stay valid across restarts.
-pub fn load_or_create_secret(data: &Path) -> anyhow::Result<Vec<u8>> {
-    let path = data.join(SECRET_FILE);
+/// The SyncKey signing secret, created at first start and kept (by default in the data
+/// directory) so that keys stay valid across restarts.
+pub fn load_or_create_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    let path = settings.secret_file.clone().unwrap_or_else(|| settings.data.join(SECRET_FILE));
     match std::fs::read(&path) {
         Ok(secret) if secret.len() == SECRET_BYTES => return Ok(secret),
         Ok(_) => anyhow::bail!("{} is corrupt: expected {SECRET_BYTES} bytes", path.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
     let mut secret = vec![0u8; SECRET_BYTES];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
-    let temporary = data.join(format!("{SECRET_FILE}.tmp"));
+    let temporary = path.with_extension("tmp");
     write_private(&temporary, &secret)?;
     std::fs::rename(&temporary, &path).with_context(|| format!("creating {}", path.display()))?;
     Ok(secret)

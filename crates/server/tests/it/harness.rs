@@ -10,8 +10,11 @@ use std::time::Duration;
 pub struct Server {
     child: Child,
     pub data: PathBuf,
+    /// Empty when the process's roles hold no client connections.
     pub tcp: String,
     pub http: String,
+    /// Empty when the process serves no RPC.
+    pub rpc: String,
     pub admin: String,
     extra: Vec<String>,
     _dir: Option<tempfile::TempDir>,
@@ -47,30 +50,27 @@ impl Server {
             .expect("missive binary starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let (mut tcp, mut http, mut admin) = (None, None, None);
-        while tcp.is_none() || http.is_none() || admin.is_none() {
+        let (mut tcp, mut http, mut rpc, mut admin) =
+            (String::new(), String::new(), String::new(), String::new());
+        loop {
             let line = lines.next().expect("server prints its addresses").expect("stdout line");
-            if let Some(url) = line.strip_prefix("missive listening admin ") {
-                admin = Some(url.to_string());
+            if line == "missive ready" {
+                break;
+            } else if let Some(url) = line.strip_prefix("missive listening admin ") {
+                admin = url.to_string();
+            } else if let Some(url) = line.strip_prefix("missive listening rpc ") {
+                rpc = url.to_string();
             } else if let Some(url) = line.strip_prefix("missive listening ") {
                 if url.starts_with("tcp://") {
-                    tcp = Some(url.to_string());
+                    tcp = url.to_string();
                 } else if url.starts_with("http://") {
-                    http = Some(url.to_string());
+                    http = url.to_string();
                 }
             }
         }
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server {
-            child,
-            data,
-            tcp: tcp.unwrap(),
-            http: http.unwrap(),
-            admin: admin.unwrap(),
-            extra,
-            _dir: None,
-        }
+        Server { child, data, tcp, http, rpc, admin, extra, _dir: None }
     }
 
     /// The WebSocket long-link URL.
