@@ -35,11 +35,20 @@ impl Server {
     }
 
     fn spawn(data: PathBuf, extra: Vec<String>) -> Server {
+        Server::spawn_on(data, extra, ANY_PORT)
+    }
+
+    /// Starts on the given `[tcp, http, admin, rpc]` addresses (RPC only when `extra` picks
+    /// roles: the all-in-one default serves none).
+    fn spawn_on(data: PathBuf, extra: Vec<String>, listen: [&str; 4]) -> Server {
+        let [tcp, http, admin, rpc] = listen;
+        let rpc: &[&str] = if extra.iter().any(|a| a == "--role") { &["--rpc", rpc] } else { &[] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_missive"))
             .arg("serve")
             .arg("--data")
             .arg(&data)
-            .args(["--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args(["--tcp", tcp, "--http", http, "--admin", admin])
+            .args(rpc)
             // Tests create many accounts; the full Argon2 cost is for production.
             .args(["--password-memory-kib", "64", "--password-iterations", "1"])
             .args(&extra)
@@ -93,6 +102,23 @@ impl Server {
         drop(old);
     }
 
+    /// Starts the binary again on the same data directory and the same addresses, as a
+    /// supervisor restarts a node that its peers know by address.
+    pub fn restart_in_place(&mut self) {
+        let address = |url: &str| url.rsplit("://").next().unwrap_or("").to_string();
+        let listen =
+            [&self.tcp, &self.http, &self.admin, &self.rpc].map(|url| match url.as_str() {
+                "" => "127.0.0.1:0".to_string(),
+                url => address(url),
+            });
+        let dir = self._dir.take();
+        let listen = [&*listen[0], &*listen[1], &*listen[2], &*listen[3]];
+        let fresh = Server::spawn_on(self.data.clone(), self.extra.clone(), listen);
+        let old = std::mem::replace(self, fresh);
+        self._dir = dir;
+        drop(old);
+    }
+
     /// Sends SIGTERM and waits for a graceful exit; returns whether it exited cleanly.
     pub fn terminate(&mut self) -> bool {
         let pid = self.child.id().to_string();
@@ -111,6 +137,8 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+const ANY_PORT: [&str; 4] = ["127.0.0.1:0"; 4];
 
 pub const PASSWORD: &str = "correct horse";
 

@@ -6,4 +6,5 @@ mod cli;
 mod durability;
 mod harness;
 mod messaging;
+mod split;
 mod tidy;

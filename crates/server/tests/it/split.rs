@@ -1,0 +1,150 @@
+//! The tiers as separate processes: two access nodes, one logic node, a store node (or the
+//! store role inside the logic node), a SQL backend and Redis as the routing engine. Clients
+//! on different access nodes talk, and no acknowledged message is lost when the logic node or
+//! an access node is killed with SIGKILL and restarted.
+
+use crate::harness::*;
+use missive_client::Client;
+use missive_storage_suite::{DatabaseServer, fresh_databases};
+use std::time::Duration;
+
+fn redis_url() -> String {
+    std::env::var("MISSIVE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
+
+struct Deployment {
+    access: [Server; 2],
+    logic: Server,
+    _store: Option<Server>,
+    _shared: tempfile::TempDir,
+}
+
+/// Starts the deployment; `separate_store` puts the store role in a process of its own.
+fn deploy(store_url: &str, separate_store: bool) -> Deployment {
+    let shared = tempfile::tempdir().unwrap();
+    let secret = shared.path().join("sync-key.secret");
+    let secret = secret.to_str().unwrap();
+    let namespace = format!("missive-it-{:016x}", rand_u64());
+    let routing = ["--redis-url", &redis_url(), "--redis-namespace", &namespace];
+    let store =
+        separate_store.then(|| Server::start_with(&["--role", "store", "--store-url", store_url]));
+    let mut logic_flags = vec!["--secret-file", secret];
+    logic_flags.extend(routing);
+    match &store {
+        Some(store) => logic_flags.extend(["--role", "logic", "--store-rpc", &store.rpc]),
+        None => logic_flags.extend(["--role", "logic,store", "--store-url", store_url]),
+    }
+    let logic = Server::start_with(&logic_flags);
+    let access = || {
+        let mut flags = vec!["--role", "access", "--logic-rpc", &logic.rpc];
+        flags.extend(routing);
+        Server::start_with(&flags)
+    };
+    Deployment { access: [access(), access()], logic, _store: store, _shared: shared }
+}
+
+fn rand_u64() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    nanos.as_nanos() as u64 ^ u64::from(std::process::id()) << 32
+}
+
+/// A notify reaches `client` within 5 s: the push crossed nodes.
+async fn notified(client: &Client) {
+    tokio::time::timeout(Duration::from_secs(5), client.wait_for_notify())
+        .await
+        .expect("a notify within 5 s")
+        .expect("the link stays up");
+}
+
+/// Sends until the server acknowledges (a node may be restarting), for at most 20 s.
+async fn send_until_acknowledged(client: &Client, to: &str, text: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match client.send_text(to, text).await {
+            Ok(_) => return,
+            Err(error) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{text:?} never acknowledged: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn split_deployment_loses_no_acknowledged_message(mut deployment: Deployment) {
+    let [a1, a2] = &mut deployment.access;
+    let alice = user(&a1.tcp, "alice").await;
+    alice.sync().await.unwrap();
+    let bob = user(&a2.ws(), "bob").await;
+    bob.sync().await.unwrap();
+
+    // Across access nodes, both ways, woken by notifies.
+    alice.send_text("bob", "hello from node 1").await.unwrap();
+    notified(&bob).await;
+    assert_eq!(texts(&bob.sync().await.unwrap()), ["hello from node 1"]);
+    alice.sync().await.unwrap();
+    bob.send_text("alice", "hello from node 2").await.unwrap();
+    notified(&alice).await;
+    assert_eq!(texts(&alice.sync().await.unwrap()), ["hello from node 2"]);
+
+    // SIGKILL the logic node while alice keeps sending; every acknowledged send survives.
+    let sender = tokio::spawn(async move {
+        let mut acknowledged = Vec::new();
+        let mut refused = 0;
+        for n in 0..60 {
+            let text = format!("burst {n}");
+            match alice.send_text("bob", &text).await {
+                Ok(_) => acknowledged.push(text),
+                Err(_) => refused += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (alice, acknowledged, refused)
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    deployment.logic.kill9();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    deployment.logic.restart_in_place();
+    let (alice, acknowledged, refused) = sender.await.unwrap();
+    assert!(refused > 0, "the logic node was down for part of the burst");
+    send_until_acknowledged(&alice, "bob", "after the logic restart").await;
+
+    let received = texts(&receive(&bob, acknowledged.len() + 2).await);
+    for text in acknowledged.iter().chain(["after the logic restart".to_string()].iter()) {
+        assert!(received.contains(text), "{text:?} acknowledged but lost: got {received:?}");
+    }
+    let mut unique = received.clone();
+    unique.dedup();
+    assert_eq!(unique, received, "no message twice");
+
+    // SIGKILL bob's access node; alice's messages meanwhile wait in his inbox.
+    let (token, key) = (bob.session().unwrap().token, bob.sync_key());
+    let [_, a2] = &mut deployment.access;
+    a2.kill9();
+    for n in 0..5 {
+        alice.send_text("bob", &format!("while away {n}")).await.unwrap();
+    }
+    a2.restart_in_place();
+    let bob = Client::connect(&a2.tcp).await.unwrap();
+    bob.resume(&token).await.unwrap();
+    bob.set_sync_key(key);
+    let expected: Vec<String> = (0..5).map(|n| format!("while away {n}")).collect();
+    assert_eq!(texts(&bob.sync().await.unwrap()), expected, "exactly what he missed");
+    alice.send_text("bob", "welcome back").await.unwrap();
+    notified(&bob).await;
+    assert_eq!(texts(&bob.sync().await.unwrap()), ["welcome back"]);
+}
+
+#[tokio::test]
+async fn split_deployment_on_mariadb_survives_killed_nodes() {
+    let urls = fresh_databases(DatabaseServer::MariaDb, "it_split", 2).await.join(",");
+    split_deployment_loses_no_acknowledged_message(deploy(&urls, true)).await;
+}
+
+#[tokio::test]
+async fn split_deployment_on_postgresql_survives_killed_nodes() {
+    let urls = fresh_databases(DatabaseServer::Postgres, "it_split", 2).await.join(",");
+    split_deployment_loses_no_acknowledged_message(deploy(&urls, false)).await;
+}
