@@ -6,5 +6,6 @@ mod cli;
 mod durability;
 mod harness;
 mod messaging;
+mod overload;
 mod split;
 mod tidy;
