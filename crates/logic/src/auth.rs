@@ -26,6 +26,10 @@ use tokio::sync::Semaphore;
 const TOKEN_BYTES: usize = 32;
 /// Sessions cached in memory at most; the cache is dropped whole when full.
 const SESSION_CACHE_MAX: usize = 100_000;
+/// How long a cached session is trusted without reading the store again. A logout made
+/// through this logic node clears its cache at once; one made through another logic node
+/// takes effect here within this time.
+pub(crate) const SESSION_CACHE_TTL_MS: i64 = 30_000;
 
 /// Argon2id cost; lower it only for tests and load runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +48,9 @@ impl Default for PasswordCost {
 pub(crate) struct AuthState {
     /// Bounds the cores spent hashing passwords, so a login storm cannot starve sends.
     hashing: Arc<Semaphore>,
-    /// Token hash -> session, so that authenticating a short-link request costs no read.
-    sessions: Mutex<HashMap<[u8; 32], SessionRecord>>,
+    /// Token hash -> (session, when it was read), so that authenticating a short-link
+    /// request costs no read.
+    sessions: Mutex<HashMap<[u8; 32], (SessionRecord, i64)>>,
     /// Counts revocations. A session read from the store is cached only if no revocation
     /// happened during the read; otherwise a logout racing the read could leave its revoked
     /// session cached.
@@ -112,8 +117,12 @@ impl Logic {
             return Err(unauthenticated());
         }
         let hash = token_hash(token);
-        if let Some(session) = self.auth.sessions.lock().expect("session cache").get(&hash) {
-            return Ok(session.clone());
+        let now = self.now_ms();
+        let cached = self.auth.sessions.lock().expect("session cache").get(&hash).cloned();
+        if let Some((session, read_at)) = cached
+            && now - read_at < SESSION_CACHE_TTL_MS
+        {
+            return Ok(session);
         }
         let revocations = self.auth.revocations.load(Ordering::SeqCst);
         let session = self
@@ -127,7 +136,7 @@ impl Logic {
             if cache.len() >= SESSION_CACHE_MAX {
                 cache.clear();
             }
-            cache.insert(hash, session.clone());
+            cache.insert(hash, (session.clone(), now));
         }
         Ok(session)
     }
@@ -255,7 +264,7 @@ impl Logic {
             .await?;
         let mut cache = self.auth.sessions.lock().expect("session cache");
         self.auth.revocations.fetch_add(1, Ordering::SeqCst);
-        cache.retain(|_, s| !(s.user_id == caller.user_id && s.device_id == caller.device_id));
+        cache.retain(|_, (s, _)| !(s.user_id == caller.user_id && s.device_id == caller.device_id));
         drop(cache);
         Ok(LogoutResponse {})
     }

@@ -3,7 +3,7 @@
 
 use crate::{Clock, Deps, Logic, LogicConfig, Retention, SeqAllocator};
 use missive_proto::client::*;
-use missive_proto::internal::{ClientApi, Empty, NotifyRequest, Push};
+use missive_proto::internal::{AuthenticateRequest, ClientApi, Empty, NotifyRequest, Push};
 use missive_rpc::{Caller, Ctx, Status};
 use missive_storage_embedded::{EmbeddedStore, StoreConfig};
 use std::sync::Arc;
@@ -162,4 +162,37 @@ fn retention_settings_parse() {
     assert_eq!("90s".parse(), Ok(Retention::After(Duration::from_secs(90))));
     assert!("7w".parse::<Retention>().is_err());
     assert!("d".parse::<Retention>().is_err());
+}
+
+#[tokio::test]
+async fn a_logout_through_another_logic_node_takes_effect_within_the_session_cache_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(StoreConfig::new(dir.path())).unwrap());
+    let now = Arc::new(AtomicI64::new(1_000 * DAY_MS));
+    let one = logic_node(store.clone(), now.clone(), Retention::Forever);
+    let two = logic_node(store, now.clone(), Retention::Forever);
+    let ctx = Ctx::new(0);
+    let password = "long enough".to_string();
+    let register = RegisterRequest {
+        username: "carol".into(),
+        password: password.clone(),
+        ..Default::default()
+    };
+    one.register(&ctx, register).await.unwrap();
+    let login = LoginRequest { username: "carol".into(), password, device_name: "d".into() };
+    let session = one.login(&ctx, login).await.unwrap();
+    let authenticate = |logic: Arc<Logic>| {
+        let request = AuthenticateRequest { token: session.token.clone() };
+        async move { logic.authenticate(&Ctx::new(0), request).await }
+    };
+    authenticate(two.clone()).await.expect("node two caches the session");
+
+    let caller =
+        Caller { user_id: session.user_id, device_id: session.device_id, protocol_version: 1 };
+    one.logout(&Ctx { caller: Some(caller), ..Ctx::new(0) }, LogoutRequest {}).await.unwrap();
+    assert!(authenticate(one.clone()).await.is_err(), "the node that logged out knows at once");
+    assert!(authenticate(two.clone()).await.is_ok(), "the other trusts its cache a while");
+    now.fetch_add(crate::auth::SESSION_CACHE_TTL_MS, Ordering::SeqCst);
+    let refused = authenticate(two).await.unwrap_err();
+    assert_eq!(refused.code, missive_rpc::Code::Unauthenticated);
 }
