@@ -1,10 +1,12 @@
 //! `missive-bench`: drives simulated users that send each other 1:1 messages, and reports
 //! what was sent, received and lost, the delivered rate and the end-to-end latency (from the
 //! send call to the recipient's sync returning the message: send, durable commit, notify,
-//! sync, receive).
+//! sync, receive). `missive-bench rpc` measures the RPC framework alone.
+
+mod rpc;
 
 use anyhow::{Context as _, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use missive_client::proto::sync_item::Body;
@@ -15,12 +17,28 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-#[derive(Parser, Clone)]
+#[derive(Parser)]
 #[command(name = "missive-bench", version, about = "Missive load generator")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    #[command(flatten)]
+    messages: Args,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Round trips of one small call through the RPC framework, in process and over loopback.
+    Rpc(rpc::RpcArgs),
+}
+
+#[derive(clap::Args, Clone)]
 struct Args {
-    /// tcp://HOST:PORT, ws://HOST:PORT/ws or http://HOST:PORT
-    #[arg(long)]
-    server: String,
+    /// tcp://HOST:PORT, ws://HOST:PORT/ws or http://HOST:PORT; several (comma-separated)
+    /// spread the users over them, user i on server i mod n.
+    #[arg(long, value_delimiter = ',')]
+    server: Vec<String>,
     /// Simulated users, each with its own connection.
     #[arg(long, default_value_t = 100)]
     users: usize,
@@ -59,7 +77,17 @@ struct Shared {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.mode {
+        Some(Mode::Rpc(args)) => rpc::run(args).await,
+        None => messages(cli.messages).await,
+    }
+}
+
+async fn messages(args: Args) -> anyhow::Result<()> {
+    if args.server.is_empty() {
+        bail!("--server is required");
+    }
     if args.users < 2 {
         bail!("--users must be at least 2");
     }
@@ -202,9 +230,9 @@ async fn setup(args: &Args) -> anyhow::Result<Vec<Arc<Client>>> {
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire().await.expect("gate");
             let name = format!("{}{index}", args.prefix);
-            let client = Client::connect(&args.server)
-                .await
-                .with_context(|| format!("connecting to {}", args.server))?;
+            let server = &args.server[index % args.server.len()];
+            let client =
+                Client::connect(server).await.with_context(|| format!("connecting to {server}"))?;
             match client.register(&name, &args.password).await {
                 Ok(_) => {}
                 Err(e) if e.code() == Some(Code::AlreadyExists) => {}
@@ -249,7 +277,7 @@ fn report(
     } else {
         println!(
             "server {} users {} target rate {}",
-            args.server,
+            args.server.join(","),
             args.users,
             if args.rate == 0 { "unlimited".to_string() } else { format!("{}/s", args.rate) }
         );
