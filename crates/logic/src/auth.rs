@@ -120,7 +120,7 @@ impl Logic {
         let now = self.now_ms();
         let cached = self.auth.sessions.lock().expect("session cache").get(&hash).cloned();
         if let Some((session, read_at)) = cached
-            && now - read_at < SESSION_CACHE_TTL_MS
+            && (0..SESSION_CACHE_TTL_MS).contains(&(now - read_at))
         {
             return Ok(session);
         }

@@ -31,7 +31,8 @@ struct Shared {
     client: redis::Client,
     connection: redis::aio::ConnectionManager,
     registry: Arc<Registry>,
-    /// Asks the keeper to write every online user's route again.
+    /// Asks the keeper to write every online user's route again, then to tell every
+    /// connection to sync.
     rewrite: Notify,
 }
 
@@ -75,6 +76,8 @@ async fn keep_routes(
     let mut refresh = tokio::time::interval(shared.config.ttl / 3);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut retry_delay = Duration::from_millis(100);
+    // A rewrite asked for after a resubscription, not yet written.
+    let mut rewriting = false;
     loop {
         let leaving = tokio::select! {
             Some(user_id) = presence.recv() => {
@@ -87,6 +90,7 @@ async fn keep_routes(
             }
             () = shared.rewrite.notified() => {
                 dirty.extend(shared.registry.online_users());
+                rewriting = true;
                 false
             }
             () = stop.cancelled() => {
@@ -106,6 +110,12 @@ async fn keep_routes(
             Ok(()) => {
                 dirty.clear();
                 retry_delay = Duration::from_millis(100);
+                if std::mem::take(&mut rewriting) {
+                    // Whatever was published while this node was not subscribed, or not
+                    // routable, is lost: every connection here syncs, now that new notifies
+                    // can reach it again.
+                    shared.registry.wake_all();
+                }
             }
             Err(error) => {
                 metrics::counter!("missive_route_write_errors_total").increment(1);
@@ -186,10 +196,8 @@ async fn listen(
     let channel = shared.config.channel(&shared.config.node_id);
     within(timeout, sink.subscribe(&channel)).await?;
     *retry_delay = Duration::from_millis(100);
-    // Whatever was published while this node was not subscribed is lost, and a publisher may
-    // have found its routes stale meanwhile: every connection here syncs, every route is
-    // written again.
-    shared.registry.wake_all();
+    // Routes may have been lost meanwhile (a Redis restart keeps none): the keeper writes
+    // them again, then has every connection sync.
     shared.rewrite.notify_one();
     tracing::info!(%channel, "receiving notifies");
 
@@ -202,7 +210,8 @@ async fn listen(
                 deliver(&shared.registry, message.get_payload_bytes()).await;
             }
             _ = ping.tick() => {
-                within(timeout, sink.ping::<String>()).await?;
+                // In subscribed mode PING answers an array, not a status.
+                within(timeout, sink.ping::<redis::Value>()).await?;
             }
             () = stop.cancelled() => return Ok(()),
         }

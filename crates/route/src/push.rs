@@ -26,7 +26,22 @@ fn unavailable(error: redis::RedisError) -> Status {
 
 #[async_trait::async_trait]
 impl Push for RedisPush {
-    async fn notify(&self, _: &Ctx, req: NotifyRequest) -> Result<Empty, Status> {
+    /// Gives up after the configured response timeout (or the caller's deadline, if sooner):
+    /// the change is durable already, and a notify that cannot be carried costs only a delay,
+    /// so a slow or absent Redis must not hold sends.
+    async fn notify(&self, ctx: &Ctx, req: NotifyRequest) -> Result<Empty, Status> {
+        let mut limit = self.config.response_timeout;
+        if let Some(deadline) = ctx.deadline {
+            limit = limit.min(deadline.saturating_duration_since(std::time::Instant::now()));
+        }
+        tokio::time::timeout(limit, self.publish(req))
+            .await
+            .map_err(|_| Status::new(Code::Unavailable, "routing engine: no answer in time"))?
+    }
+}
+
+impl RedisPush {
+    async fn publish(&self, req: NotifyRequest) -> Result<Empty, Status> {
         let mut users: Vec<u64> = req.targets.iter().map(|t| t.user_id).collect();
         users.sort_unstable();
         users.dedup();
@@ -46,16 +61,22 @@ impl Push for RedisPush {
                 by_node.entry(node).or_default().push(target);
             }
         }
-        if by_node.is_empty() {
-            return Ok(Empty {});
+        let mut publish = redis::pipe();
+        // Fields of nodes that died without cleaning up would otherwise live as long as
+        // another node keeps the key alive.
+        for (user_id, fields) in users.iter().zip(&routes) {
+            for (node, _) in fields.iter().filter(|(_, expiry)| **expiry <= now) {
+                publish.hdel(self.config.route_key(*user_id), node).ignore();
+            }
         }
         let nodes = by_node.len() as u64;
-        let mut publish = redis::pipe();
         for (node, targets) in by_node {
             let body = NotifyRequest { targets }.encode_to_vec();
             publish.publish(self.config.channel(node), body).ignore();
         }
-        publish.query_async::<()>(&mut connection).await.map_err(unavailable)?;
+        if !publish.is_empty() {
+            publish.query_async::<()>(&mut connection).await.map_err(unavailable)?;
+        }
         metrics::counter!("missive_route_publishes_total").increment(nodes);
         Ok(Empty {})
     }

@@ -59,6 +59,20 @@ async fn push_until_heard(
 }
 
 #[tokio::test]
+async fn an_idle_subscription_stays_up() {
+    let namespace = namespace();
+    let registry = Registry::new();
+    let routes = AccessRoutes::start(config(&namespace, "idle"), registry.clone()).await.unwrap();
+    let push = RedisPush::connect(config(&namespace, "logic")).await.unwrap();
+    let dana = registry.register(4, 40);
+    push_until_heard(&push, &dana.connection, 4, 1).await;
+    // Past the subscription's keep-alive ping: a lost subscription would wake the connection.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(dana.connection.take_pending(), [], "no resubscription, so no wake");
+    routes.stop().await;
+}
+
+#[tokio::test]
 async fn a_notify_reaches_the_node_that_holds_the_user_and_only_it() {
     let namespace = namespace();
     let (east, west) = (Registry::new(), Registry::new());

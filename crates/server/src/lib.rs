@@ -155,6 +155,12 @@ pub async fn run(
             }
             None => bail!("the access role without the logic role needs --logic-rpc"),
         };
+        if settings.redis_url.is_none() && !settings.runs(Role::Logic) {
+            bail!(
+                "the access role without the logic role needs --redis-url: notifies reach \
+                 this node through it"
+            );
+        }
         let routes = match &route_config {
             Some(config) => Some(AccessRoutes::start(config.clone(), registry.clone()).await?),
             None => None,
@@ -254,22 +260,14 @@ impl Stores {
         // `remote` answers None only when the stores are local.
         let here = || local.expect("local stores");
         Ok(Stores {
-            accounts: match remote(&settings.account_store_rpc, "account-store")? {
-                Some(client) => AccountStoreRemote::new(client),
-                None => here().accounts.clone(),
-            },
-            contacts: match remote(&settings.contact_store_rpc, "contact-store")? {
-                Some(client) => ContactStoreRemote::new(client),
-                None => here().contacts.clone(),
-            },
-            messages: match remote(&settings.message_store_rpc, "message-store")? {
-                Some(client) => MessageStoreRemote::new(client),
-                None => here().messages.clone(),
-            },
-            seq: match remote(&settings.seq_store_rpc, "seq-store")? {
-                Some(client) => SeqStoreRemote::new(client),
-                None => here().seq.clone(),
-            },
+            accounts: remote(&settings.account_store_rpc, "account-store")?
+                .map_or_else(|| here().accounts.clone(), |c| AccountStoreRemote::new(c) as _),
+            contacts: remote(&settings.contact_store_rpc, "contact-store")?
+                .map_or_else(|| here().contacts.clone(), |c| ContactStoreRemote::new(c) as _),
+            messages: remote(&settings.message_store_rpc, "message-store")?
+                .map_or_else(|| here().messages.clone(), |c| MessageStoreRemote::new(c) as _),
+            seq: remote(&settings.seq_store_rpc, "seq-store")?
+                .map_or_else(|| here().seq.clone(), |c| SeqStoreRemote::new(c) as _),
         })
     }
 

@@ -190,10 +190,17 @@ pub fn load_or_create_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
     }
     let mut secret = vec![0u8; SECRET_BYTES];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
-    let temporary = path.with_extension("tmp");
+    // Written aside, then linked into place, which fails if another process (a second
+    // logic node sharing the file) got there first: then its secret is the one.
+    let temporary = path.with_extension(format!("{:016x}.tmp", rand::random::<u64>()));
     write_private(&temporary, &secret)?;
-    std::fs::rename(&temporary, &path).with_context(|| format!("creating {}", path.display()))?;
-    Ok(secret)
+    let linked = std::fs::hard_link(&temporary, &path);
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => Ok(secret),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_secret(settings),
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -206,4 +213,35 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    #[test]
+    fn logic_nodes_starting_together_agree_on_one_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("shared").join("sync-key.secret");
+        let args = ["missive", "--secret-file", file.to_str().unwrap()];
+        let settings = Cli::parse_from(args).settings;
+        let nodes: Vec<_> = (0..8)
+            .map(|_| {
+                let settings = settings.clone();
+                std::thread::spawn(move || load_or_create_secret(&settings).unwrap())
+            })
+            .collect();
+        let secrets: Vec<Vec<u8>> = nodes.into_iter().map(|n| n.join().unwrap()).collect();
+        assert!(secrets.iter().all(|s| *s == secrets[0]), "one secret for all");
+        assert_eq!(std::fs::read(&file).unwrap(), secrets[0], "and it is the one on disk");
+        let leftovers = std::fs::read_dir(file.parent().unwrap()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file is left behind");
+    }
 }
