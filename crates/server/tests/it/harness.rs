@@ -27,15 +27,18 @@ impl Server {
 
     /// Starts with extra `serve` flags, in a fresh data directory.
     pub fn start_with(extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("data");
-        let mut server = Server::spawn(data, extra.iter().map(|s| s.to_string()).collect());
-        server._dir = Some(dir);
-        server
+        Server::start_with_rpc(extra, ANY_PORT)
     }
 
-    fn spawn(data: PathBuf, extra: Vec<String>) -> Server {
-        Server::spawn_on(data, extra, ANY_PORT)
+    /// Starts with extra `serve` flags and the RPC listener on `rpc`, in a fresh data
+    /// directory.
+    pub fn start_with_rpc(extra: &[&str], rpc: &str) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut server = Server::spawn_on(data, extra, [ANY_PORT, ANY_PORT, ANY_PORT, rpc]);
+        server._dir = Some(dir);
+        server
     }
 
     /// Starts on the given `[tcp, http, admin, rpc]` addresses (RPC only when `extra` picks
@@ -95,24 +98,21 @@ impl Server {
 
     /// Starts the binary again on the same data directory (on new ports).
     pub fn restart(&mut self) {
-        let dir = self._dir.take();
-        let fresh = Server::spawn(self.data.clone(), self.extra.clone());
-        let old = std::mem::replace(self, fresh);
-        self._dir = dir;
-        drop(old);
+        self.respawn([ANY_PORT; 4]);
     }
 
     /// Starts the binary again on the same data directory and the same addresses, as a
     /// supervisor restarts a node that its peers know by address.
     pub fn restart_in_place(&mut self) {
-        let address = |url: &str| url.rsplit("://").next().unwrap_or("").to_string();
-        let listen =
-            [&self.tcp, &self.http, &self.admin, &self.rpc].map(|url| match url.as_str() {
-                "" => "127.0.0.1:0".to_string(),
-                url => address(url),
-            });
+        let listen = [&self.tcp, &self.http, &self.admin, &self.rpc].map(|url| {
+            url.rsplit_once("://").map_or(ANY_PORT.to_string(), |(_, address)| address.into())
+        });
+        self.respawn(listen.each_ref().map(String::as_str));
+    }
+
+    /// Replaces this (dead or unwanted) process with a fresh one on the same data directory.
+    fn respawn(&mut self, listen: [&str; 4]) {
         let dir = self._dir.take();
-        let listen = [&*listen[0], &*listen[1], &*listen[2], &*listen[3]];
         let fresh = Server::spawn_on(self.data.clone(), self.extra.clone(), listen);
         let old = std::mem::replace(self, fresh);
         self._dir = dir;
@@ -138,7 +138,8 @@ impl Drop for Server {
     }
 }
 
-const ANY_PORT: [&str; 4] = ["127.0.0.1:0"; 4];
+/// Any free port, chosen by the system.
+const ANY_PORT: &str = "127.0.0.1:0";
 
 pub const PASSWORD: &str = "correct horse";
 

@@ -1,5 +1,6 @@
-//! The tiers as separate processes: two access nodes, one logic node, a store node (or the
-//! store role inside the logic node), a SQL backend and Redis as the routing engine. Clients
+//! The tiers as separate processes: two access nodes, one logic node, store nodes (one of
+//! them for messages only) or the store role inside the logic node, a SQL backend and Redis
+//! as the routing engine. Clients
 //! on different access nodes talk, and no acknowledged message is lost when the logic node or
 //! an access node is killed with SIGKILL and restarted.
 
@@ -15,37 +16,50 @@ fn redis_url() -> String {
 struct Deployment {
     access: [Server; 2],
     logic: Server,
-    _store: Option<Server>,
+    stores: Vec<Server>,
     _shared: tempfile::TempDir,
 }
 
-/// Starts the deployment; `separate_store` puts the store role in a process of its own.
-fn deploy(store_url: &str, separate_store: bool) -> Deployment {
+/// How the storage tier is placed.
+enum Placement {
+    /// Two store processes: one for messages, one for every other data type.
+    StoreNodes,
+    /// The store role inside the logic node, whose allocator is reached over its own RPC
+    /// listener as a remote `Seq` (as another logic node would reach it).
+    InLogicNode,
+}
+
+fn deploy(store_url: &str, placement: Placement) -> Deployment {
     let shared = tempfile::tempdir().unwrap();
     let secret = shared.path().join("sync-key.secret");
     let secret = secret.to_str().unwrap();
-    let namespace = format!("missive-it-{:016x}", rand_u64());
+    let namespace = format!("missive-it-{:016x}", rand::random::<u64>());
     let routing = ["--redis-url", &redis_url(), "--redis-namespace", &namespace];
-    let store =
-        separate_store.then(|| Server::start_with(&["--role", "store", "--store-url", store_url]));
     let mut logic_flags = vec!["--secret-file", secret];
     logic_flags.extend(routing);
-    match &store {
-        Some(store) => logic_flags.extend(["--role", "logic", "--store-rpc", &store.rpc]),
-        None => logic_flags.extend(["--role", "logic,store", "--store-url", store_url]),
-    }
-    let logic = Server::start_with(&logic_flags);
+    let (stores, logic) = match placement {
+        Placement::StoreNodes => {
+            let store = || Server::start_with(&["--role", "store", "--store-url", store_url]);
+            let stores = vec![store(), store()];
+            logic_flags.extend(["--role", "logic", "--store-rpc", &stores[0].rpc]);
+            logic_flags.extend(["--message-store-rpc", &stores[1].rpc]);
+            let logic = Server::start_with(&logic_flags);
+            (stores, logic)
+        }
+        Placement::InLogicNode => {
+            let rpc = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+            let (rpc, seq) = (rpc.to_string(), format!("http://{rpc}"));
+            logic_flags.extend(["--role", "logic,store", "--store-url", store_url]);
+            logic_flags.extend(["--seq-rpc", &seq]);
+            (Vec::new(), Server::start_with_rpc(&logic_flags, &rpc))
+        }
+    };
     let access = || {
         let mut flags = vec!["--role", "access", "--logic-rpc", &logic.rpc];
         flags.extend(routing);
         Server::start_with(&flags)
     };
-    Deployment { access: [access(), access()], logic, _store: store, _shared: shared }
-}
-
-fn rand_u64() -> u64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    nanos.as_nanos() as u64 ^ u64::from(std::process::id()) << 32
+    Deployment { access: [access(), access()], logic, stores, _shared: shared }
 }
 
 /// A notify reaches `client` within 5 s: the push crossed nodes.
@@ -73,7 +87,7 @@ async fn send_until_acknowledged(client: &Client, to: &str, text: &str) {
     }
 }
 
-async fn split_deployment_loses_no_acknowledged_message(mut deployment: Deployment) {
+async fn split_deployment_loses_no_acknowledged_message(deployment: &mut Deployment) {
     let [a1, a2] = &mut deployment.access;
     let alice = user(&a1.tcp, "alice").await;
     alice.sync().await.unwrap();
@@ -136,14 +150,30 @@ async fn split_deployment_loses_no_acknowledged_message(mut deployment: Deployme
     assert_eq!(texts(&bob.sync().await.unwrap()), ["welcome back"]);
 }
 
+/// Whether `store` has served a `MessageStore.Append`, by its metrics.
+async fn appends(store: &Server) -> bool {
+    let metrics = reqwest::get(format!("{}/metrics", store.admin)).await.unwrap();
+    metrics.text().await.unwrap().lines().any(|line| {
+        line.starts_with("missive_rpc_calls_total")
+            && line.contains("MessageStore")
+            && line.contains("method=\"Append\"")
+            && line.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()).is_some_and(|n| n > 0.0)
+    })
+}
+
 #[tokio::test]
 async fn split_deployment_on_mariadb_survives_killed_nodes() {
     let urls = fresh_databases(DatabaseServer::MariaDb, "it_split", 2).await.join(",");
-    split_deployment_loses_no_acknowledged_message(deploy(&urls, true)).await;
+    let mut deployment = deploy(&urls, Placement::StoreNodes);
+    split_deployment_loses_no_acknowledged_message(&mut deployment).await;
+    // Messages went to their own store node, and only there.
+    let [all, messages] = [&deployment.stores[0], &deployment.stores[1]];
+    assert!(!appends(all).await && appends(messages).await);
 }
 
 #[tokio::test]
 async fn split_deployment_on_postgresql_survives_killed_nodes() {
     let urls = fresh_databases(DatabaseServer::Postgres, "it_split", 2).await.join(",");
-    split_deployment_loses_no_acknowledged_message(deploy(&urls, false)).await;
+    split_deployment_loses_no_acknowledged_message(&mut deploy(&urls, Placement::InLogicNode))
+        .await;
 }
