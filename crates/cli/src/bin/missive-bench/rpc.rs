@@ -114,9 +114,14 @@ async fn measure(name: &'static str, service: Arc<dyn Seq>, calls: u64, in_fligh
             latency
         }));
     }
-    let mut latency_ns = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let mut latency_ns = latency_histogram();
     for task in tasks {
         latency_ns.add(task.await.expect("bench task")).expect("same bounds");
     }
     Figure { name, calls, elapsed: started.elapsed(), latency_ns }
+}
+
+/// Nanoseconds, from 1 ns to a minute, to three significant digits.
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
 }
