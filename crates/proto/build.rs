@@ -14,7 +14,12 @@ fn main() {
     // The client protocol is also spoken as JSON on the short link.
     config.type_attribute(".missive.v1", "#[derive(serde::Serialize, serde::Deserialize)]");
     config.message_attribute(".missive.v1", "#[serde(default)]");
-    for field in [".missive.v1.SyncRequest.sync_key", ".missive.v1.SyncResponse.sync_key"] {
+    for field in [
+        ".missive.v1.SyncRequest.sync_key",
+        ".missive.v1.SyncResponse.sync_key",
+        ".missive.v1.UploadRequest.data",
+        ".missive.v1.DownloadResponse.data",
+    ] {
         config.field_attribute(field, "#[serde(with = \"crate::base64_json\")]");
     }
     config.compile_fds(descriptors).expect("code generation succeeds");

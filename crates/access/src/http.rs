@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::{SinkExt, StreamExt};
 use missive_proto::Command;
+use missive_proto::client::DownloadRequest;
 use missive_proto::frame::{Frame, HEADER_BYTES};
 use missive_proto::internal::AuthenticateRequest;
 use missive_rpc::{Caller, Code, Ctx, Status};
@@ -31,13 +32,21 @@ struct HttpState {
     shutdown: CancellationToken,
     /// The largest request body read; larger ones are answered with FRAME_TOO_LARGE.
     body_max: usize,
+    /// The same for UPLOAD.
+    upload_body_max: usize,
 }
+
+/// The header by which a short-link request declares its protocol version; without it, the
+/// request is answered in version 1, as a long link that declares none is.
+pub const PROTOCOL_HEADER: &str = "missive-protocol";
 
 /// The router of the short link and the WebSocket long link.
 pub fn router(links: LinkServer, shutdown: CancellationToken) -> Router {
     let body_max = links.config().frame_body_bytes_max as usize;
+    let upload_body_max = links.config().upload_body_bytes_max.max(body_max);
     Router::new()
         .route("/v1/{command}", post(short_link))
+        .route("/v1/media/{media_id}", get(download))
         .route("/ws", get(websocket))
         .fallback(|| async {
             answer(
@@ -47,7 +56,7 @@ pub fn router(links: LinkServer, shutdown: CancellationToken) -> Router {
         })
         // Bodies are bounded by `short_link` itself, so an oversized one gets a precise code.
         .layer(DefaultBodyLimit::disable())
-        .with_state(HttpState { links, shutdown, body_max })
+        .with_state(HttpState { links, shutdown, body_max, upload_body_max })
 }
 
 fn format_of(headers: &HeaderMap) -> Format {
@@ -84,15 +93,17 @@ async fn short_link(
     body: Body,
 ) -> Response {
     let format = format_of(&headers);
+    let body_max =
+        if name == Command::Upload.name() { state.upload_body_max } else { state.body_max };
     let too_large = || {
-        let message = format!("request body exceeds {} bytes", state.body_max);
+        let message = format!("request body exceeds {body_max} bytes");
         Err(Status::new(Code::FrameTooLarge, message))
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > state.body_max) {
+    if declared.is_some_and(|length| length > body_max) {
         return answer(too_large(), format);
     }
     // The whole request, body included, runs under the request deadline, so a client that
@@ -100,7 +111,7 @@ async fn short_link(
     let request_timeout = state.links.config().request_timeout;
     let result = dispatch::within(request_timeout, async {
         // Fails only past the limit (a chunked body) or when the peer vanished mid-body.
-        let Ok(body) = axum::body::to_bytes(body, state.body_max).await else {
+        let Ok(body) = axum::body::to_bytes(body, body_max).await else {
             return too_large();
         };
         short_link_call(&state, &name, &headers, &body, format).await
@@ -118,26 +129,78 @@ async fn short_link_call(
 ) -> Result<Bytes, Status> {
     let command = Command::from_name(name)
         .ok_or_else(|| Status::new(Code::UnknownCommand, format!("unknown command {name:?}")))?;
-    let shared = state.links.shared();
-    let dispatcher = &shared.dispatcher;
-    let mut ctx = Ctx::new(dispatcher.request_id())
-        .with_timeout(shared.config.request_timeout)
-        .with_priority(command.priority());
+    let mut ctx = request_ctx(state, command);
     if !command.allowed_anonymous() {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::new(Code::Unauthenticated, "missing bearer token"))?;
-        let request = AuthenticateRequest { token: token.trim().to_string() };
-        let session = dispatcher.api().authenticate(&ctx, request).await?;
-        ctx.caller = Some(Caller {
-            user_id: session.user_id,
-            device_id: session.device_id,
-            protocol_version: 1,
-        });
+        authenticate(state, headers, &mut ctx).await?;
     }
-    dispatcher.dispatch(&ctx, command, body, format).await
+    state.links.shared().dispatcher.dispatch(&ctx, command, body, format).await
+}
+
+fn request_ctx(state: &HttpState, command: Command) -> Ctx {
+    let shared = state.links.shared();
+    Ctx::new(shared.dispatcher.request_id())
+        .with_timeout(shared.config.request_timeout)
+        .with_priority(command.priority())
+}
+
+/// Binds the request to the session of its bearer token, in the protocol version it declares.
+async fn authenticate(state: &HttpState, headers: &HeaderMap, ctx: &mut Ctx) -> Result<(), Status> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| Status::new(Code::Unauthenticated, "missing bearer token"))?;
+    let declared = match headers.get(PROTOCOL_HEADER) {
+        None => 0,
+        Some(value) => {
+            value.to_str().ok().and_then(|v| v.trim().parse().ok()).ok_or_else(|| {
+                Status::new(Code::BadRequest, format!("{PROTOCOL_HEADER} must be a number"))
+            })?
+        }
+    };
+    let request = AuthenticateRequest { token: token.trim().to_string() };
+    let session = state.links.shared().dispatcher.api().authenticate(ctx, request).await?;
+    ctx.caller = Some(Caller {
+        user_id: session.user_id,
+        device_id: session.device_id,
+        protocol_version: missive_proto::negotiate_protocol(declared),
+    });
+    Ok(())
+}
+
+/// `GET /v1/media/<id>`: the bytes of an uploaded image or file, to a member of its
+/// conversation. Always served as an attachment, never sniffed, so that no upload can run as
+/// a page of this origin.
+async fn download(
+    State(state): State<HttpState>,
+    Path(media_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let request_timeout = state.links.config().request_timeout;
+    let result = dispatch::within(request_timeout, async {
+        let mut ctx = request_ctx(&state, Command::Download);
+        authenticate(&state, &headers, &mut ctx).await?;
+        let request = DownloadRequest { media_id };
+        state.links.shared().dispatcher.api().download(&ctx, request).await
+    })
+    .await;
+    let downloaded = match result {
+        Ok(downloaded) => downloaded,
+        Err(status) => return answer(Err(status), Format::Json),
+    };
+    let media = downloaded.media.unwrap_or_default();
+    let mime = HeaderValue::from_str(&media.mime_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let file_name: String =
+        media.name.chars().filter(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\')).collect();
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\""))
+        .unwrap_or(HeaderValue::from_static("attachment"));
+    let mut response = Response::new(Body::from(downloaded.data));
+    let out = response.headers_mut();
+    out.insert(header::CONTENT_TYPE, mime);
+    out.insert(header::CONTENT_DISPOSITION, disposition);
+    out.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }
 
 async fn websocket(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -> Response {

@@ -25,6 +25,8 @@ use std::time::Duration;
 pub struct AccessConfig {
     /// Largest frame body (and HTTP body) accepted; larger ones are refused.
     pub frame_body_bytes_max: u32,
+    /// Largest HTTP body of an UPLOAD (the media limit, plus room for the encoding).
+    pub upload_body_bytes_max: usize,
     /// Long-link connections held at once at most, over all transports.
     pub connections_max: usize,
     /// A long link must authenticate within this time of connecting.
@@ -45,6 +47,7 @@ impl Default for AccessConfig {
     fn default() -> Self {
         AccessConfig {
             frame_body_bytes_max: missive_proto::frame::BODY_BYTES_MAX_DEFAULT,
+            upload_body_bytes_max: upload_body_bytes_for(MEDIA_BYTES_MAX_DEFAULT),
             connections_max: 100_000,
             auth_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(30),
@@ -54,6 +57,15 @@ impl Default for AccessConfig {
             drain_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// The default largest media upload: 16 MiB.
+pub const MEDIA_BYTES_MAX_DEFAULT: usize = 16 << 20;
+
+/// The HTTP body an upload of `media_bytes` needs at most: base64 in JSON takes 4 bytes per 3,
+/// and the other fields fit in 64 KiB.
+pub fn upload_body_bytes_for(media_bytes: usize) -> usize {
+    media_bytes / 3 * 4 + 4 + 64 * 1024
 }
 
 impl AccessConfig {

@@ -24,9 +24,6 @@ use tokio_util::sync::CancellationToken;
 /// Frames gathered into one write at most.
 const WRITE_BATCH_FRAMES_MAX: usize = 32;
 
-/// The protocol versions this server speaks.
-pub const PROTOCOL_VERSIONS: std::ops::RangeInclusive<u32> = 1..=1;
-
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LinkError {
     #[error(transparent)]
@@ -173,13 +170,7 @@ impl Link<'_> {
             return Err(Status::new(Code::FailedPrecondition, "already authenticated"));
         }
         let request: AuthRequest = dispatch::decode(body, Format::Protobuf)?;
-        let protocol_version = request.protocol_version.max(1);
-        if !PROTOCOL_VERSIONS.contains(&protocol_version) {
-            return Err(Status::new(
-                Code::FailedPrecondition,
-                format!("protocol version {protocol_version} is not supported"),
-            ));
-        }
+        let protocol_version = missive_proto::negotiate_protocol(request.protocol_version);
         let request = missive_proto::internal::AuthenticateRequest { token: request.token };
         let session = self.shared.dispatcher.api().authenticate(ctx, request).await?;
         let caller =
@@ -200,6 +191,8 @@ impl Link<'_> {
                 user_id: caller.user_id,
                 device_id: caller.device_id,
                 heartbeat_interval_s,
+                // Version 1 has no such field: its clients get the answer they knew.
+                protocol_version: if protocol_version > 1 { protocol_version } else { 0 },
             }
             .encode_to_vec(),
         ))

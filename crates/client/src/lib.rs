@@ -22,8 +22,9 @@ use rand::RngCore;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// The protocol version this SDK speaks by default.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this SDK speaks by default: the newest. Connect with
+/// [`Client::connect_with`] and 1 to act as a version-1 client.
+pub const PROTOCOL_VERSION: u32 = missive_proto::PROTOCOL_VERSION;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
@@ -76,11 +77,16 @@ impl Client {
     pub async fn connect_with(url: &str, protocol_version: u32) -> Result<Client, ClientError> {
         let endpoint = Endpoint::parse(url)?;
         Ok(Client {
-            link: Link::connect(&endpoint).await?,
+            link: Link::connect(&endpoint, protocol_version).await?,
             protocol_version,
             session: Mutex::new(None),
             sync_key: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The protocol version this client declares.
+    pub fn protocol_version(&self) -> u32 {
+        self.protocol_version
     }
 
     /// True for TCP and WebSocket, which carry notifies.
@@ -199,6 +205,194 @@ impl Client {
     /// Sends a message as given; retrying with the same `client_msg_id` never duplicates it.
     pub async fn send(&self, request: SendRequest) -> Result<SendResponse, ClientError> {
         self.call(Command::Send, &request).await
+    }
+
+    /// Sends a text to a group.
+    pub async fn send_to_group(
+        &self,
+        group_id: u64,
+        text: &str,
+        mentions: Vec<u64>,
+    ) -> Result<SendResponse, ClientError> {
+        self.send(SendRequest {
+            to_user_id: group_id,
+            client_msg_id: new_client_msg_id(),
+            kind: MessageKind::Text as i32,
+            text: text.into(),
+            mentions,
+            ..SendRequest::default()
+        })
+        .await
+    }
+
+    /// Uploads an image or file for a conversation (a peer user or a group) and sends it.
+    pub async fn send_media(
+        &self,
+        conversation_id: u64,
+        kind: MessageKind,
+        media: &MediaRef,
+        caption: &str,
+    ) -> Result<SendResponse, ClientError> {
+        self.send(SendRequest {
+            to_user_id: conversation_id,
+            client_msg_id: new_client_msg_id(),
+            kind: kind as i32,
+            text: caption.into(),
+            media_id: media.media_id.clone(),
+            ..SendRequest::default()
+        })
+        .await
+    }
+
+    pub async fn upload(
+        &self,
+        conversation_id: u64,
+        name: &str,
+        mime_type: &str,
+        data: Vec<u8>,
+    ) -> Result<MediaRef, ClientError> {
+        let request =
+            UploadRequest { conversation_id, name: name.into(), mime_type: mime_type.into(), data };
+        let answer: UploadResponse = self.call(Command::Upload, &request).await?;
+        answer.media.ok_or_else(|| ClientError::Protocol("media missing".into()))
+    }
+
+    pub async fn download(&self, media_id: &str) -> Result<DownloadResponse, ClientError> {
+        self.call(Command::Download, &DownloadRequest { media_id: media_id.into() }).await
+    }
+
+    pub async fn recall(&self, message_id: u64) -> Result<RecallResponse, ClientError> {
+        self.call(Command::Recall, &RecallRequest { message_id }).await
+    }
+
+    pub async fn mark_read(&self, message_id: u64) -> Result<MarkReadResponse, ClientError> {
+        self.call(Command::MarkRead, &MarkReadRequest { message_id }).await
+    }
+
+    // ---- contacts ----
+
+    pub async fn friend_request(
+        &self,
+        username: &str,
+        greeting: &str,
+    ) -> Result<ContactResponse, ClientError> {
+        let request = FriendRequestRequest {
+            username: username.into(),
+            greeting: greeting.into(),
+            user_id: 0,
+        };
+        self.call(Command::FriendRequest, &request).await
+    }
+
+    pub async fn friend_respond(
+        &self,
+        username: &str,
+        accept: bool,
+    ) -> Result<ContactResponse, ClientError> {
+        let request = FriendRespondRequest { username: username.into(), accept, user_id: 0 };
+        self.call(Command::FriendRespond, &request).await
+    }
+
+    pub async fn friend_remove(&self, username: &str) -> Result<ContactResponse, ClientError> {
+        let request = FriendRemoveRequest { username: username.into(), user_id: 0 };
+        self.call(Command::FriendRemove, &request).await
+    }
+
+    pub async fn set_blocked(
+        &self,
+        username: &str,
+        blocked: bool,
+    ) -> Result<ContactResponse, ClientError> {
+        let request = SetBlockedRequest { username: username.into(), blocked, user_id: 0 };
+        self.call(Command::SetBlocked, &request).await
+    }
+
+    pub async fn set_remark(
+        &self,
+        username: &str,
+        remark: &str,
+    ) -> Result<ContactResponse, ClientError> {
+        let request =
+            SetRemarkRequest { username: username.into(), remark: remark.into(), user_id: 0 };
+        self.call(Command::SetRemark, &request).await
+    }
+
+    pub async fn contacts(&self) -> Result<Vec<Contact>, ClientError> {
+        let answer: ListContactsResponse =
+            self.call(Command::ListContacts, &ListContactsRequest {}).await?;
+        Ok(answer.contacts)
+    }
+
+    // ---- groups ----
+
+    async fn group_call<Req: prost::Message>(
+        &self,
+        command: Command,
+        request: &Req,
+    ) -> Result<Group, ClientError> {
+        let answer: GroupResponse = self.call(command, request).await?;
+        answer.group.ok_or_else(|| ClientError::Protocol("group missing".into()))
+    }
+
+    pub async fn group_create(
+        &self,
+        name: &str,
+        member_ids: Vec<u64>,
+    ) -> Result<Group, ClientError> {
+        self.group_call(Command::GroupCreate, &GroupCreateRequest { name: name.into(), member_ids })
+            .await
+    }
+
+    pub async fn group_invite(
+        &self,
+        group_id: u64,
+        user_ids: Vec<u64>,
+    ) -> Result<Group, ClientError> {
+        self.group_call(Command::GroupInvite, &GroupInviteRequest { group_id, user_ids }).await
+    }
+
+    pub async fn group_remove(
+        &self,
+        group_id: u64,
+        user_ids: Vec<u64>,
+    ) -> Result<Group, ClientError> {
+        self.group_call(Command::GroupRemove, &GroupRemoveRequest { group_id, user_ids }).await
+    }
+
+    pub async fn group_leave(&self, group_id: u64) -> Result<Group, ClientError> {
+        self.group_call(Command::GroupLeave, &GroupLeaveRequest { group_id }).await
+    }
+
+    pub async fn group_rename(&self, group_id: u64, name: &str) -> Result<Group, ClientError> {
+        let request = GroupUpdateRequest { group_id, name: Some(name.into()), announcement: None };
+        self.group_call(Command::GroupUpdate, &request).await
+    }
+
+    pub async fn group_announce(&self, group_id: u64, text: &str) -> Result<Group, ClientError> {
+        let request = GroupUpdateRequest { group_id, name: None, announcement: Some(text.into()) };
+        self.group_call(Command::GroupUpdate, &request).await
+    }
+
+    pub async fn group_set_admin(
+        &self,
+        group_id: u64,
+        user_id: u64,
+        admin: bool,
+    ) -> Result<Group, ClientError> {
+        let request = GroupSetAdminRequest { group_id, user_id, admin };
+        self.group_call(Command::GroupSetAdmin, &request).await
+    }
+
+    pub async fn group_transfer(&self, group_id: u64, user_id: u64) -> Result<Group, ClientError> {
+        self.group_call(Command::GroupTransfer, &GroupTransferRequest { group_id, user_id }).await
+    }
+
+    pub async fn group_dissolve(&self, group_id: u64) -> Result<Group, ClientError> {
+        self.group_call(Command::GroupDissolve, &GroupDissolveRequest { group_id }).await
+    }
+
+    pub async fn group_info(&self, group_id: u64) -> Result<Group, ClientError> {
+        self.group_call(Command::GroupInfo, &GroupInfoRequest { group_id }).await
     }
 
     /// One SYNC call from the stored key; stores the new key.

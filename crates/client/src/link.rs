@@ -61,7 +61,12 @@ pub(crate) enum Link {
 }
 
 impl Link {
-    pub(crate) async fn connect(endpoint: &Endpoint) -> Result<Link, ClientError> {
+    /// Connects; the short link declares `protocol_version` on every request (a long link
+    /// declares it once, in AUTH).
+    pub(crate) async fn connect(
+        endpoint: &Endpoint,
+        protocol_version: u32,
+    ) -> Result<Link, ClientError> {
         let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
         match endpoint {
             Endpoint::Tcp(address) => {
@@ -99,9 +104,11 @@ impl Link {
                 });
                 Ok(Link::Long(LongLink::start(Box::pin(reader), Box::pin(writer))))
             }
-            Endpoint::Http(base) => {
-                Ok(Link::Short(ShortLink { base: base.clone(), http: reqwest::Client::new() }))
-            }
+            Endpoint::Http(base) => Ok(Link::Short(ShortLink {
+                base: base.clone(),
+                http: reqwest::Client::new(),
+                protocol_version,
+            })),
         }
     }
 
@@ -300,6 +307,7 @@ impl Drop for LongLink {
 pub(crate) struct ShortLink {
     base: String,
     http: reqwest::Client,
+    protocol_version: u32,
 }
 
 impl ShortLink {
@@ -313,6 +321,7 @@ impl ShortLink {
             .http
             .post(format!("{}/v1/{name}", self.base))
             .header("content-type", "application/x-protobuf")
+            .header("missive-protocol", self.protocol_version.to_string())
             .body(body);
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));

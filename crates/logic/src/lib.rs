@@ -7,8 +7,12 @@
 //! storage backend answers. Time comes from an injected [`Clock`].
 
 mod auth;
+mod compat;
+mod contact;
+mod group;
 mod janitor;
 mod locks;
+mod media;
 mod message;
 mod seq;
 mod sync;
@@ -24,8 +28,8 @@ pub use sync_key::{SyncKey, SyncKeyCodec, SyncKeyError};
 
 use missive_proto::client::*;
 use missive_proto::internal::{
-    AccountStore, AllocRequest, AuthenticateRequest, ClientApi, ContactStore, InboxEntry,
-    MessageStore, NotifyRequest, NotifyTarget, Push, Seq, SessionRecord,
+    AccountStore, AllocRequest, AuthenticateRequest, ClientApi, ContactStore, GroupStore,
+    InboxEntry, MediaStore, MessageStore, NotifyRequest, NotifyTarget, Push, Seq, SessionRecord,
 };
 use missive_rpc::{Code, Ctx, Status};
 use std::sync::Arc;
@@ -92,6 +96,27 @@ impl std::str::FromStr for Retention {
     }
 }
 
+/// Who may send a user a 1:1 message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectMessages {
+    /// Friends only (the default, as WeChat): others get NOT_FRIENDS.
+    Friends,
+    /// Anyone who has not been blocked.
+    Anyone,
+}
+
+impl std::str::FromStr for DirectMessages {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "friends" => Ok(DirectMessages::Friends),
+            "anyone" => Ok(DirectMessages::Anyone),
+            _ => Err(format!("bad direct-message policy {text:?} (use friends or anyone)")),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct LogicConfig {
     /// Signs SyncKeys; keep it across restarts or every client resyncs from scratch.
@@ -107,6 +132,13 @@ pub struct LogicConfig {
     pub janitor_interval: Duration,
     pub seq_step: u64,
     pub clock: Clock,
+    pub direct_messages: DirectMessages,
+    /// Members a group holds at most, its owner included.
+    pub group_members_max: usize,
+    /// The largest image or file accepted.
+    pub media_bytes_max: usize,
+    /// How long after sending a sender may recall a message.
+    pub recall_window: Duration,
 }
 
 impl Default for LogicConfig {
@@ -122,6 +154,10 @@ impl Default for LogicConfig {
             janitor_interval: Duration::from_secs(1),
             seq_step: 10_000,
             clock: Clock::system(),
+            direct_messages: DirectMessages::Friends,
+            group_members_max: 500,
+            media_bytes_max: 16 << 20,
+            recall_window: Duration::from_secs(120),
         }
     }
 }
@@ -132,6 +168,8 @@ pub struct Deps {
     pub accounts: Arc<dyn AccountStore>,
     pub contacts: Arc<dyn ContactStore>,
     pub messages: Arc<dyn MessageStore>,
+    pub groups: Arc<dyn GroupStore>,
+    pub media: Arc<dyn MediaStore>,
     pub seq: Arc<dyn Seq>,
     pub push: Arc<dyn Push>,
 }
@@ -142,6 +180,7 @@ pub struct Logic {
     config: LogicConfig,
     sync_keys: SyncKeyCodec,
     locks: locks::UserLocks,
+    group_locks: locks::GroupLocks,
     auth: auth::AuthState,
     acks: janitor::AckBuffer,
     names: message::NameCache,
@@ -153,6 +192,7 @@ impl Logic {
         Arc::new(Logic {
             sync_keys: SyncKeyCodec::new(&config.sync_key_secret),
             locks: locks::UserLocks::new(4096),
+            group_locks: locks::GroupLocks::new(1024),
             auth: auth::AuthState::new(config.hashing_concurrency),
             acks: janitor::AckBuffer::default(),
             names: message::NameCache::default(),
@@ -173,13 +213,28 @@ impl Logic {
         &self,
         ctx: &Ctx,
         users: &[u64],
-        mut write: F,
+        write: F,
     ) -> Result<(T, Vec<InboxEntry>), Status>
     where
         F: FnMut(Vec<InboxEntry>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let _guards = self.locks.lock(users).await;
+        self.write_versioned_locked(ctx, users, write).await
+    }
+
+    /// [`write_versioned`](Self::write_versioned) for a caller that already holds the users'
+    /// locks (it read what it is about to change under them).
+    async fn write_versioned_locked<T, F, Fut>(
+        &self,
+        ctx: &Ctx,
+        users: &[u64],
+        mut write: F,
+    ) -> Result<(T, Vec<InboxEntry>), Status>
+    where
+        F: FnMut(Vec<InboxEntry>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
         let mut attempt = 0;
         loop {
             let mut entries = Vec::with_capacity(users.len());
@@ -261,5 +316,142 @@ impl ClientApi for Logic {
 
     async fn sync(&self, ctx: &Ctx, req: SyncRequest) -> Result<SyncResponse, Status> {
         self.sync_changes(ctx, req).await
+    }
+
+    async fn friend_request(
+        &self,
+        ctx: &Ctx,
+        req: FriendRequestRequest,
+    ) -> Result<ContactResponse, Status> {
+        let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
+        self.ask_friend(ctx, peer, req.greeting).await
+    }
+
+    async fn friend_respond(
+        &self,
+        ctx: &Ctx,
+        req: FriendRespondRequest,
+    ) -> Result<ContactResponse, Status> {
+        let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
+        self.answer_friend(ctx, peer, req.accept).await
+    }
+
+    async fn friend_remove(
+        &self,
+        ctx: &Ctx,
+        req: FriendRemoveRequest,
+    ) -> Result<ContactResponse, Status> {
+        let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
+        self.unfriend(ctx, peer).await
+    }
+
+    async fn set_blocked(
+        &self,
+        ctx: &Ctx,
+        req: SetBlockedRequest,
+    ) -> Result<ContactResponse, Status> {
+        let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
+        self.block(ctx, peer, req.blocked).await
+    }
+
+    async fn set_remark(
+        &self,
+        ctx: &Ctx,
+        req: SetRemarkRequest,
+    ) -> Result<ContactResponse, Status> {
+        let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
+        self.remark(ctx, peer, req.remark).await
+    }
+
+    async fn list_contacts(
+        &self,
+        ctx: &Ctx,
+        _: ListContactsRequest,
+    ) -> Result<ListContactsResponse, Status> {
+        self.contact_list(ctx).await
+    }
+
+    async fn group_create(
+        &self,
+        ctx: &Ctx,
+        req: GroupCreateRequest,
+    ) -> Result<GroupResponse, Status> {
+        self.create_group(ctx, req).await
+    }
+
+    async fn group_invite(
+        &self,
+        ctx: &Ctx,
+        req: GroupInviteRequest,
+    ) -> Result<GroupResponse, Status> {
+        self.invite(ctx, req).await
+    }
+
+    async fn group_remove(
+        &self,
+        ctx: &Ctx,
+        req: GroupRemoveRequest,
+    ) -> Result<GroupResponse, Status> {
+        self.remove_members(ctx, req).await
+    }
+
+    async fn group_leave(
+        &self,
+        ctx: &Ctx,
+        req: GroupLeaveRequest,
+    ) -> Result<GroupResponse, Status> {
+        self.leave(ctx, req).await
+    }
+
+    async fn group_update(
+        &self,
+        ctx: &Ctx,
+        req: GroupUpdateRequest,
+    ) -> Result<GroupResponse, Status> {
+        self.update_group(ctx, req).await
+    }
+
+    async fn group_set_admin(
+        &self,
+        ctx: &Ctx,
+        req: GroupSetAdminRequest,
+    ) -> Result<GroupResponse, Status> {
+        self.set_admin(ctx, req).await
+    }
+
+    async fn group_transfer(
+        &self,
+        ctx: &Ctx,
+        req: GroupTransferRequest,
+    ) -> Result<GroupResponse, Status> {
+        self.transfer(ctx, req).await
+    }
+
+    async fn group_dissolve(
+        &self,
+        ctx: &Ctx,
+        req: GroupDissolveRequest,
+    ) -> Result<GroupResponse, Status> {
+        self.dissolve(ctx, req).await
+    }
+
+    async fn group_info(&self, ctx: &Ctx, req: GroupInfoRequest) -> Result<GroupResponse, Status> {
+        self.group_details(ctx, req).await
+    }
+
+    async fn upload(&self, ctx: &Ctx, req: UploadRequest) -> Result<UploadResponse, Status> {
+        self.store_media(ctx, req).await
+    }
+
+    async fn download(&self, ctx: &Ctx, req: DownloadRequest) -> Result<DownloadResponse, Status> {
+        self.fetch_media(ctx, req).await
+    }
+
+    async fn recall(&self, ctx: &Ctx, req: RecallRequest) -> Result<RecallResponse, Status> {
+        self.recall_message(ctx, req).await
+    }
+
+    async fn mark_read(&self, ctx: &Ctx, req: MarkReadRequest) -> Result<MarkReadResponse, Status> {
+        self.send_receipt(ctx, req).await
     }
 }

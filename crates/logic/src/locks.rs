@@ -6,7 +6,7 @@
 //! user therefore holds that user's lock from allocation until its commit is acknowledged.
 //! Locks are striped: users in one stripe share a lock, which costs only a little concurrency.
 
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub struct UserLocks {
     stripes: Vec<Mutex<()>>,
@@ -30,6 +30,32 @@ impl UserLocks {
             guards.push(self.stripes[stripe].lock().await);
         }
         guards
+    }
+}
+
+/// Per-group ordering between membership changes and group messages: a change holds its
+/// group's lock exclusively, a send holds it shared, so a member removed is removed for every
+/// send that starts after the removal was answered, and none that started before lingers.
+pub struct GroupLocks {
+    stripes: Vec<RwLock<()>>,
+}
+
+impl GroupLocks {
+    pub fn new(stripes: usize) -> Self {
+        assert!(stripes > 0);
+        GroupLocks { stripes: (0..stripes).map(|_| RwLock::new(())).collect() }
+    }
+
+    fn stripe(&self, group_id: u64) -> &RwLock<()> {
+        &self.stripes[(group_id % self.stripes.len() as u64) as usize]
+    }
+
+    pub async fn change(&self, group_id: u64) -> RwLockWriteGuard<'_, ()> {
+        self.stripe(group_id).write().await
+    }
+
+    pub async fn send(&self, group_id: u64) -> RwLockReadGuard<'_, ()> {
+        self.stripe(group_id).read().await
     }
 }
 

@@ -4,7 +4,7 @@
 //! calling device, and once every device of the user has acknowledged a message, retention
 //! decides when it is deleted. No separate ACK command exists.
 
-use crate::Logic;
+use crate::{Logic, compat, message};
 use missive_proto::client::*;
 use missive_proto::internal::{ContactChangesRequest, InboxQuery, UserRef};
 use missive_rpc::{Code, Ctx, Status};
@@ -95,16 +95,33 @@ impl Logic {
             items.truncate(fitting);
             more = true;
         }
-        let mut delivered_messages = 0u64;
+        let mut delivered = [0u64; message::KINDS.len()];
         for item in &items {
             let data_type = DataType::try_from(item.r#type).unwrap_or(DataType::Unspecified);
             key.advance(data_type, item.version);
-            delivered_messages += u64::from(data_type == DataType::Message);
+            if let Some(sync_item::Body::Message(message)) = &item.body {
+                let kind = MessageKind::try_from(message.kind).unwrap_or(MessageKind::Text);
+                delivered[message::kind_index(kind)] += 1;
+            }
+        }
+        for (count, kind) in delivered.into_iter().zip(message::KINDS) {
+            if count > 0 {
+                metrics::counter!("missive_messages_delivered_total", "kind" => message::kind_name(kind))
+                    .increment(count);
+            }
         }
         metrics::counter!("missive_sync_calls_total").increment(1);
         metrics::counter!("missive_sync_items_total").increment(items.len() as u64);
-        metrics::counter!("missive_messages_delivered_total", "kind" => "text")
-            .increment(delivered_messages);
+        // The key covers every item; what a client is sent of them depends on its version.
+        let items = if caller.protocol_version >= 2 {
+            items.into_iter().map(compat::for_current).collect()
+        } else {
+            let me = self.username_of(ctx, caller.user_id).await?;
+            items
+                .into_iter()
+                .filter_map(|item| compat::for_version_1(item, (caller.user_id, &me)))
+                .collect()
+        };
         Ok(SyncResponse { items, sync_key: self.sync_keys.seal(&key), more })
     }
 }

@@ -1,11 +1,11 @@
 //! The logic layer over the real embedded store, with time injected: what the end-to-end
 //! tests cannot wait for.
 
-use crate::{Clock, Deps, Logic, LogicConfig, Retention, SeqAllocator};
+use crate::{Clock, Deps, DirectMessages, Logic, LogicConfig, Retention, SeqAllocator};
 use missive_proto::client::*;
 use missive_proto::internal::{AuthenticateRequest, ClientApi, Empty, NotifyRequest, Push};
 use missive_rpc::{Caller, Ctx, Status};
-use missive_storage_embedded::{EmbeddedStore, StoreConfig};
+use missive_storage_embedded::{EmbeddedStore, FileMediaStore, StoreConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -33,6 +33,8 @@ fn logic_node(store: Arc<EmbeddedStore>, now: Arc<AtomicI64>, retention: Retenti
         accounts: store.clone(),
         contacts: store.clone(),
         messages: store.clone(),
+        groups: store.clone(),
+        media: Arc::new(FileMediaStore::open(store.path().parent().unwrap()).unwrap()),
         seq: Arc::new(SeqAllocator::new(store, 100)),
         push: Arc::new(Offline),
     };
@@ -41,6 +43,8 @@ fn logic_node(store: Arc<EmbeddedStore>, now: Arc<AtomicI64>, retention: Retenti
         password_cost: crate::PasswordCost { memory_kib: 64, iterations: 1 },
         retention,
         clock: Clock::from_fn(move || now.load(Ordering::SeqCst)),
+        // These tests send between strangers; the contact rules have tests of their own.
+        direct_messages: DirectMessages::Anyone,
         ..LogicConfig::default()
     };
     Logic::new(deps, config)
@@ -54,8 +58,11 @@ async fn signed_in(logic: &Logic, name: &str) -> Ctx {
     logic.register(&ctx, register).await.unwrap();
     let login = LoginRequest { username: name.into(), password, device_name: "d".into() };
     let session = logic.login(&ctx, login).await.unwrap();
-    let caller =
-        Caller { user_id: session.user_id, device_id: session.device_id, protocol_version: 1 };
+    let caller = Caller {
+        user_id: session.user_id,
+        device_id: session.device_id,
+        protocol_version: missive_proto::PROTOCOL_VERSION,
+    };
     Ctx { caller: Some(caller), ..ctx }
 }
 
@@ -187,12 +194,50 @@ async fn a_logout_through_another_logic_node_takes_effect_within_the_session_cac
     };
     authenticate(two.clone()).await.expect("node two caches the session");
 
-    let caller =
-        Caller { user_id: session.user_id, device_id: session.device_id, protocol_version: 1 };
+    let caller = Caller {
+        user_id: session.user_id,
+        device_id: session.device_id,
+        protocol_version: missive_proto::PROTOCOL_VERSION,
+    };
     one.logout(&Ctx { caller: Some(caller), ..Ctx::new(0) }, LogoutRequest {}).await.unwrap();
     assert!(authenticate(one.clone()).await.is_err(), "the node that logged out knows at once");
     assert!(authenticate(two.clone()).await.is_ok(), "the other trusts its cache a while");
     now.fetch_add(crate::auth::SESSION_CACHE_TTL_MS, Ordering::SeqCst);
     let refused = authenticate(two).await.unwrap_err();
     assert_eq!(refused.code, missive_rpc::Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_message_can_be_recalled_within_two_minutes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(1_000 * DAY_MS));
+    let logic = logic(&dir, now.clone(), Retention::Forever);
+    let alice = signed_in(&logic, "alice").await;
+    let bob = signed_in(&logic, "bob").await;
+    let early = logic.send(&alice, text_to("bob", "early", "oops")).await.unwrap();
+    let late = logic.send(&alice, text_to("bob", "late", "fine")).await.unwrap();
+
+    now.fetch_add(119_000, Ordering::SeqCst);
+    logic.recall(&alice, RecallRequest { message_id: early.message_id }).await.unwrap();
+    let refused = logic.recall(&bob, RecallRequest { message_id: late.message_id }).await;
+    assert_eq!(refused.unwrap_err().code, missive_rpc::Code::PermissionDenied);
+    now.fetch_add(2_000, Ordering::SeqCst);
+    let too_late = logic.recall(&alice, RecallRequest { message_id: late.message_id }).await;
+    assert_eq!(too_late.unwrap_err().code, missive_rpc::Code::TooLate);
+    // A retry of the recall that went through is still answered, and stores nothing twice.
+    logic.recall(&alice, RecallRequest { message_id: early.message_id }).await.unwrap();
+
+    let synced = logic.sync(&bob, SyncRequest::default()).await.unwrap().items;
+    let bodies: Vec<Message> = synced
+        .into_iter()
+        .filter_map(|item| match item.body {
+            Some(sync_item::Body::Message(m)) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bodies.len(), 3, "two messages and one recall");
+    assert!(bodies[0].recalled && bodies[0].text.is_empty(), "{bodies:?}");
+    assert_eq!(bodies[1].text, "fine");
+    assert_eq!(bodies[2].kind, MessageKind::Recall as i32);
+    assert_eq!(bodies[2].ref_message_id, early.message_id);
 }

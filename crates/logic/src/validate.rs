@@ -54,6 +54,16 @@ pub fn text(text: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// The optional caption of an image or file.
+pub fn caption(text: &str) -> Result<(), Status> {
+    if text.len() > TEXT_BYTES_MAX {
+        return Err(Status::invalid_argument(format!(
+            "caption must be at most {TEXT_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(())
+}
+
 pub fn client_msg_id(id: &str) -> Result<(), Status> {
     if id.is_empty() || id.len() > CLIENT_MSG_ID_BYTES_MAX {
         return Err(Status::invalid_argument(format!(

@@ -13,12 +13,31 @@ pub enum Command {
     UpdateProfile = 7,
     Send = 8,
     Sync = 9,
+    FriendRequest = 10,
+    FriendRespond = 11,
+    FriendRemove = 12,
+    SetBlocked = 13,
+    SetRemark = 14,
+    ListContacts = 15,
+    GroupCreate = 20,
+    GroupInvite = 21,
+    GroupRemove = 22,
+    GroupLeave = 23,
+    GroupUpdate = 24,
+    GroupSetAdmin = 25,
+    GroupTransfer = 26,
+    GroupDissolve = 27,
+    GroupInfo = 28,
+    Upload = 30,
+    Download = 31,
+    Recall = 32,
+    MarkRead = 33,
     /// Server to client only.
     Notify = 100,
 }
 
 impl Command {
-    pub const ALL: [Command; 10] = [
+    pub const ALL: [Command; 29] = [
         Command::Auth,
         Command::Ping,
         Command::Register,
@@ -28,6 +47,25 @@ impl Command {
         Command::UpdateProfile,
         Command::Send,
         Command::Sync,
+        Command::FriendRequest,
+        Command::FriendRespond,
+        Command::FriendRemove,
+        Command::SetBlocked,
+        Command::SetRemark,
+        Command::ListContacts,
+        Command::GroupCreate,
+        Command::GroupInvite,
+        Command::GroupRemove,
+        Command::GroupLeave,
+        Command::GroupUpdate,
+        Command::GroupSetAdmin,
+        Command::GroupTransfer,
+        Command::GroupDissolve,
+        Command::GroupInfo,
+        Command::Upload,
+        Command::Download,
+        Command::Recall,
+        Command::MarkRead,
         Command::Notify,
     ];
 
@@ -47,6 +85,25 @@ impl Command {
             Command::UpdateProfile => "update_profile",
             Command::Send => "send",
             Command::Sync => "sync",
+            Command::FriendRequest => "friend_request",
+            Command::FriendRespond => "friend_respond",
+            Command::FriendRemove => "friend_remove",
+            Command::SetBlocked => "set_blocked",
+            Command::SetRemark => "set_remark",
+            Command::ListContacts => "list_contacts",
+            Command::GroupCreate => "group_create",
+            Command::GroupInvite => "group_invite",
+            Command::GroupRemove => "group_remove",
+            Command::GroupLeave => "group_leave",
+            Command::GroupUpdate => "group_update",
+            Command::GroupSetAdmin => "group_set_admin",
+            Command::GroupTransfer => "group_transfer",
+            Command::GroupDissolve => "group_dissolve",
+            Command::GroupInfo => "group_info",
+            Command::Upload => "upload",
+            Command::Download => "download",
+            Command::Recall => "recall",
+            Command::MarkRead => "mark_read",
             Command::Notify => "notify",
         }
     }
@@ -62,7 +119,25 @@ impl Command {
         match self {
             Command::Sync | Command::Ping | Command::Notify => Priority::Critical,
             Command::Auth | Command::Logout | Command::GetProfile => Priority::High,
-            Command::Send | Command::UpdateProfile => Priority::Normal,
+            Command::ListContacts | Command::GroupInfo | Command::Download => Priority::High,
+            Command::Send
+            | Command::UpdateProfile
+            | Command::FriendRequest
+            | Command::FriendRespond
+            | Command::FriendRemove
+            | Command::SetBlocked
+            | Command::SetRemark
+            | Command::GroupCreate
+            | Command::GroupInvite
+            | Command::GroupRemove
+            | Command::GroupLeave
+            | Command::GroupUpdate
+            | Command::GroupSetAdmin
+            | Command::GroupTransfer
+            | Command::GroupDissolve
+            | Command::Upload
+            | Command::Recall
+            | Command::MarkRead => Priority::Normal,
             Command::Login | Command::Register => Priority::Low,
         }
     }

@@ -7,7 +7,9 @@
 //! logic, no I/O and no storage.
 
 pub mod command;
+pub mod extra;
 pub mod frame;
+pub mod ids;
 
 mod base64_json;
 
@@ -31,4 +33,16 @@ pub use generated::missive::internal::v1 as internal;
 pub use generated::missive::v1 as client;
 
 pub use command::Command;
+
+/// The newest client protocol version this server speaks (docs/protocol.md, "Protocol
+/// versions"). A client declaring a newer one is spoken to in this one.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The oldest version, and the one assumed when a client declares none: version 1, which
+/// knows nothing of groups, media, recalls or receipts.
+pub const PROTOCOL_VERSION_OLDEST: u32 = 1;
+
+/// The version the server speaks to a client that declared `declared` (0 for none).
+pub fn negotiate_protocol(declared: u32) -> u32 {
+    declared.clamp(PROTOCOL_VERSION_OLDEST, PROTOCOL_VERSION)
+}
 pub use missive_rpc::{Code, Status};

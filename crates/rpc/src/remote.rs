@@ -126,7 +126,9 @@ impl Client {
                 request.set_timeout(timeout);
             }
             write_ctx(ctx, request.metadata_mut());
-            let mut grpc = tonic::client::Grpc::new(self.channels[index].clone());
+            let mut grpc = tonic::client::Grpc::new(self.channels[index].clone())
+                .max_decoding_message_size(MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(MESSAGE_BYTES_MAX);
             let answer = async {
                 grpc.ready().await.map_err(|e| {
                     tonic::Status::unavailable(format!("{} endpoint not ready: {e}", self.service))
@@ -158,6 +160,10 @@ impl Client {
         Err(last)
     }
 }
+
+/// The largest message either side of a call sends or accepts: above any media upload
+/// (gRPC's default of 4 MiB is not).
+pub const MESSAGE_BYTES_MAX: usize = 64 << 20;
 
 /// Rendezvous (highest random weight) score of endpoint `index` for `key`.
 fn rendezvous(key: u64, index: u64) -> u64 {
@@ -227,6 +233,11 @@ fn to_grpc(status: &Status) -> tonic::Status {
         Code::Internal => G::Internal,
         Code::FailedPrecondition => G::FailedPrecondition,
         Code::Aborted => G::Aborted,
+        Code::Blocked | Code::NotFriends | Code::NotMember | Code::PermissionDenied => {
+            G::PermissionDenied
+        }
+        Code::LimitExceeded => G::ResourceExhausted,
+        Code::TooLate => G::FailedPrecondition,
     };
     let mut grpc = tonic::Status::new(code, status.message.clone());
     grpc.metadata_mut().insert(CODE, MetadataValue::from(status.code as u16 as u32));
@@ -335,7 +346,9 @@ impl tower_service::Service<http::Request<axum::body::Body>> for MethodService {
     fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
         let handler = self.handler.clone();
         Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(RawCodec);
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .max_decoding_message_size(MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(MESSAGE_BYTES_MAX);
             Ok(grpc.unary(Unary { handler }, request).await)
         })
     }

@@ -42,10 +42,24 @@ pub enum Code {
     /// A concurrent write won a race inside the server; the server retries such writes itself,
     /// so a client sees this only when the retries ran out. Retrying is safe.
     Aborted = 16,
+    /// The recipient has blocked you: your messages and friend requests do not reach them.
+    Blocked = 17,
+    /// The recipient accepts 1:1 messages from friends only (the default): send a friend
+    /// request first.
+    NotFriends = 18,
+    /// You are not a member of the group (or it was dissolved).
+    NotMember = 19,
+    /// Your role does not allow this (e.g. a member removing another, recalling someone
+    /// else's message, downloading media of a conversation you are not in).
+    PermissionDenied = 20,
+    /// A limit would be exceeded: the group's member limit, the media size limit.
+    LimitExceeded = 21,
+    /// Too late: the message is older than the recall window (2 minutes).
+    TooLate = 22,
 }
 
 impl Code {
-    pub const ALL: [Code; 17] = [
+    pub const ALL: [Code; 23] = [
         Code::Ok,
         Code::BadRequest,
         Code::UnknownCommand,
@@ -63,6 +77,12 @@ impl Code {
         Code::Internal,
         Code::FailedPrecondition,
         Code::Aborted,
+        Code::Blocked,
+        Code::NotFriends,
+        Code::NotMember,
+        Code::PermissionDenied,
+        Code::LimitExceeded,
+        Code::TooLate,
     ];
 
     pub fn from_u16(value: u16) -> Option<Code> {
@@ -89,6 +109,12 @@ impl Code {
             Code::Internal => "internal",
             Code::FailedPrecondition => "failed_precondition",
             Code::Aborted => "aborted",
+            Code::Blocked => "blocked",
+            Code::NotFriends => "not_friends",
+            Code::NotMember => "not_member",
+            Code::PermissionDenied => "permission_denied",
+            Code::LimitExceeded => "limit_exceeded",
+            Code::TooLate => "too_late",
         }
     }
 
@@ -100,7 +126,9 @@ impl Code {
             Code::Unauthenticated | Code::InvalidCredentials => 401,
             Code::NotFound | Code::UnknownCommand => 404,
             Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => 409,
-            Code::FrameTooLarge => 413,
+            Code::Blocked | Code::NotFriends | Code::NotMember | Code::PermissionDenied => 403,
+            Code::TooLate => 409,
+            Code::FrameTooLarge | Code::LimitExceeded => 413,
             Code::Overloaded => 429,
             Code::DeadlineExceeded => 504,
             Code::Unavailable => 503,

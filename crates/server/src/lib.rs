@@ -19,15 +19,17 @@ use missive_access::{Dispatcher, Registry};
 use missive_logic::{Deps, Logic, LogicConfig, SeqAllocator};
 use missive_proto::internal::{
     AccountStore, AccountStoreGuarded, AccountStoreRemote, ClientApi, ClientApiGuarded,
-    ClientApiRemote, ContactStore, ContactStoreGuarded, ContactStoreRemote, MessageStore,
-    MessageStoreGuarded, MessageStoreRemote, Push, PushGuarded, Seq, SeqGuarded, SeqRemote,
-    SeqStore, SeqStoreGuarded, SeqStoreRemote, account_store_routes, client_api_routes,
-    contact_store_routes, message_store_routes, seq_routes, seq_store_routes,
+    ClientApiRemote, ContactStore, ContactStoreGuarded, ContactStoreRemote, GroupStore,
+    GroupStoreGuarded, GroupStoreRemote, MediaStore, MediaStoreGuarded, MediaStoreRemote,
+    MessageStore, MessageStoreGuarded, MessageStoreRemote, Push, PushGuarded, Seq, SeqGuarded,
+    SeqRemote, SeqStore, SeqStoreGuarded, SeqStoreRemote, account_store_routes, client_api_routes,
+    contact_store_routes, group_store_routes, media_store_routes, message_store_routes, seq_routes,
+    seq_store_routes,
 };
 use missive_route::{AccessRoutes, RedisPush, RouteConfig};
 use missive_rpc::GuardConfig;
 use missive_rpc::remote::{Client, Routes};
-use missive_storage_embedded::{EmbeddedStore, StoreConfig};
+use missive_storage_embedded::{EmbeddedStore, FileMediaStore, StoreConfig};
 use missive_storage_sql::{SqlConfig, SqlStore};
 use settings::{Role, Settings};
 use std::net::SocketAddr;
@@ -104,6 +106,8 @@ pub async fn run(
             accounts: stores.accounts,
             contacts: stores.contacts,
             messages: stores.messages,
+            groups: stores.groups,
+            media: stores.media,
             seq,
             push,
         };
@@ -114,6 +118,9 @@ pub async fn run(
                 password_cost: settings.password_cost(),
                 heartbeat_interval_s: settings.heartbeat_interval_s,
                 retention: settings.retention,
+                direct_messages: settings.direct_messages,
+                group_members_max: settings.group_members_max.max(1),
+                media_bytes_max: settings.media_bytes_max,
                 ..LogicConfig::default()
             },
         );
@@ -233,6 +240,8 @@ struct Stores {
     accounts: Arc<dyn AccountStore>,
     contacts: Arc<dyn ContactStore>,
     messages: Arc<dyn MessageStore>,
+    groups: Arc<dyn GroupStore>,
+    media: Arc<dyn MediaStore>,
     seq: Arc<dyn SeqStore>,
 }
 
@@ -242,6 +251,8 @@ impl Stores {
         account_store_routes(self.accounts.clone())
             .merge(contact_store_routes(self.contacts.clone()))
             .merge(message_store_routes(self.messages.clone()))
+            .merge(group_store_routes(self.groups.clone()))
+            .merge(media_store_routes(self.media.clone()))
             .merge(seq_store_routes(self.seq.clone()))
     }
 
@@ -266,39 +277,48 @@ impl Stores {
                 .map_or_else(|| here().contacts.clone(), |c| ContactStoreRemote::new(c) as _),
             messages: remote(&settings.message_store_rpc, "message-store")?
                 .map_or_else(|| here().messages.clone(), |c| MessageStoreRemote::new(c) as _),
+            groups: remote(&settings.group_store_rpc, "group-store")?
+                .map_or_else(|| here().groups.clone(), |c| GroupStoreRemote::new(c) as _),
+            media: remote(&settings.media_store_rpc, "media-store")?
+                .map_or_else(|| here().media.clone(), |c| MediaStoreRemote::new(c) as _),
             seq: remote(&settings.seq_store_rpc, "seq-store")?
                 .map_or_else(|| here().seq.clone(), |c| SeqStoreRemote::new(c) as _),
         })
     }
 
-    fn guarded<S>(store: Arc<S>, guard: &GuardConfig) -> Stores
+    /// Every service of `store`, and media in `media`, behind the guard.
+    fn guarded<S>(store: Arc<S>, media: FileMediaStore, guard: &GuardConfig) -> Stores
     where
-        S: AccountStore + ContactStore + MessageStore + SeqStore,
+        S: AccountStore + ContactStore + MessageStore + GroupStore + SeqStore,
     {
         Stores {
             accounts: AccountStoreGuarded::new(store.clone(), guard),
             contacts: ContactStoreGuarded::new(store.clone(), guard),
             messages: MessageStoreGuarded::new(store.clone(), guard),
+            groups: GroupStoreGuarded::new(store.clone(), guard),
+            media: MediaStoreGuarded::new(Arc::new(media), guard),
             seq: SeqStoreGuarded::new(store, guard),
         }
     }
 }
 
-/// The SQL shards when urls are configured, else the embedded store in the data directory.
+/// The SQL shards when urls are configured, else the embedded store in the data directory;
+/// media in the data directory either way.
 async fn open_stores(settings: &Settings, guard: &GuardConfig) -> anyhow::Result<Stores> {
+    std::fs::create_dir_all(&settings.data)
+        .with_context(|| format!("creating {}", settings.data.display()))?;
+    let media = FileMediaStore::open(&settings.data).context("opening the media directory")?;
     if settings.store_urls.is_empty() {
-        std::fs::create_dir_all(&settings.data)
-            .with_context(|| format!("creating {}", settings.data.display()))?;
         let mut config = StoreConfig::new(&settings.data);
         config.durability = settings.durability;
         let store = EmbeddedStore::open(config).context("opening the embedded store")?;
-        return Ok(Stores::guarded(Arc::new(store), guard));
+        return Ok(Stores::guarded(Arc::new(store), media, guard));
     }
     let mut config = SqlConfig::new(settings.store_urls.clone());
     config.connections_per_shard = settings.store_connections.max(1);
     let store = SqlStore::open(config).await.context("opening the sql store")?;
     tracing::info!(shards = store.shard_count(), "storing in sql databases");
-    Ok(Stores::guarded(Arc::new(store), guard))
+    Ok(Stores::guarded(Arc::new(store), media, guard))
 }
 
 async fn serve_router(listener: TcpListener, router: axum::Router, shutdown: CancellationToken) {

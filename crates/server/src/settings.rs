@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use missive_access::AccessConfig;
-use missive_logic::{PasswordCost, Retention};
+use missive_logic::{DirectMessages, PasswordCost, Retention};
 use missive_rpc::GuardConfig;
 use missive_storage_embedded::Durability;
 use std::net::SocketAddr;
@@ -55,6 +55,12 @@ pub struct Settings {
     /// Store nodes for messages and inboxes only (overrides `--store-rpc`).
     #[arg(long = "message-store-rpc", env = "MISSIVE_MESSAGE_STORE_RPC", value_delimiter = ',')]
     pub message_store_rpc: Vec<String>,
+    /// Store nodes for groups only (overrides `--store-rpc`).
+    #[arg(long = "group-store-rpc", env = "MISSIVE_GROUP_STORE_RPC", value_delimiter = ',')]
+    pub group_store_rpc: Vec<String>,
+    /// Store nodes for images and files only (overrides `--store-rpc`).
+    #[arg(long = "media-store-rpc", env = "MISSIVE_MEDIA_STORE_RPC", value_delimiter = ',')]
+    pub media_store_rpc: Vec<String>,
     /// Store nodes for the allocator's persisted bounds only (overrides `--store-rpc`).
     #[arg(long = "seq-store-rpc", env = "MISSIVE_SEQ_STORE_RPC", value_delimiter = ',')]
     pub seq_store_rpc: Vec<String>,
@@ -130,6 +136,16 @@ pub struct Settings {
     /// Mean queueing delay (ms) above which a service sheds its lowest-priority calls.
     #[arg(long, env = "MISSIVE_RPC_QUEUE_DELAY_MAX_MS", default_value_t = 20)]
     pub rpc_queue_delay_max_ms: u64,
+    /// Who may send a user a 1:1 message: `friends` (the default, as WeChat) or `anyone`
+    /// who is not blocked.
+    #[arg(long, env = "MISSIVE_DIRECT_MESSAGES", default_value = "friends")]
+    pub direct_messages: DirectMessages,
+    /// Members a group holds at most, its owner included.
+    #[arg(long, env = "MISSIVE_GROUP_MEMBERS_MAX", default_value_t = 500)]
+    pub group_members_max: usize,
+    /// The largest image or file accepted, in bytes.
+    #[arg(long, env = "MISSIVE_MEDIA_BYTES_MAX", default_value_t = missive_access::MEDIA_BYTES_MAX_DEFAULT)]
+    pub media_bytes_max: usize,
     /// Log format: `text` or `json`.
     #[arg(long, env = "MISSIVE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -166,6 +182,7 @@ impl Settings {
             connections_max: self.connections_max,
             auth_timeout: Duration::from_secs(self.auth_timeout_s),
             heartbeat_interval: Duration::from_secs(u64::from(self.heartbeat_interval_s.max(1))),
+            upload_body_bytes_max: missive_access::upload_body_bytes_for(self.media_bytes_max),
             ..AccessConfig::default()
         }
     }

@@ -7,7 +7,7 @@
 //! updated by the writer right after each commit are always coherent.
 
 use missive_proto::client::Message;
-use missive_proto::internal::{AccountRecord, InboxItem, InboxPage};
+use missive_proto::internal::{AccountRecord, GroupState, InboxItem, InboxPage};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
@@ -88,6 +88,8 @@ pub(crate) struct Caches {
     inboxes: Sharded<InboxTail>,
     /// The newest contact-change version per user.
     contact_versions: Sharded<u64>,
+    /// Groups with their members, by group id.
+    groups: Sharded<GroupState>,
 }
 
 impl Caches {
@@ -96,6 +98,7 @@ impl Caches {
             accounts: Sharded::new(),
             inboxes: Sharded::new(),
             contact_versions: Sharded::new(),
+            groups: Sharded::new(),
         }
     }
 
@@ -181,12 +184,67 @@ impl Caches {
         self.contact_versions.generation(user_id)
     }
 
+    pub(crate) fn group(&self, group_id: u64) -> Option<GroupState> {
+        self.groups.get(group_id, |g| g.cloned())
+    }
+
+    pub(crate) fn group_generation(&self, group_id: u64) -> u64 {
+        self.groups.generation(group_id)
+    }
+
+    /// Remembers a group just written (called after its commit).
+    pub(crate) fn put_group(&self, state: &GroupState) {
+        self.groups.update(group_id(state), |m| keep_newer_group(m, state));
+    }
+
+    /// Remembers a group read from the database (see `put_read_account`).
+    pub(crate) fn put_read_group(&self, state: &GroupState, generation: u64) {
+        self.groups.update_if_current(group_id(state), generation, |m| keep_newer_group(m, state));
+    }
+
+    /// Called by the writer after a stored message's content was replaced (a recall): the
+    /// cached inbox entries of `holders` show the new content.
+    pub(crate) fn replaced(&self, holders: &[u64], message: &Message) {
+        for &user_id in holders {
+            self.inboxes.update(user_id, |m| {
+                if let Some(tail) = m.get_mut(&user_id) {
+                    for (_, cached) in tail.entries.iter_mut().filter(|(_, c)| c.id == message.id) {
+                        *cached = message.clone();
+                    }
+                }
+            });
+        }
+    }
+
+    /// Called by the writer, after the commit of a contact entry.
+    pub(crate) fn contact_written(&self, user_id: u64, version: u64) {
+        self.contact_versions.update(user_id, |m| {
+            let entry = m.entry(user_id).or_insert(version);
+            *entry = (*entry).max(version);
+        });
+    }
+
     /// Remembers the newest contact version read from the database (see `put_read_account`).
     pub(crate) fn put_read_contact_version(&self, user_id: u64, version: u64, generation: u64) {
         self.contact_versions.update_if_current(user_id, generation, |m| {
             let entry = m.entry(user_id).or_insert(version);
             *entry = (*entry).max(version);
         });
+    }
+}
+
+fn group_id(state: &GroupState) -> u64 {
+    state.group.as_ref().map_or(0, |g| g.group_id)
+}
+
+fn revision(state: &GroupState) -> u64 {
+    state.group.as_ref().map_or(0, |g| g.revision)
+}
+
+fn keep_newer_group(cached: &mut HashMap<u64, GroupState>, state: &GroupState) {
+    let id = group_id(state);
+    if cached.get(&id).is_none_or(|c| revision(c) <= revision(state)) {
+        cached.insert(id, state.clone());
     }
 }
 

@@ -1,16 +1,54 @@
-//! Contacts (data type 2): the change log that Sync reads under the contact key.
+//! Contacts (data type 2): one current entry per (owner, peer), which Sync reads by version.
 
-use crate::db::EmbeddedStore;
+use crate::db::{EmbeddedStore, Result, StoreError};
 use missive_proto::client::Contact;
-use missive_proto::internal::{ContactChanges, ContactChangesRequest, ContactEntry, ContactStore};
+use missive_proto::internal::{
+    ContactChanges, ContactChangesRequest, ContactEntry, ContactList, ContactRecord, ContactRef,
+    ContactStore, Empty, PutContactsRequest, UserRef,
+};
 use missive_rpc::{Ctx, Status};
-use rusqlite::{Connection, params};
+use prost::Message as _;
+use rusqlite::{Connection, OptionalExtension, params};
 
-fn newest_contact_version(conn: &Connection, user_id: u64) -> crate::db::Result<u64> {
+fn newest_contact_version(conn: &Connection, owner_id: u64) -> Result<u64> {
     let newest: Option<u64> = conn
-        .prepare_cached("SELECT MAX(version) FROM contact_changes WHERE user_id = ?1")?
-        .query_row([user_id], |row| row.get(0))?;
+        .prepare_cached("SELECT MAX(version) FROM contacts WHERE owner_id = ?1")?
+        .query_row([owner_id], |row| row.get(0))?;
     Ok(newest.unwrap_or(0))
+}
+
+fn decode(body: &[u8]) -> Result<Contact> {
+    Contact::decode(body).map_err(|e| StoreError::Corrupt(format!("contact entry: {e}")))
+}
+
+fn record(owner_id: u64, version: u64, body: &[u8]) -> Result<ContactRecord> {
+    Ok(ContactRecord { owner_id, version, contact: Some(decode(body)?) })
+}
+
+/// Writes the entries in order, each above its owner's newest contact version.
+fn put(conn: &Connection, records: &[ContactRecord]) -> Result<()> {
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO contacts (owner_id, peer_id, version, body) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (owner_id, peer_id) DO UPDATE SET version = excluded.version,
+                                                       body = excluded.body",
+    )?;
+    for record in records {
+        let contact = record.contact.as_ref().ok_or(StoreError::NotFound("contact body"))?;
+        let newest = newest_contact_version(conn, record.owner_id)?;
+        if record.version <= newest {
+            return Err(StoreError::Stale(format!(
+                "contact version {} of user {} is not above {newest}",
+                record.version, record.owner_id
+            )));
+        }
+        upsert.execute(params![
+            record.owner_id,
+            contact.user_id,
+            record.version,
+            contact.encode_to_vec()
+        ])?;
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -29,23 +67,74 @@ impl ContactStore for EmbeddedStore {
             return Ok(ContactChanges::default());
         }
         self.read(move |conn| {
-            let entries = conn
+            let rows = conn
                 .prepare_cached(
-                    "SELECT version, contact_user_id, username, nickname FROM contact_changes
-                     WHERE user_id = ?1 AND version > ?2 ORDER BY version LIMIT ?3",
+                    "SELECT version, body FROM contacts
+                     WHERE owner_id = ?1 AND version > ?2 ORDER BY version LIMIT ?3",
                 )?
                 .query_map(params![req.user_id, req.after_version, req.limit], |row| {
-                    Ok(ContactEntry {
-                        version: row.get(0)?,
-                        contact: Some(Contact {
-                            user_id: row.get(1)?,
-                            username: row.get(2)?,
-                            nickname: row.get(3)?,
-                        }),
-                    })
+                    Ok((row.get::<_, u64>(0)?, row.get::<_, Vec<u8>>(1)?))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let entries = rows
+                .into_iter()
+                .map(|(version, body)| Ok(ContactEntry { version, contact: Some(decode(&body)?) }))
+                .collect::<Result<_>>()?;
             Ok(ContactChanges { entries })
+        })
+        .await
+    }
+
+    async fn get(&self, _: &Ctx, req: ContactRef) -> Result<ContactRecord, Status> {
+        self.read(move |conn| {
+            let row = conn
+                .prepare_cached(
+                    "SELECT version, body FROM contacts WHERE owner_id = ?1 AND peer_id = ?2",
+                )?
+                .query_row([req.owner_id, req.peer_id], |row| {
+                    Ok((row.get::<_, u64>(0)?, row.get::<_, Vec<u8>>(1)?))
+                })
+                .optional()?
+                .ok_or(StoreError::NotFound("contact"))?;
+            record(req.owner_id, row.0, &row.1)
+        })
+        .await
+    }
+
+    async fn put(&self, _: &Ctx, req: PutContactsRequest) -> Result<Empty, Status> {
+        let store = self.clone();
+        let newest: Vec<(u64, u64)> = req.records.iter().map(|r| (r.owner_id, r.version)).collect();
+        self.write_then(
+            move |conn| put(conn, &req.records),
+            move |()| {
+                for &(owner_id, version) in &newest {
+                    store.caches().contact_written(owner_id, version);
+                }
+            },
+        )
+        .await?;
+        Ok(Empty {})
+    }
+
+    async fn list(&self, _: &Ctx, req: UserRef) -> Result<ContactList, Status> {
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT version, body FROM contacts WHERE owner_id = ?1 ORDER BY peer_id",
+                )?
+                .query_map([req.user_id], |row| {
+                    Ok((row.get::<_, u64>(0)?, row.get::<_, Vec<u8>>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut records = Vec::new();
+            for (version, body) in rows {
+                let record = record(req.user_id, version, &body)?;
+                let contact = record.contact.as_ref().expect("decoded above");
+                if contact.relation != 0 || contact.blocked {
+                    records.push(record);
+                }
+            }
+            Ok(ContactList { records })
         })
         .await
     }

@@ -9,8 +9,11 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] =
-    &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_fences.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_fences.sql"),
+    include_str!("../migrations/0003_contacts_groups.sql"),
+];
 
 /// What an acknowledged write survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,6 +63,9 @@ pub enum StoreError {
     SchemaTooNew { found: usize, known: usize },
     #[error("the store is shut down")]
     Closed,
+    /// A stored value does not decode: the file was damaged or written by a foreign program.
+    #[error("corrupt {0}")]
+    Corrupt(String),
     /// A versioned write lost to a concurrent writer with a newer version.
     #[error("{0}")]
     Stale(String),

@@ -8,6 +8,9 @@
 //! commit, so one fsync covers a whole batch of concurrent sends. Reads run on a small pool of
 //! read-only connections and see only committed data.
 //!
+//! Media (images and files) are files in the data directory ([`FileMediaStore`]), which
+//! deployments on the scale-out backends use as well.
+//!
 //! This crate implements the storage traits of `missive-proto`; it owns the SQL and the file
 //! format, and it knows nothing of sockets, sessions in flight or business rules.
 
@@ -15,7 +18,10 @@ mod account;
 mod cache;
 mod contact;
 mod db;
+mod group;
+mod media;
 mod message;
 mod seq;
 
 pub use db::{Durability, EmbeddedStore, StoreConfig, StoreError};
+pub use media::{FileMediaStore, MediaError};

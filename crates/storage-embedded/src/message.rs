@@ -3,18 +3,19 @@
 
 use crate::db::{EmbeddedStore, Result, StoreError};
 use missive_proto::client::Message;
+use missive_proto::extra;
 use missive_proto::internal::{
-    AppendRequest, AppendResponse, CollectRequest, CollectResponse, InboxEntry, InboxItem,
-    InboxPage, InboxQuery, MessageStore,
+    AppendRequest, AppendResponse, CollectRequest, CollectResponse, Empty, InboxEntry, InboxItem,
+    InboxPage, InboxQuery, MessageRef, MessageStore, ReplaceMessageRequest,
 };
 use missive_rpc::{Ctx, Status};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 const MESSAGE_COLUMNS: &str = "m.message_id, m.from_user_id, m.from_name, m.to_user_id, \
-     m.to_name, m.kind, m.text, m.sent_at_ms, m.client_msg_id";
+     m.to_name, m.kind, m.text, m.sent_at_ms, m.client_msg_id, m.extra";
 
 fn message_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Message> {
-    Ok(Message {
+    let mut message = Message {
         id: row.get(first)?,
         from_user_id: row.get(first + 1)?,
         from: row.get(first + 2)?,
@@ -24,7 +25,18 @@ fn message_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Message> {
         text: row.get(first + 6)?,
         sent_at_ms: row.get(first + 7)?,
         client_msg_id: row.get(first + 8)?,
-    })
+        ..Message::default()
+    };
+    if let Some(extra) = row.get::<_, Option<Vec<u8>>>(first + 9)? {
+        extra::merge(&mut message, &extra).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                first + 9,
+                rusqlite::types::Type::Blob,
+                Box::new(e),
+            )
+        })?;
+    }
+    Ok(message)
 }
 
 /// The message a sender stored under a client id, and its version in the sender's inbox (0
@@ -59,8 +71,8 @@ fn append(conn: &Connection, req: AppendRequest) -> Result<(AppendResponse, Vec<
     let inserted = conn
         .prepare_cached(
             "INSERT INTO messages (from_user_id, from_name, to_user_id, to_name, kind, text,
-                                   sent_at_ms, client_msg_id, refs)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                   sent_at_ms, client_msg_id, refs, extra)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?
         .execute(params![
             message.from_user_id,
@@ -72,6 +84,7 @@ fn append(conn: &Connection, req: AppendRequest) -> Result<(AppendResponse, Vec<
             message.sent_at_ms,
             message.client_msg_id,
             req.entries.len() as u64,
+            extra::encode(&message),
         ])
         .map_err(StoreError::from_sqlite);
     match inserted {
@@ -170,6 +183,33 @@ fn collect(conn: &Connection, req: &CollectRequest) -> Result<(CollectResponse, 
     Ok((done, due))
 }
 
+fn get(conn: &Connection, req: &MessageRef) -> Result<Message> {
+    conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM inbox i JOIN messages m ON m.message_id = i.message_id
+         WHERE i.message_id = ?1 AND i.user_id = ?2"
+    ))?
+    .query_row([req.message_id, req.user_id], |row| message_row(row, 0))
+    .optional()?
+    .ok_or(StoreError::NotFound("message"))
+}
+
+/// Replaces the content of a stored message; returns the users whose inboxes hold it.
+fn replace(conn: &Connection, message: &Message) -> Result<Vec<u64>> {
+    let updated = conn
+        .prepare_cached(
+            "UPDATE messages SET kind = ?1, text = ?2, extra = ?3 WHERE message_id = ?4",
+        )?
+        .execute(params![message.kind, message.text, extra::encode(message), message.id])?;
+    if updated == 0 {
+        return Err(StoreError::NotFound("message"));
+    }
+    let holders = conn
+        .prepare_cached("SELECT user_id FROM inbox WHERE message_id = ?1")?
+        .query_map([message.id], |row| row.get(0))?
+        .collect::<rusqlite::Result<Vec<u64>>>()?;
+    Ok(holders)
+}
+
 #[async_trait::async_trait]
 impl MessageStore for EmbeddedStore {
     async fn append(&self, _: &Ctx, req: AppendRequest) -> Result<AppendResponse, Status> {
@@ -194,6 +234,22 @@ impl MessageStore for EmbeddedStore {
             return Ok(page);
         }
         self.read(move |conn| read_inbox(conn, &req)).await
+    }
+
+    async fn get(&self, _: &Ctx, req: MessageRef) -> Result<Message, Status> {
+        self.read(move |conn| get(conn, &req)).await
+    }
+
+    async fn replace(&self, _: &Ctx, req: ReplaceMessageRequest) -> Result<Empty, Status> {
+        let message = req.message.ok_or_else(|| Status::invalid_argument("message missing"))?;
+        let store = self.clone();
+        let replaced = message.clone();
+        self.write_then(
+            move |conn| replace(conn, &message),
+            move |holders| store.caches().replaced(holders, &replaced),
+        )
+        .await?;
+        Ok(Empty {})
     }
 
     async fn collect(&self, _: &Ctx, req: CollectRequest) -> Result<CollectResponse, Status> {

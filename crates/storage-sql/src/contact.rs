@@ -1,10 +1,51 @@
-//! Contacts (data type 2): the change log that Sync reads under the contact key.
+//! Contacts (data type 2): one current entry per (owner, peer) on the owner's shard, which
+//! Sync reads by version; `contact_heads` keeps each owner's changes in version order.
 
-use crate::{SqlError, SqlStore, db_id};
+use crate::{Fence, Result, SqlError, SqlStore, db_id};
 use missive_proto::client::Contact;
-use missive_proto::internal::{ContactChanges, ContactChangesRequest, ContactEntry, ContactStore};
+use missive_proto::internal::{
+    ContactChanges, ContactChangesRequest, ContactEntry, ContactList, ContactRecord, ContactRef,
+    ContactStore, Empty, PutContactsRequest, UserRef,
+};
 use missive_rpc::{Ctx, Status};
+use prost::Message as _;
 use sqlx::Row;
+use sqlx::any::AnyRow;
+use std::collections::BTreeMap;
+
+/// (version, contact) from a `SELECT version, body` row.
+fn entry(row: &AnyRow) -> Result<(u64, Contact)> {
+    let version = row.try_get::<i64, _>(0)? as u64;
+    let body: Vec<u8> = row.try_get(1)?;
+    let contact =
+        Contact::decode(&*body).map_err(|e| SqlError::Corrupt(format!("contact entry: {e}")))?;
+    Ok((version, contact))
+}
+
+impl SqlStore {
+    async fn put_on_shard(&self, index: u64, records: &[ContactRecord]) -> Result<()> {
+        let q = self.q();
+        let mut tx = self.inner.shards[index as usize].pool.begin().await?;
+        for record in records {
+            let contact = record.contact.as_ref().ok_or(SqlError::NotFound("contact body"))?;
+            let fence = Fence {
+                advance: q.contact_head_advance,
+                insert: q.contact_head_insert,
+                what: "contact",
+            };
+            self.advance_fence(&mut tx, fence, record.owner_id, record.version).await?;
+            sqlx::query(q.contact_upsert)
+                .bind(db_id(record.owner_id, "user")?)
+                .bind(db_id(contact.user_id, "contact")?)
+                .bind(record.version as i64)
+                .bind(contact.encode_to_vec())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
 
 #[async_trait::async_trait]
 impl ContactStore for SqlStore {
@@ -19,18 +60,51 @@ impl ContactStore for SqlStore {
             .map_err(SqlError::from)?;
         let entries = rows
             .iter()
-            .map(|row| {
-                Ok(ContactEntry {
-                    version: row.try_get::<i64, _>(0)? as u64,
-                    contact: Some(Contact {
-                        user_id: row.try_get::<i64, _>(1)? as u64,
-                        username: row.try_get(2)?,
-                        nickname: row.try_get(3)?,
-                    }),
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(SqlError::from)?;
+            .map(|row| entry(row).map(|(version, c)| ContactEntry { version, contact: Some(c) }))
+            .collect::<Result<Vec<_>>>()?;
         Ok(ContactChanges { entries })
+    }
+
+    async fn get(&self, _: &Ctx, req: ContactRef) -> Result<ContactRecord, Status> {
+        let row = sqlx::query(self.q().contact_get)
+            .bind(db_id(req.owner_id, "user")?)
+            .bind(db_id(req.peer_id, "contact")?)
+            .fetch_optional(&self.user_shard(req.owner_id).pool)
+            .await
+            .map_err(SqlError::from)?
+            .ok_or(SqlError::NotFound("contact"))?;
+        let (version, contact) = entry(&row)?;
+        Ok(ContactRecord { owner_id: req.owner_id, version, contact: Some(contact) })
+    }
+
+    async fn put(&self, _: &Ctx, req: PutContactsRequest) -> Result<Empty, Status> {
+        let mut by_shard: BTreeMap<u64, Vec<ContactRecord>> = BTreeMap::new();
+        for record in req.records {
+            by_shard.entry(self.shard_of_user(record.owner_id)).or_default().push(record);
+        }
+        for (index, records) in by_shard {
+            self.put_on_shard(index, &records).await?;
+        }
+        Ok(Empty {})
+    }
+
+    async fn list(&self, _: &Ctx, req: UserRef) -> Result<ContactList, Status> {
+        let rows = sqlx::query(self.q().contact_list)
+            .bind(db_id(req.user_id, "user")?)
+            .fetch_all(&self.user_shard(req.user_id).pool)
+            .await
+            .map_err(SqlError::from)?;
+        let mut records = Vec::new();
+        for row in &rows {
+            let (version, contact) = entry(row)?;
+            if contact.relation != 0 || contact.blocked {
+                records.push(ContactRecord {
+                    owner_id: req.user_id,
+                    version,
+                    contact: Some(contact),
+                });
+            }
+        }
+        Ok(ContactList { records })
     }
 }

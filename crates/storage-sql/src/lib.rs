@@ -15,6 +15,7 @@
 
 mod account;
 mod contact;
+mod group;
 mod message;
 mod queries;
 mod seq;
@@ -25,6 +26,7 @@ pub use shard::SqlConfig;
 use missive_rpc::{Code, Status};
 use queries::Queries;
 use shard::Shard;
+use sqlx::{Any, Transaction};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,9 @@ pub enum SqlError {
     /// A versioned write lost to a concurrent writer with a newer version.
     #[error("{0}")]
     Stale(String),
+    /// A stored value does not decode.
+    #[error("corrupt {0}")]
+    Corrupt(String),
     #[error("database: {0}")]
     Database(sqlx::Error),
 }
@@ -132,6 +137,44 @@ impl SqlStore {
     fn q(&self) -> &Queries {
         &self.inner.queries
     }
+
+    /// Moves a user's head (newest committed version of one data type) to `version`, or
+    /// fails as stale when the head is already there or beyond. The head row stays locked
+    /// until the transaction ends, so concurrent writers for one user commit one after the
+    /// other, in version order.
+    async fn advance_fence(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        fence: Fence,
+        user_id: u64,
+        version: u64,
+    ) -> Result<()> {
+        let id = db_id(user_id, "user")?;
+        let moved = sqlx::query(fence.advance)
+            .bind(version as i64)
+            .bind(id)
+            .bind(version as i64)
+            .execute(&mut **tx)
+            .await?;
+        if moved.rows_affected() == 0 {
+            let inserted =
+                sqlx::query(fence.insert).bind(id).bind(version as i64).execute(&mut **tx).await?;
+            if inserted.rows_affected() == 0 {
+                return Err(SqlError::Stale(format!(
+                    "version {version} of user {user_id} is not above the {} head",
+                    fence.what
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The statements of one head table (see [`SqlStore::advance_fence`]).
+pub(crate) struct Fence {
+    pub advance: &'static str,
+    pub insert: &'static str,
+    pub what: &'static str,
 }
 
 /// Ids are u64 in the schema and BIGINT in the databases; anything above `i64::MAX` cannot be

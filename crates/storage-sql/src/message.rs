@@ -9,11 +9,12 @@
 //! passes the inbox head fence, so each inbox commits in version order.
 
 use crate::shard::Shard;
-use crate::{Result, SqlError, SqlStore, db_id};
+use crate::{Fence, Result, SqlError, SqlStore, db_id};
 use missive_proto::client::Message;
+use missive_proto::extra;
 use missive_proto::internal::{
-    AppendRequest, AppendResponse, CollectRequest, CollectResponse, InboxEntry, InboxItem,
-    InboxPage, InboxQuery, MessageStore,
+    AppendRequest, AppendResponse, CollectRequest, CollectResponse, Empty, InboxEntry, InboxItem,
+    InboxPage, InboxQuery, MessageRef, MessageStore, ReplaceMessageRequest,
 };
 use missive_rpc::{Ctx, Status};
 use sqlx::any::AnyRow;
@@ -21,7 +22,7 @@ use sqlx::{Any, Row, Transaction};
 use std::collections::BTreeMap;
 
 fn message_row(row: &AnyRow, first: usize) -> Result<Message> {
-    Ok(Message {
+    let mut message = Message {
         id: row.try_get::<i64, _>(first)? as u64,
         from_user_id: row.try_get::<i64, _>(first + 1)? as u64,
         from: row.try_get(first + 2)?,
@@ -31,40 +32,25 @@ fn message_row(row: &AnyRow, first: usize) -> Result<Message> {
         text: row.try_get(first + 6)?,
         sent_at_ms: row.try_get(first + 7)?,
         client_msg_id: row.try_get(first + 8)?,
-    })
+        ..Message::default()
+    };
+    if let Some(stored) = row.try_get::<Option<Vec<u8>>, _>(first + 9)? {
+        extra::merge(&mut message, &stored)
+            .map_err(|e| SqlError::Corrupt(format!("message {}: {e}", message.id)))?;
+    }
+    Ok(message)
 }
 
 impl SqlStore {
-    /// The fence: moves the user's inbox head to `version`, or fails as stale when the head
-    /// is already there or beyond. The head row stays locked until the transaction ends, so
-    /// concurrent writers of one inbox commit one after the other.
+    /// The inbox fence (see [`SqlStore::advance_fence`]).
     async fn advance_head(
         &self,
         tx: &mut Transaction<'static, Any>,
         entry: &InboxEntry,
     ) -> Result<()> {
-        let user_id = db_id(entry.user_id, "user")?;
-        let version = entry.version as i64;
-        let moved = sqlx::query(self.q().head_advance)
-            .bind(version)
-            .bind(user_id)
-            .bind(version)
-            .execute(&mut **tx)
-            .await?;
-        if moved.rows_affected() == 0 {
-            let inserted = sqlx::query(self.q().head_insert)
-                .bind(user_id)
-                .bind(version)
-                .execute(&mut **tx)
-                .await?;
-            if inserted.rows_affected() == 0 {
-                return Err(SqlError::Stale(format!(
-                    "version {} of user {} is not above the inbox head",
-                    entry.version, entry.user_id
-                )));
-            }
-        }
-        Ok(())
+        let q = self.q();
+        let fence = Fence { advance: q.head_advance, insert: q.head_insert, what: "inbox" };
+        self.advance_fence(tx, fence, entry.user_id, entry.version).await
     }
 
     async fn insert_message(
@@ -85,6 +71,7 @@ impl SqlStore {
             .bind(message.sent_at_ms)
             .bind(&message.client_msg_id)
             .bind(refs as i64)
+            .bind(extra::encode(message))
             .execute(&mut **tx)
             .await?;
         Ok(())
@@ -330,6 +317,44 @@ impl MessageStore for SqlStore {
         let more = items.len() > req.limit as usize;
         items.truncate(req.limit as usize);
         Ok(InboxPage { items, more })
+    }
+
+    async fn get(&self, _: &Ctx, req: MessageRef) -> Result<Message, Status> {
+        let user_id = db_id(req.user_id, "user")?;
+        let message_id = db_id(req.message_id, "message")?;
+        let row = sqlx::query(self.q().message_held)
+            .bind(user_id)
+            .bind(message_id)
+            .fetch_optional(&self.user_shard(req.user_id).pool)
+            .await
+            .map_err(SqlError::from)?
+            .ok_or(SqlError::NotFound("message"))?;
+        Ok(message_row(&row, 0)?)
+    }
+
+    /// Updates the copy on every shard of a holder; a shard without one changes nothing.
+    async fn replace(&self, _: &Ctx, req: ReplaceMessageRequest) -> Result<Empty, Status> {
+        let message = req.message.ok_or(SqlError::NotFound("message body"))?;
+        let message_id = db_id(message.id, "message")?;
+        let mut shards: Vec<u64> = req.holders.iter().map(|&u| self.shard_of_user(u)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let mut updated = 0;
+        for index in shards {
+            let done = sqlx::query(self.q().message_replace)
+                .bind(i64::from(message.kind))
+                .bind(&message.text)
+                .bind(extra::encode(&message))
+                .bind(message_id)
+                .execute(&self.inner.shards[index as usize].pool)
+                .await
+                .map_err(SqlError::from)?;
+            updated += done.rows_affected();
+        }
+        if updated == 0 {
+            return Err(SqlError::NotFound("message").into());
+        }
+        Ok(Empty {})
     }
 
     async fn collect(&self, _: &Ctx, req: CollectRequest) -> Result<CollectResponse, Status> {

@@ -21,7 +21,7 @@ macro_rules! session_columns {
 macro_rules! message_columns {
     () => {
         "m.message_id, m.from_user_id, m.from_name, m.to_user_id, m.to_name, m.kind, m.text, \
-         m.sent_at_ms, m.client_msg_id"
+         m.sent_at_ms, m.client_msg_id, m.extra"
     };
 }
 
@@ -74,16 +74,20 @@ queries! {
     sent_insert = "INSERT INTO sent_messages (from_user_id, client_msg_id, message_id, sender_version)
                    VALUES (?, ?, ?, ?)";
     message_insert = "INSERT INTO messages (message_id, from_user_id, from_name, to_user_id, to_name,
-                                            kind, text, sent_at_ms, client_msg_id, refs)
-                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+                                            kind, text, sent_at_ms, client_msg_id, refs, extra)
+                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     message_copy = "INSERT INTO messages (message_id, from_user_id, from_name, to_user_id, to_name,
-                                          kind, text, sent_at_ms, client_msg_id, refs)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                          kind, text, sent_at_ms, client_msg_id, refs, extra)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON DUPLICATE KEY UPDATE refs = refs + VALUES(refs)",
         postgres: "INSERT INTO messages (message_id, from_user_id, from_name, to_user_id, to_name,
-                                          kind, text, sent_at_ms, client_msg_id, refs)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                          kind, text, sent_at_ms, client_msg_id, refs, extra)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (message_id) DO UPDATE SET refs = messages.refs + excluded.refs";
+    message_held = concat!("SELECT ", message_columns!(),
+        " FROM inbox i JOIN messages m ON m.message_id = i.message_id
+          WHERE i.user_id = ? AND i.message_id = ?");
+    message_replace = "UPDATE messages SET kind = ?, text = ?, extra = ? WHERE message_id = ?";
     message_by_id = concat!("SELECT ", message_columns!(), " FROM messages m WHERE m.message_id = ?");
     pending_insert = "INSERT INTO pending_entries (message_id, user_id) VALUES (?, ?)";
     pending_list = "SELECT user_id FROM pending_entries WHERE message_id = ?";
@@ -114,6 +118,28 @@ queries! {
                    ON CONFLICT (user_id) DO NOTHING";
     seq_move = "UPDATE seq_max SET max_version = ? WHERE user_id = ? AND max_version = ?";
 
-    contact_changes = "SELECT version, contact_user_id, username, nickname FROM contact_changes
-                       WHERE user_id = ? AND version > ? ORDER BY version LIMIT ?";
+    contact_changes = "SELECT version, body FROM contacts
+                       WHERE owner_id = ? AND version > ? ORDER BY version LIMIT ?";
+    contact_get = "SELECT version, body FROM contacts WHERE owner_id = ? AND peer_id = ?";
+    contact_list = "SELECT version, body FROM contacts WHERE owner_id = ? ORDER BY peer_id";
+    contact_upsert = "INSERT INTO contacts (owner_id, peer_id, version, body) VALUES (?, ?, ?, ?)
+                      ON DUPLICATE KEY UPDATE version = VALUES(version), body = VALUES(body)",
+        postgres: "INSERT INTO contacts (owner_id, peer_id, version, body) VALUES (?, ?, ?, ?)
+                   ON CONFLICT (owner_id, peer_id)
+                   DO UPDATE SET version = excluded.version, body = excluded.body";
+    contact_head_advance = "UPDATE contact_heads SET version = ? WHERE user_id = ? AND version < ?";
+    contact_head_insert = "INSERT IGNORE INTO contact_heads (user_id, version) VALUES (?, ?)",
+        postgres: "INSERT INTO contact_heads (user_id, version) VALUES (?, ?)
+                   ON CONFLICT (user_id) DO NOTHING";
+
+    group_insert = "INSERT INTO chat_groups (group_id, revision, body) VALUES (?, 1, ?)";
+    group_get = "SELECT revision, body FROM chat_groups WHERE group_id = ?";
+    group_update = "UPDATE chat_groups SET revision = ?, body = ? WHERE group_id = ? AND revision = ?";
+    group_members = "SELECT user_id, role, joined_at_ms FROM group_members WHERE group_id = ?
+                     ORDER BY joined_at_ms, user_id";
+    group_member_upsert = "INSERT INTO group_members (group_id, user_id, role, joined_at_ms)
+                           VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE role = VALUES(role)",
+        postgres: "INSERT INTO group_members (group_id, user_id, role, joined_at_ms)
+                   VALUES (?, ?, ?, ?) ON CONFLICT (group_id, user_id) DO UPDATE SET role = excluded.role";
+    group_member_delete = "DELETE FROM group_members WHERE group_id = ? AND user_id = ?";
 }

@@ -48,17 +48,34 @@ impl Dialect {
     }
 
     fn migrations(self) -> Migrator {
-        let init = match self {
-            Dialect::MySql => include_str!("../migrations/mysql/0001_init.sql"),
-            Dialect::Postgres => include_str!("../migrations/postgres/0001_init.sql"),
+        let scripts: [(&str, &'static str); 2] = match self {
+            Dialect::MySql => [
+                ("init", include_str!("../migrations/mysql/0001_init.sql")),
+                ("contacts_groups", include_str!("../migrations/mysql/0002_contacts_groups.sql")),
+            ],
+            Dialect::Postgres => [
+                ("init", include_str!("../migrations/postgres/0001_init.sql")),
+                (
+                    "contacts_groups",
+                    include_str!("../migrations/postgres/0002_contacts_groups.sql"),
+                ),
+            ],
         };
-        Migrator::with_migrations(vec![Migration::new(
-            1,
-            "init".into(),
-            MigrationType::Simple,
-            init.into_sql_str(),
-            false,
-        )])
+        let migrations = scripts
+            .into_iter()
+            .enumerate()
+            .map(|(index, (name, sql))| {
+                let version = index as i64 + 1;
+                Migration::new(
+                    version,
+                    name.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        Migrator::with_migrations(migrations)
     }
 }
 
@@ -102,6 +119,7 @@ pub(crate) struct Shard {
     pub users: Counter,
     pub devices: Counter,
     pub messages: Counter,
+    pub groups: Counter,
 }
 
 impl Shard {
@@ -169,6 +187,7 @@ pub(crate) async fn open_all(config: &SqlConfig) -> Result<(Dialect, Vec<Shard>)
             users: Counter::new("user", 16),
             devices: Counter::new("device", 64),
             messages: Counter::new("message", 1024),
+            groups: Counter::new("group", 16),
         });
     }
     Ok((dialect, shards))

@@ -10,12 +10,12 @@
 
 pub mod tests;
 
-use missive_proto::internal::{AccountStore, ContactStore, MessageStore, SeqStore};
+use missive_proto::internal::{AccountStore, ContactStore, GroupStore, MessageStore, SeqStore};
 
-/// Every data-access service of one backend.
-pub trait Stores: AccountStore + ContactStore + MessageStore + SeqStore {}
+/// Every data-access service of one backend (media live in files, with tests of their own).
+pub trait Stores: AccountStore + ContactStore + MessageStore + GroupStore + SeqStore {}
 
-impl<T: AccountStore + ContactStore + MessageStore + SeqStore> Stores for T {}
+impl<T: AccountStore + ContactStore + MessageStore + GroupStore + SeqStore> Stores for T {}
 
 /// Fresh, empty storage for one test, which it may open more than once (a reopen is how the
 /// tests check what survives a restart). A test drops one store before it opens the next.
@@ -84,6 +84,10 @@ macro_rules! storage_suite {
             collect_waits_for_every_device_and_the_cutoff,
             seq_bounds_move_only_from_the_expected_bound,
             contact_changes_start_empty,
+            contact_entries_replace_and_sync_by_version,
+            a_stale_contact_version_is_refused,
+            groups_keep_members_and_fence_revisions,
+            messages_keep_their_extra_fields_and_can_be_replaced,
         );
     };
     (@tests $fixture:path; $($name:ident),* $(,)?) => {

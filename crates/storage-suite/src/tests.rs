@@ -2,7 +2,9 @@
 //! turns them into test cases.
 
 use crate::{Fixture, Stores};
-use missive_proto::client::Message;
+use missive_proto::client::{
+    Contact, GroupEvent, GroupRole, MediaRef, Message, MessageKind, Relation,
+};
 use missive_proto::internal::*;
 use missive_rpc::{Code, Ctx};
 use std::collections::HashMap;
@@ -334,4 +336,243 @@ pub async fn contact_changes_start_empty(fixture: &impl Fixture) {
     let alice = account(&store, "alice").await.user_id;
     let changes = ContactChangesRequest { user_id: alice, after_version: 0, limit: 10 };
     assert!(store.changes(CTX, changes).await.unwrap().entries.is_empty());
+}
+
+fn contact_record(owner_id: u64, version: u64, peer: u64, relation: Relation) -> ContactRecord {
+    ContactRecord {
+        owner_id,
+        version,
+        contact: Some(Contact {
+            user_id: peer,
+            username: format!("u{peer}"),
+            relation: relation as i32,
+            ..Contact::default()
+        }),
+    }
+}
+
+async fn put_contacts<S: Stores>(store: &S, records: Vec<ContactRecord>) -> Result<(), Code> {
+    ContactStore::put(store, CTX, PutContactsRequest { records })
+        .await
+        .map(drop)
+        .map_err(|s| s.code)
+}
+
+pub async fn contact_entries_replace_and_sync_by_version(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let mut users = Vec::new();
+    for name in ["ann", "ben", "cat", "dan"] {
+        users.push(account(&store, name).await.user_id);
+    }
+    let [ann, ben, cat, dan] = users[..] else { unreachable!() };
+    // A request written on both sides at once, whatever shards they are on.
+    put_contacts(
+        &store,
+        vec![
+            contact_record(ann, 3, ben, Relation::RequestSent),
+            contact_record(ben, 7, ann, Relation::RequestReceived),
+        ],
+    )
+    .await
+    .unwrap();
+    put_contacts(&store, vec![contact_record(ann, 4, cat, Relation::Friend)]).await.unwrap();
+    put_contacts(&store, vec![contact_record(ann, 5, dan, Relation::RequestSent)]).await.unwrap();
+    // Accepted: ann's entry for ben moves to a newer version; the old one is gone.
+    put_contacts(&store, vec![contact_record(ann, 9, ben, Relation::Friend)]).await.unwrap();
+    // Withdrawn: the entry stays, as NONE, so that devices learn of the removal.
+    put_contacts(&store, vec![contact_record(ann, 10, dan, Relation::None)]).await.unwrap();
+
+    let changes =
+        |after_version, limit| ContactChangesRequest { user_id: ann, after_version, limit };
+    let all = store.changes(CTX, changes(0, 10)).await.unwrap().entries;
+    let seen: Vec<(u64, u64)> =
+        all.iter().map(|e| (e.version, e.contact.as_ref().unwrap().user_id)).collect();
+    assert_eq!(seen, [(4, cat), (9, ben), (10, dan)]);
+    let later = store.changes(CTX, changes(4, 1)).await.unwrap().entries;
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].version, 9);
+    assert_eq!(later[0].contact.as_ref().unwrap().relation, Relation::Friend as i32);
+
+    let got =
+        ContactStore::get(&store, CTX, ContactRef { owner_id: ben, peer_id: ann }).await.unwrap();
+    assert_eq!((got.version, got.contact.unwrap().relation), (7, Relation::RequestReceived as i32));
+    let missing = ContactStore::get(&store, CTX, ContactRef { owner_id: cat, peer_id: ann }).await;
+    assert_eq!(missing.unwrap_err().code, Code::NotFound);
+
+    // The list leaves out NONE entries unless they are blocked.
+    let mut blocked = contact_record(ann, 11, dan, Relation::None);
+    blocked.contact.as_mut().unwrap().blocked = true;
+    put_contacts(&store, vec![blocked]).await.unwrap();
+    put_contacts(&store, vec![contact_record(ben, 12, cat, Relation::None)]).await.unwrap();
+    let listed = ContactStore::list(&store, CTX, UserRef { user_id: ann }).await.unwrap().records;
+    let mut peers: Vec<u64> = listed.iter().map(|r| r.contact.as_ref().unwrap().user_id).collect();
+    peers.sort_unstable();
+    let mut expected = vec![ben, cat, dan];
+    expected.sort_unstable();
+    assert_eq!(peers, expected);
+    assert_eq!(
+        ContactStore::list(&store, CTX, UserRef { user_id: ben }).await.unwrap().records.len(),
+        1
+    );
+
+    drop(store);
+    let store = fixture.open().await;
+    let again = store.changes(CTX, changes(9, 10)).await.unwrap().entries;
+    assert_eq!(again.iter().map(|e| e.version).collect::<Vec<_>>(), [11]);
+}
+
+pub async fn a_stale_contact_version_is_refused(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let ann = account(&store, "ann").await.user_id;
+    let ben = account(&store, "ben").await.user_id;
+    put_contacts(&store, vec![contact_record(ann, 5, ben, Relation::Friend)]).await.unwrap();
+    for stale in [5, 4] {
+        let refused = put_contacts(&store, vec![contact_record(ann, stale, ben, Relation::None)]);
+        assert_eq!(refused.await, Err(Code::Aborted), "version {stale}");
+    }
+    let entries = store
+        .changes(CTX, ContactChangesRequest { user_id: ann, after_version: 0, limit: 10 })
+        .await
+        .unwrap()
+        .entries;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].contact.as_ref().unwrap().relation, Relation::Friend as i32);
+}
+
+fn member(user_id: u64, role: GroupRole) -> GroupMemberRecord {
+    GroupMemberRecord { user_id, role: role as i32, joined_at_ms: 7 }
+}
+
+pub async fn groups_keep_members_and_fence_revisions(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let ann = account(&store, "ann").await.user_id;
+    let ben = account(&store, "ben").await.user_id;
+    let cat = account(&store, "cat").await.user_id;
+    let group =
+        GroupRecord { name: "g".into(), owner_id: ann, created_at_ms: 3, ..GroupRecord::default() };
+    let create = CreateGroupRequest {
+        group: Some(group),
+        members: vec![member(ann, GroupRole::Owner), member(ben, GroupRole::Member)],
+    };
+    let created = GroupStore::create(&store, CTX, create).await.unwrap();
+    let record = created.group.clone().unwrap();
+    assert!(missive_proto::ids::is_group(record.group_id), "group ids are apart from user ids");
+    assert_eq!((record.revision, created.members.len()), (1, 2));
+    let second = GroupStore::create(
+        &store,
+        CTX,
+        CreateGroupRequest {
+            group: Some(GroupRecord { owner_id: ben, ..GroupRecord::default() }),
+            members: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    assert_ne!(second.group.unwrap().group_id, record.group_id);
+
+    let write = |revision, name: &str, upsert, remove| WriteGroupRequest {
+        group: Some(GroupRecord { revision, name: name.into(), ..record.clone() }),
+        upsert,
+        remove,
+    };
+    let renamed = GroupStore::write(
+        &store,
+        CTX,
+        write(2, "h", vec![member(cat, GroupRole::Member), member(ben, GroupRole::Admin)], vec![]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(renamed.group.as_ref().unwrap().name, "h");
+    let roles: HashMap<u64, i32> = renamed.members.iter().map(|m| (m.user_id, m.role)).collect();
+    assert_eq!(roles[&ben], GroupRole::Admin as i32);
+    assert_eq!(roles.len(), 3);
+    // A writer that read revision 1 lost the race.
+    let stale = GroupStore::write(&store, CTX, write(2, "x", vec![], vec![ben])).await;
+    assert_eq!(stale.unwrap_err().code, Code::Aborted);
+    let removed = GroupStore::write(&store, CTX, write(3, "h", vec![], vec![ben])).await.unwrap();
+    assert_eq!(removed.members.len(), 2);
+
+    drop(store);
+    let store = fixture.open().await;
+    let got = GroupStore::get(&store, CTX, GroupRef { group_id: record.group_id }).await.unwrap();
+    assert_eq!(got.group.unwrap().revision, 3);
+    let mut members: Vec<u64> = got.members.iter().map(|m| m.user_id).collect();
+    members.sort_unstable();
+    let mut expected = vec![ann, cat];
+    expected.sort_unstable();
+    assert_eq!(members, expected);
+    let unknown =
+        GroupStore::get(&store, CTX, GroupRef { group_id: record.group_id + 1_000 }).await;
+    assert_eq!(unknown.unwrap_err().code, Code::NotFound);
+}
+
+pub async fn messages_keep_their_extra_fields_and_can_be_replaced(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let mut users = Vec::new();
+    for name in ["ann", "ben", "cat", "dan"] {
+        users.push(account(&store, name).await.user_id);
+    }
+    let group_id = missive_proto::ids::GROUP_ID_BASE + 1;
+    let rich = Message {
+        to_user_id: group_id,
+        group_id,
+        from_nickname: "Ann".into(),
+        kind: MessageKind::Image as i32,
+        media: Some(MediaRef {
+            media_id: "m1".into(),
+            name: "cat.png".into(),
+            mime_type: "image/png".into(),
+            size: 3,
+        }),
+        mentions: vec![users[1]],
+        event: Some(GroupEvent {
+            action: 2,
+            actor_id: users[0],
+            target_ids: vec![users[2]],
+            value: String::new(),
+        }),
+        ..message(users[0], group_id, "rich")
+    };
+    let entries = users.iter().map(|&user_id| InboxEntry { user_id, version: 1 }).collect();
+    let stored =
+        store.append(CTX, AppendRequest { message: Some(rich.clone()), entries }).await.unwrap();
+    let id = stored.message.unwrap().id;
+    for &user in &users {
+        let page = store
+            .read_inbox(CTX, InboxQuery { user_id: user, after_version: 0, limit: 10 })
+            .await
+            .unwrap();
+        assert_eq!(page.items[0].message, Some(Message { id, ..rich.clone() }), "user {user}");
+    }
+    let got = MessageStore::get(&store, CTX, MessageRef { user_id: users[3], message_id: id })
+        .await
+        .unwrap();
+    assert_eq!(got, Message { id, ..rich.clone() });
+    let outsider = account(&store, "eve").await.user_id;
+    let hidden =
+        MessageStore::get(&store, CTX, MessageRef { user_id: outsider, message_id: id }).await;
+    assert_eq!(hidden.unwrap_err().code, Code::NotFound);
+
+    let recalled = Message {
+        id,
+        text: String::new(),
+        media: None,
+        mentions: vec![],
+        recalled: true,
+        ..rich.clone()
+    };
+    let replace = ReplaceMessageRequest { message: Some(recalled.clone()), holders: users.clone() };
+    store.replace(CTX, replace).await.unwrap();
+    drop(store);
+    let store = fixture.open().await;
+    for &user in &users {
+        let page = store
+            .read_inbox(CTX, InboxQuery { user_id: user, after_version: 0, limit: 10 })
+            .await
+            .unwrap();
+        assert_eq!(page.items[0].message.as_ref(), Some(&recalled), "user {user}");
+    }
+    let unknown = Message { id: id + 1_000_000, ..recalled };
+    let replace = ReplaceMessageRequest { message: Some(unknown), holders: users.clone() };
+    assert_eq!(store.replace(CTX, replace).await.unwrap_err().code, Code::NotFound);
 }

@@ -56,6 +56,9 @@ impl Server {
             .args(["--password-memory-kib", "64", "--password-iterations", "1"])
             .args(&extra)
             .env("MISSIVE_LOG", "warn")
+            // Most tests send between users who are not friends; the contact tests pass
+            // `--direct-messages friends`, the default, which wins over this.
+            .env("MISSIVE_DIRECT_MESSAGES", "anyone")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -1,0 +1,233 @@
+//! Protocol-version adaptation (the seed's "compat" service): what each client version is
+//! sent, so that old clients keep working as the protocol grows.
+//!
+//! Version 2 clients get everything, and every message that is not plain text carries a
+//! fallback text to show if the kind is unknown to them. Version 1 clients knew only users,
+//! friends and text: group messages reach them as text from the group's contact with the
+//! sender's nickname in front, every other kind as its fallback text, and sync items they
+//! could not represent (pending requests, departed groups) are left out. What a version-1
+//! client sends to a group's contact goes to the group (see `message.rs`). The rules are
+//! documented in docs/protocol.md, "Protocol versions".
+
+use missive_proto::client::*;
+
+/// What a client shows for a message whose kind it does not know (empty for plain text).
+pub fn fallback_text(message: &Message) -> String {
+    let sender =
+        if message.from_nickname.is_empty() { &message.from } else { &message.from_nickname };
+    if message.recalled {
+        return format!("{sender} recalled a message");
+    }
+    let with_caption = |label: String| {
+        if message.text.is_empty() { label } else { format!("{label} {}", message.text) }
+    };
+    let name = message.media.as_ref().map_or("", |m| m.name.as_str());
+    match MessageKind::try_from(message.kind) {
+        Ok(MessageKind::Unspecified | MessageKind::Text) => String::new(),
+        Ok(MessageKind::Image) => with_caption("[Image]".to_string()),
+        Ok(MessageKind::File) => with_caption(format!("[File: {name}]")),
+        Ok(MessageKind::Recall) => format!("{sender} recalled a message"),
+        Ok(MessageKind::Receipt) => format!("{sender} read your message"),
+        Ok(MessageKind::System) => message.text.clone(),
+        Err(_) => "[Unsupported message]".to_string(),
+    }
+}
+
+/// The text a client that knows only TEXT shows.
+fn plain_text(message: &Message) -> String {
+    let fallback = fallback_text(message);
+    if fallback.is_empty() { message.text.clone() } else { fallback }
+}
+
+/// Adds the fallback text a version-2 client needs for kinds it may not know.
+pub fn for_current(mut item: SyncItem) -> SyncItem {
+    if let Some(sync_item::Body::Message(message)) = &mut item.body {
+        message.fallback_text = fallback_text(message);
+    }
+    item
+}
+
+/// The item as a version-1 client knows it, or `None` when it has no version-1 form.
+/// `me` is the syncing user (id, username).
+pub fn for_version_1(item: SyncItem, me: (u64, &str)) -> Option<SyncItem> {
+    let body = match item.body? {
+        sync_item::Body::Profile(profile) => sync_item::Body::Profile(profile),
+        sync_item::Body::Contact(contact) => {
+            let relation = Relation::try_from(contact.relation).unwrap_or(Relation::None);
+            if !matches!(relation, Relation::Friend | Relation::Member) {
+                return None;
+            }
+            sync_item::Body::Contact(Contact {
+                user_id: contact.user_id,
+                username: contact.username,
+                nickname: contact.nickname,
+                ..Contact::default()
+            })
+        }
+        sync_item::Body::Message(message) => {
+            sync_item::Body::Message(message_for_version_1(&message, me))
+        }
+    };
+    Some(SyncItem { r#type: item.r#type, version: item.version, body: Some(body) })
+}
+
+fn message_for_version_1(message: &Message, (my_id, my_name): (u64, &str)) -> Message {
+    let text = plain_text(message);
+    if message.group_id == 0 {
+        return Message {
+            id: message.id,
+            from_user_id: message.from_user_id,
+            from: message.from.clone(),
+            to_user_id: message.to_user_id,
+            to: message.to.clone(),
+            kind: MessageKind::Text as i32,
+            text,
+            sent_at_ms: message.sent_at_ms,
+            client_msg_id: message.client_msg_id.clone(),
+            ..Message::default()
+        };
+    }
+    // From the group's contact, to me; a member's words behind their nickname, a system
+    // message's as they are.
+    let system = message.kind == MessageKind::System as i32;
+    let text = if system { text } else { format!("{}: {text}", message.from_nickname) };
+    Message {
+        id: message.id,
+        from_user_id: message.group_id,
+        from: missive_proto::ids::group_handle(message.group_id),
+        to_user_id: my_id,
+        to: my_name.to_string(),
+        kind: MessageKind::Text as i32,
+        text,
+        sent_at_ms: message.sent_at_ms,
+        client_msg_id: message.client_msg_id.clone(),
+        ..Message::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+
+    fn group_message(kind: MessageKind, text: &str) -> Message {
+        Message {
+            id: 9,
+            from_user_id: 1,
+            from: "alice".into(),
+            from_nickname: "Alice".into(),
+            to_user_id: 1 << 50,
+            to: "1125899906842624@chatroom".into(),
+            group_id: 1 << 50,
+            kind: kind as i32,
+            text: text.into(),
+            sent_at_ms: 5,
+            client_msg_id: "c".into(),
+            mentions: vec![2],
+            ..Default::default()
+        }
+    }
+
+    fn item(message: Message) -> SyncItem {
+        SyncItem {
+            r#type: DataType::Message as i32,
+            version: 3,
+            body: Some(sync_item::Body::Message(message)),
+        }
+    }
+
+    fn v1_text(message: Message) -> String {
+        match for_version_1(item(message), (2, "bob")).unwrap().body.unwrap() {
+            sync_item::Body::Message(m) => {
+                assert_eq!(m.kind, MessageKind::Text as i32);
+                assert!(m.group_id == 0 && m.media.is_none() && m.mentions.is_empty());
+                m.text
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn version_1_sees_group_messages_from_the_group_with_the_sender_in_front() {
+        let adapted =
+            for_version_1(item(group_message(MessageKind::Text, "hi")), (2, "bob")).unwrap();
+        let Some(sync_item::Body::Message(m)) = adapted.body else { unreachable!() };
+        assert_eq!((m.from_user_id, m.from.as_str()), (1 << 50, "1125899906842624@chatroom"));
+        assert_eq!((m.to_user_id, m.to.as_str(), m.text.as_str()), (2, "bob", "Alice: hi"));
+        // Nothing a version-1 schema lacks is on the wire.
+        let v1_fields = Message { from_nickname: String::new(), ..m.clone() };
+        assert_eq!(m.encode_to_vec(), v1_fields.encode_to_vec());
+    }
+
+    #[test]
+    fn every_kind_reaches_version_1_as_readable_text() {
+        let image = Message {
+            media: Some(MediaRef { name: "cat.png".into(), ..Default::default() }),
+            ..group_message(MessageKind::Image, "")
+        };
+        assert_eq!(v1_text(image), "Alice: [Image]");
+        let file = Message {
+            media: Some(MediaRef { name: "a.pdf".into(), ..Default::default() }),
+            group_id: 0,
+            ..group_message(MessageKind::File, "see")
+        };
+        assert_eq!(v1_text(file), "[File: a.pdf] see");
+        assert_eq!(
+            v1_text(Message { group_id: 0, ..group_message(MessageKind::Recall, "") }),
+            "Alice recalled a message"
+        );
+        assert_eq!(
+            v1_text(Message { group_id: 0, ..group_message(MessageKind::Receipt, "") }),
+            "Alice read your message"
+        );
+        assert_eq!(
+            v1_text(group_message(MessageKind::System, "Alice invited Bob")),
+            "Alice invited Bob"
+        );
+        assert_eq!(
+            v1_text(Message { recalled: true, ..group_message(MessageKind::Text, "") }),
+            "Alice: Alice recalled a message"
+        );
+        assert_eq!(
+            v1_text(Message { group_id: 0, kind: 99, ..group_message(MessageKind::Text, "x") }),
+            "[Unsupported message]"
+        );
+    }
+
+    #[test]
+    fn version_1_keeps_friends_and_groups_and_drops_what_it_cannot_show() {
+        let contact = |relation: Relation, is_group| SyncItem {
+            r#type: DataType::Contact as i32,
+            version: 4,
+            body: Some(sync_item::Body::Contact(Contact {
+                user_id: 7,
+                username: "carol".into(),
+                nickname: "Carol".into(),
+                is_group,
+                relation: relation as i32,
+                remark: "C".into(),
+                ..Default::default()
+            })),
+        };
+        for (relation, is_group, kept) in [
+            (Relation::Friend, false, true),
+            (Relation::Member, true, true),
+            (Relation::RequestReceived, false, false),
+            (Relation::None, true, false),
+        ] {
+            let adapted = for_version_1(contact(relation, is_group), (2, "bob"));
+            assert_eq!(adapted.is_some(), kept, "{relation:?}");
+            if let Some(SyncItem { body: Some(sync_item::Body::Contact(c)), .. }) = adapted {
+                assert_eq!(
+                    c,
+                    Contact {
+                        user_id: 7,
+                        username: "carol".into(),
+                        nickname: "Carol".into(),
+                        ..Default::default()
+                    }
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Groups: profile and members on the group's own shard, `(group_id - 2^50) % shards`.
+
+use crate::shard::Shard;
+use crate::{Result, SqlError, SqlStore, db_id};
+use missive_proto::ids::GROUP_ID_BASE;
+use missive_proto::internal::{
+    CreateGroupRequest, GroupMemberRecord, GroupRecord, GroupRef, GroupState, GroupStore,
+    WriteGroupRequest,
+};
+use missive_rpc::{Ctx, Status};
+use prost::Message as _;
+use sqlx::{Any, Executor, Row, Transaction};
+
+impl SqlStore {
+    fn group_shard(&self, group_id: u64) -> Result<&Shard> {
+        let local = group_id.checked_sub(GROUP_ID_BASE).ok_or(SqlError::NotFound("group"))?;
+        Ok(&self.inner.shards[(local % self.shard_count()) as usize])
+    }
+
+    async fn load_group<'c, E>(&self, executor: E, group_id: u64) -> Result<Option<GroupRecord>>
+    where
+        E: Executor<'c, Database = Any>,
+    {
+        let Some(row) = sqlx::query(self.q().group_get)
+            .bind(db_id(group_id, "group")?)
+            .fetch_optional(executor)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let body: Vec<u8> = row.try_get(1)?;
+        let mut group =
+            GroupRecord::decode(&*body).map_err(|e| SqlError::Corrupt(format!("group: {e}")))?;
+        group.revision = row.try_get::<i64, _>(0)? as u64;
+        Ok(Some(group))
+    }
+
+    async fn members(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        group_id: u64,
+    ) -> Result<Vec<GroupMemberRecord>> {
+        sqlx::query(self.q().group_members)
+            .bind(group_id as i64)
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(GroupMemberRecord {
+                    user_id: row.try_get::<i64, _>(0)? as u64,
+                    role: row.try_get::<i64, _>(1)? as i32,
+                    joined_at_ms: row.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn upsert_members(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        group_id: u64,
+        members: &[GroupMemberRecord],
+    ) -> Result<()> {
+        for member in members {
+            sqlx::query(self.q().group_member_upsert)
+                .bind(group_id as i64)
+                .bind(db_id(member.user_id, "user")?)
+                .bind(i64::from(member.role))
+                .bind(member.joined_at_ms)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn state(&self, mut tx: Transaction<'static, Any>, group_id: u64) -> Result<GroupState> {
+        let group =
+            self.load_group(&mut *tx, group_id).await?.ok_or(SqlError::NotFound("group"))?;
+        let members = self.members(&mut tx, group_id).await?;
+        tx.commit().await?;
+        Ok(GroupState { group: Some(group), members })
+    }
+}
+
+#[async_trait::async_trait]
+impl GroupStore for SqlStore {
+    async fn create(&self, _: &Ctx, req: CreateGroupRequest) -> Result<GroupState, Status> {
+        let mut group = req.group.ok_or(SqlError::NotFound("group body"))?;
+        // Any shard may mint it: the id names the shard that did.
+        let shard = self.user_shard(group.owner_id);
+        group.group_id = GROUP_ID_BASE + shard.mint(self.q(), &shard.groups).await?;
+        group.revision = 1;
+        let mut tx = shard.pool.begin().await.map_err(SqlError::from)?;
+        sqlx::query(self.q().group_insert)
+            .bind(group.group_id as i64)
+            .bind(group.encode_to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(SqlError::from)?;
+        self.upsert_members(&mut tx, group.group_id, &req.members).await?;
+        Ok(self.state(tx, group.group_id).await?)
+    }
+
+    async fn get(&self, _: &Ctx, req: GroupRef) -> Result<GroupState, Status> {
+        let tx = self.group_shard(req.group_id)?.pool.begin().await.map_err(SqlError::from)?;
+        Ok(self.state(tx, req.group_id).await?)
+    }
+
+    async fn write(&self, _: &Ctx, req: WriteGroupRequest) -> Result<GroupState, Status> {
+        let group = req.group.ok_or(SqlError::NotFound("group body"))?;
+        let shard = self.group_shard(group.group_id)?;
+        let mut tx = shard.pool.begin().await.map_err(SqlError::from)?;
+        let expected = group.revision.wrapping_sub(1);
+        let updated = sqlx::query(self.q().group_update)
+            .bind(group.revision as i64)
+            .bind(group.encode_to_vec())
+            .bind(db_id(group.group_id, "group")?)
+            .bind(expected as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(SqlError::from)?;
+        if updated.rows_affected() == 0 {
+            self.load_group(&mut *tx, group.group_id).await?.ok_or(SqlError::NotFound("group"))?;
+            let stale = format!("group {} is no longer at revision {expected}", group.group_id);
+            return Err(SqlError::Stale(stale).into());
+        }
+        self.upsert_members(&mut tx, group.group_id, &req.upsert).await?;
+        for user_id in req.remove {
+            sqlx::query(self.q().group_member_delete)
+                .bind(group.group_id as i64)
+                .bind(db_id(user_id, "user")?)
+                .execute(&mut *tx)
+                .await
+                .map_err(SqlError::from)?;
+        }
+        Ok(self.state(tx, group.group_id).await?)
+    }
+}
