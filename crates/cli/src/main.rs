@@ -6,7 +6,10 @@
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use missive_client::profile::{ProfileDir, ProfileState};
-use missive_client::proto::{DataType, SyncItem, sync_item::Body};
+use missive_client::proto::{
+    Contact, DataType, Group, GroupRole, MessageKind, Relation, SendRequest, SyncItem,
+    sync_item::Body,
+};
 use missive_client::{Client, PROTOCOL_VERSION};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -39,8 +42,38 @@ enum Command {
         #[arg(long, default_value = "missive-cli")]
         device: String,
     },
-    /// Sends a text and prints the server message id.
-    Send { peer: String, text: String },
+    /// Sends a text to a user or a group (its handle `<id>@chatroom` or its id) and prints
+    /// the server message id.
+    Send {
+        peer: String,
+        text: String,
+        /// Group messages: mention these members (usernames).
+        #[arg(long = "mention")]
+        mentions: Vec<String>,
+    },
+    /// Uploads an image or file for a conversation and sends it (an image when its type is
+    /// image/*); prints the media id and the message id.
+    Upload {
+        peer: String,
+        file: std::path::PathBuf,
+        /// The media type; guessed from the file name when absent.
+        #[arg(long)]
+        mime: Option<String>,
+        #[arg(long, default_value = "")]
+        caption: String,
+    },
+    /// Downloads an uploaded image or file into a local file.
+    Download { media_id: String, out: std::path::PathBuf },
+    /// Recalls one of your messages (within 2 minutes of sending it).
+    Recall { message_id: u64 },
+    /// Tells the sender of a 1:1 message you have read up to it.
+    Read { message_id: u64 },
+    /// Friends: requests, answers, removal, blocking, remarks.
+    #[command(subcommand)]
+    Friend(FriendCommand),
+    /// Groups: create, invite, remove, leave, rename, info, list and more.
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Prints every change since the stored SyncKey and stores the new key.
     Sync {
         #[arg(long)]
@@ -59,6 +92,63 @@ enum Command {
     Nickname { name: String },
     /// Revokes this device's token.
     Logout,
+}
+
+#[derive(Subcommand)]
+enum FriendCommand {
+    /// Asks a user to be friends.
+    Add {
+        user: String,
+        #[arg(long, default_value = "")]
+        greeting: String,
+    },
+    /// Accepts a friend request.
+    Accept { user: String },
+    /// Declines a friend request.
+    Decline { user: String },
+    /// Ends a friendship or withdraws a request.
+    Remove { user: String },
+    /// Blocks a user (or unblocks with --undo).
+    Block {
+        user: String,
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Sets your own name for a contact (empty removes it).
+    Remark { user: String, remark: String },
+    /// Lists your contacts, pending requests, groups and blocked users.
+    List,
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Creates a group with these members (usernames) and prints its id.
+    Create { name: String, members: Vec<String> },
+    /// Invites users (usernames).
+    Invite { group: String, users: Vec<String> },
+    /// Removes members (usernames); owner and admins only.
+    Remove { group: String, users: Vec<String> },
+    /// Leaves a group.
+    Leave { group: String },
+    /// Renames a group; owner and admins only.
+    Rename { group: String, name: String },
+    /// Sets the announcement (empty clears it); owner and admins only.
+    Announce { group: String, text: String },
+    /// Makes a member an admin (or a member again with --undo); owner only.
+    Admin {
+        group: String,
+        user: String,
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Hands ownership to a member; owner only.
+    Transfer { group: String, user: String },
+    /// Ends the group for everyone; owner only.
+    Dissolve { group: String },
+    /// Shows a group and its members.
+    Info { group: String },
+    /// Lists the groups you are in.
+    List,
 }
 
 fn main() -> ExitCode {
@@ -123,10 +213,66 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.resume(&state.token).await?;
             client.set_sync_key(state.sync_key_bytes());
             match command {
-                Command::Send { peer, text } => {
-                    let answer = client.send_text(&peer, &text).await?;
+                Command::Send { peer, text, mentions } => {
+                    let mut mentioned = Vec::new();
+                    for user in &mentions {
+                        mentioned.push(user_id(&client, user).await?);
+                    }
+                    let answer = client
+                        .send(SendRequest {
+                            to_user_id: conversation_id(&peer).unwrap_or(0),
+                            to: peer.clone(),
+                            client_msg_id: missive_client::new_client_msg_id(),
+                            kind: MessageKind::Text as i32,
+                            text,
+                            mentions: mentioned,
+                            ..SendRequest::default()
+                        })
+                        .await?;
                     println!("{}", answer.message_id);
                 }
+                Command::Upload { peer, file, mime, caption } => {
+                    let data = std::fs::read(&file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    let name = file
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .context("the file needs a name")?;
+                    let mime = mime.unwrap_or_else(|| guess_mime(&name).to_string());
+                    let to = match conversation_id(&peer) {
+                        Some(id) => id,
+                        None => user_id(&client, &peer).await?,
+                    };
+                    let media = client.upload(to, &name, &mime, data).await?;
+                    let kind = if mime.starts_with("image/") {
+                        MessageKind::Image
+                    } else {
+                        MessageKind::File
+                    };
+                    let sent = client.send_media(to, kind, &media, &caption).await?;
+                    println!("{} {}", media.media_id, sent.message_id);
+                }
+                Command::Download { media_id, out } => {
+                    let downloaded = client.download(&media_id).await?;
+                    std::fs::write(&out, &downloaded.data)
+                        .with_context(|| format!("writing {}", out.display()))?;
+                    let name = downloaded.media.map(|m| m.name).unwrap_or_default();
+                    println!(
+                        "{} bytes ({name}) written to {}",
+                        downloaded.data.len(),
+                        out.display()
+                    );
+                }
+                Command::Recall { message_id } => {
+                    client.recall(message_id).await?;
+                    println!("recalled {message_id}");
+                }
+                Command::Read { message_id } => {
+                    client.mark_read(message_id).await?;
+                    println!("read up to {message_id}");
+                }
+                Command::Friend(command) => friend(&client, command).await?,
+                Command::Group(command) => group(&client, command).await?,
                 Command::Sync { json } => {
                     let items = client.sync().await?;
                     save_key(&dir, &mut state, &client)?;
@@ -168,6 +314,161 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// A group named by its id or its handle `<id>@chatroom`.
+fn conversation_id(name: &str) -> Option<u64> {
+    missive_client::ids::parse_group_handle(name)
+        .or_else(|| name.parse().ok().filter(|id| missive_client::ids::is_group(*id)))
+}
+
+fn group_id(name: &str) -> anyhow::Result<u64> {
+    conversation_id(name).with_context(|| format!("{name:?} is not a group id or handle"))
+}
+
+async fn user_id(client: &Client, username: &str) -> anyhow::Result<u64> {
+    let profile =
+        client.profile(username).await.with_context(|| format!("looking up {username}"))?;
+    Ok(profile.user_id)
+}
+
+async fn user_ids(client: &Client, usernames: &[String]) -> anyhow::Result<Vec<u64>> {
+    let mut ids = Vec::with_capacity(usernames.len());
+    for username in usernames {
+        ids.push(user_id(client, username).await?);
+    }
+    Ok(ids)
+}
+
+/// A media type from a file name's extension.
+fn guess_mime(name: &str) -> &'static str {
+    let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match extension.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "txt" => "text/plain",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        _ => "application/octet-stream",
+    }
+}
+
+fn relation_name(contact: &Contact) -> &'static str {
+    match Relation::try_from(contact.relation).unwrap_or(Relation::None) {
+        Relation::None => "none",
+        Relation::RequestSent => "request-sent",
+        Relation::RequestReceived => "request-received",
+        Relation::Friend => "friend",
+        Relation::Member => "member",
+    }
+}
+
+fn describe_contact(contact: &Contact) -> String {
+    let mut line =
+        format!("{} {} ({})", relation_name(contact), contact.username, contact.nickname);
+    if !contact.remark.is_empty() {
+        line.push_str(&format!(" remark={}", contact.remark));
+    }
+    if !contact.greeting.is_empty() {
+        line.push_str(&format!(" greeting={:?}", contact.greeting));
+    }
+    if contact.blocked {
+        line.push_str(" blocked");
+    }
+    line
+}
+
+async fn friend(client: &Client, command: FriendCommand) -> anyhow::Result<()> {
+    let answer = match command {
+        FriendCommand::Add { user, greeting } => client.friend_request(&user, &greeting).await?,
+        FriendCommand::Accept { user } => client.friend_respond(&user, true).await?,
+        FriendCommand::Decline { user } => client.friend_respond(&user, false).await?,
+        FriendCommand::Remove { user } => client.friend_remove(&user).await?,
+        FriendCommand::Block { user, undo } => client.set_blocked(&user, !undo).await?,
+        FriendCommand::Remark { user, remark } => client.set_remark(&user, &remark).await?,
+        FriendCommand::List => {
+            for contact in client.contacts().await?.iter().filter(|c| !c.is_group) {
+                println!("{}", describe_contact(contact));
+            }
+            return Ok(());
+        }
+    };
+    println!("{}", describe_contact(&answer.contact.unwrap_or_default()));
+    Ok(())
+}
+
+fn role_name(role: i32) -> &'static str {
+    match GroupRole::try_from(role).unwrap_or(GroupRole::None) {
+        GroupRole::None => "none",
+        GroupRole::Member => "member",
+        GroupRole::Admin => "admin",
+        GroupRole::Owner => "owner",
+    }
+}
+
+fn print_group(group: &Group, with_members: bool) {
+    println!("{} {} ({} members)", group.handle, group.name, group.members.len());
+    if !group.announcement.is_empty() {
+        println!("announcement: {}", group.announcement);
+    }
+    if with_members {
+        for member in &group.members {
+            println!("  {} {} ({})", role_name(member.role), member.username, member.nickname);
+        }
+    }
+}
+
+async fn group(client: &Client, command: GroupCommand) -> anyhow::Result<()> {
+    let group = match command {
+        GroupCommand::Create { name, members } => {
+            client.group_create(&name, user_ids(client, &members).await?).await?
+        }
+        GroupCommand::Invite { group, users } => {
+            client.group_invite(group_id(&group)?, user_ids(client, &users).await?).await?
+        }
+        GroupCommand::Remove { group, users } => {
+            client.group_remove(group_id(&group)?, user_ids(client, &users).await?).await?
+        }
+        GroupCommand::Leave { group } => {
+            client.group_leave(group_id(&group)?).await?;
+            println!("left {group}");
+            return Ok(());
+        }
+        GroupCommand::Rename { group, name } => {
+            client.group_rename(group_id(&group)?, &name).await?
+        }
+        GroupCommand::Announce { group, text } => {
+            client.group_announce(group_id(&group)?, &text).await?
+        }
+        GroupCommand::Admin { group, user, undo } => {
+            let user = user_id(client, &user).await?;
+            client.group_set_admin(group_id(&group)?, user, !undo).await?
+        }
+        GroupCommand::Transfer { group, user } => {
+            let user = user_id(client, &user).await?;
+            client.group_transfer(group_id(&group)?, user).await?
+        }
+        GroupCommand::Dissolve { group } => {
+            client.group_dissolve(group_id(&group)?).await?;
+            println!("dissolved {group}");
+            return Ok(());
+        }
+        GroupCommand::Info { group } => {
+            print_group(&client.group_info(group_id(&group)?).await?, true);
+            return Ok(());
+        }
+        GroupCommand::List => {
+            for contact in client.contacts().await?.iter().filter(|c| c.is_group) {
+                let role = contact.group.as_ref().map_or(0, |g| g.role);
+                println!("{} {} ({})", contact.username, contact.nickname, role_name(role));
+            }
+            return Ok(());
+        }
+    };
+    print_group(&group, false);
     Ok(())
 }
 
@@ -229,10 +530,17 @@ fn render(item: &SyncItem, json: bool) -> String {
         (Some(Body::Message(m)), true) => serde_json::json!({
             "type": "message", "version": item.version, "id": m.id, "from": m.from, "to": m.to,
             "text": m.text, "sent_at_ms": m.sent_at_ms, "client_msg_id": m.client_msg_id,
+            "kind": MessageKind::try_from(m.kind).map_or("unknown", |k| k.as_str_name()),
+            "group_id": m.group_id, "from_nickname": m.from_nickname,
+            "media_id": m.media.as_ref().map(|media| media.media_id.clone()),
+            "ref_message_id": m.ref_message_id, "mentions": m.mentions, "recalled": m.recalled,
+            "fallback_text": m.fallback_text,
         })
         .to_string(),
         (Some(Body::Message(m)), false) => {
-            format!("[{}] {} -> {}: {}", item.version, m.from, m.to, m.text)
+            // What a person reads: the text, or for any other kind its fallback.
+            let shown = if m.fallback_text.is_empty() { &m.text } else { &m.fallback_text };
+            format!("[{}] #{} {} -> {}: {}", item.version, m.id, m.from, m.to, shown)
         }
         (Some(Body::Profile(p)), true) => serde_json::json!({
             "type": "profile", "version": item.version, "user_id": p.user_id,
@@ -244,11 +552,13 @@ fn render(item: &SyncItem, json: bool) -> String {
         }
         (Some(Body::Contact(c)), true) => serde_json::json!({
             "type": "contact", "version": item.version, "user_id": c.user_id,
-            "username": c.username, "nickname": c.nickname,
+            "username": c.username, "nickname": c.nickname, "is_group": c.is_group,
+            "relation": relation_name(c), "blocked": c.blocked, "remark": c.remark,
+            "greeting": c.greeting,
         })
         .to_string(),
         (Some(Body::Contact(c)), false) => {
-            format!("[{}] contact {} ({})", item.version, c.username, c.nickname)
+            format!("[{}] contact {}", item.version, describe_contact(c))
         }
         (None, true) => {
             serde_json::json!({ "type": data_type.as_str_name(), "version": item.version })

@@ -13,6 +13,7 @@ pub mod profile;
 
 pub use link::Endpoint;
 pub use missive_proto::client as proto;
+pub use missive_proto::ids;
 pub use missive_rpc::Code;
 
 use link::Link;

@@ -3,7 +3,9 @@
 
 mod bad_input;
 mod cli;
+mod contacts;
 mod durability;
+mod groups;
 mod harness;
 mod messaging;
 mod overload;
