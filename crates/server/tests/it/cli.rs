@@ -148,3 +148,139 @@ async fn cli_chat_sends_typed_lines_and_shows_the_peers() {
     let status = tokio::task::spawn_blocking(move || chat.wait().unwrap()).await.unwrap();
     assert!(status.success());
 }
+
+/// Runs a CLI command that must succeed; returns its standard output.
+fn run(server: &str, profile: &std::path::Path, args: &[&str]) -> String {
+    let out = cli(server, profile, args);
+    assert!(out.ok, "{args:?}: {}", out.stderr);
+    out.stdout
+}
+
+/// The JSON lines of `sync --json` of one type.
+fn synced(server: &str, profile: &std::path::Path, kind: &str) -> Vec<serde_json::Value> {
+    run(server, profile, &["sync", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["type"] == kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn cli_friend_commands_work_end_to_end() {
+    let server = Server::start_with(&["--direct-messages", "friends"]);
+    let url = server.tcp.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let [ann, ben, cat] = ["ann", "ben", "cat"].map(|n| dir.path().join(n));
+    for (name, profile) in [("ann", &ann), ("ben", &ben), ("cat", &cat)] {
+        run(url, profile, &["register", name, PASSWORD]);
+        run(url, profile, &["login", name, PASSWORD]);
+    }
+    let refused = cli(url, &ann, &["send", "ben", "hi"]);
+    assert!(!refused.ok && refused.stderr.contains("not_friends"), "{}", refused.stderr);
+
+    assert!(
+        run(url, &ann, &["friend", "add", "ben", "--greeting", "hello"])
+            .contains("request-sent ben")
+    );
+    let listed = run(url, &ben, &["friend", "list"]);
+    assert!(
+        listed.contains("request-received ann") && listed.contains("greeting=\"hello\""),
+        "{listed}"
+    );
+    assert!(run(url, &ben, &["friend", "accept", "ann"]).contains("friend ann"));
+    assert!(run(url, &ann, &["friend", "list"]).contains("friend ben"));
+    run(url, &ann, &["send", "ben", "now we talk"]);
+    let texts: Vec<_> = synced(url, &ben, "message").iter().map(|m| m["text"].clone()).collect();
+    assert_eq!(texts, ["now we talk"]);
+
+    run(url, &cat, &["friend", "add", "ann"]);
+    run(url, &ann, &["friend", "decline", "cat"]);
+    assert_eq!(run(url, &cat, &["friend", "list"]).trim(), "");
+
+    run(url, &ann, &["friend", "block", "cat"]);
+    let blocked = cli(url, &cat, &["friend", "add", "ann"]);
+    assert!(!blocked.ok && blocked.stderr.contains("blocked"), "{}", blocked.stderr);
+    assert!(run(url, &ann, &["friend", "list"]).contains("none cat (cat) blocked"));
+    run(url, &ann, &["friend", "block", "cat", "--undo"]);
+    run(url, &cat, &["friend", "add", "ann"]);
+
+    run(url, &ben, &["friend", "remove", "ann"]);
+    assert!(!run(url, &ann, &["friend", "list"]).contains("ben"));
+}
+
+#[tokio::test]
+async fn cli_group_media_and_recall_commands_work_end_to_end() {
+    let server = Server::start();
+    let url = server.http.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let [ann, ben, cat, old] = ["ann", "ben", "cat", "old"].map(|n| dir.path().join(n));
+    for (name, profile) in [("ann", &ann), ("ben", &ben), ("cat", &cat), ("old", &old)] {
+        run(url, profile, &["register", name, PASSWORD]);
+        run(url, profile, &["login", name, PASSWORD]);
+    }
+    let created = run(url, &ann, &["group", "create", "Plans", "ben", "old"]);
+    let handle = created.split_whitespace().next().unwrap().to_string();
+    assert!(handle.ends_with("@chatroom") && created.contains("Plans (3 members)"), "{created}");
+    assert!(run(url, &ann, &["group", "invite", &handle, "cat"]).contains("(4 members)"));
+    assert!(run(url, &ann, &["group", "rename", &handle, "Trip"]).contains("Trip"));
+    let info = run(url, &ben, &["group", "info", &handle]);
+    for line in ["owner ann", "member ben", "member cat", "member old"] {
+        assert!(info.contains(line), "{info}");
+    }
+    assert!(run(url, &cat, &["group", "list"]).contains(&format!("{handle} Trip (member)")));
+
+    let sent = run(url, &ben, &["send", &handle, "who brings the tent?", "--mention", "cat"]);
+    let sent_id: u64 = sent.trim().parse().unwrap();
+    let got = synced(url, &cat, "message");
+    let tent = got.iter().find(|m| m["id"] == sent_id).expect("the group message");
+    assert_eq!(tent["group_id"].as_u64().unwrap().to_string() + "@chatroom", handle);
+    // `profile` prints "cat (user id N, nickname cat)".
+    let profile = run(url, &cat, &["profile"]);
+    let cat_id: u64 =
+        profile.split("user id ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    assert_eq!(tent["mentions"], serde_json::json!([cat_id]));
+
+    // A version-1 CLI sees the group as a contact and its messages as prefixed text.
+    let old_view = cli(url, &old, &["--protocol", "1", "sync"]);
+    assert!(old_view.ok, "{}", old_view.stderr);
+    assert!(
+        old_view.stdout.contains(&format!("{handle} -> old: ben: who brings the tent?")),
+        "{}",
+        old_view.stdout
+    );
+    assert!(
+        run(url, &old, &["--protocol", "1", "send", &handle, "me!"]).trim().parse::<u64>().is_ok()
+    );
+    let replies = synced(url, &ann, "message");
+    let reply = replies.iter().find(|m| m["text"] == "me!").expect("the old client's reply");
+    assert_eq!(
+        (reply["from"].as_str(), reply["kind"].as_str()),
+        (Some("old"), Some("MESSAGE_KIND_TEXT"))
+    );
+
+    // Upload and send a file, download it as a member; recall a message.
+    let file = dir.path().join("packing.txt");
+    std::fs::write(&file, "tent, stove, map").unwrap();
+    let uploaded = run(url, &ann, &["upload", &handle, file.to_str().unwrap()]);
+    let media_id = uploaded.split_whitespace().next().unwrap().to_string();
+    let out = dir.path().join("copy.txt");
+    run(url, &cat, &["download", &media_id, out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "tent, stove, map");
+    let oops: u64 = run(url, &ann, &["send", &handle, "oops"]).trim().parse().unwrap();
+    run(url, &ann, &["recall", &oops.to_string()]);
+    let seen = synced(url, &cat, "message");
+    assert!(
+        seen.iter().any(
+            |m| m["kind"] == "MESSAGE_KIND_FILE" && m["fallback_text"] == "[File: packing.txt]"
+        )
+    );
+    let recalled = seen.iter().find(|m| m["id"] == oops).expect("the recalled message");
+    assert_eq!(recalled["recalled"], true);
+    assert!(seen.iter().any(|m| m["kind"] == "MESSAGE_KIND_RECALL" && m["ref_message_id"] == oops));
+
+    run(url, &ann, &["group", "remove", &handle, "ben"]);
+    let refused = cli(url, &ben, &["send", &handle, "hello?"]);
+    assert!(!refused.ok && refused.stderr.contains("not_member"), "{}", refused.stderr);
+    assert_eq!(run(url, &cat, &["group", "leave", &handle]).trim(), format!("left {handle}"));
+    assert!(run(url, &ann, &["group", "info", &handle]).contains("(2 members)"));
+}

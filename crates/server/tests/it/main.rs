@@ -7,6 +7,7 @@ mod contacts;
 mod durability;
 mod groups;
 mod harness;
+mod media;
 mod messaging;
 mod overload;
 mod split;

@@ -1,0 +1,129 @@
+//! Images and files, recall and read receipts end to end, as a second device sees them.
+
+use crate::harness::{PASSWORD, Server, device, receive, user};
+use missive_client::Code;
+use missive_client::proto::{Message, MessageKind, SyncItem, sync_item::Body};
+use std::time::Duration;
+
+fn messages(items: &[SyncItem]) -> Vec<Message> {
+    items
+        .iter()
+        .filter_map(|item| match &item.body {
+            Some(Body::Message(m)) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn recall_and_read_receipts_reach_every_device() {
+    let server = Server::start();
+    let alice = user(&server.tcp, "alice").await;
+    let alice_tablet = device(&server.tcp, "alice", "tablet").await;
+    let bob = user(&server.tcp, "bob").await;
+    let bob_laptop = device(&server.ws(), "bob", "laptop").await;
+    for client in [&alice, &alice_tablet, &bob, &bob_laptop] {
+        client.sync().await.unwrap();
+    }
+
+    let oops = alice.send_text("bob", "wrong chat, sorry").await.unwrap();
+    let kept = alice.send_text("bob", "see you at 6").await.unwrap();
+    assert_eq!(messages(&receive(&bob_laptop, 2).await).len(), 2);
+
+    alice.recall(oops.message_id).await.unwrap();
+    let refused = bob.recall(kept.message_id).await.unwrap_err();
+    assert_eq!(refused.code(), Some(Code::PermissionDenied), "only the sender recalls");
+    // A device that had the message gets the recall item; one that syncs from scratch
+    // finds the message already replaced.
+    let recall = messages(&bob_laptop.next_changes(Duration::from_secs(5)).await.unwrap());
+    assert_eq!(recall.len(), 1);
+    assert_eq!(
+        (recall[0].kind, recall[0].ref_message_id),
+        (MessageKind::Recall as i32, oops.message_id)
+    );
+    assert_eq!(recall[0].fallback_text, "alice recalled a message");
+    let fresh = device(&server.http, "bob", "new phone").await;
+    let history = messages(&fresh.sync().await.unwrap());
+    assert_eq!(history.len(), 3);
+    assert!(history[0].recalled && history[0].text.is_empty(), "{:?}", history[0]);
+    assert_eq!(history[1].text, "see you at 6");
+    // The sender's other device sees it too.
+    let tablet = messages(&receive(&alice_tablet, 3).await);
+    assert_eq!(tablet[2].kind, MessageKind::Recall as i32);
+
+    // Bob reads; alice's devices and bob's other device see the receipt.
+    bob.mark_read(kept.message_id).await.unwrap();
+    let refused = alice.mark_read(kept.message_id).await.unwrap_err();
+    assert_eq!(refused.code(), Some(Code::InvalidArgument), "no receipts for one's own messages");
+    for viewer in [&alice_tablet, &bob_laptop] {
+        let receipt = messages(&viewer.next_changes(Duration::from_secs(5)).await.unwrap());
+        assert_eq!(receipt.len(), 1, "{receipt:?}");
+        assert_eq!(receipt[0].kind, MessageKind::Receipt as i32);
+        assert_eq!((receipt[0].from.as_str(), receipt[0].ref_message_id), ("bob", kept.message_id));
+    }
+}
+
+#[tokio::test]
+async fn a_file_is_downloaded_by_members_and_refused_to_others() {
+    let server = Server::start_with(&["--media-bytes-max", "3000000"]);
+    let alice = user(&server.http, "alice").await;
+    let bob = user(&server.tcp, "bob").await;
+    let eve = user(&server.tcp, "eve").await;
+    let bob_id = bob.session().unwrap().user_id;
+    let group = alice.group_create("Docs", vec![bob_id]).await.unwrap();
+
+    // Over the short link, larger than a long-link frame may be.
+    let data: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
+    let media =
+        alice.upload(group.group_id, "report.pdf", "application/pdf", data.clone()).await.unwrap();
+    assert_eq!((media.size, media.name.as_str()), (2_500_000, "report.pdf"));
+    let sent = alice.send_media(group.group_id, MessageKind::File, &media, "Q3").await.unwrap();
+    let arrived = messages(&receive(&bob, 2).await);
+    let file = arrived.iter().find(|m| m.id == sent.message_id).expect("the file message");
+    assert_eq!(file.media.as_ref().unwrap().media_id, media.media_id);
+    assert_eq!(file.fallback_text, "[File: report.pdf] Q3");
+
+    // A member downloads it over the short link, by command and by GET.
+    let over_http = missive_client::Client::connect(&server.http).await.unwrap();
+    over_http.login("bob", PASSWORD, "browser").await.unwrap();
+    let downloaded = over_http.download(&media.media_id).await.unwrap();
+    assert_eq!(downloaded.data, data);
+    let token = over_http.session().unwrap().token;
+    let url = format!("{}/v1/media/{}", server.http, media.media_id);
+    let response = reqwest::Client::new().get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/pdf");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.bytes().await.unwrap(), data);
+
+    // Others are refused, and so is a member once removed.
+    let eve_http = missive_client::Client::connect(&server.http).await.unwrap();
+    eve_http.login("eve", PASSWORD, "browser").await.unwrap();
+    assert_eq!(
+        eve_http.download(&media.media_id).await.unwrap_err().code(),
+        Some(Code::PermissionDenied)
+    );
+    let eve_token = eve_http.session().unwrap().token;
+    let response = reqwest::Client::new().get(&url).bearer_auth(&eve_token).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    let response = reqwest::Client::new().get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    alice.group_remove(group.group_id, vec![bob_id]).await.unwrap();
+    assert_eq!(
+        over_http.download(&media.media_id).await.unwrap_err().code(),
+        Some(Code::PermissionDenied)
+    );
+
+    // Eve cannot attach media uploaded for another conversation, nor upload too much.
+    let refused = eve.send_media(bob_id, MessageKind::File, &media, "").await.unwrap_err();
+    assert_eq!(refused.code(), Some(Code::PermissionDenied));
+    let too_big = alice.upload(bob_id, "big.bin", "", vec![0; 3_000_001]).await.unwrap_err();
+    assert_eq!(too_big.code(), Some(Code::LimitExceeded));
+    // An image over the long link fits in a frame.
+    let image = eve.upload(bob_id, "cat.png", "image/png", vec![7; 1000]).await.unwrap();
+    eve.send_media(bob_id, MessageKind::Image, &image, "").await.unwrap();
+    let got = messages(&bob.next_changes(Duration::from_secs(5)).await.unwrap());
+    let cat = got.iter().find(|m| m.kind == MessageKind::Image as i32).expect("the image");
+    assert_eq!(cat.fallback_text, "[Image]");
+    assert_eq!(bob.download(&image.media_id).await.unwrap().data, vec![7; 1000]);
+}
