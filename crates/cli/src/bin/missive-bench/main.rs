@@ -1,8 +1,11 @@
-//! `missive-bench`: drives simulated users that send each other 1:1 messages, and reports
+//! `missive-bench`: drives simulated users that send each other 1:1 messages (random pairs:
+//! the server must let strangers write, `--direct-messages anyone`), and reports
 //! what was sent, received and lost, the delivered rate and the end-to-end latency (from the
 //! send call to the recipient's sync returning the message: send, durable commit, notify,
-//! sync, receive). `missive-bench rpc` measures the RPC framework alone.
+//! sync, receive). `missive-bench group` measures write diffusion into one large group;
+//! `missive-bench rpc` measures the RPC framework alone.
 
+mod group;
 mod rpc;
 
 use anyhow::{Context as _, bail};
@@ -31,6 +34,8 @@ struct Cli {
 enum Mode {
     /// Round trips of one small call through the RPC framework, in process and over loopback.
     Rpc(rpc::RpcArgs),
+    /// Write diffusion into one large group: fan-out latency and sustained rate.
+    Group(group::GroupArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -80,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.mode {
         Some(Mode::Rpc(args)) => rpc::run(args).await,
+        Some(Mode::Group(args)) => group::run(args).await,
         None => messages(cli.messages).await,
     }
 }
@@ -179,6 +185,13 @@ async fn messages(args: Args) -> anyhow::Result<()> {
                 let text = format!("bench {sent_us} {index} {n}");
                 match client.send_text(&names[peer], &text).await {
                     Ok(_) => shared.sent.fetch_add(1, Ordering::Relaxed),
+                    Err(e) if e.code() == Some(Code::NotFriends) => {
+                        eprintln!(
+                            "error: the server takes 1:1 messages from friends only; these \
+                             users write to random others: serve with --direct-messages anyone"
+                        );
+                        std::process::exit(2);
+                    }
                     Err(_) => shared.send_errors.fetch_add(1, Ordering::Relaxed),
                 };
             }
