@@ -177,3 +177,50 @@ async fn split_deployment_on_postgresql_survives_killed_nodes() {
     split_deployment_loses_no_acknowledged_message(&mut deploy(&urls, Placement::InLogicNode))
         .await;
 }
+
+/// Contacts, a group with a version-1 member, and a file, across access nodes, with groups,
+/// contacts and media reached over RPC and stored in the SQL shards.
+#[tokio::test]
+async fn split_deployment_carries_groups_contacts_and_media() {
+    let urls = fresh_databases(DatabaseServer::MariaDb, "it_split_groups", 2).await.join(",");
+    let deployment = deploy(&urls, Placement::StoreNodes);
+    let [a1, a2] = &deployment.access;
+    let alice = user(&a1.tcp, "alice").await;
+    let bob = user(&a2.ws(), "bob").await;
+    let carol = Client::connect_with(&a2.tcp, 1).await.unwrap();
+    carol.register("carol", PASSWORD).await.unwrap();
+    carol.login("carol", PASSWORD, "old phone").await.unwrap();
+    for client in [&alice, &bob, &carol] {
+        client.sync().await.unwrap();
+    }
+
+    alice.friend_request("bob", "hi").await.unwrap();
+    notified(&bob).await;
+    bob.friend_respond("alice", true).await.unwrap();
+    assert_eq!(alice.contacts().await.unwrap()[0].username, "bob");
+
+    let ids = [&bob, &carol].map(|c| c.session().unwrap().user_id).to_vec();
+    let group = alice.group_create("Across", ids).await.unwrap();
+    let handle = missive_client::ids::group_handle(group.group_id);
+    bob.send_to_group(group.group_id, "from node 2", vec![]).await.unwrap();
+    let carol_view = texts(&receive(&carol, 2).await);
+    assert_eq!(carol_view, ["alice created the group \"Across\"", "bob: from node 2"]);
+    carol
+        .send(missive_client::proto::SendRequest {
+            to: handle,
+            client_msg_id: "carol-1".into(),
+            kind: 1,
+            text: "old phone here".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let alice_view = texts(&receive(&alice, 3).await);
+    assert_eq!(alice_view[1..], ["from node 2", "old phone here"]);
+
+    let uploader = Client::connect(&a1.http).await.unwrap();
+    uploader.login("alice", PASSWORD, "laptop").await.unwrap();
+    let media =
+        uploader.upload(group.group_id, "map.png", "image/png", vec![9; 4096]).await.unwrap();
+    assert_eq!(bob.download(&media.media_id).await.unwrap().data, vec![9; 4096]);
+}
