@@ -76,13 +76,17 @@ async fn a_slow_store_makes_the_logic_layer_shed_logins_and_sends_but_never_sync
         Client::connect(&url).await.unwrap().register(name, PASSWORD).await.unwrap();
     }
 
+    // Every writer signs in before the load starts: a login during it may well be shed.
+    let mut writers = Vec::new();
+    for n in 0..24 {
+        writers.push(device(&url, "writer", &format!("writer {n}")).await);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let mut load = Vec::new();
-    for n in 0..24 {
+    for client in writers {
         let (url, stop) = (url.clone(), stop.clone());
         load.push(tokio::spawn(async move {
             let mut tally = Tally::new();
-            let client = device(&url, "writer", &format!("writer {n}")).await;
             let mut prospect = Client::connect(&url).await.unwrap();
             while !stop.load(Ordering::Relaxed) {
                 let sent = client.send_text("reader", "load").await;
