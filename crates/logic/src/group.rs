@@ -463,15 +463,8 @@ impl Logic {
         req: GroupSetAdminRequest,
     ) -> Result<GroupResponse, Status> {
         self.change_group(ctx, req.group_id, |state, actor| {
-            if Self::role_in(state, actor)? != GroupRole::Owner {
-                return Err(Status::new(Code::PermissionDenied, "only the owner may do this"));
-            }
-            let mut target = state
-                .members
-                .iter()
-                .find(|m| m.user_id == req.user_id)
-                .cloned()
-                .ok_or_else(|| Status::invalid_argument("that user is not a member"))?;
+            owner_only(state, actor)?;
+            let mut target = member_record(state, req.user_id)?;
             if role(&target) == GroupRole::Owner {
                 return Err(Status::invalid_argument("the owner is not an admin"));
             }
@@ -498,18 +491,11 @@ impl Logic {
         req: GroupTransferRequest,
     ) -> Result<GroupResponse, Status> {
         self.change_group(ctx, req.group_id, |state, actor| {
-            if Self::role_in(state, actor)? != GroupRole::Owner {
-                return Err(Status::new(Code::PermissionDenied, "only the owner may do this"));
-            }
+            owner_only(state, actor)?;
             if req.user_id == actor {
                 return Err(Status::invalid_argument("you own the group already"));
             }
-            let mut heir = state
-                .members
-                .iter()
-                .find(|m| m.user_id == req.user_id)
-                .cloned()
-                .ok_or_else(|| Status::invalid_argument("that user is not a member"))?;
+            let mut heir = member_record(state, req.user_id)?;
             let mut former = state
                 .members
                 .iter()
@@ -537,9 +523,7 @@ impl Logic {
         req: GroupDissolveRequest,
     ) -> Result<GroupResponse, Status> {
         self.change_group(ctx, req.group_id, |state, actor| {
-            if Self::role_in(state, actor)? != GroupRole::Owner {
-                return Err(Status::new(Code::PermissionDenied, "only the owner may do this"));
-            }
+            owner_only(state, actor)?;
             let mut group = record(state).clone();
             group.dissolved = true;
             let everyone: Vec<u64> = state.members.iter().map(|m| m.user_id).collect();
@@ -564,6 +548,23 @@ impl Logic {
         Self::role_in(&state, actor)?;
         Ok(GroupResponse { group: Some(self.group_view(ctx, &state).await?) })
     }
+}
+
+/// A member's record, or INVALID_ARGUMENT naming a non-member.
+fn member_record(state: &GroupState, user_id: u64) -> Result<GroupMemberRecord, Status> {
+    state
+        .members
+        .iter()
+        .find(|m| m.user_id == user_id)
+        .cloned()
+        .ok_or_else(|| Status::invalid_argument("that user is not a member"))
+}
+
+fn owner_only(state: &GroupState, actor: u64) -> Result<(), Status> {
+    if Logic::role_in(state, actor)? != GroupRole::Owner {
+        return Err(Status::new(Code::PermissionDenied, "only the owner may do this"));
+    }
+    Ok(())
 }
 
 fn group_name(name: &str) -> Result<String, Status> {

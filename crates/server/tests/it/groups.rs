@@ -1,21 +1,11 @@
 //! Group chat end to end: write diffusion, one order for everyone, membership changes, the
 //! member limit, and a version-1 client taking part as WeChat 1.0 clients did.
 
-use crate::harness::{PASSWORD, Server, receive, user};
+use crate::harness::{PASSWORD, Server, messages, receive, user};
 use futures_util::StreamExt;
-use missive_client::proto::{Message, MessageKind, SyncItem, sync_item::Body};
+use missive_client::proto::{Message, MessageKind, sync_item::Body};
 use missive_client::{Client, Code, ids};
 use std::time::Duration;
-
-fn messages(items: &[SyncItem]) -> Vec<Message> {
-    items
-        .iter()
-        .filter_map(|item| match &item.body {
-            Some(Body::Message(m)) => Some(m.clone()),
-            _ => None,
-        })
-        .collect()
-}
 
 /// Syncs until `count` messages have arrived in all.
 async fn messages_received(client: &Client, count: usize) -> Vec<Message> {

@@ -172,6 +172,17 @@ pub fn texts(items: &[SyncItem]) -> Vec<String> {
         .collect()
 }
 
+/// The message items, in order.
+pub fn messages(items: &[SyncItem]) -> Vec<missive_client::proto::Message> {
+    items
+        .iter()
+        .filter_map(|item| match &item.body {
+            Some(Body::Message(m)) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Syncs until `count` messages (in all) have arrived, waiting on notifies; panics after 10 s.
 pub async fn receive(client: &Client, count: usize) -> Vec<SyncItem> {
     let mut items = client.sync().await.expect("sync");

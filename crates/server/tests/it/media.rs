@@ -1,19 +1,9 @@
 //! Images and files, recall and read receipts end to end, as a second device sees them.
 
-use crate::harness::{PASSWORD, Server, device, receive, user};
+use crate::harness::{PASSWORD, Server, device, messages, receive, user};
 use missive_client::Code;
-use missive_client::proto::{Message, MessageKind, SyncItem, sync_item::Body};
+use missive_client::proto::MessageKind;
 use std::time::Duration;
-
-fn messages(items: &[SyncItem]) -> Vec<Message> {
-    items
-        .iter()
-        .filter_map(|item| match &item.body {
-            Some(Body::Message(m)) => Some(m.clone()),
-            _ => None,
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn recall_and_read_receipts_reach_every_device() {
