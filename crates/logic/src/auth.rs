@@ -79,7 +79,7 @@ fn invalid_credentials() -> Status {
     Status::new(Code::InvalidCredentials, "wrong username or password")
 }
 
-fn profile_of(account: &missive_proto::internal::AccountRecord) -> Profile {
+pub(crate) fn profile_of(account: &missive_proto::internal::AccountRecord) -> Profile {
     Profile {
         user_id: account.user_id,
         username: account.username.clone(),

@@ -10,7 +10,7 @@ use crate::{DirectMessages, Logic, validate};
 use missive_proto::client::*;
 use missive_proto::ids;
 use missive_proto::internal::{
-    ContactRecord, ContactRef, NotifyTarget, PutContactsRequest, UserRef,
+    ContactRecord, ContactRef, InboxEntry, NotifyTarget, PutContactsRequest, UserRef,
 };
 use missive_rpc::{Code, Ctx, Status};
 
@@ -76,12 +76,13 @@ impl Logic {
     }
 
     /// Writes entries (one per owner) under the owners' next versions, the caller holding
-    /// their locks, and tells the owners' devices; returns the versions in order.
+    /// their locks; returns the entries written, in order, for [`Logic::contacts_changed`]
+    /// once the locks are released.
     pub(crate) async fn commit_contacts(
         &self,
         ctx: &Ctx,
         changes: Vec<(u64, Contact)>,
-    ) -> Result<Vec<u64>, Status> {
+    ) -> Result<Vec<InboxEntry>, Status> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
@@ -100,6 +101,15 @@ impl Logic {
                 self.deps.contacts.put(ctx, PutContactsRequest { records })
             })
             .await?;
+        metrics::counter!("missive_contact_changes_total").increment(entries.len() as u64);
+        Ok(entries)
+    }
+
+    /// Tells the owners' devices (all but the calling one) of contact entries written.
+    pub(crate) async fn contacts_changed(&self, ctx: &Ctx, entries: &[InboxEntry]) {
+        if entries.is_empty() {
+            return;
+        }
         let device = ctx.caller.map_or(0, |c| c.device_id);
         let caller = ctx.caller.map_or(0, |c| c.user_id);
         let targets = entries
@@ -112,8 +122,6 @@ impl Logic {
             })
             .collect();
         self.notify(ctx, targets).await;
-        metrics::counter!("missive_contact_changes_total").increment(entries.len() as u64);
-        Ok(entries.iter().map(|e| e.version).collect())
     }
 
     /// Reads both users' entries under both locks, lets `decide` change them, and writes the
@@ -128,21 +136,23 @@ impl Logic {
         F: FnOnce(&mut Contact, &mut Contact) -> Result<(), Status>,
     {
         let me = ctx.caller()?.user_id;
-        let _guards = self.locks.lock(&[me, peer]).await;
+        let guards = self.locks.lock(&[me, peer]).await;
         let mine = self.user_entry(ctx, me, peer).await?;
         let theirs = self.user_entry(ctx, peer, me).await?;
         let (mut new_mine, mut new_theirs) = (mine.clone(), theirs.clone());
         decide(&mut new_mine, &mut new_theirs)?;
+        let mine_changed = new_mine != mine;
         let mut changes = Vec::new();
-        if new_mine != mine {
+        if mine_changed {
             changes.push((me, new_mine.clone()));
         }
         if new_theirs != theirs {
             changes.push((peer, new_theirs));
         }
-        let mine_changed = new_mine != mine;
-        let versions = self.commit_contacts(ctx, changes).await?;
-        let version = if mine_changed { versions[0] } else { 0 };
+        let written = self.commit_contacts(ctx, changes).await?;
+        drop(guards);
+        self.contacts_changed(ctx, &written).await;
+        let version = if mine_changed { written[0].version } else { 0 };
         Ok(ContactResponse { contact: Some(new_mine), version })
     }
 

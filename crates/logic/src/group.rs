@@ -6,7 +6,7 @@
 //! a rule decide, and writes the group under its next revision: the store refuses a write
 //! whose revision another logic node took first, and the change is then decided again.
 
-use crate::{Logic, VERSIONED_WRITE_ATTEMPTS, validate};
+use crate::{Logic, validate};
 use missive_proto::client::group_event::Action;
 use missive_proto::client::*;
 use missive_proto::ids;
@@ -25,13 +25,6 @@ struct Change {
     upsert: Vec<GroupMemberRecord>,
     remove: Vec<u64>,
     event: GroupEvent,
-    /// Whose contact entries change: every member's (the profile changed) or these users'.
-    entries: Entries,
-}
-
-enum Entries {
-    AllMembers,
-    Only(Vec<u64>),
 }
 
 fn role(member: &GroupMemberRecord) -> GroupRole {
@@ -175,13 +168,24 @@ impl Logic {
     /// The text of a system message: what happened, by whom, in words.
     async fn describe(&self, ctx: &Ctx, event: &GroupEvent) -> Result<String, Status> {
         let actor = self.nickname_of(ctx, event.actor_id).await?;
-        let mut targets = Vec::with_capacity(event.target_ids.len());
-        for &id in &event.target_ids {
+        let action = Action::try_from(event.action).unwrap_or(Action::Unspecified);
+        // Only the texts that name them read the targets' nicknames (a new group's 499
+        // members are in its event, not in its text).
+        let named = matches!(
+            action,
+            Action::Invited
+                | Action::Removed
+                | Action::AdminAdded
+                | Action::AdminRemoved
+                | Action::OwnerChanged
+        );
+        let mut targets = Vec::new();
+        for &id in event.target_ids.iter().filter(|_| named) {
             targets.push(self.nickname_of(ctx, id).await?);
         }
         let targets = targets.join(", ");
         let value = &event.value;
-        Ok(match Action::try_from(event.action).unwrap_or(Action::Unspecified) {
+        Ok(match action {
             Action::Created => format!("{actor} created the group \"{value}\""),
             Action::Invited => format!("{actor} invited {targets}"),
             Action::Removed => format!("{actor} removed {targets}"),
@@ -209,10 +213,10 @@ impl Logic {
     ) -> Result<(), Status> {
         let entries: Vec<(u64, Contact)> =
             owners.iter().map(|&owner| (owner, Self::group_entry(state, owner))).collect();
-        {
-            let _guards = self.locks.lock(&owners).await;
-            self.commit_contacts(ctx, entries).await?;
-        }
+        let guards = self.locks.lock(&owners).await;
+        let written = self.commit_contacts(ctx, entries).await?;
+        drop(guards);
+        self.contacts_changed(ctx, &written).await;
         let group = record(state);
         let mut audience: Vec<u64> = state.members.iter().map(|m| m.user_id).collect();
         audience.extend(also.iter().filter(|u| !audience.contains(u)).collect::<Vec<_>>());
@@ -232,7 +236,9 @@ impl Logic {
     }
 
     /// Runs one change of an existing group: decide, write (deciding again if another node
-    /// wrote first), then announce.
+    /// wrote first), then announce to the users whose contact entry for the group differs
+    /// from before (members who joined or left, everyone when the profile or the admins
+    /// changed). The group's lock is released before its members are named for the answer.
     async fn change_group<F>(
         &self,
         ctx: &Ctx,
@@ -243,7 +249,7 @@ impl Logic {
         F: Fn(&GroupState, u64) -> Result<Change, Status>,
     {
         let actor = ctx.caller()?.user_id;
-        let _exclusive = self.group_locks.change(group_id).await;
+        let exclusive = self.group_locks.change(group_id).await;
         let mut attempt = 0;
         let (before, state, change) = loop {
             let before = self.load_group(ctx, group_id).await?;
@@ -256,30 +262,19 @@ impl Logic {
             };
             match self.deps.groups.write(ctx, write).await {
                 Ok(state) => break (before, state, change),
-                Err(status)
-                    if status.code == Code::Aborted && attempt + 1 < VERSIONED_WRITE_ATTEMPTS =>
-                {
-                    attempt += 1;
-                }
+                Err(status) if self.retry_after(ctx, &status, attempt) => attempt += 1,
                 Err(status) => return Err(status),
             }
         };
-        let owners = match change.entries {
-            Entries::AllMembers => {
-                let mut owners: Vec<u64> = before.members.iter().map(|m| m.user_id).collect();
-                owners.extend(
-                    state
-                        .members
-                        .iter()
-                        .map(|m| m.user_id)
-                        .filter(|u| !owners.contains(u))
-                        .collect::<Vec<_>>(),
-                );
-                owners
-            }
-            Entries::Only(users) => users,
-        };
+        let mut concerned: Vec<u64> = before.members.iter().map(|m| m.user_id).collect();
+        concerned.extend(state.members.iter().map(|m| m.user_id));
+        let concerned = distinct(&concerned);
+        let owners = concerned
+            .into_iter()
+            .filter(|&user| Self::group_entry(&before, user) != Self::group_entry(&state, user))
+            .collect();
         self.announce(ctx, &state, owners, change.event, &change.remove).await?;
+        drop(exclusive);
         metrics::counter!("missive_group_changes_total").increment(1);
         Ok(GroupResponse { group: Some(self.group_view(ctx, &state).await?) })
     }
@@ -349,7 +344,6 @@ impl Logic {
                     .collect(),
                 remove: Vec::new(),
                 event: event(Action::Invited, actor, new.clone(), String::new()),
-                entries: Entries::Only(new),
             })
         })
         .await
@@ -388,7 +382,6 @@ impl Logic {
                 upsert: Vec::new(),
                 remove: targets.clone(),
                 event: event(Action::Removed, actor, targets.clone(), String::new()),
-                entries: Entries::Only(targets.clone()),
             })
         })
         .await
@@ -411,7 +404,6 @@ impl Logic {
                 upsert: Vec::new(),
                 remove: vec![actor],
                 event: event(Action::Left, actor, Vec::new(), String::new()),
-                entries: Entries::Only(vec![actor]),
             })
         })
         .await
@@ -451,7 +443,6 @@ impl Logic {
                 upsert: Vec::new(),
                 remove: Vec::new(),
                 event: event(action, actor, Vec::new(), value.clone()),
-                entries: Entries::AllMembers,
             })
         })
         .await
@@ -479,7 +470,6 @@ impl Logic {
                 upsert: vec![target],
                 remove: Vec::new(),
                 event: event(action, actor, vec![req.user_id], String::new()),
-                entries: Entries::AllMembers,
             })
         })
         .await
@@ -511,7 +501,6 @@ impl Logic {
                 upsert: vec![heir, former],
                 remove: Vec::new(),
                 event: event(Action::OwnerChanged, actor, vec![req.user_id], String::new()),
-                entries: Entries::AllMembers,
             })
         })
         .await
@@ -532,7 +521,6 @@ impl Logic {
                 upsert: Vec::new(),
                 remove: everyone.clone(),
                 event: event(Action::Dissolved, actor, Vec::new(), String::new()),
-                entries: Entries::Only(everyone),
             })
         })
         .await

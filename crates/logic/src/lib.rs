@@ -124,13 +124,11 @@ pub struct LogicConfig {
     pub password_cost: PasswordCost,
     /// Password hashes computed at once at most (each takes one core for tens of ms).
     pub hashing_concurrency: usize,
-    pub heartbeat_interval_s: u32,
     pub sync_items_default: u32,
     pub sync_items_max: u32,
     pub retention: Retention,
     /// How often acknowledgements are written and garbage is collected.
     pub janitor_interval: Duration,
-    pub seq_step: u64,
     pub clock: Clock,
     pub direct_messages: DirectMessages,
     /// Members a group holds at most, its owner included.
@@ -147,12 +145,10 @@ impl Default for LogicConfig {
             sync_key_secret: Vec::new(),
             password_cost: PasswordCost::default(),
             hashing_concurrency: 2,
-            heartbeat_interval_s: 30,
             sync_items_default: 100,
             sync_items_max: 500,
             retention: Retention::After(Duration::from_secs(7 * 86_400)),
             janitor_interval: Duration::from_secs(1),
-            seq_step: 10_000,
             clock: Clock::system(),
             direct_messages: DirectMessages::Friends,
             group_members_max: 500,
@@ -237,26 +233,31 @@ impl Logic {
     {
         let mut attempt = 0;
         loop {
-            let mut entries = Vec::with_capacity(users.len());
-            for &user_id in users {
+            // The users' locks are held, so their allocations may run at once (a group
+            // message takes one per member, each a round trip when the allocator is remote).
+            let allocations = users.iter().map(|&user_id| async move {
                 let alloc = AllocRequest { user_id, count: 1, fresh: attempt > 0 };
-                entries.push(InboxEntry {
-                    user_id,
-                    version: self.deps.seq.alloc(ctx, alloc).await?.first,
-                });
-            }
+                let version = self.deps.seq.alloc(ctx, alloc).await?.first;
+                Ok::<_, Status>(InboxEntry { user_id, version })
+            });
+            let entries = futures_util::future::try_join_all(allocations).await?;
             match write(entries.clone()).await {
                 Ok(done) => return Ok((done, entries)),
-                Err(status)
-                    if status.code == Code::Aborted && attempt + 1 < VERSIONED_WRITE_ATTEMPTS =>
-                {
-                    metrics::counter!("missive_versioned_write_retries_total").increment(1);
-                    tracing::debug!(request_id = ctx.request_id, %status, "stale version, retrying");
-                    attempt += 1;
-                }
+                Err(status) if self.retry_after(ctx, &status, attempt) => attempt += 1,
                 Err(status) => return Err(status),
             }
         }
+    }
+
+    /// Whether a write that failed with `status` at `attempt` (0 for the first) is tried
+    /// again: it lost a race to a concurrent writer (ABORTED) and attempts are left.
+    fn retry_after(&self, ctx: &Ctx, status: &Status, attempt: u32) -> bool {
+        let retry = status.code == Code::Aborted && attempt + 1 < VERSIONED_WRITE_ATTEMPTS;
+        if retry {
+            metrics::counter!("missive_versioned_write_retries_total").increment(1);
+            tracing::debug!(request_id = ctx.request_id, %status, "lost a race, retrying");
+        }
+        retry
     }
 
     /// Tells online devices that something newer than their key is waiting. A lost notify

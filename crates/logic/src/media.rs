@@ -9,7 +9,7 @@ use missive_rpc::{Code, Ctx, Status};
 pub const MEDIA_NAME_BYTES_MAX: usize = 255;
 const DEFAULT_MIME_TYPE: &str = "application/octet-stream";
 
-fn media_ref(record: MediaRecord) -> MediaRef {
+pub(crate) fn media_ref(record: MediaRecord) -> MediaRef {
     MediaRef {
         media_id: record.media_id,
         name: record.name,
@@ -106,6 +106,8 @@ impl Logic {
         req: DownloadRequest,
     ) -> Result<DownloadResponse, Status> {
         let caller = ctx.caller()?;
+        // The record first, alone: the bytes (up to the media limit) are read only for a
+        // caller who may have them.
         let query = MediaQuery { media_id: req.media_id.clone(), with_data: false };
         let record = self.deps.media.get(ctx, query).await?.record.unwrap_or_default();
         if !self.in_conversation(ctx, caller.user_id, &record).await? {

@@ -165,12 +165,7 @@ impl Logic {
                 "attach media you uploaded for this conversation",
             ));
         }
-        Ok(MediaRef {
-            media_id: record.media_id,
-            name: record.name,
-            mime_type: record.mime_type,
-            size: record.size,
-        })
+        Ok(crate::media::media_ref(record))
     }
 
     pub(crate) async fn send_message(

@@ -4,7 +4,7 @@
 //! calling device, and once every device of the user has acknowledged a message, retention
 //! decides when it is deleted. No separate ACK command exists.
 
-use crate::{Logic, compat, message};
+use crate::{Logic, auth, compat, message};
 use missive_proto::client::*;
 use missive_proto::internal::{ContactChangesRequest, InboxQuery, UserRef};
 use missive_rpc::{Code, Ctx, Status};
@@ -42,11 +42,7 @@ impl Logic {
             items.push(SyncItem {
                 r#type: DataType::Account as i32,
                 version: account.version,
-                body: Some(sync_item::Body::Profile(Profile {
-                    user_id: account.user_id,
-                    username: account.username,
-                    nickname: account.nickname,
-                })),
+                body: Some(sync_item::Body::Profile(auth::profile_of(&account))),
             });
         }
         let contacts = ContactChangesRequest {
@@ -81,28 +77,37 @@ impl Logic {
             items.truncate(limit as usize);
             more = true;
         }
+        // What the client is sent of each item depends on its version (an item a version-1
+        // client cannot show is left out); the key moves past every item either way.
+        let adapted: Vec<(i32, u64, Option<SyncItem>)> = if caller.protocol_version >= 2 {
+            items.into_iter().map(|i| (i.r#type, i.version, Some(compat::for_current(i)))).collect()
+        } else {
+            let me = (caller.user_id, account.username.as_str());
+            items.into_iter().map(|i| (i.r#type, i.version, compat::for_version_1(i, me))).collect()
+        };
         // Bound the answer's size too (a batch of long texts), always delivering one item.
         let mut bytes = 0;
-        let fitting = items
+        let fitting = adapted
             .iter()
-            .take_while(|item| {
-                bytes += item.encoded_len();
+            .take_while(|(_, _, item)| {
+                bytes += item.as_ref().map_or(0, |item| item.encoded_len());
                 bytes <= SYNC_BYTES_MAX
             })
             .count()
             .max(1);
-        if fitting < items.len() {
-            items.truncate(fitting);
+        if fitting < adapted.len() {
             more = true;
         }
         let mut delivered = [0u64; message::KINDS.len()];
-        for item in &items {
-            let data_type = DataType::try_from(item.r#type).unwrap_or(DataType::Unspecified);
-            key.advance(data_type, item.version);
+        let mut items = Vec::with_capacity(fitting);
+        for (data_type, version, item) in adapted.into_iter().take(fitting) {
+            key.advance(DataType::try_from(data_type).unwrap_or(DataType::Unspecified), version);
+            let Some(item) = item else { continue };
             if let Some(sync_item::Body::Message(message)) = &item.body {
                 let kind = MessageKind::try_from(message.kind).unwrap_or(MessageKind::Text);
                 delivered[message::kind_index(kind)] += 1;
             }
+            items.push(item);
         }
         for (count, kind) in delivered.into_iter().zip(message::KINDS) {
             if count > 0 {
@@ -112,16 +117,6 @@ impl Logic {
         }
         metrics::counter!("missive_sync_calls_total").increment(1);
         metrics::counter!("missive_sync_items_total").increment(items.len() as u64);
-        // The key covers every item; what a client is sent of them depends on its version.
-        let items = if caller.protocol_version >= 2 {
-            items.into_iter().map(compat::for_current).collect()
-        } else {
-            let me = self.username_of(ctx, caller.user_id).await?;
-            items
-                .into_iter()
-                .filter_map(|item| compat::for_version_1(item, (caller.user_id, &me)))
-                .collect()
-        };
         Ok(SyncResponse { items, sync_key: self.sync_keys.seal(&key), more })
     }
 }

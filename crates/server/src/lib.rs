@@ -116,7 +116,6 @@ pub async fn run(
             LogicConfig {
                 sync_key_secret: settings::load_or_create_secret(&settings)?,
                 password_cost: settings.password_cost(),
-                heartbeat_interval_s: settings.heartbeat_interval_s,
                 retention: settings.retention,
                 direct_messages: settings.direct_messages,
                 group_members_max: settings.group_members_max.max(1),
