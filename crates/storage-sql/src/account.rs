@@ -46,8 +46,17 @@ impl SqlStore {
         account_row(&row.ok_or(SqlError::NotFound("account"))?)
     }
 
-    /// After a device acknowledged or left: if every active device has now acknowledged a
-    /// higher version than the last mark, records a new delivery mark.
+    /// Locks every session row of a user, in device order, until the transaction ends: two
+    /// transactions acknowledging different devices of one user must not each read the
+    /// other's device as still behind (no mark), nor both insert the same mark.
+    async fn lock_sessions(&self, tx: &mut Transaction<'static, Any>, user_id: i64) -> Result<()> {
+        sqlx::query(self.q().sessions_lock).bind(user_id).fetch_all(&mut **tx).await?;
+        Ok(())
+    }
+
+    /// After a device acknowledged or left, its user's sessions locked: if every active
+    /// device has now acknowledged a higher version than the last mark, records a new
+    /// delivery mark.
     async fn mark_delivery(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -76,11 +85,18 @@ impl SqlStore {
     async fn ack_on(
         &self,
         shard: &Shard,
-        acks: Vec<missive_proto::internal::DeviceAck>,
+        mut acks: Vec<missive_proto::internal::DeviceAck>,
     ) -> Result<()> {
+        // Users locked in id order, so concurrent batches never wait on each other in a cycle.
+        acks.sort_by_key(|ack| (ack.user_id, ack.device_id));
         let mut tx = shard.pool.begin().await?;
+        let mut locked = None;
         for ack in acks {
             let user_id = db_id(ack.user_id, "session")?;
+            if locked != Some(user_id) {
+                self.lock_sessions(&mut tx, user_id).await?;
+                locked = Some(user_id);
+            }
             let moved = sqlx::query(self.q().session_ack)
                 .bind(ack.version as i64)
                 .bind(user_id)
@@ -218,6 +234,7 @@ impl AccountStore for SqlStore {
     async fn revoke_session(&self, _: &Ctx, req: RevokeSessionRequest) -> Result<Empty, Status> {
         let user_id = db_id(req.user_id, "session")?;
         let mut tx = self.user_shard(req.user_id).pool.begin().await.map_err(SqlError::from)?;
+        self.lock_sessions(&mut tx, user_id).await?;
         let changed = sqlx::query(self.q().session_revoke)
             .bind(user_id)
             .bind(db_id(req.device_id, "session")?)

@@ -17,42 +17,45 @@ impl SqlStore {
         Ok(&self.inner.shards[(local % self.shard_count()) as usize])
     }
 
-    async fn load_group<'c, E>(&self, executor: E, group_id: u64) -> Result<Option<GroupRecord>>
-    where
-        E: Executor<'c, Database = Any>,
-    {
-        let Some(row) = sqlx::query(self.q().group_get)
-            .bind(db_id(group_id, "group")?)
-            .fetch_optional(executor)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let body: Vec<u8> = row.try_get(1)?;
-        let mut group =
-            GroupRecord::decode(&*body).map_err(|e| SqlError::Corrupt(format!("group: {e}")))?;
-        group.revision = row.try_get::<i64, _>(0)? as u64;
-        Ok(Some(group))
-    }
-
-    async fn members(
+    /// The group's revision, if it exists (a write refused as stale tells a missing group
+    /// from a moved one by it).
+    async fn group_exists(
         &self,
         tx: &mut Transaction<'static, Any>,
         group_id: u64,
-    ) -> Result<Vec<GroupMemberRecord>> {
-        sqlx::query(self.q().group_members)
-            .bind(group_id as i64)
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(GroupMemberRecord {
-                    user_id: row.try_get::<i64, _>(0)? as u64,
-                    role: row.try_get::<i64, _>(1)? as i32,
-                    joined_at_ms: row.try_get(2)?,
-                })
-            })
-            .collect()
+    ) -> Result<bool> {
+        let row = sqlx::query(self.q().group_get)
+            .bind(db_id(group_id, "group")?)
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The group and its members, in one statement.
+    async fn read_state<'c, E>(&self, executor: E, group_id: u64) -> Result<GroupState>
+    where
+        E: Executor<'c, Database = Any>,
+    {
+        let rows = sqlx::query(self.q().group_state)
+            .bind(db_id(group_id, "group")?)
+            .fetch_all(executor)
+            .await?;
+        let first = rows.first().ok_or(SqlError::NotFound("group"))?;
+        let body: Vec<u8> = first.try_get(1)?;
+        let mut group =
+            GroupRecord::decode(&*body).map_err(|e| SqlError::Corrupt(format!("group: {e}")))?;
+        group.revision = first.try_get::<i64, _>(0)? as u64;
+        let mut members = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // A group without members still yields its one row, with NULL member columns.
+            let Some(user_id) = row.try_get::<Option<i64>, _>(2)? else { continue };
+            members.push(GroupMemberRecord {
+                user_id: user_id as u64,
+                role: row.try_get::<i64, _>(3)? as i32,
+                joined_at_ms: row.try_get(4)?,
+            });
+        }
+        Ok(GroupState { group: Some(group), members })
     }
 
     async fn upsert_members(
@@ -74,11 +77,9 @@ impl SqlStore {
     }
 
     async fn state(&self, mut tx: Transaction<'static, Any>, group_id: u64) -> Result<GroupState> {
-        let group =
-            self.load_group(&mut *tx, group_id).await?.ok_or(SqlError::NotFound("group"))?;
-        let members = self.members(&mut tx, group_id).await?;
+        let state = self.read_state(&mut *tx, group_id).await?;
         tx.commit().await?;
-        Ok(GroupState { group: Some(group), members })
+        Ok(state)
     }
 }
 
@@ -102,8 +103,7 @@ impl GroupStore for SqlStore {
     }
 
     async fn get(&self, _: &Ctx, req: GroupRef) -> Result<GroupState, Status> {
-        let tx = self.group_shard(req.group_id)?.pool.begin().await.map_err(SqlError::from)?;
-        Ok(self.state(tx, req.group_id).await?)
+        Ok(self.read_state(&self.group_shard(req.group_id)?.pool, req.group_id).await?)
     }
 
     async fn write(&self, _: &Ctx, req: WriteGroupRequest) -> Result<GroupState, Status> {
@@ -120,7 +120,9 @@ impl GroupStore for SqlStore {
             .await
             .map_err(SqlError::from)?;
         if updated.rows_affected() == 0 {
-            self.load_group(&mut *tx, group.group_id).await?.ok_or(SqlError::NotFound("group"))?;
+            if !self.group_exists(&mut tx, group.group_id).await? {
+                return Err(SqlError::NotFound("group").into());
+            }
             let stale = format!("group {} is no longer at revision {expected}", group.group_id);
             return Err(SqlError::Stale(stale).into());
         }

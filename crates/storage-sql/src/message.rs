@@ -3,9 +3,10 @@
 //! A send commits on the sender's shard first, in one transaction: the retry record
 //! (`sent_messages`), the message, the inbox entries of users on that shard, and a pending
 //! mark for every recipient on another shard. Then each other shard gets, in one transaction,
-//! a copy of the message and its users' entries, and the pending marks go. If a step fails,
-//! the call fails, and a retry of the same send (same sender and client id) finds the retry
-//! record and writes only what is still pending, with the retry's fresh versions. Every entry
+//! a copy of the message and its users' entries; then the pending marks go, in one statement.
+//! If a step fails, the call fails, and a retry of the same send (same sender and client id)
+//! finds the retry record and writes, with its fresh versions, every pending entry that an
+//! earlier attempt did not commit. Every entry
 //! passes the inbox head fence, so each inbox commits in version order.
 
 use crate::shard::Shard;
@@ -133,27 +134,31 @@ impl SqlStore {
     }
 
     /// Writes a message's entries on one shard in one transaction, with the copy of the
-    /// message they point to. An entry already there for this message (an earlier attempt
-    /// whose pending mark survived) is not written twice. Returns the entries written.
+    /// message they point to. On a `retry`, an entry already there for this message (an
+    /// earlier attempt got that far) is not written twice. Returns the entries written.
     async fn deliver(
         &self,
         shard: &Shard,
         message: &Message,
         entries: &[InboxEntry],
+        retry: bool,
     ) -> Result<Vec<InboxEntry>> {
         let mut tx = shard.pool.begin().await?;
         let mut written = Vec::with_capacity(entries.len());
         for entry in entries {
-            self.advance_head(&mut tx, entry).await?;
-            let present = sqlx::query(self.q().entry_exists)
-                .bind(entry.user_id as i64)
-                .bind(message.id as i64)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if present.is_none() {
-                self.insert_entry(&mut tx, entry, message.id).await?;
-                written.push(*entry);
+            if retry {
+                let present = sqlx::query(self.q().entry_exists)
+                    .bind(entry.user_id as i64)
+                    .bind(message.id as i64)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if present.is_some() {
+                    continue;
+                }
             }
+            self.advance_head(&mut tx, entry).await?;
+            self.insert_entry(&mut tx, entry, message.id).await?;
+            written.push(*entry);
         }
         if !written.is_empty() {
             self.insert_message(&mut tx, self.q().message_copy, message, written.len()).await?;
@@ -162,30 +167,29 @@ impl SqlStore {
         Ok(written)
     }
 
-    /// Delivers to users on other shards than the sender's, shard by shard, clearing each
-    /// shard's pending marks once its entries are committed.
+    /// Delivers to users on other shards than the sender's, shard by shard, then clears the
+    /// message's pending marks in one statement. A failure leaves them all, and the retry
+    /// skips the entries an earlier attempt committed.
     async fn deliver_remote(
         &self,
         home: &Shard,
         message: &Message,
         entries: Vec<InboxEntry>,
+        retry: bool,
     ) -> Result<Vec<InboxEntry>> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut by_shard: BTreeMap<u64, Vec<InboxEntry>> = BTreeMap::new();
         for entry in entries {
             by_shard.entry(self.shard_of_user(entry.user_id)).or_default().push(entry);
         }
         let mut written = Vec::new();
         for (index, entries) in by_shard {
-            written
-                .extend(self.deliver(&self.inner.shards[index as usize], message, &entries).await?);
-            for entry in &entries {
-                sqlx::query(self.q().pending_delete)
-                    .bind(message.id as i64)
-                    .bind(entry.user_id as i64)
-                    .execute(&home.pool)
-                    .await?;
-            }
+            let shard = &self.inner.shards[index as usize];
+            written.extend(self.deliver(shard, message, &entries, retry).await?);
         }
+        sqlx::query(self.q().pending_clear).bind(message.id as i64).execute(&home.pool).await?;
         Ok(written)
     }
 
@@ -203,7 +207,7 @@ impl SqlStore {
             return self.complete(home, &message, req.entries).await;
         }
         let mut written = local;
-        written.extend(self.deliver_remote(home, &message, remote).await?);
+        written.extend(self.deliver_remote(home, &message, remote, false).await?);
         Ok(AppendResponse { message: Some(message), sender_version, duplicate: false, written })
     }
 
@@ -238,7 +242,7 @@ impl SqlStore {
             .collect::<Result<_, _>>()?;
         let todo: Vec<InboxEntry> =
             entries.into_iter().filter(|e| pending.contains(&e.user_id)).collect();
-        let written = self.deliver_remote(home, &message, todo).await?;
+        let written = self.deliver_remote(home, &message, todo, true).await?;
         Ok(AppendResponse {
             message: Some(message),
             sender_version,
@@ -339,12 +343,13 @@ impl MessageStore for SqlStore {
         let mut shards: Vec<u64> = req.holders.iter().map(|&u| self.shard_of_user(u)).collect();
         shards.sort_unstable();
         shards.dedup();
+        let extra = extra::encode(&message);
         let mut updated = 0;
         for index in shards {
             let done = sqlx::query(self.q().message_replace)
                 .bind(i64::from(message.kind))
                 .bind(&message.text)
-                .bind(extra::encode(&message))
+                .bind(extra.clone())
                 .bind(message_id)
                 .execute(&self.inner.shards[index as usize].pool)
                 .await

@@ -65,6 +65,7 @@ queries! {
     session_revoke = "UPDATE sessions SET revoked = 1 WHERE user_id = ? AND device_id = ? AND revoked = 0";
     session_ack = "UPDATE sessions SET acked_version = ?
                    WHERE user_id = ? AND device_id = ? AND acked_version < ?";
+    sessions_lock = "SELECT device_id FROM sessions WHERE user_id = ? ORDER BY device_id FOR UPDATE";
     acked_by_all = "SELECT MIN(acked_version) FROM sessions WHERE user_id = ? AND revoked = 0";
     last_mark = "SELECT MAX(version) FROM delivery_marks WHERE user_id = ?";
     mark_insert = "INSERT INTO delivery_marks (user_id, version, at_ms) VALUES (?, ?, ?)";
@@ -91,7 +92,7 @@ queries! {
     message_by_id = concat!("SELECT ", message_columns!(), " FROM messages m WHERE m.message_id = ?");
     pending_insert = "INSERT INTO pending_entries (message_id, user_id) VALUES (?, ?)";
     pending_list = "SELECT user_id FROM pending_entries WHERE message_id = ?";
-    pending_delete = "DELETE FROM pending_entries WHERE message_id = ? AND user_id = ?";
+    pending_clear = "DELETE FROM pending_entries WHERE message_id = ?";
 
     head_advance = "UPDATE inbox_heads SET version = ? WHERE user_id = ? AND version < ?";
     head_insert = "INSERT IGNORE INTO inbox_heads (user_id, version) VALUES (?, ?)",
@@ -135,8 +136,10 @@ queries! {
     group_insert = "INSERT INTO chat_groups (group_id, revision, body) VALUES (?, 1, ?)";
     group_get = "SELECT revision, body FROM chat_groups WHERE group_id = ?";
     group_update = "UPDATE chat_groups SET revision = ?, body = ? WHERE group_id = ? AND revision = ?";
-    group_members = "SELECT user_id, role, joined_at_ms FROM group_members WHERE group_id = ?
-                     ORDER BY joined_at_ms, user_id";
+    // One statement, so the profile and the members come from one snapshot.
+    group_state = "SELECT g.revision, g.body, m.user_id, m.role, m.joined_at_ms
+                   FROM chat_groups g LEFT JOIN group_members m ON m.group_id = g.group_id
+                   WHERE g.group_id = ? ORDER BY m.joined_at_ms, m.user_id";
     group_member_upsert = "INSERT INTO group_members (group_id, user_id, role, joined_at_ms)
                            VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE role = VALUES(role)",
         postgres: "INSERT INTO group_members (group_id, user_id, role, joined_at_ms)
