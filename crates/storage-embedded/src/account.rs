@@ -8,10 +8,17 @@ use missive_proto::internal::{
 use missive_rpc::{Ctx, Status};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-const ACCOUNT_COLUMNS: &str =
-    "user_id, username, nickname, password_hash, created_at_ms, version, disabled";
-const SESSION_COLUMNS: &str =
-    "user_id, device_id, device_name, created_at_ms, acked_version, revoked";
+// Macros, so that `concat!` builds each statement at compile time.
+macro_rules! account_columns {
+    () => {
+        "user_id, username, nickname, password_hash, created_at_ms, version, disabled"
+    };
+}
+macro_rules! session_columns {
+    () => {
+        "user_id, device_id, device_name, created_at_ms, acked_version, revoked"
+    };
+}
 
 fn account_row(row: &Row<'_>) -> rusqlite::Result<AccountRecord> {
     Ok(AccountRecord {
@@ -41,10 +48,14 @@ fn account_by_id(conn: &Connection, user_id: u64) -> Result<AccountRecord> {
     if i64::try_from(user_id).is_err() {
         return Err(StoreError::NotFound("account"));
     }
-    conn.prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE user_id = ?1"))?
-        .query_row([user_id], account_row)
-        .optional()?
-        .ok_or(StoreError::NotFound("account"))
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        account_columns!(),
+        " FROM accounts WHERE user_id = ?1"
+    ))?
+    .query_row([user_id], account_row)
+    .optional()?
+    .ok_or(StoreError::NotFound("account"))
 }
 
 /// After a device acknowledged or left: if every active device has now acknowledged a higher
@@ -95,8 +106,10 @@ impl AccountStore for EmbeddedStore {
 
     async fn get_by_name(&self, _: &Ctx, req: UsernameRef) -> Result<AccountRecord, Status> {
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = ?1"
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                account_columns!(),
+                " FROM accounts WHERE username = ?1"
             ))?
             .query_row([&req.username], account_row)
             .optional()?
@@ -159,8 +172,10 @@ impl AccountStore for EmbeddedStore {
 
     async fn get_session(&self, _: &Ctx, req: TokenHashRef) -> Result<SessionRecord, Status> {
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?1 AND revoked = 0"
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                session_columns!(),
+                " FROM sessions WHERE token_hash = ?1 AND revoked = 0"
             ))?
             .query_row([&req.token_hash], session_row)
             .optional()?

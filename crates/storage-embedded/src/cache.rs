@@ -9,7 +9,7 @@
 use missive_proto::client::Message;
 use missive_proto::internal::{AccountRecord, GroupState, InboxItem, InboxPage};
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 const SHARDS: usize = 64;
 /// Users per shard at most; a full shard is emptied and refills from the database.
@@ -80,7 +80,8 @@ impl<V> Sharded<V> {
 /// Every entry of a user's inbox above `floor`, oldest first.
 struct InboxTail {
     floor: u64,
-    entries: VecDeque<(u64, Message)>,
+    /// Shared: a group message sits in every member's tail once, not once per member.
+    entries: VecDeque<(u64, Arc<Message>)>,
 }
 
 pub(crate) struct Caches {
@@ -124,14 +125,14 @@ impl Caches {
     }
 
     /// Called by the writer, after the commit, in commit order.
-    pub(crate) fn appended(&self, user_id: u64, version: u64, message: &Message) {
+    pub(crate) fn appended(&self, user_id: u64, version: u64, message: &Arc<Message>) {
         self.inboxes.update(user_id, |m| {
             // Appends for a user commit in version order, so when a tail starts here, every
             // entry above `version - 1` is this one or a later one.
             let tail = m
                 .entry(user_id)
                 .or_insert_with(|| InboxTail { floor: version - 1, entries: VecDeque::new() });
-            tail.entries.push_back((version, message.clone()));
+            tail.entries.push_back((version, Arc::clone(message)));
             while tail.entries.len() > INBOX_TAIL_MAX {
                 if let Some((evicted, _)) = tail.entries.pop_front() {
                     tail.floor = evicted;
@@ -168,7 +169,7 @@ impl Caches {
                 .take(limit as usize)
                 .map(|(version, message)| InboxItem {
                     version: *version,
-                    message: Some(message.clone()),
+                    message: Some(Message::clone(message)),
                 })
                 .collect();
             let more = newer.next().is_some();
@@ -204,12 +205,12 @@ impl Caches {
 
     /// Called by the writer after a stored message's content was replaced (a recall): the
     /// cached inbox entries of `holders` show the new content.
-    pub(crate) fn replaced(&self, holders: &[u64], message: &Message) {
+    pub(crate) fn replaced(&self, holders: &[u64], message: &Arc<Message>) {
         for &user_id in holders {
             self.inboxes.update(user_id, |m| {
                 if let Some(tail) = m.get_mut(&user_id) {
                     for (_, cached) in tail.entries.iter_mut().filter(|(_, c)| c.id == message.id) {
-                        *cached = message.clone();
+                        *cached = Arc::clone(message);
                     }
                 }
             });
@@ -272,7 +273,7 @@ mod tests {
         let caches = Caches::new();
         assert!(caches.inbox_page(1, 0, 10).is_none());
         for v in 5..=8 {
-            caches.appended(1, v, &message(v));
+            caches.appended(1, v, &Arc::new(message(v)));
         }
         assert!(caches.inbox_page(1, 3, 10).is_none(), "entry 4 may exist in the database");
         assert_eq!(versions(&caches.inbox_page(1, 4, 10).unwrap()), [5, 6, 7, 8]);
@@ -287,7 +288,7 @@ mod tests {
     fn eviction_raises_the_floor() {
         let caches = Caches::new();
         for v in 1..=(INBOX_TAIL_MAX as u64 + 10) {
-            caches.appended(2, v, &message(v));
+            caches.appended(2, v, &Arc::new(message(v)));
         }
         assert!(caches.inbox_page(2, 5, 10).is_none());
         assert_eq!(caches.inbox_page(2, 10, 1).unwrap().items[0].version, 11);

@@ -93,6 +93,10 @@ impl From<StoreError> for Status {
             StoreError::NotFound(what) => Status::not_found(format!("{what} not found")),
             StoreError::Closed => Status::new(Code::Unavailable, "storage is shut down"),
             StoreError::Stale(message) => Status::aborted(message),
+            // A u64 from a request above SQLite's integers (2^63 - 1) names nothing stored.
+            StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(_)) => {
+                Status::not_found("no such record: the number is out of range")
+            }
             other => {
                 tracing::error!(error = %other, "embedded storage failure");
                 Status::internal("storage failure")

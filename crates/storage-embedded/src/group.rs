@@ -9,34 +9,46 @@ use missive_proto::internal::{
 };
 use missive_rpc::{Ctx, Status};
 use prost::Message as _;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 fn local_id(group_id: u64) -> Result<u64> {
     group_id.checked_sub(GROUP_ID_BASE).ok_or(StoreError::NotFound("group"))
 }
 
+/// The group and its members, in one statement (one snapshot, whatever the connection).
 fn load(conn: &Connection, group_id: u64) -> Result<GroupState> {
-    let (revision, body): (u64, Vec<u8>) = conn
-        .prepare_cached("SELECT revision, body FROM groups WHERE local_id = ?1")?
-        .query_row([local_id(group_id)?], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?
-        .ok_or(StoreError::NotFound("group"))?;
-    let mut group =
-        GroupRecord::decode(&*body).map_err(|e| StoreError::Corrupt(format!("group: {e}")))?;
-    group.revision = revision;
-    let members = conn
-        .prepare_cached(
-            "SELECT user_id, role, joined_at_ms FROM group_members WHERE group_id = ?1
-             ORDER BY joined_at_ms, user_id",
-        )?
-        .query_map([group_id], |row| {
-            Ok(GroupMemberRecord {
-                user_id: row.get(0)?,
-                role: row.get(1)?,
-                joined_at_ms: row.get(2)?,
-            })
+    let mut statement = conn.prepare_cached(
+        "SELECT g.revision, g.body, m.user_id, m.role, m.joined_at_ms
+             FROM groups g LEFT JOIN group_members m ON m.group_id = ?2
+             WHERE g.local_id = ?1 ORDER BY m.joined_at_ms, m.user_id",
+    )?;
+    let rows = statement
+        .query_map([local_id(group_id)?, group_id], |row| {
+            let member = match row.get::<_, Option<u64>>(2)? {
+                Some(user_id) => Some(GroupMemberRecord {
+                    user_id,
+                    role: row.get(3)?,
+                    joined_at_ms: row.get(4)?,
+                }),
+                None => None,
+            };
+            Ok((row.get::<_, u64>(0)?, row.get::<_, Vec<u8>>(1)?, member))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut group = None;
+    let mut members = Vec::new();
+    for (revision, body, member) in rows {
+        if group.is_none() {
+            let mut record = GroupRecord::decode(&*body)
+                .map_err(|e| StoreError::Corrupt(format!("group: {e}")))?;
+            // Neither is in the body: the row's own columns are the truth.
+            record.group_id = group_id;
+            record.revision = revision;
+            group = Some(record);
+        }
+        members.extend(member);
+    }
+    let group = group.ok_or(StoreError::NotFound("group"))?;
     Ok(GroupState { group: Some(group), members })
 }
 
@@ -52,14 +64,12 @@ fn upsert_members(conn: &Connection, group_id: u64, members: &[GroupMemberRecord
 }
 
 fn create(conn: &Connection, req: CreateGroupRequest) -> Result<GroupState> {
-    let mut group = req.group.ok_or(StoreError::NotFound("group body"))?;
-    group.revision = 1;
-    conn.prepare_cached("INSERT INTO groups (revision, body) VALUES (1, x'')")?.execute([])?;
-    group.group_id = GROUP_ID_BASE + conn.last_insert_rowid() as u64;
-    conn.prepare_cached("UPDATE groups SET body = ?1 WHERE local_id = ?2")?
-        .execute(params![group.encode_to_vec(), local_id(group.group_id)?])?;
-    upsert_members(conn, group.group_id, &req.members)?;
-    load(conn, group.group_id)
+    let group = req.group.ok_or(StoreError::NotFound("group body"))?;
+    conn.prepare_cached("INSERT INTO groups (revision, body) VALUES (1, ?1)")?
+        .execute([group.encode_to_vec()])?;
+    let group_id = GROUP_ID_BASE + conn.last_insert_rowid() as u64;
+    upsert_members(conn, group_id, &req.members)?;
+    load(conn, group_id)
 }
 
 fn write(conn: &Connection, req: WriteGroupRequest) -> Result<GroupState> {
@@ -75,7 +85,12 @@ fn write(conn: &Connection, req: WriteGroupRequest) -> Result<GroupState> {
             group.revision.wrapping_sub(1)
         ])?;
     if updated == 0 {
-        load(conn, group.group_id)?;
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM groups WHERE local_id = ?1")?
+            .exists([local_id(group.group_id)?])?;
+        if !exists {
+            return Err(StoreError::NotFound("group"));
+        }
         return Err(StoreError::Stale(format!(
             "group {} is no longer at revision {}",
             group.group_id,

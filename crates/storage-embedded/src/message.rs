@@ -5,14 +5,21 @@ use crate::db::{EmbeddedStore, Result, StoreError};
 use missive_proto::client::Message;
 use missive_proto::extra;
 use missive_proto::internal::{
-    AppendRequest, AppendResponse, CollectRequest, CollectResponse, Empty, InboxEntry, InboxItem,
-    InboxPage, InboxQuery, MessageRef, MessageStore, ReplaceMessageRequest,
+    AppendRequest, AppendResponse, CollectRequest, CollectResponse, Empty, InboxItem, InboxPage,
+    InboxQuery, MessageRef, MessageStore, ReplaceMessageRequest,
 };
 use missive_rpc::{Ctx, Status};
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::sync::Arc;
 
-const MESSAGE_COLUMNS: &str = "m.message_id, m.from_user_id, m.from_name, m.to_user_id, \
-     m.to_name, m.kind, m.text, m.sent_at_ms, m.client_msg_id, m.extra";
+// A macro, so that `concat!` splices it into statements built at compile time (a `format!`
+// per call would allocate and hash each statement again for the statement cache).
+macro_rules! message_columns {
+    () => {
+        "m.message_id, m.from_user_id, m.from_name, m.to_user_id, m.to_name, m.kind, m.text, \
+         m.sent_at_ms, m.client_msg_id, m.extra"
+    };
+}
 
 fn message_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Message> {
     let mut message = Message {
@@ -47,8 +54,10 @@ fn find_by_client_id(
     client_msg_id: &str,
 ) -> Result<Option<AppendResponse>> {
     let found = conn
-        .prepare_cached(&format!(
-            "SELECT COALESCE(i.version, 0), {MESSAGE_COLUMNS} FROM messages m
+        .prepare_cached(concat!(
+            "SELECT COALESCE(i.version, 0), ",
+            message_columns!(),
+            " FROM messages m
              LEFT JOIN inbox i ON i.message_id = m.message_id AND i.user_id = m.from_user_id
              WHERE m.from_user_id = ?1 AND m.client_msg_id = ?2"
         ))?
@@ -64,9 +73,8 @@ fn find_by_client_id(
     }))
 }
 
-/// Stores a message and its inbox entries; also returns the entries written (none for a
-/// duplicate), for the cache.
-fn append(conn: &Connection, req: AppendRequest) -> Result<(AppendResponse, Vec<InboxEntry>)> {
+/// Stores a message and its inbox entries (`written` says which: none for a duplicate).
+fn append(conn: &Connection, req: AppendRequest) -> Result<AppendResponse> {
     let mut message = req.message.ok_or(StoreError::NotFound("message body"))?;
     let inserted = conn
         .prepare_cached(
@@ -91,7 +99,7 @@ fn append(conn: &Connection, req: AppendRequest) -> Result<(AppendResponse, Vec<
         Ok(_) => {}
         Err(StoreError::AlreadyExists) => {
             let stored = find_by_client_id(conn, message.from_user_id, &message.client_msg_id)?;
-            return Ok((stored.ok_or(StoreError::NotFound("message"))?, Vec::new()));
+            return stored.ok_or(StoreError::NotFound("message"));
         }
         Err(other) => return Err(other),
     }
@@ -118,20 +126,20 @@ fn append(conn: &Connection, req: AppendRequest) -> Result<(AppendResponse, Vec<
             sender_version = entry.version;
         }
     }
-    let stored = AppendResponse {
+    Ok(AppendResponse {
         message: Some(message),
         sender_version,
         duplicate: false,
-        written: req.entries.clone(),
-    };
-    Ok((stored, req.entries))
+        written: req.entries,
+    })
 }
 
 fn read_inbox(conn: &Connection, req: &InboxQuery) -> Result<InboxPage> {
     let mut items = conn
-        .prepare_cached(&format!(
-            "SELECT i.version, {MESSAGE_COLUMNS} FROM inbox i
-             JOIN messages m ON m.message_id = i.message_id
+        .prepare_cached(concat!(
+            "SELECT i.version, ",
+            message_columns!(),
+            " FROM inbox i JOIN messages m ON m.message_id = i.message_id
              WHERE i.user_id = ?1 AND i.version > ?2
              ORDER BY i.version LIMIT ?3"
         ))?
@@ -184,8 +192,10 @@ fn collect(conn: &Connection, req: &CollectRequest) -> Result<(CollectResponse, 
 }
 
 fn get(conn: &Connection, req: &MessageRef) -> Result<Message> {
-    conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM inbox i JOIN messages m ON m.message_id = i.message_id
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM inbox i JOIN messages m ON m.message_id = i.message_id
          WHERE i.message_id = ?1 AND i.user_id = ?2"
     ))?
     .query_row([req.message_id, req.user_id], |row| message_row(row, 0))
@@ -214,13 +224,14 @@ fn replace(conn: &Connection, message: &Message) -> Result<Vec<u64>> {
 impl MessageStore for EmbeddedStore {
     async fn append(&self, _: &Ctx, req: AppendRequest) -> Result<AppendResponse, Status> {
         let store = self.clone();
-        let (stored, _) = self
+        let stored = self
             .write_then(
                 move |conn| append(conn, req),
-                move |(stored, entries)| {
+                move |stored| {
                     if let Some(message) = &stored.message {
-                        for entry in entries {
-                            store.caches().appended(entry.user_id, entry.version, message);
+                        let message = Arc::new(message.clone());
+                        for entry in &stored.written {
+                            store.caches().appended(entry.user_id, entry.version, &message);
                         }
                     }
                 },
@@ -243,7 +254,7 @@ impl MessageStore for EmbeddedStore {
     async fn replace(&self, _: &Ctx, req: ReplaceMessageRequest) -> Result<Empty, Status> {
         let message = req.message.ok_or_else(|| Status::invalid_argument("message missing"))?;
         let store = self.clone();
-        let replaced = message.clone();
+        let replaced = Arc::new(message.clone());
         self.write_then(
             move |conn| replace(conn, &message),
             move |holders| store.caches().replaced(holders, &replaced),

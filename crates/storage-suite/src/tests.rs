@@ -563,6 +563,18 @@ pub async fn messages_keep_their_extra_fields_and_can_be_replaced(fixture: &impl
     };
     let replace = ReplaceMessageRequest { message: Some(recalled.clone()), holders: users.clone() };
     store.replace(CTX, replace).await.unwrap();
+    // Both what a running store answers (caches included) and what it reopens with.
+    for &user in &users {
+        let page = store
+            .read_inbox(CTX, InboxQuery { user_id: user, after_version: 0, limit: 10 })
+            .await
+            .unwrap();
+        assert_eq!(page.items[0].message.as_ref(), Some(&recalled), "user {user}, before a reopen");
+    }
+    let huge =
+        MessageStore::get(&store, CTX, MessageRef { user_id: users[0], message_id: u64::MAX })
+            .await;
+    assert_eq!(huge.unwrap_err().code, Code::NotFound, "an id beyond any store names nothing");
     drop(store);
     let store = fixture.open().await;
     for &user in &users {
