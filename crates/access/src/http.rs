@@ -137,10 +137,7 @@ async fn short_link_call(
 }
 
 fn request_ctx(state: &HttpState, command: Command) -> Ctx {
-    let shared = state.links.shared();
-    Ctx::new(shared.dispatcher.request_id())
-        .with_timeout(shared.config.request_timeout)
-        .with_priority(command.priority())
+    state.links.shared().request_ctx(command)
 }
 
 /// Binds the request to the session of its bearer token, in the protocol version it declares.

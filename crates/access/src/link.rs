@@ -41,6 +41,15 @@ pub(crate) struct LinkShared {
     pub config: AccessConfig,
 }
 
+impl LinkShared {
+    /// The context of one request: a fresh id, the request deadline, the command's priority.
+    pub(crate) fn request_ctx(&self, command: Command) -> Ctx {
+        Ctx::new(self.dispatcher.request_id())
+            .with_timeout(self.config.request_timeout)
+            .with_priority(command.priority())
+    }
+}
+
 enum Flow {
     Continue,
     Close(&'static str),
@@ -80,6 +89,8 @@ pub(crate) async fn serve<R, W>(
         let next = tokio::select! {
             biased;
             () = shutdown.cancelled() => break "server shutting down",
+            // The writer gave up (a write timed out or failed): no answer can reach the peer.
+            () = queue.closed() => break "writer stopped",
             next = timeout_at(deadline, reader.next()) => next,
         };
         let frame = match next {
@@ -135,9 +146,7 @@ impl Link<'_> {
         };
         let config = &self.shared.config;
         let dispatcher = &self.shared.dispatcher;
-        let mut ctx = Ctx::new(dispatcher.request_id())
-            .with_timeout(config.request_timeout)
-            .with_priority(command.priority());
+        let mut ctx = self.shared.request_ctx(command);
         ctx.caller = self.caller;
         let result = if command == Command::Auth {
             dispatch::within(config.request_timeout, self.authenticate(&ctx, &frame.body)).await

@@ -51,6 +51,9 @@ pub enum RemoteError {
 pub struct Client {
     service: &'static str,
     channels: Arc<Vec<Channel>>,
+    /// A hash of each endpoint's url: routing by key ranks endpoints by what they are,
+    /// not by where they stand in a list that other nodes may order differently.
+    url_hashes: Arc<Vec<u64>>,
     next: Arc<AtomicUsize>,
 }
 
@@ -74,7 +77,8 @@ impl Client {
                     .connect_lazy())
             })
             .collect::<Result<Vec<_>, RemoteError>>()?;
-        Ok(Client { service, channels: Arc::new(channels), next: Arc::default() })
+        let url_hashes = Arc::new(urls.iter().map(|url| url_hash(url)).collect());
+        Ok(Client { service, channels: Arc::new(channels), url_hashes, next: Arc::default() })
     }
 
     /// The order in which to try the endpoints for this call.
@@ -87,7 +91,7 @@ impl Client {
             }
             Some(key) => {
                 let mut ranked: Vec<usize> = (0..n).collect();
-                ranked.sort_by_key(|&i| std::cmp::Reverse(rendezvous(key, i as u64)));
+                ranked.sort_by_key(|&i| std::cmp::Reverse(rendezvous(key, self.url_hashes[i])));
                 ranked
             }
         }
@@ -146,10 +150,13 @@ impl Client {
                     if ctx.deadline.is_some_and(|deadline| deadline <= Instant::now()) {
                         return Err(Status::new(Code::DeadlineExceeded, "deadline passed"));
                     }
+                    // An endpoint that cannot be reached is skipped. Every answer the callee
+                    // gave (it carries the exact code), UNAVAILABLE included, is final: the
+                    // call may have run there.
+                    let unreachable = status.code() == tonic::Code::Unavailable
+                        && status.metadata().get(CODE).is_none();
                     let status = from_grpc(&status);
-                    // An endpoint that cannot be reached is skipped; every other answer,
-                    // error or not, is the callee's and final.
-                    if status.code != Code::Unavailable {
+                    if !unreachable {
                         return Err(status);
                     }
                     tracing::debug!(service = self.service, endpoint = index, %status, "endpoint unavailable");
@@ -165,12 +172,16 @@ impl Client {
 /// (gRPC's default of 4 MiB is not).
 pub const MESSAGE_BYTES_MAX: usize = 64 << 20;
 
-/// Rendezvous (highest random weight) score of endpoint `index` for `key`.
-fn rendezvous(key: u64, index: u64) -> u64 {
-    let mut x = key ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
+/// Rendezvous (highest random weight) score for `key` of the endpoint whose url hashes to
+/// `endpoint`: when an endpoint leaves, only its own keys move.
+fn rendezvous(key: u64, endpoint: u64) -> u64 {
+    crate::guard::mix(key ^ endpoint.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// FNV-1a of a url: the same in every process, whatever order the urls were given in.
+fn url_hash(url: &str) -> u64 {
+    url.bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn write_ctx(ctx: &Ctx, metadata: &mut MetadataMap) {
@@ -196,13 +207,17 @@ fn read_ctx(metadata: &MetadataMap, received: Instant) -> Ctx {
         let (user_id, device_id, protocol) = (parts.next()??, parts.next()??, parts.next()??);
         Some(Caller { user_id, device_id, protocol_version: u32::try_from(protocol).ok()? })
     });
-    ctx.deadline = text("grpc-timeout").and_then(parse_grpc_timeout).map(|t| received + t);
+    ctx.deadline =
+        text("grpc-timeout").and_then(parse_grpc_timeout).and_then(|t| received.checked_add(t));
     ctx
 }
 
 /// gRPC's `grpc-timeout`: at most 8 digits and a unit (H, M, S, m, u, n).
 fn parse_grpc_timeout(text: &str) -> Option<Duration> {
     let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
     let value: u64 = digits.parse().ok()?;
     Some(match unit {
         "H" => Duration::from_secs(value * 3600),
