@@ -163,11 +163,20 @@ impl Client {
             )));
             Session { token: token.into(), user_id: answer.user_id, device_id: answer.device_id }
         } else {
-            // The short link has no AUTH: every request carries the token. Ask who we are.
-            *self.session.lock().expect("session") =
-                Some(Session { token: token.into(), user_id: 0, device_id: 0 });
-            let me = self.profile("").await?;
-            Session { token: token.into(), user_id: me.user_id, device_id: 0 }
+            // The short link has no AUTH: every request carries the token. Ask who we are,
+            // and keep the session we had if the server refuses this one.
+            let previous = self.session.lock().expect("session").replace(Session {
+                token: token.into(),
+                user_id: 0,
+                device_id: 0,
+            });
+            match self.profile("").await {
+                Ok(me) => Session { token: token.into(), user_id: me.user_id, device_id: 0 },
+                Err(error) => {
+                    *self.session.lock().expect("session") = previous;
+                    return Err(error);
+                }
+            }
         };
         *self.session.lock().expect("session") = Some(session.clone());
         Ok(session)

@@ -54,13 +54,39 @@ impl ProfileDir {
     }
 
     /// Replaces the state atomically (write, then rename), so a crash never leaves half a file.
+    /// The file holds a session token, so only its owner may read it.
     pub fn save(&self, state: &ProfileState) -> std::io::Result<()> {
+        use std::io::Write as _;
         std::fs::create_dir_all(&self.dir)?;
         let temporary = self.dir.join("state.json.tmp");
-        std::fs::write(
-            &temporary,
-            serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?,
-        )?;
+        let _ = std::fs::remove_file(&temporary);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&temporary)?;
+        file.write_all(&serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?)?;
         std::fs::rename(temporary, self.file())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_profile_reads_back_and_only_its_owner_may_read_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = ProfileDir::new(dir.path().join("p"));
+        let state = ProfileState { token: "secret".into(), user_id: 7, ..ProfileState::default() };
+        profile.save(&state).unwrap();
+        profile.save(&state).unwrap();
+        assert_eq!(profile.load().unwrap().token, "secret");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(profile.file()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 }

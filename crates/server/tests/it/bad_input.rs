@@ -145,6 +145,7 @@ async fn bad_and_revoked_tokens_are_unauthenticated() {
         let again = missive_client::Client::connect(url).await.unwrap();
         let revoked = again.resume(&token).await.unwrap_err();
         assert_eq!(revoked.code(), Some(Code::Unauthenticated), "over {url}");
+        assert_eq!(again.session(), None, "a refused token is not kept, over {url}");
     }
 
     let http = reqwest::Client::new();
