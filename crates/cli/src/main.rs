@@ -7,8 +7,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use missive_client::profile::{ProfileDir, ProfileState};
 use missive_client::proto::{
-    Contact, DataType, Group, GroupRole, MessageKind, Relation, SendRequest, SyncItem,
-    sync_item::Body,
+    Contact, DataType, Group, GroupRole, MessageKind, Relation, SyncItem, sync_item::Body,
 };
 use missive_client::{Client, PROTOCOL_VERSION};
 use std::process::ExitCode;
@@ -214,21 +213,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.set_sync_key(state.sync_key_bytes());
             match command {
                 Command::Send { peer, text, mentions } => {
-                    let mut mentioned = Vec::new();
-                    for user in &mentions {
-                        mentioned.push(user_id(&client, user).await?);
-                    }
-                    let answer = client
-                        .send(SendRequest {
-                            to_user_id: conversation_id(&peer).unwrap_or(0),
-                            to: peer.clone(),
-                            client_msg_id: missive_client::new_client_msg_id(),
-                            kind: MessageKind::Text as i32,
-                            text,
-                            mentions: mentioned,
-                            ..SendRequest::default()
-                        })
-                        .await?;
+                    let mentioned = user_ids(&client, &mentions).await?;
+                    let answer = match conversation_id(&peer) {
+                        Some(group) => client.send_to_group(group, &text, mentioned).await?,
+                        None if mentioned.is_empty() => client.send_text(&peer, &text).await?,
+                        None => bail!("mentions are for group messages"),
+                    };
                     println!("{}", answer.message_id);
                 }
                 Command::Upload { peer, file, mime, caption } => {

@@ -14,6 +14,8 @@
 //! transport and the code generator. It knows nothing of storage or business logic.
 
 pub mod guard;
+#[cfg(feature = "prometheus")]
+pub mod recorder;
 pub mod remote;
 mod status;
 

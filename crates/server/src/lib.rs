@@ -57,7 +57,7 @@ pub async fn run(
     shutdown: CancellationToken,
     on_bound: impl FnOnce(Bound),
 ) -> anyhow::Result<()> {
-    let metrics = admin::install_metrics();
+    let metrics = missive_rpc::recorder::install();
     let guard = settings.guard_config();
     let mut served = Routes::default();
     let mut tasks = Vec::new();

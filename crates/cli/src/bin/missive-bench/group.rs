@@ -5,7 +5,7 @@
 //! the message), then several members sending as fast as the server answers (the sustained
 //! rate of group messages fully delivered to every member).
 
-use crate::{Args, setup};
+use crate::{Population, setup};
 use anyhow::bail;
 use hdrhistogram::Histogram;
 use missive_client::Client;
@@ -98,18 +98,14 @@ pub async fn run(args: GroupArgs) -> anyhow::Result<()> {
     if args.members < 2 || args.senders == 0 {
         bail!("--members must be at least 2 and --senders at least 1");
     }
-    let setup_args = Args {
-        server: args.server.clone(),
+    let clients = setup(&Population {
+        servers: args.server.clone(),
         users: args.members,
-        messages: 0,
-        rate: 0,
         prefix: args.prefix.clone(),
         password: args.password.clone(),
-        drain_s: args.drain_s,
-        json: args.json,
         quiet: args.quiet,
-    };
-    let clients = setup(&setup_args).await?;
+    })
+    .await?;
     let ids: Vec<u64> = clients.iter().map(|c| c.session().expect("logged in").user_id).collect();
     let group =
         clients[0].group_create(&format!("{} group", args.prefix), ids[1..].to_vec()).await?;

@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use missive_client::proto::sync_item::Body;
 use missive_client::{Client, Code};
 use rand::Rng;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -75,7 +76,8 @@ const SETUP_CONCURRENCY: usize = 16;
 struct Shared {
     started: Instant,
     sent: AtomicU64,
-    send_errors: AtomicU64,
+    /// Refused sends by error code (OVERLOADED is the one expected under load).
+    send_errors_by_code: Mutex<BTreeMap<String, u64>>,
     received: AtomicU64,
     latency_us: Mutex<Histogram<u64>>,
 }
@@ -97,13 +99,13 @@ async fn messages(args: Args) -> anyhow::Result<()> {
     if args.users < 2 {
         bail!("--users must be at least 2");
     }
-    let clients = setup(&args).await?;
+    let clients = setup(&args.population()).await?;
     let names: Arc<Vec<String>> =
         Arc::new((0..args.users).map(|i| format!("{}{i}", args.prefix)).collect());
     let shared = Arc::new(Shared {
         started: Instant::now(),
         sent: AtomicU64::new(0),
-        send_errors: AtomicU64::new(0),
+        send_errors_by_code: Mutex::default(),
         received: AtomicU64::new(0),
         latency_us: Mutex::new(
             Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
@@ -184,21 +186,29 @@ async fn messages(args: Args) -> anyhow::Result<()> {
                 let sent_us = shared.started.elapsed().as_micros();
                 let text = format!("bench {sent_us} {index} {n}");
                 match client.send_text(&names[peer], &text).await {
-                    Ok(_) => shared.sent.fetch_add(1, Ordering::Relaxed),
-                    Err(e) if e.code() == Some(Code::NotFriends) => {
-                        eprintln!(
-                            "error: the server takes 1:1 messages from friends only; these \
-                             users write to random others: serve with --direct-messages anyone"
-                        );
-                        std::process::exit(2);
+                    Ok(_) => {
+                        shared.sent.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(_) => shared.send_errors.fetch_add(1, Ordering::Relaxed),
+                    Err(e) if e.code() == Some(Code::NotFriends) => bail!(
+                        "the server takes 1:1 messages from friends only; these users write \
+                         to random others: serve with --direct-messages anyone"
+                    ),
+                    Err(e) => {
+                        let code = e.code().map_or("transport", |c| c.as_str()).to_string();
+                        *shared
+                            .send_errors_by_code
+                            .lock()
+                            .expect("errors")
+                            .entry(code)
+                            .or_default() += 1;
+                    }
                 };
             }
+            anyhow::Ok(())
         }));
     }
     for sender in senders {
-        sender.await?;
+        sender.await??;
     }
     let sending_done = shared.started.elapsed();
     let sent = shared.sent.load(Ordering::Relaxed);
@@ -220,15 +230,38 @@ async fn messages(args: Args) -> anyhow::Result<()> {
     let received = shared.received.load(Ordering::Relaxed);
     let elapsed = if received >= sent { last_change.max(sending_done) } else { sending_done };
     let histogram = shared.latency_us.lock().expect("histogram").clone();
-    report(&args, sent, received, shared.send_errors.load(Ordering::Relaxed), elapsed, &histogram);
+    let errors = std::mem::take(&mut *shared.send_errors_by_code.lock().expect("errors"));
+    report(&args, sent, received, &errors, elapsed, &histogram);
     if received < sent {
         bail!("{} messages were not delivered", sent - received);
     }
     Ok(())
 }
 
+/// Who takes part in a run: users PREFIX0, PREFIX1, ..., user i on server i mod n.
+#[derive(Clone)]
+struct Population {
+    servers: Vec<String>,
+    users: usize,
+    prefix: String,
+    password: String,
+    quiet: bool,
+}
+
+impl Args {
+    fn population(&self) -> Population {
+        Population {
+            servers: self.server.clone(),
+            users: self.users,
+            prefix: self.prefix.clone(),
+            password: self.password.clone(),
+            quiet: self.quiet,
+        }
+    }
+}
+
 /// Registers (or reuses) and logs in every user, each on its own connection.
-async fn setup(args: &Args) -> anyhow::Result<Vec<Arc<Client>>> {
+async fn setup(args: &Population) -> anyhow::Result<Vec<Arc<Client>>> {
     let gate = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
     let progress =
         if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(args.users as u64) };
@@ -243,7 +276,7 @@ async fn setup(args: &Args) -> anyhow::Result<Vec<Arc<Client>>> {
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire().await.expect("gate");
             let name = format!("{}{index}", args.prefix);
-            let server = &args.server[index % args.server.len()];
+            let server = &args.servers[index % args.servers.len()];
             let client =
                 Client::connect(server).await.with_context(|| format!("connecting to {server}"))?;
             match client.register(&name, &args.password).await {
@@ -273,16 +306,18 @@ fn report(
     args: &Args,
     sent: u64,
     received: u64,
-    errors: u64,
+    errors: &BTreeMap<String, u64>,
     elapsed: Duration,
     latency: &Histogram<u64>,
 ) {
     let rate = received as f64 / elapsed.as_secs_f64().max(1e-9);
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    let error_count: u64 = errors.values().sum();
     if args.json {
         let summary = serde_json::json!({
             "server": args.server, "users": args.users, "target_rate": args.rate,
-            "sent": sent, "received": received, "lost": sent.saturating_sub(received), "send_errors": errors,
+            "sent": sent, "received": received, "lost": sent.saturating_sub(received),
+            "send_errors": error_count, "send_errors_by_code": errors,
             "seconds": elapsed.as_secs_f64(), "delivered_per_second": rate,
             "latency_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": latency.max() as f64 / 1000.0 },
         });
@@ -295,7 +330,7 @@ fn report(
             if args.rate == 0 { "unlimited".to_string() } else { format!("{}/s", args.rate) }
         );
         println!(
-            "sent {sent} received {received} lost {} send errors {errors}",
+            "sent {sent} received {received} lost {} send errors {error_count} {errors:?}",
             sent.saturating_sub(received)
         );
         println!("delivered {rate:.0} messages/s end to end over {:.2} s", elapsed.as_secs_f64());

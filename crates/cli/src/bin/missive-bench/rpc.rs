@@ -54,7 +54,7 @@ impl Figure {
 }
 
 pub async fn run(args: RpcArgs) -> anyhow::Result<()> {
-    metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    missive_rpc::recorder::install();
     let service: Arc<dyn Seq> = SeqGuarded::new(Arc::new(Instant0), &GuardConfig::default());
     let mut figures = vec![measure("in-process", service.clone(), args.local_calls, 1).await];
 
