@@ -204,6 +204,10 @@ async fn cli_friend_commands_work_end_to_end() {
     run(url, &ann, &["friend", "block", "cat", "--undo"]);
     run(url, &cat, &["friend", "add", "ann"]);
 
+    assert!(
+        run(url, &ben, &["friend", "remark", "ann", "Ann (work)"]).contains("remark=Ann (work)")
+    );
+    assert!(run(url, &ben, &["friend", "list"]).contains("friend ann (ann) remark=Ann (work)"));
     run(url, &ben, &["friend", "remove", "ann"]);
     assert!(!run(url, &ann, &["friend", "list"]).contains("ben"));
 }
@@ -283,4 +287,26 @@ async fn cli_group_media_and_recall_commands_work_end_to_end() {
     assert!(!refused.ok && refused.stderr.contains("not_member"), "{}", refused.stderr);
     assert_eq!(run(url, &cat, &["group", "leave", &handle]).trim(), format!("left {handle}"));
     assert!(run(url, &ann, &["group", "info", &handle]).contains("(2 members)"));
+
+    // The rest of a group's life, as the owner runs it from the command line.
+    run(url, &ann, &["nickname", "Ann"]);
+    assert!(
+        run(url, &ann, &["group", "announce", &handle, "leave at 8"])
+            .contains("announcement: leave at 8")
+    );
+    run(url, &ann, &["group", "admin", &handle, "old"]);
+    assert!(run(url, &old, &["group", "info", &handle]).contains("admin old"));
+    run(url, &ann, &["group", "transfer", &handle, "old"]);
+    let info = run(url, &ann, &["group", "info", &handle]);
+    assert!(info.contains("owner old") && info.contains("admin ann"), "{info}");
+    let refused = cli(url, &ann, &["group", "dissolve", &handle]);
+    assert!(!refused.ok && refused.stderr.contains("permission_denied"), "{}", refused.stderr);
+    assert_eq!(
+        run(url, &old, &["group", "dissolve", &handle]).trim(),
+        format!("dissolved {handle}")
+    );
+    let texts: Vec<_> = synced(url, &cat, "message").iter().map(|m| m["text"].clone()).collect();
+    assert_eq!(texts.last().unwrap(), "cat left the group", "nothing after leaving: {texts:?}");
+    let seen = synced(url, &ann, "message");
+    assert!(seen.iter().any(|m| m["text"] == "Ann transferred ownership to old"), "{seen:?}");
 }

@@ -1,20 +1,13 @@
 //! Contacts end to end: friend requests, the friends-only default, blocking.
 
-use crate::harness::{Server, receive, texts, user};
-use missive_client::proto::{Contact, Relation, sync_item::Body};
+use crate::harness::{Server, contacts, receive, texts, user};
+use missive_client::proto::{Contact, Relation};
 use missive_client::{Client, Code};
 use std::time::Duration;
 
 /// The contact entries among the changes since each client's key, newest state last.
 async fn contact_changes(client: &Client) -> Vec<Contact> {
-    let items = client.next_changes(Duration::from_secs(5)).await.expect("sync");
-    items
-        .into_iter()
-        .filter_map(|item| match item.body {
-            Some(Body::Contact(contact)) => Some(contact),
-            _ => None,
-        })
-        .collect()
+    contacts(&client.next_changes(Duration::from_secs(5)).await.expect("sync"))
 }
 
 fn relation(contact: &Contact) -> Relation {

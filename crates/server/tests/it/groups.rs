@@ -1,9 +1,9 @@
 //! Group chat end to end: write diffusion, one order for everyone, membership changes, the
 //! member limit, and a version-1 client taking part as WeChat 1.0 clients did.
 
-use crate::harness::{PASSWORD, Server, messages, receive, user};
+use crate::harness::{PASSWORD, Server, contacts, messages, receive, user, user_with};
 use futures_util::StreamExt;
-use missive_client::proto::{Message, MessageKind, sync_item::Body};
+use missive_client::proto::{Message, MessageKind};
 use missive_client::{Client, Code, ids};
 use std::time::Duration;
 
@@ -12,20 +12,13 @@ async fn messages_received(client: &Client, count: usize) -> Vec<Message> {
     messages(&receive(client, count).await)
 }
 
-async fn user_v1(url: &str, name: &str) -> Client {
-    let client = Client::connect_with(url, 1).await.expect("connect");
-    client.register(name, PASSWORD).await.expect("register");
-    client.login(name, PASSWORD, "old phone").await.expect("login");
-    client
-}
-
 #[tokio::test]
 async fn a_version_1_client_takes_part_in_a_group_chat() {
     let server = Server::start_with(&["--direct-messages", "friends"]);
     let alice = user(&server.tcp, "alice").await;
     let bob = user(&server.ws(), "bob").await;
     let carol = user(&server.http, "carol").await;
-    let dave = user_v1(&server.tcp, "dave").await;
+    let dave = user_with(&server.tcp, "dave", 1).await;
     for (client, nickname) in [(&alice, "Alice"), (&bob, "Bob"), (&carol, "Carol"), (&dave, "Dave")]
     {
         client.set_nickname(nickname).await.unwrap();
@@ -118,14 +111,7 @@ async fn a_version_1_client_takes_part_in_a_group_chat() {
     // (A fresh install of his old client, syncing from nothing, sees all of it.)
     let fresh = Client::connect_with(&server.tcp, 1).await.unwrap();
     fresh.login("dave", PASSWORD, "reinstalled").await.unwrap();
-    let everything = fresh.sync().await.unwrap();
-    let contacts: Vec<_> = everything
-        .iter()
-        .filter_map(|item| match &item.body {
-            Some(Body::Contact(c)) => Some(c.clone()),
-            _ => None,
-        })
-        .collect();
+    let contacts = contacts(&fresh.sync().await.unwrap());
     assert_eq!(contacts.len(), 1, "{contacts:?}");
     assert_eq!(
         contacts[0],
@@ -227,4 +213,56 @@ async fn one_message_reaches_all_500_inboxes_and_the_501st_member_is_refused() {
     assert_eq!(received, vec![1; 500], "every member's inbox holds the message once");
     let outsider = messages(&members[500].sync().await.unwrap());
     assert!(outsider.is_empty());
+}
+
+#[tokio::test]
+async fn owners_and_admins_run_the_group_and_every_member_sees_its_profile() {
+    let server = Server::start();
+    let [alice, bob, carol, dave] = [
+        user(&server.tcp, "alice").await,
+        user(&server.tcp, "bob").await,
+        user(&server.tcp, "carol").await,
+        user(&server.tcp, "dave").await,
+    ];
+    let [bob_id, carol_id, dave_id] = [&bob, &carol, &dave].map(|c| c.session().unwrap().user_id);
+    let group = alice.group_create("Club", vec![bob_id, carol_id, dave_id]).await.unwrap();
+    let gid = group.group_id;
+    dave.sync().await.unwrap();
+
+    // The announcement reaches every member's contact entry for the group.
+    alice.group_announce(gid, "meet on friday").await.unwrap();
+    let entry = contacts(&dave.next_changes(Duration::from_secs(5)).await.unwrap());
+    let profile = entry.last().unwrap().group.clone().unwrap();
+    assert_eq!(profile.announcement, "meet on friday");
+
+    // A member may not rename; an admin may, and may remove members but not the owner.
+    let refused = carol.group_rename(gid, "Mine").await.unwrap_err();
+    assert_eq!(refused.code(), Some(Code::PermissionDenied));
+    alice.group_set_admin(gid, bob_id, true).await.unwrap();
+    alice.group_set_admin(gid, carol_id, true).await.unwrap();
+    bob.group_rename(gid, "Book club").await.unwrap();
+    let refused = bob.group_remove(gid, vec![alice.session().unwrap().user_id]).await;
+    assert_eq!(refused.unwrap_err().code(), Some(Code::PermissionDenied));
+    let refused = bob.group_remove(gid, vec![carol_id]).await.unwrap_err();
+    assert_eq!(refused.code(), Some(Code::PermissionDenied), "an admin removes members only");
+    bob.group_remove(gid, vec![dave_id]).await.unwrap();
+
+    // An admin who leaves is gone from everyone's admin list.
+    carol.group_leave(gid).await.unwrap();
+    let entries = contacts(&alice.sync().await.unwrap());
+    let profile = entries.last().unwrap().group.clone().unwrap();
+    assert_eq!(profile.admin_ids, [bob_id]);
+    assert_eq!(entries.last().unwrap().nickname, "Book club");
+
+    // Ownership moves; the former owner is an admin and may no longer dissolve.
+    let moved = alice.group_transfer(gid, bob_id).await.unwrap();
+    assert_eq!(moved.owner_id, bob_id);
+    let refused = alice.group_dissolve(gid).await.unwrap_err();
+    assert_eq!(refused.code(), Some(Code::PermissionDenied));
+    let texts: Vec<String> =
+        messages(&bob.sync().await.unwrap()).into_iter().map(|m| m.text).collect();
+    assert!(texts.contains(&"alice transferred ownership to bob".to_string()), "{texts:?}");
+    bob.group_dissolve(gid).await.unwrap();
+    let gone = contacts(&alice.sync().await.unwrap());
+    assert!(gone.last().unwrap().group.as_ref().unwrap().dissolved);
 }

@@ -148,7 +148,12 @@ pub const PASSWORD: &str = "correct horse";
 
 /// Registers `name` and returns a client logged in over `url`.
 pub async fn user(url: &str, name: &str) -> Client {
-    let client = Client::connect(url).await.expect("connect");
+    user_with(url, name, missive_client::PROTOCOL_VERSION).await
+}
+
+/// [`user`] for a client declaring protocol `version` (1 acts as an old client).
+pub async fn user_with(url: &str, name: &str, version: u32) -> Client {
+    let client = Client::connect_with(url, version).await.expect("connect");
     client.register(name, PASSWORD).await.expect("register");
     client.login(name, PASSWORD, "test").await.expect("login");
     client
@@ -167,6 +172,17 @@ pub fn texts(items: &[SyncItem]) -> Vec<String> {
         .iter()
         .filter_map(|item| match &item.body {
             Some(Body::Message(m)) => Some(m.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The contact entries, in order.
+pub fn contacts(items: &[SyncItem]) -> Vec<missive_client::proto::Contact> {
+    items
+        .iter()
+        .filter_map(|item| match &item.body {
+            Some(Body::Contact(c)) => Some(c.clone()),
             _ => None,
         })
         .collect()

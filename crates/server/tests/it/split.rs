@@ -187,9 +187,7 @@ async fn split_deployment_carries_groups_contacts_and_media() {
     let [a1, a2] = &deployment.access;
     let alice = user(&a1.tcp, "alice").await;
     let bob = user(&a2.ws(), "bob").await;
-    let carol = Client::connect_with(&a2.tcp, 1).await.unwrap();
-    carol.register("carol", PASSWORD).await.unwrap();
-    carol.login("carol", PASSWORD, "old phone").await.unwrap();
+    let carol = user_with(&a2.tcp, "carol", 1).await;
     for client in [&alice, &bob, &carol] {
         client.sync().await.unwrap();
     }
