@@ -1,0 +1,43 @@
+# Starting and stopping `missive serve` processes for the benchmark scripts. Source it from
+# the repository root after building target/release/missive. It makes a work directory,
+# removed (with every process started) when the script exits.
+#
+#   start NAME FLAGS...   one server with data in $work/NAME, waited for until it is ready
+#   stop_all              stops every server started so far
+#   tcp_of NAME, ws_of NAME, http_of NAME, rpc_of NAME   its addresses
+
+work=$(mktemp -d)
+pids=()
+stop_all() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+}
+cleanup() {
+  stop_all
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The Argon2 cost is lowered only so that accounts are created in seconds; it is not on the
+# measured path.
+start() {
+  local name=$1
+  shift
+  rm -rf "${work:?}/$name"
+  target/release/missive serve --data "$work/$name" --tcp 127.0.0.1:0 --http 127.0.0.1:0 \
+    --admin 127.0.0.1:0 --password-memory-kib 64 --password-iterations 1 "$@" \
+    >"$work/$name.out" 2>"$work/$name.log" &
+  pids+=($!)
+  for _ in $(seq 1 200); do
+    grep -q "^missive ready" "$work/$name.out" 2>/dev/null && return
+    sleep 0.1
+  done
+  echo "$name did not start:" >&2
+  cat "$work/$name.log" >&2
+  exit 1
+}
+tcp_of() { grep -m1 -o 'tcp://[0-9.:]*' "$work/$1.out"; }
+ws_of() { grep -m1 -o 'ws://[0-9.:]*/ws' "$work/$1.out"; }
+http_of() { grep -m1 -o 'listening http://[0-9.:]*' "$work/$1.out" | sed 's/^listening //'; }
+rpc_of() { grep -m1 -o 'rpc http://[0-9.:]*' "$work/$1.out" | sed 's/^rpc //'; }
