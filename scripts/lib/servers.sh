@@ -4,7 +4,7 @@
 #
 #   start NAME FLAGS...   one server with data in $work/NAME, waited for until it is ready
 #   stop_all              stops every server started so far
-#   tcp_of NAME, ws_of NAME, http_of NAME, rpc_of NAME   its addresses
+#   tcp_of NAME, ws_of NAME, http_of NAME, admin_of NAME, rpc_of NAME   its addresses
 
 work=$(mktemp -d)
 pids=()
@@ -40,4 +40,5 @@ start() {
 tcp_of() { grep -m1 -o 'tcp://[0-9.:]*' "$work/$1.out"; }
 ws_of() { grep -m1 -o 'ws://[0-9.:]*/ws' "$work/$1.out"; }
 http_of() { grep -m1 -o 'listening http://[0-9.:]*' "$work/$1.out" | sed 's/^listening //'; }
+admin_of() { grep -m1 -o 'listening admin http://[0-9.:]*' "$work/$1.out" | sed 's/^listening admin //'; }
 rpc_of() { grep -m1 -o 'rpc http://[0-9.:]*' "$work/$1.out" | sed 's/^rpc //'; }

@@ -70,6 +70,9 @@ struct Args {
     quiet: bool,
 }
 
+/// How long a simulated user waits after an OVERLOADED answer (times 0.5 to 1.5).
+const OVERLOADED_BACKOFF: Duration = Duration::from_millis(100);
+
 /// Sessions set up at once; bounds the password hashing the server must do at once.
 const SETUP_CONCURRENCY: usize = 16;
 
@@ -194,6 +197,13 @@ async fn messages(args: Args) -> anyhow::Result<()> {
                          to random others: serve with --direct-messages anyone"
                     ),
                     Err(e) => {
+                        // As the protocol asks of clients: an overloaded server is given a
+                        // moment before this user's next send, not a busy loop of refusals.
+                        if e.code() == Some(Code::Overloaded) {
+                            let pause =
+                                OVERLOADED_BACKOFF.mul_f64(0.5 + rand::rng().random::<f64>());
+                            tokio::time::sleep(pause).await;
+                        }
                         let code = e.code().map_or("transport", |c| c.as_str()).to_string();
                         *shared
                             .send_errors_by_code
