@@ -1,7 +1,7 @@
 //! Compiles the schema with a pure-Rust protobuf compiler (no `protoc` on the build machine).
 
 fn main() {
-    let files = ["proto/client.proto", "proto/internal.proto"];
+    let files = ["proto/client.proto", "proto/admin.proto", "proto/internal.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }
@@ -11,9 +11,11 @@ fn main() {
     let generator = missive_rpc::codegen::TraitGenerator::default()
         .route_by("missive.internal.v1.Seq.Alloc", "user_id");
     config.service_generator(Box::new(generator));
-    // The client protocol is also spoken as JSON on the short link.
-    config.type_attribute(".missive.v1", "#[derive(serde::Serialize, serde::Deserialize)]");
-    config.message_attribute(".missive.v1", "#[serde(default)]");
+    // The client protocol is also spoken as JSON on the short link, the admin API only so.
+    for package in [".missive.v1", ".missive.admin.v1"] {
+        config.type_attribute(package, "#[derive(serde::Serialize, serde::Deserialize)]");
+        config.message_attribute(package, "#[serde(default)]");
+    }
     for field in [
         ".missive.v1.SyncRequest.sync_key",
         ".missive.v1.SyncResponse.sync_key",

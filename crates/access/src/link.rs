@@ -61,6 +61,32 @@ struct Link<'a> {
     caller: Option<Caller>,
     registration: Option<Registration>,
     announce: watch::Sender<Option<Arc<Connection>>>,
+    /// Counts this device online (by transport and protocol version) while it is registered.
+    _online: Option<OnlineGauge>,
+}
+
+/// One device in `missive_online_devices` while held.
+struct OnlineGauge(metrics::Gauge);
+
+impl OnlineGauge {
+    fn new(transport: &'static str, protocol_version: u32) -> OnlineGauge {
+        let version = match protocol_version {
+            1 => "1",
+            2 => "2",
+            _ => "other",
+        };
+        let gauge = metrics::gauge!(
+            "missive_online_devices", "transport" => transport, "protocol_version" => version
+        );
+        gauge.increment(1.0);
+        OnlineGauge(gauge)
+    }
+}
+
+impl Drop for OnlineGauge {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 /// Serves one connection until the peer leaves, it misbehaves, or `shutdown` fires.
@@ -82,15 +108,27 @@ pub(crate) async fn serve<R, W>(
     let gauge = metrics::gauge!("missive_connections", "transport" => transport);
     gauge.increment(1.0);
 
-    let mut link = Link { shared: &shared, transport, caller: None, registration: None, announce };
+    let mut link = Link {
+        shared: &shared,
+        transport,
+        caller: None,
+        registration: None,
+        announce,
+        _online: None,
+    };
     let auth_deadline = Instant::now() + config.auth_timeout;
     let mut deadline = auth_deadline;
     let reason = loop {
+        let connection = link.registration.as_ref().map(|r| r.connection.clone());
         let next = tokio::select! {
             biased;
             () = shutdown.cancelled() => break "server shutting down",
             // The writer gave up (a write timed out or failed): no answer can reach the peer.
             () = queue.closed() => break "writer stopped",
+            status = kicked(connection.as_deref()) => {
+                let _ = queue.send(error_frame(0, 0, &status)).await;
+                break "signed out by an operator";
+            }
             next = timeout_at(deadline, reader.next()) => next,
         };
         let frame = match next {
@@ -187,6 +225,7 @@ impl Link<'_> {
         let registration = self.shared.registry.register(caller.user_id, caller.device_id);
         let _ = self.announce.send(Some(registration.connection.clone()));
         self.registration = Some(registration);
+        self._online = Some(OnlineGauge::new(self.transport, protocol_version));
         self.caller = Some(caller);
         tracing::debug!(
             transport = self.transport,
@@ -300,6 +339,13 @@ fn notify_frames(connection: &Connection) -> Vec<Frame> {
             Frame::push(Command::Notify as u16, Bytes::from(body))
         })
         .collect()
+}
+
+async fn kicked(connection: Option<&Connection>) -> Status {
+    match connection {
+        Some(connection) => connection.kicked().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn wait_for_notify(connection: Option<&Connection>) {

@@ -9,8 +9,8 @@
 //! [`Registry::watch_presence`] which users came online or went offline here.
 
 use missive_proto::client::DataType;
-use missive_proto::internal::{Empty, NotifyRequest, Push};
-use missive_rpc::{Ctx, Status};
+use missive_proto::internal::{Empty, KickTarget, NotifyRequest, Presence, Push, UserRef};
+use missive_rpc::{Code, Ctx, Status};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,6 +30,9 @@ pub struct Connection {
     /// have changed", after notifies may have been lost).
     pending: Mutex<[Option<u64>; DATA_TYPES]>,
     wake: Notify,
+    /// Set once when an operator signs the device out; the link tells the client, then closes.
+    kick: OnceLock<Status>,
+    kicked: Notify,
 }
 
 impl Connection {
@@ -45,6 +48,22 @@ impl Connection {
     /// Resolves when a notify is waiting.
     pub async fn notified(&self) {
         self.wake.notified().await
+    }
+
+    /// Resolves with the status to tell the client once the connection is kicked.
+    pub async fn kicked(&self) -> Status {
+        loop {
+            if let Some(status) = self.kick.get() {
+                return status.clone();
+            }
+            self.kicked.notified().await;
+        }
+    }
+
+    fn kick(&self, status: Status) {
+        if self.kick.set(status).is_ok() {
+            self.kicked.notify_one();
+        }
     }
 
     fn announce(&self, data_type: usize, version: u64) {
@@ -123,6 +142,8 @@ impl Registry {
             device_id,
             pending: Mutex::new([None; DATA_TYPES]),
             wake: Notify::new(),
+            kick: OnceLock::new(),
+            kicked: Notify::new(),
         });
         let mut shard = self.shard(user_id).lock().expect("registry shard");
         let list = shard.entry(user_id).or_default();
@@ -176,7 +197,38 @@ impl Push for Registry {
                 }
             }
         }
+        for kick in req.kicks {
+            self.kick(kick);
+        }
         Ok(Empty {})
+    }
+
+    async fn presence(&self, _: &Ctx, req: UserRef) -> Result<Presence, Status> {
+        let shard = self.shard(req.user_id).lock().expect("registry shard");
+        let mut device_ids: Vec<u64> =
+            shard.get(&req.user_id).into_iter().flatten().map(|c| c.device_id).collect();
+        device_ids.sort_unstable();
+        device_ids.dedup();
+        Ok(Presence { online: !device_ids.is_empty(), device_ids })
+    }
+}
+
+impl Registry {
+    fn kick(&self, kick: KickTarget) {
+        let code = u16::try_from(kick.code).ok().and_then(Code::from_u16);
+        let status = Status::new(code.unwrap_or(Code::Unauthenticated), kick.message);
+        let shard = self.shard(kick.user_id).lock().expect("registry shard");
+        for connection in shard.get(&kick.user_id).into_iter().flatten() {
+            if kick.device_id == 0 || connection.device_id == kick.device_id {
+                tracing::info!(
+                    user_id = kick.user_id,
+                    device_id = connection.device_id,
+                    code = %status.code,
+                    "signing a device out"
+                );
+                connection.kick(status.clone());
+            }
+        }
     }
 }
 
@@ -206,7 +258,7 @@ mod tests {
         let other = registry.register(2, 20);
         let ctx = Ctx::new(0);
         let targets = vec![target(1, 11, 5), target(1, 11, 7), target(1, 11, 6)];
-        registry.notify(&ctx, NotifyRequest { targets }).await.unwrap();
+        registry.notify(&ctx, NotifyRequest { targets, kicks: vec![] }).await.unwrap();
         assert_eq!(phone.connection.take_pending(), vec![(3, 7)]);
         assert_eq!(phone.connection.take_pending(), vec![]);
         assert_eq!(laptop.connection.take_pending(), vec![]);
@@ -235,7 +287,7 @@ mod tests {
         registry.wake_all();
         assert_eq!(phone.connection.take_pending(), [(1, 0), (2, 0), (3, 0)]);
         registry
-            .notify(&Ctx::new(0), NotifyRequest { targets: vec![target(2, 0, 9)] })
+            .notify(&Ctx::new(0), NotifyRequest { targets: vec![target(2, 0, 9)], kicks: vec![] })
             .await
             .unwrap();
         registry.wake_all();
@@ -246,5 +298,42 @@ mod tests {
         drop(laptop);
         assert!(!registry.is_online(1));
         assert_eq!(presence.recv().await, Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_kick_reaches_the_named_device_or_all_of_them_and_presence_lists_devices() {
+        let registry = Registry::new();
+        let phone = registry.register(1, 10);
+        let laptop = registry.register(1, 11);
+        let other = registry.register(2, 20);
+        let ctx = Ctx::new(0);
+        let presence = registry.presence(&ctx, UserRef { user_id: 1 }).await.unwrap();
+        assert_eq!(presence, Presence { online: true, device_ids: vec![10, 11] });
+        let nobody = registry.presence(&ctx, UserRef { user_id: 3 }).await.unwrap();
+        assert_eq!(nobody, Presence { online: false, device_ids: vec![] });
+
+        let kick = |user_id, device_id| KickTarget {
+            user_id,
+            device_id,
+            code: Code::Unauthenticated as u32,
+            message: "signed out by an operator".into(),
+        };
+        registry
+            .notify(&ctx, NotifyRequest { targets: vec![], kicks: vec![kick(1, 11)] })
+            .await
+            .unwrap();
+        let status = laptop.connection.kicked().await;
+        assert_eq!(status.code, Code::Unauthenticated);
+        assert!(phone.connection.kick.get().is_none() && other.connection.kick.get().is_none());
+
+        let all = KickTarget { code: Code::AccountDisabled as u32, ..kick(1, 0) };
+        registry.notify(&ctx, NotifyRequest { targets: vec![], kicks: vec![all] }).await.unwrap();
+        assert_eq!(phone.connection.kicked().await.code, Code::AccountDisabled);
+        assert_eq!(
+            laptop.connection.kicked().await.code,
+            Code::Unauthenticated,
+            "the first kick stays"
+        );
+        assert!(other.connection.kick.get().is_none());
     }
 }

@@ -158,6 +158,9 @@ pub(crate) struct LongLink {
     next_seq: AtomicU32,
     notified: Arc<Notify>,
     closed: CancellationToken,
+    /// Why the server closed the connection, when it said so (an operator signed this
+    /// device out, the account was disabled): later calls fail with it.
+    farewell: Arc<Mutex<Option<ClientError>>>,
 }
 
 impl LongLink {
@@ -170,6 +173,7 @@ impl LongLink {
         let waiters: Waiters = Arc::new(Mutex::new(Some(HashMap::new())));
         let notified = Arc::new(Notify::new());
         let closed = CancellationToken::new();
+        let farewell = Arc::new(Mutex::new(None));
         // When either side of the connection ends, every waiting and later call fails at once.
         let shut = {
             let (waiters, notified, closed) = (waiters.clone(), notified.clone(), closed.clone());
@@ -200,6 +204,7 @@ impl LongLink {
             let waiters = waiters.clone();
             let notified = notified.clone();
             let closed = closed.clone();
+            let farewell = farewell.clone();
             tokio::spawn(async move {
                 loop {
                     let frame = tokio::select! {
@@ -210,6 +215,13 @@ impl LongLink {
                         () = closed.cancelled() => break,
                     };
                     match frame.kind {
+                        // An error answering no request: the server closes the link after it.
+                        Kind::Response
+                            if frame.seq == 0 && frame.command == 0 && frame.status != 0 =>
+                        {
+                            *farewell.lock().expect("farewell") =
+                                Some(server_error(frame.status, &frame.body));
+                        }
                         Kind::Response => {
                             let waiter = waiters
                                 .lock()
@@ -229,7 +241,12 @@ impl LongLink {
                 shut();
             });
         }
-        LongLink { outbound, waiters, next_seq: AtomicU32::new(1), notified, closed }
+        LongLink { outbound, waiters, next_seq: AtomicU32::new(1), notified, closed, farewell }
+    }
+
+    /// [`ClientError::Closed`], or why the server closed the link if it said so.
+    fn closed_error(&self) -> ClientError {
+        self.farewell.lock().expect("farewell").clone().unwrap_or(ClientError::Closed)
     }
 
     async fn call(&self, command: u16, body: Bytes) -> Result<Bytes, ClientError> {
@@ -243,15 +260,15 @@ impl LongLink {
         let (reply, answer) = oneshot::channel();
         match self.waiters.lock().expect("waiters").as_mut() {
             Some(waiters) => waiters.insert(seq, reply),
-            None => return Err(ClientError::Closed),
+            None => return Err(self.closed_error()),
         };
         self.outbound
             .send(Frame::request(command, seq, body))
             .await
-            .map_err(|_| ClientError::Closed)?;
+            .map_err(|_| self.closed_error())?;
         let frame = match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
             Ok(Ok(frame)) => frame,
-            Ok(Err(_)) => return Err(ClientError::Closed),
+            Ok(Err(_)) => return Err(self.closed_error()),
             Err(_) => {
                 if let Some(waiters) = self.waiters.lock().expect("waiters").as_mut() {
                     waiters.remove(&seq);
@@ -288,11 +305,11 @@ impl LongLink {
 
     async fn wait_for_notify(&self) -> Result<(), ClientError> {
         if self.closed.is_cancelled() {
-            return Err(ClientError::Closed);
+            return Err(self.closed_error());
         }
         tokio::select! {
             () = self.notified.notified() => Ok(()),
-            () = self.closed.cancelled() => Err(ClientError::Closed),
+            () = self.closed.cancelled() => Err(self.closed_error()),
         }
     }
 }

@@ -224,8 +224,11 @@ impl Logic {
                     .unwrap_or(false)
             })
             .await?;
-        if !matches || account.disabled {
+        if !matches {
             return Err(invalid_credentials());
+        }
+        if account.disabled {
+            return Err(Status::new(Code::AccountDisabled, "the account is disabled"));
         }
         let mut raw = [0u8; TOKEN_BYTES];
         rand::rng().fill_bytes(&mut raw);
@@ -262,11 +265,17 @@ impl Logic {
                 },
             )
             .await?;
+        self.forget_sessions(caller.user_id, Some(caller.device_id));
+        Ok(LogoutResponse {})
+    }
+
+    /// Drops revoked sessions from the cache: one device's, or every device's of the user.
+    pub(crate) fn forget_sessions(&self, user_id: u64, device_id: Option<u64>) {
         let mut cache = self.auth.sessions.lock().expect("session cache");
         self.auth.revocations.fetch_add(1, Ordering::SeqCst);
-        cache.retain(|_, (s, _)| !(s.user_id == caller.user_id && s.device_id == caller.device_id));
-        drop(cache);
-        Ok(LogoutResponse {})
+        cache.retain(|_, (s, _)| {
+            !(s.user_id == user_id && device_id.is_none_or(|device| s.device_id == device))
+        });
     }
 
     pub(crate) async fn profile(

@@ -100,7 +100,7 @@ impl Logic {
     }
 
     /// The group as clients see it, members named.
-    async fn group_view(&self, ctx: &Ctx, state: &GroupState) -> Result<Group, Status> {
+    pub(crate) async fn group_view(&self, ctx: &Ctx, state: &GroupState) -> Result<Group, Status> {
         let group = record(state);
         let mut members = Vec::with_capacity(state.members.len());
         for member in &state.members {

@@ -1,4 +1,4 @@
-//! Background upkeep: writing acknowledgements and collecting delivered messages.
+//! Background upkeep: writing acknowledgements and activity, collecting delivered messages.
 //!
 //! A Sync acknowledges the presented key at once in memory; the janitor writes the newest
 //! acknowledgement per device every interval, as one batch. Losing a few unwritten
@@ -98,11 +98,13 @@ impl Logic {
             tokio::select! {
                 _ = tick.tick() => {
                     self.flush_acks().await;
+                    self.flush_activity().await;
                     self.collect_garbage().await;
                 }
                 () = &mut shutdown => break,
             }
         }
         self.flush_acks().await;
+        self.flush_activity().await;
     }
 }

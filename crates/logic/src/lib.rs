@@ -6,6 +6,8 @@
 //! it never opens a socket, never sees a frame or an HTTP request, and never knows which
 //! storage backend answers. Time comes from an injected [`Clock`].
 
+mod activity;
+mod admin;
 mod auth;
 mod compat;
 mod contact;
@@ -29,7 +31,8 @@ pub use sync_key::{SyncKey, SyncKeyCodec, SyncKeyError};
 use missive_proto::client::*;
 use missive_proto::internal::{
     AccountStore, AllocRequest, AuthenticateRequest, ClientApi, ContactStore, GroupStore,
-    InboxEntry, MediaStore, MessageStore, NotifyRequest, NotifyTarget, Push, Seq, SessionRecord,
+    InboxEntry, MediaStore, MessageStore, NotifyRequest, NotifyTarget, OpsStore, Push, Seq,
+    SessionRecord,
 };
 use missive_rpc::{Code, Ctx, Status};
 use std::sync::Arc;
@@ -137,6 +140,11 @@ pub struct LogicConfig {
     pub media_bytes_max: usize,
     /// How long after sending a sender may recall a message.
     pub recall_window: Duration,
+    /// The statistics period: users are counted active once per period.
+    pub stats_period: Duration,
+    /// How stale the store's totals (users, messages) may be when asked for; counting them
+    /// scans tables.
+    pub totals_max_age: Duration,
 }
 
 impl Default for LogicConfig {
@@ -154,6 +162,8 @@ impl Default for LogicConfig {
             group_members_max: 500,
             media_bytes_max: 16 << 20,
             recall_window: Duration::from_secs(120),
+            stats_period: Duration::from_secs(3600),
+            totals_max_age: Duration::from_secs(30),
         }
     }
 }
@@ -168,6 +178,7 @@ pub struct Deps {
     pub media: Arc<dyn MediaStore>,
     pub seq: Arc<dyn Seq>,
     pub push: Arc<dyn Push>,
+    pub ops: Arc<dyn OpsStore>,
 }
 
 /// The business services, behind the `ClientApi` trait that the access layer calls.
@@ -180,6 +191,9 @@ pub struct Logic {
     auth: auth::AuthState,
     acks: janitor::AckBuffer,
     names: message::NameCache,
+    activity: activity::Activity,
+    /// The store's totals and when they were counted.
+    totals: std::sync::Mutex<Option<(std::time::Instant, missive_proto::admin::TotalsResponse)>>,
 }
 
 impl Logic {
@@ -192,6 +206,8 @@ impl Logic {
             auth: auth::AuthState::new(config.hashing_concurrency),
             acks: janitor::AckBuffer::default(),
             names: message::NameCache::default(),
+            activity: activity::Activity::new(config.stats_period.as_millis() as i64),
+            totals: std::sync::Mutex::new(None),
             deps,
             config,
         })
@@ -199,6 +215,12 @@ impl Logic {
 
     fn now_ms(&self) -> i64 {
         self.config.clock.now_ms()
+    }
+
+    fn mark_caller_active(&self, ctx: &Ctx) {
+        if let Some(caller) = ctx.caller {
+            self.activity.mark(caller.user_id, self.now_ms());
+        }
     }
 
     /// Runs a write that takes one fresh version per user, holding the users' locks from
@@ -265,7 +287,9 @@ impl Logic {
     /// logged, never returned.
     async fn notify(&self, ctx: &Ctx, targets: Vec<NotifyTarget>) {
         let count = targets.len() as u64;
-        if let Err(status) = self.deps.push.notify(ctx, NotifyRequest { targets }).await {
+        if let Err(status) =
+            self.deps.push.notify(ctx, NotifyRequest { targets, kicks: vec![] }).await
+        {
             tracing::warn!(request_id = ctx.request_id, %status, "notify failed");
         } else {
             metrics::counter!("missive_notify_requests_total").increment(count);
@@ -280,7 +304,9 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: AuthenticateRequest,
     ) -> Result<SessionRecord, Status> {
-        self.authenticate_token(ctx, &req.token).await
+        let session = self.authenticate_token(ctx, &req.token).await?;
+        self.activity.mark(session.user_id, self.now_ms());
+        Ok(session)
     }
 
     async fn register(&self, ctx: &Ctx, req: RegisterRequest) -> Result<RegisterResponse, Status> {
@@ -288,7 +314,9 @@ impl ClientApi for Logic {
     }
 
     async fn login(&self, ctx: &Ctx, req: LoginRequest) -> Result<LoginResponse, Status> {
-        self.login_device(ctx, req).await
+        let login = self.login_device(ctx, req).await?;
+        self.activity.mark(login.user_id, self.now_ms());
+        Ok(login)
     }
 
     async fn logout(&self, ctx: &Ctx, _: LogoutRequest) -> Result<LogoutResponse, Status> {
@@ -312,11 +340,15 @@ impl ClientApi for Logic {
     }
 
     async fn send(&self, ctx: &Ctx, req: SendRequest) -> Result<SendResponse, Status> {
-        self.send_message(ctx, req).await
+        let sent = self.send_message(ctx, req).await?;
+        self.mark_caller_active(ctx);
+        Ok(sent)
     }
 
     async fn sync(&self, ctx: &Ctx, req: SyncRequest) -> Result<SyncResponse, Status> {
-        self.sync_changes(ctx, req).await
+        let synced = self.sync_changes(ctx, req).await?;
+        self.mark_caller_active(ctx);
+        Ok(synced)
     }
 
     async fn friend_request(

@@ -3,7 +3,9 @@
 
 use crate::{Clock, Deps, DirectMessages, Logic, LogicConfig, Retention, SeqAllocator};
 use missive_proto::client::*;
-use missive_proto::internal::{AuthenticateRequest, ClientApi, Empty, NotifyRequest, Push};
+use missive_proto::internal::{
+    AuthenticateRequest, ClientApi, Empty, NotifyRequest, Presence, Push, UserRef,
+};
 use missive_rpc::{Caller, Ctx, Status};
 use missive_storage_embedded::{EmbeddedStore, FileMediaStore, StoreConfig};
 use std::sync::Arc;
@@ -17,6 +19,10 @@ struct Offline;
 impl Push for Offline {
     async fn notify(&self, _: &Ctx, _: NotifyRequest) -> Result<Empty, Status> {
         Ok(Empty {})
+    }
+
+    async fn presence(&self, _: &Ctx, _: UserRef) -> Result<Presence, Status> {
+        Ok(Presence::default())
     }
 }
 
@@ -35,8 +41,9 @@ fn logic_node(store: Arc<EmbeddedStore>, now: Arc<AtomicI64>, retention: Retenti
         messages: store.clone(),
         groups: store.clone(),
         media: Arc::new(FileMediaStore::open(store.path().parent().unwrap()).unwrap()),
-        seq: Arc::new(SeqAllocator::new(store, 100)),
+        seq: Arc::new(SeqAllocator::new(store.clone(), 100)),
         push: Arc::new(Offline),
+        ops: store,
     };
     let config = LogicConfig {
         sync_key_secret: b"test secret".to_vec(),

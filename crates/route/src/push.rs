@@ -1,7 +1,9 @@
 //! The logic layer's side: `Push` that reaches users on any access node.
 
 use crate::{RouteConfig, RouteError, connect, now_ms};
-use missive_proto::internal::{Empty, NotifyRequest, NotifyTarget, Push};
+use missive_proto::internal::{
+    Empty, KickTarget, NotifyRequest, NotifyTarget, Presence, Push, UserRef,
+};
 use missive_rpc::{Code, Ctx, Status};
 use prost::Message as _;
 use std::collections::HashMap;
@@ -38,11 +40,26 @@ impl Push for RedisPush {
             .await
             .map_err(|_| Status::new(Code::Unavailable, "routing engine: no answer in time"))?
     }
+
+    /// Whether some access node holds the user; which devices only the nodes know, so none
+    /// are listed.
+    async fn presence(&self, _: &Ctx, req: UserRef) -> Result<Presence, Status> {
+        let mut connection = self.connection.clone();
+        let lookup = redis::cmd("HGETALL").arg(self.config.route_key(req.user_id)).clone();
+        let fields: HashMap<String, i64> =
+            tokio::time::timeout(self.config.response_timeout, lookup.query_async(&mut connection))
+                .await
+                .map_err(|_| Status::new(Code::Unavailable, "routing engine: no answer in time"))?
+                .map_err(unavailable)?;
+        let now = now_ms();
+        Ok(Presence { online: fields.values().any(|expiry| *expiry > now), device_ids: vec![] })
+    }
 }
 
 impl RedisPush {
     async fn publish(&self, req: NotifyRequest) -> Result<Empty, Status> {
         let mut users: Vec<u64> = req.targets.iter().map(|t| t.user_id).collect();
+        users.extend(req.kicks.iter().map(|k| k.user_id));
         users.sort_unstable();
         users.dedup();
         let mut lookup = redis::pipe();
@@ -54,11 +71,19 @@ impl RedisPush {
             lookup.query_async(&mut connection).await.map_err(unavailable)?;
 
         let now = now_ms();
-        let mut by_node: HashMap<&str, Vec<NotifyTarget>> = HashMap::new();
+        let mut by_node: HashMap<&str, (Vec<NotifyTarget>, Vec<KickTarget>)> = HashMap::new();
+        let live = |user_id: u64| {
+            let fields = users.binary_search(&user_id).ok().map(|index| &routes[index]);
+            fields.into_iter().flatten().filter(|(_, expiry)| **expiry > now).map(|(n, _)| n)
+        };
         for target in req.targets {
-            let Ok(index) = users.binary_search(&target.user_id) else { continue };
-            for (node, _) in routes[index].iter().filter(|(_, expiry)| **expiry > now) {
-                by_node.entry(node).or_default().push(target);
+            for node in live(target.user_id) {
+                by_node.entry(node).or_default().0.push(target);
+            }
+        }
+        for kick in req.kicks {
+            for node in live(kick.user_id) {
+                by_node.entry(node).or_default().1.push(kick.clone());
             }
         }
         let mut publish = redis::pipe();
@@ -70,8 +95,8 @@ impl RedisPush {
             }
         }
         let nodes = by_node.len() as u64;
-        for (node, targets) in by_node {
-            let body = NotifyRequest { targets }.encode_to_vec();
+        for (node, (targets, kicks)) in by_node {
+            let body = NotifyRequest { targets, kicks }.encode_to_vec();
             publish.publish(self.config.channel(node), body).ignore();
         }
         if !publish.is_empty() {

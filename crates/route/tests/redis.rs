@@ -22,7 +22,9 @@ fn namespace() -> String {
 
 async fn notify(push: &RedisPush, user_id: u64, version: u64) {
     let target = NotifyTarget { user_id, except_device_id: 0, r#type: MESSAGE, version };
-    push.notify(&Ctx::new(0), NotifyRequest { targets: vec![target] }).await.unwrap();
+    push.notify(&Ctx::new(0), NotifyRequest { targets: vec![target], kicks: vec![] })
+        .await
+        .unwrap();
 }
 
 /// Waits until `take` returns something non-empty, or 5 s.
@@ -48,7 +50,8 @@ async fn push_until_heard(
     loop {
         // Right after a Redis restart the publisher's connection may need a try to come back.
         let target = NotifyTarget { user_id, except_device_id: 0, r#type: MESSAGE, version };
-        let _ = push.notify(&Ctx::new(0), NotifyRequest { targets: vec![target] }).await;
+        let _ =
+            push.notify(&Ctx::new(0), NotifyRequest { targets: vec![target], kicks: vec![] }).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         let pending = connection.take_pending();
         if pending.contains(&(MESSAGE, version)) {

@@ -248,9 +248,11 @@ fn to_grpc(status: &Status) -> tonic::Status {
         Code::Internal => G::Internal,
         Code::FailedPrecondition => G::FailedPrecondition,
         Code::Aborted => G::Aborted,
-        Code::Blocked | Code::NotFriends | Code::NotMember | Code::PermissionDenied => {
-            G::PermissionDenied
-        }
+        Code::Blocked
+        | Code::NotFriends
+        | Code::NotMember
+        | Code::PermissionDenied
+        | Code::AccountDisabled => G::PermissionDenied,
         Code::LimitExceeded => G::ResourceExhausted,
         Code::TooLate => G::FailedPrecondition,
     };

@@ -56,10 +56,12 @@ pub enum Code {
     LimitExceeded = 21,
     /// Too late: the message is older than the recall window (2 minutes).
     TooLate = 22,
+    /// An operator disabled the account: it cannot log in, and its connections were closed.
+    AccountDisabled = 23,
 }
 
 impl Code {
-    pub const ALL: [Code; 23] = [
+    pub const ALL: [Code; 24] = [
         Code::Ok,
         Code::BadRequest,
         Code::UnknownCommand,
@@ -83,6 +85,7 @@ impl Code {
         Code::PermissionDenied,
         Code::LimitExceeded,
         Code::TooLate,
+        Code::AccountDisabled,
     ];
 
     pub fn from_u16(value: u16) -> Option<Code> {
@@ -115,6 +118,7 @@ impl Code {
             Code::PermissionDenied => "permission_denied",
             Code::LimitExceeded => "limit_exceeded",
             Code::TooLate => "too_late",
+            Code::AccountDisabled => "account_disabled",
         }
     }
 
@@ -126,7 +130,11 @@ impl Code {
             Code::Unauthenticated | Code::InvalidCredentials => 401,
             Code::NotFound | Code::UnknownCommand => 404,
             Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => 409,
-            Code::Blocked | Code::NotFriends | Code::NotMember | Code::PermissionDenied => 403,
+            Code::Blocked
+            | Code::NotFriends
+            | Code::NotMember
+            | Code::PermissionDenied
+            | Code::AccountDisabled => 403,
             Code::TooLate => 409,
             Code::FrameTooLarge | Code::LimitExceeded => 413,
             Code::Overloaded => 429,

@@ -9,21 +9,25 @@
 //! owns configuration, listeners, the admin endpoint and process signals; it holds no
 //! business logic.
 
-mod admin;
 pub mod settings;
+mod telemetry;
 
 use anyhow::{Context as _, bail};
 use missive_access::http;
 use missive_access::tcp::LinkServer;
 use missive_access::{Dispatcher, Registry};
 use missive_logic::{Deps, Logic, LogicConfig, SeqAllocator};
+use missive_ops::report::{ReportConfig, Reporter};
+use missive_ops::{AdminToken, Ops, OpsConfig, stats};
+use missive_proto::admin::{Admin, AdminGuarded, AdminRemote, admin_routes};
 use missive_proto::internal::{
     AccountStore, AccountStoreGuarded, AccountStoreRemote, ClientApi, ClientApiGuarded,
     ClientApiRemote, ContactStore, ContactStoreGuarded, ContactStoreRemote, GroupStore,
     GroupStoreGuarded, GroupStoreRemote, MediaStore, MediaStoreGuarded, MediaStoreRemote,
-    MessageStore, MessageStoreGuarded, MessageStoreRemote, Push, PushGuarded, Seq, SeqGuarded,
-    SeqRemote, SeqStore, SeqStoreGuarded, SeqStoreRemote, account_store_routes, client_api_routes,
-    contact_store_routes, group_store_routes, media_store_routes, message_store_routes, seq_routes,
+    MessageStore, MessageStoreGuarded, MessageStoreRemote, OpsStore, OpsStoreGuarded,
+    OpsStoreRemote, Push, PushGuarded, Seq, SeqGuarded, SeqRemote, SeqStore, SeqStoreGuarded,
+    SeqStoreRemote, account_store_routes, client_api_routes, contact_store_routes,
+    group_store_routes, media_store_routes, message_store_routes, ops_store_routes, seq_routes,
     seq_store_routes,
 };
 use missive_route::{AccessRoutes, RedisPush, RouteConfig};
@@ -57,7 +61,7 @@ pub async fn run(
     shutdown: CancellationToken,
     on_bound: impl FnOnce(Bound),
 ) -> anyhow::Result<()> {
-    let metrics = missive_rpc::recorder::install();
+    let render = telemetry::install(settings.metrics);
     let guard = settings.guard_config();
     let mut served = Routes::default();
     let mut tasks = Vec::new();
@@ -77,8 +81,10 @@ pub async fn run(
         ..RouteConfig::new(url.clone(), node_id.clone())
     });
 
+    let mut ops_store = None;
     let local_logic = if settings.runs(Role::Logic) {
         let stores = Stores::resolve(&settings, local_stores.as_ref())?;
+        ops_store = Some(stores.ops.clone());
         let push: Arc<dyn Push> = match (&route_config, &registry) {
             (Some(config), _) => RedisPush::connect(config.clone()).await?,
             (None, Some(registry)) => PushGuarded::new(registry.clone(), &guard),
@@ -110,6 +116,7 @@ pub async fn run(
             media: stores.media,
             seq,
             push,
+            ops: stores.ops,
         };
         let logic = Logic::new(
             deps,
@@ -120,6 +127,8 @@ pub async fn run(
                 direct_messages: settings.direct_messages,
                 group_members_max: settings.group_members_max.max(1),
                 media_bytes_max: settings.media_bytes_max,
+                stats_period: settings.stats_period(),
+                totals_max_age: std::time::Duration::from_secs(settings.totals_max_age_s),
                 ..LogicConfig::default()
             },
         );
@@ -127,9 +136,11 @@ pub async fn run(
             "janitor",
             tokio::spawn(logic.clone().run_janitor(shutdown.clone().cancelled_owned())),
         ));
+        let admin: Arc<dyn Admin> = AdminGuarded::new(logic.clone(), &guard);
+        served = served.merge(admin_routes(admin.clone()));
         let api: Arc<dyn ClientApi> = ClientApiGuarded::new(logic, &guard);
         served = served.merge(client_api_routes(api.clone()));
-        Some(api)
+        Some((api, admin))
     } else {
         None
     };
@@ -152,9 +163,17 @@ pub async fn run(
         ));
     }
 
+    // The admin API runs where the logic does, or is forwarded to a logic node.
+    let (local_api, admin) = match local_logic {
+        Some((api, admin)) => (Some(api), Some(admin)),
+        None if !settings.logic_rpc.is_empty() => {
+            (None, Some(AdminRemote::new(Client::new("logic", &settings.logic_rpc)?) as _))
+        }
+        None => (None, None),
+    };
     let mut access = None;
     if let Some(registry) = registry {
-        let api = match local_logic {
+        let api = match local_api {
             Some(api) => api,
             None if !settings.logic_rpc.is_empty() => {
                 ClientApiRemote::new(Client::new("logic", &settings.logic_rpc)?)
@@ -189,8 +208,50 @@ pub async fn run(
         ));
         access = Some((links, tcp_task, http_task, routes));
     }
-    let admin_task =
-        tokio::spawn(serve_router(admin_listener, admin::router(metrics), shutdown.clone()));
+    let ops = Ops::new(
+        OpsConfig {
+            node_id: node_id.clone(),
+            sample_interval: std::time::Duration::from_secs(settings.dashboard_sample_s.max(1)),
+            stats_period: settings.stats_period(),
+            series_file: Some(settings.data.join("dashboard-series.json")),
+        },
+        render.clone(),
+        admin.clone(),
+        AdminToken::new(&settings::load_or_create_admin_token(&settings)?),
+    );
+    if settings.metrics {
+        tasks.push((
+            "sampler",
+            tokio::spawn(ops.clone().run_sampler(shutdown.clone().cancelled_owned())),
+        ));
+        if let Some(admin) = admin {
+            let report = stats::report_samples(
+                admin,
+                render,
+                node_id.clone(),
+                settings.stats_period(),
+                shutdown.clone().cancelled_owned(),
+            );
+            tasks.push(("samples", tokio::spawn(report)));
+        }
+    }
+    if let Some(store) = ops_store {
+        let reporter = Reporter::new(ReportConfig {
+            smtp_url: settings.report_smtp.clone(),
+            mail_from: settings.report_from.clone(),
+            mail_to: settings.report_to.clone(),
+            webhook_url: settings.report_webhook.clone(),
+            deployment: settings.deployment.clone(),
+        })?;
+        let job = stats::run_job(
+            store,
+            Arc::new(reporter),
+            settings.stats_period(),
+            shutdown.clone().cancelled_owned(),
+        );
+        tasks.push(("statistics", tokio::spawn(job)));
+    }
+    let admin_task = tokio::spawn(serve_router(admin_listener, ops.router(), shutdown.clone()));
     tracing::info!(
         roles = ?settings.roles,
         node = %node_id,
@@ -242,6 +303,7 @@ struct Stores {
     groups: Arc<dyn GroupStore>,
     media: Arc<dyn MediaStore>,
     seq: Arc<dyn SeqStore>,
+    ops: Arc<dyn OpsStore>,
 }
 
 impl Stores {
@@ -253,6 +315,7 @@ impl Stores {
             .merge(group_store_routes(self.groups.clone()))
             .merge(media_store_routes(self.media.clone()))
             .merge(seq_store_routes(self.seq.clone()))
+            .merge(ops_store_routes(self.ops.clone()))
     }
 
     /// The data-access services a logic node calls: each from the flag naming its data type,
@@ -282,13 +345,15 @@ impl Stores {
                 .map_or_else(|| here().media.clone(), |c| MediaStoreRemote::new(c) as _),
             seq: remote(&settings.seq_store_rpc, "seq-store")?
                 .map_or_else(|| here().seq.clone(), |c| SeqStoreRemote::new(c) as _),
+            ops: remote(&settings.ops_store_rpc, "ops-store")?
+                .map_or_else(|| here().ops.clone(), |c| OpsStoreRemote::new(c) as _),
         })
     }
 
     /// Every service of `store`, and media in `media`, behind the guard.
     fn guarded<S>(store: Arc<S>, media: FileMediaStore, guard: &GuardConfig) -> Stores
     where
-        S: AccountStore + ContactStore + MessageStore + GroupStore + SeqStore,
+        S: AccountStore + ContactStore + MessageStore + GroupStore + SeqStore + OpsStore,
     {
         Stores {
             accounts: AccountStoreGuarded::new(store.clone(), guard),
@@ -296,7 +361,8 @@ impl Stores {
             messages: MessageStoreGuarded::new(store.clone(), guard),
             groups: GroupStoreGuarded::new(store.clone(), guard),
             media: MediaStoreGuarded::new(Arc::new(media), guard),
-            seq: SeqStoreGuarded::new(store, guard),
+            seq: SeqStoreGuarded::new(store.clone(), guard),
+            ops: OpsStoreGuarded::new(store, guard),
         }
     }
 }
@@ -320,9 +386,11 @@ async fn open_stores(settings: &Settings, guard: &GuardConfig) -> anyhow::Result
     Ok(Stores::guarded(Arc::new(store), media, guard))
 }
 
+/// Serves `router` until `shutdown`; handlers may ask for the peer's address.
 async fn serve_router(listener: TcpListener, router: axum::Router, shutdown: CancellationToken) {
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
     let served =
-        axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+        axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await;
     if let Err(error) = served {
         tracing::error!(%error, "http server failed");
     }

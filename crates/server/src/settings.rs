@@ -61,6 +61,10 @@ pub struct Settings {
     /// Store nodes for images and files only (overrides `--store-rpc`).
     #[arg(long = "media-store-rpc", env = "MISSIVE_MEDIA_STORE_RPC", value_delimiter = ',')]
     pub media_store_rpc: Vec<String>,
+    /// Store nodes for operations data only: statistics and the audit log (overrides
+    /// `--store-rpc`).
+    #[arg(long = "ops-store-rpc", env = "MISSIVE_OPS_STORE_RPC", value_delimiter = ',')]
+    pub ops_store_rpc: Vec<String>,
     /// Store nodes for the allocator's persisted bounds only (overrides `--store-rpc`).
     #[arg(long = "seq-store-rpc", env = "MISSIVE_SEQ_STORE_RPC", value_delimiter = ',')]
     pub seq_store_rpc: Vec<String>,
@@ -88,7 +92,7 @@ pub struct Settings {
     /// Short link (`/v1/<command>`) and WebSocket long link (`/ws`).
     #[arg(long, env = "MISSIVE_HTTP", default_value = "127.0.0.1:7380")]
     pub http: SocketAddr,
-    /// Health and Prometheus metrics (`/healthz`, `/metrics`).
+    /// Operations: health, Prometheus metrics, the dashboard and the admin API.
     #[arg(long, env = "MISSIVE_ADMIN", default_value = "127.0.0.1:7390")]
     pub admin: SocketAddr,
     /// What an acknowledged send survives: `process` (a crash of the process) or `power-loss`
@@ -146,6 +150,43 @@ pub struct Settings {
     /// The largest image or file accepted, in bytes.
     #[arg(long, env = "MISSIVE_MEDIA_BYTES_MAX", default_value_t = missive_access::MEDIA_BYTES_MAX_DEFAULT)]
     pub media_bytes_max: usize,
+    /// Length of a statistics period in seconds: every period the figures are added up,
+    /// kept in the store and reported (default: hourly).
+    #[arg(long, env = "MISSIVE_STATS_PERIOD_S", default_value_t = 3600)]
+    pub stats_period_s: u32,
+    /// How old the store's totals (users, groups, messages) may be when shown; counting
+    /// them scans tables.
+    #[arg(long, env = "MISSIVE_TOTALS_MAX_AGE_S", default_value_t = 30)]
+    pub totals_max_age_s: u64,
+    /// The admin API's credential. Default: the token in `--admin-token-file`.
+    #[arg(long, env = "MISSIVE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Where the admin token is kept (created at first start, mode 0600). Default:
+    /// `admin.token` in the data directory.
+    #[arg(long, env = "MISSIVE_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Seconds between two points of the dashboard's curves.
+    #[arg(long, env = "MISSIVE_DASHBOARD_SAMPLE_S", default_value_t = 10)]
+    pub dashboard_sample_s: u64,
+    /// Mail each period's statistics through this relay: `smtp://[user:password@]host[:port]`.
+    #[arg(long, env = "MISSIVE_REPORT_SMTP")]
+    pub report_smtp: Option<String>,
+    /// The reports' sender address.
+    #[arg(long, env = "MISSIVE_REPORT_FROM", default_value = "missive@localhost")]
+    pub report_from: String,
+    /// The reports' recipients (comma-separated).
+    #[arg(long, env = "MISSIVE_REPORT_TO", value_delimiter = ',')]
+    pub report_to: Vec<String>,
+    /// POST each period's statistics as JSON to this url.
+    #[arg(long, env = "MISSIVE_REPORT_WEBHOOK")]
+    pub report_webhook: Option<String>,
+    /// The deployment's name in reports.
+    #[arg(long, env = "MISSIVE_DEPLOYMENT", default_value = "missive")]
+    pub deployment: String,
+    /// Record metrics (`/metrics`, the dashboard and the statistics need them); off only to
+    /// measure what recording costs.
+    #[arg(long, env = "MISSIVE_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
     /// Log format: `text` or `json`.
     #[arg(long, env = "MISSIVE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -162,6 +203,14 @@ fn parse_durability(text: &str) -> Result<Durability, String> {
 impl Settings {
     pub fn runs(&self, role: Role) -> bool {
         self.roles.contains(&role)
+    }
+
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.admin_token_file.clone().unwrap_or_else(|| self.data.join(ADMIN_TOKEN_FILE))
+    }
+
+    pub fn stats_period(&self) -> Duration {
+        Duration::from_secs(u64::from(self.stats_period_s.max(1)))
     }
 
     pub fn password_cost(&self) -> PasswordCost {
@@ -190,14 +239,54 @@ impl Settings {
 
 const SECRET_FILE: &str = "sync-key.secret";
 const SECRET_BYTES: usize = 32;
+const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// Admin tokens are told apart from users' at a glance.
+const ADMIN_TOKEN_PREFIX: &str = "madm_";
 
 /// The SyncKey signing secret, created at first start and kept (by default in the data
 /// directory) so that keys stay valid across restarts.
 pub fn load_or_create_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
     let path = settings.secret_file.clone().unwrap_or_else(|| settings.data.join(SECRET_FILE));
-    match std::fs::read(&path) {
-        Ok(secret) if secret.len() == SECRET_BYTES => return Ok(secret),
-        Ok(_) => anyhow::bail!("{} is corrupt: expected {SECRET_BYTES} bytes", path.display()),
+    load_or_create(
+        &path,
+        |bytes| bytes.len() == SECRET_BYTES,
+        || {
+            let mut secret = vec![0u8; SECRET_BYTES];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+            secret
+        },
+    )
+}
+
+/// The admin credential: `--admin-token` if given, else the token file, created at first
+/// start (mode 0600) with a fresh random token.
+pub fn load_or_create_admin_token(settings: &Settings) -> anyhow::Result<String> {
+    if let Some(token) = &settings.admin_token {
+        anyhow::ensure!(token.len() >= 16, "--admin-token must be at least 16 characters");
+        return Ok(token.clone());
+    }
+    let path = settings.admin_token_path();
+    let valid = |bytes: &[u8]| std::str::from_utf8(bytes).is_ok_and(|t| t.trim().len() >= 16);
+    let token = load_or_create(&path, valid, || {
+        let mut raw = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut raw);
+        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{ADMIN_TOKEN_PREFIX}{hex}\n").into_bytes()
+    })?;
+    Ok(String::from_utf8(token).expect("checked").trim().to_string())
+}
+
+/// A private file's content: read if it exists (and `valid` accepts it), else created with
+/// `create()`. Processes starting together agree on one content: each writes aside, then
+/// links into place, which fails if another got there first; then its file is the one.
+fn load_or_create(
+    path: &Path,
+    valid: impl Fn(&[u8]) -> bool,
+    create: impl Fn() -> Vec<u8>,
+) -> anyhow::Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(content) if valid(&content) => return Ok(content),
+        Ok(_) => anyhow::bail!("{} is corrupt", path.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -205,17 +294,16 @@ pub fn load_or_create_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let mut secret = vec![0u8; SECRET_BYTES];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
-    // Written aside, then linked into place, which fails if another process (a second
-    // logic node sharing the file) got there first: then its secret is the one.
+    let content = create();
     let temporary = path.with_extension(format!("{:016x}.tmp", rand::random::<u64>()));
-    write_private(&temporary, &secret)?;
-    let linked = std::fs::hard_link(&temporary, &path);
+    write_private(&temporary, &content)?;
+    let linked = std::fs::hard_link(&temporary, path);
     let _ = std::fs::remove_file(&temporary);
     match linked {
-        Ok(()) => Ok(secret),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_secret(settings),
+        Ok(()) => Ok(content),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            load_or_create(path, valid, create)
+        }
         Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
     }
 }

@@ -1,9 +1,11 @@
 //! Accounts, device sessions and acknowledgements (data type 1).
 
 use crate::db::{EmbeddedStore, Result, StoreError};
+use missive_proto::admin::ListUsersRequest;
 use missive_proto::internal::{
-    AccountRecord, AccountStore, AckRequest, CreateAccountRequest, CreateSessionRequest, Empty,
-    RevokeSessionRequest, SessionRecord, TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
+    AccountList, AccountRecord, AccountStore, AckRequest, CreateAccountRequest,
+    CreateSessionRequest, Empty, RevokeSessionRequest, SessionList, SessionRecord,
+    SetDisabledRequest, TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
 };
 use missive_rpc::{Ctx, Status};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -215,4 +217,77 @@ impl AccountStore for EmbeddedStore {
         })
         .await
     }
+
+    async fn list(&self, _: &Ctx, req: ListUsersRequest) -> Result<AccountList, Status> {
+        let after = i64::try_from(req.after).unwrap_or(i64::MAX);
+        let pattern = like_pattern(&req.query);
+        let limit = req.limit;
+        self.read_scan(move |conn| {
+            let accounts = conn
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    account_columns!(),
+                    " FROM accounts WHERE user_id > ?1",
+                    " AND (username LIKE ?2 ESCAPE '\\' OR nickname LIKE ?2 ESCAPE '\\')",
+                    " ORDER BY user_id LIMIT ?3"
+                ))?
+                .query_map(params![after, pattern, limit], account_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(AccountList { accounts })
+        })
+        .await
+    }
+
+    async fn list_sessions(&self, _: &Ctx, req: UserRef) -> Result<SessionList, Status> {
+        self.read(move |conn| {
+            let sessions = conn
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    session_columns!(),
+                    " FROM sessions WHERE user_id = ?1 ORDER BY device_id"
+                ))?
+                .query_map([req.user_id], session_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(SessionList { sessions })
+        })
+        .await
+    }
+
+    async fn set_disabled(
+        &self,
+        _: &Ctx,
+        req: SetDisabledRequest,
+    ) -> Result<AccountRecord, Status> {
+        let store = self.clone();
+        self.write_then(
+            move |conn| {
+                let account = account_by_id(conn, req.user_id)?;
+                conn.prepare_cached("UPDATE accounts SET disabled = ?2 WHERE user_id = ?1")?
+                    .execute(params![req.user_id, req.disabled])?;
+                if req.disabled {
+                    conn.prepare_cached(
+                        "UPDATE sessions SET revoked = 1 WHERE user_id = ?1 AND revoked = 0",
+                    )?
+                    .execute([req.user_id])?;
+                }
+                Ok(AccountRecord { disabled: req.disabled, ..account })
+            },
+            move |account| store.caches().put_account(account),
+        )
+        .await
+    }
+}
+
+/// A LIKE pattern matching `query` anywhere, its wildcards taken literally.
+pub(crate) fn like_pattern(query: &str) -> String {
+    let mut pattern = String::with_capacity(query.len() + 2);
+    pattern.push('%');
+    for c in query.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }

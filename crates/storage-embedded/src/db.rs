@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_fences.sql"),
     include_str!("../migrations/0003_contacts_groups.sql"),
+    include_str!("../migrations/0004_ops.sql"),
 ];
 
 /// What an acknowledged write survives.
@@ -228,6 +229,26 @@ impl EmbeddedStore {
     /// take microseconds in WAL mode and never wait for the writer; handing each one to
     /// another thread cost more in wake-ups than the reads themselves.
     pub(crate) async fn read<T, F>(&self, op: F) -> Result<T, Status>
+    where
+        F: FnOnce(&Connection) -> Result<T>,
+    {
+        self.read_here(op)
+    }
+
+    /// Like [`read`](Self::read), on the blocking pool: for scans (counting a table) that
+    /// would hold a runtime thread too long.
+    pub(crate) async fn read_scan<T, F>(&self, op: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_here(op))
+            .await
+            .map_err(|_| Status::internal("storage scan panicked"))?
+    }
+
+    fn read_here<T, F>(&self, op: F) -> Result<T, Status>
     where
         F: FnOnce(&Connection) -> Result<T>,
     {

@@ -21,6 +21,7 @@ mod db;
 mod group;
 mod media;
 mod message;
+mod ops;
 mod seq;
 
 pub use db::{Durability, EmbeddedStore, StoreConfig, StoreError};

@@ -4,9 +4,11 @@
 
 use crate::shard::Shard;
 use crate::{Result, SqlError, SqlStore, db_id};
+use missive_proto::admin::ListUsersRequest;
 use missive_proto::internal::{
-    AccountRecord, AccountStore, AckRequest, CreateAccountRequest, CreateSessionRequest, Empty,
-    RevokeSessionRequest, SessionRecord, TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
+    AccountList, AccountRecord, AccountStore, AckRequest, CreateAccountRequest,
+    CreateSessionRequest, Empty, RevokeSessionRequest, SessionList, SessionRecord,
+    SetDisabledRequest, TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
 };
 use missive_rpc::{Ctx, Status};
 use sqlx::any::AnyRow;
@@ -259,4 +261,80 @@ impl AccountStore for SqlStore {
         }
         Ok(Empty {})
     }
+
+    /// Each shard's first page, merged in user id order.
+    async fn list(&self, _: &Ctx, req: ListUsersRequest) -> Result<AccountList, Status> {
+        let after = i64::try_from(req.after).unwrap_or(i64::MAX);
+        let pattern = like_pattern(&req.query.to_lowercase());
+        let mut accounts = Vec::new();
+        for shard in &self.inner.shards {
+            let rows = sqlx::query(self.q().account_search)
+                .bind(after)
+                .bind(&pattern)
+                .bind(&pattern)
+                .bind(i64::from(req.limit))
+                .fetch_all(&shard.pool)
+                .await
+                .map_err(SqlError::from)?;
+            for row in &rows {
+                accounts.push(account_row(row)?);
+            }
+        }
+        accounts.sort_by_key(|a| a.user_id);
+        accounts.truncate(req.limit as usize);
+        Ok(AccountList { accounts })
+    }
+
+    async fn list_sessions(&self, _: &Ctx, req: UserRef) -> Result<SessionList, Status> {
+        let rows = sqlx::query(self.q().sessions_of_user)
+            .bind(db_id(req.user_id, "account")?)
+            .fetch_all(&self.user_shard(req.user_id).pool)
+            .await
+            .map_err(SqlError::from)?;
+        let sessions = rows.iter().map(session_row).collect::<Result<_>>()?;
+        Ok(SessionList { sessions })
+    }
+
+    async fn set_disabled(
+        &self,
+        _: &Ctx,
+        req: SetDisabledRequest,
+    ) -> Result<AccountRecord, Status> {
+        let user_id = db_id(req.user_id, "account")?;
+        let mut tx = self.user_shard(req.user_id).pool.begin().await.map_err(SqlError::from)?;
+        let changed = sqlx::query(self.q().account_set_disabled)
+            .bind(i64::from(req.disabled))
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(SqlError::from)?;
+        if changed.rows_affected() == 0 {
+            return Err(SqlError::NotFound("account").into());
+        }
+        if req.disabled {
+            self.lock_sessions(&mut tx, user_id).await?;
+            sqlx::query(self.q().sessions_revoke_all)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(SqlError::from)?;
+        }
+        tx.commit().await.map_err(SqlError::from)?;
+        Ok(self.account_by_id(req.user_id).await?)
+    }
+}
+
+/// A LIKE pattern matching `query` anywhere, its wildcards taken literally (both dialects
+/// escape with a backslash by default).
+fn like_pattern(query: &str) -> String {
+    let mut pattern = String::with_capacity(query.len() + 2);
+    pattern.push('%');
+    for c in query.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }

@@ -17,6 +17,7 @@ mod account;
 mod contact;
 mod group;
 mod message;
+mod ops;
 mod queries;
 mod seq;
 mod shard;

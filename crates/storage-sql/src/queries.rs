@@ -25,6 +25,13 @@ macro_rules! message_columns {
     };
 }
 
+macro_rules! period_columns {
+    () => {
+        "start_ms, period_s, registered_users, new_registrations, online_peak, online_average, \
+         samples, messages_sent, messages_delivered, active_users"
+    };
+}
+
 macro_rules! queries {
     ($($name:ident = $sql:expr $(, postgres: $pg:expr)?;)*) => {
         pub(crate) struct Queries {
@@ -145,4 +152,49 @@ queries! {
         postgres: "INSERT INTO group_members (group_id, user_id, role, joined_at_ms)
                    VALUES (?, ?, ?, ?) ON CONFLICT (group_id, user_id) DO UPDATE SET role = excluded.role";
     group_member_delete = "DELETE FROM group_members WHERE group_id = ? AND user_id = ?";
+
+    account_search = concat!("SELECT ", account_columns!(), " FROM accounts WHERE user_id > ?
+                      AND (LOWER(username) LIKE ? OR LOWER(nickname) LIKE ?)
+                      ORDER BY user_id LIMIT ?");
+    account_set_disabled = "UPDATE accounts SET disabled = ? WHERE user_id = ?";
+    sessions_of_user = concat!("SELECT ", session_columns!(),
+        " FROM sessions WHERE user_id = ? ORDER BY device_id");
+    sessions_revoke_all = "UPDATE sessions SET revoked = 1 WHERE user_id = ? AND revoked = 0";
+
+    count_accounts = "SELECT COUNT(*) FROM accounts";
+    count_groups = "SELECT COUNT(*) FROM chat_groups";
+    count_messages = "SELECT COUNT(*) FROM messages";
+    count_inbox = "SELECT COUNT(*) FROM inbox";
+    count_registered_before = "SELECT COUNT(*) FROM accounts WHERE created_at_ms < ?";
+    count_registered_within = "SELECT COUNT(*) FROM accounts WHERE created_at_ms >= ? AND created_at_ms < ?";
+    count_active = "SELECT COUNT(*) FROM ops_active WHERE period_start_ms = ?";
+    sample_upsert = "INSERT INTO ops_samples (slot_ms, node, online, messages_sent, messages_delivered)
+                     VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE online = VALUES(online),
+                     messages_sent = VALUES(messages_sent), messages_delivered = VALUES(messages_delivered)",
+        postgres: "INSERT INTO ops_samples (slot_ms, node, online, messages_sent, messages_delivered)
+                   VALUES (?, ?, ?, ?, ?) ON CONFLICT (slot_ms, node) DO UPDATE SET
+                   online = excluded.online, messages_sent = excluded.messages_sent,
+                   messages_delivered = excluded.messages_delivered";
+    // Added up in Rust: SUM and AVG answer DECIMAL or NUMERIC, which the drivers read apart.
+    samples_within = "SELECT slot_ms, online, messages_sent, messages_delivered FROM ops_samples
+                      WHERE slot_ms >= ? AND slot_ms < ?";
+    samples_delete = "DELETE FROM ops_samples WHERE slot_ms < ?";
+    active_insert = "INSERT IGNORE INTO ops_active (period_start_ms, user_id) VALUES (?, ?)",
+        postgres: "INSERT INTO ops_active (period_start_ms, user_id) VALUES (?, ?)
+                   ON CONFLICT (period_start_ms, user_id) DO NOTHING";
+    active_delete = "DELETE FROM ops_active WHERE period_start_ms <= ?";
+    period_insert = "INSERT IGNORE INTO ops_periods (start_ms, period_s, registered_users,
+                     new_registrations, online_peak, online_average, samples, messages_sent,
+                     messages_delivered, active_users) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        postgres: "INSERT INTO ops_periods (start_ms, period_s, registered_users,
+                   new_registrations, online_peak, online_average, samples, messages_sent,
+                   messages_delivered, active_users) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (start_ms) DO NOTHING";
+    period_get = concat!("SELECT ", period_columns!(), " FROM ops_periods WHERE start_ms = ?");
+    periods_newest = concat!("SELECT ", period_columns!(),
+        " FROM ops_periods ORDER BY start_ms DESC LIMIT ?");
+    audit_insert = "INSERT INTO ops_audit (at_ms, actor, address, action, target, detail, code)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)";
+    audit_before = "SELECT id, at_ms, actor, address, action, target, detail, code
+                    FROM ops_audit WHERE id < ? ORDER BY id DESC LIMIT ?";
 }

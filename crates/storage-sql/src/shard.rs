@@ -48,10 +48,11 @@ impl Dialect {
     }
 
     fn migrations(self) -> Migrator {
-        let scripts: [(&str, &'static str); 2] = match self {
+        let scripts: [(&str, &'static str); 3] = match self {
             Dialect::MySql => [
                 ("init", include_str!("../migrations/mysql/0001_init.sql")),
                 ("contacts_groups", include_str!("../migrations/mysql/0002_contacts_groups.sql")),
+                ("ops", include_str!("../migrations/mysql/0003_ops.sql")),
             ],
             Dialect::Postgres => [
                 ("init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -59,6 +60,7 @@ impl Dialect {
                     "contacts_groups",
                     include_str!("../migrations/postgres/0002_contacts_groups.sql"),
                 ),
+                ("ops", include_str!("../migrations/postgres/0003_ops.sql")),
             ],
         };
         let migrations = scripts

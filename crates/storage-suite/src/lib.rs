@@ -10,12 +10,20 @@
 
 pub mod tests;
 
-use missive_proto::internal::{AccountStore, ContactStore, GroupStore, MessageStore, SeqStore};
+use missive_proto::internal::{
+    AccountStore, ContactStore, GroupStore, MessageStore, OpsStore, SeqStore,
+};
 
 /// Every data-access service of one backend (media live in files, with tests of their own).
-pub trait Stores: AccountStore + ContactStore + MessageStore + GroupStore + SeqStore {}
+pub trait Stores:
+    AccountStore + ContactStore + MessageStore + GroupStore + SeqStore + OpsStore
+{
+}
 
-impl<T: AccountStore + ContactStore + MessageStore + GroupStore + SeqStore> Stores for T {}
+impl<T> Stores for T where
+    T: AccountStore + ContactStore + MessageStore + GroupStore + SeqStore + OpsStore
+{
+}
 
 /// Fresh, empty storage for one test, which it may open more than once (a reopen is how the
 /// tests check what survives a restart). A test drops one store before it opens the next.
@@ -88,6 +96,9 @@ macro_rules! storage_suite {
             a_stale_contact_version_is_refused,
             groups_keep_members_and_fence_revisions,
             messages_keep_their_extra_fields_and_can_be_replaced,
+            accounts_are_listed_searched_and_disabled,
+            periods_add_up_samples_activity_and_registrations,
+            audit_entries_page_newest_first,
         );
     };
     (@tests $fixture:path; $($name:ident),* $(,)?) => {

@@ -2,6 +2,9 @@
 //! turns them into test cases.
 
 use crate::{Fixture, Stores};
+use missive_proto::admin::{
+    AuditEntry, AuditRequest, ListUsersRequest, NodeSample, PeriodStats, StatsRequest,
+};
 use missive_proto::client::{
     Contact, GroupEvent, GroupRole, MediaRef, Message, MessageKind, Relation,
 };
@@ -587,4 +590,165 @@ pub async fn messages_keep_their_extra_fields_and_can_be_replaced(fixture: &impl
     let unknown = Message { id: id + 1_000_000, ..recalled };
     let replace = ReplaceMessageRequest { message: Some(unknown), holders: users.clone() };
     assert_eq!(store.replace(CTX, replace).await.unwrap_err().code, Code::NotFound);
+}
+
+async fn account_at<S: Stores>(store: &S, name: &str, created_at_ms: i64) -> AccountRecord {
+    let req = CreateAccountRequest {
+        username: name.into(),
+        nickname: format!("Nick {name}"),
+        password_hash: "hash".into(),
+        created_at_ms,
+    };
+    AccountStore::create(store, CTX, req).await.unwrap()
+}
+
+async fn search<S: Stores>(store: &S, query: &str, after: u64, limit: u32) -> Vec<String> {
+    let req = ListUsersRequest { query: query.into(), after, limit };
+    let list = AccountStore::list(store, CTX, req).await.unwrap();
+    list.accounts.into_iter().map(|a| a.username).collect()
+}
+
+pub async fn accounts_are_listed_searched_and_disabled(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let mut ids = Vec::new();
+    for name in ["alice", "bob", "carol", "al_ice", "dave"] {
+        ids.push((account_at(&store, name, 5).await.user_id, name));
+    }
+    ids.sort();
+    let in_id_order: Vec<&str> = ids.iter().map(|(_, name)| *name).collect();
+    assert_eq!(search(&store, "", 0, 10).await, in_id_order);
+    // Paging: after the second user in id order come the rest.
+    assert_eq!(search(&store, "", 0, 2).await, in_id_order[..2]);
+    assert_eq!(search(&store, "", ids[1].0, 10).await, in_id_order[2..]);
+    let mut al = search(&store, "AL", 0, 10).await;
+    al.sort();
+    assert_eq!(al, ["al_ice", "alice"], "case-insensitive, anywhere in the name");
+    assert_eq!(search(&store, "_", 0, 10).await, ["al_ice"], "wildcards are literal");
+    assert_eq!(search(&store, "nick car", 0, 10).await, ["carol"], "nicknames match too");
+
+    let alice = ids.iter().find(|(_, name)| *name == "alice").unwrap().0;
+    let phone = session(&store, alice, 7).await;
+    let laptop = session(&store, alice, 8).await;
+    let devices = store.list_sessions(CTX, UserRef { user_id: alice }).await.unwrap();
+    let mut listed: Vec<u64> = devices.sessions.iter().map(|s| s.device_id).collect();
+    listed.sort();
+    let mut expected = vec![phone.device_id, laptop.device_id];
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    let disabled = store
+        .set_disabled(CTX, SetDisabledRequest { user_id: alice, disabled: true })
+        .await
+        .unwrap();
+    assert!(disabled.disabled);
+    assert!(store.get_by_id(CTX, UserRef { user_id: alice }).await.unwrap().disabled);
+    for token_byte in [7, 8] {
+        let found = store.get_session(CTX, TokenHashRef { token_hash: vec![token_byte; 32] }).await;
+        assert_eq!(found.unwrap_err().code, Code::NotFound, "disabling signs every device out");
+    }
+    let devices = store.list_sessions(CTX, UserRef { user_id: alice }).await.unwrap();
+    assert!(devices.sessions.iter().all(|s| s.revoked));
+    drop(store);
+
+    let store = fixture.open().await;
+    assert!(store.get_by_id(CTX, UserRef { user_id: alice }).await.unwrap().disabled);
+    let enabled = store
+        .set_disabled(CTX, SetDisabledRequest { user_id: alice, disabled: false })
+        .await
+        .unwrap();
+    assert!(!enabled.disabled);
+    assert!(!store.get_by_id(CTX, UserRef { user_id: alice }).await.unwrap().disabled);
+    let unknown = store.set_disabled(CTX, SetDisabledRequest { user_id: 1 << 40, disabled: true });
+    assert_eq!(unknown.await.unwrap_err().code, Code::NotFound);
+}
+
+fn sample(node: &str, slot_ms: i64, online: u64, sent: u64, delivered: u64) -> NodeSample {
+    NodeSample {
+        node: node.into(),
+        slot_ms,
+        online,
+        messages_sent: sent,
+        messages_delivered: delivered,
+    }
+}
+
+pub async fn periods_add_up_samples_activity_and_registrations(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let start = 3_600_000;
+    let end = start + 60_000;
+    account_at(&store, "early", 5).await;
+    let alice = account_at(&store, "alice", start + 1).await.user_id;
+    let bob = account_at(&store, "bob", end - 1).await.user_id;
+    account_at(&store, "late", end).await;
+    for s in [
+        sample("a", start, 3, 5, 0),
+        sample("b", start, 4, 1, 2),
+        sample("a", start + 10_000, 1, 0, 0),
+        sample("a", end, 9, 7, 7),
+    ] {
+        store.record_sample(CTX, s).await.unwrap();
+    }
+    // A node re-sending a slot replaces its sample.
+    store.record_sample(CTX, sample("b", start, 4, 1, 2)).await.unwrap();
+    let active = |user_ids: Vec<u64>| ActiveUsers { period_start_ms: start, user_ids };
+    store.mark_active(CTX, active(vec![alice, bob])).await.unwrap();
+    store.mark_active(CTX, active(vec![bob])).await.unwrap();
+
+    let close = ClosePeriodRequest { start_ms: start, period_s: 60, slot_s: 10 };
+    let first = store.close_period(CTX, close).await.unwrap();
+    let expected = PeriodStats {
+        start_ms: start,
+        period_s: 60,
+        registered_users: 3,
+        new_registrations: 2,
+        online_peak: 7,
+        online_average: 4.0,
+        samples: 2,
+        messages_sent: 6,
+        messages_delivered: 2,
+        active_users: 2,
+    };
+    assert!(first.closed_here);
+    assert_eq!(first.stats, Some(expected));
+    let again = store.close_period(CTX, close).await.unwrap();
+    assert!(!again.closed_here, "a period is closed once");
+    assert_eq!(again.stats, Some(expected));
+
+    let next = ClosePeriodRequest { start_ms: end, period_s: 60, slot_s: 10 };
+    let next = store.close_period(CTX, next).await.unwrap().stats.unwrap();
+    assert_eq!((next.online_peak, next.messages_sent, next.active_users), (9, 7, 0));
+    assert_eq!((next.registered_users, next.new_registrations), (4, 1));
+    let listed = store.list_periods(CTX, StatsRequest { hours: 10 }).await.unwrap();
+    assert_eq!(listed.periods, [next, expected], "newest first");
+    let one = store.list_periods(CTX, StatsRequest { hours: 1 }).await.unwrap();
+    assert_eq!(one.periods, [next]);
+
+    let totals = store.totals(CTX, Empty {}).await.unwrap();
+    assert_eq!((totals.registered_users, totals.groups, totals.messages), (4, 0, 0));
+    assert!(totals.counted_at_ms > 0);
+}
+
+pub async fn audit_entries_page_newest_first(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    for (at_ms, action) in [(1, "kick"), (2, "disable"), (3, "notice")] {
+        let entry = AuditEntry {
+            at_ms,
+            actor: "admin".into(),
+            address: "127.0.0.1:1".into(),
+            action: action.into(),
+            target: "user 7".into(),
+            detail: String::new(),
+            code: 0,
+            ..AuditEntry::default()
+        };
+        store.record(CTX, entry).await.unwrap();
+    }
+    let newest = store.audit(CTX, AuditRequest { before: 0, limit: 2 }).await.unwrap().entries;
+    let actions: Vec<&str> = newest.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["notice", "disable"]);
+    assert!(newest[0].id > newest[1].id);
+    let before = newest[1].id;
+    let older = store.audit(CTX, AuditRequest { before, limit: 2 }).await.unwrap().entries;
+    assert_eq!(older.len(), 1);
+    assert_eq!((older[0].action.as_str(), older[0].at_ms), ("kick", 1));
 }

@@ -9,6 +9,7 @@ mod groups;
 mod harness;
 mod media;
 mod messaging;
+mod ops;
 mod overload;
 mod split;
 mod tidy;
