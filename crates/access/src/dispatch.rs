@@ -151,10 +151,5 @@ pub fn encode<T: Message + Serialize>(message: &T, format: Format) -> Bytes {
 
 /// The body of an error answer.
 pub fn error_body(status: &Status, format: Format) -> Bytes {
-    let error = Error {
-        code: u32::from(status.code as u16),
-        name: status.code.as_str().to_string(),
-        message: status.message.clone(),
-    };
-    encode(&error, format)
+    encode(&Error::from(status), format)
 }

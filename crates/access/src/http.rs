@@ -20,8 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
 pub const JSON_CONTENT_TYPE: &str = "application/json";
-/// The header that carries the status code name of an error answer.
-pub const CODE_HEADER: &str = "x-missive-code";
+pub use missive_proto::CODE_HEADER;
 /// WebSocket messages above the frame limit by more than this are cut off by the WebSocket
 /// layer itself; up to it, they get a precise FRAME_TOO_LARGE answer.
 const WS_MESSAGE_SLACK_BYTES: usize = 64 * 1024;

@@ -119,13 +119,13 @@ pub(crate) async fn serve<R, W>(
     let auth_deadline = Instant::now() + config.auth_timeout;
     let mut deadline = auth_deadline;
     let reason = loop {
-        let connection = link.registration.as_ref().map(|r| r.connection.clone());
+        let connection = link.registration.as_ref().map(|r| &*r.connection);
         let next = tokio::select! {
             biased;
             () = shutdown.cancelled() => break "server shutting down",
             // The writer gave up (a write timed out or failed): no answer can reach the peer.
             () = queue.closed() => break "writer stopped",
-            status = kicked(connection.as_deref()) => {
+            status = kicked(connection) => {
                 let _ = queue.send(error_frame(0, 0, &status)).await;
                 break "signed out by an operator";
             }

@@ -34,12 +34,32 @@ fn page(limit: u32, default: u32, max: u32) -> u32 {
 }
 
 impl Logic {
-    async fn account_of(&self, ctx: &Ctx, user_id: u64) -> Result<AccountRecord, Status> {
-        self.deps
-            .accounts
-            .get_by_id(ctx, UserRef { user_id })
-            .await
-            .map_err(|s| s.translate(Code::NotFound, || Status::not_found("no such user")))
+    /// The user named by id, or by username when the id is 0.
+    async fn user_named(
+        &self,
+        ctx: &Ctx,
+        user_id: u64,
+        username: String,
+    ) -> Result<AccountRecord, Status> {
+        let found = if user_id == 0 {
+            self.deps.accounts.get_by_name(ctx, UsernameRef { username }).await
+        } else {
+            self.deps.accounts.get_by_id(ctx, UserRef { user_id }).await
+        };
+        found.map_err(|s| s.translate(Code::NotFound, || Status::not_found("no such user")))
+    }
+
+    /// [`user_named`](Self::user_named)'s id, read only when the user is named by username.
+    async fn user_id_named(
+        &self,
+        ctx: &Ctx,
+        user_id: u64,
+        username: String,
+    ) -> Result<u64, Status> {
+        match user_id {
+            0 => Ok(self.user_named(ctx, 0, username).await?.user_id),
+            id => Ok(id),
+        }
     }
 
     /// Closes the named device's connections (every device's for `device_id` 0), telling
@@ -58,6 +78,13 @@ impl Logic {
         Ok(())
     }
 
+    /// Keeps the store's totals (and their gauges) no older than `totals_max_age`.
+    pub async fn count_store(&self) {
+        if let Err(status) = self.store_totals(&Ctx::new(0)).await {
+            tracing::warn!(%status, "counting the store failed");
+        }
+    }
+
     /// What the store holds, counted at most `totals_max_age` ago.
     async fn store_totals(&self, ctx: &Ctx) -> Result<TotalsResponse, Status> {
         let cached = *self.totals.lock().expect("totals cache");
@@ -66,7 +93,8 @@ impl Logic {
         {
             return Ok(totals);
         }
-        let totals = self.deps.ops.totals(ctx, Empty {}).await?;
+        let counted = self.deps.ops.totals(ctx, Empty {}).await?;
+        let totals = TotalsResponse { counted_at_ms: self.now_ms(), ..counted };
         *self.totals.lock().expect("totals cache") = Some((Instant::now(), totals));
         metrics::gauge!("missive_registered_users").set(totals.registered_users as f64);
         metrics::gauge!("missive_groups").set(totals.groups as f64);
@@ -94,15 +122,7 @@ impl Admin for Logic {
     }
 
     async fn get_user(&self, ctx: &Ctx, req: GetUserRequest) -> Result<GetUserResponse, Status> {
-        let account =
-            if req.username.is_empty() {
-                self.account_of(ctx, req.user_id).await?
-            } else {
-                let by_name = UsernameRef { username: req.username };
-                self.deps.accounts.get_by_name(ctx, by_name).await.map_err(|s| {
-                    s.translate(Code::NotFound, || Status::not_found("no such user"))
-                })?
-            };
+        let account = self.user_named(ctx, req.user_id, req.username).await?;
         let user = UserRef { user_id: account.user_id };
         let sessions = self.deps.accounts.list_sessions(ctx, user).await?.sessions;
         let presence = self.deps.push.presence(ctx, user).await?;
@@ -124,17 +144,15 @@ impl Admin for Logic {
         if req.device_id == 0 {
             return Err(Status::invalid_argument("name the device to sign out"));
         }
-        let revoke = RevokeSessionRequest {
-            user_id: req.user_id,
-            device_id: req.device_id,
-            at_ms: self.now_ms(),
-        };
+        let user_id = self.user_id_named(ctx, req.user_id, req.username).await?;
+        let revoke =
+            RevokeSessionRequest { user_id, device_id: req.device_id, at_ms: self.now_ms() };
         self.deps.accounts.revoke_session(ctx, revoke).await.map_err(|s| {
             s.translate(Code::NotFound, || Status::not_found("no such device signed in"))
         })?;
         self.sign_out(
             ctx,
-            req.user_id,
+            user_id,
             req.device_id,
             Code::Unauthenticated,
             "signed out by an operator",
@@ -148,10 +166,9 @@ impl Admin for Logic {
         ctx: &Ctx,
         req: SetDisabledRequest,
     ) -> Result<SetDisabledResponse, Status> {
-        let request = missive_proto::internal::SetDisabledRequest {
-            user_id: req.user_id,
-            disabled: req.disabled,
-        };
+        let user_id = self.user_id_named(ctx, req.user_id, req.username).await?;
+        let request =
+            missive_proto::internal::SetDisabledRequest { user_id, disabled: req.disabled };
         let account = self
             .deps
             .accounts
@@ -159,7 +176,7 @@ impl Admin for Logic {
             .await
             .map_err(|s| s.translate(Code::NotFound, || Status::not_found("no such user")))?;
         if req.disabled {
-            self.sign_out(ctx, req.user_id, 0, Code::AccountDisabled, "the account was disabled")
+            self.sign_out(ctx, user_id, 0, Code::AccountDisabled, "the account was disabled")
                 .await?;
         }
         Ok(SetDisabledResponse { user: Some(summary(&account)) })
@@ -170,7 +187,7 @@ impl Admin for Logic {
         if req.text.trim().is_empty() {
             return Err(Status::invalid_argument("text must not be empty"));
         }
-        let account = self.account_of(ctx, req.user_id).await?;
+        let account = self.user_named(ctx, req.user_id, req.username).await?;
         let notice = Message {
             from_user_id: 0,
             from: "system".into(),

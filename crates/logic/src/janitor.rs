@@ -1,4 +1,5 @@
-//! Background upkeep: writing acknowledgements and activity, collecting delivered messages.
+//! Background upkeep: writing acknowledgements and activity, collecting delivered messages,
+//! counting what the store holds.
 //!
 //! A Sync acknowledges the presented key at once in memory; the janitor writes the newest
 //! acknowledgement per device every interval, as one batch. Losing a few unwritten
@@ -100,6 +101,7 @@ impl Logic {
                     self.flush_acks().await;
                     self.flush_activity().await;
                     self.collect_garbage().await;
+                    self.count_store().await;
                 }
                 () = &mut shutdown => break,
             }

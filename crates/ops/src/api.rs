@@ -4,14 +4,14 @@
 
 use crate::AdminToken;
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use missive_proto::admin::*;
-use missive_proto::ids;
+use missive_proto::{CODE_HEADER, client, ids};
 use missive_rpc::{Code, Ctx, Status};
-use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,7 @@ use std::time::Duration;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
-struct Api {
+pub(crate) struct Api {
     admin: Arc<dyn Admin>,
     token: Arc<AdminToken>,
 }
@@ -40,21 +40,15 @@ pub(crate) fn router(admin: Arc<dyn Admin>, token: Arc<AdminToken>) -> axum::Rou
         .with_state(Api { admin, token })
 }
 
-/// An error answer: the status code of the short link and its JSON body.
-pub(crate) struct ApiError(pub Status);
+/// An error answer, as the short link gives it: the code's HTTP status, its name in the
+/// code header, and `missive.v1.Error` as JSON.
+pub(crate) struct ApiError(Status);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            code: u16,
-            name: &'a str,
-            message: &'a str,
-        }
         let code = self.0.code;
         let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-        let body = Body { code: code as u16, name: code.as_str(), message: &self.0.message };
-        (status, [("x-missive-code", code.as_str())], Json(body)).into_response()
+        (status, [(CODE_HEADER, code.as_str())], Json(client::Error::from(&self.0))).into_response()
     }
 }
 
@@ -66,20 +60,33 @@ impl From<Status> for ApiError {
 
 type Answer<T> = Result<Json<T>, ApiError>;
 
-/// One authorized call: who made it, from where.
+/// One call that presented the admin credential: the service, where the call came from, and
+/// the context of everything done for it (the audit record included).
 struct Call {
-    api: Api,
+    admin: Arc<dyn Admin>,
     address: SocketAddr,
+    ctx: Ctx,
 }
 
-impl Call {
-    fn authorize(api: Api, headers: &HeaderMap, address: SocketAddr) -> Result<Call, ApiError> {
-        let presented = headers
+impl FromRequestParts<Api> for Call {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Call, ApiError> {
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |info| info.0);
+        let presented = parts
+            .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         match presented {
-            Some(token) if api.token.matches(token) => Ok(Call { api, address }),
+            Some(token) if api.token.matches(token) => Ok(Call {
+                admin: api.admin.clone(),
+                address,
+                ctx: Ctx::new(rand::random()).with_timeout(CALL_TIMEOUT),
+            }),
             Some(_) => {
                 tracing::warn!(%address, "admin call with a wrong credential");
                 Err(ApiError(Status::new(Code::Unauthenticated, "not the admin credential")))
@@ -90,11 +97,9 @@ impl Call {
             ))),
         }
     }
+}
 
-    fn ctx(&self) -> Ctx {
-        Ctx::new(rand::random()).with_timeout(CALL_TIMEOUT)
-    }
-
+impl Call {
     /// Runs `work`, then writes what was done to the audit log (and the server log).
     async fn audited<T>(
         &self,
@@ -105,13 +110,7 @@ impl Call {
     ) -> Answer<T> {
         let result = work.await;
         let code = result.as_ref().err().map_or(Code::Ok, |s| s.code);
-        tracing::info!(
-            address = %self.address,
-            action,
-            target,
-            code = %code,
-            "admin action"
-        );
+        tracing::info!(address = %self.address, action, target, code = %code, "admin action");
         let entry = AuditEntry {
             actor: "admin".into(),
             address: self.address.to_string(),
@@ -123,165 +122,82 @@ impl Call {
         };
         // An action that cannot be recorded is reported as failed, though it was done: the
         // operator must know the log misses it.
-        self.api.admin.record(&self.ctx(), entry).await?;
+        self.admin.record(&self.ctx, entry).await?;
         Ok(Json(result?))
     }
+}
 
-    /// A user named by id or username.
-    async fn user_id(&self, user: &str) -> Result<u64, Status> {
-        if let Ok(id) = user.parse() {
-            return Ok(id);
-        }
-        let request = GetUserRequest { user_id: 0, username: user.to_string() };
-        let found = self.api.admin.get_user(&self.ctx(), request).await?;
-        Ok(found.user.map_or(0, |u| u.user_id))
+/// A user as a path names it: (id, or 0 and the username).
+fn user_named(user: &str) -> (u64, String) {
+    match user.parse() {
+        Ok(user_id) => (user_id, String::new()),
+        Err(_) => (0, user.to_string()),
     }
 }
 
-macro_rules! authorized {
-    ($api:expr, $headers:expr, $address:expr) => {
-        Call::authorize($api, &$headers, $address)?
-    };
-}
-
-type Peer = ConnectInfo<SocketAddr>;
-
-async fn list_users(
-    State(api): State<Api>,
-    ConnectInfo(address): Peer,
-    headers: HeaderMap,
-    Query(req): Query<ListUsersRequest>,
-) -> Answer<ListUsersResponse> {
-    let call = authorized!(api, headers, address);
+async fn list_users(call: Call, Query(req): Query<ListUsersRequest>) -> Answer<ListUsersResponse> {
     let detail = format!("query={:?} after={} limit={}", req.query, req.after, req.limit);
-    call.audited("list_users", String::new(), detail, call.api.admin.list_users(&call.ctx(), req))
-        .await
+    call.audited("list_users", String::new(), detail, call.admin.list_users(&call.ctx, req)).await
 }
 
-async fn get_user(
-    State(api): State<Api>,
-    ConnectInfo(address): Peer,
-    headers: HeaderMap,
-    Path(user): Path<String>,
-) -> Answer<GetUserResponse> {
-    let call = authorized!(api, headers, address);
-    let request = match user.parse() {
-        Ok(user_id) => GetUserRequest { user_id, username: String::new() },
-        Err(_) => GetUserRequest { user_id: 0, username: user.clone() },
-    };
-    call.audited("get_user", user, String::new(), call.api.admin.get_user(&call.ctx(), request))
-        .await
+async fn get_user(call: Call, Path(user): Path<String>) -> Answer<GetUserResponse> {
+    let (user_id, username) = user_named(&user);
+    let work = call.admin.get_user(&call.ctx, GetUserRequest { user_id, username });
+    call.audited("get_user", user, String::new(), work).await
 }
 
-async fn kick(
-    State(api): State<Api>,
-    ConnectInfo(address): Peer,
-    headers: HeaderMap,
-    Path((user, device_id)): Path<(String, u64)>,
-) -> Answer<KickResponse> {
-    let call = authorized!(api, headers, address);
-    let work = async {
-        let user_id = call.user_id(&user).await?;
-        call.api.admin.kick(&call.ctx(), KickRequest { user_id, device_id }).await
-    };
-    call.audited("kick", user.clone(), format!("device {device_id}"), work).await
+async fn kick(call: Call, Path((user, device_id)): Path<(String, u64)>) -> Answer<KickResponse> {
+    let (user_id, username) = user_named(&user);
+    let work = call.admin.kick(&call.ctx, KickRequest { user_id, device_id, username });
+    call.audited("kick", user, format!("device {device_id}"), work).await
 }
 
-async fn set_disabled(
-    api: Api,
-    address: SocketAddr,
-    headers: HeaderMap,
-    user: String,
-    disabled: bool,
-) -> Answer<SetDisabledResponse> {
-    let call = authorized!(api, headers, address);
-    let work = async {
-        let user_id = call.user_id(&user).await?;
-        call.api.admin.set_disabled(&call.ctx(), SetDisabledRequest { user_id, disabled }).await
-    };
+async fn set_disabled(call: Call, user: String, disabled: bool) -> Answer<SetDisabledResponse> {
+    let (user_id, username) = user_named(&user);
+    let request = SetDisabledRequest { user_id, disabled, username };
     let action = if disabled { "disable" } else { "enable" };
-    call.audited(action, user.clone(), String::new(), work).await
+    call.audited(action, user, String::new(), call.admin.set_disabled(&call.ctx, request)).await
 }
 
-async fn disable(
-    State(api): State<Api>,
-    ConnectInfo(address): Peer,
-    headers: HeaderMap,
-    Path(user): Path<String>,
-) -> Answer<SetDisabledResponse> {
-    set_disabled(api, address, headers, user, true).await
+async fn disable(call: Call, Path(user): Path<String>) -> Answer<SetDisabledResponse> {
+    set_disabled(call, user, true).await
 }
 
-async fn enable(
-    State(api): State<Api>,
-    ConnectInfo(address): Peer,
-    headers: HeaderMap,
-    Path(user): Path<String>,
-) -> Answer<SetDisabledResponse> {
-    set_disabled(api, address, headers, user, false).await
+async fn enable(call: Call, Path(user): Path<String>) -> Answer<SetDisabledResponse> {
+    set_disabled(call, user, false).await
 }
 
 async fn notice(
-    State(api): State<Api>,
-    ConnectInfo(address): Peer,
-    headers: HeaderMap,
+    call: Call,
     Path(user): Path<String>,
     body: axum::body::Bytes,
 ) -> Answer<NoticeResponse> {
-    let call = authorized!(api, headers, address);
     let request: NoticeRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError(Status::new(Code::BadRequest, format!("the body is not a notice: {e}")))
     })?;
+    let (user_id, username) = user_named(&user);
     let detail = request.text.clone();
-    let work = async {
-        let user_id = call.user_id(&user).await?;
-        let request = NoticeRequest { user_id, ..request };
-        call.api.admin.notice(&call.ctx(), request).await
-    };
-    call.audited("notice", user.clone(), detail, work).await
+    let request = NoticeRequest { user_id, username, ..request };
+    call.audited("notice", user, detail, call.admin.notice(&call.ctx, request)).await
 }
 
-async fn get_group(
-    State(api): State<Api>,
-    ConnectInfo(address): Peer,
-    headers: HeaderMap,
-    Path(group): Path<String>,
-) -> Answer<GetGroupResponse> {
-    let call = authorized!(api, headers, address);
+async fn get_group(call: Call, Path(group): Path<String>) -> Answer<GetGroupResponse> {
+    let group_id = ids::parse_group_handle(&group).or_else(|| group.parse().ok());
     let work = async {
-        let group_id = ids::parse_group_handle(&group)
-            .or_else(|| group.parse().ok())
-            .ok_or_else(|| Status::not_found("no such group"))?;
-        call.api.admin.get_group(&call.ctx(), GetGroupRequest { group_id }).await
+        let group_id = group_id.ok_or_else(|| Status::not_found("no such group"))?;
+        call.admin.get_group(&call.ctx, GetGroupRequest { group_id }).await
     };
     call.audited("get_group", group.clone(), String::new(), work).await
 }
 
-async fn stats(
-    State(api): State<Api>,
-    ConnectInfo(address): Peer,
-    headers: HeaderMap,
-    Query(req): Query<StatsRequest>,
-) -> Answer<StatsResponse> {
-    let call = authorized!(api, headers, address);
-    Ok(Json(call.api.admin.stats(&call.ctx(), req).await?))
+async fn stats(call: Call, Query(req): Query<StatsRequest>) -> Answer<StatsResponse> {
+    Ok(Json(call.admin.stats(&call.ctx, req).await?))
 }
 
-async fn totals(
-    State(api): State<Api>,
-    ConnectInfo(address): Peer,
-    headers: HeaderMap,
-) -> Answer<TotalsResponse> {
-    let call = authorized!(api, headers, address);
-    Ok(Json(call.api.admin.totals(&call.ctx(), TotalsRequest {}).await?))
+async fn totals(call: Call) -> Answer<TotalsResponse> {
+    Ok(Json(call.admin.totals(&call.ctx, TotalsRequest {}).await?))
 }
 
-async fn audit(
-    State(api): State<Api>,
-    ConnectInfo(address): Peer,
-    headers: HeaderMap,
-    Query(req): Query<AuditRequest>,
-) -> Answer<AuditResponse> {
-    let call = authorized!(api, headers, address);
-    Ok(Json(call.api.admin.audit(&call.ctx(), req).await?))
+async fn audit(call: Call, Query(req): Query<AuditRequest>) -> Answer<AuditResponse> {
+    Ok(Json(call.admin.audit(&call.ctx, req).await?))
 }

@@ -24,7 +24,7 @@ pub(crate) fn now_s() -> i64 {
 }
 
 macro_rules! asset {
-    ($path:literal, $file:literal, $type:literal) => {
+    ($file:literal, $type:literal) => {
         get(|| async {
             (
                 [(header::CONTENT_TYPE, $type), (header::CACHE_CONTROL, "no-cache")],
@@ -36,28 +36,15 @@ macro_rules! asset {
 
 pub(crate) fn router(ops: Arc<Ops>) -> axum::Router {
     axum::Router::new()
-        .route("/dashboard", asset!("/dashboard", "dashboard.html", "text/html; charset=utf-8"))
-        .route("/dashboard/", asset!("/dashboard/", "dashboard.html", "text/html; charset=utf-8"))
-        .route(
-            "/dashboard/dashboard.js",
-            asset!("/dashboard/dashboard.js", "dashboard.js", "text/javascript; charset=utf-8"),
-        )
-        .route(
-            "/dashboard/dashboard.css",
-            asset!("/dashboard/dashboard.css", "dashboard.css", "text/css; charset=utf-8"),
-        )
+        .route("/dashboard", asset!("dashboard.html", "text/html; charset=utf-8"))
+        .route("/dashboard/", asset!("dashboard.html", "text/html; charset=utf-8"))
+        .route("/dashboard/dashboard.js", asset!("dashboard.js", "text/javascript; charset=utf-8"))
+        .route("/dashboard/dashboard.css", asset!("dashboard.css", "text/css; charset=utf-8"))
         .route(
             "/dashboard/uplot.iife.min.js",
-            asset!(
-                "/dashboard/uplot.iife.min.js",
-                "uplot.iife.min.js",
-                "text/javascript; charset=utf-8"
-            ),
+            asset!("uplot.iife.min.js", "text/javascript; charset=utf-8"),
         )
-        .route(
-            "/dashboard/uplot.min.css",
-            asset!("/dashboard/uplot.min.css", "uplot.min.css", "text/css; charset=utf-8"),
-        )
+        .route("/dashboard/uplot.min.css", asset!("uplot.min.css", "text/css; charset=utf-8"))
         .route("/dashboard/api/series", get(series))
         .route("/dashboard/api/totals", get(totals))
         .with_state(ops)

@@ -65,10 +65,6 @@ impl Reporter {
         Ok(Reporter { config, mail, http: reqwest::Client::new() })
     }
 
-    pub fn is_configured(&self) -> bool {
-        self.mail.is_some() || self.config.webhook_url.is_some()
-    }
-
     /// Delivers one period everywhere configured; each failure is logged and counted.
     pub async fn deliver(&self, stats: &PeriodStats) {
         if self.mail.is_some() {

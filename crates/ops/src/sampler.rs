@@ -27,32 +27,35 @@ fn short(service: &str) -> &str {
     service.rsplit('.').next().unwrap_or(service)
 }
 
-/// What the previous sample counted, to take differences from.
+/// What one sample counted, to take differences from.
 #[derive(Debug, Default)]
 pub struct Counts {
-    counters: BTreeMap<String, f64>,
-    /// Per service: upper bound -> calls at or under it (cumulative).
+    /// The [`RATES`] counters, in order.
+    rates: [f64; RATES.len()],
+    /// Per service: calls.
+    calls: BTreeMap<String, f64>,
+    /// Per service: upper bound -> calls at or under it (cumulative), ascending.
     buckets: BTreeMap<String, Vec<(f64, f64)>>,
 }
 
 impl Counts {
     pub fn of(samples: &[Sample]) -> Counts {
-        let mut counts = Counts::default();
-        for (_, metric) in RATES {
-            counts.counters.insert(metric.to_string(), sum(samples, metric, |_| true));
-        }
+        let mut counts = Counts {
+            rates: RATES.map(|(_, metric)| sum(samples, metric, |_| true)),
+            ..Counts::default()
+        };
         for sample in samples {
             let Some(service) = sample.label("service") else { continue };
+            let service = short(service).to_string();
             if sample.name == CALLS {
-                *counts.counters.entry(format!("calls:{}", short(service))).or_default() +=
-                    sample.value;
+                *counts.calls.entry(service).or_default() += sample.value;
             } else if sample.name == DURATION_BUCKETS {
                 let le = match sample.label("le") {
                     Some("+Inf") => f64::INFINITY,
                     Some(bound) => bound.parse().unwrap_or(f64::INFINITY),
                     None => continue,
                 };
-                let buckets = counts.buckets.entry(short(service).to_string()).or_default();
+                let buckets = counts.buckets.entry(service).or_default();
                 match buckets.iter_mut().find(|(bound, _)| *bound == le) {
                     Some((_, count)) => *count += sample.value,
                     None => buckets.push((le, sample.value)),
@@ -63,10 +66,6 @@ impl Counts {
             buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
         }
         counts
-    }
-
-    fn counter(&self, name: &str) -> f64 {
-        self.counters.get(name).copied().unwrap_or(0.0)
     }
 }
 
@@ -82,12 +81,13 @@ pub fn curves(
     if elapsed_s <= 0.0 {
         return values;
     }
-    let rate = |name: &str| (now.counter(name) - before.counter(name)).max(0.0) / elapsed_s;
-    for (curve, metric) in RATES {
-        values.insert(curve.to_string(), rate(metric));
+    let rate = |now: f64, before: f64| (now - before).max(0.0) / elapsed_s;
+    for (index, (curve, _)) in RATES.iter().enumerate() {
+        values.insert(curve.to_string(), rate(now.rates[index], before.rates[index]));
     }
-    for name in now.counters.keys().filter_map(|k| k.strip_prefix("calls:")) {
-        values.insert(format!("rpc:{name}:calls_per_s"), rate(&format!("calls:{name}")));
+    for (service, calls) in &now.calls {
+        let earlier = before.calls.get(service).copied().unwrap_or(0.0);
+        values.insert(format!("rpc:{service}:calls_per_s"), rate(*calls, earlier));
     }
     for (service, buckets) in &now.buckets {
         let earlier = before.buckets.get(service);

@@ -95,11 +95,7 @@ pub async fn run_job(
             end = until_next(period, grace) => end,
             () = &mut shutdown => return,
         };
-        let request = ClosePeriodRequest {
-            start_ms: end - i64::from(period_s) * 1000,
-            period_s,
-            slot_s: slot.as_secs() as u32,
-        };
+        let request = ClosePeriodRequest { start_ms: end - i64::from(period_s) * 1000, period_s };
         let ctx = Ctx::new(rand::random()).with_timeout(CALL_TIMEOUT);
         match store.close_period(&ctx, request).await {
             Ok(closed) if closed.closed_here => {

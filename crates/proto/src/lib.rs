@@ -53,3 +53,17 @@ pub fn negotiate_protocol(declared: u32) -> u32 {
     declared.clamp(PROTOCOL_VERSION_OLDEST, PROTOCOL_VERSION)
 }
 pub use missive_rpc::{Code, Status};
+
+/// The HTTP header that carries the code name of an error answer (short link, admin API).
+pub const CODE_HEADER: &str = "x-missive-code";
+
+/// The body of an error answer.
+impl From<&Status> for client::Error {
+    fn from(status: &Status) -> client::Error {
+        client::Error {
+            code: u32::from(status.code as u16),
+            name: status.code.as_str().to_string(),
+            message: status.message.clone(),
+        }
+    }
+}

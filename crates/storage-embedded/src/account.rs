@@ -220,7 +220,8 @@ impl AccountStore for EmbeddedStore {
 
     async fn list(&self, _: &Ctx, req: ListUsersRequest) -> Result<AccountList, Status> {
         let after = i64::try_from(req.after).unwrap_or(i64::MAX);
-        let pattern = like_pattern(&req.query);
+        // ASCII only, as SQLite's lower() folds.
+        let query = req.query.to_ascii_lowercase();
         let limit = req.limit;
         self.read_scan(move |conn| {
             let accounts = conn
@@ -228,10 +229,10 @@ impl AccountStore for EmbeddedStore {
                     "SELECT ",
                     account_columns!(),
                     " FROM accounts WHERE user_id > ?1",
-                    " AND (username LIKE ?2 ESCAPE '\\' OR nickname LIKE ?2 ESCAPE '\\')",
+                    " AND (instr(lower(username), ?2) > 0 OR instr(lower(nickname), ?2) > 0)",
                     " ORDER BY user_id LIMIT ?3"
                 ))?
-                .query_map(params![after, pattern, limit], account_row)?
+                .query_map(params![after, query, limit], account_row)?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(AccountList { accounts })
         })
@@ -276,18 +277,4 @@ impl AccountStore for EmbeddedStore {
         )
         .await
     }
-}
-
-/// A LIKE pattern matching `query` anywhere, its wildcards taken literally.
-pub(crate) fn like_pattern(query: &str) -> String {
-    let mut pattern = String::with_capacity(query.len() + 2);
-    pattern.push('%');
-    for c in query.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }

@@ -12,11 +12,6 @@ use missive_proto::internal::{
 use missive_rpc::{Ctx, Status};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map_or(0, |d| d.as_millis() as i64)
-}
-
 fn count(conn: &Connection, sql: &str) -> Result<u64> {
     Ok(conn.prepare_cached(sql)?.query_row([], |row| row.get(0))?)
 }
@@ -106,7 +101,7 @@ impl OpsStore for EmbeddedStore {
                 groups: count(conn, "SELECT COUNT(*) FROM groups")?,
                 messages: count(conn, "SELECT COUNT(*) FROM messages")?,
                 inbox_entries: count(conn, "SELECT COUNT(*) FROM inbox")?,
-                counted_at_ms: now_ms(),
+                ..TotalsResponse::default()
             })
         })
         .await

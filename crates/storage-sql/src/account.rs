@@ -265,13 +265,13 @@ impl AccountStore for SqlStore {
     /// Each shard's first page, merged in user id order.
     async fn list(&self, _: &Ctx, req: ListUsersRequest) -> Result<AccountList, Status> {
         let after = i64::try_from(req.after).unwrap_or(i64::MAX);
-        let pattern = like_pattern(&req.query.to_lowercase());
+        let query = req.query.to_lowercase();
         let mut accounts = Vec::new();
         for shard in &self.inner.shards {
             let rows = sqlx::query(self.q().account_search)
                 .bind(after)
-                .bind(&pattern)
-                .bind(&pattern)
+                .bind(&query)
+                .bind(&query)
                 .bind(i64::from(req.limit))
                 .fetch_all(&shard.pool)
                 .await
@@ -322,19 +322,4 @@ impl AccountStore for SqlStore {
         tx.commit().await.map_err(SqlError::from)?;
         Ok(self.account_by_id(req.user_id).await?)
     }
-}
-
-/// A LIKE pattern matching `query` anywhere, its wildcards taken literally (both dialects
-/// escape with a backslash by default).
-fn like_pattern(query: &str) -> String {
-    let mut pattern = String::with_capacity(query.len() + 2);
-    pattern.push('%');
-    for c in query.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }

@@ -14,11 +14,6 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::{BTreeMap, HashMap};
 
-fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map_or(0, |d| d.as_millis() as i64)
-}
-
 fn period_row(row: &AnyRow) -> Result<PeriodStats> {
     Ok(PeriodStats {
         start_ms: row.try_get(0)?,
@@ -103,7 +98,7 @@ impl OpsStore for SqlStore {
             groups: self.count_all(q.count_groups, &[]).await?,
             messages: self.count_all(q.count_messages, &[]).await?,
             inbox_entries: self.count_all(q.count_inbox, &[]).await?,
-            counted_at_ms: now_ms(),
+            ..TotalsResponse::default()
         })
     }
 

@@ -154,8 +154,11 @@ queries! {
     group_member_delete = "DELETE FROM group_members WHERE group_id = ? AND user_id = ?";
 
     account_search = concat!("SELECT ", account_columns!(), " FROM accounts WHERE user_id > ?
-                      AND (LOWER(username) LIKE ? OR LOWER(nickname) LIKE ?)
-                      ORDER BY user_id LIMIT ?");
+                      AND (INSTR(LOWER(username), ?) > 0 OR INSTR(LOWER(nickname), ?) > 0)
+                      ORDER BY user_id LIMIT ?"),
+        postgres: concat!("SELECT ", account_columns!(), " FROM accounts WHERE user_id > ?
+                   AND (STRPOS(LOWER(username), ?) > 0 OR STRPOS(LOWER(nickname), ?) > 0)
+                   ORDER BY user_id LIMIT ?");
     account_set_disabled = "UPDATE accounts SET disabled = ? WHERE user_id = ?";
     sessions_of_user = concat!("SELECT ", session_columns!(),
         " FROM sessions WHERE user_id = ? ORDER BY device_id");

@@ -694,7 +694,7 @@ pub async fn periods_add_up_samples_activity_and_registrations(fixture: &impl Fi
     store.mark_active(CTX, active(vec![alice, bob])).await.unwrap();
     store.mark_active(CTX, active(vec![bob])).await.unwrap();
 
-    let close = ClosePeriodRequest { start_ms: start, period_s: 60, slot_s: 10 };
+    let close = ClosePeriodRequest { start_ms: start, period_s: 60 };
     let first = store.close_period(CTX, close).await.unwrap();
     let expected = PeriodStats {
         start_ms: start,
@@ -714,7 +714,7 @@ pub async fn periods_add_up_samples_activity_and_registrations(fixture: &impl Fi
     assert!(!again.closed_here, "a period is closed once");
     assert_eq!(again.stats, Some(expected));
 
-    let next = ClosePeriodRequest { start_ms: end, period_s: 60, slot_s: 10 };
+    let next = ClosePeriodRequest { start_ms: end, period_s: 60 };
     let next = store.close_period(CTX, next).await.unwrap().stats.unwrap();
     assert_eq!((next.online_peak, next.messages_sent, next.active_users), (9, 7, 0));
     assert_eq!((next.registered_users, next.new_registrations), (4, 1));
@@ -725,7 +725,6 @@ pub async fn periods_add_up_samples_activity_and_registrations(fixture: &impl Fi
 
     let totals = store.totals(CTX, Empty {}).await.unwrap();
     assert_eq!((totals.registered_users, totals.groups, totals.messages), (4, 0, 0));
-    assert!(totals.counted_at_ms > 0);
 }
 
 pub async fn audit_entries_page_newest_first(fixture: &impl Fixture) {

@@ -175,13 +175,16 @@ async fn notices_arrive_as_system_messages_groups_are_shown_and_every_action_is_
 
 #[tokio::test]
 async fn metrics_pass_promtool_and_count_online_devices_by_transport_and_version() {
-    let server = Server::start();
+    // Totals are counted afresh whenever asked, so the gauge below sees both users.
+    let server = Server::start_with(&["--totals-max-age-s", "0"]);
     let alice = user(&server.tcp, "alice").await;
     let bob = crate::harness::user_with(&server.ws(), "bob", 1).await;
     alice.send_text("bob", "hi").await.unwrap();
     receive(&bob, 1).await;
     let token = admin_token(&server);
-    admin(&server, "GET", "/v1/admin/totals", &token, None).await;
+    let (_, totals) = admin(&server, "GET", "/v1/admin/totals", &token, None).await;
+    assert_eq!(totals["registered_users"], 2);
+    assert!(totals["counted_at_ms"].as_i64().unwrap() > 0, "{totals}");
 
     let text =
         reqwest::get(format!("{}/metrics", server.admin)).await.unwrap().text().await.unwrap();

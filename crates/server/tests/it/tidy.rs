@@ -46,3 +46,25 @@ fn nothing_is_left_marked_for_later() {
         .collect();
     assert!(marked.is_empty(), "marked files: {marked:?}");
 }
+
+#[test]
+fn every_metric_recorded_has_help_text() {
+    let catalogue = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/telemetry.rs");
+    let catalogue = std::fs::read_to_string(catalogue).unwrap();
+    let mut undescribed = Vec::new();
+    for path in workspace_files().iter().filter(|p| !p.ends_with("telemetry.rs")) {
+        let text = std::fs::read_to_string(path).unwrap();
+        for macro_call in ["counter!(", "gauge!(", "histogram!("] {
+            for (at, _) in text.match_indices(macro_call) {
+                // The name is the macro's first argument, possibly on the next line.
+                let rest = text[at + macro_call.len()..].trim_start();
+                let name = rest.strip_prefix('"').and_then(|r| r.split('"').next());
+                let Some(name) = name.filter(|n| n.starts_with("missive_")) else { continue };
+                if !catalogue.contains(&format!("\"{name}\"")) {
+                    undescribed.push(format!("{name} ({})", path.display()));
+                }
+            }
+        }
+    }
+    assert!(undescribed.is_empty(), "metrics without help text in telemetry.rs: {undescribed:?}");
+}
