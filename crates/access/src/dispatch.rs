@@ -50,11 +50,7 @@ impl Dispatcher {
         let result = match command {
             Command::Ping => {
                 unary(body, format, |_: PingRequest| async {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_millis() as i64)
-                        .unwrap_or(0);
-                    Ok(PingResponse { server_time_ms: now })
+                    Ok(PingResponse { server_time_ms: missive_rpc::unix_ms() })
                 })
                 .await
             }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
 pub const JSON_CONTENT_TYPE: &str = "application/json";
-pub use missive_proto::CODE_HEADER;
+use missive_proto::{CODE_HEADER, PROTOCOL_HEADER};
 /// WebSocket messages above the frame limit by more than this are cut off by the WebSocket
 /// layer itself; up to it, they get a precise FRAME_TOO_LARGE answer.
 const WS_MESSAGE_SLACK_BYTES: usize = 64 * 1024;
@@ -34,10 +34,6 @@ struct HttpState {
     /// The same for UPLOAD.
     upload_body_max: usize,
 }
-
-/// The header by which a short-link request declares its protocol version; without it, the
-/// request is answered in version 1, as a long link that declares none is.
-pub const PROTOCOL_HEADER: &str = "missive-protocol";
 
 /// The router of the short link and the WebSocket long link.
 pub fn router(links: LinkServer, shutdown: CancellationToken) -> Router {

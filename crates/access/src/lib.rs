@@ -59,8 +59,7 @@ impl Default for AccessConfig {
     }
 }
 
-/// The default largest media upload: 16 MiB.
-pub const MEDIA_BYTES_MAX_DEFAULT: usize = 16 << 20;
+use missive_proto::MEDIA_BYTES_MAX_DEFAULT;
 
 /// The HTTP body an upload of `media_bytes` needs at most: base64 in JSON takes 4 bytes per 3,
 /// and the other fields fit in 64 KiB.

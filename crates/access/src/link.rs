@@ -8,7 +8,7 @@
 
 use crate::AccessConfig;
 use crate::dispatch::{self, Dispatcher, Format};
-use crate::registry::{Connection, Registration, Registry};
+use crate::registry::{Connection, DATA_TYPES, Registration, Registry};
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use missive_proto::Command;
@@ -125,7 +125,7 @@ pub(crate) async fn serve<R, W>(
             () = shutdown.cancelled() => break "server shutting down",
             // The writer gave up (a write timed out or failed): no answer can reach the peer.
             () = queue.closed() => break "writer stopped",
-            status = kicked(connection) => {
+            status = when_registered(connection, Connection::kicked) => {
                 let _ = queue.send(error_frame(0, 0, &status)).await;
                 break "signed out by an operator";
             }
@@ -182,18 +182,19 @@ impl Link<'_> {
                 Status::new(Code::UnknownCommand, format!("unknown command {}", frame.command));
             return (error_frame(frame.command, frame.seq, &status), Flow::Continue);
         };
-        let config = &self.shared.config;
-        let dispatcher = &self.shared.dispatcher;
-        let mut ctx = self.shared.request_ctx(command);
+        let shared = self.shared;
+        let mut ctx = shared.request_ctx(command);
         ctx.caller = self.caller;
-        let result = if command == Command::Auth {
-            dispatch::within(config.request_timeout, self.authenticate(&ctx, &frame.body)).await
-        } else if self.caller.is_none() && !command.allowed_anonymous() {
-            Err(Status::new(Code::Unauthenticated, "authenticate first"))
-        } else {
-            let call = dispatcher.dispatch(&ctx, command, &frame.body, Format::Protobuf);
-            dispatch::within(config.request_timeout, call).await
+        let call = async {
+            if command == Command::Auth {
+                self.authenticate(&ctx, &frame.body).await
+            } else if self.caller.is_none() && !command.allowed_anonymous() {
+                Err(Status::new(Code::Unauthenticated, "authenticate first"))
+            } else {
+                shared.dispatcher.dispatch(&ctx, command, &frame.body, Format::Protobuf).await
+            }
         };
+        let result = dispatch::within(shared.config.request_timeout, call).await;
         match result {
             Ok(body) => {
                 let flow = if command == Command::Logout {
@@ -277,23 +278,27 @@ async fn write_loop<W>(
     W: Sink<Frame> + Unpin,
     W::Error: std::fmt::Display,
 {
+    let pushes = metrics::counter!("missive_notify_pushes_total");
+    // The connection, once the link has authenticated; announced once.
+    let mut connection: Option<Arc<Connection>> = None;
+    let mut frames = Vec::with_capacity(WRITE_BATCH_FRAMES_MAX + DATA_TYPES);
     loop {
-        let connection = announced.borrow().clone();
-        let mut frames = tokio::select! {
+        tokio::select! {
             biased;
             frame = queued.recv() => match frame {
-                Some(frame) => vec![frame],
+                Some(frame) => frames.push(frame),
                 None => break,
             },
-            () = wait_for_notify(connection.as_deref()) => Vec::new(),
+            () = when_registered(connection.as_deref(), Connection::notified) => {}
             changed = announced.changed() => {
-                if changed.is_err() {
+                match changed {
+                    Ok(()) => connection = announced.borrow_and_update().clone(),
                     // The reader is gone; the queue closes right after.
-                    announced.mark_unchanged();
+                    Err(_) => announced.mark_unchanged(),
                 }
                 continue;
             }
-        };
+        }
         // Whatever else is ready goes out in the same write.
         while frames.len() < WRITE_BATCH_FRAMES_MAX {
             match queued.try_recv() {
@@ -302,13 +307,13 @@ async fn write_loop<W>(
             }
         }
         if let Some(connection) = &connection {
-            frames.extend(notify_frames(connection));
+            push_notifies(connection, &pushes, &mut frames);
         }
         if frames.is_empty() {
             continue;
         }
         let write = async {
-            for frame in frames {
+            for frame in frames.drain(..) {
                 sink.feed(frame).await?;
             }
             sink.flush().await
@@ -328,29 +333,26 @@ async fn write_loop<W>(
     let _ = timeout(write_timeout, sink.close()).await;
 }
 
-/// One NOTIFY per data type with news waiting, newest version only.
-fn notify_frames(connection: &Connection) -> Vec<Frame> {
+/// Adds one NOTIFY per data type with news waiting (newest version only) to `frames`.
+fn push_notifies(connection: &Connection, pushes: &metrics::Counter, frames: &mut Vec<Frame>) {
     let pending = connection.take_pending();
-    metrics::counter!("missive_notify_pushes_total").increment(pending.len() as u64);
-    pending
-        .into_iter()
-        .map(|(r#type, version)| {
-            let body = Notify { r#type, version }.encode_to_vec();
-            Frame::push(Command::Notify as u16, Bytes::from(body))
-        })
-        .collect()
-}
-
-async fn kicked(connection: Option<&Connection>) -> Status {
-    match connection {
-        Some(connection) => connection.kicked().await,
-        None => std::future::pending().await,
+    if pending.is_empty() {
+        return;
     }
+    pushes.increment(pending.len() as u64);
+    frames.extend(pending.into_iter().map(|(r#type, version)| {
+        let body = Notify { r#type, version }.encode_to_vec();
+        Frame::push(Command::Notify as u16, Bytes::from(body))
+    }));
 }
 
-async fn wait_for_notify(connection: Option<&Connection>) {
+/// What `wait` resolves to once the link has authenticated; before, never.
+async fn when_registered<'a, F: Future>(
+    connection: Option<&'a Connection>,
+    wait: impl FnOnce(&'a Connection) -> F,
+) -> F::Output {
     match connection {
-        Some(connection) => connection.notified().await,
+        Some(connection) => wait(connection).await,
         None => std::future::pending().await,
     }
 }

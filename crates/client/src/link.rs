@@ -338,7 +338,7 @@ impl ShortLink {
             .http
             .post(format!("{}/v1/{name}", self.base))
             .header("content-type", "application/x-protobuf")
-            .header("missive-protocol", self.protocol_version.to_string())
+            .header(missive_proto::PROTOCOL_HEADER, self.protocol_version.to_string())
             .body(body);
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));

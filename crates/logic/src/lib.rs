@@ -48,12 +48,7 @@ pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
 
 impl Clock {
     pub fn system() -> Self {
-        Clock(Arc::new(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0)
-        }))
+        Clock(Arc::new(missive_rpc::unix_ms))
     }
 
     pub fn from_fn(f: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
@@ -160,7 +155,7 @@ impl Default for LogicConfig {
             clock: Clock::system(),
             direct_messages: DirectMessages::Friends,
             group_members_max: 500,
-            media_bytes_max: 16 << 20,
+            media_bytes_max: missive_proto::MEDIA_BYTES_MAX_DEFAULT,
             recall_window: Duration::from_secs(120),
             stats_period: Duration::from_secs(3600),
             totals_max_age: Duration::from_secs(30),

@@ -19,8 +19,7 @@ use std::time::Duration;
 const TOTALS_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) fn now_s() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map_or(0, |d| d.as_secs() as i64)
+    missive_rpc::unix_ms() / 1000
 }
 
 macro_rules! asset {

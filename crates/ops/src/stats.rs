@@ -11,7 +11,7 @@ use missive_proto::admin::{Admin, NodeSample};
 use missive_proto::internal::{ClosePeriodRequest, OpsStore};
 use missive_rpc::Ctx;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Samples per period.
 const SLOTS_PER_PERIOD: u64 = 60;
@@ -23,15 +23,11 @@ pub fn slot(period: Duration) -> Duration {
     Duration::from_secs((period.as_secs() / SLOTS_PER_PERIOD).max(1))
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Sleeps until the wall clock reaches the next multiple of `step` (plus `after`); returns
 /// that multiple, in ms.
 async fn until_next(step: Duration, after: Duration) -> i64 {
     let step_ms = step.as_millis().max(1) as i64;
-    let now = now_ms();
+    let now = missive_rpc::unix_ms();
     let boundary = now - now.rem_euclid(step_ms) + step_ms;
     let wake = boundary + after.as_millis() as i64;
     tokio::time::sleep(Duration::from_millis((wake - now).max(0) as u64)).await;

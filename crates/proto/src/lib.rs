@@ -54,6 +54,13 @@ pub fn negotiate_protocol(declared: u32) -> u32 {
 }
 pub use missive_rpc::{Code, Status};
 
+/// The header by which a short-link request declares its protocol version; without it, the
+/// request is answered in version 1, as a long link that declares none is.
+pub const PROTOCOL_HEADER: &str = "missive-protocol";
+
+/// The default largest image or file upload: 16 MiB (docs/protocol.md, Limits).
+pub const MEDIA_BYTES_MAX_DEFAULT: usize = 16 << 20;
+
 /// The HTTP header that carries the code name of an error answer (short link, admin API).
 pub const CODE_HEADER: &str = "x-missive-code";
 

@@ -1,10 +1,11 @@
 //! The access node's side: keeping its routes and receiving the notifies published to it.
 
-use crate::{RouteConfig, RouteError, connect, now_ms};
+use crate::{RouteConfig, RouteError, connect};
 use futures_util::StreamExt as _;
 use missive_access::Registry;
 use missive_proto::internal::{NotifyRequest, Push as _};
 use missive_rpc::Ctx;
+use missive_rpc::unix_ms as now_ms;
 use prost::Message as _;
 use std::collections::HashSet;
 use std::sync::Arc;

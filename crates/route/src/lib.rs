@@ -86,10 +86,3 @@ async fn connect(
         .map_err(|source| RouteError::Unreachable { url: config.url.clone(), source })?;
     Ok((client, connection))
 }
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}

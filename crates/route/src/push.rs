@@ -1,11 +1,13 @@
 //! The logic layer's side: `Push` that reaches users on any access node.
 
-use crate::{RouteConfig, RouteError, connect, now_ms};
+use crate::{RouteConfig, RouteError, connect};
 use missive_proto::internal::{
     Empty, KickTarget, NotifyRequest, NotifyTarget, Presence, Push, UserRef,
 };
+use missive_rpc::unix_ms as now_ms;
 use missive_rpc::{Code, Ctx, Status};
 use prost::Message as _;
+use redis::AsyncCommands as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -44,13 +46,10 @@ impl Push for RedisPush {
     /// Whether some access node holds the user; which devices only the nodes know, so none
     /// are listed.
     async fn presence(&self, _: &Ctx, req: UserRef) -> Result<Presence, Status> {
+        // The connection manager bounds the answer's wait with the response timeout.
         let mut connection = self.connection.clone();
-        let lookup = redis::cmd("HGETALL").arg(self.config.route_key(req.user_id)).clone();
         let fields: HashMap<String, i64> =
-            tokio::time::timeout(self.config.response_timeout, lookup.query_async(&mut connection))
-                .await
-                .map_err(|_| Status::new(Code::Unavailable, "routing engine: no answer in time"))?
-                .map_err(unavailable)?;
+            connection.hgetall(self.config.route_key(req.user_id)).await.map_err(unavailable)?;
         let now = now_ms();
         Ok(Presence { online: fields.values().any(|expiry| *expiry > now), device_ids: vec![] })
     }

@@ -2,9 +2,9 @@
 //! `redis://127.0.0.1:6379`): two access nodes' registries, one publisher.
 
 use missive_access::Registry;
-use missive_proto::internal::{NotifyRequest, NotifyTarget, Push};
+use missive_proto::internal::{KickTarget, NotifyRequest, NotifyTarget, Presence, Push, UserRef};
 use missive_route::{AccessRoutes, RedisPush, RouteConfig};
-use missive_rpc::Ctx;
+use missive_rpc::{Code, Ctx};
 use std::time::Duration;
 
 const MESSAGE: i32 = 3;
@@ -109,6 +109,67 @@ async fn a_notify_reaches_the_node_that_holds_the_user_and_only_it() {
         .unwrap();
     assert_eq!(fields, Vec::<String>::new());
     east_routes.stop().await;
+}
+
+#[tokio::test]
+async fn kicks_reach_the_node_holding_the_device_presence_reads_routes_and_dead_routes_go() {
+    let namespace = namespace();
+    let (east, west) = (Registry::new(), Registry::new());
+    let east_routes = AccessRoutes::start(config(&namespace, "east"), east.clone()).await.unwrap();
+    let west_routes = AccessRoutes::start(config(&namespace, "west"), west.clone()).await.unwrap();
+    let push = RedisPush::connect(config(&namespace, "logic")).await.unwrap();
+    let ctx = Ctx::new(0);
+    let presence = |user_id| push.presence(&ctx, UserRef { user_id });
+
+    assert_eq!(presence(1).await.unwrap(), Presence { online: false, device_ids: vec![] });
+    let phone = east.register(1, 10);
+    let laptop = west.register(1, 11);
+    let other = west.register(2, 20);
+    push_until_heard(&push, &phone.connection, 1, 1).await;
+    push_until_heard(&push, &laptop.connection, 1, 1).await;
+    assert!(presence(1).await.unwrap().online);
+
+    let kick = KickTarget {
+        user_id: 1,
+        device_id: 10,
+        code: Code::Unauthenticated as u32,
+        message: "signed out by an operator".into(),
+    };
+    push.notify(&ctx, NotifyRequest { targets: vec![], kicks: vec![kick] }).await.unwrap();
+    let told = tokio::time::timeout(Duration::from_secs(5), phone.connection.kicked()).await;
+    assert_eq!(told.expect("the phone's node hears the kick").code, Code::Unauthenticated);
+    // The west node got nothing for device 10: its devices are untouched.
+    notify(&push, 1, 2).await;
+    assert_eq!(eventually(|| laptop.connection.take_pending()).await, [(MESSAGE, 2)]);
+    let untouched = tokio::time::timeout(Duration::from_millis(200), laptop.connection.kicked());
+    assert!(untouched.await.is_err(), "the laptop stays signed in");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), other.connection.kicked()).await.is_err()
+    );
+
+    // A route whose node died without cleaning up is expired: not online, and deleted by the
+    // next push that reads it.
+    drop((phone, laptop));
+    east_routes.stop().await;
+    west_routes.stop().await;
+    let mut connection = redis::Client::open(config(&namespace, "").url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = format!("{namespace}:route:3");
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("dead-node")
+        .arg(1)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!presence(3).await.unwrap().online, "an expired route is not presence");
+    notify(&push, 3, 1).await;
+    let fields: Vec<String> =
+        redis::cmd("HKEYS").arg(&key).query_async(&mut connection).await.unwrap();
+    assert_eq!(fields, Vec::<String>::new(), "the expired route was deleted");
 }
 
 /// A Redis server of the test's own, so that it can be killed.

@@ -65,47 +65,13 @@ impl ServiceGenerator for TraitGenerator {
             service.methods.iter().map(|m| format!("\"{}\"", m.proto_name)).collect();
         let _ = writeln!(buf, "    pub const METHODS: &[&str] = &[{}];", methods.join(", "));
         let _ = writeln!(buf, "}}");
-        self.guarded(&service, &module, buf);
+        guarded(&service, &module, buf);
         self.remote(&service, &full_name, buf);
-        self.routes(&service, &full_name, &module, buf);
+        routes(&service, &full_name, &module, buf);
     }
 }
 
 impl TraitGenerator {
-    fn guarded(&self, service: &Service, module: &str, buf: &mut String) {
-        let name = &service.name;
-        let _ = write!(
-            buf,
-            "/// `{name}` behind the RPC framework's guard: deadline check, overload control and
-/// per-method metrics for every call, local or remote.
-pub struct {name}Guarded {{
-    inner: ::std::sync::Arc<dyn {name}>,
-    guard: ::missive_rpc::Guard,
-}}
-impl {name}Guarded {{
-    pub fn new(inner: ::std::sync::Arc<dyn {name}>, config: &::missive_rpc::GuardConfig) -> ::std::sync::Arc<Self> {{
-        let guard = ::missive_rpc::Guard::new({module}_names::SERVICE, {module}_names::METHODS, config);
-        ::std::sync::Arc::new(Self {{ inner, guard }})
-    }}
-}}
-#[::async_trait::async_trait]
-impl {name} for {name}Guarded {{
-"
-        );
-        for (index, method) in service.methods.iter().enumerate() {
-            let _ = writeln!(
-                buf,
-                "    async fn {m}(&self, ctx: &::missive_rpc::Ctx, req: {i}) -> ::core::result::Result<{o}, ::missive_rpc::Status> {{
-        self.guard.call({index}, ctx, self.inner.{m}(ctx, req)).await
-    }}",
-                m = method.name,
-                i = method.input_type,
-                o = method.output_type
-            );
-        }
-        let _ = writeln!(buf, "}}");
-    }
-
     fn remote(&self, service: &Service, full_name: &str, buf: &mut String) {
         let name = &service.name;
         let _ = write!(
@@ -143,32 +109,66 @@ impl {name} for {name}Remote {{
         }
         let _ = writeln!(buf, "}}");
     }
+}
 
-    fn routes(&self, service: &Service, full_name: &str, module: &str, buf: &mut String) {
-        let name = &service.name;
+fn guarded(service: &Service, module: &str, buf: &mut String) {
+    let name = &service.name;
+    let _ = write!(
+        buf,
+        "/// `{name}` behind the RPC framework's guard: deadline check, overload control and
+/// per-method metrics for every call, local or remote.
+pub struct {name}Guarded {{
+inner: ::std::sync::Arc<dyn {name}>,
+guard: ::missive_rpc::Guard,
+}}
+impl {name}Guarded {{
+pub fn new(inner: ::std::sync::Arc<dyn {name}>, config: &::missive_rpc::GuardConfig) -> ::std::sync::Arc<Self> {{
+    let guard = ::missive_rpc::Guard::new({module}_names::SERVICE, {module}_names::METHODS, config);
+    ::std::sync::Arc::new(Self {{ inner, guard }})
+}}
+}}
+#[::async_trait::async_trait]
+impl {name} for {name}Guarded {{
+"
+    );
+    for (index, method) in service.methods.iter().enumerate() {
         let _ = writeln!(
             buf,
-            "/// Serves `{name}` over gRPC, one route per method.
-pub fn {module}_routes(service: ::std::sync::Arc<dyn {name}>) -> ::missive_rpc::remote::Routes {{
-    ::missive_rpc::remote::Routes::default()"
+            "    async fn {m}(&self, ctx: &::missive_rpc::Ctx, req: {i}) -> ::core::result::Result<{o}, ::missive_rpc::Status> {{
+    self.guard.call({index}, ctx, self.inner.{m}(ctx, req)).await
+}}",
+            m = method.name,
+            i = method.input_type,
+            o = method.output_type
         );
-        for method in &service.methods {
-            let _ = writeln!(
-                buf,
-                "        .unary(\"/{full_name}/{p}\", {{
-            let service = service.clone();
-            move |ctx: ::missive_rpc::Ctx, req: {i}| {{
-                let service = service.clone();
-                async move {{ service.{m}(&ctx, req).await }}
-            }}
-        }})",
-                m = method.name,
-                i = method.input_type,
-                p = method.proto_name
-            );
-        }
-        let _ = writeln!(buf, "}}");
     }
+    let _ = writeln!(buf, "}}");
+}
+
+fn routes(service: &Service, full_name: &str, module: &str, buf: &mut String) {
+    let name = &service.name;
+    let _ = writeln!(
+        buf,
+        "/// Serves `{name}` over gRPC, one route per method.
+pub fn {module}_routes(service: ::std::sync::Arc<dyn {name}>) -> ::missive_rpc::remote::Routes {{
+::missive_rpc::remote::Routes::default()"
+    );
+    for method in &service.methods {
+        let _ = writeln!(
+            buf,
+            "        .unary(\"/{full_name}/{p}\", {{
+        let service = service.clone();
+        move |ctx: ::missive_rpc::Ctx, req: {i}| {{
+            let service = service.clone();
+            async move {{ service.{m}(&ctx, req).await }}
+        }}
+    }})",
+            m = method.name,
+            i = method.input_type,
+            p = method.proto_name
+        );
+    }
+    let _ = writeln!(buf, "}}");
 }
 
 fn to_snake(name: &str) -> String {

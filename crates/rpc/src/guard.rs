@@ -18,8 +18,8 @@
 use crate::{Code, Ctx, Priority, Status};
 use metrics::{Counter, Gauge, Histogram};
 use std::future::Future;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 // Tokio's clock, so that tests can run windows of virtual time.
@@ -59,10 +59,15 @@ impl Default for GuardConfig {
     }
 }
 
+/// One method's metric handles, looked up once: the hot path only increments.
 struct MethodStats {
     name: &'static str,
     calls: Counter,
     duration: Histogram,
+    /// By priority (its number), made at the first shed: a series appears once it counts.
+    shed: [OnceLock<Counter>; Priority::ALL.len()],
+    /// By status code (its number), made at a code's first error.
+    errors: [OnceLock<Counter>; Code::ALL.len()],
 }
 
 /// Guards one service; shared by every call of it.
@@ -84,6 +89,8 @@ impl Guard {
                 duration: metrics::histogram!(
                     "missive_rpc_duration_seconds", "service" => service, "method" => name
                 ),
+                shed: std::array::from_fn(|_| OnceLock::new()),
+                errors: std::array::from_fn(|_| OnceLock::new()),
             })
             .collect();
         Guard {
@@ -107,13 +114,17 @@ impl Guard {
         let result = self.admit_and_run(stats, ctx, started, work).await;
         stats.duration.record(started.elapsed().as_secs_f64());
         if let Err(status) = &result {
-            metrics::counter!(
-                "missive_rpc_errors_total",
-                "service" => self.service,
-                "method" => stats.name,
-                "code" => status.code.as_str()
-            )
-            .increment(1);
+            let code = status.code;
+            stats.errors[code as usize]
+                .get_or_init(|| {
+                    metrics::counter!(
+                        "missive_rpc_errors_total",
+                        "service" => self.service,
+                        "method" => stats.name,
+                        "code" => code.as_str()
+                    )
+                })
+                .increment(1);
         }
         result
     }
@@ -129,13 +140,17 @@ impl Guard {
             return Err(Status::new(Code::DeadlineExceeded, "deadline passed before the call"));
         }
         if !self.admission.admit(compound_priority(ctx)) {
-            metrics::counter!(
-                "missive_rpc_shed_total",
-                "service" => self.service,
-                "method" => stats.name,
-                "priority" => ctx.priority.as_str()
-            )
-            .increment(1);
+            let priority = ctx.priority;
+            stats.shed[priority as usize]
+                .get_or_init(|| {
+                    metrics::counter!(
+                        "missive_rpc_shed_total",
+                        "service" => self.service,
+                        "method" => stats.name,
+                        "priority" => priority.as_str()
+                    )
+                })
+                .increment(1);
             return Err(Status::new(Code::Overloaded, "server overloaded; retry later"));
         }
         let permit = match self.workers.try_acquire() {
@@ -160,9 +175,10 @@ impl Guard {
         result
     }
 
-    /// The compound priority level below which calls are admitted now (for tests and
-    /// dashboards; the same figure is the `missive_rpc_admission_level` gauge).
-    pub fn admission_level(&self) -> usize {
+    /// The compound priority level below which calls are admitted now (the
+    /// `missive_rpc_admission_level` gauge shows it outside tests).
+    #[cfg(test)]
+    fn admission_level(&self) -> usize {
         self.admission.level.load(Ordering::Relaxed)
     }
 }
@@ -172,9 +188,7 @@ impl Guard {
 fn compound_priority(ctx: &Ctx) -> usize {
     let user = match ctx.caller {
         Some(caller) => {
-            let hour = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() / 3600);
+            let hour = (crate::unix_ms() / 3_600_000) as u64;
             mix(caller.user_id ^ hour.rotate_left(32))
         }
         None => mix(ctx.request_id),

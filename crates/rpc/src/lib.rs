@@ -27,6 +27,14 @@ pub use status::{Code, Status};
 
 use std::time::{Duration, Instant};
 
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it): the one
+/// reading of the wall clock every tier uses for timestamps. The logic tier reads it through
+/// its injectable `Clock`.
+pub fn unix_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Who is calling, once the access layer has authenticated a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {

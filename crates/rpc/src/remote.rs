@@ -109,8 +109,7 @@ impl Client {
         Req: prost::Message + Clone + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
-        let mut last =
-            Status::new(Code::Unavailable, format!("no endpoint of {} answered", self.service));
+        let mut last = None;
         let ranked = self.ranked(key);
         let final_attempt = ranked.len() - 1;
         // The request is cloned only while another endpoint could still be tried.
@@ -160,11 +159,12 @@ impl Client {
                         return Err(status);
                     }
                     tracing::debug!(service = self.service, endpoint = index, %status, "endpoint unavailable");
-                    last = status;
+                    last = Some(status);
                 }
             }
         }
-        Err(last)
+        // Every endpoint was tried and none could be reached (the list is never empty).
+        Err(last.expect("an endpoint was tried"))
     }
 }
 
@@ -195,7 +195,8 @@ fn write_ctx(ctx: &Ctx, metadata: &mut MetadataMap) {
     }
 }
 
-fn read_ctx(metadata: &MetadataMap, received: Instant) -> Ctx {
+fn read_ctx(metadata: &MetadataMap) -> Ctx {
+    let received = Instant::now();
     let text = |key: &str| metadata.get(key).and_then(|v| v.to_str().ok());
     let mut ctx = Ctx::new(text(REQUEST_ID).and_then(|v| v.parse().ok()).unwrap_or(0));
     ctx.priority = text(PRIORITY)
@@ -380,7 +381,7 @@ impl tonic::server::UnaryService<Bytes> for Unary {
     type Future = BoxFuture<Result<tonic::Response<Bytes>, tonic::Status>>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let ctx = read_ctx(request.metadata(), Instant::now());
+        let ctx = read_ctx(request.metadata());
         let handler = self.handler.clone();
         Box::pin(async move {
             match handler(ctx, request.into_inner()).await {

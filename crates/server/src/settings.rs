@@ -148,7 +148,7 @@ pub struct Settings {
     #[arg(long, env = "MISSIVE_GROUP_MEMBERS_MAX", default_value_t = 500)]
     pub group_members_max: usize,
     /// The largest image or file accepted, in bytes.
-    #[arg(long, env = "MISSIVE_MEDIA_BYTES_MAX", default_value_t = missive_access::MEDIA_BYTES_MAX_DEFAULT)]
+    #[arg(long, env = "MISSIVE_MEDIA_BYTES_MAX", default_value_t = missive_proto::MEDIA_BYTES_MAX_DEFAULT)]
     pub media_bytes_max: usize,
     /// Length of a statistics period in seconds: every period the figures are added up,
     /// kept in the store and reported (default: hourly).

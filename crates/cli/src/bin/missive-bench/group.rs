@@ -92,9 +92,6 @@ fn histogram() -> Histogram<u64> {
 }
 
 pub async fn run(args: GroupArgs) -> anyhow::Result<()> {
-    if args.server.is_empty() {
-        bail!("--server is required");
-    }
     if args.members < 2 || args.senders == 0 {
         bail!("--members must be at least 2 and --senders at least 1");
     }

@@ -80,7 +80,7 @@ struct Shared {
     started: Instant,
     sent: AtomicU64,
     /// Refused sends by error code (OVERLOADED is the one expected under load).
-    send_errors_by_code: Mutex<BTreeMap<String, u64>>,
+    send_errors_by_code: Mutex<BTreeMap<&'static str, u64>>,
     received: AtomicU64,
     latency_us: Mutex<Histogram<u64>>,
 }
@@ -96,9 +96,6 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn messages(args: Args) -> anyhow::Result<()> {
-    if args.server.is_empty() {
-        bail!("--server is required");
-    }
     if args.users < 2 {
         bail!("--users must be at least 2");
     }
@@ -204,7 +201,7 @@ async fn messages(args: Args) -> anyhow::Result<()> {
                                 OVERLOADED_BACKOFF.mul_f64(0.5 + rand::rng().random::<f64>());
                             tokio::time::sleep(pause).await;
                         }
-                        let code = e.code().map_or("transport", |c| c.as_str()).to_string();
+                        let code = e.code().map_or("transport", |c| c.as_str());
                         *shared
                             .send_errors_by_code
                             .lock()
@@ -272,6 +269,9 @@ impl Args {
 
 /// Registers (or reuses) and logs in every user, each on its own connection.
 async fn setup(args: &Population) -> anyhow::Result<Vec<Arc<Client>>> {
+    if args.servers.is_empty() {
+        bail!("--server is required");
+    }
     let gate = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
     let progress =
         if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(args.users as u64) };
@@ -316,7 +316,7 @@ fn report(
     args: &Args,
     sent: u64,
     received: u64,
-    errors: &BTreeMap<String, u64>,
+    errors: &BTreeMap<&'static str, u64>,
     elapsed: Duration,
     latency: &Histogram<u64>,
 ) {

@@ -101,8 +101,7 @@ async fn measure(name: &'static str, service: Arc<dyn Seq>, calls: u64, in_fligh
         let service = service.clone();
         let share = calls / in_flight + u64::from(worker < calls % in_flight);
         tasks.push(tokio::spawn(async move {
-            let mut latency =
-                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+            let mut latency = latency_histogram();
             let ctx = Ctx::new(worker);
             for n in 0..share {
                 let request = AllocRequest { user_id: n, count: 1, fresh: false };
