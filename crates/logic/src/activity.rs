@@ -10,10 +10,12 @@ use std::sync::Mutex;
 
 /// Users named in one store call at most.
 const USERS_PER_WRITE_MAX: usize = 1000;
+/// Independently locked parts, by user id: every send and sync notes its user here.
+const STRIPES: usize = 64;
 
 pub(crate) struct Activity {
     period_ms: i64,
-    state: Mutex<State>,
+    stripes: Vec<Mutex<State>>,
 }
 
 #[derive(Default)]
@@ -27,7 +29,10 @@ struct State {
 
 impl Activity {
     pub(crate) fn new(period_ms: i64) -> Activity {
-        Activity { period_ms: period_ms.max(1), state: Mutex::default() }
+        Activity {
+            period_ms: period_ms.max(1),
+            stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
+        }
     }
 
     pub(crate) fn period_start(&self, now_ms: i64) -> i64 {
@@ -37,7 +42,7 @@ impl Activity {
     /// Notes the user active now; costs a set lookup once the user was seen this period.
     pub(crate) fn mark(&self, user_id: u64, now_ms: i64) {
         let start = self.period_start(now_ms);
-        let mut state = self.state.lock().expect("activity");
+        let mut state = self.stripe(user_id).lock().expect("activity");
         if state.period_start_ms != start {
             state.period_start_ms = start;
             state.seen.clear();
@@ -47,13 +52,26 @@ impl Activity {
         }
     }
 
+    fn stripe(&self, user_id: u64) -> &Mutex<State> {
+        &self.stripes[(user_id % STRIPES as u64) as usize]
+    }
+
     fn take(&self) -> BTreeMap<i64, Vec<u64>> {
-        std::mem::take(&mut self.state.lock().expect("activity").unwritten)
+        let mut taken: BTreeMap<i64, Vec<u64>> = BTreeMap::new();
+        for stripe in &self.stripes {
+            let unwritten = std::mem::take(&mut stripe.lock().expect("activity").unwritten);
+            for (period_start_ms, users) in unwritten {
+                taken.entry(period_start_ms).or_default().extend(users);
+            }
+        }
+        taken
     }
 
     fn put_back(&self, period_start_ms: i64, users: &[u64]) {
-        let mut state = self.state.lock().expect("activity");
-        state.unwritten.entry(period_start_ms).or_default().extend_from_slice(users);
+        for &user_id in users {
+            let mut state = self.stripe(user_id).lock().expect("activity");
+            state.unwritten.entry(period_start_ms).or_default().push(user_id);
+        }
     }
 }
 

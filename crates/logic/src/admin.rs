@@ -3,7 +3,7 @@
 //! it is decided at the admin address, not here; what was done is recorded by the caller
 //! through [`Admin::record`].
 
-use crate::{Logic, validate};
+use crate::{Logic, page, validate};
 use missive_proto::admin::*;
 use missive_proto::client::{Message, MessageKind};
 use missive_proto::internal::{
@@ -27,10 +27,6 @@ fn summary(account: &AccountRecord) -> UserSummary {
         created_at_ms: account.created_at_ms,
         disabled: account.disabled,
     }
-}
-
-fn page(limit: u32, default: u32, max: u32) -> u32 {
-    if limit == 0 { default } else { limit.min(max) }
 }
 
 impl Logic {

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use missive_proto::client::*;
 use missive_proto::internal::{
-    CreateAccountRequest, CreateSessionRequest, NotifyTarget, RevokeSessionRequest, SessionRecord,
+    CreateAccountRequest, CreateSessionRequest, InboxEntry, RevokeSessionRequest, SessionRecord,
     TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
 };
 use missive_rpc::{Code, Ctx, Status};
@@ -307,13 +307,8 @@ impl Logic {
             return Err(Status::invalid_argument("nickname must not be empty"));
         }
         let (profile, version) = self.set_nickname(ctx, caller.user_id, req.nickname).await?;
-        let target = NotifyTarget {
-            user_id: caller.user_id,
-            except_device_id: caller.device_id,
-            r#type: DataType::Account as i32,
-            version,
-        };
-        self.notify(ctx, vec![target]).await;
+        let written = [InboxEntry { user_id: caller.user_id, version }];
+        self.notify_written(ctx, &written, DataType::Account, caller.user_id).await;
         Ok(UpdateProfileResponse { profile: Some(profile), version })
     }
 }

@@ -53,8 +53,7 @@ pub fn for_version_1(item: SyncItem, me: (u64, &str)) -> Option<SyncItem> {
     let body = match item.body? {
         sync_item::Body::Profile(profile) => sync_item::Body::Profile(profile),
         sync_item::Body::Contact(contact) => {
-            let relation = Relation::try_from(contact.relation).unwrap_or(Relation::None);
-            if !matches!(relation, Relation::Friend | Relation::Member) {
+            if !matches!(crate::contact::relation(&contact), Relation::Friend | Relation::Member) {
                 return None;
             }
             sync_item::Body::Contact(Contact {

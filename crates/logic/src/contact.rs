@@ -9,15 +9,13 @@
 use crate::{DirectMessages, Logic, validate};
 use missive_proto::client::*;
 use missive_proto::ids;
-use missive_proto::internal::{
-    ContactRecord, ContactRef, InboxEntry, NotifyTarget, PutContactsRequest, UserRef,
-};
+use missive_proto::internal::{ContactRecord, ContactRef, InboxEntry, PutContactsRequest, UserRef};
 use missive_rpc::{Code, Ctx, Status};
 
 pub const GREETING_BYTES_MAX: usize = 256;
 pub const REMARK_CHARS_MAX: usize = 64;
 
-fn relation(contact: &Contact) -> Relation {
+pub(crate) fn relation(contact: &Contact) -> Relation {
     Relation::try_from(contact.relation).unwrap_or(Relation::None)
 }
 
@@ -107,21 +105,8 @@ impl Logic {
 
     /// Tells the owners' devices (all but the calling one) of contact entries written.
     pub(crate) async fn contacts_changed(&self, ctx: &Ctx, entries: &[InboxEntry]) {
-        if entries.is_empty() {
-            return;
-        }
-        let device = ctx.caller.map_or(0, |c| c.device_id);
         let caller = ctx.caller.map_or(0, |c| c.user_id);
-        let targets = entries
-            .iter()
-            .map(|entry| NotifyTarget {
-                user_id: entry.user_id,
-                except_device_id: if entry.user_id == caller { device } else { 0 },
-                r#type: DataType::Contact as i32,
-                version: entry.version,
-            })
-            .collect();
-        self.notify(ctx, targets).await;
+        self.notify_written(ctx, entries, DataType::Contact, caller).await;
     }
 
     /// Reads both users' entries under both locks, lets `decide` change them, and writes the

@@ -102,18 +102,21 @@ impl Logic {
     /// The group as clients see it, members named.
     pub(crate) async fn group_view(&self, ctx: &Ctx, state: &GroupState) -> Result<Group, Status> {
         let group = record(state);
-        let mut members = Vec::with_capacity(state.members.len());
-        for member in &state.members {
-            let account = self.deps.accounts.get_by_id(ctx, UserRef { user_id: member.user_id });
-            let account = account.await?;
-            members.push(GroupMember {
-                user_id: member.user_id,
-                username: account.username,
-                nickname: account.nickname,
-                role: member.role,
-                joined_at_ms: member.joined_at_ms,
-            });
-        }
+        // The members' accounts are read at once: over RPC or SQL, each read is a round trip.
+        let members =
+            futures_util::future::try_join_all(state.members.iter().map(|member| async {
+                let account =
+                    self.deps.accounts.get_by_id(ctx, UserRef { user_id: member.user_id });
+                let account = account.await?;
+                Ok::<_, Status>(GroupMember {
+                    user_id: member.user_id,
+                    username: account.username,
+                    nickname: account.nickname,
+                    role: member.role,
+                    joined_at_ms: member.joined_at_ms,
+                })
+            }))
+            .await?;
         Ok(Group {
             group_id: group.group_id,
             handle: ids::group_handle(group.group_id),
@@ -134,25 +137,28 @@ impl Logic {
         user_ids: &[u64],
         state: Option<&GroupState>,
     ) -> Result<Vec<u64>, Status> {
-        let mut joiners = Vec::new();
-        for &user_id in &distinct(user_ids) {
-            if user_id == actor
-                || state.is_some_and(|s| s.members.iter().any(|m| m.user_id == user_id))
-            {
-                continue;
-            }
-            if ids::is_group(user_id) {
-                return Err(Status::invalid_argument("a group cannot join a group"));
-            }
+        let candidates: Vec<u64> = distinct(user_ids)
+            .into_iter()
+            .filter(|&user_id| {
+                user_id != actor
+                    && !state.is_some_and(|s| s.members.iter().any(|m| m.user_id == user_id))
+            })
+            .collect();
+        if candidates.iter().any(|&user_id| ids::is_group(user_id)) {
+            return Err(Status::invalid_argument("a group cannot join a group"));
+        }
+        // Checked at once, each a round trip or two over RPC or SQL.
+        futures_util::future::try_join_all(candidates.iter().map(|&user_id| async move {
             self.username_of(ctx, user_id).await.map_err(|s| {
                 s.translate(Code::NotFound, || Status::not_found(format!("no such user {user_id}")))
             })?;
             if self.entry_of(ctx, user_id, actor).await?.is_some_and(|c| c.blocked) {
                 return Err(Status::new(Code::Blocked, format!("user {user_id} has blocked you")));
             }
-            joiners.push(user_id);
-        }
-        Ok(joiners)
+            Ok(())
+        }))
+        .await?;
+        Ok(candidates)
     }
 
     fn check_size(&self, members: usize) -> Result<(), Status> {
@@ -251,17 +257,13 @@ impl Logic {
         let actor = ctx.caller()?.user_id;
         let exclusive = self.group_locks.change(group_id).await;
         let mut attempt = 0;
-        let (before, state, change) = loop {
+        let (before, state, event, removed) = loop {
             let before = self.load_group(ctx, group_id).await?;
-            let mut change = decide(&before, actor)?;
-            change.group.revision = record(&before).revision + 1;
-            let write = WriteGroupRequest {
-                group: Some(change.group.clone()),
-                upsert: change.upsert.clone(),
-                remove: change.remove.clone(),
-            };
+            let Change { mut group, upsert, remove, event } = decide(&before, actor)?;
+            group.revision = record(&before).revision + 1;
+            let write = WriteGroupRequest { group: Some(group), upsert, remove: remove.clone() };
             match self.deps.groups.write(ctx, write).await {
-                Ok(state) => break (before, state, change),
+                Ok(state) => break (before, state, event, remove),
                 Err(status) if self.retry_after(ctx, &status, attempt) => attempt += 1,
                 Err(status) => return Err(status),
             }
@@ -273,7 +275,7 @@ impl Logic {
             .into_iter()
             .filter(|&user| Self::group_entry(&before, user) != Self::group_entry(&state, user))
             .collect();
-        self.announce(ctx, &state, owners, change.event, &change.remove).await?;
+        self.announce(ctx, &state, owners, event, &removed).await?;
         drop(exclusive);
         metrics::counter!("missive_group_changes_total").increment(1);
         Ok(GroupResponse { group: Some(self.group_view(ctx, &state).await?) })
@@ -519,7 +521,7 @@ impl Logic {
             Ok(Change {
                 group,
                 upsert: Vec::new(),
-                remove: everyone.clone(),
+                remove: everyone,
                 event: event(Action::Dissolved, actor, Vec::new(), String::new()),
             })
         })

@@ -42,6 +42,11 @@ use std::time::Duration;
 /// above the persisted bound, so a second conflict needs yet another writer racing.
 const VERSIONED_WRITE_ATTEMPTS: u32 = 3;
 
+/// How many items a request asking for `limit` gets: `default` for 0, at most `max`.
+pub(crate) fn page(limit: u32, default: u32, max: u32) -> u32 {
+    if limit == 0 { default } else { limit.min(max) }
+}
+
 /// Wall-clock milliseconds since the Unix epoch, injectable for tests.
 #[derive(Clone)]
 pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
@@ -280,7 +285,29 @@ impl Logic {
     /// Tells online devices that something newer than their key is waiting. A lost notify
     /// costs only a delay (the client syncs at its next heartbeat or notify), so failures are
     /// logged, never returned.
-    async fn notify(&self, ctx: &Ctx, targets: Vec<NotifyTarget>) {
+    /// Tells the devices of the users whose `entries` were written of their new `data_type`
+    /// versions; the calling device is skipped for `origin`, the user whose action it was
+    /// (it knows already).
+    async fn notify_written(
+        &self,
+        ctx: &Ctx,
+        entries: &[InboxEntry],
+        data_type: DataType,
+        origin: u64,
+    ) {
+        if entries.is_empty() {
+            return;
+        }
+        let device = ctx.caller.map_or(0, |c| c.device_id);
+        let targets: Vec<NotifyTarget> = entries
+            .iter()
+            .map(|entry| NotifyTarget {
+                user_id: entry.user_id,
+                except_device_id: if entry.user_id == origin { device } else { 0 },
+                r#type: data_type as i32,
+                version: entry.version,
+            })
+            .collect();
         let count = targets.len() as u64;
         if let Err(status) =
             self.deps.push.notify(ctx, NotifyRequest { targets, kicks: vec![] }).await

@@ -7,8 +7,8 @@ use crate::{Logic, validate};
 use missive_proto::client::*;
 use missive_proto::ids;
 use missive_proto::internal::{
-    AppendRequest, AppendResponse, MediaQuery, MessageRef, NotifyTarget, ReplaceMessageRequest,
-    UserRef, UsernameRef,
+    AppendRequest, AppendResponse, MediaQuery, MessageRef, ReplaceMessageRequest, UserRef,
+    UsernameRef,
 };
 use missive_rpc::{Code, Ctx, Status};
 use std::collections::HashMap;
@@ -110,22 +110,8 @@ impl Logic {
             let kind = MessageKind::try_from(message.kind).unwrap_or(MessageKind::Text);
             metrics::counter!("missive_messages_sent_total", "kind" => kind_name(kind))
                 .increment(1);
-            let device = ctx.caller.map_or(0, |c| c.device_id);
-            let targets = stored
-                .written
-                .iter()
-                .map(|entry| NotifyTarget {
-                    user_id: entry.user_id,
-                    except_device_id: if entry.user_id == message.from_user_id {
-                        device
-                    } else {
-                        0
-                    },
-                    r#type: DataType::Message as i32,
-                    version: entry.version,
-                })
-                .collect();
-            self.notify(ctx, targets).await;
+            let origin = message.from_user_id;
+            self.notify_written(ctx, &stored.written, DataType::Message, origin).await;
         }
         Ok(stored)
     }

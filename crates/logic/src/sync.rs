@@ -29,10 +29,8 @@ impl Logic {
         if acknowledged > 0 {
             self.acks.record(caller.user_id, caller.device_id, acknowledged, self.now_ms());
         }
-        let limit = match req.limit {
-            0 => self.config.sync_items_default,
-            n => n.min(self.config.sync_items_max),
-        };
+        let limit =
+            crate::page(req.limit, self.config.sync_items_default, self.config.sync_items_max);
 
         let mut items = Vec::new();
         let mut more = false;

@@ -46,10 +46,7 @@ fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
 }
 
 fn account_by_id(conn: &Connection, user_id: u64) -> Result<AccountRecord> {
-    // Ids come from clients too; SQLite integers stop at 2^63 - 1, and no account is above.
-    if i64::try_from(user_id).is_err() {
-        return Err(StoreError::NotFound("account"));
-    }
+    // An id above SQLite's integers (2^63 - 1) fails to bind, which is NOT_FOUND too.
     conn.prepare_cached(concat!(
         "SELECT ",
         account_columns!(),

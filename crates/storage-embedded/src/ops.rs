@@ -61,20 +61,23 @@ fn compute(conn: &Connection, req: &ClosePeriodRequest) -> Result<PeriodStats> {
             "SELECT COUNT(*) FROM accounts WHERE created_at_ms >= ?1 AND created_at_ms < ?2",
         )?
         .query_row([start, end], |row| row.get(0))?;
-    // Online devices are summed over nodes per slot, then the slots give peak and average.
-    let (online_peak, online_average, samples): (Option<u64>, Option<f64>, u32) = conn
+    // Summed over nodes per slot; then the slots give the peak and the average online.
+    let (online_peak, online_average, samples, messages_sent, messages_delivered): (
+        Option<u64>,
+        Option<f64>,
+        u32,
+        Option<u64>,
+        Option<u64>,
+    ) = conn
         .prepare_cached(
-            "SELECT MAX(online), AVG(online), COUNT(*) FROM
-               (SELECT SUM(online) AS online FROM ops_samples
-                WHERE slot_ms >= ?1 AND slot_ms < ?2 GROUP BY slot_ms)",
+            "SELECT MAX(online), AVG(online), COUNT(*), SUM(sent), SUM(delivered) FROM
+               (SELECT SUM(online) AS online, SUM(messages_sent) AS sent,
+                       SUM(messages_delivered) AS delivered
+                FROM ops_samples WHERE slot_ms >= ?1 AND slot_ms < ?2 GROUP BY slot_ms)",
         )?
-        .query_row([start, end], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-    let (messages_sent, messages_delivered): (u64, u64) = conn
-        .prepare_cached(
-            "SELECT COALESCE(SUM(messages_sent), 0), COALESCE(SUM(messages_delivered), 0)
-             FROM ops_samples WHERE slot_ms >= ?1 AND slot_ms < ?2",
-        )?
-        .query_row([start, end], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        .query_row([start, end], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+        })?;
     let active_users: u64 = conn
         .prepare_cached("SELECT COUNT(*) FROM ops_active WHERE period_start_ms = ?1")?
         .query_row([start], |row| row.get(0))?;
@@ -86,8 +89,8 @@ fn compute(conn: &Connection, req: &ClosePeriodRequest) -> Result<PeriodStats> {
         online_peak: online_peak.unwrap_or(0),
         online_average: online_average.unwrap_or(0.0),
         samples,
-        messages_sent,
-        messages_delivered,
+        messages_sent: messages_sent.unwrap_or(0),
+        messages_delivered: messages_delivered.unwrap_or(0),
         active_users,
     })
 }

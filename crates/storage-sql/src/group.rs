@@ -17,14 +17,14 @@ impl SqlStore {
         Ok(&self.inner.shards[(local % self.shard_count()) as usize])
     }
 
-    /// The group's revision, if it exists (a write refused as stale tells a missing group
-    /// from a moved one by it).
+    /// Whether the group exists (a write refused as stale tells a missing group from a moved
+    /// one by it).
     async fn group_exists(
         &self,
         tx: &mut Transaction<'static, Any>,
         group_id: u64,
     ) -> Result<bool> {
-        let row = sqlx::query(self.q().group_get)
+        let row = sqlx::query(self.q().group_exists)
             .bind(db_id(group_id, "group")?)
             .fetch_optional(&mut **tx)
             .await?;

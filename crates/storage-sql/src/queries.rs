@@ -141,7 +141,7 @@ queries! {
                    ON CONFLICT (user_id) DO NOTHING";
 
     group_insert = "INSERT INTO chat_groups (group_id, revision, body) VALUES (?, 1, ?)";
-    group_get = "SELECT revision, body FROM chat_groups WHERE group_id = ?";
+    group_exists = "SELECT 1 FROM chat_groups WHERE group_id = ?";
     group_update = "UPDATE chat_groups SET revision = ?, body = ? WHERE group_id = ? AND revision = ?";
     // One statement, so the profile and the members come from one snapshot.
     group_state = "SELECT g.revision, g.body, m.user_id, m.role, m.joined_at_ms
