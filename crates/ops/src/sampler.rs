@@ -17,6 +17,17 @@ const RATES: [(&str, &str); 5] = [
     ("sheds_per_s", "missive_rpc_shed_total"),
 ];
 
+/// The codes that make a call an error on the dashboard: the server failed it. Answers such
+/// as NOT_FOUND or NOT_FRIENDS are outcomes callers expect (a send looks a contact entry up
+/// and finds none), not errors an operator must see.
+const FAILURES: [&str; 3] = ["internal", "unavailable", "deadline_exceeded"];
+
+/// Which samples of a rate's counter count.
+fn counts(metric: &str, sample: &Sample) -> bool {
+    metric != "missive_rpc_errors_total"
+        || sample.label("code").is_some_and(|c| FAILURES.contains(&c))
+}
+
 /// Long-link devices online on this node.
 pub fn online(samples: &[Sample]) -> f64 {
     sum(samples, "missive_online_devices", |_| true)
@@ -41,7 +52,7 @@ pub struct Counts {
 impl Counts {
     pub fn of(samples: &[Sample]) -> Counts {
         let mut counts = Counts {
-            rates: RATES.map(|(_, metric)| sum(samples, metric, |_| true)),
+            rates: RATES.map(|(_, metric)| sum(samples, metric, |s| counts(metric, s))),
             ..Counts::default()
         };
         for sample in samples {
@@ -158,6 +169,8 @@ mod tests {
              missive_online_devices{transport=\"ws\",protocol_version=\"1\"} 2\n\
              missive_messages_sent_total{kind=\"text\"} 150\n\
              missive_messages_sent_total{kind=\"image\"} 10\n\
+             missive_rpc_errors_total{service=\"s\",method=\"m\",code=\"not_found\"} 50\n\
+             missive_rpc_errors_total{service=\"s\",method=\"m\",code=\"internal\"} 30\n\
              missive_rpc_calls_total{service=\"missive.internal.v1.MessageStore\",method=\"Append\"} 30\n\
              missive_rpc_duration_seconds_bucket{service=\"missive.internal.v1.MessageStore\",method=\"Append\",le=\"0.001\"} 10\n\
              missive_rpc_duration_seconds_bucket{service=\"missive.internal.v1.MessageStore\",method=\"Append\",le=\"+Inf\"} 30\n",
@@ -169,5 +182,6 @@ mod tests {
         // The interval's 20 calls all took over 1 ms: the estimate is the last finite bound.
         assert_eq!(values["rpc:MessageStore:p99_ms"], 1.0);
         assert_eq!(values["sheds_per_s"], 0.0);
+        assert_eq!(values["errors_per_s"], 3.0, "failures only, not expected answers");
     }
 }

@@ -212,7 +212,12 @@ pub async fn receive(client: &Client, count: usize) -> Vec<SyncItem> {
 
 /// The `missive-cli` binary, built beside the server binary.
 pub fn cli_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_missive")).with_file_name("missive-cli");
+    workspace_binary("missive-cli")
+}
+
+/// A binary of the workspace, built beside the server binary.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_missive")).with_file_name(name);
     assert!(path.exists(), "{} is missing: build the workspace's binaries first", path.display());
     path
 }

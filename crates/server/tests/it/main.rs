@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod contacts;
+mod dashboard;
 mod durability;
 mod groups;
 mod harness;
