@@ -3,6 +3,8 @@
 //! Each profile directory holds one device's session token and SyncKey, so that successive
 //! invocations continue where the last one stopped.
 
+mod admin;
+
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use missive_client::profile::{ProfileDir, ProfileState};
@@ -91,6 +93,8 @@ enum Command {
     Nickname { name: String },
     /// Revokes this device's token.
     Logout,
+    /// Operators' commands over a node's admin API, with the admin credential.
+    Admin(admin::AdminArgs),
 }
 
 #[derive(Subcommand)]
@@ -169,6 +173,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Admin(args) = cli.command {
+        return admin::run(args).await;
+    }
     let dir = ProfileDir::new(&cli.profile);
     let mut state =
         dir.load().with_context(|| format!("reading profile {}", dir.path().display()))?;
@@ -300,7 +307,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     dir.save(&state)?;
                     println!("logged out");
                 }
-                Command::Register { .. } | Command::Login { .. } => unreachable!("handled above"),
+                Command::Register { .. } | Command::Login { .. } | Command::Admin(_) => {
+                    unreachable!("handled above")
+                }
             }
         }
     }

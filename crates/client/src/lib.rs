@@ -6,11 +6,15 @@
 //! the server has nothing newer. On a long link [`Client::wait_for_notify`] resolves when the
 //! server announces something new.
 //!
+//! [`AdminClient`] speaks the operators' API at a node's admin address.
+//!
 //! This crate knows the wire protocol only; it holds no server code.
 
+pub mod admin;
 mod link;
 pub mod profile;
 
+pub use admin::AdminClient;
 pub use link::Endpoint;
 pub use missive_proto::client as proto;
 pub use missive_proto::ids;

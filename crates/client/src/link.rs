@@ -142,6 +142,12 @@ impl Link {
     }
 }
 
+/// The exact code an HTTP error answer names in its code header.
+pub(crate) fn answer_code(response: &reqwest::Response) -> Option<Code> {
+    let name = response.headers().get(missive_proto::CODE_HEADER)?.to_str().ok()?;
+    Code::from_name(name)
+}
+
 fn server_error(status: u16, body: &[u8]) -> ClientError {
     let error = ErrorBody::decode(body).unwrap_or_default();
     let code = Code::from_u16(status).unwrap_or(Code::Internal);
@@ -345,11 +351,7 @@ impl ShortLink {
         }
         let response = request.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
         let status = response.status();
-        let code = response
-            .headers()
-            .get("x-missive-code")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|name| Code::ALL.into_iter().find(|c| c.as_str() == name));
+        let code = answer_code(&response);
         let body = response.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?;
         if status.is_success() {
             return Ok(body);

@@ -92,6 +92,11 @@ impl Code {
         Code::ALL.get(usize::from(value)).copied()
     }
 
+    /// The code with this [`as_str`](Code::as_str) name.
+    pub fn from_name(name: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|code| code.as_str() == name)
+    }
+
     /// The stable lowercase name used in logs, metrics labels and JSON error bodies.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -2,7 +2,9 @@
 //! clients, the audit log, `/metrics` checked by promtool, and the periodic statistics
 //! delivered to a local SMTP sink and a local webhook receiver.
 
-use crate::harness::{PASSWORD, Server, device, messages, receive, user};
+use crate::harness::{
+    Output, PASSWORD, Server, cli_binary, device, messages, receive, texts, user,
+};
 use missive_client::{Client, ClientError, Code};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -37,6 +39,22 @@ async fn admin(
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Runs `missive-cli admin` against the server's admin address with the server's token file.
+fn admin_cli(server: &Server, args: &[&str]) -> Output {
+    let output = std::process::Command::new(cli_binary())
+        .args(["admin", "--admin", &server.admin, "--admin-token-file"])
+        .arg(server.data.join("admin.token"))
+        .args(args)
+        .env_remove("MISSIVE_ADMIN_TOKEN")
+        .output()
+        .expect("missive-cli runs");
+    Output {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
 }
 
 /// Pings until the server has closed the client's link; returns the error it saw.
@@ -86,7 +104,7 @@ async fn the_admin_api_takes_only_its_own_credential_and_a_kick_closes_exactly_o
     assert_eq!(signed_out(&phone).await.code(), Some(Code::Unauthenticated));
     laptop.ping().await.expect("the other device stays connected");
     laptop.send_text("bob", "still here").await.expect("and can send");
-    assert_eq!(crate::harness::texts(&receive(&bob, 1).await), ["still here"]);
+    assert_eq!(texts(&receive(&bob, 1).await), ["still here"]);
 
     let again = Client::connect(&server.tcp).await.unwrap();
     let resumed = again.resume(&user_token).await.unwrap_err();
@@ -171,6 +189,83 @@ async fn notices_arrive_as_system_messages_groups_are_shown_and_every_action_is_
         "newest first, refusals included"
     );
     assert!(body["entries"][0]["address"].as_str().unwrap().starts_with("127.0.0.1:"));
+}
+
+#[tokio::test]
+async fn missive_cli_admin_runs_every_operator_command() {
+    // Totals are counted afresh whenever asked.
+    let server = Server::start_with(&["--totals-max-age-s", "0"]);
+    let phone = user(&server.tcp, "alice").await;
+    let laptop = device(&server.tcp, "alice", "laptop").await;
+    let bob = user(&server.tcp, "bob").await;
+    let bob_id = bob.session().unwrap().user_id;
+    let group = phone.group_create("night shift", vec![bob_id]).await.unwrap();
+
+    let refused = std::process::Command::new(cli_binary())
+        .args(["admin", "--admin", &server.admin, "users"])
+        .env("MISSIVE_ADMIN_TOKEN", phone.session().unwrap().token)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("unauthenticated"), "{stderr}");
+
+    let found = admin_cli(&server, &["users", "ali"]);
+    assert!(found.ok, "{}", found.stderr);
+    assert_eq!(found.stdout.lines().count(), 1, "{}", found.stdout);
+    assert!(found.stdout.contains("alice"));
+
+    let shown = admin_cli(&server, &["user", "alice"]);
+    assert!(shown.stdout.contains("online: yes"), "{}", shown.stdout);
+    assert_eq!(shown.stdout.matches(" online ").count(), 2, "{}", shown.stdout);
+    let json = admin_cli(&server, &["--json", "user", "alice"]);
+    let json: Value = serde_json::from_str(&json.stdout).expect("--json prints JSON");
+    assert_eq!(json["devices"].as_array().unwrap().len(), 2);
+
+    let phone_id = phone.session().unwrap().device_id.to_string();
+    let kicked = admin_cli(&server, &["kick", "alice", &phone_id]);
+    assert!(kicked.ok, "{}", kicked.stderr);
+    assert_eq!(signed_out(&phone).await.code(), Some(Code::Unauthenticated));
+    laptop.ping().await.expect("the other device stays connected");
+    let again = admin_cli(&server, &["kick", "alice", &phone_id]);
+    assert!(!again.ok && again.stderr.contains("not_found"), "{}", again.stderr);
+
+    assert!(admin_cli(&server, &["disable", "bob"]).ok);
+    assert_eq!(signed_out(&bob).await.code(), Some(Code::AccountDisabled));
+    let listed = admin_cli(&server, &["users"]);
+    assert!(listed.stdout.lines().any(|l| l.contains("bob") && l.contains("DISABLED")));
+    assert!(admin_cli(&server, &["enable", "bob"]).ok);
+    let bob = device(&server.tcp, "bob", "phone").await;
+
+    let notice = admin_cli(&server, &["notice", "bob", "the server restarts at noon"]);
+    assert!(notice.ok, "{}", notice.stderr);
+    assert_eq!(texts(&receive(&bob, 1).await).last().unwrap(), "the server restarts at noon");
+
+    let shown = admin_cli(&server, &["group", &group.handle]);
+    assert!(shown.stdout.contains("night shift (2 members)"), "{}", shown.stdout);
+    let totals = admin_cli(&server, &["totals"]);
+    assert!(totals.stdout.contains("registered users  2"), "{}", totals.stdout);
+
+    let audit = admin_cli(&server, &["audit", "--limit", "100"]);
+    let actions: Vec<&str> =
+        audit.stdout.lines().filter_map(|line| line.split_whitespace().nth(6)).collect();
+    assert_eq!(
+        actions,
+        [
+            "get_group",
+            "notice",
+            "enable",
+            "list_users",
+            "disable",
+            "kick",
+            "kick",
+            "get_user",
+            "get_user",
+            "list_users",
+        ],
+        "{}",
+        audit.stdout
+    );
 }
 
 #[tokio::test]
@@ -350,4 +445,14 @@ async fn each_period_is_kept_in_the_store_and_reported_by_mail_and_webhook() {
         .map(|p| p["messages_sent"].as_u64().unwrap())
         .sum();
     assert_eq!(stored, 3, "the store keeps what was reported");
+
+    let table = admin_cli(&server, &["stats", "--hours", "100"]);
+    assert!(table.ok, "{}", table.stderr);
+    let sent: u64 = table
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|row| row.split_whitespace().nth(8).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(sent, 3, "{}", table.stdout);
 }

@@ -1,0 +1,126 @@
+//! The operators' API (`missive.admin.v1`, JSON over HTTP at the admin address), as
+//! `missive-cli admin` and scripts use it. It takes the admin credential, never a user's token.
+
+use crate::ClientError;
+use crate::link::answer_code;
+use missive_proto::admin::*;
+use missive_rpc::Code;
+use reqwest::{Method, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A client of one node's admin API.
+pub struct AdminClient {
+    base: Url,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    /// `base` is the admin address as a URL (`http://127.0.0.1:7390`).
+    pub fn new(base: &str, token: &str) -> Result<AdminClient, ClientError> {
+        let base = Url::parse(base)
+            .ok()
+            .filter(|url| url.scheme() == "http" && !url.cannot_be_a_base())
+            .ok_or_else(|| ClientError::BadUrl(base.to_string()))?;
+        Ok(AdminClient { base, token: token.to_string(), http: reqwest::Client::new() })
+    }
+
+    /// Users whose username or nickname contains `query` (everyone when empty), by id, after
+    /// the id `after`; a `limit` of 0 takes the server's default page.
+    pub async fn list_users(
+        &self,
+        query: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<ListUsersResponse, ClientError> {
+        let query = [
+            ("query", query.to_string()),
+            ("after", after.to_string()),
+            ("limit", limit.to_string()),
+        ];
+        self.call(Method::GET, &["users"], &query, None::<()>).await
+    }
+
+    /// A user (by id or username), its devices and its online state.
+    pub async fn user(&self, user: &str) -> Result<GetUserResponse, ClientError> {
+        self.call(Method::GET, &["users", user], &[], None::<()>).await
+    }
+
+    /// Signs one device out and closes its connection.
+    pub async fn kick(&self, user: &str, device_id: u64) -> Result<KickResponse, ClientError> {
+        let device = device_id.to_string();
+        let path = ["users", user, "devices", &device, "kick"];
+        self.call(Method::POST, &path, &[], None::<()>).await
+    }
+
+    /// Disables an account (signing every device out) or enables it again.
+    pub async fn set_disabled(
+        &self,
+        user: &str,
+        disabled: bool,
+    ) -> Result<SetDisabledResponse, ClientError> {
+        let action = if disabled { "disable" } else { "enable" };
+        self.call(Method::POST, &["users", user, action], &[], None::<()>).await
+    }
+
+    /// Puts a SYSTEM message from the server into the user's inbox.
+    pub async fn notice(&self, user: &str, text: &str) -> Result<NoticeResponse, ClientError> {
+        let body = NoticeRequest { text: text.to_string(), ..NoticeRequest::default() };
+        self.call(Method::POST, &["users", user, "notice"], &[], Some(body)).await
+    }
+
+    /// A group (by id or `<id>@chatroom`) and its members.
+    pub async fn group(&self, group: &str) -> Result<GetGroupResponse, ClientError> {
+        self.call(Method::GET, &["groups", group], &[], None::<()>).await
+    }
+
+    /// The newest `hours` periods of the statistics, newest first.
+    pub async fn stats(&self, hours: u32) -> Result<StatsResponse, ClientError> {
+        self.call(Method::GET, &["stats"], &[("hours", hours.to_string())], None::<()>).await
+    }
+
+    /// The store's current totals.
+    pub async fn totals(&self) -> Result<TotalsResponse, ClientError> {
+        self.call(Method::GET, &["totals"], &[], None::<()>).await
+    }
+
+    /// Audit entries older than the id `before` (the newest when 0), newest first.
+    pub async fn audit(&self, before: u64, limit: u32) -> Result<AuditResponse, ClientError> {
+        let query = [("before", before.to_string()), ("limit", limit.to_string())];
+        self.call(Method::GET, &["audit"], &query, None::<()>).await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, String)],
+        body: Option<impl Serialize>,
+    ) -> Result<T, ClientError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| ClientError::BadUrl(self.base.to_string()))?
+            .pop_if_empty()
+            .extend(["v1", "admin"])
+            .extend(path);
+        url.query_pairs_mut().extend_pairs(query);
+        let mut request = self.http.request(method, url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            let json =
+                serde_json::to_vec(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            request = request.header("content-type", "application/json").body(json);
+        }
+        let response = request.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = response.status();
+        let code = answer_code(&response);
+        let body = response.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()));
+        }
+        let message = serde_json::from_slice::<missive_proto::client::Error>(&body)
+            .map(|error| error.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+        Err(ClientError::Server { code: code.unwrap_or(Code::Internal), message })
+    }
+}
