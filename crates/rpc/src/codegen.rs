@@ -7,6 +7,8 @@
 //! - `message_store_names`: the service's full name and method names, as metrics show them;
 //! - `MessageStoreGuarded`: wraps any implementation so every call goes through a
 //!   [`Guard`](crate::Guard) (deadline check, overload control, metrics);
+//! - `MessageStoreTimed`: wraps any implementation so each call's duration is recorded per
+//!   method by a [`Timer`](crate::Timer), labelled with what implements it;
 //! - `MessageStoreRemote`: implements the trait by calling another process over gRPC;
 //! - `message_store_routes`: serves an implementation over gRPC.
 
@@ -66,6 +68,7 @@ impl ServiceGenerator for TraitGenerator {
         let _ = writeln!(buf, "    pub const METHODS: &[&str] = &[{}];", methods.join(", "));
         let _ = writeln!(buf, "}}");
         guarded(&service, &module, buf);
+        timed(&service, &module, buf);
         self.remote(&service, &full_name, buf);
         routes(&service, &full_name, &module, buf);
     }
@@ -113,29 +116,88 @@ impl {name} for {name}Remote {{
 
 fn guarded(service: &Service, module: &str, buf: &mut String) {
     let name = &service.name;
-    let _ = write!(
+    wrapper(
+        service,
         buf,
-        "/// `{name}` behind the RPC framework's guard: deadline check, overload control and
-/// per-method metrics for every call, local or remote.
-pub struct {name}Guarded {{
-inner: ::std::sync::Arc<dyn {name}>,
-guard: ::missive_rpc::Guard,
-}}
-impl {name}Guarded {{
-pub fn new(inner: ::std::sync::Arc<dyn {name}>, config: &::missive_rpc::GuardConfig) -> ::std::sync::Arc<Self> {{
+        Wrapper {
+            suffix: "Guarded",
+            doc: format!(
+                "`{name}` behind the RPC framework's guard: deadline check, overload control and
+/// per-method metrics for every call, local or remote."
+            ),
+            field: "guard: ::missive_rpc::Guard",
+            new: format!(
+                "pub fn new(inner: ::std::sync::Arc<dyn {name}>, config: &::missive_rpc::GuardConfig) -> ::std::sync::Arc<Self> {{
     let guard = ::missive_rpc::Guard::new({module}_names::SERVICE, {module}_names::METHODS, config);
     ::std::sync::Arc::new(Self {{ inner, guard }})
+}}"
+            ),
+            call: "self.guard.call({index}, ctx, {inner})",
+        },
+    );
+}
+
+fn timed(service: &Service, module: &str, buf: &mut String) {
+    let name = &service.name;
+    wrapper(
+        service,
+        buf,
+        Wrapper {
+            suffix: "Timed",
+            doc: format!(
+                "`{name}` with each call's duration recorded per method, labelled with what
+/// implements it (see `missive_rpc::Timer`)."
+            ),
+            field: "timer: ::missive_rpc::Timer",
+            new: format!(
+                "pub fn new(inner: ::std::sync::Arc<dyn {name}>, metric: &'static str, labels: &[(&'static str, &'static str)]) -> ::std::sync::Arc<Self> {{
+    let timer = ::missive_rpc::Timer::new(metric, labels, {module}_names::METHODS);
+    ::std::sync::Arc::new(Self {{ inner, timer }})
+}}"
+            ),
+            call: "self.timer.call({index}, {inner})",
+        },
+    );
+}
+
+/// A struct `<Service><suffix>` that holds an implementation and one more field, and runs each
+/// call of the implementation through `call` (with `{index}`, the method's number, and
+/// `{inner}`, the call's future).
+struct Wrapper {
+    suffix: &'static str,
+    doc: String,
+    field: &'static str,
+    new: String,
+    call: &'static str,
+}
+
+fn wrapper(service: &Service, buf: &mut String, wrapper: Wrapper) {
+    let name = format!("{}{}", service.name, wrapper.suffix);
+    let _ = write!(
+        buf,
+        "/// {doc}
+pub struct {name} {{
+inner: ::std::sync::Arc<dyn {service}>,
+{field},
 }}
+impl {name} {{
+{new}
 }}
 #[::async_trait::async_trait]
-impl {name} for {name}Guarded {{
-"
+impl {service} for {name} {{
+",
+        doc = wrapper.doc,
+        field = wrapper.field,
+        new = wrapper.new,
+        service = service.name,
     );
     for (index, method) in service.methods.iter().enumerate() {
+        let inner = format!("self.inner.{}(ctx, req)", method.name);
+        let call = wrapper.call.replace("{index}", &index.to_string()).replace("{inner}", &inner);
         let _ = writeln!(
             buf,
             "    async fn {m}(&self, ctx: &::missive_rpc::Ctx, req: {i}) -> ::core::result::Result<{o}, ::missive_rpc::Status> {{
-    self.guard.call({index}, ctx, self.inner.{m}(ctx, req)).await
+    {call}.await
 }}",
             m = method.name,
             i = method.input_type,

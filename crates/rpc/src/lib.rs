@@ -3,8 +3,9 @@
 //!
 //! Services are declared once, as `service` blocks in the protobuf schema of `missive-proto`;
 //! [`codegen`] turns each into an async trait whose methods take a [`Ctx`] and return
-//! `Result<_, Status>`, plus three pieces of glue: `<Service>Guarded` (the server side of every
+//! `Result<_, Status>`, plus four pieces of glue: `<Service>Guarded` (the server side of every
 //! call: deadline check, overload control, per-method metrics, see [`guard`]),
+//! `<Service>Timed` (an implementation's own per-method latency, see [`timer`]),
 //! `<Service>Remote` (the same trait reached over gRPC, see [`remote`]) and
 //! `<service>_routes` (serves an implementation over gRPC). A caller holds an
 //! `Arc<dyn Service>` and never knows whether the implementation runs in its own process (a
@@ -18,12 +19,14 @@ pub mod guard;
 pub mod recorder;
 pub mod remote;
 mod status;
+pub mod timer;
 
 #[cfg(feature = "codegen")]
 pub mod codegen;
 
 pub use guard::{Guard, GuardConfig};
 pub use status::{Code, Status};
+pub use timer::Timer;
 
 use std::time::{Duration, Instant};
 

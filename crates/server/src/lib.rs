@@ -21,14 +21,15 @@ use missive_ops::report::{ReportConfig, Reporter};
 use missive_ops::{AdminToken, Ops, OpsConfig, stats};
 use missive_proto::admin::{Admin, AdminGuarded, AdminRemote, admin_routes};
 use missive_proto::internal::{
-    AccountStore, AccountStoreGuarded, AccountStoreRemote, ClientApi, ClientApiGuarded,
-    ClientApiRemote, ContactStore, ContactStoreGuarded, ContactStoreRemote, GroupStore,
-    GroupStoreGuarded, GroupStoreRemote, MediaStore, MediaStoreGuarded, MediaStoreRemote,
-    MessageStore, MessageStoreGuarded, MessageStoreRemote, OpsStore, OpsStoreGuarded,
-    OpsStoreRemote, Push, PushGuarded, Seq, SeqGuarded, SeqRemote, SeqStore, SeqStoreGuarded,
-    SeqStoreRemote, account_store_routes, client_api_routes, contact_store_routes,
-    group_store_routes, media_store_routes, message_store_routes, ops_store_routes, seq_routes,
-    seq_store_routes,
+    AccountStore, AccountStoreGuarded, AccountStoreRemote, AccountStoreTimed, ClientApi,
+    ClientApiGuarded, ClientApiRemote, ContactStore, ContactStoreGuarded, ContactStoreRemote,
+    ContactStoreTimed, GroupStore, GroupStoreGuarded, GroupStoreRemote, GroupStoreTimed,
+    MediaStore, MediaStoreGuarded, MediaStoreRemote, MediaStoreTimed, MessageStore,
+    MessageStoreGuarded, MessageStoreRemote, MessageStoreTimed, OpsStore, OpsStoreGuarded,
+    OpsStoreRemote, OpsStoreTimed, Push, PushGuarded, Seq, SeqGuarded, SeqRemote, SeqStore,
+    SeqStoreGuarded, SeqStoreRemote, SeqStoreTimed, account_store_routes, client_api_routes,
+    contact_store_routes, group_store_routes, media_store_routes, message_store_routes,
+    ops_store_routes, seq_routes, seq_store_routes,
 };
 use missive_route::{AccessRoutes, RedisPush, RouteConfig};
 use missive_rpc::GuardConfig;
@@ -350,19 +351,49 @@ impl Stores {
         })
     }
 
-    /// Every service of `store`, and media in `media`, behind the guard.
-    fn guarded<S>(store: Arc<S>, media: FileMediaStore, guard: &GuardConfig) -> Stores
+    /// Every service of `store` (the `backend` named), and media in `media`, timed by data
+    /// type and behind the guard.
+    fn guarded<S>(
+        store: Arc<S>,
+        backend: &'static str,
+        media: FileMediaStore,
+        guard: &GuardConfig,
+    ) -> Stores
     where
         S: AccountStore + ContactStore + MessageStore + GroupStore + SeqStore + OpsStore,
     {
+        const METRIC: &str = "missive_store_duration_seconds";
+        let labels = |data_type| [("data_type", data_type), ("backend", backend)];
         Stores {
-            accounts: AccountStoreGuarded::new(store.clone(), guard),
-            contacts: ContactStoreGuarded::new(store.clone(), guard),
-            messages: MessageStoreGuarded::new(store.clone(), guard),
-            groups: GroupStoreGuarded::new(store.clone(), guard),
-            media: MediaStoreGuarded::new(Arc::new(media), guard),
-            seq: SeqStoreGuarded::new(store.clone(), guard),
-            ops: OpsStoreGuarded::new(store, guard),
+            accounts: AccountStoreGuarded::new(
+                AccountStoreTimed::new(store.clone(), METRIC, &labels("account")),
+                guard,
+            ),
+            contacts: ContactStoreGuarded::new(
+                ContactStoreTimed::new(store.clone(), METRIC, &labels("contact")),
+                guard,
+            ),
+            messages: MessageStoreGuarded::new(
+                MessageStoreTimed::new(store.clone(), METRIC, &labels("message")),
+                guard,
+            ),
+            groups: GroupStoreGuarded::new(
+                GroupStoreTimed::new(store.clone(), METRIC, &labels("group")),
+                guard,
+            ),
+            media: MediaStoreGuarded::new(
+                MediaStoreTimed::new(
+                    Arc::new(media),
+                    METRIC,
+                    &[("data_type", "media"), ("backend", "file")],
+                ),
+                guard,
+            ),
+            seq: SeqStoreGuarded::new(
+                SeqStoreTimed::new(store.clone(), METRIC, &labels("seq")),
+                guard,
+            ),
+            ops: OpsStoreGuarded::new(OpsStoreTimed::new(store, METRIC, &labels("ops")), guard),
         }
     }
 }
@@ -377,13 +408,14 @@ async fn open_stores(settings: &Settings, guard: &GuardConfig) -> anyhow::Result
         let mut config = StoreConfig::new(&settings.data);
         config.durability = settings.durability;
         let store = EmbeddedStore::open(config).context("opening the embedded store")?;
-        return Ok(Stores::guarded(Arc::new(store), media, guard));
+        return Ok(Stores::guarded(Arc::new(store), "embedded", media, guard));
     }
     let mut config = SqlConfig::new(settings.store_urls.clone());
     config.connections_per_shard = settings.store_connections.max(1);
     let store = SqlStore::open(config).await.context("opening the sql store")?;
     tracing::info!(shards = store.shard_count(), "storing in sql databases");
-    Ok(Stores::guarded(Arc::new(store), media, guard))
+    let backend = store.backend();
+    Ok(Stores::guarded(Arc::new(store), backend, media, guard))
 }
 
 /// Serves `router` until `shutdown`; handlers may ask for the peer's address.

@@ -177,6 +177,12 @@ const METRICS: &[(Kind, &str, Unit, &str)] = {
         ),
         (
             Histogram,
+            "missive_store_duration_seconds",
+            Seconds,
+            "Storage call latency in the store tier, by data type, backend and method.",
+        ),
+        (
+            Histogram,
             "missive_store_commit_seconds",
             Seconds,
             "Embedded store group commit latency.",

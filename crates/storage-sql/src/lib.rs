@@ -26,7 +26,7 @@ pub use shard::SqlConfig;
 
 use missive_rpc::{Code, Status};
 use queries::Queries;
-use shard::Shard;
+use shard::{Dialect, Shard};
 use sqlx::{Any, Transaction};
 use std::sync::Arc;
 
@@ -102,13 +102,22 @@ pub struct SqlStore {
 struct Inner {
     shards: Vec<Shard>,
     queries: Queries,
+    dialect: Dialect,
 }
 
 impl SqlStore {
     /// Connects to every shard, migrates it and checks it is the shard the list says it is.
     pub async fn open(config: SqlConfig) -> Result<SqlStore> {
         let (dialect, shards) = shard::open_all(&config).await?;
-        Ok(SqlStore { inner: Arc::new(Inner { shards, queries: Queries::new(dialect) }) })
+        Ok(SqlStore { inner: Arc::new(Inner { shards, queries: Queries::new(dialect), dialect }) })
+    }
+
+    /// The databases' kind, as metrics label it: `mysql` (MariaDB too) or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.inner.dialect {
+            Dialect::MySql => "mysql",
+            Dialect::Postgres => "postgres",
+        }
     }
 
     pub fn shard_count(&self) -> u64 {

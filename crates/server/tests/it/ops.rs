@@ -289,6 +289,8 @@ async fn metrics_pass_promtool_and_count_online_devices_by_transport_and_version
         "missive_registered_users 2",
         "missive_messages_sent_total{kind=\"text\"} 1",
         "# HELP missive_rpc_duration_seconds",
+        "missive_store_duration_seconds_count{data_type=\"message\",backend=\"embedded\",\
+         method=\"Append\"} 1",
         "process_resident_memory_bytes",
         "process_open_fds",
     ] {

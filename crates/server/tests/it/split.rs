@@ -150,14 +150,15 @@ async fn split_deployment_loses_no_acknowledged_message(deployment: &mut Deploym
     assert_eq!(texts(&bob.sync().await.unwrap()), ["welcome back"]);
 }
 
-/// Whether `store` has served a `MessageStore.Append`, by its metrics.
-async fn appends(store: &Server) -> bool {
-    let metrics = reqwest::get(format!("{}/metrics", store.admin)).await.unwrap();
+/// Whether `node` has stored a message in the `backend` databases, by its metrics.
+async fn appends(node: &Server, backend: &str) -> bool {
+    let metrics = reqwest::get(format!("{}/metrics", node.admin)).await.unwrap();
+    let series = format!(
+        "missive_store_duration_seconds_count{{data_type=\"message\",backend=\"{backend}\",\
+         method=\"Append\"}} "
+    );
     metrics.text().await.unwrap().lines().any(|line| {
-        line.starts_with("missive_rpc_calls_total")
-            && line.contains("MessageStore")
-            && line.contains("method=\"Append\"")
-            && line.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()).is_some_and(|n| n > 0.0)
+        line.strip_prefix(&series).and_then(|n| n.parse::<f64>().ok()).is_some_and(|n| n > 0.0)
     })
 }
 
@@ -168,14 +169,15 @@ async fn split_deployment_on_mariadb_survives_killed_nodes() {
     split_deployment_loses_no_acknowledged_message(&mut deployment).await;
     // Messages went to their own store node, and only there.
     let [all, messages] = [&deployment.stores[0], &deployment.stores[1]];
-    assert!(!appends(all).await && appends(messages).await);
+    assert!(!appends(all, "mysql").await && appends(messages, "mysql").await);
 }
 
 #[tokio::test]
 async fn split_deployment_on_postgresql_survives_killed_nodes() {
     let urls = fresh_databases(DatabaseServer::Postgres, "it_split", 2).await.join(",");
-    split_deployment_loses_no_acknowledged_message(&mut deploy(&urls, Placement::InLogicNode))
-        .await;
+    let mut deployment = deploy(&urls, Placement::InLogicNode);
+    split_deployment_loses_no_acknowledged_message(&mut deployment).await;
+    assert!(appends(&deployment.logic, "postgres").await, "the logic node holds the store role");
 }
 
 /// Contacts, a group with a version-1 member, and a file, across access nodes, with groups,
