@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tracing::Instrument as _;
 
 /// How a request body is encoded (the answer uses the same).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +27,9 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(api: Arc<dyn ClientApi>) -> Self {
-        Dispatcher { api, next_request_id: AtomicU64::new(1) }
+        // Ids count up from a random start, so that ids from different access nodes (each
+        // follows its request into every tier's logs) do not collide.
+        Dispatcher { api, next_request_id: AtomicU64::new(rand::random::<u64>() >> 1) }
     }
 
     pub fn api(&self) -> &Arc<dyn ClientApi> {
@@ -98,6 +101,22 @@ impl Dispatcher {
 
 /// Runs one request until `timeout`; past it the answer is DEADLINE_EXCEEDED. Every transport
 /// bounds its requests with this.
+/// Runs one client request in its span, so that every line logged for it in this process
+/// names its request id and command; a failure is logged at debug level (the tier that failed
+/// logs it at the level it deserves).
+pub async fn traced<T>(
+    request_id: u64,
+    command: Command,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let span = tracing::info_span!("request", request_id, command = command.name());
+    let result = call.instrument(span.clone()).await;
+    if let Err(status) = &result {
+        span.in_scope(|| tracing::debug!(%status, "request failed"));
+    }
+    result
+}
+
 pub async fn within<T>(
     timeout: std::time::Duration,
     call: impl Future<Output = Result<T, Status>>,

@@ -125,10 +125,13 @@ async fn short_link_call(
     let command = Command::from_name(name)
         .ok_or_else(|| Status::new(Code::UnknownCommand, format!("unknown command {name:?}")))?;
     let mut ctx = request_ctx(state, command);
-    if !command.allowed_anonymous() {
-        authenticate(state, headers, &mut ctx).await?;
-    }
-    state.links.shared().dispatcher.dispatch(&ctx, command, body, format).await
+    dispatch::traced(ctx.request_id, command, async {
+        if !command.allowed_anonymous() {
+            authenticate(state, headers, &mut ctx).await?;
+        }
+        state.links.shared().dispatcher.dispatch(&ctx, command, body, format).await
+    })
+    .await
 }
 
 fn request_ctx(state: &HttpState, command: Command) -> Ctx {

@@ -194,6 +194,7 @@ impl Link<'_> {
                 shared.dispatcher.dispatch(&ctx, command, &frame.body, Format::Protobuf).await
             }
         };
+        let call = dispatch::traced(ctx.request_id, command, call);
         let result = dispatch::within(shared.config.request_timeout, call).await;
         match result {
             Ok(body) => {
@@ -204,12 +205,7 @@ impl Link<'_> {
                 };
                 (Frame::response(frame.command, frame.seq, 0, body), flow)
             }
-            Err(status) => {
-                if status.code == Code::Internal {
-                    tracing::error!(request_id = ctx.request_id, command = command.name(), %status, "request failed");
-                }
-                (error_frame(frame.command, frame.seq, &status), Flow::Continue)
-            }
+            Err(status) => (error_frame(frame.command, frame.seq, &status), Flow::Continue),
         }
     }
 

@@ -115,6 +115,17 @@ impl Guard {
         stats.duration.record(started.elapsed().as_secs_f64());
         if let Err(status) = &result {
             let code = status.code;
+            let (service, method) = (self.service, stats.name);
+            let request_id = ctx.request_id;
+            match code {
+                Code::Internal => {
+                    tracing::error!(request_id, service, method, %status, "call failed")
+                }
+                Code::Unavailable | Code::DeadlineExceeded => {
+                    tracing::warn!(request_id, service, method, %status, "call failed")
+                }
+                _ => tracing::debug!(request_id, service, method, %status, "call failed"),
+            }
             stats.errors[code as usize]
                 .get_or_init(|| {
                     metrics::counter!(

@@ -28,6 +28,7 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
+use tracing::Instrument as _;
 
 const REQUEST_ID: &str = "x-missive-request-id";
 const PRIORITY: &str = "x-missive-priority";
@@ -164,7 +165,9 @@ impl Client {
             }
         }
         // Every endpoint was tried and none could be reached (the list is never empty).
-        Err(last.expect("an endpoint was tried"))
+        let status = last.expect("an endpoint was tried");
+        tracing::warn!(service = self.service, path, %status, "no endpoint reachable");
+        Err(status)
     }
 }
 
@@ -333,7 +336,7 @@ impl Routes {
     ) -> Result<(), RemoteError> {
         let mut router = tonic::service::Routes::default().into_axum_router();
         for (path, handler) in self.handlers {
-            router = router.route_service(path, MethodService { handler });
+            router = router.route_service(path, MethodService { path, handler });
         }
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -349,6 +352,7 @@ impl Routes {
 /// One method as a tower service: gRPC framing by tonic, the body left to the handler.
 #[derive(Clone)]
 struct MethodService {
+    path: &'static str,
     handler: Handler,
 }
 
@@ -362,17 +366,18 @@ impl tower_service::Service<http::Request<axum::body::Body>> for MethodService {
     }
 
     fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
-        let handler = self.handler.clone();
+        let (path, handler) = (self.path, self.handler.clone());
         Box::pin(async move {
             let mut grpc = tonic::server::Grpc::new(RawCodec)
                 .max_decoding_message_size(MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(MESSAGE_BYTES_MAX);
-            Ok(grpc.unary(Unary { handler }, request).await)
+            Ok(grpc.unary(Unary { path, handler }, request).await)
         })
     }
 }
 
 struct Unary {
+    path: &'static str,
     handler: Handler,
 }
 
@@ -382,13 +387,19 @@ impl tonic::server::UnaryService<Bytes> for Unary {
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let ctx = read_ctx(request.metadata());
+        // Every line logged for the call names the request id its caller gave it, so that
+        // one client request can be followed across processes.
+        let span = tracing::info_span!("rpc", request_id = ctx.request_id, path = self.path);
         let handler = self.handler.clone();
-        Box::pin(async move {
-            match handler(ctx, request.into_inner()).await {
-                Ok(body) => Ok(tonic::Response::new(body)),
-                Err(status) => Err(to_grpc(&status)),
+        Box::pin(
+            async move {
+                match handler(ctx, request.into_inner()).await {
+                    Ok(body) => Ok(tonic::Response::new(body)),
+                    Err(status) => Err(to_grpc(&status)),
+                }
             }
-        })
+            .instrument(span),
+        )
     }
 }
 

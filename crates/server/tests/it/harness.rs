@@ -17,7 +17,16 @@ pub struct Server {
     pub rpc: String,
     pub admin: String,
     extra: Vec<String>,
+    /// Where the process's JSON logs go, when a test reads them (else to the test's stderr).
+    log: Option<Log>,
     _dir: Option<tempfile::TempDir>,
+}
+
+/// A log file and the `MISSIVE_LOG` filter it is written with.
+#[derive(Clone)]
+pub struct Log {
+    pub path: PathBuf,
+    pub filter: String,
 }
 
 impl Server {
@@ -36,17 +45,28 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut server = Server::spawn_on(data, extra, [ANY_PORT, ANY_PORT, ANY_PORT, rpc]);
+        let mut server = Server::spawn_on(data, extra, None, [ANY_PORT, ANY_PORT, ANY_PORT, rpc]);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts with extra `serve` flags, in a fresh data directory, logging JSON to `log`.
+    pub fn start_logging(extra: &[&str], log: Log) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut server = Server::spawn_on(data, extra, Some(log), [ANY_PORT; 4]);
         server._dir = Some(dir);
         server
     }
 
     /// Starts on the given `[tcp, http, admin, rpc]` addresses (RPC only when `extra` picks
     /// roles: the all-in-one default serves none).
-    fn spawn_on(data: PathBuf, extra: Vec<String>, listen: [&str; 4]) -> Server {
+    fn spawn_on(data: PathBuf, extra: Vec<String>, log: Option<Log>, listen: [&str; 4]) -> Server {
         let [tcp, http, admin, rpc] = listen;
         let rpc: &[&str] = if extra.iter().any(|a| a == "--role") { &["--rpc", rpc] } else { &[] };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_missive"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_missive"));
+        command
             .arg("serve")
             .arg("--data")
             .arg(&data)
@@ -60,9 +80,16 @@ impl Server {
             // `--direct-messages friends`, the default, which wins over this.
             .env("MISSIVE_DIRECT_MESSAGES", "anyone")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("missive binary starts");
+            .stderr(Stdio::inherit());
+        if let Some(log) = &log {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log.path)
+                .expect("log file opens");
+            command.args(["--log-format", "json"]).env("MISSIVE_LOG", &log.filter).stderr(file);
+        }
+        let mut child = command.spawn().expect("missive binary starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let (mut tcp, mut http, mut rpc, mut admin) =
@@ -85,7 +112,7 @@ impl Server {
         }
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, data, tcp, http, rpc, admin, extra, _dir: None }
+        Server { child, data, tcp, http, rpc, admin, extra, log, _dir: None }
     }
 
     /// The WebSocket long-link URL.
@@ -116,7 +143,8 @@ impl Server {
     /// Replaces this (dead or unwanted) process with a fresh one on the same data directory.
     fn respawn(&mut self, listen: [&str; 4]) {
         let dir = self._dir.take();
-        let fresh = Server::spawn_on(self.data.clone(), self.extra.clone(), listen);
+        let fresh =
+            Server::spawn_on(self.data.clone(), self.extra.clone(), self.log.clone(), listen);
         let old = std::mem::replace(self, fresh);
         self._dir = dir;
         drop(old);

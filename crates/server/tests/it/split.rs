@@ -224,3 +224,58 @@ async fn split_deployment_carries_groups_contacts_and_media() {
         uploader.upload(group.group_id, "map.png", "image/png", vec![9; 4096]).await.unwrap();
     assert_eq!(bob.download(&media.media_id).await.unwrap().data, vec![9; 4096]);
 }
+
+/// The JSON lines of a log file.
+fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
+}
+
+/// The id an access node gives a client request names the request's log lines in every
+/// process the request reaches.
+#[tokio::test]
+async fn a_request_id_follows_a_request_from_the_access_node_into_the_logic_node() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = |name: &str| Log {
+        path: logs.path().join(name),
+        filter: "warn,missive_access=debug,missive_rpc=debug".into(),
+    };
+    let namespace = format!("missive-it-{:016x}", rand::random::<u64>());
+    let routing = ["--redis-url", &redis_url(), "--redis-namespace", &namespace];
+    let mut flags = vec!["--role", "logic,store"];
+    flags.extend(routing);
+    let logic = Server::start_logging(&flags, log("logic.log"));
+    let mut flags = vec!["--role", "access", "--logic-rpc", &logic.rpc];
+    flags.extend(routing);
+    let access = Server::start_logging(&flags, log("access.log"));
+
+    let alice = user(&access.tcp, "alice").await;
+    let refused = alice.send_text("nobody", "hello?").await.unwrap_err();
+    assert_eq!(refused.code(), Some(missive_client::Code::NotFound));
+
+    let access_log = json_lines(&logs.path().join("access.log"));
+    let failed: Vec<&serde_json::Value> = access_log
+        .iter()
+        .filter(|line| {
+            line["fields"]["message"] == "request failed" && line["span"]["command"] == "send"
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{access_log:#?}");
+    let request_id = failed[0]["span"]["request_id"].as_u64().expect("a request id");
+
+    let logic_log = json_lines(&logs.path().join("logic.log"));
+    let seen: Vec<&serde_json::Value> = logic_log
+        .iter()
+        .filter(|line| {
+            line["fields"]["message"] == "call failed" && line["fields"]["method"] == "Send"
+        })
+        .collect();
+    assert_eq!(seen.len(), 1, "{logic_log:#?}");
+    assert_eq!(seen[0]["fields"]["request_id"].as_u64(), Some(request_id));
+    assert_eq!(
+        seen[0]["span"]["request_id"].as_u64(),
+        Some(request_id),
+        "the call's span names it"
+    );
+    assert_eq!(seen[0]["level"], "DEBUG", "a refusal is no server fault");
+}
