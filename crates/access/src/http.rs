@@ -200,7 +200,6 @@ async fn download(
 
 async fn websocket(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -> Response {
     let Some(slot) = state.links.try_slot() else {
-        metrics::counter!("missive_connections_refused_total").increment(1);
         return answer(
             Err(Status::new(Code::Overloaded, "connection limit reached")),
             Format::Json,

@@ -20,6 +20,8 @@ pub struct LinkServer {
     shared: Arc<LinkShared>,
     /// Bounds the connections held at once over all long-link transports.
     slots: Arc<Semaphore>,
+    /// Connections refused at the limit; shown from 0 on, so that alerts on it see a series.
+    refused: metrics::Counter,
     tasks: TaskTracker,
 }
 
@@ -29,6 +31,7 @@ impl LinkServer {
         LinkServer {
             shared: Arc::new(LinkShared { dispatcher, registry, config }),
             slots,
+            refused: metrics::counter!("missive_connections_refused_total"),
             tasks: TaskTracker::new(),
         }
     }
@@ -41,8 +44,13 @@ impl LinkServer {
         &self.shared
     }
 
+    /// A connection's place under the limit; none (and it is counted) at the limit.
     pub(crate) fn try_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.slots.clone().try_acquire_owned().ok()
+        let slot = self.slots.clone().try_acquire_owned().ok();
+        if slot.is_none() {
+            self.refused.increment(1);
+        }
+        slot
     }
 
     pub(crate) fn tracker(&self) -> &TaskTracker {
@@ -76,7 +84,6 @@ impl LinkServer {
             };
             let Some(slot) = self.try_slot() else {
                 tracing::warn!(%peer, "connection limit reached; refusing");
-                metrics::counter!("missive_connections_refused_total").increment(1);
                 continue;
             };
             let _ = stream.set_nodelay(true);

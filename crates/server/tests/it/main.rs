@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod contacts;
 mod dashboard;
+mod deploy;
 mod durability;
 mod groups;
 mod harness;

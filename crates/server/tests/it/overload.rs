@@ -138,6 +138,18 @@ async fn a_slow_store_makes_the_logic_layer_shed_logins_and_sends_but_never_sync
         }
     }
     println!("{syncs} syncs ok; load: {tally:?}");
+
+    // The deployment has now been through every state deploy/'s dashboard and alerts chart:
+    // each metric they query is served by one of its nodes.
+    let mut served = Vec::new();
+    for admin in [&node.admin, &store.admin] {
+        served.push(reqwest::get(format!("{admin}/metrics")).await.unwrap().text().await.unwrap());
+    }
+    let served = crate::deploy::served_metrics(&served);
+    let missing: Vec<String> =
+        crate::deploy::queried_metrics().difference(&served).cloned().collect();
+    assert!(missing.is_empty(), "deploy/ queries metrics no node serves: {missing:?}");
+
     let overloaded = Code::Overloaded.as_str();
     assert!(tally.contains_key(&format!("login {overloaded}")), "{tally:?}");
     assert!(tally.contains_key(&format!("send {overloaded}")), "{tally:?}");
