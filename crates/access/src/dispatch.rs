@@ -1,10 +1,11 @@
 //! The one command table that serves every transport.
 
 use bytes::Bytes;
+use metrics::Counter;
 use missive_proto::Command;
 use missive_proto::client::*;
 use missive_proto::internal::ClientApi;
-use missive_rpc::{Code, Ctx, Status};
+use missive_rpc::{Code, Ctx, Latency, LazyHandles, Status};
 use prost::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -23,13 +24,29 @@ pub enum Format {
 pub struct Dispatcher {
     api: Arc<dyn ClientApi>,
     next_request_id: AtomicU64,
+    /// `missive_requests_total` by command and code ([`series`]).
+    requests: LazyHandles<Counter>,
+    /// `missive_request_duration_seconds` by command (its number).
+    durations: LazyHandles<Latency>,
+}
+
+/// The number of a command's series: commands are numbered below [`COMMANDS`].
+const COMMANDS: usize = Command::Notify as usize + 1;
+
+fn series(command: Command, code: Code) -> usize {
+    command as usize * Code::ALL.len() + code as usize
 }
 
 impl Dispatcher {
     pub fn new(api: Arc<dyn ClientApi>) -> Self {
         // Ids count up from a random start, so that ids from different access nodes (each
         // follows its request into every tier's logs) do not collide.
-        Dispatcher { api, next_request_id: AtomicU64::new(rand::random::<u64>() >> 1) }
+        Dispatcher {
+            api,
+            next_request_id: AtomicU64::new(rand::random::<u64>() >> 1),
+            requests: LazyHandles::new(COMMANDS * Code::ALL.len()),
+            durations: LazyHandles::new(COMMANDS),
+        }
     }
 
     pub fn api(&self) -> &Arc<dyn ClientApi> {
@@ -91,10 +108,17 @@ impl Dispatcher {
             }
         };
         let code = result.as_ref().err().map_or(Code::Ok, |s| s.code);
-        metrics::counter!("missive_requests_total", "command" => command.name(), "code" => code.as_str())
+        let name = command.name();
+        self.requests
+            .get(series(command, code), || {
+                metrics::counter!("missive_requests_total", "command" => name, "code" => code.as_str())
+            })
             .increment(1);
-        metrics::histogram!("missive_request_duration_seconds", "command" => command.name())
-            .record(started.elapsed().as_secs_f64());
+        self.durations
+            .get(command as usize, || {
+                Latency::new("missive_request_duration_seconds", &[("command", name)])
+            })
+            .record(started.elapsed());
         result
     }
 }

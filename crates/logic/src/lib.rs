@@ -194,6 +194,35 @@ pub struct Logic {
     activity: activity::Activity,
     /// The store's totals and when they were counted.
     totals: std::sync::Mutex<Option<(std::time::Instant, missive_proto::admin::TotalsResponse)>>,
+    metrics: Metrics,
+}
+
+/// The handles of the metrics counted on every send and sync, made once (docs/operations.md).
+struct Metrics {
+    /// `missive_messages_sent_total` and `missive_messages_delivered_total`, by kind (in the
+    /// order of `message::KINDS`).
+    sent: [metrics::Counter; message::KINDS.len()],
+    delivered: [metrics::Counter; message::KINDS.len()],
+    sync_calls: metrics::Counter,
+    sync_items: metrics::Counter,
+    notify_requests: metrics::Counter,
+    write_retries: metrics::Counter,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let by_kind = |name: &'static str| {
+            message::KINDS.map(|kind| metrics::counter!(name, "kind" => message::kind_name(kind)))
+        };
+        Metrics {
+            sent: by_kind("missive_messages_sent_total"),
+            delivered: by_kind("missive_messages_delivered_total"),
+            sync_calls: metrics::counter!("missive_sync_calls_total"),
+            sync_items: metrics::counter!("missive_sync_items_total"),
+            notify_requests: metrics::counter!("missive_notify_requests_total"),
+            write_retries: metrics::counter!("missive_versioned_write_retries_total"),
+        }
+    }
 }
 
 impl Logic {
@@ -208,6 +237,7 @@ impl Logic {
             names: message::NameCache::default(),
             activity: activity::Activity::new(config.stats_period.as_millis() as i64),
             totals: std::sync::Mutex::new(None),
+            metrics: Metrics::new(),
             deps,
             config,
         })
@@ -276,7 +306,7 @@ impl Logic {
     fn retry_after(&self, ctx: &Ctx, status: &Status, attempt: u32) -> bool {
         let retry = status.code == Code::Aborted && attempt + 1 < VERSIONED_WRITE_ATTEMPTS;
         if retry {
-            metrics::counter!("missive_versioned_write_retries_total").increment(1);
+            self.metrics.write_retries.increment(1);
             tracing::debug!(request_id = ctx.request_id, %status, "lost a race, retrying");
         }
         retry
@@ -314,7 +344,7 @@ impl Logic {
         {
             tracing::warn!(request_id = ctx.request_id, %status, "notify failed");
         } else {
-            metrics::counter!("missive_notify_requests_total").increment(count);
+            self.metrics.notify_requests.increment(count);
         }
     }
 }

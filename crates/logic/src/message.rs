@@ -108,8 +108,7 @@ impl Logic {
             .await?;
         if !stored.duplicate {
             let kind = MessageKind::try_from(message.kind).unwrap_or(MessageKind::Text);
-            metrics::counter!("missive_messages_sent_total", "kind" => kind_name(kind))
-                .increment(1);
+            self.metrics.sent[kind_index(kind)].increment(1);
             let origin = message.from_user_id;
             self.notify_written(ctx, &stored.written, DataType::Message, origin).await;
         }

@@ -107,14 +107,13 @@ impl Logic {
             }
             items.push(item);
         }
-        for (count, kind) in delivered.into_iter().zip(message::KINDS) {
+        for (count, counter) in delivered.into_iter().zip(&self.metrics.delivered) {
             if count > 0 {
-                metrics::counter!("missive_messages_delivered_total", "kind" => message::kind_name(kind))
-                    .increment(count);
+                counter.increment(count);
             }
         }
-        metrics::counter!("missive_sync_calls_total").increment(1);
-        metrics::counter!("missive_sync_items_total").increment(items.len() as u64);
+        self.metrics.sync_calls.increment(1);
+        self.metrics.sync_items.increment(items.len() as u64);
         Ok(SyncResponse { items, sync_key: self.sync_keys.seal(&key), more })
     }
 }

@@ -15,11 +15,11 @@
 //! level never falls into [`Priority::Critical`]: syncs deliver what is already stored, so
 //! refusing them only lets backlogs grow; they can still run out of time in the queue.
 
-use crate::{Code, Ctx, Priority, Status};
-use metrics::{Counter, Gauge, Histogram};
+use crate::{Code, Ctx, Latency, LazyHandles, Priority, Status};
+use metrics::{Counter, Gauge};
 use std::future::Future;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 // Tokio's clock, so that tests can run windows of virtual time.
@@ -63,11 +63,11 @@ impl Default for GuardConfig {
 struct MethodStats {
     name: &'static str,
     calls: Counter,
-    duration: Histogram,
+    duration: Latency,
     /// By priority (its number), made at the first shed: a series appears once it counts.
-    shed: [OnceLock<Counter>; Priority::ALL.len()],
+    shed: LazyHandles<Counter>,
     /// By status code (its number), made at a code's first error.
-    errors: [OnceLock<Counter>; Code::ALL.len()],
+    errors: LazyHandles<Counter>,
 }
 
 /// Guards one service; shared by every call of it.
@@ -86,11 +86,12 @@ impl Guard {
             .map(|&name| MethodStats {
                 name,
                 calls: metrics::counter!("missive_rpc_calls_total", "service" => service, "method" => name),
-                duration: metrics::histogram!(
-                    "missive_rpc_duration_seconds", "service" => service, "method" => name
+                duration: Latency::new(
+                    "missive_rpc_duration_seconds",
+                    &[("service", service), ("method", name)],
                 ),
-                shed: std::array::from_fn(|_| OnceLock::new()),
-                errors: std::array::from_fn(|_| OnceLock::new()),
+                shed: LazyHandles::new(Priority::ALL.len()),
+                errors: LazyHandles::new(Code::ALL.len()),
             })
             .collect();
         Guard {
@@ -112,7 +113,7 @@ impl Guard {
         let stats = &self.methods[method];
         stats.calls.increment(1);
         let result = self.admit_and_run(stats, ctx, started, work).await;
-        stats.duration.record(started.elapsed().as_secs_f64());
+        stats.duration.record(started.elapsed());
         if let Err(status) = &result {
             let code = status.code;
             let (service, method) = (self.service, stats.name);
@@ -126,8 +127,9 @@ impl Guard {
                 }
                 _ => tracing::debug!(request_id, service, method, %status, "call failed"),
             }
-            stats.errors[code as usize]
-                .get_or_init(|| {
+            stats
+                .errors
+                .get(code as usize, || {
                     metrics::counter!(
                         "missive_rpc_errors_total",
                         "service" => self.service,
@@ -152,8 +154,9 @@ impl Guard {
         }
         if !self.admission.admit(compound_priority(ctx)) {
             let priority = ctx.priority;
-            stats.shed[priority as usize]
-                .get_or_init(|| {
+            stats
+                .shed
+                .get(priority as usize, || {
                     metrics::counter!(
                         "missive_rpc_shed_total",
                         "service" => self.service,

@@ -15,6 +15,8 @@
 //! transport and the code generator. It knows nothing of storage or business logic.
 
 pub mod guard;
+pub mod handles;
+pub mod latency;
 #[cfg(feature = "prometheus")]
 pub mod recorder;
 pub mod remote;
@@ -25,6 +27,8 @@ pub mod timer;
 pub mod codegen;
 
 pub use guard::{Guard, GuardConfig};
+pub use handles::LazyHandles;
+pub use latency::Latency;
 pub use status::{Code, Status};
 pub use timer::Timer;
 

@@ -3,24 +3,35 @@
 //! renders it at its admin address; benchmarks install the same one, so that they measure
 //! the calls as the server makes them.
 
+use crate::latency;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
-/// Latency buckets in seconds, from 50 µs to 10 s, so histograms aggregate across nodes.
-const SECONDS_BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 10.0,
-];
 const COUNT_BUCKETS: &[f64] =
     &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0];
 
-/// Installs the process-wide metrics recorder once and returns its handle.
-pub fn install() -> PrometheusHandle {
+/// What renders the process's metrics: the exporter's and the [`latency`] histograms.
+#[derive(Clone)]
+pub struct Exposition(PrometheusHandle);
+
+impl Exposition {
+    /// Every metric in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut text = self.0.render();
+        text.push_str(&latency::render());
+        text
+    }
+}
+
+/// Installs the process-wide metrics recorder once (and turns the latency histograms on) and
+/// returns what renders them.
+pub fn install() -> Exposition {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
+    latency::enable();
+    let handle = HANDLE
         .get_or_init(|| {
             PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), latency::BOUNDS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Suffix("_ops".into()), COUNT_BUCKETS)
                 })
@@ -28,5 +39,6 @@ pub fn install() -> PrometheusHandle {
                 .install_recorder()
                 .expect("metrics recorder installs once")
         })
-        .clone()
+        .clone();
+    Exposition(handle)
 }

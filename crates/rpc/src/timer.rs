@@ -2,15 +2,15 @@
 //! the guard measures a call as its callers see it (queueing included); a timer measures the
 //! implementation alone, such as one storage backend's answer to one data type.
 
-use metrics::{Histogram, Label};
+use crate::Latency;
 
 /// One histogram per method of a service, looked up once.
 pub struct Timer {
-    durations: Vec<Histogram>,
+    durations: Vec<Latency>,
 }
 
 impl Timer {
-    /// Records into the histogram `metric`, labelled with `labels` and `method` (the
+    /// Records into the [`Latency`] histogram `metric`, labelled with `labels` and `method` (the
     /// method's name in the schema).
     pub fn new(
         metric: &'static str,
@@ -20,12 +20,9 @@ impl Timer {
         let durations = methods
             .iter()
             .map(|&method| {
-                let mut all: Vec<Label> = labels
-                    .iter()
-                    .map(|&(key, value)| Label::from_static_parts(key, value))
-                    .collect();
-                all.push(Label::from_static_parts("method", method));
-                metrics::histogram!(metric, all)
+                let mut all = labels.to_vec();
+                all.push(("method", method));
+                Latency::new(metric, &all)
             })
             .collect();
         Timer { durations }
@@ -36,7 +33,7 @@ impl Timer {
     pub async fn call<T>(&self, method: usize, work: impl Future<Output = T>) -> T {
         let started = std::time::Instant::now();
         let result = work.await;
-        self.durations[method].record(started.elapsed().as_secs_f64());
+        self.durations[method].record(started.elapsed());
         result
     }
 }

@@ -10,13 +10,13 @@ pub fn install(enabled: bool) -> Render {
     if !enabled {
         return Arc::new(String::new);
     }
-    let handle = missive_rpc::recorder::install();
+    let exposition = missive_rpc::recorder::install();
     describe();
     let process = metrics_process::Collector::default();
     process.describe();
     Arc::new(move || {
         process.collect();
-        handle.render()
+        exposition.render()
     })
 }
 
@@ -25,11 +25,13 @@ enum Kind {
     Counter,
     Gauge,
     Histogram,
+    /// A hot-path histogram of [`missive_rpc::Latency`].
+    Latency,
 }
 
 /// Every metric Missive records: kind, name, unit, help.
 const METRICS: &[(Kind, &str, Unit, &str)] = {
-    use Kind::{Counter, Gauge, Histogram};
+    use Kind::{Counter, Gauge, Histogram, Latency};
     use Unit::{Bytes, Count, Seconds};
     &[
         (
@@ -164,19 +166,19 @@ const METRICS: &[(Kind, &str, Unit, &str)] = {
         ),
         (Gauge, "missive_store_wal_pages", Count, "Pages in the embedded store's write-ahead log."),
         (
-            Histogram,
+            Latency,
             "missive_request_duration_seconds",
             Seconds,
             "Client request latency, by command.",
         ),
         (
-            Histogram,
+            Latency,
             "missive_rpc_duration_seconds",
             Seconds,
             "Service call latency, by service and method.",
         ),
         (
-            Histogram,
+            Latency,
             "missive_store_duration_seconds",
             Seconds,
             "Storage call latency in the store tier, by data type, backend and method.",
@@ -203,6 +205,7 @@ fn describe() {
             Kind::Counter => describe_counter!(name, unit, help),
             Kind::Gauge => describe_gauge!(name, unit, help),
             Kind::Histogram => describe_histogram!(name, unit, help),
+            Kind::Latency => missive_rpc::latency::describe(name, help),
         }
     }
 }

@@ -349,6 +349,8 @@ fn in_savepoint<T>(conn: &Connection, op: impl FnOnce(&Connection) -> Result<T>)
 
 fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>, batch_ops_max: usize) {
     let mut completions: Vec<Completion> = Vec::with_capacity(batch_ops_max);
+    let commit_ops = metrics::histogram!("missive_store_commit_ops");
+    let commit_seconds = metrics::histogram!("missive_store_commit_seconds");
     while let Some(first) = queue.blocking_recv() {
         let started = Instant::now();
         let began = conn.execute_batch("BEGIN IMMEDIATE");
@@ -390,8 +392,8 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>, batch_ops_max: u
         for completion in completions.drain(..) {
             completion(commit_error.as_ref());
         }
-        metrics::histogram!("missive_store_commit_ops").record(ops as f64);
-        metrics::histogram!("missive_store_commit_seconds").record(started.elapsed().as_secs_f64());
+        commit_ops.record(ops as f64);
+        commit_seconds.record(started.elapsed().as_secs_f64());
     }
     tracing::debug!("store writer stopped");
 }

@@ -54,7 +54,7 @@ fn every_metric_recorded_has_help_text() {
     let mut undescribed = Vec::new();
     for path in workspace_files().iter().filter(|p| !p.ends_with("telemetry.rs")) {
         let text = std::fs::read_to_string(path).unwrap();
-        for macro_call in ["counter!(", "gauge!(", "histogram!("] {
+        for macro_call in ["counter!(", "gauge!(", "histogram!(", "Latency::new("] {
             for (at, _) in text.match_indices(macro_call) {
                 // The name is the macro's first argument, possibly on the next line.
                 let rest = text[at + macro_call.len()..].trim_start();
