@@ -24,17 +24,11 @@ pub enum Format {
 pub struct Dispatcher {
     api: Arc<dyn ClientApi>,
     next_request_id: AtomicU64,
-    /// `missive_requests_total` by command and code ([`series`]).
+    /// `missive_requests_total` by command and code, the command's index times the number
+    /// of codes plus the code's.
     requests: LazyHandles<Counter>,
-    /// `missive_request_duration_seconds` by command (its number).
+    /// `missive_request_duration_seconds` by command index ([`command_index`]).
     durations: LazyHandles<Latency>,
-}
-
-/// The number of a command's series: commands are numbered below [`COMMANDS`].
-const COMMANDS: usize = Command::Notify as usize + 1;
-
-fn series(command: Command, code: Code) -> usize {
-    command as usize * Code::ALL.len() + code as usize
 }
 
 impl Dispatcher {
@@ -43,9 +37,9 @@ impl Dispatcher {
         // follows its request into every tier's logs) do not collide.
         Dispatcher {
             api,
-            next_request_id: AtomicU64::new(rand::random::<u64>() >> 1),
-            requests: LazyHandles::new(COMMANDS * Code::ALL.len()),
-            durations: LazyHandles::new(COMMANDS),
+            next_request_id: AtomicU64::new(missive_rpc::random_request_id()),
+            requests: LazyHandles::new(Command::ALL.len() * Code::ALL.len()),
+            durations: LazyHandles::new(Command::ALL.len()),
         }
     }
 
@@ -66,8 +60,7 @@ impl Dispatcher {
         format: Format,
     ) -> Result<Bytes, Status> {
         let api = &self.api;
-        let started = std::time::Instant::now();
-        let result = match command {
+        match command {
             Command::Ping => {
                 unary(body, format, |_: PingRequest| async {
                     Ok(PingResponse { server_time_ms: missive_rpc::unix_ms() })
@@ -106,42 +99,53 @@ impl Dispatcher {
             Command::Notify => {
                 Err(Status::new(Code::UnknownCommand, "notify is sent by the server only"))
             }
-        };
-        let code = result.as_ref().err().map_or(Code::Ok, |s| s.code);
+        }
+    }
+
+    /// Runs one client request, whatever its transport: under `timeout` (past it the answer
+    /// is DEADLINE_EXCEEDED), in a span naming its request id and command (so that every line
+    /// logged for it in this process names them), counted and timed by command and result.
+    /// A failure is logged here, once: at warn when the server is at fault, else at debug.
+    pub async fn run<T>(
+        &self,
+        request_id: u64,
+        command: Command,
+        timeout: std::time::Duration,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let started = std::time::Instant::now();
         let name = command.name();
+        let span = tracing::info_span!("request", request_id, command = name);
+        let result = within(timeout, call).instrument(span.clone()).await;
+        let code = result.as_ref().err().map_or(Code::Ok, |s| s.code);
+        let index = command_index(command);
         self.requests
-            .get(series(command, code), || {
+            .get(index * Code::ALL.len() + code as usize, || {
                 metrics::counter!("missive_requests_total", "command" => name, "code" => code.as_str())
             })
             .increment(1);
         self.durations
-            .get(command as usize, || {
-                Latency::new("missive_request_duration_seconds", &[("command", name)])
-            })
+            .get(index, || Latency::new("missive_request_duration_seconds", &[("command", name)]))
             .record(started.elapsed());
+        if let Err(status) = &result {
+            span.in_scope(|| match status.code {
+                Code::Internal | Code::Unavailable | Code::DeadlineExceeded => {
+                    tracing::warn!(%status, "request failed")
+                }
+                _ => tracing::debug!(%status, "request failed"),
+            });
+        }
         result
     }
 }
 
-/// Runs one request until `timeout`; past it the answer is DEADLINE_EXCEEDED. Every transport
-/// bounds its requests with this.
-/// Runs one client request in its span, so that every line logged for it in this process
-/// names its request id and command; a failure is logged at debug level (the tier that failed
-/// logs it at the level it deserves).
-pub async fn traced<T>(
-    request_id: u64,
-    command: Command,
-    call: impl Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
-    let span = tracing::info_span!("request", request_id, command = command.name());
-    let result = call.instrument(span.clone()).await;
-    if let Err(status) = &result {
-        span.in_scope(|| tracing::debug!(%status, "request failed"));
-    }
-    result
+/// A command's place in [`Command::ALL`], which numbers its metric series.
+fn command_index(command: Command) -> usize {
+    Command::ALL.iter().position(|c| *c == command).unwrap_or(0)
 }
 
-pub async fn within<T>(
+/// Runs one request until `timeout`; past it the answer is DEADLINE_EXCEEDED.
+async fn within<T>(
     timeout: std::time::Duration,
     call: impl Future<Output = Result<T, Status>>,
 ) -> Result<T, Status> {

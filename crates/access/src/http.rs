@@ -101,37 +101,28 @@ async fn short_link(
     if declared.is_some_and(|length| length > body_max) {
         return answer(too_large(), format);
     }
+    let Some(command) = Command::from_name(&name) else {
+        let status = Status::new(Code::UnknownCommand, format!("unknown command {name:?}"));
+        return answer(Err(status), format);
+    };
     // The whole request, body included, runs under the request deadline, so a client that
     // trickles its body holds nothing for long.
     let request_timeout = state.links.config().request_timeout;
-    let result = dispatch::within(request_timeout, async {
-        // Fails only past the limit (a chunked body) or when the peer vanished mid-body.
-        let Ok(body) = axum::body::to_bytes(body, body_max).await else {
-            return too_large();
-        };
-        short_link_call(&state, &name, &headers, &body, format).await
-    })
-    .await;
+    let mut ctx = request_ctx(&state, command);
+    let dispatcher = &state.links.shared().dispatcher;
+    let result = dispatcher
+        .run(ctx.request_id, command, request_timeout, async {
+            // Fails only past the limit (a chunked body) or when the peer vanished mid-body.
+            let Ok(body) = axum::body::to_bytes(body, body_max).await else {
+                return too_large();
+            };
+            if !command.allowed_anonymous() {
+                authenticate(&state, &headers, &mut ctx).await?;
+            }
+            dispatcher.dispatch(&ctx, command, &body, format).await
+        })
+        .await;
     answer(result, format)
-}
-
-async fn short_link_call(
-    state: &HttpState,
-    name: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-    format: Format,
-) -> Result<Bytes, Status> {
-    let command = Command::from_name(name)
-        .ok_or_else(|| Status::new(Code::UnknownCommand, format!("unknown command {name:?}")))?;
-    let mut ctx = request_ctx(state, command);
-    dispatch::traced(ctx.request_id, command, async {
-        if !command.allowed_anonymous() {
-            authenticate(state, headers, &mut ctx).await?;
-        }
-        state.links.shared().dispatcher.dispatch(&ctx, command, body, format).await
-    })
-    .await
 }
 
 fn request_ctx(state: &HttpState, command: Command) -> Ctx {
@@ -172,13 +163,14 @@ async fn download(
     headers: HeaderMap,
 ) -> Response {
     let request_timeout = state.links.config().request_timeout;
-    let result = dispatch::within(request_timeout, async {
-        let mut ctx = request_ctx(&state, Command::Download);
-        authenticate(&state, &headers, &mut ctx).await?;
-        let request = DownloadRequest { media_id };
-        state.links.shared().dispatcher.api().download(&ctx, request).await
-    })
-    .await;
+    let mut ctx = request_ctx(&state, Command::Download);
+    let dispatcher = &state.links.shared().dispatcher;
+    let result = dispatcher
+        .run(ctx.request_id, Command::Download, request_timeout, async {
+            authenticate(&state, &headers, &mut ctx).await?;
+            dispatcher.api().download(&ctx, DownloadRequest { media_id }).await
+        })
+        .await;
     let downloaded = match result {
         Ok(downloaded) => downloaded,
         Err(status) => return answer(Err(status), Format::Json),
@@ -200,6 +192,7 @@ async fn download(
 
 async fn websocket(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -> Response {
     let Some(slot) = state.links.try_slot() else {
+        tracing::warn!("connection limit reached; refusing a websocket");
         return answer(
             Err(Status::new(Code::Overloaded, "connection limit reached")),
             Format::Json,

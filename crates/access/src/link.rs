@@ -194,8 +194,8 @@ impl Link<'_> {
                 shared.dispatcher.dispatch(&ctx, command, &frame.body, Format::Protobuf).await
             }
         };
-        let call = dispatch::traced(ctx.request_id, command, call);
-        let result = dispatch::within(shared.config.request_timeout, call).await;
+        let timeout = shared.config.request_timeout;
+        let result = shared.dispatcher.run(ctx.request_id, command, timeout, call).await;
         match result {
             Ok(body) => {
                 let flow = if command == Command::Logout {

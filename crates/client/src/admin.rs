@@ -4,10 +4,13 @@
 use crate::ClientError;
 use crate::link::answer_code;
 use missive_proto::admin::*;
-use missive_rpc::Code;
 use reqwest::{Method, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// How long one call may take, connecting included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A client of one node's admin API.
 pub struct AdminClient {
@@ -19,11 +22,16 @@ pub struct AdminClient {
 impl AdminClient {
     /// `base` is the admin address as a URL (`http://127.0.0.1:7390`).
     pub fn new(base: &str, token: &str) -> Result<AdminClient, ClientError> {
+        let bad = || ClientError::BadAdminUrl(base.to_string());
         let base = Url::parse(base)
             .ok()
             .filter(|url| url.scheme() == "http" && !url.cannot_be_a_base())
-            .ok_or_else(|| ClientError::BadUrl(base.to_string()))?;
-        Ok(AdminClient { base, token: token.to_string(), http: reqwest::Client::new() })
+            .ok_or_else(bad)?;
+        let http = reqwest::Client::builder()
+            .timeout(CALL_TIMEOUT)
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(AdminClient { base, token: token.to_string(), http })
     }
 
     /// Users whose username or nickname contains `query` (everyone when empty), by id, after
@@ -98,6 +106,10 @@ impl AdminClient {
         query: &[(&str, String)],
         body: Option<impl Serialize>,
     ) -> Result<T, ClientError> {
+        // A URL drops `.` and `..` segments: `users/..` would be another call.
+        if let Some(name) = path.iter().find(|s| s.is_empty() || **s == "." || **s == "..") {
+            return Err(ClientError::BadArgument(format!("{name:?} names no user or group")));
+        }
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|()| ClientError::BadUrl(self.base.to_string()))?
@@ -118,9 +130,14 @@ impl AdminClient {
         if status.is_success() {
             return serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()));
         }
+        let Some(code) = code else {
+            // Not the admin API's answer: a node without it, or another server on the port.
+            let text = String::from_utf8_lossy(&body);
+            return Err(ClientError::Protocol(format!("HTTP {status} without a code: {text}")));
+        };
         let message = serde_json::from_slice::<missive_proto::client::Error>(&body)
             .map(|error| error.message)
             .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-        Err(ClientError::Server { code: code.unwrap_or(Code::Internal), message })
+        Err(ClientError::Server { code, message })
     }
 }

@@ -46,6 +46,10 @@ pub enum ClientError {
     Closed,
     #[error("bad server url {0:?}: use tcp://HOST:PORT, ws://HOST:PORT/ws or http://HOST:PORT")]
     BadUrl(String),
+    #[error("bad admin url {0:?}: use http://HOST:PORT")]
+    BadAdminUrl(String),
+    #[error("{0}")]
+    BadArgument(String),
 }
 
 impl ClientError {

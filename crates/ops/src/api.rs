@@ -85,7 +85,7 @@ impl FromRequestParts<Api> for Call {
             Some(token) if api.token.matches(token) => Ok(Call {
                 admin: api.admin.clone(),
                 address,
-                ctx: Ctx::new(rand::random()).with_timeout(CALL_TIMEOUT),
+                ctx: Ctx::new(missive_rpc::random_request_id()).with_timeout(CALL_TIMEOUT),
             }),
             Some(_) => {
                 tracing::warn!(%address, "admin call with a wrong credential");

@@ -116,7 +116,7 @@ async fn totals(State(ops): State<Arc<Ops>>) -> Response {
         "counted_at_ms": null,
     });
     if let Some(admin) = &ops.admin {
-        let ctx = Ctx::new(rand::random()).with_timeout(TOTALS_TIMEOUT);
+        let ctx = Ctx::new(missive_rpc::random_request_id()).with_timeout(TOTALS_TIMEOUT);
         match admin.totals(&ctx, TotalsRequest {}).await {
             Ok(totals) => {
                 body["registered_users"] = totals.registered_users.into();

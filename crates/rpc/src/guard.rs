@@ -116,17 +116,10 @@ impl Guard {
         stats.duration.record(started.elapsed());
         if let Err(status) = &result {
             let code = status.code;
+            // The path of a failure, tier by tier. Where it arose logs it at its level, and
+            // the access node logs the request's failure once.
             let (service, method) = (self.service, stats.name);
-            let request_id = ctx.request_id;
-            match code {
-                Code::Internal => {
-                    tracing::error!(request_id, service, method, %status, "call failed")
-                }
-                Code::Unavailable | Code::DeadlineExceeded => {
-                    tracing::warn!(request_id, service, method, %status, "call failed")
-                }
-                _ => tracing::debug!(request_id, service, method, %status, "call failed"),
-            }
+            tracing::debug!(request_id = ctx.request_id, service, method, %status, "call failed");
             stats
                 .errors
                 .get(code as usize, || {

@@ -42,6 +42,12 @@ pub fn unix_ms() -> i64 {
     now.map_or(0, |d| d.as_millis() as i64)
 }
 
+/// A fresh request id: random, below 2^52 so that JSON log tools (which read numbers as
+/// doubles) keep it exact even after an access node has counted up from it for a long time.
+pub fn random_request_id() -> u64 {
+    rand::random::<u64>() >> 12
+}
+
 /// Who is calling, once the access layer has authenticated a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {

@@ -210,6 +210,28 @@ async fn missive_cli_admin_runs_every_operator_command() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("unauthenticated"), "{stderr}");
 
+    // Another HTTP server on the port: its answer is not mistaken for the admin API's.
+    // (a thread: the runtime is blocked while the CLI runs)
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_url = format!("http://{}", other.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut socket in other.incoming().flatten() {
+            let mut request = [0u8; 1024];
+            let _ = std::io::Read::read(&mut socket, &mut request);
+            let answer = "HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot here\n";
+            let _ = std::io::Write::write_all(&mut socket, answer.as_bytes());
+        }
+    });
+    let elsewhere = std::process::Command::new(cli_binary())
+        .args(["admin", "--admin", &other_url, "--admin-token", "x".repeat(20).as_str()])
+        .args(["users"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&elsewhere.stderr);
+    assert!(stderr.contains("HTTP 404 Not Found without a code"), "{stderr}");
+    let dots = admin_cli(&server, &["user", ".."]);
+    assert!(!dots.ok && dots.stderr.contains("names no user"), "{}", dots.stderr);
+
     let found = admin_cli(&server, &["users", "ali"]);
     assert!(found.ok, "{}", found.stderr);
     assert_eq!(found.stdout.lines().count(), 1, "{}", found.stdout);
