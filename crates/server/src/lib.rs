@@ -362,38 +362,26 @@ impl Stores {
     where
         S: AccountStore + ContactStore + MessageStore + GroupStore + SeqStore + OpsStore,
     {
-        const METRIC: &str = "missive_store_duration_seconds";
-        let labels = |data_type| [("data_type", data_type), ("backend", backend)];
+        // A store's calls timed under `labels`, then guarded.
+        macro_rules! layered {
+            ($guarded:ident, $timed:ident, $store:expr, $labels:expr) => {
+                $guarded::new(
+                    $timed::new($store, "missive_store_duration_seconds", &$labels),
+                    guard,
+                )
+            };
+        }
+        let of = |data_type| [("data_type", data_type), ("backend", backend)];
+        let file = [("data_type", "media"), ("backend", "file")];
+        let shared = || store.clone();
         Stores {
-            accounts: AccountStoreGuarded::new(
-                AccountStoreTimed::new(store.clone(), METRIC, &labels("account")),
-                guard,
-            ),
-            contacts: ContactStoreGuarded::new(
-                ContactStoreTimed::new(store.clone(), METRIC, &labels("contact")),
-                guard,
-            ),
-            messages: MessageStoreGuarded::new(
-                MessageStoreTimed::new(store.clone(), METRIC, &labels("message")),
-                guard,
-            ),
-            groups: GroupStoreGuarded::new(
-                GroupStoreTimed::new(store.clone(), METRIC, &labels("group")),
-                guard,
-            ),
-            media: MediaStoreGuarded::new(
-                MediaStoreTimed::new(
-                    Arc::new(media),
-                    METRIC,
-                    &[("data_type", "media"), ("backend", "file")],
-                ),
-                guard,
-            ),
-            seq: SeqStoreGuarded::new(
-                SeqStoreTimed::new(store.clone(), METRIC, &labels("seq")),
-                guard,
-            ),
-            ops: OpsStoreGuarded::new(OpsStoreTimed::new(store, METRIC, &labels("ops")), guard),
+            accounts: layered!(AccountStoreGuarded, AccountStoreTimed, shared(), of("account")),
+            contacts: layered!(ContactStoreGuarded, ContactStoreTimed, shared(), of("contact")),
+            messages: layered!(MessageStoreGuarded, MessageStoreTimed, shared(), of("message")),
+            groups: layered!(GroupStoreGuarded, GroupStoreTimed, shared(), of("group")),
+            media: layered!(MediaStoreGuarded, MediaStoreTimed, Arc::new(media), file),
+            seq: layered!(SeqStoreGuarded, SeqStoreTimed, shared(), of("seq")),
+            ops: layered!(OpsStoreGuarded, OpsStoreTimed, shared(), of("ops")),
         }
     }
 }

@@ -256,17 +256,21 @@ pub struct Output {
     pub stderr: String,
 }
 
+impl Output {
+    /// Runs `command` to its end.
+    pub fn of(command: &mut Command) -> Output {
+        let output = command.output().expect("the command runs");
+        Output {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
 /// Runs `missive-cli --server URL --profile DIR ARGS...`.
 pub fn cli(server: &str, profile: &Path, args: &[&str]) -> Output {
-    let output = Command::new(cli_binary())
-        .args(["--server", server, "--profile"])
-        .arg(profile)
-        .args(args)
-        .output()
-        .expect("missive-cli runs");
-    Output {
-        ok: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    Output::of(
+        Command::new(cli_binary()).args(["--server", server, "--profile"]).arg(profile).args(args),
+    )
 }

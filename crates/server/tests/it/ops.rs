@@ -43,18 +43,13 @@ async fn admin(
 
 /// Runs `missive-cli admin` against the server's admin address with the server's token file.
 fn admin_cli(server: &Server, args: &[&str]) -> Output {
-    let output = std::process::Command::new(cli_binary())
-        .args(["admin", "--admin", &server.admin, "--admin-token-file"])
-        .arg(server.data.join("admin.token"))
-        .args(args)
-        .env_remove("MISSIVE_ADMIN_TOKEN")
-        .output()
-        .expect("missive-cli runs");
-    Output {
-        ok: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    Output::of(
+        std::process::Command::new(cli_binary())
+            .args(["admin", "--admin", &server.admin, "--admin-token-file"])
+            .arg(server.data.join("admin.token"))
+            .args(args)
+            .env_remove("MISSIVE_ADMIN_TOKEN"),
+    )
 }
 
 /// Pings until the server has closed the client's link; returns the error it saw.
