@@ -105,7 +105,8 @@ impl Dispatcher {
     /// Runs one client request, whatever its transport: under `timeout` (past it the answer
     /// is DEADLINE_EXCEEDED), in a span naming its request id and command (so that every line
     /// logged for it in this process names them), counted and timed by command and result.
-    /// A failure is logged here, once: at warn when the server is at fault, else at debug.
+    /// A failure is logged here, once: at error for INTERNAL (a bug or an unexpected failure,
+    /// whose message says where), at warn for UNAVAILABLE and DEADLINE_EXCEEDED, else at debug.
     pub async fn run<T>(
         &self,
         request_id: u64,
@@ -129,7 +130,8 @@ impl Dispatcher {
             .record(started.elapsed());
         if let Err(status) = &result {
             span.in_scope(|| match status.code {
-                Code::Internal | Code::Unavailable | Code::DeadlineExceeded => {
+                Code::Internal => tracing::error!(%status, "request failed"),
+                Code::Unavailable | Code::DeadlineExceeded => {
                     tracing::warn!(%status, "request failed")
                 }
                 _ => tracing::debug!(%status, "request failed"),
