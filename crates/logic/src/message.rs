@@ -298,8 +298,7 @@ impl Logic {
             recalled: true,
             ..original.clone()
         };
-        let replace = ReplaceMessageRequest { message: Some(recalled), holders: audience.clone() };
-        self.deps.messages.replace(ctx, replace).await?;
+        self.deps.messages.replace(ctx, ReplaceMessageRequest { message: Some(recalled) }).await?;
         let notice = Message {
             from_user_id: caller.user_id,
             from: original.from.clone(),

@@ -12,8 +12,8 @@ use missive_proto::internal::{
 use missive_rpc::{Ctx, Status};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-fn count(conn: &Connection, sql: &str) -> Result<u64> {
-    Ok(conn.prepare_cached(sql)?.query_row([], |row| row.get(0))?)
+fn count(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<u64> {
+    Ok(conn.prepare_cached(sql)?.query_row(params, |row| row.get(0))?)
 }
 
 macro_rules! period_columns {
@@ -53,14 +53,13 @@ fn period(conn: &Connection, start_ms: i64) -> Result<Option<PeriodStats>> {
 fn compute(conn: &Connection, req: &ClosePeriodRequest) -> Result<PeriodStats> {
     let start = req.start_ms;
     let end = start + i64::from(req.period_s) * 1000;
-    let registered_users: u64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM accounts WHERE created_at_ms < ?1")?
-        .query_row([end], |row| row.get(0))?;
-    let new_registrations: u64 = conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM accounts WHERE created_at_ms >= ?1 AND created_at_ms < ?2",
-        )?
-        .query_row([start, end], |row| row.get(0))?;
+    let registered_users =
+        count(conn, "SELECT COUNT(*) FROM accounts WHERE created_at_ms < ?1", [end])?;
+    let new_registrations = count(
+        conn,
+        "SELECT COUNT(*) FROM accounts WHERE created_at_ms >= ?1 AND created_at_ms < ?2",
+        [start, end],
+    )?;
     // Summed over nodes per slot; then the slots give the peak and the average online.
     let (online_peak, online_average, samples, messages_sent, messages_delivered): (
         Option<u64>,
@@ -78,9 +77,8 @@ fn compute(conn: &Connection, req: &ClosePeriodRequest) -> Result<PeriodStats> {
         .query_row([start, end], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
         })?;
-    let active_users: u64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM ops_active WHERE period_start_ms = ?1")?
-        .query_row([start], |row| row.get(0))?;
+    let active_users =
+        count(conn, "SELECT COUNT(*) FROM ops_active WHERE period_start_ms = ?1", [start])?;
     Ok(PeriodStats {
         start_ms: start,
         period_s: req.period_s,
@@ -100,10 +98,10 @@ impl OpsStore for EmbeddedStore {
     async fn totals(&self, _: &Ctx, _: Empty) -> Result<TotalsResponse, Status> {
         self.read_scan(|conn| {
             Ok(TotalsResponse {
-                registered_users: count(conn, "SELECT COUNT(*) FROM accounts")?,
-                groups: count(conn, "SELECT COUNT(*) FROM groups")?,
-                messages: count(conn, "SELECT COUNT(*) FROM messages")?,
-                inbox_entries: count(conn, "SELECT COUNT(*) FROM inbox")?,
+                registered_users: count(conn, "SELECT COUNT(*) FROM accounts", [])?,
+                groups: count(conn, "SELECT COUNT(*) FROM groups", [])?,
+                messages: count(conn, "SELECT COUNT(*) FROM messages", [])?,
+                inbox_entries: count(conn, "SELECT COUNT(*) FROM inbox", [])?,
                 ..TotalsResponse::default()
             })
         })

@@ -93,9 +93,15 @@ impl SqlStore {
         acks.sort_by_key(|ack| (ack.user_id, ack.device_id));
         let mut tx = shard.pool.begin().await?;
         let mut locked = None;
+        // The user whose sessions moved, and when the latest of them was acknowledged: one
+        // delivery mark per user (marks only grow), written once the user's acks are done.
+        let mut moved_at: Option<(i64, i64)> = None;
         for ack in acks {
             let user_id = db_id(ack.user_id, "session")?;
             if locked != Some(user_id) {
+                if let Some((user, at_ms)) = moved_at.take() {
+                    self.mark_delivery(&mut tx, user, at_ms).await?;
+                }
                 self.lock_sessions(&mut tx, user_id).await?;
                 locked = Some(user_id);
             }
@@ -107,8 +113,12 @@ impl SqlStore {
                 .execute(&mut *tx)
                 .await?;
             if moved.rows_affected() > 0 {
-                self.mark_delivery(&mut tx, user_id, ack.at_ms).await?;
+                let at_ms = moved_at.map_or(ack.at_ms, |(_, at)| at.max(ack.at_ms));
+                moved_at = Some((user_id, at_ms));
             }
+        }
+        if let Some((user, at_ms)) = moved_at {
+            self.mark_delivery(&mut tx, user, at_ms).await?;
         }
         tx.commit().await?;
         Ok(())

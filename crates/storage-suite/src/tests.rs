@@ -564,8 +564,8 @@ pub async fn messages_keep_their_extra_fields_and_can_be_replaced(fixture: &impl
         recalled: true,
         ..rich.clone()
     };
-    let replace = ReplaceMessageRequest { message: Some(recalled.clone()), holders: users.clone() };
-    store.replace(CTX, replace).await.unwrap();
+    // Every holder's copy changes, on every shard, without the caller naming them.
+    store.replace(CTX, ReplaceMessageRequest { message: Some(recalled.clone()) }).await.unwrap();
     // Both what a running store answers (caches included) and what it reopens with.
     for &user in &users {
         let page = store
@@ -588,7 +588,7 @@ pub async fn messages_keep_their_extra_fields_and_can_be_replaced(fixture: &impl
         assert_eq!(page.items[0].message.as_ref(), Some(&recalled), "user {user}");
     }
     let unknown = Message { id: id + 1_000_000, ..recalled };
-    let replace = ReplaceMessageRequest { message: Some(unknown), holders: users.clone() };
+    let replace = ReplaceMessageRequest { message: Some(unknown) };
     assert_eq!(store.replace(CTX, replace).await.unwrap_err().code, Code::NotFound);
 }
 
