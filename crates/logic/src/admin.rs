@@ -10,7 +10,8 @@ use missive_proto::internal::{
     AccountRecord, Empty, KickTarget, NotifyRequest, RevokeSessionRequest, UserRef, UsernameRef,
 };
 use missive_rpc::{Code, Ctx, Status};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Pages of users and audit entries hold this many by default, and at most `PAGE_MAX`.
 const PAGE_DEFAULT: u32 = 100;
@@ -45,7 +46,8 @@ impl Logic {
         found.map_err(|s| s.translate(Code::NotFound, || Status::not_found("no such user")))
     }
 
-    /// [`user_named`](Self::user_named)'s id, read only when the user is named by username.
+    /// [`user_named`](Self::user_named)'s id: the id given, or the username's through the
+    /// name cache.
     async fn user_id_named(
         &self,
         ctx: &Ctx,
@@ -53,7 +55,10 @@ impl Logic {
         username: String,
     ) -> Result<u64, Status> {
         match user_id {
-            0 => Ok(self.user_named(ctx, 0, username).await?.user_id),
+            0 => self
+                .user_id_of(ctx, &username)
+                .await
+                .map_err(|s| s.translate(Code::NotFound, || Status::not_found("no such user"))),
             id => Ok(id),
         }
     }
@@ -74,10 +79,23 @@ impl Logic {
         Ok(())
     }
 
-    /// Keeps the store's totals (and their gauges) no older than `totals_max_age`.
-    pub async fn count_store(&self) {
-        if let Err(status) = self.store_totals(&Ctx::new(0)).await {
-            tracing::warn!(%status, "counting the store failed");
+    /// Keeps the store's totals (and their gauges) no older than `totals_max_age` until
+    /// `shutdown`: a task of its own, since counting scans tables and must not hold up the
+    /// janitor's acknowledgements.
+    pub async fn run_counter(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        let mut tick =
+            tokio::time::interval(self.config.totals_max_age.max(Duration::from_secs(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(status) = self.store_totals(&Ctx::new(0)).await {
+                        tracing::warn!(%status, "counting the store failed");
+                    }
+                }
+                () = &mut shutdown => break,
+            }
         }
     }
 

@@ -185,11 +185,11 @@ impl Logic {
                 | Action::AdminRemoved
                 | Action::OwnerChanged
         );
-        let mut targets = Vec::new();
-        for &id in event.target_ids.iter().filter(|_| named) {
-            targets.push(self.nickname_of(ctx, id).await?);
-        }
-        let targets = targets.join(", ");
+        let targets = futures_util::future::try_join_all(
+            event.target_ids.iter().filter(|_| named).map(|&id| self.nickname_of(ctx, id)),
+        )
+        .await?
+        .join(", ");
         let value = &event.value;
         Ok(match action {
             Action::Created => format!("{actor} created the group \"{value}\""),

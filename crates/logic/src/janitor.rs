@@ -101,7 +101,6 @@ impl Logic {
                     self.flush_acks().await;
                     self.flush_activity().await;
                     self.collect_garbage().await;
-                    self.count_store().await;
                 }
                 () = &mut shutdown => break,
             }
