@@ -41,8 +41,7 @@
   const AXIS_TEXT = '#5b6675';
   const GRID = '#e9edf2';
 
-  // Totals shown as cards, in this order. Numeric keys not listed here are
-  // appended with a label derived from the key.
+  // Totals shown as cards, in this order (the keys of /dashboard/api/totals).
   const TOTALS = [
     ['online', 'Online devices'],
     ['registered_users', 'Registered users'],
@@ -52,7 +51,6 @@
     ['messages_sent', 'Messages sent'],
     ['messages_delivered', 'Messages delivered'],
   ];
-  const TOTALS_NOT_CARDS = new Set(['node', 'counted_at_ms']);
 
   // Charts fed from `series`. Each entry: [series key, legend label, palette slot].
   const FIXED_CHARTS = [
@@ -100,9 +98,8 @@
 
   // ---- formatting --------------------------------------------------------
 
-  const intFmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+  const numberFmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
   const smallFmt = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 3 });
-  const rateFmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
   const axisFmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 3 });
   const compactFmt = new Intl.NumberFormat(undefined, {
     notation: 'compact',
@@ -117,22 +114,17 @@
   const legendTimeFmt = uPlot.fmtDate('{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}');
 
   function fmtTotal(v) {
-    return v == null ? DASH : intFmt.format(v);
+    return v == null ? DASH : numberFmt.format(v);
   }
 
   function fmtValue(v) {
     if (v == null || !Number.isFinite(v)) return DASH;
-    return Math.abs(v) < 1 && v !== 0 ? smallFmt.format(v) : rateFmt.format(v);
+    return Math.abs(v) < 1 && v !== 0 ? smallFmt.format(v) : numberFmt.format(v);
   }
 
   function fmtAxis(v) {
     if (v == null) return '';
     return Math.abs(v) >= 10000 ? compactFmt.format(v) : axisFmt.format(v);
-  }
-
-  function labelFromKey(key) {
-    const s = key.replace(/_/g, ' ');
-    return s.charAt(0).toUpperCase() + s.slice(1);
   }
 
   // ---- DOM helpers -------------------------------------------------------
@@ -192,23 +184,8 @@
       throw new Error('totals: response is not a JSON object');
     }
     setNode(t.node);
-    const known = new Set();
     for (const [key, label] of TOTALS) {
-      known.add(key);
       setCard(key, label, t[key]);
-    }
-    for (const [key, value] of Object.entries(t)) {
-      if (known.has(key) || TOTALS_NOT_CARDS.has(key)) continue;
-      if (value === null || typeof value === 'number') {
-        known.add(key);
-        setCard(key, labelFromKey(key), value);
-      }
-    }
-    for (const [key, el] of cards) {
-      if (!known.has(key)) {
-        el.remove();
-        cards.delete(key);
-      }
     }
     const at = t.counted_at_ms;
     countedEl.textContent =

@@ -1,8 +1,8 @@
 //! The dashboard: a page with live curves and the current totals, its vendored charting
 //! library (uPlot, see `assets/README.md`), and the JSON it reads.
 
-use crate::Ops;
-use crate::exposition::{self, sum};
+use crate::exposition;
+use crate::{Ops, sampler};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -82,15 +82,6 @@ async fn series(State(ops): State<Arc<Ops>>, Query(query): Query<RangeQuery>) ->
             }
         }
     }
-    // Every service has both figures, so the page can draw both charts.
-    let empty = serde_json::to_value(vec![Value::Null; range.times.len()]).unwrap_or_default();
-    for figures in rpc.values_mut() {
-        if let Value::Object(figures) = figures {
-            for figure in ["calls_per_s", "p99_ms"] {
-                figures.entry(figure).or_insert_with(|| empty.clone());
-            }
-        }
-    }
     no_store(serde_json::json!({
         "node": ops.config.node_id,
         "range": range.range,
@@ -103,19 +94,20 @@ async fn series(State(ops): State<Arc<Ops>>, Query(query): Query<RangeQuery>) ->
 
 /// This node's figures and, where the logic tier is reachable, the store's totals.
 async fn totals(State(ops): State<Arc<Ops>>) -> Response {
-    let samples = exposition::parse(&(ops.render)());
+    let samples = exposition::parse(&(ops.renders.figures)());
+    let (messages_sent, messages_delivered) = sampler::messages(&samples);
     let mut body = serde_json::json!({
         "node": ops.config.node_id,
-        "online": crate::sampler::online(&samples),
-        "messages_sent": sum(&samples, "missive_messages_sent_total", |_| true),
-        "messages_delivered": sum(&samples, "missive_messages_delivered_total", |_| true),
+        "online": sampler::online(&samples),
+        "messages_sent": messages_sent,
+        "messages_delivered": messages_delivered,
         "registered_users": null,
         "groups": null,
         "messages": null,
         "inbox_entries": null,
         "counted_at_ms": null,
     });
-    if let Some(admin) = &ops.admin {
+    if let Some((admin, _)) = &ops.admin {
         let ctx = Ctx::new(missive_rpc::random_request_id()).with_timeout(TOTALS_TIMEOUT);
         match admin.totals(&ctx, TotalsRequest {}).await {
             Ok(totals) => {

@@ -21,8 +21,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Renders the process's metrics as Prometheus text.
+/// Renders metrics as Prometheus text.
 pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// What renders this node's metrics: all of them for `/metrics`, and Missive's own figures
+/// (without the process figures, whose collection lists every open file) for the readers
+/// inside the process: the dashboard and the statistics' samples.
+#[derive(Clone)]
+pub struct Renders {
+    pub metrics: Render,
+    pub figures: Render,
+}
 
 /// The admin credential, kept only as its hash.
 pub struct AdminToken([u8; 32]);
@@ -43,54 +52,51 @@ impl AdminToken {
 pub struct OpsConfig {
     /// This node's name, shown on the dashboard and keyed in the statistics' samples.
     pub node_id: String,
-    /// How often the dashboard's curves take a point.
+    /// How often the dashboard's curves take a point (at least a second).
     pub sample_interval: Duration,
-    /// The statistics period; nodes sample their figures 60 times per period.
-    pub stats_period: Duration,
     /// Where the curves are saved, so a restart does not blank them.
-    pub series_file: Option<PathBuf>,
+    pub series_file: PathBuf,
 }
 
 /// What every node serves at its admin address.
 pub struct Ops {
     config: OpsConfig,
-    render: Render,
-    /// The logic tier's admin service, where this node reaches one.
-    admin: Option<Arc<dyn Admin>>,
-    token: Arc<AdminToken>,
+    renders: Renders,
+    /// The logic tier's admin service and the credential it takes, where this node reaches
+    /// one.
+    admin: Option<(Arc<dyn Admin>, Arc<AdminToken>)>,
     series: Mutex<series::Series>,
 }
 
 impl Ops {
     pub fn new(
-        config: OpsConfig,
-        render: Render,
-        admin: Option<Arc<dyn Admin>>,
-        token: AdminToken,
+        mut config: OpsConfig,
+        renders: Renders,
+        admin: Option<(Arc<dyn Admin>, AdminToken)>,
     ) -> Arc<Ops> {
-        let sample_s = config.sample_interval.as_secs().max(1);
-        let loaded =
-            config.series_file.as_deref().and_then(|path| series::Series::load(path, sample_s));
-        let series = match loaded {
+        config.sample_interval = config.sample_interval.max(Duration::from_secs(1));
+        let sample_s = config.sample_interval.as_secs();
+        let series = match series::Series::load(&config.series_file, sample_s) {
             Some(mut series) => {
                 series.gap(dashboard::now_s());
                 series
             }
             None => series::Series::new(sample_s),
         };
-        Arc::new(Ops { config, render, admin, token: Arc::new(token), series: Mutex::new(series) })
+        let admin = admin.map(|(admin, token)| (admin, Arc::new(token)));
+        Arc::new(Ops { config, renders, admin, series: Mutex::new(series) })
     }
 
     /// `/healthz`, `/metrics`, the dashboard and, where the logic tier is reachable, the
     /// admin API.
     pub fn router(self: &Arc<Self>) -> axum::Router {
-        let render = self.render.clone();
+        let render = self.renders.metrics.clone();
         let mut router = axum::Router::new()
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/metrics", get(move || async move { render() }))
             .merge(dashboard::router(self.clone()));
-        if let Some(admin) = &self.admin {
-            router = router.merge(api::router(admin.clone(), self.token.clone()));
+        if let Some((admin, token)) = &self.admin {
+            router = router.merge(api::router(admin.clone(), token.clone()));
         }
         router
     }
@@ -98,8 +104,8 @@ impl Ops {
     /// Takes the dashboard's points until `shutdown`, saving the curves every minute and at
     /// the end.
     pub async fn run_sampler(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
-        let interval = self.config.sample_interval.max(Duration::from_secs(1));
-        let save_every = (60 / interval.as_secs().max(1)).max(1);
+        let interval = self.config.sample_interval;
+        let save_every = (60 / interval.as_secs()).max(1);
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -110,7 +116,7 @@ impl Ops {
                 _ = tick.tick() => {}
                 () = &mut shutdown => break,
             }
-            let samples = exposition::parse(&(self.render)());
+            let samples = exposition::parse(&(self.renders.figures)());
             let counts = sampler::Counts::of(&samples);
             let now = tokio::time::Instant::now();
             if let Some((at, before)) = &previous {
@@ -128,7 +134,7 @@ impl Ops {
     }
 
     fn save(&self) {
-        let Some(path) = &self.config.series_file else { return };
+        let path = &self.config.series_file;
         let series = self.series.lock().expect("series").clone();
         if let Err(error) = series.save(path) {
             tracing::warn!(path = %path.display(), %error, "saving the curves failed");

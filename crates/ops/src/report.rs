@@ -124,27 +124,19 @@ impl Reporter {
     }
 }
 
-fn smtp_transport(url: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, ReportError> {
-    let bad = |why: &str| ReportError::SmtpUrl(url.to_string(), why.to_string());
-    let rest = url.strip_prefix("smtp://").ok_or_else(|| bad("use smtp://host[:port]"))?;
-    let (credentials, host_port) = match rest.rsplit_once('@') {
-        Some((credentials, host_port)) => (Some(credentials), host_port),
-        None => (None, rest),
-    };
-    let host_port = host_port.trim_end_matches('/');
-    let (host, port) = match host_port.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse::<u16>().map_err(|_| bad("bad port"))?),
-        None => (host_port, 25),
-    };
-    if host.is_empty() {
-        return Err(bad("no host"));
+fn smtp_transport(text: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, ReportError> {
+    let bad = |why: &str| ReportError::SmtpUrl(text.to_string(), why.to_string());
+    let url = reqwest::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+    if url.scheme() != "smtp" {
+        return Err(bad("use smtp://host[:port]"));
     }
+    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| bad("no host"))?;
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-        .port(port)
+        .port(url.port().unwrap_or(25))
         .timeout(Some(DELIVERY_TIMEOUT));
-    if let Some(credentials) = credentials {
-        let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
-        builder = builder.credentials(Credentials::new(user.into(), password.into()));
+    if !url.username().is_empty() {
+        let password = url.password().unwrap_or("");
+        builder = builder.credentials(Credentials::new(url.username().into(), password.into()));
     }
     Ok(builder.build())
 }

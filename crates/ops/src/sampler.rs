@@ -28,6 +28,14 @@ fn counts(metric: &str, sample: &Sample) -> bool {
         || sample.label("code").is_some_and(|c| FAILURES.contains(&c))
 }
 
+/// Messages sent and delivered on this node since it started.
+pub fn messages(samples: &[Sample]) -> (f64, f64) {
+    (
+        sum(samples, "missive_messages_sent_total", |_| true),
+        sum(samples, "missive_messages_delivered_total", |_| true),
+    )
+}
+
 /// Long-link devices online on this node.
 pub fn online(samples: &[Sample]) -> f64 {
     sum(samples, "missive_online_devices", |_| true)

@@ -4,7 +4,7 @@
 //! it: the store adds the samples up over nodes, counts registrations and active users, and
 //! keeps the row. The node whose call wrote the row delivers the report.
 
-use crate::exposition::{self, sum};
+use crate::exposition;
 use crate::report::Reporter;
 use crate::{Render, sampler};
 use missive_proto::admin::{Admin, NodeSample};
@@ -43,13 +43,7 @@ pub async fn report_samples(
     shutdown: impl Future<Output = ()>,
 ) {
     let slot = slot(period);
-    let messages = |samples: &[exposition::Sample]| {
-        (
-            sum(samples, "missive_messages_sent_total", |_| true),
-            sum(samples, "missive_messages_delivered_total", |_| true),
-        )
-    };
-    let mut previous = messages(&exposition::parse(&render()));
+    let mut previous = sampler::messages(&exposition::parse(&render()));
     tokio::pin!(shutdown);
     loop {
         let boundary = tokio::select! {
@@ -57,7 +51,7 @@ pub async fn report_samples(
             () = &mut shutdown => return,
         };
         let samples = exposition::parse(&render());
-        let now = messages(&samples);
+        let now = sampler::messages(&samples);
         let sample = NodeSample {
             node: node.clone(),
             slot_ms: boundary - slot.as_millis() as i64,

@@ -62,7 +62,10 @@ pub async fn run(
     shutdown: CancellationToken,
     on_bound: impl FnOnce(Bound),
 ) -> anyhow::Result<()> {
-    let render = telemetry::install(settings.metrics);
+    // Every role keeps something here: the store its data, every node its dashboard curves.
+    std::fs::create_dir_all(&settings.data)
+        .with_context(|| format!("creating {}", settings.data.display()))?;
+    let renders = telemetry::install(settings.metrics);
     let guard = settings.guard_config();
     let mut served = Routes::default();
     let mut tasks = Vec::new();
@@ -137,6 +140,10 @@ pub async fn run(
             "janitor",
             tokio::spawn(logic.clone().run_janitor(shutdown.clone().cancelled_owned())),
         ));
+        tasks.push((
+            "counter",
+            tokio::spawn(logic.clone().run_counter(shutdown.clone().cancelled_owned())),
+        ));
         let admin: Arc<dyn Admin> = AdminGuarded::new(logic.clone(), &guard);
         served = served.merge(admin_routes(admin.clone()));
         let api: Arc<dyn ClientApi> = ClientApiGuarded::new(logic, &guard);
@@ -209,16 +216,22 @@ pub async fn run(
         ));
         access = Some((links, tcp_task, http_task, routes));
     }
+    // The credential is made only where the admin API is served.
+    let admin_api = match &admin {
+        Some(admin) => {
+            let token = AdminToken::new(&settings::load_or_create_admin_token(&settings)?);
+            Some((admin.clone(), token))
+        }
+        None => None,
+    };
     let ops = Ops::new(
         OpsConfig {
             node_id: node_id.clone(),
-            sample_interval: std::time::Duration::from_secs(settings.dashboard_sample_s.max(1)),
-            stats_period: settings.stats_period(),
-            series_file: Some(settings.data.join("dashboard-series.json")),
+            sample_interval: std::time::Duration::from_secs(settings.dashboard_sample_s),
+            series_file: settings.data.join("dashboard-series.json"),
         },
-        render.clone(),
-        admin.clone(),
-        AdminToken::new(&settings::load_or_create_admin_token(&settings)?),
+        renders.clone(),
+        admin_api,
     );
     if settings.metrics {
         tasks.push((
@@ -228,7 +241,7 @@ pub async fn run(
         if let Some(admin) = admin {
             let report = stats::report_samples(
                 admin,
-                render,
+                renders.figures,
                 node_id.clone(),
                 settings.stats_period(),
                 shutdown.clone().cancelled_owned(),
@@ -389,8 +402,6 @@ impl Stores {
 /// The SQL shards when urls are configured, else the embedded store in the data directory;
 /// media in the data directory either way.
 async fn open_stores(settings: &Settings, guard: &GuardConfig) -> anyhow::Result<Stores> {
-    std::fs::create_dir_all(&settings.data)
-        .with_context(|| format!("creating {}", settings.data.display()))?;
     let media = FileMediaStore::open(&settings.data).context("opening the media directory")?;
     if settings.store_urls.is_empty() {
         let mut config = StoreConfig::new(&settings.data);

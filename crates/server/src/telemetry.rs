@@ -2,22 +2,27 @@
 //! metric Missive records (docs/operations.md lists them with their labels).
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-use missive_ops::Render;
+use missive_ops::Renders;
 use std::sync::Arc;
 
-/// Installs the recorder (unless `enabled` is false) and returns what renders `/metrics`.
-pub fn install(enabled: bool) -> Render {
+/// Installs the recorder (unless `enabled` is false) and returns what renders the metrics:
+/// the process figures are collected only for `/metrics`.
+pub fn install(enabled: bool) -> Renders {
     if !enabled {
-        return Arc::new(String::new);
+        return Renders { metrics: Arc::new(String::new), figures: Arc::new(String::new) };
     }
     let exposition = missive_rpc::recorder::install();
     describe();
     let process = metrics_process::Collector::default();
     process.describe();
-    Arc::new(move || {
-        process.collect();
-        exposition.render()
-    })
+    let figures = exposition.clone();
+    Renders {
+        metrics: Arc::new(move || {
+            process.collect();
+            exposition.render()
+        }),
+        figures: Arc::new(move || figures.render()),
+    }
 }
 
 /// What a metric is, for its help text.
