@@ -27,7 +27,7 @@ pub struct Dispatcher {
     /// `missive_requests_total` by command and code, the command's index times the number
     /// of codes plus the code's.
     requests: LazyHandles<Counter>,
-    /// `missive_request_duration_seconds` by command index ([`command_index`]).
+    /// `missive_request_duration_seconds` by command index ([`Command::index`]).
     durations: LazyHandles<Latency>,
 }
 
@@ -119,7 +119,7 @@ impl Dispatcher {
         let span = tracing::info_span!("request", request_id, command = name);
         let result = within(timeout, call).instrument(span.clone()).await;
         let code = result.as_ref().err().map_or(Code::Ok, |s| s.code);
-        let index = command_index(command);
+        let index = command.index();
         self.requests
             .get(index * Code::ALL.len() + code as usize, || {
                 metrics::counter!("missive_requests_total", "command" => name, "code" => code.as_str())
@@ -139,11 +139,6 @@ impl Dispatcher {
         }
         result
     }
-}
-
-/// A command's place in [`Command::ALL`], which numbers its metric series.
-fn command_index(command: Command) -> usize {
-    Command::ALL.iter().position(|c| *c == command).unwrap_or(0)
 }
 
 /// Runs one request until `timeout`; past it the answer is DEADLINE_EXCEEDED.

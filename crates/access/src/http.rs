@@ -88,8 +88,9 @@ async fn short_link(
     body: Body,
 ) -> Response {
     let format = format_of(&headers);
+    let command = Command::from_name(&name);
     let body_max =
-        if name == Command::Upload.name() { state.upload_body_max } else { state.body_max };
+        if command == Some(Command::Upload) { state.upload_body_max } else { state.body_max };
     let too_large = || {
         let message = format!("request body exceeds {body_max} bytes");
         Err(Status::new(Code::FrameTooLarge, message))
@@ -101,7 +102,7 @@ async fn short_link(
     if declared.is_some_and(|length| length > body_max) {
         return answer(too_large(), format);
     }
-    let Some(command) = Command::from_name(&name) else {
+    let Some(command) = command else {
         let status = Status::new(Code::UnknownCommand, format!("unknown command {name:?}"));
         return answer(Err(status), format);
     };

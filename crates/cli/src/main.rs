@@ -221,7 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             match command {
                 Command::Send { peer, text, mentions } => {
                     let mentioned = user_ids(&client, &mentions).await?;
-                    let answer = match conversation_id(&peer) {
+                    let answer = match missive_client::ids::parse_group(&peer) {
                         Some(group) => client.send_to_group(group, &text, mentioned).await?,
                         None if mentioned.is_empty() => client.send_text(&peer, &text).await?,
                         None => bail!("mentions are for group messages"),
@@ -236,7 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .map(|n| n.to_string_lossy().into_owned())
                         .context("the file needs a name")?;
                     let mime = mime.unwrap_or_else(|| guess_mime(&name).to_string());
-                    let to = match conversation_id(&peer) {
+                    let to = match missive_client::ids::parse_group(&peer) {
                         Some(id) => id,
                         None => user_id(&client, &peer).await?,
                     };
@@ -317,13 +317,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// A group named by its id or its handle `<id>@chatroom`.
-fn conversation_id(name: &str) -> Option<u64> {
-    missive_client::ids::parse_group_handle(name)
-        .or_else(|| name.parse().ok().filter(|id| missive_client::ids::is_group(*id)))
-}
-
 fn group_id(name: &str) -> anyhow::Result<u64> {
-    conversation_id(name).with_context(|| format!("{name:?} is not a group id or handle"))
+    missive_client::ids::parse_group(name)
+        .with_context(|| format!("{name:?} is not a group id or handle"))
 }
 
 async fn user_id(client: &Client, username: &str) -> anyhow::Result<u64> {

@@ -112,7 +112,7 @@ impl AdminClient {
         }
         let mut url = self.base.clone();
         url.path_segments_mut()
-            .map_err(|()| ClientError::BadUrl(self.base.to_string()))?
+            .expect("new() took only a base url")
             .pop_if_empty()
             .extend(["v1", "admin"])
             .extend(path);

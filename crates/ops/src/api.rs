@@ -182,7 +182,7 @@ async fn notice(
 }
 
 async fn get_group(call: Call, Path(group): Path<String>) -> Answer<GetGroupResponse> {
-    let group_id = ids::parse_group_handle(&group).or_else(|| group.parse().ok());
+    let group_id = ids::parse_group(&group);
     let work = async {
         let group_id = group_id.ok_or_else(|| Status::not_found("no such group"))?;
         call.admin.get_group(&call.ctx, GetGroupRequest { group_id }).await

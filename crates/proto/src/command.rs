@@ -69,6 +69,41 @@ impl Command {
         Command::Notify,
     ];
 
+    /// The command's place in [`Command::ALL`], which numbers per-command tables.
+    pub fn index(self) -> usize {
+        match self {
+            Command::Auth => 0,
+            Command::Ping => 1,
+            Command::Register => 2,
+            Command::Login => 3,
+            Command::Logout => 4,
+            Command::GetProfile => 5,
+            Command::UpdateProfile => 6,
+            Command::Send => 7,
+            Command::Sync => 8,
+            Command::FriendRequest => 9,
+            Command::FriendRespond => 10,
+            Command::FriendRemove => 11,
+            Command::SetBlocked => 12,
+            Command::SetRemark => 13,
+            Command::ListContacts => 14,
+            Command::GroupCreate => 15,
+            Command::GroupInvite => 16,
+            Command::GroupRemove => 17,
+            Command::GroupLeave => 18,
+            Command::GroupUpdate => 19,
+            Command::GroupSetAdmin => 20,
+            Command::GroupTransfer => 21,
+            Command::GroupDissolve => 22,
+            Command::GroupInfo => 23,
+            Command::Upload => 24,
+            Command::Download => 25,
+            Command::Recall => 26,
+            Command::MarkRead => 27,
+            Command::Notify => 28,
+        }
+    }
+
     pub fn from_u16(value: u16) -> Option<Command> {
         Command::ALL.into_iter().find(|c| *c as u16 == value)
     }
@@ -157,6 +192,7 @@ mod tests {
         for command in Command::ALL {
             assert_eq!(Command::from_u16(command as u16), Some(command));
             assert_eq!(Command::from_name(command.name()), Some(command));
+            assert_eq!(Command::ALL[command.index()], command);
         }
         assert_eq!(Command::from_u16(0), None);
         assert_eq!(Command::from_name("nope"), None);

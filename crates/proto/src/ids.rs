@@ -26,6 +26,11 @@ pub fn parse_group_handle(handle: &str) -> Option<u64> {
     is_group(id).then_some(id)
 }
 
+/// The group a name gives: its handle, or its id in digits.
+pub fn parse_group(name: &str) -> Option<u64> {
+    parse_group_handle(name).or_else(|| name.parse().ok().filter(|id| is_group(*id)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +42,8 @@ mod tests {
         assert_eq!(parse_group_handle("41@chatroom"), None);
         assert_eq!(parse_group_handle("alice"), None);
         assert!(!is_group(GROUP_ID_BASE - 1));
+        assert_eq!(parse_group(&id.to_string()), Some(id));
+        assert_eq!(parse_group(&group_handle(id)), Some(id));
+        assert_eq!(parse_group("41"), None);
     }
 }

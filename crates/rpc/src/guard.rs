@@ -15,7 +15,7 @@
 //! level never falls into [`Priority::Critical`]: syncs deliver what is already stored, so
 //! refusing them only lets backlogs grow; they can still run out of time in the queue.
 
-use crate::{Code, Ctx, Latency, LazyHandles, Priority, Status};
+use crate::{Code, Ctx, LazyHandles, Priority, Status, Timer};
 use metrics::{Counter, Gauge};
 use std::future::Future;
 use std::sync::Mutex;
@@ -63,7 +63,6 @@ impl Default for GuardConfig {
 struct MethodStats {
     name: &'static str,
     calls: Counter,
-    duration: Latency,
     /// By priority (its number), made at the first shed: a series appears once it counts.
     shed: LazyHandles<Counter>,
     /// By status code (its number), made at a code's first error.
@@ -74,22 +73,20 @@ struct MethodStats {
 pub struct Guard {
     service: &'static str,
     methods: Vec<MethodStats>,
+    /// `missive_rpc_duration_seconds` per method.
+    durations: Timer,
     /// Bounds the calls in progress; waiting here is the queueing delay.
     workers: Semaphore,
     admission: Admission,
 }
 
 impl Guard {
-    pub fn new(service: &'static str, methods: &[&'static str], config: &GuardConfig) -> Guard {
-        let methods = methods
+    pub fn new(service: &'static str, names: &[&'static str], config: &GuardConfig) -> Guard {
+        let methods = names
             .iter()
             .map(|&name| MethodStats {
                 name,
                 calls: metrics::counter!("missive_rpc_calls_total", "service" => service, "method" => name),
-                duration: Latency::new(
-                    "missive_rpc_duration_seconds",
-                    &[("service", service), ("method", name)],
-                ),
                 shed: LazyHandles::new(Priority::ALL.len()),
                 errors: LazyHandles::new(Code::ALL.len()),
             })
@@ -97,6 +94,7 @@ impl Guard {
         Guard {
             service,
             methods,
+            durations: Timer::new("missive_rpc_duration_seconds", &[("service", service)], names),
             workers: Semaphore::new(config.workers.max(1)),
             admission: Admission::new(service, config.clone()),
         }
@@ -113,7 +111,7 @@ impl Guard {
         let stats = &self.methods[method];
         stats.calls.increment(1);
         let result = self.admit_and_run(stats, ctx, started, work).await;
-        stats.duration.record(started.elapsed());
+        self.durations.record(method, started.elapsed());
         if let Err(status) = &result {
             let code = status.code;
             // The path of a failure, tier by tier. Where it arose logs it at its level, and

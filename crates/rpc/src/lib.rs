@@ -42,6 +42,15 @@ pub fn unix_ms() -> i64 {
     now.map_or(0, |d| d.as_millis() as i64)
 }
 
+/// FNV-1a: a hash that is the same in every process and release, for placing things by key
+/// (an endpoint among a service's urls, whatever order they were given in; a username or a
+/// token on a shard).
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// A fresh request id: random, below 2^52 so that JSON log tools (which read numbers as
 /// doubles) keep it exact even after an access node has counted up from it for a long time.
 pub fn random_request_id() -> u64 {

@@ -78,7 +78,8 @@ impl Client {
                     .connect_lazy())
             })
             .collect::<Result<Vec<_>, RemoteError>>()?;
-        let url_hashes = Arc::new(urls.iter().map(|url| url_hash(url)).collect());
+        let url_hashes =
+            Arc::new(urls.iter().map(|url| crate::stable_hash(url.as_bytes())).collect());
         Ok(Client { service, channels: Arc::new(channels), url_hashes, next: Arc::default() })
     }
 
@@ -179,12 +180,6 @@ pub const MESSAGE_BYTES_MAX: usize = 64 << 20;
 /// `endpoint`: when an endpoint leaves, only its own keys move.
 fn rendezvous(key: u64, endpoint: u64) -> u64 {
     crate::guard::mix(key ^ endpoint.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-}
-
-/// FNV-1a of a url: the same in every process, whatever order the urls were given in.
-fn url_hash(url: &str) -> u64 {
-    url.bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn write_ctx(ctx: &Ctx, metadata: &mut MetadataMap) {
@@ -452,6 +447,7 @@ mod tests {
         assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
         assert_eq!(parse_grpc_timeout("7x"), None);
         assert_eq!(parse_grpc_timeout(""), None);
+        assert_eq!(parse_grpc_timeout("123456789S"), None, "gRPC allows 8 digits at most");
     }
 
     #[test]
@@ -473,5 +469,42 @@ mod tests {
             firsts[first] += 1;
         }
         assert!(firsts.iter().all(|n| *n > 50), "keys spread over endpoints: {firsts:?}");
+
+        // Another process given the urls in another order sends each key to the same url.
+        let reversed: Vec<String> = urls.iter().rev().cloned().collect();
+        let other = Client::new("test", &reversed).unwrap();
+        for key in 0..300u64 {
+            assert_eq!(urls[client.ranked(Some(key))[0]], reversed[other.ranked(Some(key))[0]]);
+        }
+    }
+
+    /// Serves one method that counts its calls and answers UNAVAILABLE from the callee.
+    async fn busy_endpoint(
+        calls: Arc<AtomicUsize>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let routes = Routes::default().unary("/test.Busy/Call", move |_, (): ()| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err::<(), _>(Status::new(Code::Unavailable, "the callee is shutting down")) }
+        });
+        tokio::spawn(routes.serve(listener, shutdown));
+        url
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_answer_from_the_callee_is_final_and_not_retried_elsewhere() {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let urls = [
+            busy_endpoint(calls.clone(), shutdown.clone()).await,
+            busy_endpoint(calls.clone(), shutdown.clone()).await,
+        ];
+        let client = Client::new("busy", &urls).unwrap();
+        let answer = client.unary::<(), ()>(&Ctx::new(1), "/test.Busy/Call", None, ()).await;
+        assert_eq!(answer.unwrap_err().code, Code::Unavailable);
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the call may have run: it is not run twice");
+        shutdown.cancel();
     }
 }

@@ -33,7 +33,12 @@ impl Timer {
     pub async fn call<T>(&self, method: usize, work: impl Future<Output = T>) -> T {
         let started = std::time::Instant::now();
         let result = work.await;
-        self.durations[method].record(started.elapsed());
+        self.record(method, started.elapsed());
         result
+    }
+
+    /// Records one call of method number `method` that took `elapsed`.
+    pub fn record(&self, method: usize, elapsed: std::time::Duration) {
+        self.durations[method].record(elapsed);
     }
 }

@@ -135,12 +135,12 @@ impl SqlStore {
 
     /// The shard that holds, or will hold, the account with this username.
     fn name_shard(&self, username: &str) -> &Shard {
-        let index = shard::hash(username.as_bytes()) % self.shard_count();
+        let index = missive_rpc::stable_hash(username.as_bytes()) % self.shard_count();
         &self.inner.shards[index as usize]
     }
 
     fn token_shard(&self, token_hash: &[u8]) -> &Shard {
-        let index = shard::hash(token_hash) % self.shard_count();
+        let index = missive_rpc::stable_hash(token_hash) % self.shard_count();
         &self.inner.shards[index as usize]
     }
 

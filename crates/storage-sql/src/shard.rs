@@ -148,17 +148,6 @@ impl Shard {
     }
 }
 
-/// FNV-1a: a stable hash (the same in every process and release) for placing usernames and
-/// tokens on shards.
-pub(crate) fn hash(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 pub(crate) async fn open_all(config: &SqlConfig) -> Result<(Dialect, Vec<Shard>)> {
     sqlx::any::install_default_drivers();
     let first = config.urls.first().ok_or(SqlError::NoShards)?;
