@@ -78,3 +78,41 @@ async fn after_a_bench_run_the_dashboard_draws_curves_and_shows_the_stores_total
     assert!(screenshot.exists(), "the screenshot is kept");
     drop(watchers);
 }
+
+/// The 1-hour curves as the dashboard reads them: (times, online values).
+async fn online_curve(server: &Server) -> (Vec<i64>, Vec<Value>) {
+    let url = format!("{}/dashboard/api/series?range=1h", server.admin);
+    let body = reqwest::get(url).await.unwrap().text().await.unwrap();
+    let series: Value = serde_json::from_str(&body).expect("the series as JSON");
+    let times = series["times"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect();
+    (times, series["series"]["online"].as_array().cloned().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn the_curves_survive_a_restart_with_a_gap_where_the_node_was_down() {
+    let mut server = Server::start_with(&["--dashboard-sample-s", "1"]);
+    let watcher = user(&server.tcp, "watcher").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let before = loop {
+        let (times, online) = online_curve(&server).await;
+        if online.iter().filter(|v| v.as_f64() == Some(1.0)).count() >= 2 {
+            break times;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no points: {times:?} {online:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    drop(watcher);
+    assert!(server.terminate(), "a graceful stop saves the curves");
+    // Down for more than a point's second, as any real restart is.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    server.restart();
+
+    let (times, online) = online_curve(&server).await;
+    assert!(
+        before.iter().all(|t| times.contains(t)),
+        "the points taken before the restart are still there: {before:?} in {times:?}"
+    );
+    let last_before = *before.last().unwrap();
+    let gap = times.iter().position(|t| *t > last_before).expect("a point after the restart");
+    assert_eq!(online[gap], Value::Null, "the curve breaks where the node was down: {online:?}");
+}

@@ -68,3 +68,18 @@ fn every_metric_recorded_has_help_text() {
     }
     assert!(undescribed.is_empty(), "metrics without help text in telemetry.rs: {undescribed:?}");
 }
+
+#[test]
+fn every_metric_with_help_text_is_in_the_operations_guide() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let catalogue = std::fs::read_to_string(root.join("crates/server/src/telemetry.rs")).unwrap();
+    let guide = std::fs::read_to_string(root.join("docs/operations.md")).unwrap();
+    let names: Vec<&str> = catalogue
+        .split('"')
+        .filter(|token| token.starts_with("missive_") && !token.contains(' '))
+        .collect();
+    assert!(names.len() > 30, "the catalogue is read: {names:?}");
+    let missing: Vec<&&str> =
+        names.iter().filter(|name| !guide.contains(&format!("`{name}`"))).collect();
+    assert!(missing.is_empty(), "metrics docs/operations.md does not list: {missing:?}");
+}
