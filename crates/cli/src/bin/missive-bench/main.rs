@@ -3,9 +3,11 @@
 //! what was sent, received and lost, the delivered rate and the end-to-end latency (from the
 //! send call to the recipient's sync returning the message: send, durable commit, notify,
 //! sync, receive). `missive-bench group` measures write diffusion into one large group;
-//! `missive-bench rpc` measures the RPC framework alone.
+//! `missive-bench rpc` measures the RPC framework alone; `missive-bench histograms` what
+//! recording a latency sample costs.
 
 mod group;
+mod histograms;
 mod rpc;
 
 use anyhow::{Context as _, bail};
@@ -37,6 +39,8 @@ enum Mode {
     Rpc(rpc::RpcArgs),
     /// Write diffusion into one large group: fan-out latency and sustained rate.
     Group(group::GroupArgs),
+    /// What recording one latency sample costs, from one thread and from two.
+    Histograms(histograms::HistogramArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -91,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.mode {
         Some(Mode::Rpc(args)) => rpc::run(args).await,
         Some(Mode::Group(args)) => group::run(args).await,
+        Some(Mode::Histograms(args)) => histograms::run(args),
         None => messages(cli.messages).await,
     }
 }
