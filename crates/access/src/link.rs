@@ -61,29 +61,22 @@ struct Link<'a> {
     caller: Option<Caller>,
     registration: Option<Registration>,
     announce: watch::Sender<Option<Arc<Connection>>>,
-    /// Counts this device online (by transport and protocol version) while it is registered.
-    _online: Option<OnlineGauge>,
+    /// Counts this device in `missive_online_devices` (by transport and protocol version)
+    /// while it is registered.
+    _online: Option<Held>,
 }
 
-/// One device in `missive_online_devices` while held.
-struct OnlineGauge(metrics::Gauge);
+/// One more in a gauge for as long as it is held.
+struct Held(metrics::Gauge);
 
-impl OnlineGauge {
-    fn new(transport: &'static str, protocol_version: u32) -> OnlineGauge {
-        let version = match protocol_version {
-            1 => "1",
-            2 => "2",
-            _ => "other",
-        };
-        let gauge = metrics::gauge!(
-            "missive_online_devices", "transport" => transport, "protocol_version" => version
-        );
+impl Held {
+    fn new(gauge: metrics::Gauge) -> Held {
         gauge.increment(1.0);
-        OnlineGauge(gauge)
+        Held(gauge)
     }
 }
 
-impl Drop for OnlineGauge {
+impl Drop for Held {
     fn drop(&mut self) {
         self.0.decrement(1.0);
     }
@@ -105,8 +98,7 @@ pub(crate) async fn serve<R, W>(
     let (queue, queued) = mpsc::channel(config.send_queue_frames_max);
     let (announce, announced) = watch::channel(None);
     let writer = tokio::spawn(write_loop(writer, queued, announced, config.write_timeout));
-    let gauge = metrics::gauge!("missive_connections", "transport" => transport);
-    gauge.increment(1.0);
+    let connected = Held::new(metrics::gauge!("missive_connections", "transport" => transport));
 
     let mut link = Link {
         shared: &shared,
@@ -172,7 +164,7 @@ pub(crate) async fn serve<R, W>(
     if timeout(config.drain_timeout, writer).await.is_err() {
         tracing::debug!(transport, "writer did not drain in time");
     }
-    gauge.decrement(1.0);
+    drop(connected);
 }
 
 impl Link<'_> {
@@ -222,7 +214,15 @@ impl Link<'_> {
         let registration = self.shared.registry.register(caller.user_id, caller.device_id);
         let _ = self.announce.send(Some(registration.connection.clone()));
         self.registration = Some(registration);
-        self._online = Some(OnlineGauge::new(self.transport, protocol_version));
+        // A label must be static: a version this table does not know yet shows as "other".
+        let version = match protocol_version {
+            1 => "1",
+            2 => "2",
+            _ => "other",
+        };
+        self._online = Some(Held::new(metrics::gauge!(
+            "missive_online_devices", "transport" => self.transport, "protocol_version" => version
+        )));
         self.caller = Some(caller);
         tracing::debug!(
             transport = self.transport,
