@@ -22,7 +22,13 @@ fn main() {
         ".missive.v1.UploadRequest.data",
         ".missive.v1.DownloadResponse.data",
     ] {
-        config.field_attribute(field, "#[serde(with = \"crate::base64_json\")]");
+        config.field_attribute(field, "#[serde(with = \"crate::json::base64\")]");
+    }
+    // An optional field may be absent, but not null (docs/protocol.md §4.3).
+    for field in
+        [".missive.v1.GroupUpdateRequest.name", ".missive.v1.GroupUpdateRequest.announcement"]
+    {
+        config.field_attribute(field, "#[serde(deserialize_with = \"crate::json::present\")]");
     }
     config.compile_fds(descriptors).expect("code generation succeeds");
 }

@@ -175,10 +175,14 @@ pub fn decode<T: Message + Default + DeserializeOwned>(
     match format {
         Format::Protobuf => T::decode(body)
             .map_err(|e| Status::new(Code::BadRequest, format!("body does not decode: {e}"))),
-        // An empty JSON body means an empty message, as an empty protobuf body does.
-        Format::Json if body.iter().all(u8::is_ascii_whitespace) => Ok(T::default()),
-        Format::Json => serde_json::from_slice(body)
-            .map_err(|e| Status::new(Code::BadRequest, format!("body is not valid JSON: {e}"))),
+        Format::Json => match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            // An empty JSON body means an empty message, as an empty protobuf body does.
+            None => Ok(T::default()),
+            // A message is an object; serde would also take an array, by field position.
+            Some(b'{') => serde_json::from_slice(body)
+                .map_err(|e| Status::new(Code::BadRequest, format!("body is not valid JSON: {e}"))),
+            Some(_) => Err(Status::new(Code::BadRequest, "body must be a JSON object")),
+        },
     }
 }
 

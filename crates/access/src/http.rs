@@ -113,12 +113,13 @@ async fn short_link(
     let dispatcher = &state.links.shared().dispatcher;
     let result = dispatcher
         .run(ctx.request_id, command, request_timeout, async {
+            let declared = declared_version(&headers)?;
             // Fails only past the limit (a chunked body) or when the peer vanished mid-body.
             let Ok(body) = axum::body::to_bytes(body, body_max).await else {
                 return too_large();
             };
             if !command.allowed_anonymous() {
-                authenticate(&state, &headers, &mut ctx).await?;
+                authenticate(&state, &headers, declared, &mut ctx).await?;
             }
             dispatcher.dispatch(&ctx, command, &body, format).await
         })
@@ -130,21 +131,31 @@ fn request_ctx(state: &HttpState, command: Command) -> Ctx {
     state.links.shared().request_ctx(command)
 }
 
+/// The protocol version a request declares in its header (0 for none, which is version 1),
+/// checked for every command, anonymous ones included.
+fn declared_version(headers: &HeaderMap) -> Result<u32, Status> {
+    let Some(value) = headers.get(PROTOCOL_HEADER) else {
+        return Ok(0);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Status::new(Code::BadRequest, format!("{PROTOCOL_HEADER} must be a number")))
+}
+
 /// Binds the request to the session of its bearer token, in the protocol version it declares.
-async fn authenticate(state: &HttpState, headers: &HeaderMap, ctx: &mut Ctx) -> Result<(), Status> {
+async fn authenticate(
+    state: &HttpState,
+    headers: &HeaderMap,
+    declared: u32,
+    ctx: &mut Ctx,
+) -> Result<(), Status> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| Status::new(Code::Unauthenticated, "missing bearer token"))?;
-    let declared = match headers.get(PROTOCOL_HEADER) {
-        None => 0,
-        Some(value) => {
-            value.to_str().ok().and_then(|v| v.trim().parse().ok()).ok_or_else(|| {
-                Status::new(Code::BadRequest, format!("{PROTOCOL_HEADER} must be a number"))
-            })?
-        }
-    };
     let request = AuthenticateRequest { token: token.trim().to_string() };
     let session = state.links.shared().dispatcher.api().authenticate(ctx, request).await?;
     ctx.caller = Some(Caller {
@@ -168,7 +179,7 @@ async fn download(
     let dispatcher = &state.links.shared().dispatcher;
     let result = dispatcher
         .run(ctx.request_id, Command::Download, request_timeout, async {
-            authenticate(&state, &headers, &mut ctx).await?;
+            authenticate(&state, &headers, declared_version(&headers)?, &mut ctx).await?;
             dispatcher.api().download(&ctx, DownloadRequest { media_id }).await
         })
         .await;
@@ -179,9 +190,7 @@ async fn download(
     let media = downloaded.media.unwrap_or_default();
     let mime = HeaderValue::from_str(&media.mime_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    let file_name: String =
-        media.name.chars().filter(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\')).collect();
-    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\""))
+    let disposition = HeaderValue::from_str(&content_disposition(&media.name))
         .unwrap_or(HeaderValue::from_static("attachment"));
     let mut response = Response::new(Body::from(downloaded.data));
     let out = response.headers_mut();
@@ -189,6 +198,35 @@ async fn download(
     out.insert(header::CONTENT_DISPOSITION, disposition);
     out.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
+}
+
+/// `attachment` with the file's name as RFC 6266 gives it: `filename*` carries the name
+/// whole (UTF-8, percent-encoded), and `filename` an ASCII stand-in for the clients that
+/// know only that, with every other character, and `"` and `\\`, as `_`.
+fn content_disposition(name: &str) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    // RFC 8187's attr-char: what `filename*` may carry unencoded.
+    const ENCODED: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'!')
+        .remove(b'#')
+        .remove(b'$')
+        .remove(b'&')
+        .remove(b'+')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'^')
+        .remove(b'_')
+        .remove(b'`')
+        .remove(b'|')
+        .remove(b'~');
+    let ascii: String =
+        name.chars()
+            .map(|c| {
+                if (c.is_ascii_graphic() || c == ' ') && !matches!(c, '"' | '\\') { c } else { '_' }
+            })
+            .collect();
+    let utf8 = utf8_percent_encode(name, ENCODED);
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{utf8}")
 }
 
 async fn websocket(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -> Response {
@@ -235,4 +273,23 @@ async fn websocket(State(state): State<HttpState>, upgrade: WebSocketUpgrade) ->
                 drop(slot);
             })
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_disposition;
+
+    #[test]
+    fn file_names_keep_every_character_in_filename_star() {
+        let check = |name: &str, expect: &str| assert_eq!(content_disposition(name), expect);
+        check("report.pdf", "attachment; filename=\"report.pdf\"; filename*=UTF-8''report.pdf");
+        check(
+            "报告.pdf",
+            "attachment; filename=\"__.pdf\"; filename*=UTF-8''%E6%8A%A5%E5%91%8A.pdf",
+        );
+        check(
+            "a \"b\"\\c;d.txt",
+            "attachment; filename=\"a _b__c;d.txt\"; filename*=UTF-8''a%20%22b%22%5Cc%3Bd.txt",
+        );
+    }
 }

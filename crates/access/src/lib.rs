@@ -61,10 +61,10 @@ impl Default for AccessConfig {
 
 use missive_proto::MEDIA_BYTES_MAX_DEFAULT;
 
-/// The HTTP body an upload of `media_bytes` needs at most: base64 in JSON takes 4 bytes per 3,
-/// and the other fields fit in 64 KiB.
+/// The HTTP body an upload of `media_bytes` needs at most: the media in base64 (4 bytes for
+/// every 3 begun, in JSON), and 64 KiB for the other fields.
 pub fn upload_body_bytes_for(media_bytes: usize) -> usize {
-    media_bytes / 3 * 4 + 4 + 64 * 1024
+    media_bytes.div_ceil(3) * 4 + 64 * 1024
 }
 
 impl AccessConfig {

@@ -308,7 +308,7 @@ impl Logic {
         }
         let (profile, version) = self.set_nickname(ctx, caller.user_id, req.nickname).await?;
         let written = [InboxEntry { user_id: caller.user_id, version }];
-        self.notify_written(ctx, &written, DataType::Account, caller.user_id).await;
+        self.notify_written(ctx, &written, DataType::Account).await;
         Ok(UpdateProfileResponse { profile: Some(profile), version })
     }
 }

@@ -105,8 +105,7 @@ impl Logic {
 
     /// Tells the owners' devices (all but the calling one) of contact entries written.
     pub(crate) async fn contacts_changed(&self, ctx: &Ctx, entries: &[InboxEntry]) {
-        let caller = ctx.caller.map_or(0, |c| c.user_id);
-        self.notify_written(ctx, entries, DataType::Contact, caller).await;
+        self.notify_written(ctx, entries, DataType::Contact).await;
     }
 
     /// Reads both users' entries under both locks, lets `decide` change them, and writes the

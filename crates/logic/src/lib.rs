@@ -312,23 +312,16 @@ impl Logic {
         retry
     }
 
-    /// Tells online devices that something newer than their key is waiting. A lost notify
-    /// costs only a delay (the client syncs at its next heartbeat or notify), so failures are
-    /// logged, never returned.
     /// Tells the devices of the users whose `entries` were written of their new `data_type`
-    /// versions; the calling device is skipped for `origin`, the user whose action it was
-    /// (it knows already).
-    async fn notify_written(
-        &self,
-        ctx: &Ctx,
-        entries: &[InboxEntry],
-        data_type: DataType,
-        origin: u64,
-    ) {
+    /// versions, all but the calling device: whatever the change (a message, a group's system
+    /// message, a contact entry), the device that made it learns of it from its answer. A
+    /// lost notify costs only a delay (the client syncs at its next heartbeat or notify), so
+    /// failures are logged, never returned.
+    async fn notify_written(&self, ctx: &Ctx, entries: &[InboxEntry], data_type: DataType) {
         if entries.is_empty() {
             return;
         }
-        let device = ctx.caller.map_or(0, |c| c.device_id);
+        let (origin, device) = ctx.caller.map_or((0, 0), |c| (c.user_id, c.device_id));
         let targets: Vec<NotifyTarget> = entries
             .iter()
             .map(|entry| NotifyTarget {

@@ -109,8 +109,7 @@ impl Logic {
         if !stored.duplicate {
             let kind = MessageKind::try_from(message.kind).unwrap_or(MessageKind::Text);
             self.metrics.sent[kind_index(kind)].increment(1);
-            let origin = message.from_user_id;
-            self.notify_written(ctx, &stored.written, DataType::Message, origin).await;
+            self.notify_written(ctx, &stored.written, DataType::Message).await;
         }
         Ok(stored)
     }
@@ -333,6 +332,13 @@ impl Logic {
             || read.from_user_id == caller.user_id
         {
             return Err(Status::invalid_argument("receipts are for 1:1 messages you received"));
+        }
+        // Only what a person wrote is read: a receipt for a receipt (or a recall, or an
+        // operator's notice) would let two clients that mark everything read bounce receipts
+        // forever.
+        let kind = MessageKind::try_from(read.kind).unwrap_or(MessageKind::Unspecified);
+        if !matches!(kind, MessageKind::Text | MessageKind::Image | MessageKind::File) {
+            return Err(Status::invalid_argument("receipts are for text, image and file messages"));
         }
         let receipt = Message {
             from_user_id: caller.user_id,

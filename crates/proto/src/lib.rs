@@ -11,7 +11,7 @@ pub mod extra;
 pub mod frame;
 pub mod ids;
 
-mod base64_json;
+mod json;
 
 /// Generated code, nested as the protobuf packages are so that cross-package paths resolve.
 mod generated {

@@ -226,3 +226,56 @@ async fn short_link_errors_carry_codes_and_statuses() {
         post("/v1/register", br#"{"username":"alice","password":"correct horse"}"#.to_vec());
     assert_eq!(registered.await.unwrap().status(), 200);
 }
+
+/// What §4.2 and §4.3 of the protocol refuse, each with its code: a version header that is not
+/// a number (on anonymous commands too), a JSON body that is not an object, a null optional
+/// field, and an upload body one byte over its limit.
+#[tokio::test]
+async fn short_link_bodies_and_headers_are_held_to_the_document() {
+    // With a 3,000-byte media limit the upload body limit is 4 × 1,000 + 65,536 bytes.
+    let server =
+        Server::start_with(&["--frame-body-bytes-max", "1024", "--media-bytes-max", "3000"]);
+    let http = reqwest::Client::new();
+    let check = async |path: &str, headers: &[(&str, &str)], body: Vec<u8>, expect: (u16, &str)| {
+        let mut request = http
+            .post(format!("{}/v1/{path}", server.http))
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let answer = request.send().await.unwrap();
+        let code = answer.headers().get("x-missive-code").map(|v| v.to_str().unwrap().to_string());
+        let got = (answer.status().as_u16(), code.unwrap_or_default());
+        assert_eq!((got.0, got.1.as_str()), expect, "POST /v1/{path} {headers:?}");
+    };
+    let bad_request = (400, "bad_request");
+    let registration = br#"{"username":"amy","password":"password123"}"#.to_vec();
+    let version = [("missive-protocol", "two")];
+    check("ping", &version, Vec::new(), bad_request).await;
+    check("register", &version, registration.clone(), bad_request).await;
+    check("login", &version, registration.clone(), bad_request).await;
+    check("register", &[], br#"["amy","password123",""]"#.to_vec(), bad_request).await;
+    check("register", &[], b"  \"amy\"".to_vec(), bad_request).await;
+    // Nothing of the refused requests was done: the name is still free.
+    check("register", &[("missive-protocol", " 2 ")], registration.clone(), (200, "")).await;
+    let login = http
+        .post(format!("{}/v1/login", server.http))
+        .header("content-type", "application/json")
+        .body(registration)
+        .send()
+        .await
+        .unwrap();
+    let session: serde_json::Value = serde_json::from_slice(&login.bytes().await.unwrap()).unwrap();
+    let bearer = format!("Bearer {}", session["token"].as_str().unwrap());
+    let auth = [("authorization", bearer.as_str()), ("missive-protocol", "2")];
+    for null in [r#"{"group_id":1,"name":null}"#, r#"{"group_id":1,"announcement":null}"#] {
+        check("group_update", &auth, null.as_bytes().to_vec(), bad_request).await;
+    }
+    check("group_update", &auth, br#"{"group_id":1,"name":"Trip"}"#.to_vec(), (404, "not_found"))
+        .await;
+
+    let limit = 4 * 1_000 + 65_536;
+    check("upload", &[], vec![b' '; limit], (401, "unauthenticated")).await;
+    check("upload", &[], vec![b' '; limit + 1], (413, "frame_too_large")).await;
+}

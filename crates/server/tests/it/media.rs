@@ -65,25 +65,32 @@ async fn a_file_is_downloaded_by_members_and_refused_to_others() {
     // Over the short link, larger than a long-link frame may be.
     let data: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
     let media =
-        alice.upload(group.group_id, "report.pdf", "application/pdf", data.clone()).await.unwrap();
-    assert_eq!((media.size, media.name.as_str()), (2_500_000, "report.pdf"));
+        alice.upload(group.group_id, "报告 Q3.pdf", "application/pdf", data.clone()).await.unwrap();
+    assert_eq!((media.size, media.name.as_str()), (2_500_000, "报告 Q3.pdf"));
     let sent = alice.send_media(group.group_id, MessageKind::File, &media, "Q3").await.unwrap();
     let arrived = messages(&receive(&bob, 2).await);
     let file = arrived.iter().find(|m| m.id == sent.message_id).expect("the file message");
     assert_eq!(file.media.as_ref().unwrap().media_id, media.media_id);
-    assert_eq!(file.fallback_text, "[File: report.pdf] Q3");
+    assert_eq!(file.fallback_text, "[File: 报告 Q3.pdf] Q3");
 
     // A member downloads it over the short link, by command and by GET.
     let over_http = missive_client::Client::connect(&server.http).await.unwrap();
     over_http.login("bob", PASSWORD, "browser").await.unwrap();
     let downloaded = over_http.download(&media.media_id).await.unwrap();
-    assert_eq!(downloaded.data, data);
+    assert_eq!(
+        (downloaded.data, downloaded.media.unwrap().name),
+        (data.clone(), media.name.clone())
+    );
     let token = over_http.session().unwrap().token;
     let url = format!("{}/v1/media/{}", server.http, media.media_id);
     let response = reqwest::Client::new().get(&url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/pdf");
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        response.headers()["content-disposition"],
+        "attachment; filename=\"__ Q3.pdf\"; filename*=UTF-8''%E6%8A%A5%E5%91%8A%20Q3.pdf"
+    );
     assert_eq!(response.bytes().await.unwrap(), data);
 
     // Others are refused, and so is a member once removed.
