@@ -2,10 +2,10 @@
 //! guarded, and how it crosses a process boundary.
 //!
 //! Services are declared once, as `service` blocks in the protobuf schema of `missive-proto`;
-//! [`codegen`] turns each into an async trait whose methods take a [`Ctx`] and return
-//! `Result<_, Status>`, plus four pieces of glue: `<Service>Guarded` (the server side of every
-//! call: deadline check, overload control, per-method metrics, see [`guard`]),
-//! `<Service>Timed` (an implementation's own per-method latency, see [`timer`]),
+//! `codegen` (behind a feature of that name, for build scripts) turns each into an async trait
+//! whose methods take a [`Ctx`] and return `Result<_, Status>`, plus four pieces of glue:
+//! `<Service>Guarded` (the server side of every call: deadline check, overload control,
+//! per-method metrics, see [`guard`]), `<Service>Timed` (an implementation's own per-method latency, see [`timer`]),
 //! `<Service>Remote` (the same trait reached over gRPC, see [`remote`]) and
 //! `<service>_routes` (serves an implementation over gRPC). A caller holds an
 //! `Arc<dyn Service>` and never knows whether the implementation runs in its own process (a

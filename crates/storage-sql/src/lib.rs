@@ -7,7 +7,7 @@
 //! lookup needs a directory. A message to users on several shards is written to the sender's
 //! shard first (with a pending mark per other shard), then to each other shard; a retry of the
 //! same send completes whatever a failure left pending, and every inbox keeps its version
-//! order through the head fence (`inbox_heads`). See `docs/storage.md`.
+//! order through the head fence (`inbox_heads`). See `docs/scale-out.md` §3 and §4.
 //!
 //! This crate owns the SQL of these backends and knows nothing of sockets, sessions in flight
 //! or business rules. The shard list is fixed when the databases are created: each shard
