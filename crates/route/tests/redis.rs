@@ -1,5 +1,5 @@
-//! Routes and cross-node push against a real Redis (`MISSIVE_TEST_REDIS`, default
-//! `redis://127.0.0.1:6379`): two access nodes' registries, one publisher.
+//! Routes and cross-node push against a real Redis, this test run's own
+//! (`MISSIVE_TEST_REDIS`, set by scripts/test): two access nodes' registries, one publisher.
 
 use missive_access::Registry;
 use missive_proto::internal::{KickTarget, NotifyRequest, NotifyTarget, Presence, Push, UserRef};
@@ -10,8 +10,9 @@ use std::time::Duration;
 const MESSAGE: i32 = 3;
 
 fn config(namespace: &str, node_id: &str) -> RouteConfig {
-    let url = std::env::var("MISSIVE_TEST_REDIS")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    let url = std::env::var("MISSIVE_TEST_REDIS").unwrap_or_else(|_| {
+        panic!("MISSIVE_TEST_REDIS is not set: scripts/test starts private servers and sets it (scripts/test-services)")
+    });
     RouteConfig { namespace: namespace.to_string(), ..RouteConfig::new(url, node_id) }
 }
 

@@ -34,22 +34,28 @@ pub trait Fixture: Send + Sync {
     async fn open(&self) -> Self::Store;
 }
 
+/// The url of a server this test run started for itself, from `variable`. Tests never fall
+/// back to a server of the machine's: its data is not theirs to drop, and a machine without
+/// one would pass in silence what it cannot test.
+pub fn test_server_url(variable: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| panic!("{variable} is not set: scripts/test starts private servers and sets it (scripts/test-services)"))
+}
+
 /// A database server the SQL backends' tests run against.
 #[derive(Debug, Clone, Copy)]
 pub enum DatabaseServer {
-    /// `MISSIVE_TEST_MYSQL`, default `mysql://root@127.0.0.1:3306`.
+    /// `MISSIVE_TEST_MYSQL`, e.g. `mysql://root@127.0.0.1:<port>`.
     MariaDb,
-    /// `MISSIVE_TEST_POSTGRES`, default `postgres://root@127.0.0.1:5432`.
+    /// `MISSIVE_TEST_POSTGRES`, e.g. `postgres://root@127.0.0.1:<port>`.
     Postgres,
 }
 
 impl DatabaseServer {
     fn url(self) -> String {
-        let (variable, default) = match self {
-            DatabaseServer::MariaDb => ("MISSIVE_TEST_MYSQL", "mysql://root@127.0.0.1:3306"),
-            DatabaseServer::Postgres => ("MISSIVE_TEST_POSTGRES", "postgres://root@127.0.0.1:5432"),
-        };
-        std::env::var(variable).unwrap_or_else(|_| default.to_string())
+        test_server_url(match self {
+            DatabaseServer::MariaDb => "MISSIVE_TEST_MYSQL",
+            DatabaseServer::Postgres => "MISSIVE_TEST_POSTGRES",
+        })
     }
 }
 

@@ -9,8 +9,9 @@ use missive_client::Client;
 use missive_storage_suite::{DatabaseServer, fresh_databases};
 use std::time::Duration;
 
+/// The private Redis of this test run, never one of the machine's.
 fn redis_url() -> String {
-    std::env::var("MISSIVE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+    missive_storage_suite::test_server_url("MISSIVE_TEST_REDIS")
 }
 
 struct Deployment {
