@@ -9,7 +9,9 @@ fn main() {
     let mut config = prost_build::Config::new();
     // The allocator's state is per user: its calls always meet the node that holds the user.
     let generator = missive_rpc::codegen::TraitGenerator::default()
-        .route_by("missive.internal.v1.Seq.Alloc", "user_id");
+        .route_by("missive.internal.v1.Seq.Alloc", "user_id")
+        // The storage layer: every data-access service (`*Store`), reached as one.
+        .bundle("Storage", "Store");
     config.service_generator(Box::new(generator));
     // The client protocol is also spoken as JSON on the short link, the admin API only so.
     for package in [".missive.v1", ".missive.admin.v1"] {

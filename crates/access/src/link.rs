@@ -352,3 +352,6 @@ async fn when_registered<'a, F: Future>(
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,6 +11,15 @@
 //!   method by a [`Timer`](crate::Timer), labelled with what implements it;
 //! - `MessageStoreRemote`: implements the trait by calling another process over gRPC;
 //! - `message_store_routes`: serves an implementation over gRPC.
+//!
+//! And for a bundle (`TraitGenerator::bundle`), one struct holding a handle of every service
+//! of a package whose name ends in a suffix (`Storage`, of the `*Store` services), which
+//! implements each of their traits by calling its handle, and layers, serves or reaches them
+//! all at once: the list of those services is the schema's, written nowhere else.
+//!
+//! The remote items are compiled only with the `remote` feature of the crate that includes the
+//! generated code, which must turn on this crate's `remote` feature with it: a crate whose
+//! users never cross a process boundary (a client SDK) then builds no server stack.
 
 use prost_build::{Service, ServiceGenerator};
 use std::fmt::Write;
@@ -21,12 +30,34 @@ pub struct TraitGenerator {
     /// (`package.Service.Method`, request field): calls of that method are routed by that
     /// field (a user id), so they always reach the same endpoint.
     route_keys: Vec<(String, String)>,
+    /// (struct name, service-name suffix) of the bundles asked for.
+    bundles: Vec<(String, String)>,
+    /// The services generated so far that belong to a bundle, by package.
+    members: Vec<Member>,
+}
+
+/// A service that goes into a bundle: its package, bundle and method signatures.
+#[derive(Debug)]
+struct Member {
+    package: String,
+    bundle: String,
+    name: String,
+    module: String,
+    /// (method name, input type, output type).
+    methods: Vec<(String, String, String)>,
 }
 
 impl TraitGenerator {
     /// Routes calls of `method` (`package.Service.Method`) by the request's `field`.
     pub fn route_by(mut self, method: &str, field: &str) -> Self {
         self.route_keys.push((method.to_string(), field.to_string()));
+        self
+    }
+
+    /// Generates, in each package with such services, a struct `name` holding one handle of
+    /// every service whose name ends in `suffix`.
+    pub fn bundle(mut self, name: &str, suffix: &str) -> Self {
+        self.bundles.push((name.to_string(), suffix.to_string()));
         self
     }
 }
@@ -71,6 +102,135 @@ impl ServiceGenerator for TraitGenerator {
         timed(&service, &module, buf);
         self.remote(&service, &full_name, buf);
         routes(&service, &full_name, &module, buf);
+        let bundle =
+            self.bundles.iter().find(|(_, suffix)| service.name.ends_with(suffix.as_str()));
+        if let Some((bundle, _)) = bundle {
+            self.members.push(Member {
+                package: service.package.clone(),
+                bundle: bundle.clone(),
+                name: service.name.clone(),
+                module,
+                methods: service
+                    .methods
+                    .iter()
+                    .map(|m| (m.name.clone(), m.input_type.clone(), m.output_type.clone()))
+                    .collect(),
+            });
+        }
+    }
+
+    fn finalize_package(&mut self, package: &str, buf: &mut String) {
+        let (here, elsewhere) = std::mem::take(&mut self.members)
+            .into_iter()
+            .partition::<Vec<Member>, _>(|m| m.package == package);
+        self.members = elsewhere;
+        for (bundle, _) in &self.bundles {
+            let members: Vec<&Member> = here.iter().filter(|m| &m.bundle == bundle).collect();
+            if !members.is_empty() {
+                emit_bundle(bundle, &members, buf);
+            }
+        }
+    }
+}
+
+/// The bundle struct, its layering, serving and reaching, and its implementation of every
+/// member's trait by delegation.
+fn emit_bundle(bundle: &str, members: &[&Member], buf: &mut String) {
+    let each = |line: &dyn Fn(&Member) -> String| -> String {
+        members.iter().map(|m| line(m)).collect::<Vec<_>>().join("\n")
+    };
+    let names: Vec<String> = members.iter().map(|m| format!("\"{}\"", m.module)).collect();
+    let _ = write!(
+        buf,
+        "/// Every service of this package named in `{bundle}`'s fields: one handle each, in
+/// process or remote. It implements each service's trait by calling that service's handle.
+#[derive(Clone)]
+pub struct {bundle} {{
+{fields}
+}}
+impl {bundle} {{
+    /// The services, by the names of their fields.
+    pub const SERVICES: &'static [&'static str] = &[{names}];
+
+    /// Every service behind the RPC framework's guard.
+    pub fn guarded(self, config: &::missive_rpc::GuardConfig) -> Self {{
+        Self {{
+{guarded}
+        }}
+    }}
+
+    /// Every service with its calls timed under `metric`, labelled by `labels` of the
+    /// service's field name.
+    pub fn timed(
+        self,
+        metric: &'static str,
+        labels: impl Fn(&'static str) -> ::std::vec::Vec<(&'static str, &'static str)>,
+    ) -> Self {{
+        Self {{
+{timed}
+        }}
+    }}
+
+    /// Serves every service over gRPC.
+    #[cfg(feature = \"remote\")]
+    pub fn routes(&self) -> ::missive_rpc::remote::Routes {{
+        ::missive_rpc::remote::Routes::default()
+{routes}
+    }}
+
+    /// Each service from the client `client` gives for its field name, or from `local` when
+    /// it gives none (it must then be given a `local`).
+    #[cfg(feature = \"remote\")]
+    pub fn reach<E>(
+        local: ::core::option::Option<&Self>,
+        mut client: impl FnMut(
+            &'static str,
+        ) -> ::core::result::Result<::core::option::Option<::missive_rpc::remote::Client>, E>,
+    ) -> ::core::result::Result<Self, E> {{
+        ::core::result::Result::Ok(Self {{
+{reach}
+        }})
+    }}
+}}
+",
+        fields = each(&|m| format!("    pub {}: ::std::sync::Arc<dyn {}>,", m.module, m.name)),
+        names = names.join(", "),
+        guarded = each(&|m| format!(
+            "            {f}: {n}Guarded::new(self.{f}, config),",
+            f = m.module,
+            n = m.name
+        )),
+        timed = each(&|m| format!(
+            "            {f}: {n}Timed::new(self.{f}, metric, &labels(\"{f}\")),",
+            f = m.module,
+            n = m.name
+        )),
+        routes =
+            each(&|m| format!("            .merge({f}_routes(self.{f}.clone()))", f = m.module)),
+        reach = each(&|m| {
+            format!(
+            "            {f}: match client(\"{f}\")? {{
+                ::core::option::Option::Some(c) => {n}Remote::new(c) as ::std::sync::Arc<dyn {n}>,
+                ::core::option::Option::None => local.expect(\"a local {f} where no client is given\").{f}.clone(),
+            }},",
+            f = m.module,
+            n = m.name
+        )
+        }),
+    );
+    for member in members {
+        let _ =
+            writeln!(buf, "#[::async_trait::async_trait]\nimpl {} for {bundle} {{", member.name);
+        for (method, input, output) in &member.methods {
+            let _ = writeln!(
+                buf,
+                "    async fn {method}(&self, ctx: &::missive_rpc::Ctx, req: {input}) -> ::core::result::Result<{output}, ::missive_rpc::Status> {{
+        self.{f}.{method}(ctx, req).await
+    }}",
+                f = member.module
+            );
+        }
+        let _ = writeln!(buf, "}}");
     }
 }
 
@@ -80,14 +240,17 @@ impl TraitGenerator {
         let _ = write!(
             buf,
             "/// `{name}` served by another process, reached over gRPC.
+#[cfg(feature = \"remote\")]
 pub struct {name}Remote {{
     client: ::missive_rpc::remote::Client,
 }}
+#[cfg(feature = \"remote\")]
 impl {name}Remote {{
     pub fn new(client: ::missive_rpc::remote::Client) -> ::std::sync::Arc<Self> {{
         ::std::sync::Arc::new(Self {{ client }})
     }}
 }}
+#[cfg(feature = \"remote\")]
 #[::async_trait::async_trait]
 impl {name} for {name}Remote {{
 "
@@ -212,6 +375,7 @@ fn routes(service: &Service, full_name: &str, module: &str, buf: &mut String) {
     let _ = writeln!(
         buf,
         "/// Serves `{name}` over gRPC, one route per method.
+#[cfg(feature = \"remote\")]
 pub fn {module}_routes(service: ::std::sync::Arc<dyn {name}>) -> ::missive_rpc::remote::Routes {{
 ::missive_rpc::remote::Routes::default()"
     );

@@ -6,8 +6,9 @@
 //! whose methods take a [`Ctx`] and return `Result<_, Status>`, plus four pieces of glue:
 //! `<Service>Guarded` (the server side of every call: deadline check, overload control,
 //! per-method metrics, see [`guard`]), `<Service>Timed` (an implementation's own per-method latency, see [`timer`]),
-//! `<Service>Remote` (the same trait reached over gRPC, see [`remote`]) and
-//! `<service>_routes` (serves an implementation over gRPC). A caller holds an
+//! `<Service>Remote` (the same trait reached over gRPC, see `remote`) and
+//! `<service>_routes` (serves an implementation over gRPC); these two, and the `remote`
+//! module, only with the `remote` feature, which brings the server stacks (tonic, axum). A caller holds an
 //! `Arc<dyn Service>` and never knows whether the implementation runs in its own process (a
 //! direct async call, no serialization) or in another one.
 //!
@@ -19,6 +20,7 @@ pub mod handles;
 pub mod latency;
 #[cfg(feature = "prometheus")]
 pub mod recorder;
+#[cfg(feature = "remote")]
 pub mod remote;
 mod status;
 pub mod timer;

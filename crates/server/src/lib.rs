@@ -21,15 +21,9 @@ use missive_ops::report::{ReportConfig, Reporter};
 use missive_ops::{AdminToken, Ops, OpsConfig, stats};
 use missive_proto::admin::{Admin, AdminGuarded, AdminRemote, admin_routes};
 use missive_proto::internal::{
-    AccountStore, AccountStoreGuarded, AccountStoreRemote, AccountStoreTimed, ClientApi,
-    ClientApiGuarded, ClientApiRemote, ContactStore, ContactStoreGuarded, ContactStoreRemote,
-    ContactStoreTimed, GroupStore, GroupStoreGuarded, GroupStoreRemote, GroupStoreTimed,
-    MediaStore, MediaStoreGuarded, MediaStoreRemote, MediaStoreTimed, MessageStore,
-    MessageStoreGuarded, MessageStoreRemote, MessageStoreTimed, OpsStore, OpsStoreGuarded,
-    OpsStoreRemote, OpsStoreTimed, Push, PushGuarded, Seq, SeqGuarded, SeqRemote, SeqStore,
-    SeqStoreGuarded, SeqStoreRemote, SeqStoreTimed, account_store_routes, client_api_routes,
-    contact_store_routes, group_store_routes, media_store_routes, message_store_routes,
-    ops_store_routes, seq_routes, seq_store_routes,
+    AccountStore, ClientApi, ClientApiGuarded, ClientApiRemote, ContactStore, GroupStore,
+    MessageStore, OpsStore, Push, PushGuarded, Seq, SeqGuarded, SeqRemote, SeqStore, Storage,
+    client_api_routes, seq_routes,
 };
 use missive_route::{AccessRoutes, RedisPush, RouteConfig};
 use missive_rpc::GuardConfig;
@@ -87,8 +81,8 @@ pub async fn run(
 
     let mut ops_store = None;
     let local_logic = if settings.runs(Role::Logic) {
-        let stores = Stores::resolve(&settings, local_stores.as_ref())?;
-        ops_store = Some(stores.ops.clone());
+        let stores = reach_stores(&settings, local_stores.as_ref())?;
+        ops_store = Some(stores.ops_store.clone());
         let push: Arc<dyn Push> = match (&route_config, &registry) {
             (Some(config), _) => RedisPush::connect(config.clone()).await?,
             (None, Some(registry)) => PushGuarded::new(registry.clone(), &guard),
@@ -98,7 +92,7 @@ pub async fn run(
             ),
         };
         let allocator: Arc<dyn Seq> = SeqGuarded::new(
-            Arc::new(SeqAllocator::new(stores.seq.clone(), settings.seq_step)),
+            Arc::new(SeqAllocator::new(stores.seq_store.clone(), settings.seq_step)),
             &guard,
         );
         served = served.merge(seq_routes(allocator.clone()));
@@ -113,14 +107,14 @@ pub async fn run(
             );
         }
         let deps = Deps {
-            accounts: stores.accounts,
-            contacts: stores.contacts,
-            messages: stores.messages,
-            groups: stores.groups,
-            media: stores.media,
+            accounts: stores.account_store,
+            contacts: stores.contact_store,
+            messages: stores.message_store,
+            groups: stores.group_store,
+            media: stores.media_store,
             seq,
             push,
-            ops: stores.ops,
+            ops: stores.ops_store,
         };
         let logic = Logic::new(
             deps,
@@ -309,112 +303,65 @@ fn random_node_id() -> String {
     format!("node-{:016x}", rand::random::<u64>())
 }
 
-/// Every data-access service, each behind the RPC guard.
-struct Stores {
-    accounts: Arc<dyn AccountStore>,
-    contacts: Arc<dyn ContactStore>,
-    messages: Arc<dyn MessageStore>,
-    groups: Arc<dyn GroupStore>,
-    media: Arc<dyn MediaStore>,
-    seq: Arc<dyn SeqStore>,
-    ops: Arc<dyn OpsStore>,
+/// The data-access services a logic node calls: each from the flag naming its service
+/// (`--account-store-rpc`), else this process's store role, else `--store-rpc`.
+fn reach_stores(settings: &Settings, local: Option<&Storage>) -> anyhow::Result<Storage> {
+    Storage::reach(local, |service| {
+        let specific = settings.store_rpc_of(service);
+        let urls = match (specific.is_empty(), local) {
+            (false, _) => specific,
+            (true, Some(_)) => return Ok(None),
+            (true, None) if !settings.store_rpc.is_empty() => &settings.store_rpc,
+            (true, None) => bail!("the logic role without the store role needs --store-rpc"),
+        };
+        Ok(Some(Client::new(service, urls)?))
+    })
 }
 
-impl Stores {
-    /// Serves every data-access service over RPC.
-    fn routes(&self) -> Routes {
-        account_store_routes(self.accounts.clone())
-            .merge(contact_store_routes(self.contacts.clone()))
-            .merge(message_store_routes(self.messages.clone()))
-            .merge(group_store_routes(self.groups.clone()))
-            .merge(media_store_routes(self.media.clone()))
-            .merge(seq_store_routes(self.seq.clone()))
-            .merge(ops_store_routes(self.ops.clone()))
-    }
-
-    /// The data-access services a logic node calls: each from the flag naming its data type,
-    /// else this process's store role, else `--store-rpc`.
-    fn resolve(settings: &Settings, local: Option<&Stores>) -> anyhow::Result<Stores> {
-        let remote = |specific: &[String], service| -> anyhow::Result<Option<Client>> {
-            let urls = match (specific.is_empty(), local) {
-                (false, _) => specific,
-                (true, Some(_)) => return Ok(None),
-                (true, None) if !settings.store_rpc.is_empty() => &settings.store_rpc,
-                (true, None) => bail!("the logic role without the store role needs --store-rpc"),
-            };
-            Ok(Some(Client::new(service, urls)?))
-        };
-        // `remote` answers None only when the stores are local.
-        let here = || local.expect("local stores");
-        Ok(Stores {
-            accounts: remote(&settings.account_store_rpc, "account-store")?
-                .map_or_else(|| here().accounts.clone(), |c| AccountStoreRemote::new(c) as _),
-            contacts: remote(&settings.contact_store_rpc, "contact-store")?
-                .map_or_else(|| here().contacts.clone(), |c| ContactStoreRemote::new(c) as _),
-            messages: remote(&settings.message_store_rpc, "message-store")?
-                .map_or_else(|| here().messages.clone(), |c| MessageStoreRemote::new(c) as _),
-            groups: remote(&settings.group_store_rpc, "group-store")?
-                .map_or_else(|| here().groups.clone(), |c| GroupStoreRemote::new(c) as _),
-            media: remote(&settings.media_store_rpc, "media-store")?
-                .map_or_else(|| here().media.clone(), |c| MediaStoreRemote::new(c) as _),
-            seq: remote(&settings.seq_store_rpc, "seq-store")?
-                .map_or_else(|| here().seq.clone(), |c| SeqStoreRemote::new(c) as _),
-            ops: remote(&settings.ops_store_rpc, "ops-store")?
-                .map_or_else(|| here().ops.clone(), |c| OpsStoreRemote::new(c) as _),
-        })
-    }
-
-    /// Every service of `store` (the `backend` named), and media in `media`, timed by data
-    /// type and behind the guard.
-    fn guarded<S>(
-        store: Arc<S>,
-        backend: &'static str,
-        media: FileMediaStore,
-        guard: &GuardConfig,
-    ) -> Stores
-    where
-        S: AccountStore + ContactStore + MessageStore + GroupStore + SeqStore + OpsStore,
-    {
-        // A store's calls timed under `labels`, then guarded.
-        macro_rules! layered {
-            ($guarded:ident, $timed:ident, $store:expr, $labels:expr) => {
-                $guarded::new(
-                    $timed::new($store, "missive_store_duration_seconds", &$labels),
-                    guard,
-                )
-            };
-        }
-        let of = |data_type| [("data_type", data_type), ("backend", backend)];
-        let file = [("data_type", "media"), ("backend", "file")];
-        let shared = || store.clone();
-        Stores {
-            accounts: layered!(AccountStoreGuarded, AccountStoreTimed, shared(), of("account")),
-            contacts: layered!(ContactStoreGuarded, ContactStoreTimed, shared(), of("contact")),
-            messages: layered!(MessageStoreGuarded, MessageStoreTimed, shared(), of("message")),
-            groups: layered!(GroupStoreGuarded, GroupStoreTimed, shared(), of("group")),
-            media: layered!(MediaStoreGuarded, MediaStoreTimed, Arc::new(media), file),
-            seq: layered!(SeqStoreGuarded, SeqStoreTimed, shared(), of("seq")),
-            ops: layered!(OpsStoreGuarded, OpsStoreTimed, shared(), of("ops")),
-        }
-    }
+/// Every data-access service of one backend (`backend` names it in metrics), and media in
+/// files: each timed by data type, then behind the guard.
+fn layered<S>(
+    store: Arc<S>,
+    backend: &'static str,
+    media: FileMediaStore,
+    guard: &GuardConfig,
+) -> Storage
+where
+    S: AccountStore + ContactStore + MessageStore + GroupStore + SeqStore + OpsStore,
+{
+    let storage = Storage {
+        account_store: store.clone(),
+        contact_store: store.clone(),
+        message_store: store.clone(),
+        group_store: store.clone(),
+        media_store: Arc::new(media),
+        seq_store: store.clone(),
+        ops_store: store,
+    };
+    let labels = |service: &'static str| {
+        let data_type = service.strip_suffix("_store").unwrap_or(service);
+        let backend = if data_type == "media" { "file" } else { backend };
+        vec![("data_type", data_type), ("backend", backend)]
+    };
+    storage.timed("missive_store_duration_seconds", labels).guarded(guard)
 }
 
 /// The SQL shards when urls are configured, else the embedded store in the data directory;
 /// media in the data directory either way.
-async fn open_stores(settings: &Settings, guard: &GuardConfig) -> anyhow::Result<Stores> {
+async fn open_stores(settings: &Settings, guard: &GuardConfig) -> anyhow::Result<Storage> {
     let media = FileMediaStore::open(&settings.data).context("opening the media directory")?;
     if settings.store_urls.is_empty() {
         let mut config = StoreConfig::new(&settings.data);
         config.durability = settings.durability;
         let store = EmbeddedStore::open(config).context("opening the embedded store")?;
-        return Ok(Stores::guarded(Arc::new(store), "embedded", media, guard));
+        return Ok(layered(Arc::new(store), "embedded", media, guard));
     }
     let mut config = SqlConfig::new(settings.store_urls.clone());
     config.connections_per_shard = settings.store_connections.max(1);
     let store = SqlStore::open(config).await.context("opening the sql store")?;
     tracing::info!(shards = store.shard_count(), "storing in sql databases");
     let backend = store.backend();
-    Ok(Stores::guarded(Arc::new(store), backend, media, guard))
+    Ok(layered(Arc::new(store), backend, media, guard))
 }
 
 /// Serves `router` until `shutdown`; handlers may ask for the peer's address.

@@ -205,6 +205,21 @@ impl Settings {
         self.roles.contains(&role)
     }
 
+    /// The nodes named for one data-access service (a field of `Storage`, e.g.
+    /// `account_store`) by its own flag; empty when the flag is not given.
+    pub fn store_rpc_of(&self, service: &str) -> &[String] {
+        match service {
+            "account_store" => &self.account_store_rpc,
+            "contact_store" => &self.contact_store_rpc,
+            "message_store" => &self.message_store_rpc,
+            "group_store" => &self.group_store_rpc,
+            "media_store" => &self.media_store_rpc,
+            "ops_store" => &self.ops_store_rpc,
+            "seq_store" => &self.seq_store_rpc,
+            _ => panic!("no --{}-rpc flag for {service}", service.replace('_', "-")),
+        }
+    }
+
     pub fn admin_token_path(&self) -> PathBuf {
         self.admin_token_file.clone().unwrap_or_else(|| self.data.join(ADMIN_TOKEN_FILE))
     }
@@ -329,6 +344,16 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         settings: Settings,
+    }
+
+    #[test]
+    fn every_data_access_service_has_its_own_flag() {
+        for service in missive_proto::internal::Storage::SERVICES {
+            let flag = format!("--{}-rpc", service.replace('_', "-"));
+            let args = ["missive", flag.as_str(), "http://node:7401"];
+            let settings = Cli::parse_from(args).settings;
+            assert_eq!(settings.store_rpc_of(service), ["http://node:7401"], "{flag}");
+        }
     }
 
     #[test]

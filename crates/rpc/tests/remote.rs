@@ -1,6 +1,7 @@
-//! The generated RPC glue over a real loopback socket: a service served with `*_routes` and
-//! called through `*Remote` answers as it does in process, with the call context carried
-//! across, and a client skips an endpoint that cannot be reached.
+//! The remote transport over a real loopback socket, through the glue generated for a service
+//! of the schema: a service served with `*_routes` and called through `*Remote` answers as it
+//! does in process, with the call context carried across, and a client skips an endpoint
+//! that cannot be reached.
 
 use missive_proto::internal::{
     AllocRequest, AllocResponse, Seq, SeqGuarded, SeqRemote, seq_routes,
