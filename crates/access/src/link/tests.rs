@@ -374,7 +374,8 @@ async fn an_authenticated_link_is_closed_after_three_heartbeat_intervals_of_sile
         let interval = node.shared.config.heartbeat_interval;
         let token = node.user("alice").await.token;
 
-        // Silent from its AUTH on: three intervals, past the auth deadline when that is later.
+        // Silent from its AUTH on: closed three intervals later, and no longer at the auth
+        // deadline (10 s), whether that would have come before or after.
         let (mut peer, auth, authenticated) = node.authenticated(&token).await;
         assert_eq!(u64::from(auth.heartbeat_interval_s), heartbeat_s, "the client is told");
         assert_after(authenticated, peer.closed().await, interval * 3, "a silent link closes");
