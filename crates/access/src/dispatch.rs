@@ -60,46 +60,29 @@ impl Dispatcher {
         format: Format,
     ) -> Result<Bytes, Status> {
         let api = &self.api;
-        match command {
-            Command::Ping => {
-                unary(body, format, |_: PingRequest| async {
-                    Ok(PingResponse { server_time_ms: missive_rpc::unix_ms() })
-                })
-                .await
-            }
-            Command::Register => unary(body, format, |r| api.register(ctx, r)).await,
-            Command::Login => unary(body, format, |r| api.login(ctx, r)).await,
-            Command::Logout => unary(body, format, |r| api.logout(ctx, r)).await,
-            Command::GetProfile => unary(body, format, |r| api.get_profile(ctx, r)).await,
-            Command::UpdateProfile => unary(body, format, |r| api.update_profile(ctx, r)).await,
-            Command::Send => unary(body, format, |r| api.send(ctx, r)).await,
-            Command::Sync => unary(body, format, |r| api.sync(ctx, r)).await,
-            Command::FriendRequest => unary(body, format, |r| api.friend_request(ctx, r)).await,
-            Command::FriendRespond => unary(body, format, |r| api.friend_respond(ctx, r)).await,
-            Command::FriendRemove => unary(body, format, |r| api.friend_remove(ctx, r)).await,
-            Command::SetBlocked => unary(body, format, |r| api.set_blocked(ctx, r)).await,
-            Command::SetRemark => unary(body, format, |r| api.set_remark(ctx, r)).await,
-            Command::ListContacts => unary(body, format, |r| api.list_contacts(ctx, r)).await,
-            Command::GroupCreate => unary(body, format, |r| api.group_create(ctx, r)).await,
-            Command::GroupInvite => unary(body, format, |r| api.group_invite(ctx, r)).await,
-            Command::GroupRemove => unary(body, format, |r| api.group_remove(ctx, r)).await,
-            Command::GroupLeave => unary(body, format, |r| api.group_leave(ctx, r)).await,
-            Command::GroupUpdate => unary(body, format, |r| api.group_update(ctx, r)).await,
-            Command::GroupSetAdmin => unary(body, format, |r| api.group_set_admin(ctx, r)).await,
-            Command::GroupTransfer => unary(body, format, |r| api.group_transfer(ctx, r)).await,
-            Command::GroupDissolve => unary(body, format, |r| api.group_dissolve(ctx, r)).await,
-            Command::GroupInfo => unary(body, format, |r| api.group_info(ctx, r)).await,
-            Command::Upload => unary(body, format, |r| api.upload(ctx, r)).await,
-            Command::Download => unary(body, format, |r| api.download(ctx, r)).await,
-            Command::Recall => unary(body, format, |r| api.recall(ctx, r)).await,
-            Command::MarkRead => unary(body, format, |r| api.mark_read(ctx, r)).await,
-            Command::Auth => {
-                Err(Status::new(Code::FailedPrecondition, "auth is a long-link command"))
-            }
-            Command::Notify => {
-                Err(Status::new(Code::UnknownCommand, "notify is sent by the server only"))
-            }
+        // One arm per command the logic layer serves, from the schema's list of `ClientApi`
+        // methods (a method and its command share their name); the long link's own commands
+        // after them. A command without a method, or the reverse, does not compile.
+        macro_rules! served {
+            ($(($variant:ident, $method:ident)),* $(,)?) => {
+                match command {
+                    $(Command::$variant => unary(body, format, |r| api.$method(ctx, r)).await,)*
+                    Command::Ping => {
+                        unary(body, format, |_: PingRequest| async {
+                            Ok(PingResponse { server_time_ms: missive_rpc::unix_ms() })
+                        })
+                        .await
+                    }
+                    Command::Auth => {
+                        Err(Status::new(Code::FailedPrecondition, "auth is a long-link command"))
+                    }
+                    Command::Notify => {
+                        Err(Status::new(Code::UnknownCommand, "notify is sent by the server only"))
+                    }
+                }
+            };
         }
+        missive_proto::client_api_methods!(served)
     }
 
     /// Runs one client request, whatever its transport: under `timeout` (past it the answer

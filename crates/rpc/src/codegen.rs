@@ -32,6 +32,8 @@ pub struct TraitGenerator {
     route_keys: Vec<(String, String)>,
     /// (struct name, service-name suffix) of the bundles asked for.
     bundles: Vec<(String, String)>,
+    /// (`package.Service`, request package) of the method lists asked for.
+    method_lists: Vec<(String, String)>,
     /// The services generated so far that belong to a bundle, by package.
     members: Vec<Member>,
 }
@@ -51,6 +53,15 @@ impl TraitGenerator {
     /// Routes calls of `method` (`package.Service.Method`) by the request's `field`.
     pub fn route_by(mut self, method: &str, field: &str) -> Self {
         self.route_keys.push((method.to_string(), field.to_string()));
+        self
+    }
+
+    /// Generates a macro `<service>_methods!(callback)` that calls `callback! { (Method,
+    /// method), ... }` over the methods of `service` (`package.Service`) whose request is a
+    /// message of `request_package`: a table that code elsewhere expands (a dispatch `match`)
+    /// without naming the methods again.
+    pub fn method_list(mut self, service: &str, request_package: &str) -> Self {
+        self.method_lists.push((service.to_string(), request_package.to_string()));
         self
     }
 
@@ -98,6 +109,10 @@ impl ServiceGenerator for TraitGenerator {
             service.methods.iter().map(|m| format!("\"{}\"", m.proto_name)).collect();
         let _ = writeln!(buf, "    pub const METHODS: &[&str] = &[{}];", methods.join(", "));
         let _ = writeln!(buf, "}}");
+        let listed = self.method_lists.iter().find(|(name, _)| *name == full_name);
+        if let Some((_, package)) = listed {
+            method_list(&service, &module, package, buf);
+        }
         guarded(&service, &module, buf);
         timed(&service, &module, buf);
         self.remote(&service, &full_name, buf);
@@ -131,6 +146,29 @@ impl ServiceGenerator for TraitGenerator {
             }
         }
     }
+}
+
+fn method_list(service: &Service, module: &str, package: &str, buf: &mut String) {
+    let prefix = format!(".{package}.");
+    let methods: Vec<String> = service
+        .methods
+        .iter()
+        .filter(|m| m.input_proto_type.starts_with(&prefix))
+        .map(|m| format!("({}, {})", m.proto_name, m.name))
+        .collect();
+    let _ = writeln!(
+        buf,
+        "/// Calls `$callback! {{ (Method, method), ... }}` over the methods of `{name}` whose
+/// request is a message of `{package}`.
+#[macro_export]
+macro_rules! {module}_methods {{
+    ($callback:ident) => {{
+        $callback! {{ {list} }}
+    }};
+}}",
+        name = service.name,
+        list = methods.join(", ")
+    );
 }
 
 /// The bundle struct, its layering, serving and reaching, and its implementation of every

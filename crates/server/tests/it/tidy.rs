@@ -225,3 +225,24 @@ fn every_file_a_document_names_exists() {
     }
     assert!(missing.is_empty(), "documents name files that do not exist: {missing:#?}");
 }
+
+#[test]
+fn the_protocol_documents_every_command_of_the_schema() {
+    let document = std::fs::read_to_string(root().join("docs/protocol.md")).unwrap();
+    let table = document.split("### 6.1 Command table").nth(1).unwrap();
+    let table = table.split("\n### ").next().unwrap();
+    let mut documented: Vec<(u16, String)> = Vec::new();
+    for line in table.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let Some(number) = cells.get(1).and_then(|n| n.parse().ok()) else { continue };
+        let name = cells[2].to_string();
+        // The short-link path, where the row gives one, is the name in lower case.
+        if let Some(path) = cells[3].split('`').nth(1) {
+            assert_eq!(path, format!("/v1/{}", name.to_lowercase()), "{line}");
+        }
+        documented.push((number, name));
+    }
+    let schema: Vec<(u16, String)> =
+        missive_proto::Command::ALL.iter().map(|c| (*c as u16, c.name().to_uppercase())).collect();
+    assert_eq!(documented, schema, "docs/protocol.md §6.1 against client.proto's Command");
+}
