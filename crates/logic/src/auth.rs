@@ -12,8 +12,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use missive_proto::client::*;
 use missive_proto::internal::{
-    CreateAccountRequest, CreateSessionRequest, InboxEntry, RevokeSessionRequest, SessionRecord,
-    TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
+    AuthenticateRequest, CreateAccountRequest, CreateSessionRequest, InboxEntry,
+    RevokeSessionRequest, SessionRecord, TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
 };
 use missive_rpc::{Code, Ctx, Status};
 use rand::RngCore;
@@ -108,11 +108,12 @@ impl Logic {
         .map_err(|e| Status::internal(format!("hashing task failed: {e}")))
     }
 
-    pub(crate) async fn authenticate_token(
+    pub(crate) async fn authenticate(
         &self,
         ctx: &Ctx,
-        token: &str,
+        req: AuthenticateRequest,
     ) -> Result<SessionRecord, Status> {
+        let token = req.token.as_str();
         if token.is_empty() || token.len() > 128 {
             return Err(unauthenticated());
         }
@@ -141,7 +142,7 @@ impl Logic {
         Ok(session)
     }
 
-    pub(crate) async fn register_account(
+    pub(crate) async fn register(
         &self,
         ctx: &Ctx,
         req: RegisterRequest,
@@ -200,7 +201,7 @@ impl Logic {
         Ok((profile_of(&account), entries[0].version))
     }
 
-    pub(crate) async fn login_device(
+    pub(crate) async fn login(
         &self,
         ctx: &Ctx,
         req: LoginRequest,
@@ -252,7 +253,11 @@ impl Logic {
         Ok(LoginResponse { user_id: account.user_id, device_id: session.device_id, token })
     }
 
-    pub(crate) async fn logout_device(&self, ctx: &Ctx) -> Result<LogoutResponse, Status> {
+    pub(crate) async fn logout(
+        &self,
+        ctx: &Ctx,
+        _: LogoutRequest,
+    ) -> Result<LogoutResponse, Status> {
         let caller = ctx.caller()?;
         self.deps
             .accounts
@@ -278,7 +283,7 @@ impl Logic {
         });
     }
 
-    pub(crate) async fn profile(
+    pub(crate) async fn get_profile(
         &self,
         ctx: &Ctx,
         req: GetProfileRequest,
@@ -296,7 +301,7 @@ impl Logic {
         Ok(GetProfileResponse { profile: Some(profile_of(&account)) })
     }
 
-    pub(crate) async fn change_profile(
+    pub(crate) async fn update_profile(
         &self,
         ctx: &Ctx,
         req: UpdateProfileRequest,

@@ -140,12 +140,13 @@ impl Logic {
         Ok(ContactResponse { contact: Some(new_mine), version })
     }
 
-    pub(crate) async fn ask_friend(
+    pub(crate) async fn friend_request(
         &self,
         ctx: &Ctx,
-        peer: u64,
-        greeting: String,
+        req: FriendRequestRequest,
     ) -> Result<ContactResponse, Status> {
+        let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
+        let greeting = req.greeting;
         if greeting.len() > GREETING_BYTES_MAX || greeting.chars().any(char::is_control) {
             return Err(Status::invalid_argument(format!(
                 "greeting must be at most {GREETING_BYTES_MAX} bytes, without control characters"
@@ -176,12 +177,13 @@ impl Logic {
         .await
     }
 
-    pub(crate) async fn answer_friend(
+    pub(crate) async fn friend_respond(
         &self,
         ctx: &Ctx,
-        peer: u64,
-        accept: bool,
+        req: FriendRespondRequest,
     ) -> Result<ContactResponse, Status> {
+        let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
+        let accept = req.accept;
         self.change_pair(ctx, peer, |mine, theirs| {
             if relation(mine) != Relation::RequestReceived {
                 return Err(Status::new(
@@ -202,7 +204,12 @@ impl Logic {
         .await
     }
 
-    pub(crate) async fn unfriend(&self, ctx: &Ctx, peer: u64) -> Result<ContactResponse, Status> {
+    pub(crate) async fn friend_remove(
+        &self,
+        ctx: &Ctx,
+        req: FriendRemoveRequest,
+    ) -> Result<ContactResponse, Status> {
+        let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
         self.change_pair(ctx, peer, |mine, theirs| {
             let pending_or_friends = |c: &Contact| {
                 matches!(
@@ -221,12 +228,13 @@ impl Logic {
         .await
     }
 
-    pub(crate) async fn block(
+    pub(crate) async fn set_blocked(
         &self,
         ctx: &Ctx,
-        peer: u64,
-        blocked: bool,
+        req: SetBlockedRequest,
     ) -> Result<ContactResponse, Status> {
+        let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
+        let blocked = req.blocked;
         self.change_pair(ctx, peer, |mine, _| {
             mine.blocked = blocked;
             Ok(())
@@ -234,12 +242,13 @@ impl Logic {
         .await
     }
 
-    pub(crate) async fn remark(
+    pub(crate) async fn set_remark(
         &self,
         ctx: &Ctx,
-        peer: u64,
-        remark: String,
+        req: SetRemarkRequest,
     ) -> Result<ContactResponse, Status> {
+        let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
+        let remark = req.remark;
         validate::display_name("remark", &remark, REMARK_CHARS_MAX)?;
         self.change_pair(ctx, peer, |mine, _| {
             if relation(mine) == Relation::None {
@@ -251,7 +260,11 @@ impl Logic {
         .await
     }
 
-    pub(crate) async fn contact_list(&self, ctx: &Ctx) -> Result<ListContactsResponse, Status> {
+    pub(crate) async fn list_contacts(
+        &self,
+        ctx: &Ctx,
+        _: ListContactsRequest,
+    ) -> Result<ListContactsResponse, Status> {
         let caller = ctx.caller()?;
         let list = self.deps.contacts.list(ctx, UserRef { user_id: caller.user_id }).await?;
         let contacts = list.records.into_iter().filter_map(|r| r.contact).collect();

@@ -281,7 +281,7 @@ impl Logic {
         Ok(GroupResponse { group: Some(self.group_view(ctx, &state).await?) })
     }
 
-    pub(crate) async fn create_group(
+    pub(crate) async fn group_create(
         &self,
         ctx: &Ctx,
         req: GroupCreateRequest,
@@ -313,7 +313,7 @@ impl Logic {
         Ok(GroupResponse { group: Some(self.group_view(ctx, &state).await?) })
     }
 
-    pub(crate) async fn invite(
+    pub(crate) async fn group_invite(
         &self,
         ctx: &Ctx,
         req: GroupInviteRequest,
@@ -351,7 +351,7 @@ impl Logic {
         .await
     }
 
-    pub(crate) async fn remove_members(
+    pub(crate) async fn group_remove(
         &self,
         ctx: &Ctx,
         req: GroupRemoveRequest,
@@ -389,7 +389,7 @@ impl Logic {
         .await
     }
 
-    pub(crate) async fn leave(
+    pub(crate) async fn group_leave(
         &self,
         ctx: &Ctx,
         req: GroupLeaveRequest,
@@ -411,7 +411,7 @@ impl Logic {
         .await
     }
 
-    pub(crate) async fn update_group(
+    pub(crate) async fn group_update(
         &self,
         ctx: &Ctx,
         req: GroupUpdateRequest,
@@ -450,7 +450,7 @@ impl Logic {
         .await
     }
 
-    pub(crate) async fn set_admin(
+    pub(crate) async fn group_set_admin(
         &self,
         ctx: &Ctx,
         req: GroupSetAdminRequest,
@@ -477,7 +477,7 @@ impl Logic {
         .await
     }
 
-    pub(crate) async fn transfer(
+    pub(crate) async fn group_transfer(
         &self,
         ctx: &Ctx,
         req: GroupTransferRequest,
@@ -508,7 +508,7 @@ impl Logic {
         .await
     }
 
-    pub(crate) async fn dissolve(
+    pub(crate) async fn group_dissolve(
         &self,
         ctx: &Ctx,
         req: GroupDissolveRequest,
@@ -528,7 +528,7 @@ impl Logic {
         .await
     }
 
-    pub(crate) async fn group_details(
+    pub(crate) async fn group_info(
         &self,
         ctx: &Ctx,
         req: GroupInfoRequest,

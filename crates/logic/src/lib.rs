@@ -342,6 +342,10 @@ impl Logic {
     }
 }
 
+/// Each operation is the inherent method of the same name, in the module of its data
+/// (`auth.rs`, `message.rs`, `group.rs`, ...), which the path `Logic::<name>` names before this
+/// trait's method. What this impl adds is what calls share: a user who signs in, sends or
+/// syncs is counted active in the statistics.
 #[async_trait::async_trait]
 impl ClientApi for Logic {
     async fn authenticate(
@@ -349,23 +353,23 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: AuthenticateRequest,
     ) -> Result<SessionRecord, Status> {
-        let session = self.authenticate_token(ctx, &req.token).await?;
+        let session = Logic::authenticate(self, ctx, req).await?;
         self.activity.mark(session.user_id, self.now_ms());
         Ok(session)
     }
 
     async fn register(&self, ctx: &Ctx, req: RegisterRequest) -> Result<RegisterResponse, Status> {
-        self.register_account(ctx, req).await
+        Logic::register(self, ctx, req).await
     }
 
     async fn login(&self, ctx: &Ctx, req: LoginRequest) -> Result<LoginResponse, Status> {
-        let login = self.login_device(ctx, req).await?;
+        let login = Logic::login(self, ctx, req).await?;
         self.activity.mark(login.user_id, self.now_ms());
         Ok(login)
     }
 
-    async fn logout(&self, ctx: &Ctx, _: LogoutRequest) -> Result<LogoutResponse, Status> {
-        self.logout_device(ctx).await
+    async fn logout(&self, ctx: &Ctx, req: LogoutRequest) -> Result<LogoutResponse, Status> {
+        Logic::logout(self, ctx, req).await
     }
 
     async fn get_profile(
@@ -373,7 +377,7 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: GetProfileRequest,
     ) -> Result<GetProfileResponse, Status> {
-        self.profile(ctx, req).await
+        Logic::get_profile(self, ctx, req).await
     }
 
     async fn update_profile(
@@ -381,17 +385,17 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: UpdateProfileRequest,
     ) -> Result<UpdateProfileResponse, Status> {
-        self.change_profile(ctx, req).await
+        Logic::update_profile(self, ctx, req).await
     }
 
     async fn send(&self, ctx: &Ctx, req: SendRequest) -> Result<SendResponse, Status> {
-        let sent = self.send_message(ctx, req).await?;
+        let sent = Logic::send(self, ctx, req).await?;
         self.mark_caller_active(ctx);
         Ok(sent)
     }
 
     async fn sync(&self, ctx: &Ctx, req: SyncRequest) -> Result<SyncResponse, Status> {
-        let synced = self.sync_changes(ctx, req).await?;
+        let synced = Logic::sync(self, ctx, req).await?;
         self.mark_caller_active(ctx);
         Ok(synced)
     }
@@ -401,8 +405,7 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: FriendRequestRequest,
     ) -> Result<ContactResponse, Status> {
-        let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
-        self.ask_friend(ctx, peer, req.greeting).await
+        Logic::friend_request(self, ctx, req).await
     }
 
     async fn friend_respond(
@@ -410,8 +413,7 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: FriendRespondRequest,
     ) -> Result<ContactResponse, Status> {
-        let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
-        self.answer_friend(ctx, peer, req.accept).await
+        Logic::friend_respond(self, ctx, req).await
     }
 
     async fn friend_remove(
@@ -419,8 +421,7 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: FriendRemoveRequest,
     ) -> Result<ContactResponse, Status> {
-        let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
-        self.unfriend(ctx, peer).await
+        Logic::friend_remove(self, ctx, req).await
     }
 
     async fn set_blocked(
@@ -428,8 +429,7 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: SetBlockedRequest,
     ) -> Result<ContactResponse, Status> {
-        let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
-        self.block(ctx, peer, req.blocked).await
+        Logic::set_blocked(self, ctx, req).await
     }
 
     async fn set_remark(
@@ -437,16 +437,15 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: SetRemarkRequest,
     ) -> Result<ContactResponse, Status> {
-        let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
-        self.remark(ctx, peer, req.remark).await
+        Logic::set_remark(self, ctx, req).await
     }
 
     async fn list_contacts(
         &self,
         ctx: &Ctx,
-        _: ListContactsRequest,
+        req: ListContactsRequest,
     ) -> Result<ListContactsResponse, Status> {
-        self.contact_list(ctx).await
+        Logic::list_contacts(self, ctx, req).await
     }
 
     async fn group_create(
@@ -454,7 +453,7 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: GroupCreateRequest,
     ) -> Result<GroupResponse, Status> {
-        self.create_group(ctx, req).await
+        Logic::group_create(self, ctx, req).await
     }
 
     async fn group_invite(
@@ -462,7 +461,7 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: GroupInviteRequest,
     ) -> Result<GroupResponse, Status> {
-        self.invite(ctx, req).await
+        Logic::group_invite(self, ctx, req).await
     }
 
     async fn group_remove(
@@ -470,7 +469,7 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: GroupRemoveRequest,
     ) -> Result<GroupResponse, Status> {
-        self.remove_members(ctx, req).await
+        Logic::group_remove(self, ctx, req).await
     }
 
     async fn group_leave(
@@ -478,7 +477,7 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: GroupLeaveRequest,
     ) -> Result<GroupResponse, Status> {
-        self.leave(ctx, req).await
+        Logic::group_leave(self, ctx, req).await
     }
 
     async fn group_update(
@@ -486,7 +485,7 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: GroupUpdateRequest,
     ) -> Result<GroupResponse, Status> {
-        self.update_group(ctx, req).await
+        Logic::group_update(self, ctx, req).await
     }
 
     async fn group_set_admin(
@@ -494,7 +493,7 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: GroupSetAdminRequest,
     ) -> Result<GroupResponse, Status> {
-        self.set_admin(ctx, req).await
+        Logic::group_set_admin(self, ctx, req).await
     }
 
     async fn group_transfer(
@@ -502,7 +501,7 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: GroupTransferRequest,
     ) -> Result<GroupResponse, Status> {
-        self.transfer(ctx, req).await
+        Logic::group_transfer(self, ctx, req).await
     }
 
     async fn group_dissolve(
@@ -510,26 +509,26 @@ impl ClientApi for Logic {
         ctx: &Ctx,
         req: GroupDissolveRequest,
     ) -> Result<GroupResponse, Status> {
-        self.dissolve(ctx, req).await
+        Logic::group_dissolve(self, ctx, req).await
     }
 
     async fn group_info(&self, ctx: &Ctx, req: GroupInfoRequest) -> Result<GroupResponse, Status> {
-        self.group_details(ctx, req).await
+        Logic::group_info(self, ctx, req).await
     }
 
     async fn upload(&self, ctx: &Ctx, req: UploadRequest) -> Result<UploadResponse, Status> {
-        self.store_media(ctx, req).await
+        Logic::upload(self, ctx, req).await
     }
 
     async fn download(&self, ctx: &Ctx, req: DownloadRequest) -> Result<DownloadResponse, Status> {
-        self.fetch_media(ctx, req).await
+        Logic::download(self, ctx, req).await
     }
 
     async fn recall(&self, ctx: &Ctx, req: RecallRequest) -> Result<RecallResponse, Status> {
-        self.recall_message(ctx, req).await
+        Logic::recall(self, ctx, req).await
     }
 
     async fn mark_read(&self, ctx: &Ctx, req: MarkReadRequest) -> Result<MarkReadResponse, Status> {
-        self.send_receipt(ctx, req).await
+        Logic::mark_read(self, ctx, req).await
     }
 }

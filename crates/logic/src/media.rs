@@ -46,7 +46,7 @@ impl Logic {
         Ok(record.conversation_id == user_id)
     }
 
-    pub(crate) async fn store_media(
+    pub(crate) async fn upload(
         &self,
         ctx: &Ctx,
         req: UploadRequest,
@@ -100,7 +100,7 @@ impl Logic {
         Ok(UploadResponse { media: Some(media_ref(stored)) })
     }
 
-    pub(crate) async fn fetch_media(
+    pub(crate) async fn download(
         &self,
         ctx: &Ctx,
         req: DownloadRequest,

@@ -152,11 +152,7 @@ impl Logic {
         Ok(crate::media::media_ref(record))
     }
 
-    pub(crate) async fn send_message(
-        &self,
-        ctx: &Ctx,
-        req: SendRequest,
-    ) -> Result<SendResponse, Status> {
+    pub(crate) async fn send(&self, ctx: &Ctx, req: SendRequest) -> Result<SendResponse, Status> {
         let caller = ctx.caller()?;
         validate::client_msg_id(&req.client_msg_id)?;
         let kind = match MessageKind::try_from(req.kind) {
@@ -261,7 +257,7 @@ impl Logic {
         Ok(users)
     }
 
-    pub(crate) async fn recall_message(
+    pub(crate) async fn recall(
         &self,
         ctx: &Ctx,
         req: RecallRequest,
@@ -316,7 +312,7 @@ impl Logic {
         Ok(RecallResponse { version: stored.sender_version })
     }
 
-    pub(crate) async fn send_receipt(
+    pub(crate) async fn mark_read(
         &self,
         ctx: &Ctx,
         req: MarkReadRequest,

@@ -15,11 +15,7 @@ use prost::Message as _;
 pub const SYNC_BYTES_MAX: usize = 256 * 1024;
 
 impl Logic {
-    pub(crate) async fn sync_changes(
-        &self,
-        ctx: &Ctx,
-        req: SyncRequest,
-    ) -> Result<SyncResponse, Status> {
+    pub(crate) async fn sync(&self, ctx: &Ctx, req: SyncRequest) -> Result<SyncResponse, Status> {
         let caller = ctx.caller()?;
         let mut key = self
             .sync_keys

@@ -3,12 +3,11 @@
 
 use super::harness::*;
 use missive_proto::client::*;
-use missive_proto::internal::ClientApi;
 
 #[tokio::test]
 async fn a_version_1_client_chats_in_a_group_through_its_contact() {
     let node = Node::new().await;
-    let logic = &node.logic;
+    let logic = node.api();
     let ann = node.user("ann").await;
     let old = speaking(&node.user("bob").await, 1);
     let cat = node.user("cat").await;
@@ -67,7 +66,7 @@ async fn a_version_1_client_chats_in_a_group_through_its_contact() {
 #[tokio::test]
 async fn other_kinds_reach_a_version_1_client_as_their_fallback_text() {
     let node = Node::open().await;
-    let logic = &node.logic;
+    let logic = node.api();
     let ann = node.user("ann").await;
     let old = speaking(&node.user("bob").await, 1);
     let sent = logic.send(&ann, text_to("bob", "m1", "oops")).await.unwrap();

@@ -2,13 +2,12 @@
 
 use super::harness::*;
 use missive_proto::client::*;
-use missive_proto::internal::ClientApi;
 use missive_rpc::Code;
 
 #[tokio::test]
 async fn one_to_one_chat_is_for_friends_and_a_block_stops_it() {
     let node = Node::new().await;
-    let logic = &node.logic;
+    let logic = node.api();
     let ann = node.user("ann").await;
     let bob = node.user("bob").await;
     let refused = logic.send(&ann, text_to("bob", "m1", "hi")).await.unwrap_err();
@@ -32,7 +31,7 @@ async fn a_contact_change_is_told_to_both_users_but_not_the_device_that_made_it(
     node.notified();
     let ask =
         FriendRequestRequest { user_id: id(&bob), greeting: "hello".into(), ..Default::default() };
-    node.logic.friend_request(&ann, ask).await.unwrap();
+    node.api().friend_request(&ann, ask).await.unwrap();
     let told = node.notified();
     let contact = DataType::Contact as i32;
     let to = |user| told.iter().find(|t| t.user_id == user && t.r#type == contact).unwrap();
@@ -45,7 +44,7 @@ async fn a_contact_change_is_told_to_both_users_but_not_the_device_that_made_it(
         (Relation::RequestReceived as i32, "hello")
     );
     let accept = FriendRespondRequest { user_id: id(&ann), accept: true, ..Default::default() };
-    node.logic.friend_respond(&bob, accept).await.unwrap();
+    node.api().friend_respond(&bob, accept).await.unwrap();
     for user in [&ann, &bob] {
         let entry = node.contacts(user).await.pop().unwrap();
         assert_eq!(entry.relation, Relation::Friend as i32);

@@ -2,7 +2,7 @@
 
 use super::harness::*;
 use missive_proto::client::*;
-use missive_proto::internal::{ClientApi, NotifyTarget};
+use missive_proto::internal::NotifyTarget;
 use missive_rpc::{Code, Ctx};
 
 /// The actor's own devices are told of a change (its other devices must sync), all but the
@@ -27,7 +27,7 @@ fn only_other_devices_told(told: &[NotifyTarget], actor: &Ctx, members: &[&Ctx])
 #[tokio::test]
 async fn every_group_change_is_told_to_all_but_the_device_that_made_it() {
     let node = Node::new().await;
-    let logic = &node.logic;
+    let logic = node.api();
     let [ann, bob, cat, dan] = [
         node.user("ann").await,
         node.user("bob").await,
@@ -71,7 +71,7 @@ async fn every_group_change_is_told_to_all_but_the_device_that_made_it() {
 #[tokio::test]
 async fn roles_decide_who_may_change_a_group() {
     let node = Node::new().await;
-    let logic = &node.logic;
+    let logic = node.api();
     let [ann, bob, cat] = [node.user("ann").await, node.user("bob").await, node.user("cat").await];
     let create = GroupCreateRequest { name: "Club".into(), member_ids: vec![id(&bob), id(&cat)] };
     let group_id = logic.group_create(&ann, create).await.unwrap().group.unwrap().group_id;

@@ -87,6 +87,11 @@ impl Node {
         Node::with(|config| config.direct_messages = DirectMessages::Anyone).await
     }
 
+    /// The node as the access layer calls it.
+    pub fn api(&self) -> &dyn ClientApi {
+        self.logic.as_ref()
+    }
+
     pub fn advance(&self, ms: i64) {
         self.now.fetch_add(ms, Ordering::SeqCst);
     }
@@ -110,7 +115,7 @@ impl Node {
             password: PASSWORD.into(),
             ..Default::default()
         };
-        self.logic.register(&Ctx::new(0), register).await.unwrap();
+        self.api().register(&Ctx::new(0), register).await.unwrap();
         self.signed_in(name, "first").await
     }
 
@@ -125,7 +130,7 @@ impl Node {
             password: PASSWORD.into(),
             device_name: device.into(),
         };
-        let session = self.logic.login(&Ctx::new(0), login).await.unwrap();
+        let session = self.api().login(&Ctx::new(0), login).await.unwrap();
         let caller = Caller {
             user_id: session.user_id,
             device_id: session.device_id,
@@ -137,9 +142,9 @@ impl Node {
     /// `a` asks, `b` accepts.
     pub async fn befriend(&self, a: &Ctx, b: &Ctx) {
         let ask = FriendRequestRequest { user_id: id(b), ..Default::default() };
-        self.logic.friend_request(a, ask).await.unwrap();
+        self.api().friend_request(a, ask).await.unwrap();
         let accept = FriendRespondRequest { user_id: id(a), accept: true, ..Default::default() };
-        self.logic.friend_respond(b, accept).await.unwrap();
+        self.api().friend_respond(b, accept).await.unwrap();
     }
 
     /// The notifies asked for since the last call.
@@ -153,7 +158,7 @@ impl Node {
         let mut key = Vec::new();
         loop {
             let request = SyncRequest { sync_key: key, limit: 500 };
-            let batch = self.logic.sync(ctx, request).await.unwrap();
+            let batch = self.api().sync(ctx, request).await.unwrap();
             items.extend(batch.items);
             key = batch.sync_key;
             if !batch.more {

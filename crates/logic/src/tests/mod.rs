@@ -10,7 +10,7 @@ mod receipts;
 use crate::Retention;
 use harness::*;
 use missive_proto::client::*;
-use missive_proto::internal::{AuthenticateRequest, ClientApi};
+use missive_proto::internal::AuthenticateRequest;
 use missive_rpc::Ctx;
 use std::sync::Arc;
 use std::time::Duration;

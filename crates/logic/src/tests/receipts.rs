@@ -3,13 +3,12 @@
 use super::harness::*;
 use missive_proto::admin::{Admin, NoticeRequest};
 use missive_proto::client::*;
-use missive_proto::internal::ClientApi;
 use missive_rpc::{Code, Ctx};
 
 #[tokio::test]
 async fn only_what_a_person_wrote_can_be_marked_read() {
     let node = Node::open().await;
-    let logic = &node.logic;
+    let logic = node.api();
     let ann = node.user("ann").await;
     let bob = node.user("bob").await;
     let sent = logic.send(&ann, text_to("bob", "m1", "hi")).await.unwrap();
@@ -42,6 +41,6 @@ async fn an_operator_notice_cannot_be_marked_read() {
     };
     let sent = node.logic.notice(&Ctx::new(0), notice).await.unwrap().message.unwrap();
     assert_eq!((sent.from_user_id, sent.kind), (0, MessageKind::System as i32));
-    let refused = node.logic.mark_read(&ann, MarkReadRequest { message_id: sent.id }).await;
+    let refused = node.api().mark_read(&ann, MarkReadRequest { message_id: sent.id }).await;
     assert_eq!(refused.unwrap_err().code, Code::InvalidArgument);
 }
