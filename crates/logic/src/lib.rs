@@ -25,7 +25,7 @@ mod validate;
 mod tests;
 
 pub use auth::PasswordCost;
-pub use seq::SeqAllocator;
+pub use seq::{SEQ_STEP_DEFAULT, SeqAllocator};
 pub use sync_key::{SyncKey, SyncKeyCodec, SyncKeyError};
 
 use missive_proto::client::*;
@@ -76,6 +76,22 @@ pub enum Retention {
     Forever,
 }
 
+/// The setting's form: `delivered`, `forever`, or the duration in its largest whole unit.
+impl std::fmt::Display for Retention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let seconds = match self {
+            Retention::UntilDelivered => return f.write_str("delivered"),
+            Retention::Forever => return f.write_str("forever"),
+            Retention::After(duration) => duration.as_secs(),
+        };
+        let units = [(86_400, "d"), (3_600, "h"), (60, "m")];
+        match units.iter().find(|(unit, _)| seconds > 0 && seconds % unit == 0) {
+            Some((unit, name)) => write!(f, "{}{name}", seconds / unit),
+            None => write!(f, "{seconds}s"),
+        }
+    }
+}
+
 impl std::str::FromStr for Retention {
     type Err = String;
 
@@ -106,6 +122,15 @@ pub enum DirectMessages {
     Friends,
     /// Anyone who has not been blocked.
     Anyone,
+}
+
+impl std::fmt::Display for DirectMessages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DirectMessages::Friends => "friends",
+            DirectMessages::Anyone => "anyone",
+        })
+    }
 }
 
 impl std::str::FromStr for DirectMessages {

@@ -14,6 +14,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
+/// How far a persisted bound runs ahead by default: WeChat's seqsvr uses 10,000, one store
+/// write per 10,000 versions.
+pub const SEQ_STEP_DEFAULT: u64 = 10_000;
+
 /// Independent locks over the users' states, so users in different shards never wait for
 /// each other, not even while one shard persists a new bound.
 const SHARDS: usize = 64;
@@ -37,7 +41,7 @@ pub struct SeqAllocator {
 }
 
 impl SeqAllocator {
-    /// `step`: how far each persisted bound runs ahead (WeChat's seqsvr uses 10,000).
+    /// `step`: how far each persisted bound runs ahead ([`SEQ_STEP_DEFAULT`]).
     pub fn new(store: Arc<dyn SeqStore>, step: u64) -> Self {
         assert!(step > 0, "seq step must be positive");
         SeqAllocator { store, step, shards: (0..SHARDS).map(|_| Mutex::default()).collect() }

@@ -3,9 +3,10 @@
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use missive_access::AccessConfig;
-use missive_logic::{DirectMessages, PasswordCost, Retention};
+use missive_logic::{DirectMessages, LogicConfig, PasswordCost, Retention};
 use missive_rpc::GuardConfig;
 use missive_storage_embedded::Durability;
+use missive_storage_sql::SqlConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -97,32 +98,38 @@ pub struct Settings {
     pub admin: SocketAddr,
     /// What an acknowledged send survives: `process` (a crash of the process) or `power-loss`
     /// (fsync at every group commit).
-    #[arg(long, env = "MISSIVE_DURABILITY", default_value = "process", value_parser = parse_durability)]
+    #[arg(long, env = "MISSIVE_DURABILITY", default_value_t = Durability::default())]
     pub durability: Durability,
     /// How long messages are kept after every device received them: `delivered`, `forever`,
     /// or a duration such as `7d`, `12h`.
-    #[arg(long, env = "MISSIVE_RETENTION", default_value = "7d")]
+    #[arg(long, env = "MISSIVE_RETENTION", default_value_t = logic_defaults().retention)]
     pub retention: Retention,
     /// Heartbeat interval told to clients; silence for three intervals closes a connection.
-    #[arg(long, env = "MISSIVE_HEARTBEAT_INTERVAL_S", default_value_t = 30)]
+    #[arg(long, env = "MISSIVE_HEARTBEAT_INTERVAL_S",
+          default_value_t = AccessConfig::default().heartbeat_interval.as_secs() as u32)]
     pub heartbeat_interval_s: u32,
     /// Seconds a new long link has to authenticate.
-    #[arg(long, env = "MISSIVE_AUTH_TIMEOUT_S", default_value_t = 10)]
+    #[arg(long, env = "MISSIVE_AUTH_TIMEOUT_S",
+          default_value_t = AccessConfig::default().auth_timeout.as_secs())]
     pub auth_timeout_s: u64,
     /// Largest frame body accepted, in bytes.
-    #[arg(long, env = "MISSIVE_FRAME_BODY_BYTES_MAX", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "MISSIVE_FRAME_BODY_BYTES_MAX",
+          default_value_t = AccessConfig::default().frame_body_bytes_max)]
     pub frame_body_bytes_max: u32,
     /// Long-link connections held at once at most.
-    #[arg(long, env = "MISSIVE_CONNECTIONS_MAX", default_value_t = 100_000)]
+    #[arg(long, env = "MISSIVE_CONNECTIONS_MAX",
+          default_value_t = AccessConfig::default().connections_max)]
     pub connections_max: usize,
     /// Argon2id memory cost in KiB (lower only for tests and load runs).
-    #[arg(long, env = "MISSIVE_PASSWORD_MEMORY_KIB", default_value_t = 19 * 1024)]
+    #[arg(long, env = "MISSIVE_PASSWORD_MEMORY_KIB",
+          default_value_t = PasswordCost::default().memory_kib)]
     pub password_memory_kib: u32,
     /// Argon2id iterations (lower only for tests and load runs).
-    #[arg(long, env = "MISSIVE_PASSWORD_ITERATIONS", default_value_t = 2)]
+    #[arg(long, env = "MISSIVE_PASSWORD_ITERATIONS",
+          default_value_t = PasswordCost::default().iterations)]
     pub password_iterations: u32,
     /// How far the version allocator's persisted bound runs ahead.
-    #[arg(long, env = "MISSIVE_SEQ_STEP", default_value_t = 10_000)]
+    #[arg(long, env = "MISSIVE_SEQ_STEP", default_value_t = missive_logic::SEQ_STEP_DEFAULT)]
     pub seq_step: u64,
     /// Store data in these MySQL/MariaDB or PostgreSQL databases instead of the embedded
     /// store, one url per shard (comma-separated or repeated), e.g.
@@ -131,32 +138,37 @@ pub struct Settings {
     #[arg(long = "store-url", env = "MISSIVE_STORE_URL", value_delimiter = ',')]
     pub store_urls: Vec<String>,
     /// Database connections per shard.
-    #[arg(long, env = "MISSIVE_STORE_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, env = "MISSIVE_STORE_CONNECTIONS",
+          default_value_t = SqlConfig::new(Vec::new()).connections_per_shard)]
     pub store_connections: u32,
     /// Calls each service runs at once; more wait in its queue, whose delay drives overload
     /// control.
-    #[arg(long, env = "MISSIVE_RPC_WORKERS", default_value_t = 512)]
+    #[arg(long, env = "MISSIVE_RPC_WORKERS", default_value_t = GuardConfig::default().workers)]
     pub rpc_workers: usize,
     /// Mean queueing delay (ms) above which a service sheds its lowest-priority calls.
-    #[arg(long, env = "MISSIVE_RPC_QUEUE_DELAY_MAX_MS", default_value_t = 20)]
+    #[arg(long, env = "MISSIVE_RPC_QUEUE_DELAY_MAX_MS",
+          default_value_t = GuardConfig::default().queue_delay_max.as_millis() as u64)]
     pub rpc_queue_delay_max_ms: u64,
     /// Who may send a user a 1:1 message: `friends` (the default, as WeChat) or `anyone`
     /// who is not blocked.
-    #[arg(long, env = "MISSIVE_DIRECT_MESSAGES", default_value = "friends")]
+    #[arg(long, env = "MISSIVE_DIRECT_MESSAGES", default_value_t = logic_defaults().direct_messages)]
     pub direct_messages: DirectMessages,
     /// Members a group holds at most, its owner included.
-    #[arg(long, env = "MISSIVE_GROUP_MEMBERS_MAX", default_value_t = 500)]
+    #[arg(long, env = "MISSIVE_GROUP_MEMBERS_MAX",
+          default_value_t = logic_defaults().group_members_max)]
     pub group_members_max: usize,
     /// The largest image or file accepted, in bytes.
-    #[arg(long, env = "MISSIVE_MEDIA_BYTES_MAX", default_value_t = missive_proto::MEDIA_BYTES_MAX_DEFAULT)]
+    #[arg(long, env = "MISSIVE_MEDIA_BYTES_MAX", default_value_t = logic_defaults().media_bytes_max)]
     pub media_bytes_max: usize,
     /// Length of a statistics period in seconds: every period the figures are added up,
     /// kept in the store and reported (default: hourly).
-    #[arg(long, env = "MISSIVE_STATS_PERIOD_S", default_value_t = 3600)]
+    #[arg(long, env = "MISSIVE_STATS_PERIOD_S",
+          default_value_t = logic_defaults().stats_period.as_secs() as u32)]
     pub stats_period_s: u32,
     /// How old the store's totals (users, groups, messages) may be when shown; counting
     /// them scans tables.
-    #[arg(long, env = "MISSIVE_TOTALS_MAX_AGE_S", default_value_t = 30)]
+    #[arg(long, env = "MISSIVE_TOTALS_MAX_AGE_S",
+          default_value_t = logic_defaults().totals_max_age.as_secs())]
     pub totals_max_age_s: u64,
     /// The admin API's credential. Default: the token in `--admin-token-file`.
     #[arg(long, env = "MISSIVE_ADMIN_TOKEN", hide_env_values = true)]
@@ -192,12 +204,10 @@ pub struct Settings {
     pub log_format: String,
 }
 
-fn parse_durability(text: &str) -> Result<Durability, String> {
-    match text {
-        "process" => Ok(Durability::Process),
-        "power-loss" => Ok(Durability::PowerLoss),
-        other => Err(format!("unknown durability {other:?} (use process or power-loss)")),
-    }
+/// The logic layer's defaults, which the flags' defaults are (each default lives once, in
+/// the library that uses it).
+fn logic_defaults() -> LogicConfig {
+    LogicConfig::default()
 }
 
 impl Settings {

@@ -26,6 +26,27 @@ pub enum Durability {
     PowerLoss,
 }
 
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Durability::Process => "process",
+            Durability::PowerLoss => "power-loss",
+        })
+    }
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "process" => Ok(Durability::Process),
+            "power-loss" => Ok(Durability::PowerLoss),
+            other => Err(format!("unknown durability {other:?} (use process or power-loss)")),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub dir: PathBuf,

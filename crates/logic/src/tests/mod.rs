@@ -104,6 +104,14 @@ async fn two_logic_nodes_writing_one_inbox_keep_it_in_order() {
 }
 
 #[test]
+fn retention_settings_print_as_they_parse() {
+    for text in ["delivered", "forever", "7d", "12h", "90m", "45s"] {
+        assert_eq!(text.parse::<Retention>().unwrap().to_string(), text);
+    }
+    assert_eq!("120m".parse::<Retention>().unwrap().to_string(), "2h");
+}
+
+#[test]
 fn retention_settings_parse() {
     assert_eq!("delivered".parse(), Ok(Retention::UntilDelivered));
     assert_eq!("forever".parse(), Ok(Retention::Forever));
