@@ -9,10 +9,11 @@
 //! owns configuration, listeners, the admin endpoint and process signals; it holds no
 //! business logic.
 
+pub mod plan;
 pub mod settings;
 mod telemetry;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use missive_access::http;
 use missive_access::tcp::LinkServer;
 use missive_access::{Dispatcher, Registry};
@@ -30,14 +31,12 @@ use missive_rpc::GuardConfig;
 use missive_rpc::remote::{Client, Routes};
 use missive_storage_embedded::{EmbeddedStore, FileMediaStore, StoreConfig};
 use missive_storage_sql::{SqlConfig, SqlStore};
-use settings::{Role, Settings};
+use plan::{LogicPlan, NotifyVia, Plan, Reach};
+use settings::Settings;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// Where RPC is served when a process runs only some roles and `--rpc` is not given.
-const RPC_DEFAULT: &str = "127.0.0.1:7400";
 
 /// The addresses actually bound (ports chosen by the system when 0 was asked for); a
 /// listener the process's roles do not need is `None`.
@@ -49,6 +48,36 @@ pub struct Bound {
     pub admin: SocketAddr,
 }
 
+/// What the steps of a start share: the services this process offers others, and the
+/// background tasks to wait for at shutdown.
+struct Node {
+    served: Routes,
+    tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
+    guard: GuardConfig,
+    shutdown: CancellationToken,
+}
+
+impl Node {
+    fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.push((name, tokio::spawn(task)));
+    }
+}
+
+/// The logic tier of this process: what the access role and the admin address call.
+struct LogicHere {
+    api: Arc<dyn ClientApi>,
+    admin: Arc<dyn Admin>,
+    ops_store: Arc<dyn OpsStore>,
+}
+
+/// The access tier of this process, kept to drain it at shutdown.
+struct AccessHere {
+    links: LinkServer,
+    tcp: tokio::task::JoinHandle<()>,
+    http: tokio::task::JoinHandle<()>,
+    routes: Option<AccessRoutes>,
+}
+
 /// Runs the server until `shutdown` is cancelled, then drains connections and returns.
 /// `on_bound` hears the listening addresses once every listener is up.
 pub async fn run(
@@ -56,210 +85,69 @@ pub async fn run(
     shutdown: CancellationToken,
     on_bound: impl FnOnce(Bound),
 ) -> anyhow::Result<()> {
+    let plan = Plan::of(&settings)?;
     // Every role keeps something here: the store its data, every node its dashboard curves.
     std::fs::create_dir_all(&settings.data)
         .with_context(|| format!("creating {}", settings.data.display()))?;
     let renders = telemetry::install(settings.metrics);
-    let guard = settings.guard_config();
-    let mut served = Routes::default();
-    let mut tasks = Vec::new();
-
-    let local_stores = if settings.runs(Role::Store) {
-        let stores = open_stores(&settings, &guard).await?;
-        served = served.merge(stores.routes());
-        Some(stores)
-    } else {
-        None
+    let mut node = Node {
+        served: Routes::default(),
+        tasks: Vec::new(),
+        guard: settings.guard_config(),
+        shutdown,
     };
-
-    let registry = settings.runs(Role::Access).then(Registry::new);
     let node_id = settings.node_id.clone().unwrap_or_else(random_node_id);
     let route_config = settings.redis_url.as_ref().map(|url| RouteConfig {
         namespace: settings.redis_namespace.clone(),
         ..RouteConfig::new(url.clone(), node_id.clone())
     });
 
-    let mut ops_store = None;
-    let local_logic = if settings.runs(Role::Logic) {
-        let stores = reach_stores(&settings, local_stores.as_ref())?;
-        ops_store = Some(stores.ops_store.clone());
-        let push: Arc<dyn Push> = match (&route_config, &registry) {
-            (Some(config), _) => RedisPush::connect(config.clone()).await?,
-            (None, Some(registry)) => PushGuarded::new(registry.clone(), &guard),
-            (None, None) => bail!(
-                "the logic role without the access role needs --redis-url: it carries \
-                 notifies to the access nodes"
-            ),
-        };
-        let allocator: Arc<dyn Seq> = SeqGuarded::new(
-            Arc::new(SeqAllocator::new(stores.seq_store.clone(), settings.seq_step)),
-            &guard,
-        );
-        served = served.merge(seq_routes(allocator.clone()));
-        let seq = if settings.seq_rpc.is_empty() {
-            allocator
-        } else {
-            SeqRemote::new(Client::new("seq", &settings.seq_rpc)?)
-        };
-        if !settings.runs(Role::Store) && settings.secret_file.is_none() {
-            tracing::warn!(
-                "no --secret-file: SyncKeys signed here are valid only on this logic node"
-            );
+    let stores = match plan.store {
+        true => Some(open_stores(&settings, &node.guard).await?),
+        false => None,
+    };
+    if let Some(stores) = &stores {
+        node.served = std::mem::take(&mut node.served).merge(stores.routes());
+    }
+    let registry = plan.access.as_ref().map(|_| Registry::new());
+    let logic = match &plan.logic {
+        Some(logic) => {
+            let ctx = (stores.as_ref(), registry.as_ref(), route_config.as_ref());
+            Some(start_logic(&settings, logic, ctx, &mut node).await?)
         }
-        let deps = Deps {
-            accounts: stores.account_store,
-            contacts: stores.contact_store,
-            messages: stores.message_store,
-            groups: stores.group_store,
-            media: stores.media_store,
-            seq,
-            push,
-            ops: stores.ops_store,
-        };
-        let logic = Logic::new(
-            deps,
-            LogicConfig {
-                sync_key_secret: settings::load_or_create_secret(&settings)?,
-                password_cost: settings.password_cost(),
-                retention: settings.retention,
-                direct_messages: settings.direct_messages,
-                group_members_max: settings.group_members_max.max(1),
-                media_bytes_max: settings.media_bytes_max,
-                stats_period: settings.stats_period(),
-                totals_max_age: std::time::Duration::from_secs(settings.totals_max_age_s),
-                ..LogicConfig::default()
-            },
-        );
-        tasks.push((
-            "janitor",
-            tokio::spawn(logic.clone().run_janitor(shutdown.clone().cancelled_owned())),
-        ));
-        tasks.push((
-            "counter",
-            tokio::spawn(logic.clone().run_counter(shutdown.clone().cancelled_owned())),
-        ));
-        let admin: Arc<dyn Admin> = AdminGuarded::new(logic.clone(), &guard);
-        served = served.merge(admin_routes(admin.clone()));
-        let api: Arc<dyn ClientApi> = ClientApiGuarded::new(logic, &guard);
-        served = served.merge(client_api_routes(api.clone()));
-        Some((api, admin))
-    } else {
-        None
+        None => None,
     };
 
     let admin_listener = bind(settings.admin).await?;
     let mut bound = Bound { tcp: None, http: None, rpc: None, admin: admin_listener.local_addr()? };
-    let every_role = [Role::Access, Role::Logic, Role::Store].iter().all(|r| settings.runs(*r));
-    if !served.is_empty() && (!every_role || settings.rpc.is_some()) {
-        let address = settings.rpc.unwrap_or_else(|| RPC_DEFAULT.parse().expect("valid address"));
-        let listener = bind(address).await?;
-        bound.rpc = Some(listener.local_addr()?);
-        let rpc = served.serve(listener, shutdown.clone());
-        tasks.push((
-            "rpc",
-            tokio::spawn(async move {
-                if let Err(error) = rpc.await {
-                    tracing::error!(%error, "rpc server failed");
+    if let Some(address) = plan.rpc {
+        bound.rpc = Some(serve_rpc(address, &mut node).await?);
+    }
+    let admin: Option<Arc<dyn Admin>> = match (&plan.admin, &logic) {
+        (Some(Reach::Here), Some(logic)) => Some(logic.admin.clone()),
+        (Some(Reach::Nodes(urls)), _) => Some(AdminRemote::new(Client::new("logic", urls)?)),
+        _ => None,
+    };
+    let access = match (&plan.access, registry) {
+        (Some(access), Some(registry)) => {
+            let api = match (&access.logic, &logic) {
+                (Reach::Here, Some(logic)) => logic.api.clone(),
+                (Reach::Nodes(urls), _) => ClientApiRemote::new(Client::new("logic", urls)?),
+                (Reach::Here, None) => unreachable!("the plan runs the logic here"),
+            };
+            let routes = match (access.routes, &route_config) {
+                (true, Some(config)) => {
+                    Some(AccessRoutes::start(config.clone(), registry.clone()).await?)
                 }
-            }),
-        ));
-    }
-
-    // The admin API runs where the logic does, or is forwarded to a logic node.
-    let (local_api, admin) = match local_logic {
-        Some((api, admin)) => (Some(api), Some(admin)),
-        None if !settings.logic_rpc.is_empty() => {
-            (None, Some(AdminRemote::new(Client::new("logic", &settings.logic_rpc)?) as _))
+                _ => None,
+            };
+            Some(start_access(&settings, api, registry, routes, &mut bound, &node).await?)
         }
-        None => (None, None),
+        _ => None,
     };
-    let mut access = None;
-    if let Some(registry) = registry {
-        let api = match local_api {
-            Some(api) => api,
-            None if !settings.logic_rpc.is_empty() => {
-                ClientApiRemote::new(Client::new("logic", &settings.logic_rpc)?)
-            }
-            None => bail!("the access role without the logic role needs --logic-rpc"),
-        };
-        if settings.redis_url.is_none() && !settings.runs(Role::Logic) {
-            bail!(
-                "the access role without the logic role needs --redis-url: notifies reach \
-                 this node through it"
-            );
-        }
-        let routes = match &route_config {
-            Some(config) => Some(AccessRoutes::start(config.clone(), registry.clone()).await?),
-            None => None,
-        };
-        let dispatcher = Arc::new(Dispatcher::new(api));
-        let links = LinkServer::new(dispatcher, registry, settings.access_config());
-        let tcp = bind(settings.tcp).await?;
-        let http_listener = bind(settings.http).await?;
-        bound.tcp = Some(tcp.local_addr()?);
-        bound.http = Some(http_listener.local_addr()?);
-        let tcp_task = tokio::spawn({
-            let links = links.clone();
-            let shutdown = shutdown.clone();
-            async move { links.run_tcp(tcp, shutdown).await }
-        });
-        let http_task = tokio::spawn(serve_router(
-            http_listener,
-            http::router(links.clone(), shutdown.clone()),
-            shutdown.clone(),
-        ));
-        access = Some((links, tcp_task, http_task, routes));
-    }
-    // The credential is made only where the admin API is served.
-    let admin_api = match &admin {
-        Some(admin) => {
-            let token = AdminToken::new(&settings::load_or_create_admin_token(&settings)?);
-            Some((admin.clone(), token))
-        }
-        None => None,
-    };
-    let ops = Ops::new(
-        OpsConfig {
-            node_id: node_id.clone(),
-            sample_interval: std::time::Duration::from_secs(settings.dashboard_sample_s),
-            series_file: settings.data.join("dashboard-series.json"),
-        },
-        renders.clone(),
-        admin_api,
-    );
-    if settings.metrics {
-        tasks.push((
-            "sampler",
-            tokio::spawn(ops.clone().run_sampler(shutdown.clone().cancelled_owned())),
-        ));
-        if let Some(admin) = admin {
-            let report = stats::report_samples(
-                admin,
-                renders.figures,
-                node_id.clone(),
-                settings.stats_period(),
-                shutdown.clone().cancelled_owned(),
-            );
-            tasks.push(("samples", tokio::spawn(report)));
-        }
-    }
-    if let Some(store) = ops_store {
-        let reporter = Reporter::new(ReportConfig {
-            smtp_url: settings.report_smtp.clone(),
-            mail_from: settings.report_from.clone(),
-            mail_to: settings.report_to.clone(),
-            webhook_url: settings.report_webhook.clone(),
-            deployment: settings.deployment.clone(),
-        })?;
-        let job = stats::run_job(
-            store,
-            Arc::new(reporter),
-            settings.stats_period(),
-            shutdown.clone().cancelled_owned(),
-        );
-        tasks.push(("statistics", tokio::spawn(job)));
-    }
-    let admin_task = tokio::spawn(serve_router(admin_listener, ops.router(), shutdown.clone()));
+    let ops_store = logic.map(|logic| logic.ops_store);
+    let admin_task =
+        start_ops(&settings, admin, ops_store, renders, admin_listener, &node_id, &mut node)?;
     tracing::info!(
         roles = ?settings.roles,
         node = %node_id,
@@ -271,22 +159,22 @@ pub async fn run(
     );
     on_bound(bound);
 
-    shutdown.cancelled().await;
+    node.shutdown.cancelled().await;
     let drain = settings.access_config().drain_timeout;
-    if let Some((links, tcp_task, http_task, routes)) = access {
+    if let Some(access) = access {
         tracing::info!("shutting down: draining connections");
-        let _ = tcp_task.await;
-        links.drain().await;
+        let _ = access.tcp.await;
+        access.links.drain().await;
         // An HTTP peer that keeps its connection open must not hold the process forever.
-        if tokio::time::timeout(drain, http_task).await.is_err() {
+        if tokio::time::timeout(drain, access.http).await.is_err() {
             tracing::warn!("http connections still open after the drain timeout");
         }
-        if let Some(routes) = routes {
+        if let Some(routes) = access.routes {
             routes.stop().await;
         }
     }
-    tasks.push(("admin", admin_task));
-    for (name, task) in tasks {
+    node.tasks.push(("admin", admin_task));
+    for (name, task) in node.tasks {
         if tokio::time::timeout(drain, task).await.is_err() {
             tracing::warn!(task = name, "still running after the drain timeout");
         }
@@ -295,27 +183,178 @@ pub async fn run(
     Ok(())
 }
 
+/// The logic role: the business services over the stores the plan names, the version
+/// allocator, notifies through this process's access role or the routing engine, and the
+/// janitor and counter in the background. Its services are offered over RPC.
+async fn start_logic(
+    settings: &Settings,
+    plan: &LogicPlan,
+    (local, registry, routing): (Option<&Storage>, Option<&Arc<Registry>>, Option<&RouteConfig>),
+    node: &mut Node,
+) -> anyhow::Result<LogicHere> {
+    let stores = Storage::reach(local, |service| {
+        let reach = plan.stores.iter().find(|(s, _)| *s == service).map(|(_, r)| r);
+        match reach.expect("the plan names every store") {
+            Reach::Here => Ok::<_, anyhow::Error>(None),
+            Reach::Nodes(urls) => Ok(Some(Client::new(service, urls)?)),
+        }
+    })?;
+    let push: Arc<dyn Push> = match (plan.notify, routing, registry) {
+        (NotifyVia::Redis, Some(config), _) => RedisPush::connect(config.clone()).await?,
+        (NotifyVia::Here, _, Some(registry)) => PushGuarded::new(registry.clone(), &node.guard),
+        _ => unreachable!("the plan checked how notifies travel"),
+    };
+    let allocator: Arc<dyn Seq> = SeqGuarded::new(
+        Arc::new(SeqAllocator::new(stores.seq_store.clone(), settings.seq_step)),
+        &node.guard,
+    );
+    let served = std::mem::take(&mut node.served).merge(seq_routes(allocator.clone()));
+    let seq = match &plan.seq {
+        Reach::Here => allocator,
+        Reach::Nodes(urls) => SeqRemote::new(Client::new("seq", urls)?),
+    };
+    if !plan.secret_shared {
+        tracing::warn!("no --secret-file: SyncKeys signed here are valid only on this logic node");
+    }
+    let deps = Deps {
+        accounts: stores.account_store,
+        contacts: stores.contact_store,
+        messages: stores.message_store,
+        groups: stores.group_store,
+        media: stores.media_store,
+        seq,
+        push,
+        ops: stores.ops_store.clone(),
+    };
+    let logic = Logic::new(
+        deps,
+        LogicConfig {
+            sync_key_secret: settings::load_or_create_secret(settings)?,
+            password_cost: settings.password_cost(),
+            retention: settings.retention,
+            direct_messages: settings.direct_messages,
+            group_members_max: settings.group_members_max.max(1),
+            media_bytes_max: settings.media_bytes_max,
+            stats_period: settings.stats_period(),
+            totals_max_age: std::time::Duration::from_secs(settings.totals_max_age_s),
+            ..LogicConfig::default()
+        },
+    );
+    node.spawn("janitor", logic.clone().run_janitor(node.shutdown.clone().cancelled_owned()));
+    node.spawn("counter", logic.clone().run_counter(node.shutdown.clone().cancelled_owned()));
+    let admin: Arc<dyn Admin> = AdminGuarded::new(logic.clone(), &node.guard);
+    let api: Arc<dyn ClientApi> = ClientApiGuarded::new(logic, &node.guard);
+    node.served = served.merge(admin_routes(admin.clone())).merge(client_api_routes(api.clone()));
+    Ok(LogicHere { api, admin, ops_store: stores.ops_store })
+}
+
+/// Serves this process's services to the others on `address`.
+async fn serve_rpc(address: SocketAddr, node: &mut Node) -> anyhow::Result<SocketAddr> {
+    let listener = bind(address).await?;
+    let bound = listener.local_addr()?;
+    let rpc = std::mem::take(&mut node.served).serve(listener, node.shutdown.clone());
+    node.spawn("rpc", async move {
+        if let Err(error) = rpc.await {
+            tracing::error!(%error, "rpc server failed");
+        }
+    });
+    Ok(bound)
+}
+
+/// The access role: the TCP long link, and the short link and WebSocket on the HTTP address.
+async fn start_access(
+    settings: &Settings,
+    api: Arc<dyn ClientApi>,
+    registry: Arc<Registry>,
+    routes: Option<AccessRoutes>,
+    bound: &mut Bound,
+    node: &Node,
+) -> anyhow::Result<AccessHere> {
+    let dispatcher = Arc::new(Dispatcher::new(api));
+    let links = LinkServer::new(dispatcher, registry, settings.access_config());
+    let tcp = bind(settings.tcp).await?;
+    let http_listener = bind(settings.http).await?;
+    bound.tcp = Some(tcp.local_addr()?);
+    bound.http = Some(http_listener.local_addr()?);
+    let tcp_task = tokio::spawn({
+        let links = links.clone();
+        let shutdown = node.shutdown.clone();
+        async move { links.run_tcp(tcp, shutdown).await }
+    });
+    let http_task = tokio::spawn(serve_router(
+        http_listener,
+        http::router(links.clone(), node.shutdown.clone()),
+        node.shutdown.clone(),
+    ));
+    Ok(AccessHere { links, tcp: tcp_task, http: http_task, routes })
+}
+
+/// The admin address, on every node: health, metrics, the dashboard and its sampler, and
+/// where the admin API is reached, the API, the statistics' samples and (with the logic
+/// role) the periodic statistics job and its reports.
+fn start_ops(
+    settings: &Settings,
+    admin: Option<Arc<dyn Admin>>,
+    ops_store: Option<Arc<dyn OpsStore>>,
+    renders: missive_ops::Renders,
+    listener: TcpListener,
+    node_id: &str,
+    node: &mut Node,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    // The credential is made only where the admin API is served.
+    let admin_api = match &admin {
+        Some(admin) => {
+            let token = AdminToken::new(&settings::load_or_create_admin_token(settings)?);
+            Some((admin.clone(), token))
+        }
+        None => None,
+    };
+    let ops = Ops::new(
+        OpsConfig {
+            node_id: node_id.to_string(),
+            sample_interval: std::time::Duration::from_secs(settings.dashboard_sample_s),
+            series_file: settings.data.join("dashboard-series.json"),
+        },
+        renders.clone(),
+        admin_api,
+    );
+    let shutdown = node.shutdown.clone();
+    let stopped = || shutdown.clone().cancelled_owned();
+    if settings.metrics {
+        let sampler = ops.clone().run_sampler(stopped());
+        if let Some(admin) = admin {
+            let period = settings.stats_period();
+            let report = stats::report_samples(
+                admin,
+                renders.figures,
+                node_id.to_string(),
+                period,
+                stopped(),
+            );
+            node.spawn("samples", report);
+        }
+        node.spawn("sampler", sampler);
+    }
+    if let Some(store) = ops_store {
+        let reporter = Reporter::new(ReportConfig {
+            smtp_url: settings.report_smtp.clone(),
+            mail_from: settings.report_from.clone(),
+            mail_to: settings.report_to.clone(),
+            webhook_url: settings.report_webhook.clone(),
+            deployment: settings.deployment.clone(),
+        })?;
+        let job = stats::run_job(store, Arc::new(reporter), settings.stats_period(), stopped());
+        node.spawn("statistics", job);
+    }
+    Ok(tokio::spawn(serve_router(listener, ops.router(), node.shutdown.clone())))
+}
+
 async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address).await.with_context(|| format!("binding {address}"))
 }
 
 fn random_node_id() -> String {
     format!("node-{:016x}", rand::random::<u64>())
-}
-
-/// The data-access services a logic node calls: each from the flag naming its service
-/// (`--account-store-rpc`), else this process's store role, else `--store-rpc`.
-fn reach_stores(settings: &Settings, local: Option<&Storage>) -> anyhow::Result<Storage> {
-    Storage::reach(local, |service| {
-        let specific = settings.store_rpc_of(service);
-        let urls = match (specific.is_empty(), local) {
-            (false, _) => specific,
-            (true, Some(_)) => return Ok(None),
-            (true, None) if !settings.store_rpc.is_empty() => &settings.store_rpc,
-            (true, None) => bail!("the logic role without the store role needs --store-rpc"),
-        };
-        Ok(Some(Client::new(service, urls)?))
-    })
 }
 
 /// Every data-access service of one backend (`backend` names it in metrics), and media in
