@@ -143,17 +143,9 @@ fn access_plan(settings: &Settings) -> anyhow::Result<AccessPlan> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        settings: Settings,
-    }
 
     fn plan(args: &str) -> Result<Plan, String> {
-        let words = std::iter::once("missive").chain(args.split_whitespace());
-        Plan::of(&Cli::parse_from(words).settings).map_err(|e| e.to_string())
+        Plan::of(&crate::settings::parse(args.split_whitespace())).map_err(|e| e.to_string())
     }
 
     fn every_store(reach: Reach) -> Vec<(&'static str, Reach)> {

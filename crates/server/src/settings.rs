@@ -345,23 +345,27 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The settings of a command line (`missive serve` flags), for tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
+pub(crate) fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Settings {
+    #[derive(clap::Parser)]
     struct Cli {
         #[command(flatten)]
         settings: Settings,
     }
+    let words = std::iter::once("missive").chain(args);
+    <Cli as clap::Parser>::parse_from(words).settings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn every_data_access_service_has_its_own_flag() {
         for service in missive_proto::internal::Storage::SERVICES {
             let flag = format!("--{}-rpc", service.replace('_', "-"));
-            let args = ["missive", flag.as_str(), "http://node:7401"];
-            let settings = Cli::parse_from(args).settings;
+            let settings = parse([flag.as_str(), "http://node:7401"]);
             assert_eq!(settings.store_rpc_of(service), ["http://node:7401"], "{flag}");
         }
     }
@@ -370,8 +374,7 @@ mod tests {
     fn logic_nodes_starting_together_agree_on_one_secret() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("shared").join("sync-key.secret");
-        let args = ["missive", "--secret-file", file.to_str().unwrap()];
-        let settings = Cli::parse_from(args).settings;
+        let settings = parse(["--secret-file", file.to_str().unwrap()]);
         let nodes: Vec<_> = (0..8)
             .map(|_| {
                 let settings = settings.clone();

@@ -170,26 +170,25 @@ impl Node {
     /// The messages of the user's stream, in order.
     pub async fn messages(&self, ctx: &Ctx) -> Vec<Message> {
         let items = self.items(ctx).await;
-        items
-            .into_iter()
-            .filter_map(|item| match item.body {
-                Some(sync_item::Body::Message(message)) => Some(message),
-                _ => None,
-            })
-            .collect()
+        bodies(items, |body| match body {
+            sync_item::Body::Message(message) => Some(message),
+            _ => None,
+        })
     }
 
     /// The contact entries of the user's stream, in order.
     pub async fn contacts(&self, ctx: &Ctx) -> Vec<Contact> {
         let items = self.items(ctx).await;
-        items
-            .into_iter()
-            .filter_map(|item| match item.body {
-                Some(sync_item::Body::Contact(contact)) => Some(contact),
-                _ => None,
-            })
-            .collect()
+        bodies(items, |body| match body {
+            sync_item::Body::Contact(contact) => Some(contact),
+            _ => None,
+        })
     }
+}
+
+/// The bodies of one kind among `items`, in order.
+fn bodies<T>(items: Vec<SyncItem>, pick: impl Fn(sync_item::Body) -> Option<T>) -> Vec<T> {
+    items.into_iter().filter_map(|item| item.body.and_then(&pick)).collect()
 }
 
 const PASSWORD: &str = "long enough";
