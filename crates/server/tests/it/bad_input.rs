@@ -281,3 +281,39 @@ async fn short_link_bodies_and_headers_are_held_to_the_document() {
     check("upload", &[], vec![b' '; limit], (401, "unauthenticated")).await;
     check("upload", &[], vec![b' '; limit + 1], (413, "frame_too_large")).await;
 }
+
+/// `connections-max` counts every long link from its accept, authenticated or not (§5.1):
+/// past it a TCP link is closed without a frame and a WebSocket upgrade is answered 429.
+#[tokio::test]
+async fn unauthenticated_links_count_toward_the_connection_limit() {
+    let server = Server::start_with(&["--connections-max", "2"]);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(server.tcp_addr()).await.unwrap();
+        let ping = Frame::request(Command::Ping as u16, 1, Bytes::new());
+        stream.write_all(&ping.to_bytes()).await.unwrap();
+        assert_eq!(read_frame(&mut stream).await.unwrap().status, 0, "served before AUTH");
+        held.push(stream);
+    }
+    let mut refused = TcpStream::connect(server.tcp_addr()).await.unwrap();
+    assert!(read_frame(&mut refused).await.is_none(), "closed without a frame");
+    let upgrade = tokio_tungstenite::connect_async(server.ws()).await.unwrap_err();
+    let tokio_tungstenite::tungstenite::Error::Http(response) = upgrade else {
+        panic!("an HTTP answer to the upgrade: {upgrade}")
+    };
+    assert_eq!(response.status(), 429);
+
+    // A place freed is a place taken again.
+    drop(held.pop());
+    let again = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let mut stream = TcpStream::connect(server.tcp_addr()).await.unwrap();
+            let ping = Frame::request(Command::Ping as u16, 2, Bytes::new());
+            stream.write_all(&ping.to_bytes()).await.unwrap();
+            if read_frame(&mut stream).await.is_some() {
+                return stream;
+            }
+        }
+    });
+    again.await.expect("a freed place is given to the next link");
+}
