@@ -5,6 +5,7 @@ use crate::{AccessConfig, Dispatcher, Registry};
 use futures_util::StreamExt;
 use missive_proto::frame::{CodecError, FrameCodec};
 use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -89,22 +90,34 @@ impl LinkServer {
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
             let shutdown = shutdown.clone();
-            let max = shared.config.frame_body_bytes_max;
             self.tasks.spawn(async move {
                 let (read, write) = stream.into_split();
-                let reader =
-                    FramedRead::with_capacity(read, FrameCodec::new(max), READ_BUFFER_BYTES).map(
-                        |r| {
-                            r.map_err(|e| match e {
-                                CodecError::Frame(e) => LinkError::Frame(e),
-                                CodecError::Io(e) => LinkError::Transport(e.to_string()),
-                            })
-                        },
-                    );
-                let writer = FramedWrite::new(write, FrameCodec::new(max));
-                link::serve(shared, "tcp", reader, writer, shutdown).await;
+                serve_bytes(shared, read, write, shutdown).await;
                 drop(slot);
             });
         }
     }
+}
+
+/// Serves one long link over a byte stream's halves (a TCP socket's, or an in-memory pipe's
+/// in tests), frames cut by the frame codec.
+pub(crate) async fn serve_bytes<R, W>(
+    shared: Arc<LinkShared>,
+    read: R,
+    write: W,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let max = shared.config.frame_body_bytes_max;
+    let reader =
+        FramedRead::with_capacity(read, FrameCodec::new(max), READ_BUFFER_BYTES).map(|r| {
+            r.map_err(|e| match e {
+                CodecError::Frame(e) => LinkError::Frame(e),
+                CodecError::Io(e) => LinkError::Transport(e.to_string()),
+            })
+        });
+    let writer = FramedWrite::new(write, FrameCodec::new(max));
+    link::serve(shared, "tcp", reader, writer, shutdown).await;
 }

@@ -14,7 +14,8 @@
 //! reaches it. The two rules that need a write while links are open (a SEND's notifies,
 //! LOGOUT) are checked on the real clock, where no deadline comes near.
 
-use super::{LinkError, LinkShared, serve};
+use super::LinkShared;
+use crate::tcp::serve_bytes;
 use crate::{AccessConfig, Dispatcher, Registry};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -25,9 +26,7 @@ use missive_proto::client::{
     LoginRequest, LoginResponse, LogoutRequest, MessageKind, Notify, PingRequest, RegisterRequest,
     SendRequest, SendResponse, SyncRequest, SyncResponse, sync_item,
 };
-use missive_proto::frame::{
-    CodecError, FRAME_VERSION, Frame, FrameCodec, HEADER_BYTES, Kind, MAGIC,
-};
+use missive_proto::frame::{FRAME_VERSION, Frame, FrameCodec, HEADER_BYTES, Kind, MAGIC};
 use missive_proto::internal::{ClientApi, KickTarget, NotifyRequest, NotifyTarget, Push};
 use missive_rpc::{Code, Ctx};
 use missive_storage_embedded::{EmbeddedStore, FileMediaStore, StoreConfig};
@@ -37,15 +36,13 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, advance, timeout};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 const PASSWORD: &str = "correct horse";
 /// Bytes each direction of a link's in-memory stream holds, like a socket's buffers: enough
 /// that no test but the write-timeout one ever waits on them.
 const PIPE_BYTES: usize = 64 * 1024;
-/// The read buffer `tcp.rs` gives a socket.
-const READ_BUFFER_BYTES: usize = 4096;
 /// How long a test waits for a frame or a close before it fails. On the paused clock the wait
 /// costs nothing, and it must outlast every deadline of a test (90 s idle at most); on the
 /// real clock only a broken test waits it out.
@@ -141,19 +138,9 @@ impl Node {
     async fn connect(&self) -> Peer {
         let (client, server) = tokio::io::duplex(self.pipe_bytes);
         let (read, write) = tokio::io::split(server);
-        let max = self.shared.config.frame_body_bytes_max;
-        // Exactly as `LinkServer::run_tcp` frames the halves of a socket.
-        let reader =
-            FramedRead::with_capacity(read, FrameCodec::new(max), READ_BUFFER_BYTES).map(|r| {
-                r.map_err(|e| match e {
-                    CodecError::Frame(e) => LinkError::Frame(e),
-                    CodecError::Io(e) => LinkError::Transport(e.to_string()),
-                })
-            });
-        let writer = FramedWrite::new(write, FrameCodec::new(max));
         let shutdown = CancellationToken::new();
-        let served =
-            tokio::spawn(serve(self.shared.clone(), "tcp", reader, writer, shutdown.clone()));
+        // As `LinkServer::run_tcp` serves the halves of a socket.
+        let served = tokio::spawn(serve_bytes(self.shared.clone(), read, write, shutdown.clone()));
         // The link takes the time of its start on its first poll; on the paused clock a test
         // that advanced time before that poll would move the deadline with it.
         tokio::task::yield_now().await;
