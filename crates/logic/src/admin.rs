@@ -204,7 +204,7 @@ impl Admin for Logic {
         let account = self.user_named(ctx, req.user_id, req.username).await?;
         let notice = Message {
             from_user_id: 0,
-            from: "system".into(),
+            from: validate::NOTICE_SENDER.into(),
             to_user_id: account.user_id,
             to: account.username,
             kind: MessageKind::System as i32,

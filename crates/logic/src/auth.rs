@@ -150,6 +150,9 @@ impl Logic {
         validate::username(&req.username)?;
         validate::password(&req.password)?;
         validate::display_name("nickname", &req.nickname, validate::NICKNAME_CHARS_MAX)?;
+        if req.username == validate::NOTICE_SENDER {
+            return Err(Status::new(Code::AlreadyExists, "username is taken"));
+        }
         let password = req.password;
         let password_hash = self
             .blocking_hash(move |argon| {

@@ -11,6 +11,10 @@ pub const DEVICE_NAME_CHARS_MAX: usize = 64;
 pub const TEXT_BYTES_MAX: usize = 16 * 1024;
 pub const CLIENT_MSG_ID_BYTES_MAX: usize = 64;
 
+/// The name operator notices come from (`docs/protocol.md`, "Operator notices"): no account
+/// may take it, so that no user can pass for the operator or receive replies meant for it.
+pub const NOTICE_SENDER: &str = "system";
+
 pub fn username(name: &str) -> Result<(), Status> {
     let ok = (USERNAME_CHARS_MIN..=USERNAME_CHARS_MAX).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())

@@ -97,10 +97,16 @@ async fn roles_decide_who_may_change_a_group() {
     let info = async |user: &Ctx| logic.group_info(user, GroupInfoRequest { group_id }).await;
     assert_eq!(code(info(&cat).await), Code::NotMember);
 
+    let handle = missive_proto::ids::group_handle(group_id);
+    let last = logic.send(&ann, text_to(&handle, "last", "bye")).await.unwrap();
     logic.group_dissolve(&ann, GroupDissolveRequest { group_id }).await.unwrap();
     for user in [&ann, &bob] {
         assert_eq!(code(info(user).await), Code::NotMember, "a dissolved group answers no one");
     }
     let invite = GroupInviteRequest { group_id, user_ids: vec![id(&cat)] };
     assert_eq!(code(logic.group_invite(&ann, invite).await), Code::NotMember);
+    let late = logic.send(&ann, text_to(&handle, "late", "anyone?")).await.unwrap_err();
+    assert_eq!(late.code, Code::NotMember);
+    // What was sent before can still be taken back within the window.
+    logic.recall(&ann, RecallRequest { message_id: last.message_id }).await.unwrap();
 }

@@ -43,4 +43,16 @@ async fn an_operator_notice_cannot_be_marked_read() {
     assert_eq!((sent.from_user_id, sent.kind), (0, MessageKind::System as i32));
     let refused = node.api().mark_read(&ann, MarkReadRequest { message_id: sent.id }).await;
     assert_eq!(refused.unwrap_err().code, Code::InvalidArgument);
+
+    // Nobody can be the sender a notice names, so nobody can pass for the operator, and a
+    // reply to it reaches no one.
+    let impostor = RegisterRequest {
+        username: "system".into(),
+        password: "long enough".into(),
+        ..Default::default()
+    };
+    let taken = node.api().register(&Ctx::new(0), impostor).await.unwrap_err();
+    assert_eq!(taken.code, Code::AlreadyExists);
+    let reply = node.api().send(&ann, text_to("system", "r1", "thanks")).await.unwrap_err();
+    assert_eq!(reply.code, Code::NotFound);
 }
