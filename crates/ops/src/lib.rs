@@ -48,6 +48,9 @@ impl AdminToken {
     }
 }
 
+/// How often the dashboard's curves take a point unless told otherwise.
+pub const SAMPLE_INTERVAL_DEFAULT: Duration = Duration::from_secs(10);
+
 #[derive(Clone)]
 pub struct OpsConfig {
     /// This node's name, shown on the dashboard and keyed in the statistics' samples.

@@ -27,6 +27,9 @@ pub use push::RedisPush;
 
 use std::time::Duration;
 
+/// The prefix of the keys and channels unless told otherwise.
+pub const NAMESPACE_DEFAULT: &str = "missive";
+
 /// Where the routing table lives and who this node is.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
@@ -46,7 +49,7 @@ impl RouteConfig {
     pub fn new(url: impl Into<String>, node_id: impl Into<String>) -> RouteConfig {
         RouteConfig {
             url: url.into(),
-            namespace: "missive".into(),
+            namespace: NAMESPACE_DEFAULT.into(),
             node_id: node_id.into(),
             ttl: Duration::from_secs(90),
             response_timeout: Duration::from_secs(1),

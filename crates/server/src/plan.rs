@@ -1,8 +1,9 @@
 //! What a process runs, decided from its settings before anything is opened or bound: which
 //! tiers run here, how each reaches the tiers it lacks, and where it serves RPC. Every rule
 //! that makes a combination of roles and flags unusable is checked here, at once, so a wrong
-//! configuration is one clear error before a listener is bound or a database opened; `run`
-//! then follows the plan one role at a time.
+//! combination is one clear error before a listener is bound or a database opened; `run` then
+//! follows the plan one role at a time. (A flag's own value, such as a malformed url, is
+//! still checked where it is used.)
 
 use crate::settings::{Role, Settings};
 use anyhow::bail;

@@ -74,7 +74,7 @@ pub struct Settings {
     #[arg(long = "redis-url", env = "MISSIVE_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Prefix of the routing engine's keys and channels, for deployments sharing one Redis.
-    #[arg(long, env = "MISSIVE_REDIS_NAMESPACE", default_value = "missive")]
+    #[arg(long, env = "MISSIVE_REDIS_NAMESPACE", default_value = missive_route::NAMESPACE_DEFAULT)]
     pub redis_namespace: String,
     /// This node's name in the routing table; must be unique among live nodes. Default: a
     /// fresh random name at every start.
@@ -178,7 +178,8 @@ pub struct Settings {
     #[arg(long, env = "MISSIVE_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// Seconds between two points of the dashboard's curves.
-    #[arg(long, env = "MISSIVE_DASHBOARD_SAMPLE_S", default_value_t = 10)]
+    #[arg(long, env = "MISSIVE_DASHBOARD_SAMPLE_S",
+          default_value_t = missive_ops::SAMPLE_INTERVAL_DEFAULT.as_secs())]
     pub dashboard_sample_s: u64,
     /// Mail each period's statistics through this relay: `smtp://[user:password@]host[:port]`.
     #[arg(long, env = "MISSIVE_REPORT_SMTP")]

@@ -148,6 +148,13 @@ fn crates_depend_on_each_other_only_as_the_architecture_allows() {
         }
     }
     assert!(breaches.is_empty(), "dependencies ARCHITECTURE.md does not allow: {breaches:?}");
+    // The client SDK and the logic layer never build the remote transport's server stacks.
+    for name in ["client", "logic"] {
+        let manifest = std::fs::read_to_string(crates.join(name).join("Cargo.toml")).unwrap();
+        let dependencies = manifest.split("[dependencies]").nth(1).unwrap();
+        let dependencies = dependencies.split("\n[").next().unwrap();
+        assert!(!dependencies.contains("\"remote\""), "{name} asks for the remote feature");
+    }
 }
 
 fn documents(dir: &Path, out: &mut Vec<PathBuf>) {
