@@ -78,21 +78,34 @@ async fn cli_watch_prints_messages_as_they_arrive() {
         .spawn()
         .unwrap();
     let alice = user(&server.tcp, "alice").await;
-    // Give watch a moment to connect, then send.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    alice.send_text("bob", "live").await.unwrap();
+    // Watch prints what was waiting (Bob's profile) once it is connected and synced; only
+    // then is the message sent, so it can only arrive through a notify.
     let stdout = watch.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
+    let (lines, mut printed) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
         use std::io::BufRead;
-        std::io::BufReader::new(stdout)
-            .lines()
-            .map(Result::unwrap)
-            .find(|l| l.contains("\"type\":\"message\""))
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
     });
-    let line = tokio::time::timeout(std::time::Duration::from_secs(10), line).await;
+    let next = async |printed: &mut tokio::sync::mpsc::UnboundedReceiver<String>| {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(10), printed.recv());
+        line.await.expect("watch printed in time").expect("watch is running")
+    };
+    let first = next(&mut printed).await;
+    assert!(first.contains("\"type\":\"profile\""), "{first}");
+    alice.send_text("bob", "live").await.unwrap();
+    let line = loop {
+        let line = next(&mut printed).await;
+        if line.contains("\"type\":\"message\"") {
+            break line;
+        }
+    };
     let _ = watch.kill();
     let _ = watch.wait();
-    let line = line.expect("watch printed in time").unwrap().expect("a message line");
     let value: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(value["text"], "live");
 }
