@@ -55,6 +55,12 @@ pub(crate) struct AuthState {
     /// happened during the read; otherwise a logout racing the read could leave its revoked
     /// session cached.
     revocations: AtomicU64,
+    /// A hash of no one's password, at the configured cost: a LOGIN for a name that does not
+    /// exist verifies against it, so it takes as long as a wrong password and its answer
+    /// time does not tell which names exist.
+    dummy_hash: tokio::sync::OnceCell<String>,
+    /// Password verifications run, for the tests that check an unknown name costs one too.
+    pub(crate) verifications: AtomicU64,
 }
 
 impl AuthState {
@@ -63,6 +69,8 @@ impl AuthState {
             hashing: Arc::new(Semaphore::new(hashing_concurrency.max(1))),
             sessions: Mutex::new(HashMap::new()),
             revocations: AtomicU64::new(0),
+            dummy_hash: tokio::sync::OnceCell::new(),
+            verifications: AtomicU64::new(0),
         }
     }
 }
@@ -88,6 +96,18 @@ pub(crate) fn profile_of(account: &missive_proto::internal::AccountRecord) -> Pr
 }
 
 impl Logic {
+    /// The hash an unknown name's LOGIN verifies against, made once at the configured cost.
+    async fn dummy_hash(&self) -> Result<String, Status> {
+        let hash = self.auth.dummy_hash.get_or_try_init(|| async {
+            let mut password = [0u8; 32];
+            rand::rng().fill_bytes(&mut password);
+            self.blocking_hash(move |argon| argon.hash_password(&password).map(|h| h.to_string()))
+                .await?
+                .map_err(|e| Status::internal(format!("password hashing failed: {e}")))
+        });
+        Ok(hash.await?.clone())
+    }
+
     async fn blocking_hash<T: Send + 'static>(
         &self,
         work: impl FnOnce(Argon2<'static>) -> T + Send + 'static,
@@ -213,14 +233,20 @@ impl Logic {
         if req.password.len() > validate::PASSWORD_BYTES_MAX {
             return Err(invalid_credentials());
         }
-        let account = self
-            .deps
-            .accounts
-            .get_by_name(ctx, UsernameRef { username: req.username })
-            .await
-            .map_err(|status| status.translate(Code::NotFound, invalid_credentials))?;
-        let stored = account.password_hash.clone();
+        let found = self.deps.accounts.get_by_name(ctx, UsernameRef { username: req.username });
+        let account = match found.await {
+            Ok(account) => Some(account),
+            Err(status) if status.code == Code::NotFound => None,
+            Err(status) => return Err(status),
+        };
+        // An unknown name costs a verification too (against no one's hash), so that the
+        // answer's time does not tell which names exist.
+        let stored = match &account {
+            Some(account) => account.password_hash.clone(),
+            None => self.dummy_hash().await?,
+        };
         let password = req.password;
+        self.auth.verifications.fetch_add(1, Ordering::Relaxed);
         let matches = self
             .blocking_hash(move |argon| {
                 PasswordHash::new(&stored)
@@ -228,9 +254,9 @@ impl Logic {
                     .unwrap_or(false)
             })
             .await?;
-        if !matches {
+        let Some(account) = account.filter(|_| matches) else {
             return Err(invalid_credentials());
-        }
+        };
         if account.disabled {
             return Err(Status::new(Code::AccountDisabled, "the account is disabled"));
         }

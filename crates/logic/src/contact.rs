@@ -147,11 +147,7 @@ impl Logic {
     ) -> Result<ContactResponse, Status> {
         let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
         let greeting = req.greeting;
-        if greeting.len() > GREETING_BYTES_MAX || greeting.chars().any(char::is_control) {
-            return Err(Status::invalid_argument(format!(
-                "greeting must be at most {GREETING_BYTES_MAX} bytes, without control characters"
-            )));
-        }
+        validate::plain_text("greeting", &greeting, GREETING_BYTES_MAX)?;
         self.change_pair(ctx, peer, |mine, theirs| {
             if theirs.blocked {
                 return Err(blocked());

@@ -418,10 +418,8 @@ impl Logic {
     ) -> Result<GroupResponse, Status> {
         let name = req.name.as_deref().map(group_name).transpose()?;
         let announcement = req.announcement.clone();
-        if announcement.as_ref().is_some_and(|a| a.len() > ANNOUNCEMENT_BYTES_MAX) {
-            return Err(Status::invalid_argument(format!(
-                "announcement must be at most {ANNOUNCEMENT_BYTES_MAX} bytes"
-            )));
+        if let Some(announcement) = &announcement {
+            validate::plain_text("announcement", announcement, ANNOUNCEMENT_BYTES_MAX)?;
         }
         let (action, value) = match (&name, &announcement) {
             (Some(name), None) => (Action::Renamed, name.clone()),

@@ -1,6 +1,6 @@
 //! Images and files: uploaded for one conversation, downloadable by its members only.
 
-use crate::Logic;
+use crate::{Logic, validate};
 use missive_proto::client::*;
 use missive_proto::ids;
 use missive_proto::internal::{MediaQuery, MediaRecord, PutMediaRequest};
@@ -52,10 +52,10 @@ impl Logic {
         req: UploadRequest,
     ) -> Result<UploadResponse, Status> {
         let caller = ctx.caller()?;
+        validate::name_characters("name", &req.name)?;
         if req.name.is_empty()
             || req.name.len() > MEDIA_NAME_BYTES_MAX
             || req.name.contains(['/', '\\'])
-            || req.name.chars().any(char::is_control)
         {
             return Err(Status::invalid_argument(format!(
                 "name must be 1 to {MEDIA_NAME_BYTES_MAX} bytes, without '/', '\\' or control characters"

@@ -41,11 +41,71 @@ pub fn password(password: &str) -> Result<(), Status> {
     }
 }
 
-/// A short display name: no control characters, at most `max` characters.
+/// The bidirectional embeddings, overrides and isolates (U+202A to U+202E, U+2066 to U+2069):
+/// in a name they reorder what a reader sees (`invoice\u{202e}gpj.exe` shows as
+/// `invoiceexe.jpg`), so names refuse them.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that show nothing: white space, and the format and filler characters that
+/// render as nothing (zero-width spaces and joiners, the soft hyphen, variation selectors,
+/// Hangul and braille blanks, tags). A name made only of these looks empty, or like nobody.
+pub fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
+
+/// A short display name (nickname, group name, remark, device or file name): at most `max`
+/// characters, no control or bidirectional control characters, and, unless empty, at least
+/// one character that shows.
 pub fn display_name(field: &str, value: &str, max: usize) -> Result<(), Status> {
-    if value.chars().count() > max || value.chars().any(char::is_control) {
+    if value.chars().count() > max {
+        return Err(Status::invalid_argument(format!("{field} must be at most {max} characters")));
+    }
+    name_characters(field, value)
+}
+
+/// The characters a name may hold (see [`display_name`]), whatever its length limit.
+pub fn name_characters(field: &str, value: &str) -> Result<(), Status> {
+    if value.chars().any(|c| c.is_control() || is_bidi_control(c)) {
         return Err(Status::invalid_argument(format!(
-            "{field} must be at most {max} characters, without control characters"
+            "{field} must not hold control or bidirectional control characters"
+        )));
+    }
+    if !value.is_empty() && value.chars().all(is_invisible) {
+        return Err(Status::invalid_argument(format!("{field} must hold a visible character")));
+    }
+    Ok(())
+}
+
+/// A longer text shown as is (an announcement, a friend request's greeting): line breaks and
+/// tabs are text, every other control character (ESC, NUL, ...) and bidirectional control
+/// is refused.
+pub fn plain_text(field: &str, value: &str, bytes_max: usize) -> Result<(), Status> {
+    let refused = |c: char| (c.is_control() && !matches!(c, '\n' | '\t')) || is_bidi_control(c);
+    if value.len() > bytes_max || value.chars().any(refused) {
+        return Err(Status::invalid_argument(format!(
+            "{field} must be at most {bytes_max} bytes, without control characters but line \
+             breaks and tabs, nor bidirectional controls"
         )));
     }
     Ok(())
@@ -79,6 +139,30 @@ pub fn client_msg_id(id: &str) -> Result<(), Status> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn names_refuse_what_misleads_a_reader() {
+        let check = |value: &str| super::display_name("name", value, 64).is_ok();
+        for good in ["Ann", "安妮", "ann 🙂", "عربي", "a\u{200D}b", ""] {
+            assert!(check(good), "{good:?}");
+        }
+        for bad in [
+            "invoice\u{202E}gpj.exe",
+            "a\u{2066}b",
+            "\u{200B}\u{200B}",
+            "\u{3164}",
+            " ",
+            "a\u{1B}b",
+            "a\nb",
+        ] {
+            assert!(!check(bad), "{bad:?}");
+        }
+        let text = |value: &str| super::plain_text("announcement", value, 100).is_ok();
+        assert!(text("line one\nline two\twith a tab"));
+        assert!(
+            !text("bell\u{7}") && !text("nul\0") && !text("esc\u{1B}[2J") && !text("\u{202E}x")
+        );
+    }
+
     #[test]
     fn usernames() {
         for good in ["bob", "alice_1", "a.b-c", "abcdefghijklmnopqrstuvwxyz012345"] {

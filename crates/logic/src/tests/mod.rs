@@ -1,6 +1,7 @@
 //! The logic layer in process, over the real embedded store, with time injected: the business
 //! rules, checked in milliseconds (the end-to-end tests check the wiring).
 
+mod accounts;
 mod compat;
 mod contacts;
 mod groups;

@@ -1,0 +1,72 @@
+//! Accounts: what LOGIN and REGISTER tell a stranger, and the names they accept.
+
+use super::harness::*;
+use missive_proto::client::*;
+use missive_rpc::{Code, Ctx};
+use std::sync::atomic::Ordering;
+
+#[tokio::test]
+async fn login_does_the_same_work_for_an_unknown_name_as_for_a_wrong_password() {
+    let node = Node::new().await;
+    node.user("ann").await;
+    let verifications = || node.logic.auth.verifications.load(Ordering::Relaxed);
+    let login = |username: &str, password: &str| LoginRequest {
+        username: username.into(),
+        password: password.into(),
+        device_name: String::new(),
+    };
+    let before = verifications();
+    let wrong = node.api().login(&Ctx::new(0), login("ann", "not her password")).await;
+    let unknown = node.api().login(&Ctx::new(0), login("nobody", "not her password")).await;
+    assert_eq!(verifications() - before, 2, "one password verification each");
+    let (wrong, unknown) = (wrong.unwrap_err(), unknown.unwrap_err());
+    assert_eq!((wrong.code, unknown.code), (Code::InvalidCredentials, Code::InvalidCredentials));
+    assert_eq!(wrong.message, unknown.message, "the same answer word for word");
+}
+
+#[tokio::test]
+async fn names_that_mislead_a_reader_are_refused_everywhere_a_name_is_shown() {
+    let node = Node::open().await;
+    let api = node.api();
+    let ann = node.user("ann").await;
+    let bob = node.user("bob").await;
+    let spoof = "invoice\u{202E}gpj.exe";
+    let invisible = "\u{200B}\u{2060}";
+    for name in [spoof, invisible] {
+        let nickname = UpdateProfileRequest { nickname: name.into() };
+        assert_eq!(
+            api.update_profile(&ann, nickname).await.unwrap_err().code,
+            Code::InvalidArgument
+        );
+        let group = GroupCreateRequest { name: name.into(), member_ids: vec![id(&bob)] };
+        assert_eq!(api.group_create(&ann, group).await.unwrap_err().code, Code::InvalidArgument);
+        let upload = UploadRequest {
+            conversation_id: id(&bob),
+            name: name.into(),
+            mime_type: "image/jpeg".into(),
+            data: vec![1, 2, 3],
+        };
+        assert_eq!(api.upload(&ann, upload).await.unwrap_err().code, Code::InvalidArgument);
+        let register = RegisterRequest {
+            username: "cat".into(),
+            password: "long enough".into(),
+            nickname: name.into(),
+        };
+        let refused = api.register(&Ctx::new(0), register).await.unwrap_err();
+        assert_eq!(refused.code, Code::InvalidArgument);
+    }
+    let group = GroupCreateRequest { name: "Trip".into(), member_ids: vec![id(&bob)] };
+    let group_id = api.group_create(&ann, group).await.unwrap().group.unwrap().group_id;
+    let clear_screen = GroupUpdateRequest {
+        group_id,
+        name: None,
+        announcement: Some("\u{1B}[2J\u{1B}[Hhello".into()),
+    };
+    assert_eq!(api.group_update(&ann, clear_screen).await.unwrap_err().code, Code::InvalidArgument);
+    let lines = GroupUpdateRequest {
+        group_id,
+        name: None,
+        announcement: Some("Bring:\n\t- a tent\n\t- water".into()),
+    };
+    api.group_update(&ann, lines).await.expect("line breaks and tabs are text");
+}
