@@ -63,9 +63,9 @@ impl Logic {
         }
     }
 
-    /// Closes the named device's connections (every device's for `device_id` 0), telling
-    /// them `code`.
-    async fn sign_out(
+    /// Forgets the named device's cached sessions and closes its connections on every access
+    /// node (every device's for `device_id` 0), telling them `code`.
+    pub(crate) async fn sign_out(
         &self,
         ctx: &Ctx,
         user_id: u64,

@@ -299,7 +299,15 @@ impl Logic {
                 },
             )
             .await?;
-        self.forget_sessions(caller.user_id, Some(caller.device_id));
+        // The token may hold other long links (a device that connected twice, or a LOGOUT
+        // over the short link): they are signed out wherever they are. The link that asked,
+        // if any, answers first and then closes by itself.
+        let (user, device) = (caller.user_id, caller.device_id);
+        let signed_out = self.sign_out(ctx, user, device, Code::Unauthenticated, "logged out");
+        if let Err(status) = signed_out.await {
+            // The token is revoked either way; only its open links stay until they close.
+            tracing::warn!(request_id = ctx.request_id, %status, "signing out a token's links failed");
+        }
         Ok(LogoutResponse {})
     }
 

@@ -224,6 +224,23 @@ async fn split_deployment_carries_groups_contacts_and_media() {
     let media =
         uploader.upload(group.group_id, "map.png", "image/png", vec![9; 4096]).await.unwrap();
     assert_eq!(bob.download(&media.media_id).await.unwrap().data, vec![9; 4096]);
+
+    // A LOGOUT over the short link of node 1 closes the long link the same token holds on
+    // node 2, at once, telling it why; the token is refused from then on.
+    let token = uploader.session().unwrap().token;
+    let elsewhere = Client::connect(&a2.tcp).await.unwrap();
+    elsewhere.resume(&token).await.unwrap();
+    let started = tokio::time::Instant::now();
+    uploader.logout().await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), elsewhere.wait_for_notify()).await;
+    let error = closed.expect("the link is closed within 5 s").unwrap_err();
+    assert_eq!(error.code(), Some(missive_client::Code::Unauthenticated), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    let again = Client::connect(&a2.http).await.unwrap();
+    assert_eq!(
+        again.resume(&token).await.unwrap_err().code(),
+        Some(missive_client::Code::Unauthenticated)
+    );
 }
 
 /// The JSON lines of a log file.
