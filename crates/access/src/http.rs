@@ -114,13 +114,15 @@ async fn short_link(
     let result = dispatcher
         .run(ctx.request_id, command, request_timeout, async {
             let declared = declared_version(&headers)?;
+            // The token first: a stranger's body is never read, so it cannot make the server
+            // hold megabytes.
+            if !command.allowed_anonymous() {
+                authenticate(&state, &headers, declared, &mut ctx).await?;
+            }
             // Fails only past the limit (a chunked body) or when the peer vanished mid-body.
             let Ok(body) = axum::body::to_bytes(body, body_max).await else {
                 return too_large();
             };
-            if !command.allowed_anonymous() {
-                authenticate(&state, &headers, declared, &mut ctx).await?;
-            }
             dispatcher.dispatch(&ctx, command, &body, format).await
         })
         .await;

@@ -320,3 +320,30 @@ async fn unauthenticated_links_count_toward_the_connection_limit() {
     });
     again.await.expect("a freed place is given to the next link");
 }
+
+/// The token is checked before a body is read: a stranger announcing a large upload is
+/// answered at once, without the server waiting for (or holding) its bytes.
+#[tokio::test]
+async fn an_unauthenticated_upload_is_refused_before_its_body_is_read() {
+    let server = Server::start();
+    let http = server.http.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&http).await.unwrap();
+    let head = format!(
+        "POST /v1/upload HTTP/1.1\r\nHost: {http}\r\nContent-Type: application/json\r\n\
+         Content-Length: 10000000\r\n\r\n{{\"data\":\""
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before answering");
+            answer.extend_from_slice(&chunk[..n]);
+        }
+    });
+    read.await.expect("answered before the body came (the request deadline is 10 s)");
+    let head = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("x-missive-code: unauthenticated"), "{head}");
+}
