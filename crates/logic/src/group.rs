@@ -6,7 +6,7 @@
 //! a rule decide, and writes the group under its next revision: the store refuses a write
 //! whose revision another logic node took first, and the change is then decided again.
 
-use crate::{Logic, validate};
+use crate::{GroupInvites, Logic, validate};
 use missive_proto::client::group_event::Action;
 use missive_proto::client::*;
 use missive_proto::ids;
@@ -129,7 +129,8 @@ impl Logic {
         })
     }
 
-    /// Users who may join: existing, not the actor's blockers, not members yet.
+    /// Users who may join: existing, not members yet, who have not blocked the actor and (by
+    /// default) are the actor's friends: nobody is put into a stranger's group.
     async fn joiners(
         &self,
         ctx: &Ctx,
@@ -152,8 +153,17 @@ impl Logic {
             self.username_of(ctx, user_id).await.map_err(|s| {
                 s.translate(Code::NotFound, || Status::not_found(format!("no such user {user_id}")))
             })?;
-            if self.entry_of(ctx, user_id, actor).await?.is_some_and(|c| c.blocked) {
+            let theirs = self.entry_of(ctx, user_id, actor).await?.unwrap_or_default();
+            if theirs.blocked {
                 return Err(Status::new(Code::Blocked, format!("user {user_id} has blocked you")));
+            }
+            if self.config.group_invites == GroupInvites::Friends
+                && crate::contact::relation(&theirs) != Relation::Friend
+            {
+                return Err(Status::new(
+                    Code::NotFriends,
+                    format!("user {user_id} is not your friend; only friends join your groups"),
+                ));
             }
             Ok(())
         }))

@@ -145,6 +145,36 @@ impl std::str::FromStr for DirectMessages {
     }
 }
 
+/// Who may put a user into a group (create one with them, or invite them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupInvites {
+    /// Their friends only (the default, as WeChat): anyone else gets NOT_FRIENDS.
+    Friends,
+    /// Anyone they have not blocked.
+    Anyone,
+}
+
+impl std::fmt::Display for GroupInvites {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GroupInvites::Friends => "friends",
+            GroupInvites::Anyone => "anyone",
+        })
+    }
+}
+
+impl std::str::FromStr for GroupInvites {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "friends" => Ok(GroupInvites::Friends),
+            "anyone" => Ok(GroupInvites::Anyone),
+            _ => Err(format!("bad group-invite policy {text:?} (use friends or anyone)")),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct LogicConfig {
     /// Signs SyncKeys; keep it across restarts or every client resyncs from scratch.
@@ -159,6 +189,7 @@ pub struct LogicConfig {
     pub janitor_interval: Duration,
     pub clock: Clock,
     pub direct_messages: DirectMessages,
+    pub group_invites: GroupInvites,
     /// Members a group holds at most, its owner included.
     pub group_members_max: usize,
     /// The largest image or file accepted.
@@ -184,6 +215,7 @@ impl Default for LogicConfig {
             janitor_interval: Duration::from_secs(1),
             clock: Clock::system(),
             direct_messages: DirectMessages::Friends,
+            group_invites: GroupInvites::Friends,
             group_members_max: 500,
             media_bytes_max: missive_proto::MEDIA_BYTES_MAX_DEFAULT,
             recall_window: Duration::from_secs(120),

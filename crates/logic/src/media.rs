@@ -82,6 +82,9 @@ impl Logic {
             self.username_of(ctx, conversation_id).await.map_err(|s| {
                 s.translate(Code::NotFound, || Status::not_found("no such conversation"))
             })?;
+            // Only for a conversation the uploader may write to: nobody fills a stranger's
+            // (or a blocker's) conversation with files.
+            self.check_direct(ctx, caller.user_id, conversation_id).await?;
         }
         let record = MediaRecord {
             owner_id: caller.user_id,

@@ -233,6 +233,7 @@ async fn start_logic(
             password_cost: settings.password_cost(),
             retention: settings.retention,
             direct_messages: settings.direct_messages,
+            group_invites: settings.group_invites,
             group_members_max: settings.group_members_max.max(1),
             media_bytes_max: settings.media_bytes_max,
             stats_period: settings.stats_period(),

@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use missive_access::AccessConfig;
-use missive_logic::{DirectMessages, LogicConfig, PasswordCost, Retention};
+use missive_logic::{DirectMessages, GroupInvites, LogicConfig, PasswordCost, Retention};
 use missive_rpc::GuardConfig;
 use missive_storage_embedded::Durability;
 use missive_storage_sql::SqlConfig;
@@ -153,6 +153,10 @@ pub struct Settings {
     /// who is not blocked.
     #[arg(long, env = "MISSIVE_DIRECT_MESSAGES", default_value_t = logic_defaults().direct_messages)]
     pub direct_messages: DirectMessages,
+    /// Who may put a user into a group (create one with them, or invite them): `friends`
+    /// (the default, as WeChat) or `anyone` who is not blocked.
+    #[arg(long, env = "MISSIVE_GROUP_INVITES", default_value_t = logic_defaults().group_invites)]
+    pub group_invites: GroupInvites,
     /// Members a group holds at most, its owner included.
     #[arg(long, env = "MISSIVE_GROUP_MEMBERS_MAX",
           default_value_t = logic_defaults().group_members_max)]

@@ -11,6 +11,7 @@ async fn a_version_1_client_chats_in_a_group_through_its_contact() {
     let ann = node.user("ann").await;
     let old = speaking(&node.user("bob").await, 1);
     let cat = node.user("cat").await;
+    node.befriend(&ann, &old).await;
     // A pending friend request has no version-1 form.
     let ask = FriendRequestRequest { user_id: id(&old), ..Default::default() };
     logic.friend_request(&cat, ask).await.unwrap();
@@ -26,7 +27,17 @@ async fn a_version_1_client_chats_in_a_group_through_its_contact() {
         nickname: "Old friends".into(),
         ..Contact::default()
     };
-    assert_eq!(contacts, [group_contact], "the group is a contact; the request is left out");
+    let friend = Contact {
+        user_id: id(&ann),
+        username: "ann".into(),
+        nickname: "ann".into(),
+        ..Contact::default()
+    };
+    assert_eq!(
+        contacts,
+        [friend, group_contact],
+        "a friend and the group are contacts; the pending request is left out"
+    );
 
     let seen = node.messages(&old).await;
     let texts: Vec<(&str, &str, u64)> =

@@ -35,6 +35,9 @@ async fn every_group_change_is_told_to_all_but_the_device_that_made_it() {
         node.user("dan").await,
     ];
     node.device("ann", "second").await;
+    for friend in [&bob, &cat, &dan] {
+        node.befriend(&ann, friend).await;
+    }
     node.notified();
 
     let create = GroupCreateRequest { name: "Trip".into(), member_ids: vec![id(&bob), id(&cat)] };
@@ -73,6 +76,8 @@ async fn roles_decide_who_may_change_a_group() {
     let node = Node::new().await;
     let logic = node.api();
     let [ann, bob, cat] = [node.user("ann").await, node.user("bob").await, node.user("cat").await];
+    node.befriend(&ann, &bob).await;
+    node.befriend(&ann, &cat).await;
     let create = GroupCreateRequest { name: "Club".into(), member_ids: vec![id(&bob), id(&cat)] };
     let group_id = logic.group_create(&ann, create).await.unwrap().group.unwrap().group_id;
     let code = |result: Result<GroupResponse, missive_rpc::Status>| result.unwrap_err().code;
@@ -109,4 +114,39 @@ async fn roles_decide_who_may_change_a_group() {
     assert_eq!(late.code, Code::NotMember);
     // What was sent before can still be taken back within the window.
     logic.recall(&ann, RecallRequest { message_id: last.message_id }).await.unwrap();
+}
+
+#[tokio::test]
+async fn nobody_is_put_into_a_strangers_group_or_sent_a_strangers_files() {
+    let node = Node::new().await;
+    let api = node.api();
+    let [ann, bob, eve] = [node.user("ann").await, node.user("bob").await, node.user("eve").await];
+    node.befriend(&ann, &bob).await;
+    let code = |result: Result<GroupResponse, missive_rpc::Status>| result.unwrap_err().code;
+
+    let with_eve = GroupCreateRequest { name: "Ads".into(), member_ids: vec![id(&bob), id(&ann)] };
+    let spam = api.group_create(&eve, with_eve).await;
+    assert_eq!(code(spam), Code::NotFriends, "eve is no one's friend");
+    let create = GroupCreateRequest { name: "Trip".into(), member_ids: vec![id(&bob)] };
+    let group_id = api.group_create(&ann, create).await.unwrap().group.unwrap().group_id;
+    let invite = GroupInviteRequest { group_id, user_ids: vec![id(&eve)] };
+    assert_eq!(code(api.group_invite(&ann, invite.clone()).await), Code::NotFriends);
+    // Bob, a member, may invite only his own friends too.
+    assert_eq!(code(api.group_invite(&bob, invite).await), Code::NotFriends);
+
+    let upload = |to: &Ctx| UploadRequest {
+        conversation_id: id(to),
+        name: "offer.pdf".into(),
+        mime_type: "application/pdf".into(),
+        data: vec![1; 10],
+    };
+    let refused = api.upload(&eve, upload(&ann)).await.unwrap_err();
+    assert_eq!(refused.code, Code::NotFriends);
+    api.upload(&ann, upload(&bob)).await.expect("a friend's conversation takes files");
+
+    // Under `group-invites anyone`, anyone not blocked may add anyone.
+    let open = Node::with(|config| config.group_invites = crate::GroupInvites::Anyone).await;
+    let [ann, eve] = [open.user("ann").await, open.user("eve").await];
+    let create = GroupCreateRequest { name: "Open".into(), member_ids: vec![id(&ann)] };
+    open.api().group_create(&eve, create).await.expect("a stranger may add ann");
 }

@@ -2,7 +2,9 @@
 //! in the test's hands: a business rule is checked in milliseconds, and the notifies a change
 //! sends are read back instead of waited for on a socket.
 
-use crate::{Clock, Deps, DirectMessages, Logic, LogicConfig, Retention, SeqAllocator};
+use crate::{
+    Clock, Deps, DirectMessages, GroupInvites, Logic, LogicConfig, Retention, SeqAllocator,
+};
 use missive_proto::client::*;
 use missive_proto::internal::{
     ClientApi, Empty, NotifyRequest, NotifyTarget, Presence, Push, UserRef,
@@ -82,9 +84,14 @@ impl Node {
         Node { logic, store, now, pushed, _dir: dir }
     }
 
-    /// Anyone may send anyone a 1:1 message: for tests of something else than contacts.
+    /// Anyone may send anyone a 1:1 message or put them into a group: for tests of
+    /// something else than contacts and consent.
     pub async fn open() -> Node {
-        Node::with(|config| config.direct_messages = DirectMessages::Anyone).await
+        Node::with(|config| {
+            config.direct_messages = DirectMessages::Anyone;
+            config.group_invites = GroupInvites::Anyone;
+        })
+        .await
     }
 
     /// The node as the access layer calls it.

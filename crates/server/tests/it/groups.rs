@@ -266,3 +266,23 @@ async fn owners_and_admins_run_the_group_and_every_member_sees_its_profile() {
     let gone = contacts(&alice.sync().await.unwrap());
     assert!(gone.last().unwrap().group.as_ref().unwrap().dissolved);
 }
+
+/// Under the defaults (`group-invites friends`, `direct-messages friends`), a stranger cannot
+/// put anyone into a group, nor upload files for them; a friend can.
+#[tokio::test]
+async fn strangers_cannot_put_users_into_groups_by_default() {
+    let server =
+        Server::start_with(&["--group-invites", "friends", "--direct-messages", "friends"]);
+    let alice = user(&server.tcp, "alice").await;
+    let eve = user(&server.http, "eve").await;
+    let alice_id = alice.session().unwrap().user_id;
+    let refused = eve.group_create("Offers", vec![alice_id]).await.unwrap_err();
+    assert_eq!(refused.code(), Some(Code::NotFriends));
+    let upload = eve.upload(alice_id, "offer.pdf", "application/pdf", vec![1; 100]).await;
+    assert_eq!(upload.unwrap_err().code(), Some(Code::NotFriends));
+
+    eve.friend_request("alice", "hello").await.unwrap();
+    alice.friend_respond("eve", true).await.unwrap();
+    let group = eve.group_create("Friends", vec![alice_id]).await.unwrap();
+    assert_eq!(group.members.len(), 2);
+}

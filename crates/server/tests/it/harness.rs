@@ -76,9 +76,11 @@ impl Server {
             .args(["--password-memory-kib", "64", "--password-iterations", "1"])
             .args(&extra)
             .env("MISSIVE_LOG", "warn")
-            // Most tests send between users who are not friends; the contact tests pass
-            // `--direct-messages friends`, the default, which wins over this.
+            // Most tests send between users who are not friends, and put them into groups;
+            // the contact tests pass `--direct-messages friends` (the default), which wins
+            // over this. Consent to groups is tested in process (logic/src/tests/groups.rs).
             .env("MISSIVE_DIRECT_MESSAGES", "anyone")
+            .env("MISSIVE_GROUP_INVITES", "anyone")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some(log) = &log {
