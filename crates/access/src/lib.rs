@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod http;
 mod link;
 pub mod registry;
+pub mod serve;
 pub mod tcp;
 
 pub use dispatch::Dispatcher;
@@ -29,6 +30,13 @@ pub struct AccessConfig {
     pub upload_body_bytes_max: usize,
     /// Long-link connections held at once at most, over all transports.
     pub connections_max: usize,
+    /// HTTP connections (short link, and WebSockets until they are upgraded) held at once.
+    pub http_connections_max: usize,
+    /// HTTP connections held at once from one client address.
+    pub http_connections_per_address_max: usize,
+    /// An HTTP request's head must arrive within this; a kept-alive HTTP connection idle this
+    /// long between requests is closed.
+    pub http_header_timeout: Duration,
     /// A long link must authenticate within this time of connecting.
     pub auth_timeout: Duration,
     /// Told to clients; a connection silent for three intervals is closed.
@@ -49,6 +57,9 @@ impl Default for AccessConfig {
             frame_body_bytes_max: missive_proto::frame::BODY_BYTES_MAX_DEFAULT,
             upload_body_bytes_max: upload_body_bytes_for(MEDIA_BYTES_MAX_DEFAULT),
             connections_max: 100_000,
+            http_connections_max: 10_000,
+            http_connections_per_address_max: 256,
+            http_header_timeout: Duration::from_secs(10),
             auth_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(30),
             send_queue_frames_max: 64,
@@ -68,6 +79,16 @@ pub fn upload_body_bytes_for(media_bytes: usize) -> usize {
 }
 
 impl AccessConfig {
+    /// The limits of the client HTTP listener.
+    pub fn http_limits(&self) -> serve::HttpLimits {
+        serve::HttpLimits {
+            name: "http",
+            connections_max: self.http_connections_max,
+            connections_per_address_max: self.http_connections_per_address_max,
+            header_timeout: self.http_header_timeout,
+        }
+    }
+
     /// Silence after which a long link is considered dead and closed.
     pub fn idle_timeout(&self) -> Duration {
         self.heartbeat_interval * 3

@@ -15,6 +15,7 @@ mod telemetry;
 
 use anyhow::Context as _;
 use missive_access::http;
+use missive_access::serve::HttpLimits;
 use missive_access::tcp::LinkServer;
 use missive_access::{Dispatcher, Registry};
 use missive_logic::{Deps, Logic, LogicConfig, SeqAllocator};
@@ -37,6 +38,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// Connections the admin address holds at once: operators, scrapes and health checks.
+const ADMIN_CONNECTIONS_MAX: usize = 64;
 
 /// The addresses actually bound (ports chosen by the system when 0 was asked for); a
 /// listener the process's roles do not need is `None`.
@@ -282,9 +286,10 @@ async fn start_access(
         let shutdown = node.shutdown.clone();
         async move { links.run_tcp(tcp, shutdown).await }
     });
-    let http_task = tokio::spawn(serve_router(
+    let http_task = tokio::spawn(missive_access::serve::serve(
         http_listener,
         http::router(links.clone(), node.shutdown.clone()),
+        settings.access_config().http_limits(),
         node.shutdown.clone(),
     ));
     Ok(AccessHere { links, tcp: tcp_task, http: http_task, routes })
@@ -347,7 +352,16 @@ fn start_ops(
         let job = stats::run_job(store, Arc::new(reporter), settings.stats_period(), stopped());
         node.spawn("statistics", job);
     }
-    Ok(tokio::spawn(serve_router(listener, ops.router(), node.shutdown.clone())))
+    // The admin address has places of its own, so that health checks, scrapes and operators
+    // get in while the client listeners are full.
+    let limits = HttpLimits {
+        name: "admin",
+        connections_max: ADMIN_CONNECTIONS_MAX,
+        connections_per_address_max: settings.http_connections_per_address_max.max(1),
+        header_timeout: settings.access_config().http_header_timeout,
+    };
+    let admin = missive_access::serve::serve(listener, ops.router(), limits, node.shutdown.clone());
+    Ok(tokio::spawn(admin))
 }
 
 async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -402,14 +416,4 @@ async fn open_stores(settings: &Settings, guard: &GuardConfig) -> anyhow::Result
     tracing::info!(shards = store.shard_count(), "storing in sql databases");
     let backend = store.backend();
     Ok(layered(Arc::new(store), backend, media, guard))
-}
-
-/// Serves `router` until `shutdown`; handlers may ask for the peer's address.
-async fn serve_router(listener: TcpListener, router: axum::Router, shutdown: CancellationToken) {
-    let service = router.into_make_service_with_connect_info::<SocketAddr>();
-    let served =
-        axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await;
-    if let Err(error) = served {
-        tracing::error!(%error, "http server failed");
-    }
 }

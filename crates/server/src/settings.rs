@@ -120,6 +120,21 @@ pub struct Settings {
     #[arg(long, env = "MISSIVE_CONNECTIONS_MAX",
           default_value_t = AccessConfig::default().connections_max)]
     pub connections_max: usize,
+    /// HTTP connections (short link, WebSocket before its upgrade) held at once at most;
+    /// beyond, a connection is closed at once.
+    #[arg(long, env = "MISSIVE_HTTP_CONNECTIONS_MAX",
+          default_value_t = AccessConfig::default().http_connections_max)]
+    pub http_connections_max: usize,
+    /// HTTP connections held at once from one client address, on the client and the admin
+    /// listeners alike.
+    #[arg(long, env = "MISSIVE_HTTP_CONNECTIONS_PER_ADDRESS_MAX",
+          default_value_t = AccessConfig::default().http_connections_per_address_max)]
+    pub http_connections_per_address_max: usize,
+    /// Seconds an HTTP request's head may take to arrive, and a kept-alive HTTP connection
+    /// may sit idle between requests.
+    #[arg(long, env = "MISSIVE_HTTP_HEADER_TIMEOUT_S",
+          default_value_t = AccessConfig::default().http_header_timeout.as_secs())]
+    pub http_header_timeout_s: u64,
     /// Argon2id memory cost in KiB (lower only for tests and load runs).
     #[arg(long, env = "MISSIVE_PASSWORD_MEMORY_KIB",
           default_value_t = PasswordCost::default().memory_kib)]
@@ -259,6 +274,9 @@ impl Settings {
         AccessConfig {
             frame_body_bytes_max: self.frame_body_bytes_max,
             connections_max: self.connections_max,
+            http_connections_max: self.http_connections_max.max(1),
+            http_connections_per_address_max: self.http_connections_per_address_max.max(1),
+            http_header_timeout: Duration::from_secs(self.http_header_timeout_s.max(1)),
             auth_timeout: Duration::from_secs(self.auth_timeout_s),
             heartbeat_interval: Duration::from_secs(u64::from(self.heartbeat_interval_s.max(1))),
             upload_body_bytes_max: missive_access::upload_body_bytes_for(self.media_bytes_max),

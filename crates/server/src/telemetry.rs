@@ -47,6 +47,12 @@ const METRICS: &[(Kind, &str, Unit, &str)] = {
         ),
         (
             Counter,
+            "missive_http_connections_refused_total",
+            Count,
+            "HTTP connections refused at a listener's connection or per-address limit.",
+        ),
+        (
+            Counter,
             "missive_requests_total",
             Count,
             "Client requests answered, by command and result code.",

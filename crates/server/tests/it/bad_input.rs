@@ -280,9 +280,11 @@ async fn short_link_bodies_and_headers_are_held_to_the_document() {
     check("group_update", &auth, br#"{"group_id":1,"name":"Trip"}"#.to_vec(), (404, "not_found"))
         .await;
 
+    // A body of exactly the limit is read (and is an empty upload); one byte more is refused
+    // from its declared length, before anything is read.
     let limit = 4 * 1_000 + 65_536;
-    check("upload", &[], vec![b' '; limit], (401, "unauthenticated")).await;
-    check("upload", &[], vec![b' '; limit + 1], (413, "frame_too_large")).await;
+    check("upload", &auth, vec![b' '; limit], (400, "invalid_argument")).await;
+    check("upload", &auth, vec![b' '; limit + 1], (413, "frame_too_large")).await;
 }
 
 /// `connections-max` counts every long link from its accept, authenticated or not (§5.1):
@@ -346,4 +348,89 @@ async fn an_unauthenticated_upload_is_refused_before_its_body_is_read() {
     let head = String::from_utf8_lossy(&answer).to_lowercase();
     assert!(head.starts_with("http/1.1 401"), "{head}");
     assert!(head.contains("x-missive-code: unauthenticated"), "{head}");
+}
+
+/// Whether the server closes `stream` within `within` (reading and discarding what it says).
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buffer = [0u8; 1024];
+    let read = tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    });
+    read.await.is_ok()
+}
+
+/// An HTTP connection that sends nothing, one whose request head trickles in, and one left
+/// idle after a request are each closed at the header timeout, while others keep chatting.
+#[tokio::test]
+async fn silent_slow_and_idle_http_connections_are_closed_at_the_header_timeout() {
+    let server = Server::start_with(&["--http-header-timeout-s", "1"]);
+    bystanders(&server).await;
+    let http = server.http.trim_start_matches("http://").to_string();
+    let started = tokio::time::Instant::now();
+    let mut silent = TcpStream::connect(&http).await.unwrap();
+    let mut slow = TcpStream::connect(&http).await.unwrap();
+    let trickle = async {
+        for byte in b"POST /v1/ping HTTP/1.1\r\nHost: x\r\n" {
+            if slow.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let ((), ()) = tokio::join!(trickle, bystanders_still_talk(&server, "during the trickle"));
+    assert!(closed_within(&mut silent, Duration::from_secs(3)).await, "the silent one");
+    assert!(closed_within(&mut slow, Duration::from_secs(3)).await, "the slow one");
+    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+
+    let mut kept = TcpStream::connect(&http).await.unwrap();
+    kept.write_all(
+        format!("POST /v1/ping HTTP/1.1\r\nHost: {http}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = [0u8; 12];
+    kept.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let idle_from = tokio::time::Instant::now();
+    assert!(closed_within(&mut kept, Duration::from_secs(3)).await, "the kept-alive one");
+    assert!(idle_from.elapsed() >= Duration::from_millis(900), "not before the timeout");
+    bystanders_still_talk(&server, "after").await;
+}
+
+/// Past `--http-connections-max` a connection is closed at once, unread, while the admin
+/// address (its own places) still answers health checks; a place freed is taken again.
+#[tokio::test]
+async fn the_http_connection_cap_refuses_newcomers_but_not_health_checks() {
+    let server = Server::start_with(&["--http-connections-max", "2"]);
+    let http = server.http.trim_start_matches("http://").to_string();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(&http).await.unwrap());
+    }
+    // The accept loop takes them in order; give it the two before the third arrives.
+    let health = reqwest::Client::new();
+    let healthy = health.get(format!("{}/healthz", server.admin)).send().await.unwrap();
+    assert_eq!(healthy.status(), 200);
+    let mut third = TcpStream::connect(&http).await.unwrap();
+    assert!(closed_within(&mut third, Duration::from_secs(3)).await, "refused at the cap");
+    let healthy = health.get(format!("{}/healthz", server.admin)).send().await.unwrap();
+    assert_eq!(healthy.status(), 200, "the admin address has places of its own");
+
+    drop(held.pop());
+    let ping = async {
+        loop {
+            let answer =
+                reqwest::Client::new().post(format!("{}/v1/ping", server.http)).send().await;
+            if answer.is_ok_and(|a| a.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), ping).await.expect("a freed place is used again");
 }

@@ -81,6 +81,8 @@ impl Server {
             // over this. Consent to groups is tested in process (logic/src/tests/groups.rs).
             .env("MISSIVE_DIRECT_MESSAGES", "anyone")
             .env("MISSIVE_GROUP_INVITES", "anyone")
+            // Every test client connects from 127.0.0.1, hundreds at once in the group tests.
+            .env("MISSIVE_HTTP_CONNECTIONS_PER_ADDRESS_MAX", "100000")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some(log) = &log {

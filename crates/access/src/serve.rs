@@ -1,0 +1,162 @@
+//! Serves HTTP connections (the short link, the WebSocket upgrade, the admin address) under
+//! limits a stranger cannot stretch: connections held at once, connections per client
+//! address, and the time a request's head may take to arrive, which is also how long a
+//! kept-alive connection may sit idle between requests. Past a cap a connection is accepted
+//! and closed at once, without reading from it.
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The limits of one HTTP listener.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// The listener's name in metrics and logs (`http`, `admin`).
+    pub name: &'static str,
+    /// Connections held at once.
+    pub connections_max: usize,
+    /// Connections held at once from one client address.
+    pub connections_per_address_max: usize,
+    /// A request's head must arrive within this; a kept-alive connection idle this long
+    /// between requests is closed.
+    pub header_timeout: Duration,
+}
+
+/// Connections per client address, each counted while its [`AddressSlot`] lives.
+#[derive(Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    address: IpAddr,
+}
+
+impl PerAddress {
+    fn take(self: &Arc<Self>, address: IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut table = self.0.lock().expect("address table");
+        let held = table.entry(address).or_insert(0);
+        if *held >= max {
+            return None;
+        }
+        *held += 1;
+        Some(AddressSlot { table: self.clone(), address })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut table = self.table.0.lock().expect("address table");
+        if let Some(held) = table.get_mut(&self.address) {
+            *held -= 1;
+            if *held == 0 {
+                table.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// Serves `router` on `listener` under `limits` until `shutdown`, then lets each connection
+/// finish its request and returns when all have closed. Handlers may ask for the peer's
+/// address (`ConnectInfo<SocketAddr>`).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(limits.connections_max));
+    let addresses = Arc::new(PerAddress::default());
+    let connections = TaskTracker::new();
+    let refused =
+        metrics::counter!("missive_http_connections_refused_total", "listener" => limits.name);
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of descriptors and the like: pause rather than spin.
+                tracing::warn!(listener = limits.name, %error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(slot) = admit(&slots, &addresses, &limits, peer) else {
+            refused.increment(1);
+            continue;
+        };
+        let service = router.clone().layer(axum::Extension(ConnectInfo(peer)));
+        let (shutdown, timeout) = (shutdown.clone(), limits.header_timeout);
+        connections.spawn(async move {
+            let _slot = slot;
+            let _ = stream.set_nodelay(true);
+            let mut builder = http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(timeout);
+            let hyper_service = TowerToHyperService::new(service);
+            let connection = builder.serve_connection(TokioIo::new(stream), hyper_service);
+            let mut connection = std::pin::pin!(connection.with_upgrades());
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "http connection ended");
+                    }
+                    return;
+                }
+                () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+            }
+            let _ = connection.await;
+        });
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+/// A place for a connection from `peer`, or none (and a log line) past a cap.
+fn admit(
+    slots: &Arc<Semaphore>,
+    addresses: &Arc<PerAddress>,
+    limits: &HttpLimits,
+    peer: SocketAddr,
+) -> Option<(OwnedSemaphorePermit, AddressSlot)> {
+    let Ok(permit) = slots.clone().try_acquire_owned() else {
+        tracing::warn!(listener = limits.name, %peer, "http connection limit reached; refusing");
+        return None;
+    };
+    let Some(address) = addresses.take(peer.ip(), limits.connections_per_address_max) else {
+        tracing::info!(listener = limits.name, %peer, "connections per address reached; refusing");
+        return None;
+    };
+    Some((permit, address))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_gets_its_places_back_when_its_connections_close() {
+        let table = Arc::new(PerAddress::default());
+        let here: IpAddr = "192.0.2.1".parse().unwrap();
+        let there: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = table.take(here, 2).unwrap();
+        let second = table.take(here, 2).unwrap();
+        assert!(table.take(here, 2).is_none(), "a third from the same address");
+        let other = table.take(there, 2).expect("another address is not held up");
+        drop(first);
+        let again = table.take(here, 2).expect("a place freed is a place taken again");
+        drop((second, other, again));
+        assert!(table.0.lock().unwrap().is_empty(), "nothing kept for gone addresses");
+    }
+}
