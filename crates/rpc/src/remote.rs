@@ -17,6 +17,8 @@
 
 use crate::{Caller, Code, Ctx, Priority, Status};
 use bytes::{Buf, BufMut, Bytes};
+use hmac::Hmac;
+use sha2::Sha256;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -34,6 +36,114 @@ const REQUEST_ID: &str = "x-missive-request-id";
 const PRIORITY: &str = "x-missive-priority";
 const CALLER: &str = "x-missive-caller";
 const CODE: &str = "x-missive-code";
+/// `<unix ms>.<hex HMAC-SHA256>`: the calling node's proof that it holds the deployment's key.
+const NODE_AUTH: &str = "x-missive-node-auth";
+/// How far a call's signing time may be from the callee's clock.
+const NODE_AUTH_SKEW_MS: i64 = 60_000;
+
+/// The deployment's shared key: every node of one deployment holds it, signs each call it
+/// makes with it and serves only calls signed with it. The caller identity and the rest of
+/// a call's context are trusted because only a node could have signed them.
+#[derive(Clone)]
+pub struct NodeKey(Arc<[u8; 32]>);
+
+impl NodeKey {
+    /// The key derived from `secret` (the content of the deployment's secret file).
+    pub fn from_secret(secret: &[u8]) -> NodeKey {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(b"missive node key\n");
+        hasher.update(secret);
+        NodeKey(Arc::new(hasher.finalize().into()))
+    }
+
+    /// A key no one else holds (a process that only talks to itself, and tests).
+    pub fn random() -> NodeKey {
+        NodeKey(Arc::new(rand::random()))
+    }
+
+    /// A signature of one call: of its time, path and context (`head`, checked before the
+    /// body is read, so a stranger's body is never read), and of all that and its body.
+    fn sign(
+        &self,
+        part: &[u8],
+        at_ms: i64,
+        path: &str,
+        metadata: &MetadataMap,
+        body: &[u8],
+    ) -> Hmac<Sha256> {
+        use hmac::Mac as _;
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.as_slice()).expect("any key size");
+        mac.update(part);
+        mac.update(b"\n");
+        mac.update(at_ms.to_string().as_bytes());
+        mac.update(b"\n");
+        mac.update(path.as_bytes());
+        for key in [REQUEST_ID, PRIORITY, CALLER, "grpc-timeout"] {
+            mac.update(b"\n");
+            mac.update(metadata.get(key).map_or(&b""[..], |v| v.as_bytes()));
+        }
+        mac.update(b"\n");
+        mac.update(body);
+        mac
+    }
+
+    fn stamp(&self, path: &str, metadata: &mut MetadataMap, body: &[u8]) {
+        use hmac::Mac as _;
+        let at_ms = crate::unix_ms();
+        let head = self.sign(b"head", at_ms, path, metadata, b"").finalize().into_bytes();
+        let full = self.sign(b"full", at_ms, path, metadata, body).finalize().into_bytes();
+        let value = format!("{at_ms}.{}.{}", hex(&head), hex(&full));
+        metadata.insert(NODE_AUTH, value.parse().expect("ascii metadata"));
+    }
+
+    /// Whether a call's head was signed with this key, recently.
+    fn verify_head(&self, path: &str, metadata: &MetadataMap) -> bool {
+        self.verify(path, metadata, None)
+    }
+
+    /// Whether a whole call, body included, was signed with this key, recently.
+    fn verify_call(&self, path: &str, metadata: &MetadataMap, body: &[u8]) -> bool {
+        self.verify(path, metadata, Some(body))
+    }
+
+    fn verify(&self, path: &str, metadata: &MetadataMap, body: Option<&[u8]>) -> bool {
+        use hmac::Mac as _;
+        let value = metadata.get(NODE_AUTH).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let mut parts = value.split('.');
+        let (Some(at), Some(head), Some(full), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        let Ok(at_ms) = at.parse::<i64>() else { return false };
+        if (crate::unix_ms() - at_ms).abs() > NODE_AUTH_SKEW_MS {
+            return false;
+        }
+        let (part, signature, body) = match body {
+            None => (&b"head"[..], head, &b""[..]),
+            Some(body) => (&b"full"[..], full, body),
+        };
+        unhex(signature).is_some_and(|signature| {
+            self.sign(part, at_ms, path, metadata, body).verify_slice(&signature).is_ok()
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() != 64 {
+        return None;
+    }
+    (0..32).map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()).collect()
+}
+
+fn not_a_node() -> Status {
+    Status::new(Code::Unauthenticated, "not a node of this deployment")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
@@ -51,6 +161,7 @@ pub enum RemoteError {
 #[derive(Clone)]
 pub struct Client {
     service: &'static str,
+    key: NodeKey,
     channels: Arc<Vec<Channel>>,
     /// A hash of each endpoint's url: routing by key ranks endpoints by what they are,
     /// not by where they stand in a list that other nodes may order differently.
@@ -59,8 +170,13 @@ pub struct Client {
 }
 
 impl Client {
-    /// `urls` such as `http://10.0.0.5:7400`; nothing connects until the first call.
-    pub fn new(service: &'static str, urls: &[String]) -> Result<Client, RemoteError> {
+    /// `urls` such as `http://10.0.0.5:7400`; nothing connects until the first call. Every
+    /// call is signed with `key`.
+    pub fn new(
+        service: &'static str,
+        urls: &[String],
+        key: &NodeKey,
+    ) -> Result<Client, RemoteError> {
         if urls.is_empty() {
             return Err(RemoteError::NoEndpoints { service });
         }
@@ -80,7 +196,8 @@ impl Client {
             .collect::<Result<Vec<_>, RemoteError>>()?;
         let url_hashes =
             Arc::new(urls.iter().map(|url| crate::stable_hash(url.as_bytes())).collect());
-        Ok(Client { service, channels: Arc::new(channels), url_hashes, next: Arc::default() })
+        let (channels, key) = (Arc::new(channels), key.clone());
+        Ok(Client { service, key, channels, url_hashes, next: Arc::default() })
     }
 
     /// The order in which to try the endpoints for this call.
@@ -108,17 +225,14 @@ impl Client {
         req: Req,
     ) -> Result<Resp, Status>
     where
-        Req: prost::Message + Clone + Send + Sync + 'static,
+        Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
         let mut last = None;
         let ranked = self.ranked(key);
-        let final_attempt = ranked.len() - 1;
-        // The request is cloned only while another endpoint could still be tried.
-        let mut req = Some(req);
-        for (attempt, index) in ranked.into_iter().enumerate() {
-            let body = if attempt == final_attempt { req.take() } else { req.clone() };
-            let body = body.expect("a request for every attempt");
+        // Encoded once, signed with each attempt's time and context.
+        let body = Bytes::from(req.encode_to_vec());
+        for index in ranked {
             let timeout = match ctx.deadline {
                 Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => Some(left),
@@ -126,11 +240,12 @@ impl Client {
                 },
                 None => None,
             };
-            let mut request = tonic::Request::new(body);
+            let mut request = tonic::Request::new(body.clone());
             if let Some(timeout) = timeout {
                 request.set_timeout(timeout);
             }
             write_ctx(ctx, request.metadata_mut());
+            self.key.stamp(path, request.metadata_mut(), &body);
             let mut grpc = tonic::client::Grpc::new(self.channels[index].clone())
                 .max_decoding_message_size(MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(MESSAGE_BYTES_MAX);
@@ -138,15 +253,13 @@ impl Client {
                 grpc.ready().await.map_err(|e| {
                     tonic::Status::unavailable(format!("{} endpoint not ready: {e}", self.service))
                 })?;
-                grpc.unary(
-                    request,
-                    http::uri::PathAndQuery::from_static(path),
-                    tonic_prost::ProstCodec::<Req, Resp>::default(),
-                )
-                .await
+                grpc.unary(request, http::uri::PathAndQuery::from_static(path), RawCodec).await
             };
             match answer.await {
-                Ok(response) => return Ok(response.into_inner()),
+                Ok(response) => {
+                    return Resp::decode(response.into_inner())
+                        .map_err(|e| Status::internal(format!("undecodable {path} answer: {e}")));
+                }
                 Err(status) => {
                     if ctx.deadline.is_some_and(|deadline| deadline <= Instant::now()) {
                         return Err(Status::new(Code::DeadlineExceeded, "deadline passed"));
@@ -323,15 +436,18 @@ impl Routes {
         self.handlers.is_empty()
     }
 
-    /// Serves these routes on `listener` until `shutdown` is cancelled.
+    /// Serves these routes on `listener` until `shutdown` is cancelled, to callers that sign
+    /// with `key`; any other call is answered UNAUTHENTICATED and runs nothing.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
+        key: NodeKey,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Result<(), RemoteError> {
         let mut router = tonic::service::Routes::default().into_axum_router();
         for (path, handler) in self.handlers {
-            router = router.route_service(path, MethodService { path, handler });
+            let key = key.clone();
+            router = router.route_service(path, MethodService { path, handler, key });
         }
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -349,6 +465,7 @@ impl Routes {
 struct MethodService {
     path: &'static str,
     handler: Handler,
+    key: NodeKey,
 }
 
 impl tower_service::Service<http::Request<axum::body::Body>> for MethodService {
@@ -361,12 +478,18 @@ impl tower_service::Service<http::Request<axum::body::Body>> for MethodService {
     }
 
     fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
-        let (path, handler) = (self.path, self.handler.clone());
+        let (path, handler, key) = (self.path, self.handler.clone(), self.key.clone());
         Box::pin(async move {
+            // A caller that is not a node is refused before its body is read.
+            let metadata = MetadataMap::from_headers(request.headers().clone());
+            if !key.verify_head(path, &metadata) {
+                tracing::warn!(path, "refusing an rpc call not signed by a node");
+                return Ok(to_grpc(&not_a_node()).into_http());
+            }
             let mut grpc = tonic::server::Grpc::new(RawCodec)
                 .max_decoding_message_size(MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(MESSAGE_BYTES_MAX);
-            Ok(grpc.unary(Unary { path, handler }, request).await)
+            Ok(grpc.unary(Unary { path, handler, key }, request).await)
         })
     }
 }
@@ -374,6 +497,7 @@ impl tower_service::Service<http::Request<axum::body::Body>> for MethodService {
 struct Unary {
     path: &'static str,
     handler: Handler,
+    key: NodeKey,
 }
 
 impl tonic::server::UnaryService<Bytes> for Unary {
@@ -381,6 +505,10 @@ impl tonic::server::UnaryService<Bytes> for Unary {
     type Future = BoxFuture<Result<tonic::Response<Bytes>, tonic::Status>>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        if !self.key.verify_call(self.path, request.metadata(), request.get_ref()) {
+            tracing::warn!(path = self.path, "refusing an rpc call whose body was not signed");
+            return Box::pin(std::future::ready(Err(to_grpc(&not_a_node()))));
+        }
         let ctx = read_ctx(request.metadata());
         // Every line logged for the call names the request id its caller gave it, so that
         // one client request can be followed across processes.
@@ -461,7 +589,7 @@ mod tests {
     #[tokio::test]
     async fn keyed_calls_always_rank_the_same_endpoint_first() {
         let urls: Vec<String> = (0..3).map(|i| format!("http://127.0.0.1:{}", 7400 + i)).collect();
-        let client = Client::new("test", &urls).unwrap();
+        let client = Client::new("test", &urls, &NodeKey::random()).unwrap();
         let mut firsts = [0; 3];
         for key in 0..300u64 {
             let first = client.ranked(Some(key))[0];
@@ -472,10 +600,36 @@ mod tests {
 
         // Another process given the urls in another order sends each key to the same url.
         let reversed: Vec<String> = urls.iter().rev().cloned().collect();
-        let other = Client::new("test", &reversed).unwrap();
+        let other = Client::new("test", &reversed, &NodeKey::random()).unwrap();
         for key in 0..300u64 {
             assert_eq!(urls[client.ranked(Some(key))[0]], reversed[other.ranked(Some(key))[0]]);
         }
+    }
+
+    fn test_key() -> NodeKey {
+        NodeKey::from_secret(b"test")
+    }
+
+    #[test]
+    fn a_signature_holds_only_for_its_key_time_context_and_body() {
+        let key = test_key();
+        let mut metadata = MetadataMap::new();
+        write_ctx(&Ctx::new(9), &mut metadata);
+        key.stamp("/a.B/C", &mut metadata, b"body");
+        assert!(
+            key.verify_head("/a.B/C", &metadata) && key.verify_call("/a.B/C", &metadata, b"body")
+        );
+        assert!(!NodeKey::random().verify_head("/a.B/C", &metadata), "another key");
+        assert!(!key.verify_head("/a.B/D", &metadata), "another method");
+        assert!(!key.verify_call("/a.B/C", &metadata, b"bodz"), "another body");
+        let mut other = metadata.clone();
+        other.insert(CALLER, "7.1.2".parse().unwrap());
+        assert!(!key.verify_head("/a.B/C", &other), "a caller added after signing");
+        let stale = format!("{}.{}", crate::unix_ms() - 2 * NODE_AUTH_SKEW_MS, "0".repeat(129));
+        metadata.insert(NODE_AUTH, stale.parse().unwrap());
+        assert!(!key.verify_head("/a.B/C", &metadata), "an old or malformed stamp");
+        metadata.remove(NODE_AUTH);
+        assert!(!key.verify_head("/a.B/C", &metadata), "no stamp at all");
     }
 
     /// Serves one method that counts its calls and answers UNAVAILABLE from the callee.
@@ -489,7 +643,7 @@ mod tests {
             calls.fetch_add(1, Ordering::SeqCst);
             async { Err::<(), _>(Status::new(Code::Unavailable, "the callee is shutting down")) }
         });
-        tokio::spawn(routes.serve(listener, shutdown));
+        tokio::spawn(routes.serve(listener, test_key(), shutdown));
         url
     }
 
@@ -501,7 +655,7 @@ mod tests {
             busy_endpoint(calls.clone(), shutdown.clone()).await,
             busy_endpoint(calls.clone(), shutdown.clone()).await,
         ];
-        let client = Client::new("busy", &urls).unwrap();
+        let client = Client::new("busy", &urls, &test_key()).unwrap();
         let answer = client.unary::<(), ()>(&Ctx::new(1), "/test.Busy/Call", None, ()).await;
         assert_eq!(answer.unwrap_err().code, Code::Unavailable);
         assert_eq!(calls.load(Ordering::SeqCst), 1, "the call may have run: it is not run twice");

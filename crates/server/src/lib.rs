@@ -29,7 +29,7 @@ use missive_proto::internal::{
 };
 use missive_route::{AccessRoutes, RedisPush, RouteConfig};
 use missive_rpc::GuardConfig;
-use missive_rpc::remote::{Client, Routes};
+use missive_rpc::remote::{Client, NodeKey, Routes};
 use missive_storage_embedded::{EmbeddedStore, FileMediaStore, StoreConfig};
 use missive_storage_sql::{SqlConfig, SqlStore};
 use plan::{LogicPlan, NotifyVia, Plan, Reach};
@@ -58,12 +58,19 @@ struct Node {
     served: Routes,
     tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
     guard: GuardConfig,
+    /// Signs the calls this process makes and checks the calls it serves.
+    key: NodeKey,
     shutdown: CancellationToken,
 }
 
 impl Node {
     fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
         self.tasks.push((name, tokio::spawn(task)));
+    }
+
+    /// A client of `service` on the nodes at `urls`, signing with the deployment's key.
+    fn client(&self, service: &'static str, urls: &[String]) -> anyhow::Result<Client> {
+        Ok(Client::new(service, urls, &self.key)?)
     }
 }
 
@@ -98,6 +105,7 @@ pub async fn run(
         served: Routes::default(),
         tasks: Vec::new(),
         guard: settings.guard_config(),
+        key: settings::load_or_create_node_key(&settings)?,
         shutdown,
     };
     let node_id = settings.node_id.clone().unwrap_or_else(random_node_id);
@@ -129,14 +137,14 @@ pub async fn run(
     }
     let admin: Option<Arc<dyn Admin>> = match (&plan.admin, &logic) {
         (Some(Reach::Here), Some(logic)) => Some(logic.admin.clone()),
-        (Some(Reach::Nodes(urls)), _) => Some(AdminRemote::new(Client::new("logic", urls)?)),
+        (Some(Reach::Nodes(urls)), _) => Some(AdminRemote::new(node.client("logic", urls)?)),
         _ => None,
     };
     let access = match (&plan.access, registry) {
         (Some(access), Some(registry)) => {
             let api = match (&access.logic, &logic) {
                 (Reach::Here, Some(logic)) => logic.api.clone(),
-                (Reach::Nodes(urls), _) => ClientApiRemote::new(Client::new("logic", urls)?),
+                (Reach::Nodes(urls), _) => ClientApiRemote::new(node.client("logic", urls)?),
                 (Reach::Here, None) => unreachable!("the plan runs the logic here"),
             };
             let routes = match (access.routes, &route_config) {
@@ -200,7 +208,7 @@ async fn start_logic(
         let reach = plan.stores.iter().find(|(s, _)| *s == service).map(|(_, r)| r);
         match reach.expect("the plan names every store") {
             Reach::Here => Ok::<_, anyhow::Error>(None),
-            Reach::Nodes(urls) => Ok(Some(Client::new(service, urls)?)),
+            Reach::Nodes(urls) => Ok(Some(node.client(service, urls)?)),
         }
     })?;
     let push: Arc<dyn Push> = match (plan.notify, routing, registry) {
@@ -215,7 +223,7 @@ async fn start_logic(
     let served = std::mem::take(&mut node.served).merge(seq_routes(allocator.clone()));
     let seq = match &plan.seq {
         Reach::Here => allocator,
-        Reach::Nodes(urls) => SeqRemote::new(Client::new("seq", urls)?),
+        Reach::Nodes(urls) => SeqRemote::new(node.client("seq", urls)?),
     };
     if !plan.secret_shared {
         tracing::warn!("no --secret-file: SyncKeys signed here are valid only on this logic node");
@@ -257,7 +265,8 @@ async fn start_logic(
 async fn serve_rpc(address: SocketAddr, node: &mut Node) -> anyhow::Result<SocketAddr> {
     let listener = bind(address).await?;
     let bound = listener.local_addr()?;
-    let rpc = std::mem::take(&mut node.served).serve(listener, node.shutdown.clone());
+    let rpc =
+        std::mem::take(&mut node.served).serve(listener, node.key.clone(), node.shutdown.clone());
     node.spawn("rpc", async move {
         if let Err(error) = rpc.await {
             tracing::error!(%error, "rpc server failed");

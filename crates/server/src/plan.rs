@@ -90,7 +90,28 @@ impl Plan {
             None if serves && !every_role => Some(RPC_DEFAULT.parse().expect("a valid address")),
             _ => None,
         };
-        Ok(Plan { store, logic, access, admin, rpc })
+        let plan = Plan { store, logic, access, admin, rpc };
+        if plan.crosses_processes() && settings.cluster_secret_file.is_none() {
+            bail!(
+                "a process that serves or calls RPC needs --cluster-secret-file: the nodes of a \
+                 deployment sign their calls with it, and serve no one else"
+            );
+        }
+        Ok(plan)
+    }
+}
+
+impl Plan {
+    /// Whether this process serves RPC or calls another over it.
+    pub fn crosses_processes(&self) -> bool {
+        let remote = |reach: &Reach| matches!(reach, Reach::Nodes(_));
+        self.rpc.is_some()
+            || self.admin.as_ref().is_some_and(remote)
+            || self.access.as_ref().is_some_and(|a| remote(&a.logic))
+            || self
+                .logic
+                .as_ref()
+                .is_some_and(|l| remote(&l.seq) || l.stores.iter().any(|(_, reach)| remote(reach)))
     }
 }
 
@@ -145,7 +166,12 @@ fn access_plan(settings: &Settings) -> anyhow::Result<AccessPlan> {
 mod tests {
     use super::*;
 
+    /// The plan of `args`, the deployment's secret named (see the test of its absence).
     fn plan(args: &str) -> Result<Plan, String> {
+        plan_of(&format!("{args} --cluster-secret-file cluster.secret"))
+    }
+
+    fn plan_of(args: &str) -> Result<Plan, String> {
         Plan::of(&crate::settings::parse(args.split_whitespace())).map_err(|e| e.to_string())
     }
 
@@ -249,5 +275,22 @@ mod tests {
         // A store-only process needs nothing of the others.
         assert!(plan("--role store").is_ok());
         assert!(plan(&format!("--role logic,store --redis-url {REDIS}")).is_ok());
+    }
+
+    #[test]
+    fn only_a_process_that_talks_to_no_other_may_run_without_the_deployments_secret() {
+        assert!(plan_of("").is_ok(), "all-in-one serves no RPC");
+        let split = [
+            "--role store".to_string(),
+            format!("--role access --logic-rpc {LOGIC} --redis-url {REDIS}"),
+            format!("--role logic,access --store-rpc {STORE}"),
+            "--rpc 127.0.0.1:9000".to_string(),
+            "--seq-rpc http://seq:1".to_string(),
+        ];
+        for args in split {
+            let refused = plan_of(&args).unwrap_err();
+            assert!(refused.contains("--cluster-secret-file"), "{args}: {refused}");
+            assert!(plan(&args).is_ok(), "{args} with the secret");
+        }
     }
 }

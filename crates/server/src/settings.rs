@@ -5,6 +5,7 @@ use clap::{Args, ValueEnum};
 use missive_access::AccessConfig;
 use missive_logic::{DirectMessages, GroupInvites, LogicConfig, PasswordCost, Retention};
 use missive_rpc::GuardConfig;
+use missive_rpc::remote::NodeKey;
 use missive_storage_embedded::Durability;
 use missive_storage_sql::SqlConfig;
 use std::net::SocketAddr;
@@ -84,6 +85,11 @@ pub struct Settings {
     /// deployment must use the same one. Default: `sync-key.secret` in the data directory.
     #[arg(long, env = "MISSIVE_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
+    /// The deployment's shared secret (created if missing): every node of a split deployment
+    /// signs its RPC calls with a key derived from it and serves only calls so signed.
+    /// Required once a process serves or calls RPC.
+    #[arg(long, env = "MISSIVE_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Data directory of the embedded store.
     #[arg(long, env = "MISSIVE_DATA", default_value = "missive-data")]
     pub data: PathBuf,
@@ -304,6 +310,24 @@ pub fn load_or_create_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
             secret
         },
     )
+}
+
+/// The deployment's node key, from `--cluster-secret-file` (created at first start, like the
+/// SyncKey secret); a key of this process alone when the file is not named (no RPC).
+pub fn load_or_create_node_key(settings: &Settings) -> anyhow::Result<NodeKey> {
+    let Some(path) = &settings.cluster_secret_file else {
+        return Ok(NodeKey::random());
+    };
+    let secret = load_or_create(
+        path,
+        |bytes| bytes.len() >= SECRET_BYTES,
+        || {
+            let mut secret = vec![0u8; SECRET_BYTES];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+            secret
+        },
+    )?;
+    Ok(NodeKey::from_secret(&secret))
 }
 
 /// The admin credential: `--admin-token` if given, else the token file, created at first

@@ -4,7 +4,7 @@
 //! must survive encoding, the call context in metadata, and status codes on the wire.
 
 use missive_proto::internal::Storage;
-use missive_rpc::remote::Client;
+use missive_rpc::remote::{Client, NodeKey};
 use missive_storage_embedded::{EmbeddedStore, FileMediaStore, StoreConfig};
 use missive_storage_suite::{Fixture, storage_suite};
 use std::sync::{Arc, Mutex};
@@ -44,14 +44,19 @@ impl Fixture for OverRpc {
         let shutdown = CancellationToken::new();
         let served = tokio::spawn({
             let (routes, shutdown) = (local.routes(), shutdown.clone());
-            async move { routes.serve(listener, shutdown).await.expect("serving") }
+            async move { routes.serve(listener, node_key(), shutdown).await.expect("serving") }
         });
         *self.serving.lock().unwrap() = Some((shutdown, served));
         let reached = Storage::reach(None, |service| {
-            Client::new(service, std::slice::from_ref(&url)).map(Some)
+            Client::new(service, std::slice::from_ref(&url), &node_key()).map(Some)
         });
         reached.expect("a client of every service")
     }
+}
+
+/// The key the store node and its client share, as a deployment's nodes do.
+fn node_key() -> NodeKey {
+    NodeKey::from_secret(b"the suite's deployment")
 }
 
 async fn fixture(_test: &str) -> OverRpc {

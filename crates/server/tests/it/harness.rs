@@ -61,10 +61,17 @@ impl Server {
     }
 
     /// Starts on the given `[tcp, http, admin, rpc]` addresses (RPC only when `extra` picks
-    /// roles: the all-in-one default serves none).
+    /// roles: the all-in-one default serves none). Every split node of the tests holds the
+    /// same deployment secret, in the tests' scratch folder.
     fn spawn_on(data: PathBuf, extra: Vec<String>, log: Option<Log>, listen: [&str; 4]) -> Server {
         let [tcp, http, admin, rpc] = listen;
-        let rpc: &[&str] = if extra.iter().any(|a| a == "--role") { &["--rpc", rpc] } else { &[] };
+        let secret = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cluster.secret");
+        let secret = secret.to_str().expect("a utf-8 path");
+        let rpc: &[&str] = if extra.iter().any(|a| a == "--role") {
+            &["--rpc", rpc, "--cluster-secret-file", secret]
+        } else {
+            &[]
+        };
         let mut command = Command::new(env!("CARGO_BIN_EXE_missive"));
         command
             .arg("serve")

@@ -297,3 +297,30 @@ async fn a_request_id_follows_a_request_from_the_access_node_into_the_logic_node
     );
     assert_eq!(seen[0]["level"], "DEBUG", "a refusal is no server fault");
 }
+
+/// A store node serves the nodes of its deployment only: a caller without the deployment's
+/// secret, whatever caller it claims to act for, is refused before anything runs.
+#[tokio::test]
+async fn a_caller_that_is_not_a_node_of_the_deployment_is_refused() {
+    use missive_proto::internal::{AccountStore, AccountStoreRemote, UsernameRef};
+    use missive_rpc::remote::{Client, NodeKey};
+    use missive_rpc::{Caller, Code, Ctx};
+    let store = Server::start_with(&["--role", "store"]);
+    let forged = Caller { user_id: 1, device_id: 1, protocol_version: 2 };
+    let ctx = Ctx { caller: Some(forged), ..Ctx::new(1) };
+    let lookup = UsernameRef { username: "alice".into() };
+    let reach = |key: &NodeKey| {
+        AccountStoreRemote::new(
+            Client::new("account_store", std::slice::from_ref(&store.rpc), key).unwrap(),
+        )
+    };
+
+    let stranger = reach(&NodeKey::random());
+    let refused = stranger.get_by_name(&ctx, lookup.clone()).await.unwrap_err();
+    assert_eq!(refused.code, Code::Unauthenticated, "{refused}");
+
+    let secret = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cluster.secret");
+    let node = reach(&NodeKey::from_secret(&std::fs::read(secret).unwrap()));
+    let answered = node.get_by_name(&ctx, lookup).await.unwrap_err();
+    assert_eq!(answered.code, Code::NotFound, "a node is served: {answered}");
+}

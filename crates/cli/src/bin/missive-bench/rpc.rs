@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use missive_proto::internal::{
     AllocRequest, AllocResponse, Seq, SeqGuarded, SeqRemote, seq_routes,
 };
-use missive_rpc::remote::Client;
+use missive_rpc::remote::{Client, NodeKey};
 use missive_rpc::{Ctx, GuardConfig, Status};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,8 +61,10 @@ pub async fn run(args: RpcArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(seq_routes(service).serve(listener, shutdown.clone()));
-    let remote: Arc<dyn Seq> = SeqRemote::new(Client::new("seq", &[url])?);
+    // Signed and checked as between the nodes of a deployment: part of what a call costs.
+    let key = NodeKey::random();
+    let server = tokio::spawn(seq_routes(service).serve(listener, key.clone(), shutdown.clone()));
+    let remote: Arc<dyn Seq> = SeqRemote::new(Client::new("seq", &[url], &key)?);
     // The first call opens the connection; it is not part of the figures.
     remote.alloc(&Ctx::new(0), AllocRequest { user_id: 1, count: 1, fresh: false }).await?;
     let calls = args.remote_calls;
