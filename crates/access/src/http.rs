@@ -6,7 +6,7 @@ use crate::tcp::LinkServer;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,6 +16,7 @@ use missive_proto::client::DownloadRequest;
 use missive_proto::frame::{Frame, HEADER_BYTES};
 use missive_proto::internal::AuthenticateRequest;
 use missive_rpc::{Caller, Code, Ctx, Status};
+use std::net::SocketAddr;
 use tokio_util::sync::CancellationToken;
 
 pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
@@ -76,6 +77,11 @@ fn answer(result: Result<Bytes, Status>, format: Format) -> Response {
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             headers.insert(CODE_HEADER, HeaderValue::from_static(status.code.as_str()));
+            if let Some(after) = status.retry_after {
+                // Whole seconds, rounded up: the body's `retry_after_ms` is exact.
+                let seconds = after.as_millis().div_ceil(1000).max(1);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds as u64));
+            }
             response
         }
     }
@@ -83,6 +89,7 @@ fn answer(result: Result<Bytes, Status>, format: Format) -> Response {
 
 async fn short_link(
     State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -109,7 +116,7 @@ async fn short_link(
     // The whole request, body included, runs under the request deadline, so a client that
     // trickles its body holds nothing for long.
     let request_timeout = state.links.config().request_timeout;
-    let mut ctx = request_ctx(&state, command);
+    let mut ctx = request_ctx(&state, command, peer);
     let dispatcher = &state.links.shared().dispatcher;
     let result = dispatcher
         .run(ctx.request_id, command, request_timeout, async {
@@ -129,8 +136,8 @@ async fn short_link(
     answer(result, format)
 }
 
-fn request_ctx(state: &HttpState, command: Command) -> Ctx {
-    state.links.shared().request_ctx(command)
+fn request_ctx(state: &HttpState, command: Command, peer: SocketAddr) -> Ctx {
+    state.links.shared().request_ctx(command, Some(peer.ip()))
 }
 
 /// The protocol version a request declares in its header (0 for none, which is version 1),
@@ -173,11 +180,12 @@ async fn authenticate(
 /// a page of this origin.
 async fn download(
     State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(media_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
     let request_timeout = state.links.config().request_timeout;
-    let mut ctx = request_ctx(&state, Command::Download);
+    let mut ctx = request_ctx(&state, Command::Download, peer);
     let dispatcher = &state.links.shared().dispatcher;
     let result = dispatcher
         .run(ctx.request_id, Command::Download, request_timeout, async {
@@ -231,7 +239,11 @@ fn content_disposition(name: &str) -> String {
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{utf8}")
 }
 
-async fn websocket(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -> Response {
+async fn websocket(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let Some(slot) = state.links.try_slot() else {
         tracing::warn!("connection limit reached; refusing a websocket");
         return answer(
@@ -271,7 +283,8 @@ async fn websocket(State(state): State<HttpState>, upgrade: WebSocketUpgrade) ->
                 let writer = sink.with(|frame: Frame| async move {
                     Ok::<_, axum::Error>(WsMessage::Binary(frame.to_bytes()))
                 });
-                link::serve(shared, "websocket", reader, Box::pin(writer), shutdown).await;
+                let peer = Some(peer.ip());
+                link::serve(shared, "websocket", peer, reader, Box::pin(writer), shutdown).await;
                 drop(slot);
             })
         })

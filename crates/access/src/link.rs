@@ -16,6 +16,7 @@ use missive_proto::client::{AuthRequest, AuthResponse, Notify};
 use missive_proto::frame::{Frame, FrameError, Kind};
 use missive_rpc::{Caller, Code, Ctx, Status};
 use prost::Message;
+use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, timeout, timeout_at};
@@ -42,11 +43,13 @@ pub(crate) struct LinkShared {
 }
 
 impl LinkShared {
-    /// The context of one request: a fresh id, the request deadline, the command's priority.
-    pub(crate) fn request_ctx(&self, command: Command) -> Ctx {
-        Ctx::new(self.dispatcher.request_id())
+    /// The context of one request from `peer`: a fresh id, the request deadline, the
+    /// command's priority.
+    pub(crate) fn request_ctx(&self, command: Command, peer: Option<IpAddr>) -> Ctx {
+        let ctx = Ctx::new(self.dispatcher.request_id())
             .with_timeout(self.config.request_timeout)
-            .with_priority(command.priority())
+            .with_priority(command.priority());
+        Ctx { client_address: peer, ..ctx }
     }
 }
 
@@ -58,6 +61,8 @@ enum Flow {
 struct Link<'a> {
     shared: &'a LinkShared,
     transport: &'static str,
+    /// The client's address, for the limits counted per address.
+    peer: Option<IpAddr>,
     caller: Option<Caller>,
     registration: Option<Registration>,
     announce: watch::Sender<Option<Arc<Connection>>>,
@@ -86,6 +91,7 @@ impl Drop for Held {
 pub(crate) async fn serve<R, W>(
     shared: Arc<LinkShared>,
     transport: &'static str,
+    peer: Option<IpAddr>,
     mut reader: R,
     writer: W,
     shutdown: CancellationToken,
@@ -103,6 +109,7 @@ pub(crate) async fn serve<R, W>(
     let mut link = Link {
         shared: &shared,
         transport,
+        peer,
         caller: None,
         registration: None,
         announce,
@@ -175,7 +182,7 @@ impl Link<'_> {
             return (error_frame(frame.command, frame.seq, &status), Flow::Continue);
         };
         let shared = self.shared;
-        let mut ctx = shared.request_ctx(command);
+        let mut ctx = shared.request_ctx(command, self.peer);
         ctx.caller = self.caller;
         let call = async {
             if command == Command::Auth {

@@ -92,7 +92,7 @@ impl LinkServer {
             let shutdown = shutdown.clone();
             self.tasks.spawn(async move {
                 let (read, write) = stream.into_split();
-                serve_bytes(shared, read, write, shutdown).await;
+                serve_bytes(shared, Some(peer.ip()), read, write, shutdown).await;
                 drop(slot);
             });
         }
@@ -103,6 +103,7 @@ impl LinkServer {
 /// in tests), frames cut by the frame codec.
 pub(crate) async fn serve_bytes<R, W>(
     shared: Arc<LinkShared>,
+    peer: Option<std::net::IpAddr>,
     read: R,
     write: W,
     shutdown: CancellationToken,
@@ -119,5 +120,5 @@ pub(crate) async fn serve_bytes<R, W>(
             })
         });
     let writer = FramedWrite::new(write, FrameCodec::new(max));
-    link::serve(shared, "tcp", reader, writer, shutdown).await;
+    link::serve(shared, "tcp", peer, reader, writer, shutdown).await;
 }

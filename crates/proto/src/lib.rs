@@ -71,6 +71,9 @@ impl From<&Status> for client::Error {
             code: u32::from(status.code as u16),
             name: status.code.as_str().to_string(),
             message: status.message.clone(),
+            retry_after_ms: status
+                .retry_after
+                .map_or(0, |after| u64::try_from(after.as_millis()).unwrap_or(u64::MAX).max(1)),
         }
     }
 }

@@ -115,11 +115,15 @@ pub struct Ctx {
     pub caller: Option<Caller>,
     /// What to shed first under overload.
     pub priority: Priority,
+    /// The address the client request came from, as the access node saw it: what rate
+    /// limits per address count by.
+    pub client_address: Option<std::net::IpAddr>,
 }
 
 impl Ctx {
     pub fn new(request_id: u64) -> Self {
-        Ctx { deadline: None, request_id, caller: None, priority: Priority::Normal }
+        let priority = Priority::Normal;
+        Ctx { deadline: None, request_id, caller: None, priority, client_address: None }
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {

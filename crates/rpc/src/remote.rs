@@ -36,6 +36,8 @@ const REQUEST_ID: &str = "x-missive-request-id";
 const PRIORITY: &str = "x-missive-priority";
 const CALLER: &str = "x-missive-caller";
 const CODE: &str = "x-missive-code";
+const RETRY_AFTER: &str = "x-missive-retry-after-ms";
+const CLIENT_ADDRESS: &str = "x-missive-client-address";
 /// `<unix ms>.<hex HMAC-SHA256>`: the calling node's proof that it holds the deployment's key.
 const NODE_AUTH: &str = "x-missive-node-auth";
 /// How far a call's signing time may be from the callee's clock.
@@ -79,7 +81,7 @@ impl NodeKey {
         mac.update(at_ms.to_string().as_bytes());
         mac.update(b"\n");
         mac.update(path.as_bytes());
-        for key in [REQUEST_ID, PRIORITY, CALLER, "grpc-timeout"] {
+        for key in [REQUEST_ID, PRIORITY, CALLER, CLIENT_ADDRESS, "grpc-timeout"] {
             mac.update(b"\n");
             mac.update(metadata.get(key).map_or(&b""[..], |v| v.as_bytes()));
         }
@@ -304,6 +306,9 @@ fn write_ctx(ctx: &Ctx, metadata: &mut MetadataMap) {
             metadata.insert(CALLER, value);
         }
     }
+    if let Some(address) = ctx.client_address {
+        metadata.insert(CLIENT_ADDRESS, address.to_string().parse().expect("ascii"));
+    }
 }
 
 fn read_ctx(metadata: &MetadataMap) -> Ctx {
@@ -321,6 +326,7 @@ fn read_ctx(metadata: &MetadataMap) -> Ctx {
     });
     ctx.deadline =
         text("grpc-timeout").and_then(parse_grpc_timeout).and_then(|t| received.checked_add(t));
+    ctx.client_address = text(CLIENT_ADDRESS).and_then(|v| v.parse().ok());
     ctx
 }
 
@@ -365,11 +371,16 @@ fn to_grpc(status: &Status) -> tonic::Status {
         | Code::NotMember
         | Code::PermissionDenied
         | Code::AccountDisabled => G::PermissionDenied,
+        Code::RateLimited => G::ResourceExhausted,
         Code::LimitExceeded => G::ResourceExhausted,
         Code::TooLate => G::FailedPrecondition,
     };
     let mut grpc = tonic::Status::new(code, status.message.clone());
     grpc.metadata_mut().insert(CODE, MetadataValue::from(status.code as u16 as u32));
+    if let Some(after) = status.retry_after {
+        let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        grpc.metadata_mut().insert(RETRY_AFTER, MetadataValue::from(ms));
+    }
     grpc
 }
 
@@ -388,7 +399,13 @@ fn from_grpc(status: &tonic::Status) -> Status {
         G::Unavailable | G::Unknown | G::Cancelled => Code::Unavailable,
         _ => Code::Internal,
     });
-    Status::new(code, status.message().to_string())
+    let retry_after = status
+        .metadata()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis);
+    Status { retry_after, ..Status::new(code, status.message().to_string()) }
 }
 
 // ---- the server side ----
@@ -584,6 +601,8 @@ mod tests {
             let status = Status::new(code, "why");
             assert_eq!(from_grpc(&to_grpc(&status)), status);
         }
+        let limited = Status::rate_limited("slow down", Duration::from_millis(1500));
+        assert_eq!(from_grpc(&to_grpc(&limited)), limited, "and the time to wait");
     }
 
     #[tokio::test]

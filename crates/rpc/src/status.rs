@@ -58,10 +58,13 @@ pub enum Code {
     TooLate = 22,
     /// An operator disabled the account: it cannot log in, and its connections were closed.
     AccountDisabled = 23,
+    /// Too many requests of this kind from this account, device or address; retry after the
+    /// time the answer names.
+    RateLimited = 24,
 }
 
 impl Code {
-    pub const ALL: [Code; 24] = [
+    pub const ALL: [Code; 25] = [
         Code::Ok,
         Code::BadRequest,
         Code::UnknownCommand,
@@ -86,6 +89,7 @@ impl Code {
         Code::LimitExceeded,
         Code::TooLate,
         Code::AccountDisabled,
+        Code::RateLimited,
     ];
 
     pub fn from_u16(value: u16) -> Option<Code> {
@@ -124,6 +128,7 @@ impl Code {
             Code::LimitExceeded => "limit_exceeded",
             Code::TooLate => "too_late",
             Code::AccountDisabled => "account_disabled",
+            Code::RateLimited => "rate_limited",
         }
     }
 
@@ -142,7 +147,7 @@ impl Code {
             | Code::AccountDisabled => 403,
             Code::TooLate => 409,
             Code::FrameTooLarge | Code::LimitExceeded => 413,
-            Code::Overloaded => 429,
+            Code::Overloaded | Code::RateLimited => 429,
             Code::DeadlineExceeded => 504,
             Code::Unavailable => 503,
             Code::Internal => 500,
@@ -162,11 +167,18 @@ impl fmt::Display for Code {
 pub struct Status {
     pub code: Code,
     pub message: String,
+    /// When the request may be tried again (RATE_LIMITED).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Status {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Status { code, message: message.into() }
+        Status { code, message: message.into(), retry_after: None }
+    }
+
+    /// RATE_LIMITED, to be tried again after `retry_after`.
+    pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        Status { retry_after: Some(retry_after), ..Status::new(Code::RateLimited, message) }
     }
 
     pub fn invalid_argument(message: impl Into<String>) -> Self {

@@ -12,8 +12,13 @@ use missive_proto::internal::*;
 use missive_rpc::{Code, Ctx};
 use std::collections::HashMap;
 
-const CTX: &Ctx =
-    &Ctx { deadline: None, request_id: 0, caller: None, priority: missive_rpc::Priority::Normal };
+const CTX: &Ctx = &Ctx {
+    deadline: None,
+    request_id: 0,
+    caller: None,
+    priority: missive_rpc::Priority::Normal,
+    client_address: None,
+};
 
 async fn account<S: Stores>(store: &S, name: &str) -> AccountRecord {
     let req = CreateAccountRequest {

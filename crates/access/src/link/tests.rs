@@ -140,7 +140,8 @@ impl Node {
         let (read, write) = tokio::io::split(server);
         let shutdown = CancellationToken::new();
         // As `LinkServer::run_tcp` serves the halves of a socket.
-        let served = tokio::spawn(serve_bytes(self.shared.clone(), read, write, shutdown.clone()));
+        let served =
+            tokio::spawn(serve_bytes(self.shared.clone(), None, read, write, shutdown.clone()));
         // The link takes the time of its start on its first poll; on the paused clock a test
         // that advanced time before that poll would move the deadline with it.
         tokio::task::yield_now().await;
