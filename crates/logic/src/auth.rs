@@ -4,6 +4,7 @@
 //! are 32 random bytes (base64url); only their SHA-256 is stored, so a stolen database holds
 //! no usable token, and revoking a session is deleting its row's validity.
 
+use crate::limits::{Limit, key_of};
 use crate::{Logic, validate};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -173,6 +174,7 @@ impl Logic {
         if req.username == validate::NOTICE_SENDER {
             return Err(Status::new(Code::AlreadyExists, "username is taken"));
         }
+        self.limit(Limit::Registrations, Self::address_key(ctx), 1)?;
         let password = req.password;
         let password_hash = self
             .blocking_hash(move |argon| {
@@ -233,6 +235,12 @@ impl Logic {
         if req.password.len() > validate::PASSWORD_BYTES_MAX {
             return Err(invalid_credentials());
         }
+        // Per address, every attempt counts; per account, failures do, checked before any
+        // hashing so that a guesser past the limit costs nothing. An owner locked out this way
+        // still gets in from a device that holds a token (AUTH needs no LOGIN).
+        self.limit(Limit::LoginsPerAddress, Self::address_key(ctx), 1)?;
+        let account_key = key_of(&req.username);
+        self.within_limit(Limit::LoginFailures, account_key)?;
         let found = self.deps.accounts.get_by_name(ctx, UsernameRef { username: req.username });
         let account = match found.await {
             Ok(account) => Some(account),
@@ -255,6 +263,8 @@ impl Logic {
             })
             .await?;
         let Some(account) = account.filter(|_| matches) else {
+            // Counted whether or not the name exists, so the limit tells nothing either.
+            let _ = self.limit(Limit::LoginFailures, account_key, 1);
             return Err(invalid_credentials());
         };
         if account.disabled {

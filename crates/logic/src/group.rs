@@ -6,6 +6,7 @@
 //! a rule decide, and writes the group under its next revision: the store refuses a write
 //! whose revision another logic node took first, and the change is then decided again.
 
+use crate::limits::{Limit, key_of};
 use crate::{GroupInvites, Logic, validate};
 use missive_proto::client::group_event::Action;
 use missive_proto::client::*;
@@ -298,6 +299,8 @@ impl Logic {
     ) -> Result<GroupResponse, Status> {
         let actor = ctx.caller()?.user_id;
         let name = group_name(&req.name)?;
+        let adds = u32::try_from(req.member_ids.len()).unwrap_or(u32::MAX);
+        self.limit(Limit::GroupAdds, key_of(actor), adds)?;
         let joiners = self.joiners(ctx, actor, &req.member_ids, None).await?;
         self.check_size(joiners.len() + 1)?;
         let now = self.now_ms();
@@ -331,6 +334,8 @@ impl Logic {
         let actor = ctx.caller()?.user_id;
         let before = self.load_group(ctx, req.group_id).await?;
         Self::role_in(&before, actor)?;
+        let adds = u32::try_from(req.user_ids.len()).unwrap_or(u32::MAX);
+        self.limit(Limit::GroupAdds, key_of(actor), adds)?;
         let joiners = self.joiners(ctx, actor, &req.user_ids, Some(&before)).await?;
         if joiners.is_empty() {
             return Err(Status::invalid_argument("nobody to invite: all are members already"));

@@ -13,6 +13,7 @@ mod compat;
 mod contact;
 mod group;
 mod janitor;
+mod limits;
 mod locks;
 mod media;
 mod message;
@@ -25,6 +26,7 @@ mod validate;
 mod tests;
 
 pub use auth::PasswordCost;
+pub use limits::{Rate, RateLimits};
 pub use seq::{SEQ_STEP_DEFAULT, SeqAllocator};
 pub use sync_key::{SyncKey, SyncKeyCodec, SyncKeyError};
 
@@ -201,6 +203,7 @@ pub struct LogicConfig {
     /// How stale the store's totals (users, messages) may be when asked for; counting them
     /// scans tables.
     pub totals_max_age: Duration,
+    pub rate_limits: RateLimits,
 }
 
 impl Default for LogicConfig {
@@ -221,6 +224,7 @@ impl Default for LogicConfig {
             recall_window: Duration::from_secs(120),
             stats_period: Duration::from_secs(3600),
             totals_max_age: Duration::from_secs(30),
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -249,6 +253,8 @@ pub struct Logic {
     acks: janitor::AckBuffer,
     names: message::NameCache,
     activity: activity::Activity,
+    /// The rate limits' buckets.
+    buckets: limits::Buckets,
     /// The store's totals and when they were counted.
     totals: std::sync::Mutex<Option<(std::time::Instant, missive_proto::admin::TotalsResponse)>>,
     metrics: Metrics,
@@ -293,6 +299,7 @@ impl Logic {
             acks: janitor::AckBuffer::default(),
             names: message::NameCache::default(),
             activity: activity::Activity::new(config.stats_period.as_millis() as i64),
+            buckets: limits::Buckets::default(),
             totals: std::sync::Mutex::new(None),
             metrics: Metrics::new(),
             deps,

@@ -3,6 +3,7 @@
 //! every other online device concerned. Also the messages the server makes on a user's
 //! behalf: recalls and read receipts.
 
+use crate::limits::{Limit, key_of};
 use crate::{Logic, validate};
 use missive_proto::client::*;
 use missive_proto::ids;
@@ -154,6 +155,7 @@ impl Logic {
 
     pub(crate) async fn send(&self, ctx: &Ctx, req: SendRequest) -> Result<SendResponse, Status> {
         let caller = ctx.caller()?;
+        self.limit(Limit::Sends, key_of(caller.user_id), 1)?;
         validate::client_msg_id(&req.client_msg_id)?;
         let kind = match MessageKind::try_from(req.kind) {
             Ok(MessageKind::Unspecified | MessageKind::Text) => {

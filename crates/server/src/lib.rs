@@ -246,6 +246,7 @@ async fn start_logic(
             retention: settings.retention,
             direct_messages: settings.direct_messages,
             group_invites: settings.group_invites,
+            rate_limits: settings.rate_limits(),
             group_members_max: settings.group_members_max.max(1),
             media_bytes_max: settings.media_bytes_max,
             stats_period: settings.stats_period(),

@@ -3,7 +3,9 @@
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use missive_access::AccessConfig;
-use missive_logic::{DirectMessages, GroupInvites, LogicConfig, PasswordCost, Retention};
+use missive_logic::{
+    DirectMessages, GroupInvites, LogicConfig, PasswordCost, Rate, RateLimits, Retention,
+};
 use missive_rpc::GuardConfig;
 use missive_rpc::remote::NodeKey;
 use missive_storage_embedded::Durability;
@@ -178,6 +180,30 @@ pub struct Settings {
     /// (the default, as WeChat) or `anyone` who is not blocked.
     #[arg(long, env = "MISSIVE_GROUP_INVITES", default_value_t = logic_defaults().group_invites)]
     pub group_invites: GroupInvites,
+    /// Apply the rate limits below; off only for load tests, which create thousands of
+    /// accounts from one address.
+    #[arg(long, env = "MISSIVE_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub rate_limits: bool,
+    /// Failed LOGINs per username (`<count>/<duration>`, e.g. `10/15m`).
+    #[arg(long, env = "MISSIVE_RATE_LOGIN_FAILURES_PER_ACCOUNT",
+          default_value_t = RateLimits::default().login_failures_per_account)]
+    pub rate_login_failures_per_account: Rate,
+    /// LOGIN attempts per client address.
+    #[arg(long, env = "MISSIVE_RATE_LOGINS_PER_ADDRESS",
+          default_value_t = RateLimits::default().logins_per_address)]
+    pub rate_logins_per_address: Rate,
+    /// REGISTERs per client address.
+    #[arg(long, env = "MISSIVE_RATE_REGISTRATIONS_PER_ADDRESS",
+          default_value_t = RateLimits::default().registrations_per_address)]
+    pub rate_registrations_per_address: Rate,
+    /// SENDs per user, all devices together.
+    #[arg(long, env = "MISSIVE_RATE_SENDS_PER_USER",
+          default_value_t = RateLimits::default().sends_per_user)]
+    pub rate_sends_per_user: Rate,
+    /// Users a user puts into groups (created with or invited).
+    #[arg(long, env = "MISSIVE_RATE_GROUP_ADDS_PER_USER",
+          default_value_t = RateLimits::default().group_adds_per_user)]
+    pub rate_group_adds_per_user: Rate,
     /// Members a group holds at most, its owner included.
     #[arg(long, env = "MISSIVE_GROUP_MEMBERS_MAX",
           default_value_t = logic_defaults().group_members_max)]
@@ -266,6 +292,17 @@ impl Settings {
 
     pub fn password_cost(&self) -> PasswordCost {
         PasswordCost { memory_kib: self.password_memory_kib, iterations: self.password_iterations }
+    }
+
+    pub fn rate_limits(&self) -> RateLimits {
+        RateLimits {
+            enabled: self.rate_limits,
+            login_failures_per_account: self.rate_login_failures_per_account,
+            logins_per_address: self.rate_logins_per_address,
+            registrations_per_address: self.rate_registrations_per_address,
+            sends_per_user: self.rate_sends_per_user,
+            group_adds_per_user: self.rate_group_adds_per_user,
+        }
     }
 
     pub fn guard_config(&self) -> GuardConfig {

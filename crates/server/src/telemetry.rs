@@ -47,6 +47,12 @@ const METRICS: &[(Kind, &str, Unit, &str)] = {
         ),
         (
             Counter,
+            "missive_rate_limited_total",
+            Count,
+            "Requests refused with RATE_LIMITED, by limit.",
+        ),
+        (
+            Counter,
             "missive_http_connections_refused_total",
             Count,
             "HTTP connections refused at a listener's connection or per-address limit.",

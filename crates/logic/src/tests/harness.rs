@@ -66,6 +66,8 @@ pub(crate) struct Node {
     pub store: Arc<EmbeddedStore>,
     pub now: Arc<AtomicI64>,
     pub pushed: Arc<Pushed>,
+    /// Users registered so far: each gets an address of its own.
+    users: std::sync::atomic::AtomicU16,
     _dir: tempfile::TempDir,
 }
 
@@ -81,7 +83,7 @@ impl Node {
         let now = Arc::new(AtomicI64::new(1_000 * DAY_MS));
         let pushed = Arc::new(Pushed::default());
         let logic = logic_node(store.clone(), now.clone(), pushed.clone(), configure);
-        Node { logic, store, now, pushed, _dir: dir }
+        Node { logic, store, now, pushed, users: Default::default(), _dir: dir }
     }
 
     /// Anyone may send anyone a 1:1 message or put them into a group: for tests of
@@ -122,7 +124,20 @@ impl Node {
             password: PASSWORD.into(),
             ..Default::default()
         };
-        self.api().register(&Ctx::new(0), register).await.unwrap();
+        // Each user from an address of its own, as people are: the limits per address are
+        // tested on their own (tests/limits.rs).
+        let address = std::net::Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            0,
+            0,
+            0,
+            0,
+            0,
+            self.users.fetch_add(1, Ordering::Relaxed),
+        );
+        let from = Ctx { client_address: Some(address.into()), ..Ctx::new(0) };
+        self.api().register(&from, register).await.unwrap();
         self.signed_in(name, "first").await
     }
 

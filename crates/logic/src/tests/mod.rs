@@ -6,6 +6,7 @@ mod compat;
 mod contacts;
 mod groups;
 mod harness;
+mod limits;
 mod receipts;
 
 use crate::Retention;

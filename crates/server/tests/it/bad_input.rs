@@ -434,3 +434,45 @@ async fn the_http_connection_cap_refuses_newcomers_but_not_health_checks() {
     };
     tokio::time::timeout(Duration::from_secs(5), ping).await.expect("a freed place is used again");
 }
+
+/// A rate limit reached is answered RATE_LIMITED with the time to wait, over HTTP (with
+/// `Retry-After`) and over a long link, and lifts once that time has passed.
+#[tokio::test]
+async fn rate_limits_answer_with_the_time_to_wait_and_lift_after_it() {
+    let server = Server::start_with(&[
+        "--rate-limits",
+        "true",
+        "--rate-logins-per-address",
+        "3/3s",
+        "--rate-sends-per-user",
+        "2/2s",
+    ]);
+    user(&server.tcp, "bob").await;
+    let alice = user(&server.tcp, "alice").await;
+    let http = reqwest::Client::new();
+    let login = || {
+        http.post(format!("{}/v1/login", server.http))
+            .header("content-type", "application/json")
+            .body(r#"{"username":"bob","password":"wrong password"}"#)
+            .send()
+    };
+    // Bob and Alice logged in from this address already: one attempt is left.
+    assert_eq!(login().await.unwrap().status(), 401);
+    let limited = login().await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["x-missive-code"], "rate_limited");
+    let seconds: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&limited.bytes().await.unwrap()).unwrap();
+    let wait = Duration::from_millis(body["retry_after_ms"].as_u64().unwrap());
+    assert!(wait > Duration::ZERO && wait <= Duration::from_secs(seconds), "{wait:?} {seconds}");
+    tokio::time::sleep(wait).await;
+    assert_eq!(login().await.unwrap().status(), 401, "lifted: the password is checked again");
+
+    for n in 0..2 {
+        alice.send_text("bob", &format!("m{n}")).await.unwrap();
+    }
+    let refused = alice.send_text("bob", "m2").await.unwrap_err();
+    assert_eq!(refused.code(), Some(Code::RateLimited), "{refused}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    alice.send_text("bob", "m2").await.expect("one more a second later");
+}

@@ -90,6 +90,9 @@ impl Server {
             .env("MISSIVE_GROUP_INVITES", "anyone")
             // Every test client connects from 127.0.0.1, hundreds at once in the group tests.
             .env("MISSIVE_HTTP_CONNECTIONS_PER_ADDRESS_MAX", "100000")
+            // They also register and send far faster than people; the limits are tested in
+            // process (logic/src/tests/limits.rs) and in bad_input.rs, which turns them on.
+            .env("MISSIVE_RATE_LIMITS", "false")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some(log) = &log {

@@ -1,0 +1,252 @@
+//! Rate limits: token buckets per account, user or client address, so that no one can guess
+//! passwords, create accounts or flood others faster than a person would. A bucket holds up
+//! to `count` requests and refills at `count` per `per`; a request that finds it empty is
+//! refused with RATE_LIMITED and the time until it would be let through.
+//!
+//! Buckets live in this logic node's memory: a deployment with several logic nodes counts on
+//! each (documented). Their number is bounded; buckets that have refilled carry no
+//! information and are dropped first.
+
+use crate::Logic;
+use missive_rpc::{Ctx, Status};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// `count` requests per `per`, at most `count` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    /// `<count>/<duration>`, the duration as `10s`, `1m`, `15m`, `1h`, `1d`.
+    fn from_str(text: &str) -> Result<Rate, String> {
+        let bad = || format!("bad rate {text:?} (use <count>/<duration>, e.g. 30/1m)");
+        let (count, per) = text.split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.parse().map_err(|_| bad())?;
+        let (number, unit) = per.split_at(per.len().saturating_sub(1));
+        let number: u64 = number.parse().map_err(|_| bad())?;
+        let seconds = match unit {
+            "s" => number,
+            "m" => number * 60,
+            "h" => number * 3_600,
+            "d" => number * 86_400,
+            _ => return Err(bad()),
+        };
+        if count == 0 || seconds == 0 {
+            return Err(bad());
+        }
+        Ok(Rate { count, per: Duration::from_secs(seconds) })
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let seconds = self.per.as_secs();
+        let units = [(86_400, "d"), (3_600, "h"), (60, "m")];
+        match units.iter().find(|(unit, _)| seconds.is_multiple_of(*unit)) {
+            Some((unit, name)) => write!(f, "{}/{}{name}", self.count, seconds / unit),
+            None => write!(f, "{}/{seconds}s", self.count),
+        }
+    }
+}
+
+/// The rate limits of the client commands (docs/protocol.md §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Off only for load tests, which create thousands of accounts from one address.
+    pub enabled: bool,
+    /// Failed LOGINs per username: past it, a guesser waits, whatever address it uses.
+    pub login_failures_per_account: Rate,
+    /// LOGIN attempts per client address.
+    pub logins_per_address: Rate,
+    /// REGISTERs per client address.
+    pub registrations_per_address: Rate,
+    /// SENDs per user (every device together).
+    pub sends_per_user: Rate,
+    /// Users put into groups per user (GROUP_CREATE's members and GROUP_INVITE's together).
+    pub group_adds_per_user: Rate,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        let rate = |count, seconds| Rate { count, per: Duration::from_secs(seconds) };
+        RateLimits {
+            enabled: true,
+            login_failures_per_account: rate(10, 15 * 60),
+            logins_per_address: rate(60, 60),
+            registrations_per_address: rate(20, 3_600),
+            sends_per_user: rate(200, 10),
+            group_adds_per_user: rate(500, 3_600),
+        }
+    }
+}
+
+/// What a bucket counts, for its key and its metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Limit {
+    LoginFailures,
+    LoginsPerAddress,
+    Registrations,
+    Sends,
+    GroupAdds,
+}
+
+impl Limit {
+    fn name(self) -> &'static str {
+        match self {
+            Limit::LoginFailures => "login_failures_per_account",
+            Limit::LoginsPerAddress => "logins_per_address",
+            Limit::Registrations => "registrations_per_address",
+            Limit::Sends => "sends_per_user",
+            Limit::GroupAdds => "group_adds_per_user",
+        }
+    }
+
+    fn rate(self, limits: &RateLimits) -> Rate {
+        match self {
+            Limit::LoginFailures => limits.login_failures_per_account,
+            Limit::LoginsPerAddress => limits.logins_per_address,
+            Limit::Registrations => limits.registrations_per_address,
+            Limit::Sends => limits.sends_per_user,
+            Limit::GroupAdds => limits.group_adds_per_user,
+        }
+    }
+}
+
+/// A bucket as the generic cell rate algorithm keeps it: the time at which it will be full
+/// again (its "theoretical arrival time"), in nanoseconds. Integer arithmetic, so a wait is
+/// exact to the nanosecond.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    full_at_ns: i128,
+}
+
+/// Buckets held at most per shard; past it, the full ones (which say nothing) are dropped,
+/// and if none is full, all of the shard's (failing open rather than growing).
+const BUCKETS_PER_SHARD_MAX: usize = 16_384;
+const SHARDS: usize = 16;
+
+pub(crate) struct Buckets {
+    shards: Vec<Mutex<HashMap<(Limit, u64), Bucket>>>,
+}
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Buckets { shards: (0..SHARDS).map(|_| Mutex::default()).collect() }
+    }
+}
+
+impl Buckets {
+    /// Takes `cost` requests from the bucket of `key` under `rate` at `now_ms`, or tells how
+    /// long until they would be let through. With `charge` false it only looks.
+    fn take(
+        &self,
+        limit: Limit,
+        key: u64,
+        rate: Rate,
+        cost: u32,
+        now_ms: i64,
+        charge: bool,
+    ) -> Result<(), Duration> {
+        let now = i128::from(now_ms) * 1_000_000;
+        // Each request takes `interval` of the bucket, which holds `count` of them.
+        let interval = rate.per.as_nanos() as i128 / i128::from(rate.count);
+        let capacity = interval * i128::from(rate.count);
+        let shard = &self.shards[(key as usize ^ limit as usize) % SHARDS];
+        let mut buckets = shard.lock().expect("rate buckets");
+        if buckets.len() >= BUCKETS_PER_SHARD_MAX && !buckets.contains_key(&(limit, key)) {
+            buckets.retain(|_, bucket| bucket.full_at_ns > now);
+            if buckets.len() >= BUCKETS_PER_SHARD_MAX {
+                buckets.clear();
+            }
+        }
+        let bucket = buckets.entry((limit, key)).or_insert(Bucket { full_at_ns: now });
+        let cost = i128::from(cost.min(rate.count)) * interval;
+        let full_at = bucket.full_at_ns.max(now) + cost;
+        let over = full_at - now - capacity;
+        if over > 0 {
+            let wait_ns = u64::try_from(over).unwrap_or(u64::MAX);
+            return Err(Duration::from_nanos(wait_ns).max(Duration::from_millis(1)));
+        }
+        if charge {
+            bucket.full_at_ns = full_at;
+        }
+        Ok(())
+    }
+}
+
+/// The key of a bucket: a username, a user id or an address, hashed.
+pub(crate) fn key_of(value: impl Hash) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Logic {
+    /// Counts one request (or `cost`) against `limit` for `key`; RATE_LIMITED past it.
+    pub(crate) fn limit(&self, limit: Limit, key: u64, cost: u32) -> Result<(), Status> {
+        self.rate_check(limit, key, cost, true)
+    }
+
+    /// Whether `limit` would let a request through for `key`, without counting it.
+    pub(crate) fn within_limit(&self, limit: Limit, key: u64) -> Result<(), Status> {
+        self.rate_check(limit, key, 1, false)
+    }
+
+    fn rate_check(&self, limit: Limit, key: u64, cost: u32, charge: bool) -> Result<(), Status> {
+        let limits = &self.config.rate_limits;
+        if !limits.enabled {
+            return Ok(());
+        }
+        let rate = limit.rate(limits);
+        let now = self.now_ms();
+        self.buckets.take(limit, key, rate, cost, now, charge).map_err(|wait| {
+            metrics::counter!("missive_rate_limited_total", "limit" => limit.name()).increment(1);
+            Status::rate_limited(format!("too many requests ({} {rate})", limit.name()), wait)
+        })
+    }
+
+    /// The key of the request's client address; requests with none (from inside the
+    /// deployment) share one.
+    pub(crate) fn address_key(ctx: &Ctx) -> u64 {
+        key_of(ctx.client_address)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_print_as_they_parse() {
+        for text in ["30/1m", "10/15m", "20/1h", "200/10s", "5/1d"] {
+            assert_eq!(text.parse::<Rate>().unwrap().to_string(), text);
+        }
+        for bad in ["30", "0/1m", "30/0s", "x/1m", "30/1w", "30/m"] {
+            assert!(bad.parse::<Rate>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bucket_lets_its_burst_through_then_one_per_refill() {
+        let buckets = Buckets::default();
+        let rate = Rate { count: 3, per: Duration::from_secs(3) };
+        let take = |now| buckets.take(Limit::Sends, 7, rate, 1, now, true);
+        assert!((0..3).all(|_| take(0).is_ok()), "the burst");
+        assert_eq!(take(0), Err(Duration::from_millis(1000)), "then the time to one token");
+        assert_eq!(take(999), Err(Duration::from_millis(1)));
+        assert!(take(1000).is_ok());
+        assert!(take(1000).is_err());
+        assert!(buckets.take(Limit::Sends, 8, rate, 1, 1000, true).is_ok(), "others unaffected");
+        assert!(buckets.take(Limit::Registrations, 7, rate, 1, 1000, true).is_ok(), "and limits");
+        // Looking does not take.
+        assert!(buckets.take(Limit::Sends, 9, rate, 3, 0, false).is_ok());
+        assert!(buckets.take(Limit::Sends, 9, rate, 3, 0, true).is_ok());
+    }
+}

@@ -1,0 +1,128 @@
+//! Rate limits: each lets its burst through, refuses the next with RATE_LIMITED and the time
+//! to wait, and lifts when that time has passed.
+
+use super::harness::*;
+use crate::{Rate, RateLimits};
+use missive_proto::client::*;
+use missive_rpc::{Code, Ctx, Status};
+use std::time::Duration;
+
+fn rate(count: u32, seconds: u64) -> Rate {
+    Rate { count, per: Duration::from_secs(seconds) }
+}
+
+/// A request from `address`, as the access layer marks it.
+fn from(address: &str) -> Ctx {
+    Ctx { client_address: Some(address.parse().unwrap()), ..Ctx::new(0) }
+}
+
+fn limited(result: Result<impl std::fmt::Debug, Status>) -> Duration {
+    let status = result.unwrap_err();
+    assert_eq!(status.code, Code::RateLimited, "{status}");
+    status.retry_after.expect("a time to wait")
+}
+
+fn login(username: &str, password: &str) -> LoginRequest {
+    LoginRequest {
+        username: username.into(),
+        password: password.into(),
+        device_name: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn password_guessing_is_slowed_per_account_and_per_address() {
+    let node = Node::with(|config| {
+        config.rate_limits = RateLimits {
+            login_failures_per_account: rate(2, 60),
+            logins_per_address: rate(4, 60),
+            ..RateLimits::default()
+        };
+    })
+    .await;
+    let api = node.api();
+    let (ann, _) = node.user_with_token("ann").await;
+    let guesser = from("203.0.113.7");
+    for _ in 0..2 {
+        let wrong = api.login(&guesser, login("ann", "not her password")).await;
+        assert_eq!(wrong.unwrap_err().code, Code::InvalidCredentials);
+    }
+    // Ann's account is now locked for guessers everywhere, even with the right password...
+    let wait = limited(api.login(&from("198.51.100.1"), login("ann", "long enough")).await);
+    assert!(wait <= Duration::from_secs(30), "{wait:?}");
+    // ...but her device that holds a token keeps working, and other accounts are untouched.
+    api.get_profile(&ann, GetProfileRequest::default()).await.expect("her session");
+    node.user("bob").await;
+    api.login(&from("198.51.100.1"), login("bob", "long enough")).await.unwrap();
+
+    // The guesser's address has had its 4 attempts (2 wrong, then 2 for other names).
+    let other = api.login(&guesser, login("nobody", "x".repeat(8).as_str())).await;
+    assert_eq!(other.unwrap_err().code, Code::InvalidCredentials);
+    let bob = api.login(&guesser, login("bob", "long enough")).await;
+    bob.expect("the fourth attempt from the address");
+    limited(api.login(&guesser, login("bob", "long enough")).await);
+
+    node.advance(30_000);
+    api.login(&from("198.51.100.1"), login("ann", "long enough")).await.expect("lifted");
+}
+
+#[tokio::test]
+async fn registrations_sends_and_group_adds_are_limited_and_lift() {
+    let node = Node::with(|config| {
+        config.rate_limits = RateLimits {
+            registrations_per_address: rate(3, 3_600),
+            sends_per_user: rate(3, 3),
+            group_adds_per_user: rate(2, 3_600),
+            ..RateLimits::default()
+        };
+        config.direct_messages = crate::DirectMessages::Anyone;
+        config.group_invites = crate::GroupInvites::Anyone;
+    })
+    .await;
+    let api = node.api();
+    let register = |name: &str| RegisterRequest {
+        username: name.into(),
+        password: "long enough".into(),
+        nickname: String::new(),
+    };
+    let farm = from("203.0.113.9");
+    for name in ["farm1", "farm2", "farm3"] {
+        api.register(&farm, register(name)).await.unwrap();
+    }
+    let wait = limited(api.register(&farm, register("farm4")).await);
+    assert!(wait > Duration::from_secs(1_000), "{wait:?}");
+    api.register(&from("198.51.100.2"), register("elsewhere")).await.expect("another address");
+
+    let ann = node.user("ann").await;
+    let bob = node.user("bob").await;
+    for n in 0..3 {
+        api.send(&ann, text_to("bob", &format!("m{n}"), "hi")).await.unwrap();
+    }
+    let wait = limited(api.send(&ann, text_to("bob", "m3", "hi")).await);
+    assert_eq!(wait, Duration::from_secs(1));
+    api.send(&bob, text_to("ann", "b0", "hi")).await.expect("bob has his own bucket");
+    node.advance(1_000);
+    api.send(&ann, text_to("bob", "m3", "hi")).await.expect("one more after a second");
+
+    let cat = node.user("cat").await;
+    let create = GroupCreateRequest { name: "Trip".into(), member_ids: vec![id(&bob), id(&cat)] };
+    let group_id = api.group_create(&ann, create).await.unwrap().group.unwrap().group_id;
+    let dan = node.user("dan").await;
+    let invite = GroupInviteRequest { group_id, user_ids: vec![id(&dan)] };
+    limited(api.group_invite(&ann, invite).await);
+}
+
+#[tokio::test]
+async fn with_the_limits_off_nothing_is_counted() {
+    let node = Node::with(|config| {
+        config.rate_limits =
+            RateLimits { enabled: false, sends_per_user: rate(1, 3_600), ..RateLimits::default() };
+        config.direct_messages = crate::DirectMessages::Anyone;
+    })
+    .await;
+    let ann = node.user("ann").await;
+    node.user("bob").await;
+    for n in 0..5 {
+        node.api().send(&ann, text_to("bob", &format!("m{n}"), "hi")).await.unwrap();
+    }
+}
