@@ -14,9 +14,9 @@ pub mod settings;
 mod telemetry;
 
 use anyhow::Context as _;
-use missive_access::http;
 use missive_access::serve::HttpLimits;
 use missive_access::tcp::LinkServer;
+use missive_access::{AccessConfig, http};
 use missive_access::{Dispatcher, Registry};
 use missive_logic::{Deps, Logic, LogicConfig, SeqAllocator};
 use missive_ops::report::{ReportConfig, Reporter};
@@ -97,6 +97,14 @@ pub async fn run(
     on_bound: impl FnOnce(Bound),
 ) -> anyhow::Result<()> {
     let plan = Plan::of(&settings)?;
+    let descriptors = settings::descriptor_limit();
+    let access_config = settings.access_config_within(descriptors);
+    tracing::info!(
+        descriptors,
+        long_links = access_config.connections_max,
+        http_connections = access_config.http_connections_max,
+        "connection caps fitted to the descriptor limit"
+    );
     // Every role keeps something here: the store its data, every node its dashboard curves.
     std::fs::create_dir_all(&settings.data)
         .with_context(|| format!("creating {}", settings.data.display()))?;
@@ -153,7 +161,8 @@ pub async fn run(
                 }
                 _ => None,
             };
-            Some(start_access(&settings, api, registry, routes, &mut bound, &node).await?)
+            let config = access_config.clone();
+            Some(start_access(&settings, config, api, registry, routes, &mut bound, &node).await?)
         }
         _ => None,
     };
@@ -172,7 +181,7 @@ pub async fn run(
     on_bound(bound);
 
     node.shutdown.cancelled().await;
-    let drain = settings.access_config().drain_timeout;
+    let drain = access_config.drain_timeout;
     if let Some(access) = access {
         tracing::info!("shutting down: draining connections");
         let _ = access.tcp.await;
@@ -279,6 +288,7 @@ async fn serve_rpc(address: SocketAddr, node: &mut Node) -> anyhow::Result<Socke
 /// The access role: the TCP long link, and the short link and WebSocket on the HTTP address.
 async fn start_access(
     settings: &Settings,
+    config: AccessConfig,
     api: Arc<dyn ClientApi>,
     registry: Arc<Registry>,
     routes: Option<AccessRoutes>,
@@ -286,7 +296,8 @@ async fn start_access(
     node: &Node,
 ) -> anyhow::Result<AccessHere> {
     let dispatcher = Arc::new(Dispatcher::new(api));
-    let links = LinkServer::new(dispatcher, registry, settings.access_config());
+    let limits = config.http_limits();
+    let links = LinkServer::new(dispatcher, registry, config);
     let tcp = bind(settings.tcp).await?;
     let http_listener = bind(settings.http).await?;
     bound.tcp = Some(tcp.local_addr()?);
@@ -299,7 +310,7 @@ async fn start_access(
     let http_task = tokio::spawn(missive_access::serve::serve(
         http_listener,
         http::router(links.clone(), node.shutdown.clone()),
-        settings.access_config().http_limits(),
+        limits,
         node.shutdown.clone(),
     ));
     Ok(AccessHere { links, tcp: tcp_task, http: http_task, routes })

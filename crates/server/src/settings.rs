@@ -313,6 +313,12 @@ impl Settings {
         }
     }
 
+    /// The access layer's limits, with its connection caps fitted to what `descriptors`
+    /// (the process's descriptor limit) can hold: see [`fit_to_descriptors`].
+    pub fn access_config_within(&self, descriptors: u64) -> AccessConfig {
+        fit_to_descriptors(self.access_config(), descriptors)
+    }
+
     pub fn access_config(&self) -> AccessConfig {
         AccessConfig {
             frame_body_bytes_max: self.frame_body_bytes_max,
@@ -326,6 +332,32 @@ impl Settings {
             ..AccessConfig::default()
         }
     }
+}
+
+/// Descriptors kept, at the least, for all but client connections: the store's files and
+/// connections, the listeners, the admin address's places, RPC and Redis connections, logs.
+const DESCRIPTORS_RESERVED_MIN: u64 = 256;
+
+/// Caps the long links and HTTP connections so that, together, they leave a reserve of the
+/// process's `descriptors` (an eighth, at least [`DESCRIPTORS_RESERVED_MIN`]): a flood of
+/// connections is refused at the caps instead of using up every descriptor, so the store,
+/// the admin address and `/healthz` keep working. Long links get three quarters of what
+/// remains, HTTP the rest; a configured cap below its share stays as configured.
+pub fn fit_to_descriptors(mut config: AccessConfig, descriptors: u64) -> AccessConfig {
+    let reserve = (descriptors / 8).max(DESCRIPTORS_RESERVED_MIN);
+    let available = descriptors.saturating_sub(reserve).max(2);
+    let share = |part: u64| usize::try_from(part).unwrap_or(usize::MAX).max(1);
+    config.connections_max = config.connections_max.min(share(available * 3 / 4));
+    let left = available.saturating_sub(config.connections_max as u64);
+    config.http_connections_max = config.http_connections_max.min(share(left));
+    config
+}
+
+/// Raises the soft descriptor limit to the hard one (the default soft limit is often 1,024)
+/// and answers the limit the process now has.
+pub fn descriptor_limit() -> u64 {
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
+    rlimit::increase_nofile_limit(hard).unwrap_or(soft)
 }
 
 const SECRET_FILE: &str = "sync-key.secret";
@@ -444,6 +476,26 @@ pub(crate) fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_caps_leave_a_reserve_of_the_descriptor_limit() {
+        let fitted = |descriptors| {
+            let config = fit_to_descriptors(AccessConfig::default(), descriptors);
+            (config.connections_max, config.http_connections_max)
+        };
+        // 20,000 descriptors: a reserve of 2,500; 13,125 long links, 4,375 HTTP connections.
+        assert_eq!(fitted(20_000), (13_125, 4_375));
+        // Plenty of descriptors: the configured caps (100,000 and 10,000) stand.
+        assert_eq!(fitted(1_048_576), (100_000, 10_000));
+        // A tiny limit still leaves the reserve and a place for each kind.
+        assert_eq!(fitted(300), (33, 11));
+        assert_eq!(fitted(10), (1, 1));
+        for descriptors in [300, 1_024, 20_000, 65_536] {
+            let (long, http) = fitted(descriptors);
+            let reserve = (descriptors / 8).max(DESCRIPTORS_RESERVED_MIN);
+            assert!(long as u64 + http as u64 + reserve <= descriptors, "{descriptors}");
+        }
+    }
 
     #[test]
     fn every_data_access_service_has_its_own_flag() {

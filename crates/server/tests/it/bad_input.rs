@@ -476,3 +476,43 @@ async fn rate_limits_answer_with_the_time_to_wait_and_lift_after_it() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     alice.send_text("bob", "m2").await.expect("one more a second later");
 }
+
+/// A process allowed few descriptors fits its connection caps to them: a flood of long links
+/// and HTTP connections is refused at the caps, never failing for want of descriptors, and
+/// health checks, the store and the users who come after the flood are served.
+#[tokio::test]
+async fn a_connection_flood_is_refused_within_the_descriptor_limit() {
+    // 400 descriptors: a reserve of 256, then 108 long links and 36 HTTP connections.
+    let server = Server::start_with_descriptors(&[], 400);
+    let http = server.http.trim_start_matches("http://").to_string();
+    let mut flood = Vec::new();
+    for _ in 0..150 {
+        flood.push(TcpStream::connect(server.tcp_addr()).await.unwrap());
+        flood.push(TcpStream::connect(&http).await.unwrap());
+    }
+    let health = reqwest::Client::new().get(format!("{}/healthz", server.admin)).send().await;
+    assert_eq!(health.unwrap().status(), 200, "the admin address has its own places");
+    // Refused at the caps: a newcomer is closed at once.
+    let mut late = TcpStream::connect(server.tcp_addr()).await.unwrap();
+    assert!(closed(&mut late).await);
+    let metrics = reqwest::get(format!("{}/metrics", server.admin)).await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.contains("missive_connections_refused_total"), "{metrics}");
+
+    drop(flood);
+    // Once the flood is gone, people are served, and the store never ran short.
+    let after = async {
+        loop {
+            let attempt = missive_client::Client::connect(&server.tcp).await;
+            if let Ok(client) = attempt
+                && client.register("after", PASSWORD).await.is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), after).await.expect("served after the flood");
+    bystanders(&server).await;
+    bystanders_still_talk(&server, "after the flood").await;
+}

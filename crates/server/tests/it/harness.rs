@@ -19,6 +19,8 @@ pub struct Server {
     extra: Vec<String>,
     /// Where the process's JSON logs go, when a test reads them (else to the test's stderr).
     log: Option<Log>,
+    /// The descriptor limit the process runs under, when a test sets one.
+    descriptors: Option<u64>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -45,7 +47,19 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut server = Server::spawn_on(data, extra, None, [ANY_PORT, ANY_PORT, ANY_PORT, rpc]);
+        let listen = [ANY_PORT, ANY_PORT, ANY_PORT, rpc];
+        let mut server = Server::spawn_on(data, extra, None, None, listen);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts with extra `serve` flags, in a fresh data directory, allowed `descriptors` open
+    /// files at most.
+    pub fn start_with_descriptors(extra: &[&str], descriptors: u64) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut server = Server::spawn_on(data, extra, None, Some(descriptors), [ANY_PORT; 4]);
         server._dir = Some(dir);
         server
     }
@@ -55,7 +69,7 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut server = Server::spawn_on(data, extra, Some(log), [ANY_PORT; 4]);
+        let mut server = Server::spawn_on(data, extra, Some(log), None, [ANY_PORT; 4]);
         server._dir = Some(dir);
         server
     }
@@ -63,7 +77,13 @@ impl Server {
     /// Starts on the given `[tcp, http, admin, rpc]` addresses (RPC only when `extra` picks
     /// roles: the all-in-one default serves none). Every split node of the tests holds the
     /// same deployment secret, in the tests' scratch folder.
-    fn spawn_on(data: PathBuf, extra: Vec<String>, log: Option<Log>, listen: [&str; 4]) -> Server {
+    fn spawn_on(
+        data: PathBuf,
+        extra: Vec<String>,
+        log: Option<Log>,
+        descriptors: Option<u64>,
+        listen: [&str; 4],
+    ) -> Server {
         let [tcp, http, admin, rpc] = listen;
         let secret = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cluster.secret");
         let secret = secret.to_str().expect("a utf-8 path");
@@ -72,7 +92,16 @@ impl Server {
         } else {
             &[]
         };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_missive"));
+        let binary = env!("CARGO_BIN_EXE_missive");
+        let mut command = match descriptors {
+            // util-linux's prlimit, on every Debian: the limit without touching this process.
+            Some(limit) => {
+                let mut command = Command::new("prlimit");
+                command.arg(format!("--nofile={limit}:{limit}")).arg("--").arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command
             .arg("serve")
             .arg("--data")
@@ -126,7 +155,7 @@ impl Server {
         }
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, data, tcp, http, rpc, admin, extra, log, _dir: None }
+        Server { child, data, tcp, http, rpc, admin, extra, log, descriptors, _dir: None }
     }
 
     /// The WebSocket long-link URL.
@@ -157,8 +186,8 @@ impl Server {
     /// Replaces this (dead or unwanted) process with a fresh one on the same data directory.
     fn respawn(&mut self, listen: [&str; 4]) {
         let dir = self._dir.take();
-        let fresh =
-            Server::spawn_on(self.data.clone(), self.extra.clone(), self.log.clone(), listen);
+        let (data, extra, log) = (self.data.clone(), self.extra.clone(), self.log.clone());
+        let fresh = Server::spawn_on(data, extra, log, self.descriptors, listen);
         let old = std::mem::replace(self, fresh);
         self._dir = dir;
         drop(old);
