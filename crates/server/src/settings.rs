@@ -339,7 +339,7 @@ impl Settings {
 const DESCRIPTORS_RESERVED_MIN: u64 = 256;
 
 /// Caps the long links and HTTP connections so that, together, they leave a reserve of the
-/// process's `descriptors` (an eighth, at least [`DESCRIPTORS_RESERVED_MIN`]): a flood of
+/// process's `descriptors` (an eighth, at least 256): a flood of
 /// connections is refused at the caps instead of using up every descriptor, so the store,
 /// the admin address and `/healthz` keep working. Long links get three quarters of what
 /// remains, HTTP the rest; a configured cap below its share stays as configured.
