@@ -79,20 +79,7 @@ pub async fn serve(
     let connections = TaskTracker::new();
     let refused =
         metrics::counter!("missive_http_connections_refused_total", "listener" => limits.name);
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of descriptors and the like: pause rather than spin.
-                tracing::warn!(listener = limits.name, %error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some((stream, peer)) = accept(&listener, limits.name, &shutdown).await {
         let Some(slot) = admit(&slots, &addresses, &limits, peer) else {
             refused.increment(1);
             continue;
@@ -121,6 +108,28 @@ pub async fn serve(
     }
     connections.close();
     connections.wait().await;
+}
+
+/// The next connection of `listener` (named `name` in logs), or `None` once `shutdown`
+/// fires. A failed accept (out of descriptors and the like) pauses rather than spins.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+    name: &'static str,
+    shutdown: &CancellationToken,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok(accepted) => return Some(accepted),
+            Err(error) => {
+                tracing::warn!(listener = name, %error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 /// A place for a connection from `peer`, or none (and a log line) past a cap.

@@ -69,20 +69,7 @@ impl LinkServer {
 
     /// Accepts TCP long links until `shutdown` fires; each connection closes on it too.
     pub async fn run_tcp(&self, listener: TcpListener, shutdown: CancellationToken) {
-        loop {
-            let accepted = tokio::select! {
-                () = shutdown.cancelled() => break,
-                accepted = listener.accept() => accepted,
-            };
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of descriptors and the like: pause rather than spin.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+        while let Some((stream, peer)) = crate::serve::accept(&listener, "tcp", &shutdown).await {
             let Some(slot) = self.try_slot() else {
                 tracing::warn!(%peer, "connection limit reached; refusing");
                 continue;
