@@ -6,7 +6,7 @@
 //! users (a request, an acceptance, a removal) writes both entries under both users' locks,
 //! after reading them under those locks.
 
-use crate::{DirectMessages, Logic, validate};
+use crate::{Audience, Logic, validate};
 use missive_proto::client::*;
 use missive_proto::ids;
 use missive_proto::internal::{ContactRecord, ContactRef, InboxEntry, PutContactsRequest, UserRef};
@@ -277,8 +277,7 @@ impl Logic {
         if theirs.blocked {
             return Err(blocked());
         }
-        if self.config.direct_messages == DirectMessages::Friends
-            && relation(&theirs) != Relation::Friend
+        if self.config.direct_messages == Audience::Friends && relation(&theirs) != Relation::Friend
         {
             return Err(Status::new(
                 Code::NotFriends,

@@ -7,7 +7,7 @@
 //! whose revision another logic node took first, and the change is then decided again.
 
 use crate::limits::{Limit, key_of};
-use crate::{GroupInvites, Logic, validate};
+use crate::{Audience, Logic, validate};
 use missive_proto::client::group_event::Action;
 use missive_proto::client::*;
 use missive_proto::ids;
@@ -158,7 +158,7 @@ impl Logic {
             if theirs.blocked {
                 return Err(Status::new(Code::Blocked, format!("user {user_id} has blocked you")));
             }
-            if self.config.group_invites == GroupInvites::Friends
+            if self.config.group_invites == Audience::Friends
                 && crate::contact::relation(&theirs) != Relation::Friend
             {
                 return Err(Status::new(

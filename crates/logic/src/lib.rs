@@ -117,62 +117,33 @@ impl std::str::FromStr for Retention {
     }
 }
 
-/// Who may send a user a 1:1 message.
+/// Whom a user accepts something from: a 1:1 message (`direct_messages`), or being put into
+/// a group (`group_invites`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DirectMessages {
-    /// Friends only (the default, as WeChat): others get NOT_FRIENDS.
+pub enum Audience {
+    /// Friends only (the default for both, as WeChat): others get NOT_FRIENDS.
     Friends,
-    /// Anyone who has not been blocked.
+    /// Anyone the user has not blocked.
     Anyone,
 }
 
-impl std::fmt::Display for DirectMessages {
+impl std::fmt::Display for Audience {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            DirectMessages::Friends => "friends",
-            DirectMessages::Anyone => "anyone",
+            Audience::Friends => "friends",
+            Audience::Anyone => "anyone",
         })
     }
 }
 
-impl std::str::FromStr for DirectMessages {
+impl std::str::FromStr for Audience {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
         match text {
-            "friends" => Ok(DirectMessages::Friends),
-            "anyone" => Ok(DirectMessages::Anyone),
-            _ => Err(format!("bad direct-message policy {text:?} (use friends or anyone)")),
-        }
-    }
-}
-
-/// Who may put a user into a group (create one with them, or invite them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupInvites {
-    /// Their friends only (the default, as WeChat): anyone else gets NOT_FRIENDS.
-    Friends,
-    /// Anyone they have not blocked.
-    Anyone,
-}
-
-impl std::fmt::Display for GroupInvites {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            GroupInvites::Friends => "friends",
-            GroupInvites::Anyone => "anyone",
-        })
-    }
-}
-
-impl std::str::FromStr for GroupInvites {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "friends" => Ok(GroupInvites::Friends),
-            "anyone" => Ok(GroupInvites::Anyone),
-            _ => Err(format!("bad group-invite policy {text:?} (use friends or anyone)")),
+            "friends" => Ok(Audience::Friends),
+            "anyone" => Ok(Audience::Anyone),
+            _ => Err(format!("bad policy {text:?} (use friends or anyone)")),
         }
     }
 }
@@ -190,8 +161,10 @@ pub struct LogicConfig {
     /// How often acknowledgements are written and garbage is collected.
     pub janitor_interval: Duration,
     pub clock: Clock,
-    pub direct_messages: DirectMessages,
-    pub group_invites: GroupInvites,
+    /// Who may send a user a 1:1 message.
+    pub direct_messages: Audience,
+    /// Who may put a user into a group (create one with them, or invite them).
+    pub group_invites: Audience,
     /// Members a group holds at most, its owner included.
     pub group_members_max: usize,
     /// The largest image or file accepted.
@@ -217,8 +190,8 @@ impl Default for LogicConfig {
             retention: Retention::After(Duration::from_secs(7 * 86_400)),
             janitor_interval: Duration::from_secs(1),
             clock: Clock::system(),
-            direct_messages: DirectMessages::Friends,
-            group_invites: GroupInvites::Friends,
+            direct_messages: Audience::Friends,
+            group_invites: Audience::Friends,
             group_members_max: 500,
             media_bytes_max: missive_proto::MEDIA_BYTES_MAX_DEFAULT,
             recall_window: Duration::from_secs(120),

@@ -3,9 +3,7 @@
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use missive_access::AccessConfig;
-use missive_logic::{
-    DirectMessages, GroupInvites, LogicConfig, PasswordCost, Rate, RateLimits, Retention,
-};
+use missive_logic::{Audience, LogicConfig, PasswordCost, Rate, RateLimits, Retention};
 use missive_rpc::GuardConfig;
 use missive_rpc::remote::NodeKey;
 use missive_storage_embedded::Durability;
@@ -175,11 +173,11 @@ pub struct Settings {
     /// Who may send a user a 1:1 message: `friends` (the default, as WeChat) or `anyone`
     /// who is not blocked.
     #[arg(long, env = "MISSIVE_DIRECT_MESSAGES", default_value_t = logic_defaults().direct_messages)]
-    pub direct_messages: DirectMessages,
+    pub direct_messages: Audience,
     /// Who may put a user into a group (create one with them, or invite them): `friends`
     /// (the default, as WeChat) or `anyone` who is not blocked.
     #[arg(long, env = "MISSIVE_GROUP_INVITES", default_value_t = logic_defaults().group_invites)]
-    pub group_invites: GroupInvites,
+    pub group_invites: Audience,
     /// Apply the rate limits below; off only for load tests, which create thousands of
     /// accounts from one address.
     #[arg(long, env = "MISSIVE_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set)]

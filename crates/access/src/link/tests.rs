@@ -19,7 +19,7 @@ use crate::tcp::serve_bytes;
 use crate::{AccessConfig, Dispatcher, Registry};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use missive_logic::{Clock, Deps, DirectMessages, Logic, LogicConfig, PasswordCost, SeqAllocator};
+use missive_logic::{Audience, Clock, Deps, Logic, LogicConfig, PasswordCost, SeqAllocator};
 use missive_proto::Command;
 use missive_proto::client::{
     AuthRequest, AuthResponse, DataType, Error as ErrorBody, GetProfileRequest, GetProfileResponse,
@@ -89,7 +89,7 @@ impl Node {
                 // Hashing stays on the blocking pool, only cheaper.
                 password_cost: PasswordCost { memory_kib: 64, iterations: 1 },
                 // A message needs no friendship first: these tests are about the link.
-                direct_messages: DirectMessages::Anyone,
+                direct_messages: Audience::Anyone,
                 clock: Clock::from_fn(|| 1_700_000_000_000),
                 ..LogicConfig::default()
             },

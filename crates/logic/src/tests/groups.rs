@@ -145,7 +145,7 @@ async fn nobody_is_put_into_a_strangers_group_or_sent_a_strangers_files() {
     api.upload(&ann, upload(&bob)).await.expect("a friend's conversation takes files");
 
     // Under `group-invites anyone`, anyone not blocked may add anyone.
-    let open = Node::with(|config| config.group_invites = crate::GroupInvites::Anyone).await;
+    let open = Node::with(|config| config.group_invites = crate::Audience::Anyone).await;
     let [ann, eve] = [open.user("ann").await, open.user("eve").await];
     let create = GroupCreateRequest { name: "Open".into(), member_ids: vec![id(&ann)] };
     open.api().group_create(&eve, create).await.expect("a stranger may add ann");

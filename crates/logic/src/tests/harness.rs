@@ -2,9 +2,7 @@
 //! in the test's hands: a business rule is checked in milliseconds, and the notifies a change
 //! sends are read back instead of waited for on a socket.
 
-use crate::{
-    Clock, Deps, DirectMessages, GroupInvites, Logic, LogicConfig, Retention, SeqAllocator,
-};
+use crate::{Audience, Clock, Deps, Logic, LogicConfig, Retention, SeqAllocator};
 use missive_proto::client::*;
 use missive_proto::internal::{
     ClientApi, Empty, NotifyRequest, NotifyTarget, Presence, Push, UserRef,
@@ -90,8 +88,8 @@ impl Node {
     /// something else than contacts and consent.
     pub async fn open() -> Node {
         Node::with(|config| {
-            config.direct_messages = DirectMessages::Anyone;
-            config.group_invites = GroupInvites::Anyone;
+            config.direct_messages = Audience::Anyone;
+            config.group_invites = Audience::Anyone;
         })
         .await
     }

@@ -75,8 +75,8 @@ async fn registrations_sends_and_group_adds_are_limited_and_lift() {
             group_adds_per_user: rate(2, 3_600),
             ..RateLimits::default()
         };
-        config.direct_messages = crate::DirectMessages::Anyone;
-        config.group_invites = crate::GroupInvites::Anyone;
+        config.direct_messages = crate::Audience::Anyone;
+        config.group_invites = crate::Audience::Anyone;
     })
     .await;
     let api = node.api();
@@ -117,7 +117,7 @@ async fn with_the_limits_off_nothing_is_counted() {
     let node = Node::with(|config| {
         config.rate_limits =
             RateLimits { enabled: false, sends_per_user: rate(1, 3_600), ..RateLimits::default() };
-        config.direct_messages = crate::DirectMessages::Anyone;
+        config.direct_messages = crate::Audience::Anyone;
     })
     .await;
     let ann = node.user("ann").await;

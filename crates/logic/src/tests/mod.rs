@@ -21,7 +21,7 @@ use std::time::Duration;
 async fn node(retention: Retention) -> Node {
     Node::with(|config| {
         config.retention = retention;
-        config.direct_messages = crate::DirectMessages::Anyone;
+        config.direct_messages = crate::Audience::Anyone;
     })
     .await
 }
