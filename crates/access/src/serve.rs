@@ -2,18 +2,21 @@
 //! limits a stranger cannot stretch: connections held at once, connections per client
 //! address, and the time a request's head may take to arrive, which is also how long a
 //! kept-alive connection may sit idle between requests. Past a cap a connection is accepted
-//! and closed at once, without reading from it.
+//! and closed at once, without reading from it. With TLS, the handshake must end within the
+//! same time as a request's head.
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use missive_tls::TlsAcceptor;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -65,13 +68,14 @@ impl Drop for AddressSlot {
     }
 }
 
-/// Serves `router` on `listener` under `limits` until `shutdown`, then lets each connection
-/// finish its request and returns when all have closed. Handlers may ask for the peer's
-/// address (`ConnectInfo<SocketAddr>`).
+/// Serves `router` on `listener` under `limits`, over TLS when `tls` is given, until
+/// `shutdown`, then lets each connection finish its request and returns when all have
+/// closed. Handlers may ask for the peer's address (`ConnectInfo<SocketAddr>`).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.connections_max));
@@ -85,29 +89,68 @@ pub async fn serve(
             continue;
         };
         let service = router.clone().layer(axum::Extension(ConnectInfo(peer)));
-        let (shutdown, timeout) = (shutdown.clone(), limits.header_timeout);
+        let (shutdown, timeout, tls) = (shutdown.clone(), limits.header_timeout, tls.clone());
+        let name = limits.name;
         connections.spawn(async move {
             let _slot = slot;
             let _ = stream.set_nodelay(true);
-            let mut builder = http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(timeout);
-            let hyper_service = TowerToHyperService::new(service);
-            let connection = builder.serve_connection(TokioIo::new(stream), hyper_service);
-            let mut connection = std::pin::pin!(connection.with_upgrades());
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(error) = result {
-                        tracing::debug!(%peer, %error, "http connection ended");
-                    }
-                    return;
-                }
-                () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+            let Some(tls) = tls else {
+                return serve_connection(stream, service, peer, timeout, shutdown).await;
+            };
+            if let Some(stream) = handshake(&tls, stream, peer, timeout, name).await {
+                serve_connection(stream, service, peer, timeout, shutdown).await;
             }
-            let _ = connection.await;
         });
     }
     connections.close();
     connections.wait().await;
+}
+
+/// The TLS session of a new connection, or none (logged) when the peer does not complete a
+/// handshake within `timeout`.
+pub(crate) async fn handshake(
+    tls: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    timeout: Duration,
+    listener: &'static str,
+) -> Option<missive_tls::server::TlsStream<TcpStream>> {
+    let error = match tokio::time::timeout(timeout, tls.accept(stream)).await {
+        Ok(Ok(stream)) => return Some(stream),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "timed out".to_string(),
+    };
+    tracing::debug!(listener, %peer, %error, "tls handshake failed");
+    metrics::counter!("missive_tls_handshakes_failed_total", "listener" => listener).increment(1);
+    None
+}
+
+/// HTTP/1.1 over one connection until the peer leaves, a head is late, or `shutdown`
+/// (which lets the request in progress finish).
+async fn serve_connection<S>(
+    stream: S,
+    service: axum::Router,
+    peer: SocketAddr,
+    timeout: Duration,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(timeout);
+    let hyper_service = TowerToHyperService::new(service);
+    let connection = builder.serve_connection(TokioIo::new(stream), hyper_service);
+    let mut connection = std::pin::pin!(connection.with_upgrades());
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "http connection ended");
+            }
+            return;
+        }
+        () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+    }
+    let _ = connection.await;
 }
 
 /// The next connection of `listener` (named `name` in logs), or `None` once `shutdown`
@@ -116,7 +159,7 @@ pub(crate) async fn accept(
     listener: &TcpListener,
     name: &'static str,
     shutdown: &CancellationToken,
-) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+) -> Option<(TcpStream, SocketAddr)> {
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return None,

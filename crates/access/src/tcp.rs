@@ -1,9 +1,11 @@
 //! The raw-TCP long link.
 
 use crate::link::{self, LinkError, LinkShared};
+use crate::serve::handshake;
 use crate::{AccessConfig, Dispatcher, Registry};
 use futures_util::StreamExt;
 use missive_proto::frame::{CodecError, FrameCodec};
+use missive_tls::TlsAcceptor;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -67,8 +69,14 @@ impl LinkServer {
         }
     }
 
-    /// Accepts TCP long links until `shutdown` fires; each connection closes on it too.
-    pub async fn run_tcp(&self, listener: TcpListener, shutdown: CancellationToken) {
+    /// Accepts TCP long links, over TLS when `tls` is given, until `shutdown` fires; each
+    /// connection closes on it too. A TLS handshake must end within the time to authenticate.
+    pub async fn run_tcp(
+        &self,
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+        shutdown: CancellationToken,
+    ) {
         while let Some((stream, peer)) = crate::serve::accept(&listener, "tcp", &shutdown).await {
             let Some(slot) = self.try_slot() else {
                 tracing::warn!(%peer, "connection limit reached; refusing");
@@ -76,11 +84,19 @@ impl LinkServer {
             };
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
-            let shutdown = shutdown.clone();
+            let (shutdown, tls) = (shutdown.clone(), tls.clone());
             self.tasks.spawn(async move {
-                let (read, write) = stream.into_split();
+                let _slot = slot;
+                let Some(tls) = tls else {
+                    let (read, write) = stream.into_split();
+                    return serve_bytes(shared, Some(peer.ip()), read, write, shutdown).await;
+                };
+                let timeout = shared.config.auth_timeout;
+                let Some(stream) = handshake(&tls, stream, peer, timeout, "tcp").await else {
+                    return;
+                };
+                let (read, write) = tokio::io::split(stream);
                 serve_bytes(shared, Some(peer.ip()), read, write, shutdown).await;
-                drop(slot);
             });
         }
     }

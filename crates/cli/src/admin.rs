@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use missive_client::AdminClient;
+use missive_client::{AdminClient, Trust};
 use missive_proto::admin::{AuditEntry, PeriodStats, UserSummary};
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
@@ -67,7 +67,7 @@ enum AdminCommand {
     },
 }
 
-pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+pub async fn run(args: AdminArgs, trust: &Trust) -> anyhow::Result<()> {
     let token = match args.admin_token {
         Some(token) => token,
         None => std::fs::read_to_string(&args.admin_token_file)
@@ -81,7 +81,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             .trim()
             .to_string(),
     };
-    let api = AdminClient::new(&args.admin, &token)?;
+    let api = AdminClient::new(&args.admin, &token, trust)?;
     let json = args.json;
     match args.command {
         AdminCommand::Users { query, after, limit } => {

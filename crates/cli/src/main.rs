@@ -11,7 +11,7 @@ use missive_client::profile::{ProfileDir, ProfileState};
 use missive_client::proto::{
     Contact, DataType, Group, GroupRole, MessageKind, Relation, SyncItem, sync_item::Body,
 };
-use missive_client::{Client, PROTOCOL_VERSION};
+use missive_client::{Client, PROTOCOL_VERSION, Trust};
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
@@ -19,9 +19,14 @@ use tokio::io::AsyncBufReadExt;
 #[derive(Parser)]
 #[command(name = "missive-cli", version, about = "Missive command-line client")]
 struct Cli {
-    /// tcp://HOST:PORT, ws://HOST:PORT/ws or http://HOST:PORT (default: the profile's server).
+    /// tcp:// or tls://HOST:PORT, ws:// or wss://HOST:PORT/ws, http:// or https://HOST:PORT
+    /// (default: the profile's server).
     #[arg(long, env = "MISSIVE_SERVER")]
     server: Option<String>,
+    /// PEM file of a private CA whose certificate the server (or admin address) presents
+    /// over TLS; Mozilla's roots are trusted either way.
+    #[arg(long, global = true, env = "MISSIVE_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     /// Directory keeping this device's token and SyncKey.
     #[arg(long, env = "MISSIVE_PROFILE", default_value = ".missive-profile")]
     profile: std::path::PathBuf,
@@ -173,8 +178,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let trust = Trust::new(cli.ca_file.as_deref()).context("reading --ca-file")?;
     if let Command::Admin(args) = cli.command {
-        return admin::run(args).await;
+        return admin::run(args, &trust).await;
     }
     let dir = ProfileDir::new(&cli.profile);
     let mut state =
@@ -187,7 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(server) => server,
         None => bail!("no server: pass --server URL"),
     };
-    let client = Client::connect_with(&server, cli.protocol)
+    let client = Client::connect_trusting(&server, cli.protocol, &trust)
         .await
         .with_context(|| format!("connecting to {server}"))?;
 

@@ -1,8 +1,8 @@
 //! The operators' API (`missive.admin.v1`, JSON over HTTP at the admin address), as
 //! `missive-cli admin` and scripts use it. It takes the admin credential, never a user's token.
 
-use crate::ClientError;
 use crate::link::answer_code;
+use crate::{ClientError, Trust};
 use missive_proto::admin::*;
 use reqwest::{Method, Url};
 use serde::Serialize;
@@ -20,17 +20,15 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// `base` is the admin address as a URL (`http://127.0.0.1:7390`).
-    pub fn new(base: &str, token: &str) -> Result<AdminClient, ClientError> {
+    /// `base` is the admin address as a URL (`http://127.0.0.1:7390`, or `https://` with
+    /// the node's certificate checked against `trust`).
+    pub fn new(base: &str, token: &str, trust: &Trust) -> Result<AdminClient, ClientError> {
         let bad = || ClientError::BadAdminUrl(base.to_string());
         let base = Url::parse(base)
             .ok()
-            .filter(|url| url.scheme() == "http" && !url.cannot_be_a_base())
+            .filter(|url| ["http", "https"].contains(&url.scheme()) && !url.cannot_be_a_base())
             .ok_or_else(bad)?;
-        let http = reqwest::Client::builder()
-            .timeout(CALL_TIMEOUT)
-            .build()
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let http = trust.http_client(Some(CALL_TIMEOUT));
         Ok(AdminClient { base, token: token.to_string(), http })
     }
 
@@ -123,10 +121,10 @@ impl AdminClient {
                 serde_json::to_vec(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
             request = request.header("content-type", "application/json").body(json);
         }
-        let response = request.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let response = request.send().await.map_err(|e| ClientError::transport(&e))?;
         let status = response.status();
         let code = answer_code(&response);
-        let body = response.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let body = response.bytes().await.map_err(|e| ClientError::transport(&e))?;
         if status.is_success() {
             return serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()));
         }

@@ -13,12 +13,14 @@
 pub mod admin;
 mod link;
 pub mod profile;
+mod trust;
 
 pub use admin::AdminClient;
 pub use link::Endpoint;
 pub use missive_proto::client as proto;
 pub use missive_proto::ids;
 pub use missive_rpc::Code;
+pub use trust::Trust;
 
 use link::Link;
 use missive_proto::Command;
@@ -44,15 +46,35 @@ pub enum ClientError {
     Timeout(Duration),
     #[error("the connection is closed")]
     Closed,
-    #[error("bad server url {0:?}: use tcp://HOST:PORT, ws://HOST:PORT/ws or http://HOST:PORT")]
+    #[error(
+        "bad server url {0:?}: use tcp:// or tls://HOST:PORT, ws:// or wss://HOST:PORT/ws, \
+         or http:// or https://HOST:PORT"
+    )]
     BadUrl(String),
-    #[error("bad admin url {0:?}: use http://HOST:PORT")]
+    #[error("bad admin url {0:?}: use http://HOST:PORT or https://HOST:PORT")]
     BadAdminUrl(String),
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("{0}")]
     BadArgument(String),
 }
 
 impl ClientError {
+    /// A transport error, its causes joined (an HTTP client's "error sending request" says
+    /// why only in its sources: a refused connection, an unknown certificate issuer).
+    pub(crate) fn transport(error: &(dyn std::error::Error + 'static)) -> ClientError {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.contains(&cause_text) {
+                text = format!("{text}: {cause_text}");
+            }
+            source = cause.source();
+        }
+        ClientError::Transport(text)
+    }
+
     /// The server's error code, if the server answered with one.
     pub fn code(&self) -> Option<Code> {
         match self {
@@ -78,15 +100,28 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `url` (`tcp://HOST:PORT`, `ws://HOST:PORT/ws` or `http://HOST:PORT`).
+    /// Connects to `url`: `tcp://HOST:PORT` or `tls://HOST:PORT` (the long link),
+    /// `ws://HOST:PORT/ws` or `wss://HOST:PORT/ws` (the long link in WebSocket), or
+    /// `http://HOST:PORT` or `https://HOST:PORT` (the short link). Over TLS the server's
+    /// certificate must chain to Mozilla's roots; see [`Client::connect_trusting`].
     pub async fn connect(url: &str) -> Result<Client, ClientError> {
         Client::connect_with(url, PROTOCOL_VERSION).await
     }
 
+    /// Connects declaring `protocol_version`.
     pub async fn connect_with(url: &str, protocol_version: u32) -> Result<Client, ClientError> {
+        Client::connect_trusting(url, protocol_version, &Trust::default()).await
+    }
+
+    /// Connects declaring `protocol_version`, trusting `trust` over TLS.
+    pub async fn connect_trusting(
+        url: &str,
+        protocol_version: u32,
+        trust: &Trust,
+    ) -> Result<Client, ClientError> {
         let endpoint = Endpoint::parse(url)?;
         Ok(Client {
-            link: Link::connect(&endpoint, protocol_version).await?,
+            link: Link::connect(&endpoint, protocol_version, trust).await?,
             protocol_version,
             session: Mutex::new(None),
             sync_key: Mutex::new(Vec::new()),

@@ -1,6 +1,7 @@
 //! The transports under a client: the long link (TCP or WebSocket) and the short link (HTTP).
 
 use crate::ClientError;
+use crate::trust::Trust;
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use missive_proto::Command;
@@ -28,28 +29,36 @@ const OUTBOUND_FRAMES_MAX: usize = 256;
 /// Where a server listens, parsed from its URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
+    /// `tcp://HOST:PORT`: the long link in plain TCP.
     Tcp(String),
+    /// `tls://HOST:PORT`: the long link in TLS.
+    TcpTls(String),
+    /// `ws://HOST:PORT/ws` or `wss://HOST:PORT/ws`.
     WebSocket(String),
+    /// `http://HOST:PORT` or `https://HOST:PORT`.
     Http(String),
 }
 
 impl Endpoint {
     pub fn parse(url: &str) -> Result<Endpoint, ClientError> {
         let bad = || ClientError::BadUrl(url.to_string());
-        if let Some(rest) = url.strip_prefix("tcp://") {
+        let host = |rest: &str| {
             let host = rest.trim_end_matches('/');
-            return if host.is_empty() { Err(bad()) } else { Ok(Endpoint::Tcp(host.to_string())) };
+            if host.is_empty() { Err(bad()) } else { Ok(host.to_string()) }
+        };
+        if let Some(rest) = url.strip_prefix("tcp://") {
+            return host(rest).map(Endpoint::Tcp);
         }
-        if url.starts_with("ws://") {
+        if let Some(rest) = url.strip_prefix("tls://") {
+            return host(rest).map(Endpoint::TcpTls);
+        }
+        if url.starts_with("ws://") || url.starts_with("wss://") {
             return Ok(Endpoint::WebSocket(url.to_string()));
         }
-        if let Some(rest) = url.strip_prefix("http://") {
-            let base = rest.trim_end_matches('/');
-            return if base.is_empty() {
-                Err(bad())
-            } else {
-                Ok(Endpoint::Http(format!("http://{base}")))
-            };
+        for scheme in ["http://", "https://"] {
+            if let Some(rest) = url.strip_prefix(scheme) {
+                return host(rest).map(|base| Endpoint::Http(format!("{scheme}{base}")));
+            }
         }
         Err(bad())
     }
@@ -66,47 +75,49 @@ impl Link {
     pub(crate) async fn connect(
         endpoint: &Endpoint,
         protocol_version: u32,
+        trust: &Trust,
     ) -> Result<Link, ClientError> {
-        let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
+        let transport = |e: &(dyn std::error::Error + 'static)| ClientError::transport(e);
         match endpoint {
             Endpoint::Tcp(address) => {
                 let stream =
                     tokio::net::TcpStream::connect(address).await.map_err(|e| transport(&e))?;
                 let _ = stream.set_nodelay(true);
                 let (read, write) = stream.into_split();
-                let codec = FrameCodec::new(ANSWER_BYTES_MAX);
-                let reader = FramedRead::with_capacity(read, codec.clone(), 4096)
-                    .map(|r| r.map_err(|e| e.to_string()));
-                let writer = SinkExt::<Frame>::sink_map_err(
-                    FramedWrite::new(write, codec),
-                    |e: CodecError| e.to_string(),
-                );
-                Ok(Link::Long(LongLink::start(reader, writer)))
+                Ok(Link::Long(LongLink::over_bytes(read, write)))
+            }
+            Endpoint::TcpTls(address) => {
+                let (read, write) = tokio::io::split(trust.connect(address, false).await?);
+                Ok(Link::Long(LongLink::over_bytes(read, write)))
             }
             Endpoint::WebSocket(url) => {
-                let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
-                    .await
-                    .map_err(|e| transport(&e))?;
-                let (sink, stream) = socket.split();
-                let reader = stream.filter_map(|message| async move {
-                    match message {
-                        Ok(WsMessage::Binary(bytes)) => Some(
-                            Frame::decode_exact(&bytes, ANSWER_BYTES_MAX)
-                                .map_err(|e| e.to_string()),
-                        ),
-                        Ok(WsMessage::Close(_)) => Some(Err("closed".to_string())),
-                        Ok(_) => None,
-                        Err(e) => Some(Err(e.to_string())),
-                    }
-                });
-                let writer = sink.sink_map_err(|e| e.to_string()).with(|frame: Frame| async move {
-                    Ok::<_, String>(WsMessage::Binary(frame.to_bytes()))
-                });
-                Ok(Link::Long(LongLink::start(Box::pin(reader), Box::pin(writer))))
+                let uri: tokio_tungstenite::tungstenite::http::Uri =
+                    url.parse().map_err(|_| ClientError::BadUrl(url.clone()))?;
+                let secure = uri.scheme_str() == Some("wss");
+                let host = uri.host().ok_or_else(|| ClientError::BadUrl(url.clone()))?;
+                let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+                let address = format!("{host}:{port}");
+                let socket = if secure {
+                    let stream = trust.connect(&address, true).await?;
+                    let (socket, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+                        .await
+                        .map_err(|e| transport(&e))?;
+                    LongLink::over_websocket(socket)
+                } else {
+                    let stream = tokio::net::TcpStream::connect(&address)
+                        .await
+                        .map_err(|e| transport(&e))?;
+                    let _ = stream.set_nodelay(true);
+                    let (socket, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+                        .await
+                        .map_err(|e| transport(&e))?;
+                    LongLink::over_websocket(socket)
+                };
+                Ok(Link::Long(socket))
             }
             Endpoint::Http(base) => Ok(Link::Short(ShortLink {
                 base: base.clone(),
-                http: reqwest::Client::new(),
+                http: trust.http_client(None),
                 protocol_version,
             })),
         }
@@ -170,6 +181,44 @@ pub(crate) struct LongLink {
 }
 
 impl LongLink {
+    /// The long link over a byte stream's halves (TCP, or TLS over TCP), cut into frames.
+    fn over_bytes<R, W>(read: R, write: W) -> LongLink
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let codec = FrameCodec::new(ANSWER_BYTES_MAX);
+        let reader = FramedRead::with_capacity(read, codec.clone(), 4096)
+            .map(|r| r.map_err(|e| e.to_string()));
+        let writer =
+            SinkExt::<Frame>::sink_map_err(FramedWrite::new(write, codec), |e: CodecError| {
+                e.to_string()
+            });
+        LongLink::start(reader, writer)
+    }
+
+    /// The long link over a WebSocket: one frame per binary message.
+    fn over_websocket<S>(socket: tokio_tungstenite::WebSocketStream<S>) -> LongLink
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sink, stream) = socket.split();
+        let reader = stream.filter_map(|message| async move {
+            match message {
+                Ok(WsMessage::Binary(bytes)) => {
+                    Some(Frame::decode_exact(&bytes, ANSWER_BYTES_MAX).map_err(|e| e.to_string()))
+                }
+                Ok(WsMessage::Close(_)) => Some(Err("closed".to_string())),
+                Ok(_) => None,
+                Err(e) => Some(Err(e.to_string())),
+            }
+        });
+        let writer = sink.sink_map_err(|e| e.to_string()).with(|frame: Frame| async move {
+            Ok::<_, String>(WsMessage::Binary(frame.to_bytes()))
+        });
+        LongLink::start(Box::pin(reader), Box::pin(writer))
+    }
+
     fn start<R, W>(mut reader: R, mut writer: W) -> LongLink
     where
         R: Stream<Item = Result<Frame, String>> + Unpin + Send + 'static,
@@ -349,10 +398,10 @@ impl ShortLink {
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        let response = request.send().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let response = request.send().await.map_err(|e| ClientError::transport(&e))?;
         let status = response.status();
         let code = answer_code(&response);
-        let body = response.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let body = response.bytes().await.map_err(|e| ClientError::transport(&e))?;
         if status.is_success() {
             return Ok(body);
         }

@@ -62,7 +62,14 @@ impl Reporter {
                 Some((smtp_transport(url)?, from, to))
             }
         };
-        Ok(Reporter { config, mail, http: reqwest::Client::new() })
+        // Webhooks over https trust Mozilla's roots, under this crate's own TLS settings.
+        let tls = missive_tls::client_config(None, &[missive_tls::ALPN_HTTP1])
+            .expect("Mozilla's roots alone always make a configuration");
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured((*tls).clone())
+            .build()
+            .expect("a preconfigured rustls client");
+        Ok(Reporter { config, mail, http })
     }
 
     /// Delivers one period everywhere configured; each failure is logged and counted.

@@ -14,6 +14,11 @@
 //! rendezvous hashing, so a user's calls always meet the same node, and only that node's users
 //! move when the list changes. An endpoint that cannot be reached is skipped for the next in
 //! rank. Channels connect lazily and reconnect by themselves.
+//!
+//! **Security.** Every call is signed with the deployment's [`NodeKey`] and served only when
+//! its signature holds. Over `https://` endpoints the calls also travel in TLS: the listener
+//! presents the node's certificate ([`Routes::serve`] with an acceptor) and callers check it
+//! against Mozilla's roots and the deployment's CA ([`Trust`]).
 
 use crate::{Caller, Code, Ctx, Priority, Status};
 use bytes::{Buf, BufMut, Bytes};
@@ -29,7 +34,7 @@ use std::time::{Duration, Instant};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http;
 use tonic::metadata::{MetadataMap, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tracing::Instrument as _;
 
 const REQUEST_ID: &str = "x-missive-request-id";
@@ -157,6 +162,28 @@ pub enum RemoteError {
     Serve(#[from] tonic::transport::Error),
 }
 
+/// What a node's calls to `https://` endpoints trust: Mozilla's roots, and the deployment's
+/// own CA when one is given.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    ca_pem: Option<Vec<u8>>,
+}
+
+impl Trust {
+    /// Trusts the CA certificates in `pem` besides Mozilla's roots.
+    pub fn with_ca_pem(pem: Vec<u8>) -> Trust {
+        Trust { ca_pem: Some(pem) }
+    }
+
+    fn config(&self) -> ClientTlsConfig {
+        let config = ClientTlsConfig::new().with_webpki_roots();
+        match &self.ca_pem {
+            Some(pem) => config.ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+            None => config,
+        }
+    }
+}
+
 // ---- the client side ----
 
 /// The endpoints of one service, and how calls are spread over them.
@@ -172,12 +199,14 @@ pub struct Client {
 }
 
 impl Client {
-    /// `urls` such as `http://10.0.0.5:7400`; nothing connects until the first call. Every
-    /// call is signed with `key`.
+    /// `urls` such as `http://10.0.0.5:7400` or `https://logic-1:7400`; nothing connects
+    /// until the first call. Every call is signed with `key`; an `https://` endpoint must
+    /// present a certificate for its host that `trust` vouches for.
     pub fn new(
         service: &'static str,
         urls: &[String],
         key: &NodeKey,
+        trust: &Trust,
     ) -> Result<Client, RemoteError> {
         if urls.is_empty() {
             return Err(RemoteError::NoEndpoints { service });
@@ -185,9 +214,11 @@ impl Client {
         let channels = urls
             .iter()
             .map(|url| {
-                let endpoint = Endpoint::from_shared(url.clone()).map_err(|source| {
-                    RemoteError::BadEndpoint { service, url: url.clone(), source }
-                })?;
+                let bad = |source| RemoteError::BadEndpoint { service, url: url.clone(), source };
+                let mut endpoint = Endpoint::from_shared(url.clone()).map_err(bad)?;
+                if url.starts_with("https://") {
+                    endpoint = endpoint.tls_config(trust.config()).map_err(bad)?;
+                }
                 Ok(endpoint
                     .connect_timeout(Duration::from_secs(1))
                     .tcp_nodelay(true)
@@ -453,12 +484,14 @@ impl Routes {
         self.handlers.is_empty()
     }
 
-    /// Serves these routes on `listener` until `shutdown` is cancelled, to callers that sign
-    /// with `key`; any other call is answered UNAUTHENTICATED and runs nothing.
+    /// Serves these routes on `listener`, in TLS when `tls` is given, until `shutdown` is
+    /// cancelled, to callers that sign with `key`; any other call is answered
+    /// UNAUTHENTICATED and runs nothing.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         key: NodeKey,
+        tls: Option<missive_tls::TlsAcceptor>,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Result<(), RemoteError> {
         let mut router = tonic::service::Routes::default().into_axum_router();
@@ -466,15 +499,67 @@ impl Routes {
             let key = key.clone();
             router = router.route_service(path, MethodService { path, handler, key });
         }
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        tonic::transport::Server::builder()
+        let server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
-            .add_routes(tonic::service::Routes::from(router))
-            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-            .await?;
+            .add_routes(tonic::service::Routes::from(router));
+        let stopped = shutdown.clone().cancelled_owned();
+        match tls {
+            None => {
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                server.serve_with_incoming_shutdown(incoming, stopped).await?;
+            }
+            Some(tls) => {
+                let incoming = tls_incoming(listener, tls, shutdown);
+                server.serve_with_incoming_shutdown(incoming, stopped).await?;
+            }
+        }
         Ok(())
     }
+}
+
+/// How long a caller has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TLS sessions of `listener`'s connections, each handshake in a task of its own so that
+/// a slow one holds up no other; one that fails or takes too long is dropped and logged.
+fn tls_incoming(
+    listener: tokio::net::TcpListener,
+    tls: missive_tls::TlsAcceptor,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> impl futures_util::Stream<
+    Item = std::io::Result<missive_tls::server::TlsStream<tokio::net::TcpStream>>,
+> {
+    let (done, sessions) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = shutdown.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "rpc accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let (tls, done) = (tls.clone(), done.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                    Ok(Ok(session)) => {
+                        let _ = done.send(Ok(session)).await;
+                    }
+                    Ok(Err(error)) => tracing::warn!(%peer, %error, "rpc tls handshake failed"),
+                    Err(_) => tracing::warn!(%peer, "rpc tls handshake timed out"),
+                }
+            });
+        }
+    });
+    futures_util::stream::unfold(sessions, |mut sessions| async move {
+        sessions.recv().await.map(|session| (session, sessions))
+    })
 }
 
 /// One method as a tower service: gRPC framing by tonic, the body left to the handler.
@@ -608,7 +693,7 @@ mod tests {
     #[tokio::test]
     async fn keyed_calls_always_rank_the_same_endpoint_first() {
         let urls: Vec<String> = (0..3).map(|i| format!("http://127.0.0.1:{}", 7400 + i)).collect();
-        let client = Client::new("test", &urls, &NodeKey::random()).unwrap();
+        let client = Client::new("test", &urls, &NodeKey::random(), &Trust::default()).unwrap();
         let mut firsts = [0; 3];
         for key in 0..300u64 {
             let first = client.ranked(Some(key))[0];
@@ -619,7 +704,7 @@ mod tests {
 
         // Another process given the urls in another order sends each key to the same url.
         let reversed: Vec<String> = urls.iter().rev().cloned().collect();
-        let other = Client::new("test", &reversed, &NodeKey::random()).unwrap();
+        let other = Client::new("test", &reversed, &NodeKey::random(), &Trust::default()).unwrap();
         for key in 0..300u64 {
             assert_eq!(urls[client.ranked(Some(key))[0]], reversed[other.ranked(Some(key))[0]]);
         }
@@ -662,7 +747,7 @@ mod tests {
             calls.fetch_add(1, Ordering::SeqCst);
             async { Err::<(), _>(Status::new(Code::Unavailable, "the callee is shutting down")) }
         });
-        tokio::spawn(routes.serve(listener, test_key(), shutdown));
+        tokio::spawn(routes.serve(listener, test_key(), None, shutdown));
         url
     }
 
@@ -674,7 +759,7 @@ mod tests {
             busy_endpoint(calls.clone(), shutdown.clone()).await,
             busy_endpoint(calls.clone(), shutdown.clone()).await,
         ];
-        let client = Client::new("busy", &urls, &test_key()).unwrap();
+        let client = Client::new("busy", &urls, &test_key(), &Trust::default()).unwrap();
         let answer = client.unary::<(), ()>(&Ctx::new(1), "/test.Busy/Call", None, ()).await;
         assert_eq!(answer.unwrap_err().code, Code::Unavailable);
         assert_eq!(calls.load(Ordering::SeqCst), 1, "the call may have run: it is not run twice");

@@ -6,7 +6,7 @@
 use missive_proto::internal::{
     AllocRequest, AllocResponse, Seq, SeqGuarded, SeqRemote, seq_routes,
 };
-use missive_rpc::remote::{Client, NodeKey};
+use missive_rpc::remote::{Client, NodeKey, Trust};
 use missive_rpc::{Caller, Code, Ctx, GuardConfig, Priority, Status};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +51,7 @@ async fn serve(service: Arc<dyn Seq>) -> (String, CancellationToken) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
-    tokio::spawn(seq_routes(service).serve(listener, key().clone(), shutdown.clone()));
+    tokio::spawn(seq_routes(service).serve(listener, key().clone(), None, shutdown.clone()));
     (url, shutdown)
 }
 
@@ -65,7 +65,7 @@ fn caller_ctx() -> Ctx {
 #[tokio::test]
 async fn a_remote_call_carries_the_context_and_the_status() {
     let (url, _shutdown) = serve(SeqGuarded::new(Arc::new(Witness), &GuardConfig::default())).await;
-    let remote = SeqRemote::new(Client::new("seq", &[url], key()).unwrap());
+    let remote = SeqRemote::new(Client::new("seq", &[url], key(), &Trust::default()).unwrap());
     let ctx = caller_ctx();
     let answer = remote.alloc(&ctx, AllocRequest { user_id: 7, count: 1, fresh: false });
     assert_eq!(answer.await.unwrap().first, 7042);
@@ -85,12 +85,13 @@ async fn an_unreachable_endpoint_is_skipped() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
     };
-    let remote = SeqRemote::new(Client::new("seq", &[dead.clone(), url], key()).unwrap());
+    let remote =
+        SeqRemote::new(Client::new("seq", &[dead.clone(), url], key(), &Trust::default()).unwrap());
     for user_id in 0..20 {
         let req = AllocRequest { user_id, count: 2, fresh: false };
         assert_eq!(remote.alloc(&Ctx::new(1), req).await.unwrap().first, user_id);
     }
-    let nobody = SeqRemote::new(Client::new("seq", &[dead], key()).unwrap());
+    let nobody = SeqRemote::new(Client::new("seq", &[dead], key(), &Trust::default()).unwrap());
     let req = AllocRequest { user_id: 1, count: 2, fresh: false };
     assert_eq!(nobody.alloc(&Ctx::new(1), req).await.unwrap_err().code, Code::Unavailable);
 }
@@ -103,14 +104,15 @@ async fn a_caller_without_the_deployments_key_is_refused_and_nothing_runs() {
     let forged = Caller { user_id: 7, device_id: 3, protocol_version: 2 };
     let ctx = Ctx { caller: Some(forged), ..Ctx::new(1) };
     for stranger in [NodeKey::random(), NodeKey::from_secret(b"another deployment")] {
-        let remote =
-            SeqRemote::new(Client::new("seq", std::slice::from_ref(&url), &stranger).unwrap());
+        let remote = SeqRemote::new(
+            Client::new("seq", std::slice::from_ref(&url), &stranger, &Trust::default()).unwrap(),
+        );
         // Count 0 would answer ABORTED if the call ran.
         let refused = remote.alloc(&ctx, AllocRequest { user_id: 7, count: 0, fresh: false });
         let status = refused.await.unwrap_err();
         assert_eq!(status.code, Code::Unauthenticated, "{status}");
     }
-    let node = SeqRemote::new(Client::new("seq", &[url], key()).unwrap());
+    let node = SeqRemote::new(Client::new("seq", &[url], key(), &Trust::default()).unwrap());
     let ran = node.alloc(&ctx, AllocRequest { user_id: 7, count: 0, fresh: false }).await;
     assert_eq!(ran.unwrap_err().code, Code::Aborted, "a node's call runs");
 }

@@ -12,6 +12,7 @@
 pub mod plan;
 pub mod settings;
 mod telemetry;
+mod tls;
 
 use anyhow::Context as _;
 use missive_access::serve::HttpLimits;
@@ -29,13 +30,15 @@ use missive_proto::internal::{
 };
 use missive_route::{AccessRoutes, RedisPush, RouteConfig};
 use missive_rpc::GuardConfig;
-use missive_rpc::remote::{Client, NodeKey, Routes};
+use missive_rpc::remote::{Client, NodeKey, Routes, Trust};
 use missive_storage_embedded::{EmbeddedStore, FileMediaStore, StoreConfig};
 use missive_storage_sql::{SqlConfig, SqlStore};
+use missive_tls::TlsAcceptor;
 use plan::{LogicPlan, NotifyVia, Plan, Reach};
 use settings::Settings;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tls::{Certificates, Listener};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +53,16 @@ pub struct Bound {
     pub http: Option<SocketAddr>,
     pub rpc: Option<SocketAddr>,
     pub admin: SocketAddr,
+    /// Which listeners speak TLS.
+    pub tls: Secured,
+}
+
+/// Which listeners speak TLS: the client ones (TCP, HTTP and WebSocket) share a certificate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Secured {
+    pub client: bool,
+    pub admin: bool,
+    pub rpc: bool,
 }
 
 /// What the steps of a start share: the services this process offers others, and the
@@ -60,6 +73,8 @@ struct Node {
     guard: GuardConfig,
     /// Signs the calls this process makes and checks the calls it serves.
     key: NodeKey,
+    /// What calls to `https://` nodes trust.
+    trust: Trust,
     shutdown: CancellationToken,
 }
 
@@ -70,7 +85,7 @@ impl Node {
 
     /// A client of `service` on the nodes at `urls`, signing with the deployment's key.
     fn client(&self, service: &'static str, urls: &[String]) -> anyhow::Result<Client> {
-        Ok(Client::new(service, urls, &self.key)?)
+        Ok(Client::new(service, urls, &self.key, &self.trust)?)
     }
 }
 
@@ -114,8 +129,11 @@ pub async fn run(
         tasks: Vec::new(),
         guard: settings.guard_config(),
         key: settings::load_or_create_node_key(&settings)?,
+        trust: settings::rpc_trust(&settings)?,
         shutdown,
     };
+    let certificates = Certificates::load(&settings)?;
+    let admin_tls = certificates.acceptor(Listener::Admin, settings.admin)?;
     let node_id = settings.node_id.clone().unwrap_or_else(random_node_id);
     let route_config = settings.redis_url.as_ref().map(|url| RouteConfig {
         namespace: settings.redis_namespace.clone(),
@@ -139,9 +157,12 @@ pub async fn run(
     };
 
     let admin_listener = bind(settings.admin).await?;
-    let mut bound = Bound { tcp: None, http: None, rpc: None, admin: admin_listener.local_addr()? };
+    let admin = admin_listener.local_addr()?;
+    let tls = certificates.secured();
+    let mut bound = Bound { tcp: None, http: None, rpc: None, admin, tls };
     if let Some(address) = plan.rpc {
-        bound.rpc = Some(serve_rpc(address, &mut node).await?);
+        let tls = certificates.acceptor(Listener::Rpc, address)?;
+        bound.rpc = Some(serve_rpc(address, tls, &mut node).await?);
     }
     let admin: Option<Arc<dyn Admin>> = match (&plan.admin, &logic) {
         (Some(Reach::Here), Some(logic)) => Some(logic.admin.clone()),
@@ -162,13 +183,20 @@ pub async fn run(
                 _ => None,
             };
             let config = access_config.clone();
-            Some(start_access(&settings, config, api, registry, routes, &mut bound, &node).await?)
+            let tls = (
+                certificates.acceptor(Listener::Tcp, settings.tcp)?,
+                certificates.acceptor(Listener::Http, settings.http)?,
+            );
+            let links = (config, api, registry, routes, tls);
+            Some(start_access(&settings, links, &mut bound, &node).await?)
         }
         _ => None,
     };
     let ops_store = logic.map(|logic| logic.ops_store);
+    let admin_listener = (admin_listener, admin_tls);
     let admin_task =
         start_ops(&settings, admin, ops_store, renders, admin_listener, &node_id, &mut node)?;
+    node.spawn("tls", certificates.watch(node.shutdown.clone()));
     tracing::info!(
         roles = ?settings.roles,
         node = %node_id,
@@ -271,12 +299,16 @@ async fn start_logic(
     Ok(LogicHere { api, admin, ops_store: stores.ops_store })
 }
 
-/// Serves this process's services to the others on `address`.
-async fn serve_rpc(address: SocketAddr, node: &mut Node) -> anyhow::Result<SocketAddr> {
+/// Serves this process's services to the others on `address`, in TLS with `tls`.
+async fn serve_rpc(
+    address: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    node: &mut Node,
+) -> anyhow::Result<SocketAddr> {
     let listener = bind(address).await?;
     let bound = listener.local_addr()?;
-    let rpc =
-        std::mem::take(&mut node.served).serve(listener, node.key.clone(), node.shutdown.clone());
+    let (key, shutdown) = (node.key.clone(), node.shutdown.clone());
+    let rpc = std::mem::take(&mut node.served).serve(listener, key, tls, shutdown);
     node.spawn("rpc", async move {
         if let Err(error) = rpc.await {
             tracing::error!(%error, "rpc server failed");
@@ -285,13 +317,20 @@ async fn serve_rpc(address: SocketAddr, node: &mut Node) -> anyhow::Result<Socke
     Ok(bound)
 }
 
+/// What the access role is made of: its limits, the logic it calls, its connections, the
+/// routing engine's side of it, and the TLS of the TCP and HTTP listeners.
+type AccessParts = (
+    AccessConfig,
+    Arc<dyn ClientApi>,
+    Arc<Registry>,
+    Option<AccessRoutes>,
+    (Option<TlsAcceptor>, Option<TlsAcceptor>),
+);
+
 /// The access role: the TCP long link, and the short link and WebSocket on the HTTP address.
 async fn start_access(
     settings: &Settings,
-    config: AccessConfig,
-    api: Arc<dyn ClientApi>,
-    registry: Arc<Registry>,
-    routes: Option<AccessRoutes>,
+    (config, api, registry, routes, (tcp_tls, http_tls)): AccessParts,
     bound: &mut Bound,
     node: &Node,
 ) -> anyhow::Result<AccessHere> {
@@ -305,12 +344,13 @@ async fn start_access(
     let tcp_task = tokio::spawn({
         let links = links.clone();
         let shutdown = node.shutdown.clone();
-        async move { links.run_tcp(tcp, shutdown).await }
+        async move { links.run_tcp(tcp, tcp_tls, shutdown).await }
     });
     let http_task = tokio::spawn(missive_access::serve::serve(
         http_listener,
         http::router(links.clone(), node.shutdown.clone()),
         limits,
+        http_tls,
         node.shutdown.clone(),
     ));
     Ok(AccessHere { links, tcp: tcp_task, http: http_task, routes })
@@ -324,7 +364,7 @@ fn start_ops(
     admin: Option<Arc<dyn Admin>>,
     ops_store: Option<Arc<dyn OpsStore>>,
     renders: missive_ops::Renders,
-    listener: TcpListener,
+    (listener, tls): (TcpListener, Option<TlsAcceptor>),
     node_id: &str,
     node: &mut Node,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
@@ -381,7 +421,8 @@ fn start_ops(
         connections_per_address_max: settings.http_connections_per_address_max.max(1),
         header_timeout: settings.access_config().http_header_timeout,
     };
-    let admin = missive_access::serve::serve(listener, ops.router(), limits, node.shutdown.clone());
+    let admin =
+        missive_access::serve::serve(listener, ops.router(), limits, tls, node.shutdown.clone());
     Ok(tokio::spawn(admin))
 }
 

@@ -35,17 +35,26 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     missive::run(settings, shutdown, |bound| {
         // One line per listener, for people and for scripts that asked for port 0, then one
         // line saying that every listener is up.
+        let secure = |tls: bool, plain: &'static str, secure: &'static str| match tls {
+            true => secure,
+            false => plain,
+        };
+        let (client, tls) = (bound.tls.client, bound.tls);
         if let Some(tcp) = bound.tcp {
-            println!("missive listening tcp://{tcp}");
+            println!("missive listening {}://{tcp}", secure(client, "tcp", "tls"));
         }
         if let Some(http) = bound.http {
-            println!("missive listening http://{http}");
-            println!("missive listening ws://{http}/ws");
+            println!("missive listening {}://{http}", secure(client, "http", "https"));
+            println!("missive listening {}://{http}/ws", secure(client, "ws", "wss"));
         }
         if let Some(rpc) = bound.rpc {
-            println!("missive listening rpc http://{rpc}");
+            println!("missive listening rpc {}://{rpc}", secure(tls.rpc, "http", "https"));
         }
-        println!("missive listening admin http://{}", bound.admin);
+        println!(
+            "missive listening admin {}://{}",
+            secure(tls.admin, "http", "https"),
+            bound.admin
+        );
         println!("missive ready");
     })
     .await

@@ -5,7 +5,7 @@ use clap::{Args, ValueEnum};
 use missive_access::AccessConfig;
 use missive_logic::{Audience, LogicConfig, PasswordCost, Rate, RateLimits, Retention};
 use missive_rpc::GuardConfig;
-use missive_rpc::remote::NodeKey;
+use missive_rpc::remote::{NodeKey, Trust};
 use missive_storage_embedded::Durability;
 use missive_storage_sql::SqlConfig;
 use std::net::SocketAddr;
@@ -90,6 +90,35 @@ pub struct Settings {
     /// Required once a process serves or calls RPC.
     #[arg(long, env = "MISSIVE_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM) presented on every listener: the TCP long link, HTTP and
+    /// WebSocket, the admin address and RPC. Read again when it changes, or at SIGHUP.
+    #[arg(long, env = "MISSIVE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "MISSIVE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A certificate for the admin address only (overrides `--tls-cert` there).
+    #[arg(long, env = "MISSIVE_ADMIN_TLS_CERT", requires = "admin_tls_key")]
+    pub admin_tls_cert: Option<PathBuf>,
+    #[arg(long, env = "MISSIVE_ADMIN_TLS_KEY", requires = "admin_tls_cert")]
+    pub admin_tls_key: Option<PathBuf>,
+    /// A certificate for the RPC listener only (overrides `--tls-cert` there), such as one
+    /// from the deployment's own CA.
+    #[arg(long, env = "MISSIVE_RPC_TLS_CERT", requires = "rpc_tls_key")]
+    pub rpc_tls_cert: Option<PathBuf>,
+    #[arg(long, env = "MISSIVE_RPC_TLS_KEY", requires = "rpc_tls_cert")]
+    pub rpc_tls_key: Option<PathBuf>,
+    /// A CA (PEM) that `https://` RPC endpoints' certificates may chain to, besides Mozilla's
+    /// roots.
+    #[arg(long, env = "MISSIVE_RPC_CA_FILE")]
+    pub rpc_ca_file: Option<PathBuf>,
+    /// Seconds between checks of the certificate files for a change.
+    #[arg(long, env = "MISSIVE_TLS_RELOAD_CHECK_S", default_value_t = 10)]
+    pub tls_reload_check_s: u64,
+    /// Lets a listener without TLS bind an address other than loopback (behind a proxy that
+    /// terminates TLS, or on a network that is private end to end); logged as a warning.
+    #[arg(long, env = "MISSIVE_INSECURE_PLAINTEXT")]
+    pub insecure_plaintext: bool,
     /// Data directory of the embedded store.
     #[arg(long, env = "MISSIVE_DATA", default_value = "missive-data")]
     pub data: PathBuf,
@@ -395,6 +424,14 @@ pub fn load_or_create_node_key(settings: &Settings) -> anyhow::Result<NodeKey> {
         },
     )?;
     Ok(NodeKey::from_secret(&secret))
+}
+
+/// What this node's calls to `https://` RPC endpoints trust: Mozilla's roots and
+/// `--rpc-ca-file`.
+pub fn rpc_trust(settings: &Settings) -> anyhow::Result<Trust> {
+    let Some(path) = &settings.rpc_ca_file else { return Ok(Trust::default()) };
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Trust::with_ca_pem(pem))
 }
 
 /// The admin credential: `--admin-token` if given, else the token file, created at first

@@ -59,6 +59,18 @@ const METRICS: &[(Kind, &str, Unit, &str)] = {
         ),
         (
             Counter,
+            "missive_tls_handshakes_failed_total",
+            Count,
+            "TLS handshakes that failed or timed out, by listener.",
+        ),
+        (
+            Counter,
+            "missive_tls_reloads_total",
+            Count,
+            "Certificate pairs read again after a change or SIGHUP, by result (ok, failed).",
+        ),
+        (
+            Counter,
             "missive_requests_total",
             Count,
             "Client requests answered, by command and result code.",

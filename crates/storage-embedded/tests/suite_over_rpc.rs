@@ -44,11 +44,12 @@ impl Fixture for OverRpc {
         let shutdown = CancellationToken::new();
         let served = tokio::spawn({
             let (routes, shutdown) = (local.routes(), shutdown.clone());
-            async move { routes.serve(listener, node_key(), shutdown).await.expect("serving") }
+            async move { routes.serve(listener, node_key(), None, shutdown).await.expect("serving") }
         });
         *self.serving.lock().unwrap() = Some((shutdown, served));
         let reached = Storage::reach(None, |service| {
-            Client::new(service, std::slice::from_ref(&url), &node_key()).map(Some)
+            Client::new(service, std::slice::from_ref(&url), &node_key(), &Default::default())
+                .map(Some)
         });
         reached.expect("a client of every service")
     }

@@ -85,6 +85,9 @@ impl Server {
         listen: [&str; 4],
     ) -> Server {
         let [tcp, http, admin, rpc] = listen;
+        // The tests' own HTTP clients (made with reqwest's defaults) need a process-wide TLS
+        // crypto, as the SDK's do not: every test starts a server before it makes one.
+        missive_tls::install_default_provider();
         let secret = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cluster.secret");
         let secret = secret.to_str().expect("a utf-8 path");
         let rpc: &[&str] = if extra.iter().any(|a| a == "--role") {
@@ -146,9 +149,9 @@ impl Server {
             } else if let Some(url) = line.strip_prefix("missive listening rpc ") {
                 rpc = url.to_string();
             } else if let Some(url) = line.strip_prefix("missive listening ") {
-                if url.starts_with("tcp://") {
+                if url.starts_with("tcp://") || url.starts_with("tls://") {
                     tcp = url.to_string();
-                } else if url.starts_with("http://") {
+                } else if url.starts_with("http://") || url.starts_with("https://") {
                     http = url.to_string();
                 }
             }
@@ -158,9 +161,15 @@ impl Server {
         Server { child, data, tcp, http, rpc, admin, extra, log, descriptors, _dir: None }
     }
 
-    /// The WebSocket long-link URL.
+    /// The WebSocket long-link URL (`wss://` when the server speaks TLS).
     pub fn ws(&self) -> String {
-        format!("{}/ws", self.http.replacen("http://", "ws://", 1))
+        format!("{}/ws", self.http.replacen("http", "ws", 1))
+    }
+
+    /// Sends SIGHUP (the server reads its certificates again).
+    pub fn hangup(&self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-HUP", &pid]).status().expect("kill -HUP");
     }
 
     /// Kills the process with SIGKILL: no shutdown code runs.
@@ -201,7 +210,7 @@ impl Server {
     }
 
     pub fn tcp_addr(&self) -> &str {
-        self.tcp.trim_start_matches("tcp://")
+        self.tcp.split_once("://").map_or(&self.tcp, |(_, address)| address)
     }
 }
 

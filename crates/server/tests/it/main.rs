@@ -15,3 +15,4 @@ mod ops;
 mod overload;
 mod split;
 mod tidy;
+mod tls;

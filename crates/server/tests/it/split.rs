@@ -319,7 +319,13 @@ async fn a_caller_that_is_not_a_node_of_the_deployment_is_refused() {
     let lookup = UsernameRef { username: "alice".into() };
     let reach = |key: &NodeKey| {
         AccountStoreRemote::new(
-            Client::new("account_store", std::slice::from_ref(&store.rpc), key).unwrap(),
+            Client::new(
+                "account_store",
+                std::slice::from_ref(&store.rpc),
+                key,
+                &Default::default(),
+            )
+            .unwrap(),
         )
     };
 

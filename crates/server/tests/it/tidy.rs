@@ -93,20 +93,31 @@ fn every_metric_with_help_text_is_in_the_operations_guide() {
 /// layer never reaches a socket or a storage backend, the access layer never reaches logic or
 /// storage, the storage backends know only the schema, clients never build a tier.
 const ALLOWED_DEPENDENCIES: &[(&str, &[&str])] = &[
-    ("rpc", &[]),
+    ("tls", &[]),
+    ("rpc", &["tls"]),
     ("proto", &["rpc"]),
-    ("access", &["proto", "rpc"]),
+    ("access", &["proto", "rpc", "tls"]),
     ("logic", &["proto", "rpc"]),
     ("storage-embedded", &["proto", "rpc"]),
     ("storage-sql", &["proto", "rpc"]),
     ("storage-suite", &["proto", "rpc"]),
     ("route", &["access", "proto", "rpc"]),
-    ("ops", &["proto", "rpc"]),
-    ("client", &["proto", "rpc"]),
+    ("ops", &["proto", "rpc", "tls"]),
+    ("client", &["proto", "rpc", "tls"]),
     ("cli", &["client", "proto", "rpc"]),
     (
         "server",
-        &["access", "logic", "ops", "proto", "route", "rpc", "storage-embedded", "storage-sql"],
+        &[
+            "access",
+            "logic",
+            "ops",
+            "proto",
+            "route",
+            "rpc",
+            "storage-embedded",
+            "storage-sql",
+            "tls",
+        ],
     ),
 ];
 

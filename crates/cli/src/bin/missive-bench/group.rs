@@ -8,8 +8,8 @@
 use crate::{Population, setup};
 use anyhow::bail;
 use hdrhistogram::Histogram;
-use missive_client::Client;
 use missive_client::proto::sync_item::Body;
+use missive_client::{Client, Trust};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +17,8 @@ use tokio::sync::Notify;
 
 #[derive(clap::Args, Clone)]
 pub struct GroupArgs {
-    /// tcp://HOST:PORT, ws://HOST:PORT/ws (several, comma-separated, spread the members).
+    /// tcp:// or tls://HOST:PORT, ws:// or wss://HOST:PORT/ws (several, comma-separated,
+    /// spread the members).
     #[arg(long, value_delimiter = ',')]
     server: Vec<String>,
     /// Members of the group, its owner included (the server's limit is 500 by default).
@@ -91,7 +92,7 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
 }
 
-pub async fn run(args: GroupArgs) -> anyhow::Result<()> {
+pub async fn run(args: GroupArgs, trust: Trust) -> anyhow::Result<()> {
     if args.members < 2 || args.senders == 0 {
         bail!("--members must be at least 2 and --senders at least 1");
     }
@@ -101,6 +102,7 @@ pub async fn run(args: GroupArgs) -> anyhow::Result<()> {
         prefix: args.prefix.clone(),
         password: args.password.clone(),
         quiet: args.quiet,
+        trust,
     })
     .await?;
     let ids: Vec<u64> = clients.iter().map(|c| c.session().expect("logged in").user_id).collect();

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use missive_client::proto::sync_item::Body;
-use missive_client::{Client, Code};
+use missive_client::{Client, Code, PROTOCOL_VERSION, Trust};
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +27,10 @@ use tokio::sync::Semaphore;
 #[command(name = "missive-bench", version, about = "Missive load generator")]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
+    /// PEM file of a private CA whose certificates the servers present over tls://, wss://
+    /// and https:// (Mozilla's roots are trusted either way).
+    #[arg(long, global = true, env = "MISSIVE_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     mode: Option<Mode>,
     #[command(flatten)]
@@ -45,8 +49,8 @@ enum Mode {
 
 #[derive(clap::Args, Clone)]
 struct Args {
-    /// tcp://HOST:PORT, ws://HOST:PORT/ws or http://HOST:PORT; several (comma-separated)
-    /// spread the users over them, user i on server i mod n.
+    /// tcp:// or tls://HOST:PORT, ws:// or wss://HOST:PORT/ws, http:// or https://HOST:PORT;
+    /// several (comma-separated) spread the users over them, user i on server i mod n.
     #[arg(long, value_delimiter = ',')]
     server: Vec<String>,
     /// Simulated users, each with its own connection.
@@ -92,19 +96,20 @@ struct Shared {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let trust = Trust::new(cli.ca_file.as_deref()).context("reading --ca-file")?;
     match cli.mode {
         Some(Mode::Rpc(args)) => rpc::run(args).await,
-        Some(Mode::Group(args)) => group::run(args).await,
+        Some(Mode::Group(args)) => group::run(args, trust).await,
         Some(Mode::Histograms(args)) => histograms::run(args),
-        None => messages(cli.messages).await,
+        None => messages(cli.messages, trust).await,
     }
 }
 
-async fn messages(args: Args) -> anyhow::Result<()> {
+async fn messages(args: Args, trust: Trust) -> anyhow::Result<()> {
     if args.users < 2 {
         bail!("--users must be at least 2");
     }
-    let clients = setup(&args.population()).await?;
+    let clients = setup(&args.population(trust)).await?;
     let names: Arc<Vec<String>> =
         Arc::new((0..args.users).map(|i| format!("{}{i}", args.prefix)).collect());
     let shared = Arc::new(Shared {
@@ -258,11 +263,13 @@ struct Population {
     prefix: String,
     password: String,
     quiet: bool,
+    trust: Trust,
 }
 
 impl Args {
-    fn population(&self) -> Population {
+    fn population(&self, trust: Trust) -> Population {
         Population {
+            trust,
             servers: self.server.clone(),
             users: self.users,
             prefix: self.prefix.clone(),
@@ -292,8 +299,9 @@ async fn setup(args: &Population) -> anyhow::Result<Vec<Arc<Client>>> {
             let _permit = gate.acquire().await.expect("gate");
             let name = format!("{}{index}", args.prefix);
             let server = &args.servers[index % args.servers.len()];
-            let client =
-                Client::connect(server).await.with_context(|| format!("connecting to {server}"))?;
+            let client = Client::connect_trusting(server, PROTOCOL_VERSION, &args.trust)
+                .await
+                .with_context(|| format!("connecting to {server}"))?;
             match client.register(&name, &args.password).await {
                 Ok(_) => {}
                 Err(e) if e.code() == Some(Code::AlreadyExists) => {}

@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use missive_proto::internal::{
     AllocRequest, AllocResponse, Seq, SeqGuarded, SeqRemote, seq_routes,
 };
-use missive_rpc::remote::{Client, NodeKey};
+use missive_rpc::remote::{Client, NodeKey, Trust};
 use missive_rpc::{Ctx, GuardConfig, Status};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,8 +63,9 @@ pub async fn run(args: RpcArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     // Signed and checked as between the nodes of a deployment: part of what a call costs.
     let key = NodeKey::random();
-    let server = tokio::spawn(seq_routes(service).serve(listener, key.clone(), shutdown.clone()));
-    let remote: Arc<dyn Seq> = SeqRemote::new(Client::new("seq", &[url], &key)?);
+    let server =
+        tokio::spawn(seq_routes(service).serve(listener, key.clone(), None, shutdown.clone()));
+    let remote: Arc<dyn Seq> = SeqRemote::new(Client::new("seq", &[url], &key, &Trust::default())?);
     // The first call opens the connection; it is not part of the figures.
     remote.alloc(&Ctx::new(0), AllocRequest { user_id: 1, count: 1, fresh: false }).await?;
     let calls = args.remote_calls;
