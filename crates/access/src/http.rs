@@ -244,8 +244,7 @@ async fn websocket(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let Some(slot) = state.links.try_slot() else {
-        tracing::warn!("connection limit reached; refusing a websocket");
+    let Some(slot) = state.links.try_slot(peer) else {
         return answer(
             Err(Status::new(Code::Overloaded, "connection limit reached")),
             Format::Json,

@@ -30,6 +30,8 @@ pub struct AccessConfig {
     pub upload_body_bytes_max: usize,
     /// Long-link connections held at once at most, over all transports.
     pub connections_max: usize,
+    /// Long-link connections held at once from one client address.
+    pub connections_per_address_max: usize,
     /// HTTP connections (short link, and WebSockets until they are upgraded) held at once.
     pub http_connections_max: usize,
     /// HTTP connections held at once from one client address.
@@ -57,6 +59,7 @@ impl Default for AccessConfig {
             frame_body_bytes_max: missive_proto::frame::BODY_BYTES_MAX_DEFAULT,
             upload_body_bytes_max: upload_body_bytes_for(MEDIA_BYTES_MAX_DEFAULT),
             connections_max: 100_000,
+            connections_per_address_max: 1_000,
             http_connections_max: 10_000,
             http_connections_per_address_max: 256,
             http_header_timeout: Duration::from_secs(10),

@@ -37,15 +37,15 @@ pub struct HttpLimits {
 
 /// Connections per client address, each counted while its [`AddressSlot`] lives.
 #[derive(Default)]
-struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+pub(crate) struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 
-struct AddressSlot {
+pub(crate) struct AddressSlot {
     table: Arc<PerAddress>,
     address: IpAddr,
 }
 
 impl PerAddress {
-    fn take(self: &Arc<Self>, address: IpAddr, max: usize) -> Option<AddressSlot> {
+    pub(crate) fn take(self: &Arc<Self>, address: IpAddr, max: usize) -> Option<AddressSlot> {
         let mut table = self.0.lock().expect("address table");
         let held = table.entry(address).or_insert(0);
         if *held >= max {

@@ -1,11 +1,12 @@
 //! The raw-TCP long link.
 
 use crate::link::{self, LinkError, LinkShared};
-use crate::serve::handshake;
+use crate::serve::{AddressSlot, PerAddress, handshake};
 use crate::{AccessConfig, Dispatcher, Registry};
 use futures_util::StreamExt;
 use missive_proto::frame::{CodecError, FrameCodec};
 use missive_tls::TlsAcceptor;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -13,6 +14,9 @@ use tokio::sync::Semaphore;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// A long link's places: one under the node's cap, one under its address's.
+pub(crate) type Slot = (tokio::sync::OwnedSemaphorePermit, AddressSlot);
 
 /// Bytes read from a socket at a time; frames larger than this grow the buffer as needed.
 const READ_BUFFER_BYTES: usize = 4096;
@@ -23,6 +27,8 @@ pub struct LinkServer {
     shared: Arc<LinkShared>,
     /// Bounds the connections held at once over all long-link transports.
     slots: Arc<Semaphore>,
+    /// Bounds the connections held at once from one client address.
+    addresses: Arc<PerAddress>,
     /// Connections refused at the limit; shown from 0 on, so that alerts on it see a series.
     refused: metrics::Counter,
     tasks: TaskTracker,
@@ -34,6 +40,7 @@ impl LinkServer {
         LinkServer {
             shared: Arc::new(LinkShared { dispatcher, registry, config }),
             slots,
+            addresses: Arc::default(),
             refused: metrics::counter!("missive_connections_refused_total"),
             tasks: TaskTracker::new(),
         }
@@ -47,13 +54,21 @@ impl LinkServer {
         &self.shared
     }
 
-    /// A connection's place under the limit; none (and it is counted) at the limit.
-    pub(crate) fn try_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let slot = self.slots.clone().try_acquire_owned().ok();
-        if slot.is_none() {
+    /// A place for a connection from `peer` under both limits; none (counted and logged)
+    /// at either.
+    pub(crate) fn try_slot(&self, peer: SocketAddr) -> Option<Slot> {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             self.refused.increment(1);
-        }
-        slot
+            tracing::warn!(%peer, "long-link connection limit reached; refusing");
+            return None;
+        };
+        let max = self.shared.config.connections_per_address_max;
+        let Some(address) = self.addresses.take(peer.ip(), max) else {
+            self.refused.increment(1);
+            tracing::info!(%peer, "long links per address reached; refusing");
+            return None;
+        };
+        Some((permit, address))
     }
 
     pub(crate) fn tracker(&self) -> &TaskTracker {
@@ -78,10 +93,7 @@ impl LinkServer {
         shutdown: CancellationToken,
     ) {
         while let Some((stream, peer)) = crate::serve::accept(&listener, "tcp", &shutdown).await {
-            let Some(slot) = self.try_slot() else {
-                tracing::warn!(%peer, "connection limit reached; refusing");
-                continue;
-            };
+            let Some(slot) = self.try_slot(peer) else { continue };
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
             let (shutdown, tls) = (shutdown.clone(), tls.clone());

@@ -155,6 +155,11 @@ pub struct Settings {
     #[arg(long, env = "MISSIVE_CONNECTIONS_MAX",
           default_value_t = AccessConfig::default().connections_max)]
     pub connections_max: usize,
+    /// Long-link connections held at once from one client address (a carrier's NAT puts
+    /// many users behind one address: keep it well above one user's devices).
+    #[arg(long, env = "MISSIVE_CONNECTIONS_PER_ADDRESS_MAX",
+          default_value_t = AccessConfig::default().connections_per_address_max)]
+    pub connections_per_address_max: usize,
     /// HTTP connections (short link, WebSocket before its upgrade) held at once at most;
     /// beyond, a connection is closed at once.
     #[arg(long, env = "MISSIVE_HTTP_CONNECTIONS_MAX",
@@ -350,6 +355,7 @@ impl Settings {
         AccessConfig {
             frame_body_bytes_max: self.frame_body_bytes_max,
             connections_max: self.connections_max,
+            connections_per_address_max: self.connections_per_address_max.max(1),
             http_connections_max: self.http_connections_max.max(1),
             http_connections_per_address_max: self.http_connections_per_address_max.max(1),
             http_header_timeout: Duration::from_secs(self.http_header_timeout_s.max(1)),

@@ -323,6 +323,29 @@ async fn unauthenticated_links_count_toward_the_connection_limit() {
     again.await.expect("a freed place is given to the next link");
 }
 
+/// One client address holds at most `connections-per-address-max` long links, TCP and
+/// WebSocket together; another address still gets in.
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_of_long_links() {
+    let server = Server::start_with(&["--connections-per-address-max", "2"]);
+    let served = |mut stream: TcpStream| async move {
+        let ping = Frame::request(Command::Ping as u16, 1, Bytes::new());
+        stream.write_all(&ping.to_bytes()).await.ok()?;
+        read_frame(&mut stream).await.map(|_| stream)
+    };
+    let first = served(TcpStream::connect(server.tcp_addr()).await.unwrap()).await.unwrap();
+    let (second, _) = tokio_tungstenite::connect_async(server.ws()).await.unwrap();
+    let third = TcpStream::connect(server.tcp_addr()).await.unwrap();
+    assert!(served(third).await.is_none(), "a third link from 127.0.0.1 is closed unserved");
+
+    // From 127.0.0.2 (loopback too, another address to the server) a link is served.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let elsewhere = socket.connect(server.tcp_addr().parse().unwrap()).await.unwrap();
+    assert!(served(elsewhere).await.is_some(), "another address is not held up");
+    drop((first, second));
+}
+
 /// The token is checked before a body is read: a stranger announcing a large upload is
 /// answered at once, without the server waiting for (or holding) its bytes.
 #[tokio::test]
