@@ -5,6 +5,7 @@
 #   start NAME FLAGS...   one server with data in $work/NAME, waited for until it is ready
 #   stop_all              stops every server started so far
 #   tcp_of NAME, ws_of NAME, http_of NAME, admin_of NAME, rpc_of NAME   its addresses
+#   (tls://, wss:// and https:// when the server speaks TLS); pid_of NAME   its process
 
 work=$(mktemp -d)
 pids=()
@@ -20,16 +21,18 @@ cleanup() {
 trap cleanup EXIT
 
 # The Argon2 cost is lowered only so that accounts are created in seconds; it is not on the
-# measured path. Rate limits are off: a load generator registers thousands of accounts from
-# one address and sends faster than any person (the limits cost a map lookup per request).
+# measured path. Rate limits are off unless RATE_LIMITS=true: a load generator registers
+# thousands of accounts from one address and sends faster than any person (the limits cost a
+# map lookup per request).
 start() {
   local name=$1
   shift
   rm -rf "${work:?}/$name"
   target/release/missive serve --data "$work/$name" --tcp 127.0.0.1:0 --http 127.0.0.1:0 \
-    --admin 127.0.0.1:0 --password-memory-kib 64 --password-iterations 1 --rate-limits false "$@" \
+    --admin 127.0.0.1:0 --password-memory-kib 64 --password-iterations 1 --rate-limits "${RATE_LIMITS:-false}" "$@" \
     >"$work/$name.out" 2>"$work/$name.log" &
   pids+=($!)
+  echo $! >"$work/$name.pid"
   for _ in $(seq 1 200); do
     grep -q "^missive ready" "$work/$name.out" 2>/dev/null && return
     sleep 0.1
@@ -38,8 +41,9 @@ start() {
   cat "$work/$name.log" >&2
   exit 1
 }
-tcp_of() { grep -m1 -o 'tcp://[0-9.:]*' "$work/$1.out"; }
-ws_of() { grep -m1 -o 'ws://[0-9.:]*/ws' "$work/$1.out"; }
-http_of() { grep -m1 -o 'listening http://[0-9.:]*' "$work/$1.out" | sed 's/^listening //'; }
-admin_of() { grep -m1 -o 'listening admin http://[0-9.:]*' "$work/$1.out" | sed 's/^listening admin //'; }
+tcp_of() { grep -m1 -oE '(tcp|tls)://[0-9.:]*' "$work/$1.out"; }
+ws_of() { grep -m1 -oE 'wss?://[0-9.:]*/ws' "$work/$1.out"; }
+http_of() { grep -m1 -oE 'listening https?://[0-9.:]*' "$work/$1.out" | sed 's/^listening //'; }
+admin_of() { grep -m1 -oE 'listening admin https?://[0-9.:]*' "$work/$1.out" | sed 's/^listening admin //'; }
+pid_of() { cat "$work/$1.pid"; }
 rpc_of() { grep -m1 -o 'rpc http://[0-9.:]*' "$work/$1.out" | sed 's/^rpc //'; }

@@ -6,6 +6,7 @@
 //! `missive-bench rpc` measures the RPC framework alone; `missive-bench histograms` what
 //! recording a latency sample costs.
 
+mod flood;
 mod group;
 mod histograms;
 mod rpc;
@@ -43,6 +44,9 @@ enum Mode {
     Rpc(rpc::RpcArgs),
     /// Write diffusion into one large group: fan-out latency and sustained rate.
     Group(group::GroupArgs),
+    /// An attacker from one address: idle and slow connections, password guesses,
+    /// unauthenticated uploads (`scripts/bench-flood` runs it beside real users).
+    Flood(flood::FloodArgs),
     /// What recording one latency sample costs, from one thread and from two.
     Histograms(histograms::HistogramArgs),
 }
@@ -100,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.mode {
         Some(Mode::Rpc(args)) => rpc::run(args).await,
         Some(Mode::Group(args)) => group::run(args, trust).await,
+        Some(Mode::Flood(args)) => flood::run(args).await,
         Some(Mode::Histograms(args)) => histograms::run(args),
         None => messages(cli.messages, trust).await,
     }
