@@ -174,7 +174,7 @@ impl Logic {
         if req.username == validate::NOTICE_SENDER {
             return Err(Status::new(Code::AlreadyExists, "username is taken"));
         }
-        self.limit(Limit::Registrations, Self::address_key(ctx), 1)?;
+        self.limit(Limit::Registrations, Self::address_key(ctx), 1).await?;
         let password = req.password;
         let password_hash = self
             .blocking_hash(move |argon| {
@@ -238,9 +238,9 @@ impl Logic {
         // Per address, every attempt counts; per account, failures do, checked before any
         // hashing so that a guesser past the limit costs nothing. An owner locked out this way
         // still gets in from a device that holds a token (AUTH needs no LOGIN).
-        self.limit(Limit::LoginsPerAddress, Self::address_key(ctx), 1)?;
+        self.limit(Limit::LoginsPerAddress, Self::address_key(ctx), 1).await?;
         let account_key = key_of(&req.username);
-        self.within_limit(Limit::LoginFailures, account_key)?;
+        self.within_limit(Limit::LoginFailures, account_key).await?;
         let found = self.deps.accounts.get_by_name(ctx, UsernameRef { username: req.username });
         let account = match found.await {
             Ok(account) => Some(account),
@@ -264,7 +264,7 @@ impl Logic {
             .await?;
         let Some(account) = account.filter(|_| matches) else {
             // Counted whether or not the name exists, so the limit tells nothing either.
-            let _ = self.limit(Limit::LoginFailures, account_key, 1);
+            let _ = self.limit(Limit::LoginFailures, account_key, 1).await;
             return Err(invalid_credentials());
         };
         if account.disabled {

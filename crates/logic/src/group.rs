@@ -300,7 +300,7 @@ impl Logic {
         let actor = ctx.caller()?.user_id;
         let name = group_name(&req.name)?;
         let adds = u32::try_from(req.member_ids.len()).unwrap_or(u32::MAX);
-        self.limit(Limit::GroupAdds, key_of(actor), adds)?;
+        self.limit(Limit::GroupAdds, key_of(actor), adds).await?;
         let joiners = self.joiners(ctx, actor, &req.member_ids, None).await?;
         self.check_size(joiners.len() + 1)?;
         let now = self.now_ms();
@@ -335,7 +335,7 @@ impl Logic {
         let before = self.load_group(ctx, req.group_id).await?;
         Self::role_in(&before, actor)?;
         let adds = u32::try_from(req.user_ids.len()).unwrap_or(u32::MAX);
-        self.limit(Limit::GroupAdds, key_of(actor), adds)?;
+        self.limit(Limit::GroupAdds, key_of(actor), adds).await?;
         let joiners = self.joiners(ctx, actor, &req.user_ids, Some(&before)).await?;
         if joiners.is_empty() {
             return Err(Status::invalid_argument("nobody to invite: all are members already"));

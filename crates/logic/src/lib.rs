@@ -33,8 +33,8 @@ pub use sync_key::{SyncKey, SyncKeyCodec, SyncKeyError};
 use missive_proto::client::*;
 use missive_proto::internal::{
     AccountStore, AllocRequest, AuthenticateRequest, ClientApi, ContactStore, GroupStore,
-    InboxEntry, MediaStore, MessageStore, NotifyRequest, NotifyTarget, OpsStore, Push, Seq,
-    SessionRecord,
+    InboxEntry, Limiter, MediaStore, MessageStore, NotifyRequest, NotifyTarget, OpsStore, Push,
+    Seq, SessionRecord,
 };
 use missive_rpc::{Code, Ctx, Status};
 use std::sync::Arc;
@@ -213,6 +213,8 @@ pub struct Deps {
     pub seq: Arc<dyn Seq>,
     pub push: Arc<dyn Push>,
     pub ops: Arc<dyn OpsStore>,
+    /// Rate-limit buckets shared by the deployment's logic nodes; none: this node's own.
+    pub limiter: Option<Arc<dyn Limiter>>,
 }
 
 /// The business services, behind the `ClientApi` trait that the access layer calls.

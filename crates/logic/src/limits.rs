@@ -3,11 +3,14 @@
 //! to `count` requests and refills at `count` per `per`; a request that finds it empty is
 //! refused with RATE_LIMITED and the time until it would be let through.
 //!
-//! Buckets live in this logic node's memory: a deployment with several logic nodes counts on
-//! each (documented). Their number is bounded; buckets that have refilled carry no
-//! information and are dropped first.
+//! Buckets live in this logic node's memory, or, given a shared [`Limiter`] (the routing
+//! engine's), there, so that every logic node of a deployment counts against the same ones.
+//! If the shared buckets cannot be reached, the node counts on its own until they can: a
+//! limit fails open rather than refusing everyone. Local buckets are bounded in number;
+//! those that have refilled carry no information and are dropped first.
 
 use crate::Logic;
+use missive_proto::internal::{Limiter, TakeRequest};
 use missive_rpc::{Ctx, Status};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -69,6 +72,10 @@ pub struct RateLimits {
     pub registrations_per_address: Rate,
     /// SENDs per user (every device together).
     pub sends_per_user: Rate,
+    /// SENDs per device: one device of a user cannot take the whole of the user's rate.
+    pub sends_per_device: Rate,
+    /// Bytes a user uploads: each UPLOAD costs its size.
+    pub upload_bytes_per_user: Rate,
     /// Users put into groups per user (GROUP_CREATE's members and GROUP_INVITE's together).
     pub group_adds_per_user: Rate,
 }
@@ -82,6 +89,8 @@ impl Default for RateLimits {
             logins_per_address: rate(60, 60),
             registrations_per_address: rate(20, 3_600),
             sends_per_user: rate(200, 10),
+            sends_per_device: rate(100, 10),
+            upload_bytes_per_user: rate(1 << 30, 86_400),
             group_adds_per_user: rate(500, 3_600),
         }
     }
@@ -94,6 +103,8 @@ pub(crate) enum Limit {
     LoginsPerAddress,
     Registrations,
     Sends,
+    DeviceSends,
+    UploadBytes,
     GroupAdds,
 }
 
@@ -104,6 +115,8 @@ impl Limit {
             Limit::LoginsPerAddress => "logins_per_address",
             Limit::Registrations => "registrations_per_address",
             Limit::Sends => "sends_per_user",
+            Limit::DeviceSends => "sends_per_device",
+            Limit::UploadBytes => "upload_bytes_per_user",
             Limit::GroupAdds => "group_adds_per_user",
         }
     }
@@ -114,6 +127,8 @@ impl Limit {
             Limit::LoginsPerAddress => limits.logins_per_address,
             Limit::Registrations => limits.registrations_per_address,
             Limit::Sends => limits.sends_per_user,
+            Limit::DeviceSends => limits.sends_per_device,
+            Limit::UploadBytes => limits.upload_bytes_per_user,
             Limit::GroupAdds => limits.group_adds_per_user,
         }
     }
@@ -181,6 +196,31 @@ impl Buckets {
     }
 }
 
+/// Takes from the shared bucket of `limit` for `key`: Ok(Err(wait)) when refused.
+async fn shared_take(
+    shared: &dyn Limiter,
+    limit: Limit,
+    key: u64,
+    rate: Rate,
+    cost: u32,
+    charge: bool,
+    now_ms: i64,
+) -> Result<Result<(), Duration>, Status> {
+    let request = TakeRequest {
+        bucket: format!("{}:{key:016x}", limit.name()),
+        count: rate.count,
+        per_ms: u64::try_from(rate.per.as_millis()).unwrap_or(u64::MAX),
+        cost,
+        charge,
+        now_ms,
+    };
+    let answer = shared.take(&Ctx::new(0), request).await?;
+    Ok(match answer.wait_ms {
+        0 => Ok(()),
+        wait => Err(Duration::from_millis(wait)),
+    })
+}
+
 /// The key of a bucket: a username, a user id or an address, hashed.
 pub(crate) fn key_of(value: impl Hash) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -190,23 +230,42 @@ pub(crate) fn key_of(value: impl Hash) -> u64 {
 
 impl Logic {
     /// Counts one request (or `cost`) against `limit` for `key`; RATE_LIMITED past it.
-    pub(crate) fn limit(&self, limit: Limit, key: u64, cost: u32) -> Result<(), Status> {
-        self.rate_check(limit, key, cost, true)
+    pub(crate) async fn limit(&self, limit: Limit, key: u64, cost: u32) -> Result<(), Status> {
+        self.rate_check(limit, key, cost, true).await
     }
 
     /// Whether `limit` would let a request through for `key`, without counting it.
-    pub(crate) fn within_limit(&self, limit: Limit, key: u64) -> Result<(), Status> {
-        self.rate_check(limit, key, 1, false)
+    pub(crate) async fn within_limit(&self, limit: Limit, key: u64) -> Result<(), Status> {
+        self.rate_check(limit, key, 1, false).await
     }
 
-    fn rate_check(&self, limit: Limit, key: u64, cost: u32, charge: bool) -> Result<(), Status> {
+    async fn rate_check(
+        &self,
+        limit: Limit,
+        key: u64,
+        cost: u32,
+        charge: bool,
+    ) -> Result<(), Status> {
         let limits = &self.config.rate_limits;
         if !limits.enabled {
             return Ok(());
         }
         let rate = limit.rate(limits);
         let now = self.now_ms();
-        self.buckets.take(limit, key, rate, cost, now, charge).map_err(|wait| {
+        let local = || self.buckets.take(limit, key, rate, cost, now, charge);
+        let taken = match &self.deps.limiter {
+            None => local(),
+            Some(shared) => {
+                match shared_take(shared.as_ref(), limit, key, rate, cost, charge, now).await {
+                    Ok(taken) => taken,
+                    Err(error) => {
+                        tracing::warn!(%error, "shared rate limits unreachable; counting here");
+                        local()
+                    }
+                }
+            }
+        };
+        taken.map_err(|wait| {
             metrics::counter!("missive_rate_limited_total", "limit" => limit.name()).increment(1);
             Status::rate_limited(format!("too many requests ({} {rate})", limit.name()), wait)
         })

@@ -1,5 +1,6 @@
 //! Images and files: uploaded for one conversation, downloadable by its members only.
 
+use crate::limits::{Limit, key_of};
 use crate::{Logic, validate};
 use missive_proto::client::*;
 use missive_proto::ids;
@@ -75,6 +76,9 @@ impl Logic {
                 format!("media must be at most {} bytes", self.config.media_bytes_max),
             ));
         }
+        // Counted by size once the request is known to be well formed, before any lookup.
+        let size = u32::try_from(req.data.len()).unwrap_or(u32::MAX);
+        self.limit(Limit::UploadBytes, key_of(caller.user_id), size).await?;
         let conversation_id = req.conversation_id;
         if ids::is_group(conversation_id) {
             Self::role_in(&self.load_group(ctx, conversation_id).await?, caller.user_id)?;

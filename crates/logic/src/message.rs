@@ -155,7 +155,8 @@ impl Logic {
 
     pub(crate) async fn send(&self, ctx: &Ctx, req: SendRequest) -> Result<SendResponse, Status> {
         let caller = ctx.caller()?;
-        self.limit(Limit::Sends, key_of(caller.user_id), 1)?;
+        self.limit(Limit::DeviceSends, key_of((caller.user_id, caller.device_id)), 1).await?;
+        self.limit(Limit::Sends, key_of(caller.user_id), 1).await?;
         validate::client_msg_id(&req.client_msg_id)?;
         let kind = match MessageKind::try_from(req.kind) {
             Ok(MessageKind::Unspecified | MessageKind::Text) => {

@@ -1,5 +1,6 @@
 //! Routing and cross-node push: which access node holds which user's connections, and the
-//! `Push` service that reaches a user on whichever node that is. Both live in Redis.
+//! `Push` service that reaches a user on whichever node that is; and the rate-limit buckets
+//! the logic nodes share. All live in Redis.
 //!
 //! - **Routes.** Each access node writes, per online user, one field in the hash
 //!   `<namespace>:route:<user id>`: its node id, with the time (Unix ms) after which the entry
@@ -11,6 +12,10 @@
 //!   `<namespace>:node:<node id>` (a second round trip); each node's subscriber hands the
 //!   notifies to its connection registry.
 //!
+//! - **Rate limits.** The logic layer's [`RedisLimiter`] keeps each rate-limit bucket in one
+//!   key, `<namespace>:rate:<limit>:<hashed key>`, taken by a Lua script in one round trip,
+//!   so that every logic node counts against the same buckets.
+//!
 //! Redis pub/sub delivers at most once: a subscriber that falls behind is disconnected, and
 //! messages published while a node is not subscribed are gone. Notifies are only hints (the
 //! stored inbox is the truth), so a lost one costs a delay, never a message: clients sync on a
@@ -20,9 +25,11 @@
 //! stores nothing durable and never touches the storage tier.
 
 mod access;
+mod limiter;
 mod push;
 
 pub use access::AccessRoutes;
+pub use limiter::RedisLimiter;
 pub use push::RedisPush;
 
 use std::time::Duration;

@@ -24,11 +24,11 @@ use missive_ops::report::{ReportConfig, Reporter};
 use missive_ops::{AdminToken, Ops, OpsConfig, stats};
 use missive_proto::admin::{Admin, AdminGuarded, AdminRemote, admin_routes};
 use missive_proto::internal::{
-    AccountStore, ClientApi, ClientApiGuarded, ClientApiRemote, ContactStore, GroupStore,
+    AccountStore, ClientApi, ClientApiGuarded, ClientApiRemote, ContactStore, GroupStore, Limiter,
     MessageStore, OpsStore, Push, PushGuarded, Seq, SeqGuarded, SeqRemote, SeqStore, Storage,
     client_api_routes, seq_routes,
 };
-use missive_route::{AccessRoutes, RedisPush, RouteConfig};
+use missive_route::{AccessRoutes, RedisLimiter, RedisPush, RouteConfig};
 use missive_rpc::GuardConfig;
 use missive_rpc::remote::{Client, NodeKey, Routes, Trust};
 use missive_storage_embedded::{EmbeddedStore, FileMediaStore, StoreConfig};
@@ -253,6 +253,11 @@ async fn start_logic(
         (NotifyVia::Here, _, Some(registry)) => PushGuarded::new(registry.clone(), &node.guard),
         _ => unreachable!("the plan checked how notifies travel"),
     };
+    // With the routing engine, every logic node counts against the same rate-limit buckets.
+    let limiter: Option<Arc<dyn Limiter>> = match routing {
+        Some(config) => Some(RedisLimiter::connect(config.clone()).await?),
+        None => None,
+    };
     let allocator: Arc<dyn Seq> = SeqGuarded::new(
         Arc::new(SeqAllocator::new(stores.seq_store.clone(), settings.seq_step)),
         &node.guard,
@@ -274,6 +279,7 @@ async fn start_logic(
         seq,
         push,
         ops: stores.ops_store.clone(),
+        limiter,
     };
     let logic = Logic::new(
         deps,

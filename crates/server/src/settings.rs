@@ -232,6 +232,14 @@ pub struct Settings {
     #[arg(long, env = "MISSIVE_RATE_SENDS_PER_USER",
           default_value_t = RateLimits::default().sends_per_user)]
     pub rate_sends_per_user: Rate,
+    /// SENDs per device.
+    #[arg(long, env = "MISSIVE_RATE_SENDS_PER_DEVICE",
+          default_value_t = RateLimits::default().sends_per_device)]
+    pub rate_sends_per_device: Rate,
+    /// Bytes a user uploads (`<bytes>/<duration>`; default 1 GiB a day).
+    #[arg(long, env = "MISSIVE_RATE_UPLOAD_BYTES_PER_USER",
+          default_value_t = RateLimits::default().upload_bytes_per_user)]
+    pub rate_upload_bytes_per_user: Rate,
     /// Users a user puts into groups (created with or invited).
     #[arg(long, env = "MISSIVE_RATE_GROUP_ADDS_PER_USER",
           default_value_t = RateLimits::default().group_adds_per_user)]
@@ -333,6 +341,8 @@ impl Settings {
             logins_per_address: self.rate_logins_per_address,
             registrations_per_address: self.rate_registrations_per_address,
             sends_per_user: self.rate_sends_per_user,
+            sends_per_device: self.rate_sends_per_device,
+            upload_bytes_per_user: self.rate_upload_bytes_per_user,
             group_adds_per_user: self.rate_group_adds_per_user,
         }
     }

@@ -81,6 +81,7 @@ impl Node {
             seq: Arc::new(SeqAllocator::new(store.clone(), 100)),
             push: registry.clone(),
             ops: store,
+            limiter: None,
         };
         let logic = Logic::new(
             deps,

@@ -46,6 +46,7 @@ pub(crate) fn logic_node(
         seq: Arc::new(SeqAllocator::new(store.clone(), 100)),
         push,
         ops: store,
+        limiter: None,
     };
     let mut config = LogicConfig {
         sync_key_secret: b"test secret".to_vec(),

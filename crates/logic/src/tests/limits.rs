@@ -126,3 +126,41 @@ async fn with_the_limits_off_nothing_is_counted() {
         node.api().send(&ann, text_to("bob", &format!("m{n}"), "hi")).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_device_has_a_share_of_its_users_sends_and_uploads_are_counted_in_bytes() {
+    let node = Node::with(|config| {
+        config.rate_limits = RateLimits {
+            sends_per_device: rate(2, 2),
+            sends_per_user: rate(10, 10),
+            upload_bytes_per_user: rate(1_000, 1_000),
+            ..RateLimits::default()
+        };
+        config.direct_messages = crate::Audience::Anyone;
+    })
+    .await;
+    let api = node.api();
+    let phone = node.user("ann").await;
+    let laptop = node.device("ann", "laptop").await;
+    let bob = node.user("bob").await;
+    for n in 0..2 {
+        api.send(&phone, text_to("bob", &format!("p{n}"), "hi")).await.unwrap();
+    }
+    assert_eq!(limited(api.send(&phone, text_to("bob", "p2", "hi")).await), Duration::from_secs(1));
+    api.send(&laptop, text_to("bob", "l0", "hi")).await.expect("another device of hers");
+
+    let upload = |bytes: usize| UploadRequest {
+        conversation_id: id(&bob),
+        name: "scan.pdf".into(),
+        mime_type: "application/pdf".into(),
+        data: vec![7; bytes],
+    };
+    api.upload(&phone, upload(600)).await.unwrap();
+    // 600 more would be 200 bytes past the bucket: 200 s at a byte a second, counted for her
+    // laptop too.
+    assert_eq!(limited(api.upload(&laptop, upload(600)).await), Duration::from_secs(200));
+    api.upload(&laptop, upload(400)).await.expect("what is left");
+    api.upload(&bob, upload(1_000)).await.expect("bob has his own bytes");
+    node.advance(600_000);
+    api.upload(&laptop, upload(600)).await.expect("refilled");
+}

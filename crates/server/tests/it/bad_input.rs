@@ -469,8 +469,10 @@ async fn rate_limits_answer_with_the_time_to_wait_and_lift_after_it() {
         "3/3s",
         "--rate-sends-per-user",
         "2/2s",
+        "--rate-upload-bytes-per-user",
+        "3000/1s",
     ]);
-    user(&server.tcp, "bob").await;
+    let bob = user(&server.tcp, "bob").await;
     let alice = user(&server.tcp, "alice").await;
     let http = reqwest::Client::new();
     let login = || {
@@ -498,6 +500,15 @@ async fn rate_limits_answer_with_the_time_to_wait_and_lift_after_it() {
     assert_eq!(refused.code(), Some(Code::RateLimited), "{refused}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     alice.send_text("bob", "m2").await.expect("one more a second later");
+
+    // Uploads count their bytes: 3,000 a second here, so a second upload of 2,000 waits.
+    let bob_id = bob.session().unwrap().user_id;
+    let scan = || alice.upload(bob_id, "scan.pdf", "application/pdf", vec![7; 2_000]);
+    scan().await.expect("within the bytes");
+    let refused = scan().await.unwrap_err();
+    assert_eq!(refused.code(), Some(Code::RateLimited), "{refused}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    scan().await.expect("refilled by then");
 }
 
 /// A process allowed few descriptors fits its connection caps to them: a flood of long links

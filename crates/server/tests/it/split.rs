@@ -338,3 +338,40 @@ async fn a_caller_that_is_not_a_node_of_the_deployment_is_refused() {
     let answered = node.get_by_name(&ctx, lookup).await.unwrap_err();
     assert_eq!(answered.code, Code::NotFound, "a node is served: {answered}");
 }
+
+/// Logic nodes of one deployment count against the same rate-limit buckets, in the routing
+/// engine: a user's sends through two access nodes, each calling its own logic node, meet
+/// one limit, not one per node.
+#[tokio::test]
+async fn logic_nodes_count_rate_limits_together() {
+    let shared = tempfile::tempdir().unwrap();
+    let secret = shared.path().join("sync-key.secret");
+    let namespace = format!("missive-it-{:016x}", rand::random::<u64>());
+    let store = Server::start_with(&["--role", "store"]);
+    let redis = redis_url();
+    let limits = ["--rate-limits", "true", "--rate-sends-per-user", "3/1m"];
+    let logic = || {
+        let mut flags = vec!["--role", "logic", "--store-rpc", &store.rpc];
+        flags.extend(["--secret-file", secret.to_str().unwrap()]);
+        flags.extend(["--redis-url", &redis, "--redis-namespace", &namespace]);
+        flags.extend(limits);
+        Server::start_with(&flags)
+    };
+    let logic_nodes = [logic(), logic()];
+    let access = |logic: &Server| {
+        let mut flags = vec!["--role", "access", "--logic-rpc", &logic.rpc];
+        flags.extend(["--redis-url", &redis, "--redis-namespace", &namespace]);
+        Server::start_with(&flags)
+    };
+    let (first, second) = (access(&logic_nodes[0]), access(&logic_nodes[1]));
+    user(&first.tcp, "bob").await;
+    let phone = user(&first.tcp, "alice").await;
+    let laptop = device(&second.tcp, "alice", "laptop").await;
+    phone.send_text("bob", "one").await.unwrap();
+    phone.send_text("bob", "two").await.unwrap();
+    laptop.send_text("bob", "three").await.unwrap();
+    let refused = laptop.send_text("bob", "four").await.unwrap_err();
+    assert_eq!(refused.code(), Some(missive_client::Code::RateLimited), "{refused}");
+    let refused = phone.send_text("bob", "four").await.unwrap_err();
+    assert_eq!(refused.code(), Some(missive_client::Code::RateLimited), "{refused}");
+}
