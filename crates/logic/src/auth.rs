@@ -27,9 +27,9 @@ use tokio::sync::Semaphore;
 const TOKEN_BYTES: usize = 32;
 /// Sessions cached in memory at most; the cache is dropped whole when full.
 const SESSION_CACHE_MAX: usize = 100_000;
-/// How long a cached session is trusted without reading the store again. A logout made
-/// through this logic node clears its cache at once; one made through another logic node
-/// takes effect here within this time.
+/// How long a cached session is trusted without reading the store again. A sign-out clears
+/// the caches at once: this node's directly, the other logic nodes' through the routing
+/// engine; this bounds how long one missed (no routing engine, a lost subscription) lasts.
 pub(crate) const SESSION_CACHE_TTL_MS: i64 = 30_000;
 
 /// Argon2id cost; lower it only for tests and load runs.
@@ -322,12 +322,20 @@ impl Logic {
     }
 
     /// Drops revoked sessions from the cache: one device's, or every device's of the user.
-    pub(crate) fn forget_sessions(&self, user_id: u64, device_id: Option<u64>) {
+    /// Another logic node's sign-outs arrive here through the routing engine.
+    pub fn forget_sessions(&self, user_id: u64, device_id: Option<u64>) {
         let mut cache = self.auth.sessions.lock().expect("session cache");
         self.auth.revocations.fetch_add(1, Ordering::SeqCst);
         cache.retain(|_, (s, _)| {
             !(s.user_id == user_id && device_id.is_none_or(|device| s.device_id == device))
         });
+    }
+
+    /// Drops every cached session: sign-outs made elsewhere may have been missed.
+    pub fn forget_all_sessions(&self) {
+        let mut cache = self.auth.sessions.lock().expect("session cache");
+        self.auth.revocations.fetch_add(1, Ordering::SeqCst);
+        cache.clear();
     }
 
     pub(crate) async fn get_profile(

@@ -1,7 +1,7 @@
 //! The access node's side: keeping its routes and receiving the notifies published to it.
 
+use crate::channel::{Follower, RETRY_DELAY_MAX, follow};
 use crate::{RouteConfig, RouteError, connect};
-use futures_util::StreamExt as _;
 use missive_access::Registry;
 use missive_proto::internal::{NotifyRequest, Push as _};
 use missive_rpc::Ctx;
@@ -16,9 +16,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Route entries written per pipelined round trip.
 const WRITE_BATCH: usize = 1000;
-/// How often an idle subscription proves the server still answers.
-const PING_INTERVAL: Duration = Duration::from_secs(5);
-const RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
 
 /// Keeps this node's routes in Redis and delivers the notifies published to this node, until
 /// [`AccessRoutes::stop`].
@@ -50,7 +47,13 @@ impl AccessRoutes {
         let stop = CancellationToken::new();
         let tasks = vec![
             tokio::spawn(keep_routes(shared.clone(), presence, stop.clone())),
-            tokio::spawn(subscribe(shared, stop.clone())),
+            tokio::spawn(follow(
+                shared.client.clone(),
+                shared.config.response_timeout,
+                shared.config.channel(&shared.config.node_id),
+                Notifies(shared),
+                stop.clone(),
+            )),
         ];
         Ok(AccessRoutes { stop, tasks })
     }
@@ -156,74 +159,19 @@ async fn write_routes(
     Ok(())
 }
 
-#[derive(Debug, thiserror::Error)]
-enum Lost {
-    #[error(transparent)]
-    Redis(#[from] redis::RedisError),
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    #[error("the server closed the subscription")]
-    Closed,
-}
+/// An access node's follower of its own channel: notifies and kicks for its connections.
+struct Notifies(Arc<Shared>);
 
-/// Holds the subscription to this node's channel, resubscribing whenever it is lost.
-async fn subscribe(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut retry_delay = Duration::from_millis(100);
-    loop {
-        match listen(&shared, &stop, &mut retry_delay).await {
-            Ok(()) => return,
-            Err(error) => {
-                metrics::counter!("missive_route_subscription_losses_total").increment(1);
-                tracing::warn!(%error, "routing subscription lost; resubscribing");
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(retry_delay) => {}
-            () = stop.cancelled() => return,
-        }
-        retry_delay = (retry_delay * 2).min(RETRY_DELAY_MAX);
+impl Follower for Notifies {
+    fn subscribed(&self) {
+        // Routes may have been lost meanwhile (a Redis restart keeps none): the keeper writes
+        // them again, then has every connection sync.
+        self.0.rewrite.notify_one();
     }
-}
 
-/// Subscribes and delivers until `stop` (then `Ok`) or until the subscription is lost.
-async fn listen(
-    shared: &Shared,
-    stop: &CancellationToken,
-    retry_delay: &mut Duration,
-) -> Result<(), Lost> {
-    let timeout = shared.config.response_timeout;
-    let pubsub = within(timeout, shared.client.get_async_pubsub()).await?;
-    let (mut sink, mut stream) = pubsub.split();
-    let channel = shared.config.channel(&shared.config.node_id);
-    within(timeout, sink.subscribe(&channel)).await?;
-    *retry_delay = Duration::from_millis(100);
-    // Routes may have been lost meanwhile (a Redis restart keeps none): the keeper writes
-    // them again, then has every connection sync.
-    shared.rewrite.notify_one();
-    tracing::info!(%channel, "receiving notifies");
-
-    let mut ping =
-        tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
-    loop {
-        tokio::select! {
-            message = stream.next() => {
-                let message = message.ok_or(Lost::Closed)?;
-                deliver(&shared.registry, message.get_payload_bytes()).await;
-            }
-            _ = ping.tick() => {
-                // In subscribed mode PING answers an array, not a status.
-                within(timeout, sink.ping::<redis::Value>()).await?;
-            }
-            () = stop.cancelled() => return Ok(()),
-        }
+    async fn deliver(&self, payload: &[u8]) {
+        deliver(&self.0.registry, payload).await;
     }
-}
-
-async fn within<T>(
-    timeout: Duration,
-    future: impl Future<Output = Result<T, redis::RedisError>>,
-) -> Result<T, Lost> {
-    Ok(tokio::time::timeout(timeout, future).await.map_err(|_| Lost::Timeout(timeout))??)
 }
 
 async fn deliver(registry: &Registry, payload: &[u8]) {

@@ -16,6 +16,10 @@
 //!   key, `<namespace>:rate:<limit>:<hashed key>`, taken by a Lua script in one round trip,
 //!   so that every logic node counts against the same buckets.
 //!
+//! - **Sign-outs.** [`RedisPush`] also publishes every sign-out (LOGOUT, an admin kick or
+//!   disable) on `<namespace>:signouts`, which every logic node follows ([`SignOuts`]) to drop
+//!   the signed-out sessions from its cache at once.
+//!
 //! Redis pub/sub delivers at most once: a subscriber that falls behind is disconnected, and
 //! messages published while a node is not subscribed are gone. Notifies are only hints (the
 //! stored inbox is the truth), so a lost one costs a delay, never a message: clients sync on a
@@ -25,12 +29,15 @@
 //! stores nothing durable and never touches the storage tier.
 
 mod access;
+mod channel;
 mod limiter;
 mod push;
+mod signouts;
 
 pub use access::AccessRoutes;
 pub use limiter::RedisLimiter;
 pub use push::RedisPush;
+pub use signouts::{SignOut, SignOuts};
 
 use std::time::Duration;
 
@@ -69,6 +76,11 @@ impl RouteConfig {
 
     fn channel(&self, node_id: &str) -> String {
         format!("{}:node:{node_id}", self.namespace)
+    }
+
+    /// Where sign-outs are told to every logic node.
+    fn sign_outs_channel(&self) -> String {
+        format!("{}:signouts", self.namespace)
     }
 }
 

@@ -80,12 +80,17 @@ impl RedisPush {
                 by_node.entry(node).or_default().0.push(target);
             }
         }
+        let mut publish = redis::pipe();
+        if !req.kicks.is_empty() {
+            // Every logic node forgets the signed-out sessions it has cached.
+            let sign_outs = NotifyRequest { targets: vec![], kicks: req.kicks.clone() };
+            publish.publish(self.config.sign_outs_channel(), sign_outs.encode_to_vec()).ignore();
+        }
         for kick in req.kicks {
             for node in live(kick.user_id) {
                 by_node.entry(node).or_default().1.push(kick.clone());
             }
         }
-        let mut publish = redis::pipe();
         // Fields of nodes that died without cleaning up would otherwise live as long as
         // another node keeps the key alive.
         for (user_id, fields) in users.iter().zip(&routes) {

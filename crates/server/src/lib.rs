@@ -28,7 +28,7 @@ use missive_proto::internal::{
     MessageStore, OpsStore, Push, PushGuarded, Seq, SeqGuarded, SeqRemote, SeqStore, Storage,
     client_api_routes, seq_routes,
 };
-use missive_route::{AccessRoutes, RedisLimiter, RedisPush, RouteConfig};
+use missive_route::{AccessRoutes, RedisLimiter, RedisPush, RouteConfig, SignOut, SignOuts};
 use missive_rpc::GuardConfig;
 use missive_rpc::remote::{Client, NodeKey, Routes, Trust};
 use missive_storage_embedded::{EmbeddedStore, FileMediaStore, StoreConfig};
@@ -297,6 +297,22 @@ async fn start_logic(
             ..LogicConfig::default()
         },
     );
+    if let Some(config) = routing {
+        // Sessions signed out through other logic nodes leave this node's cache at once.
+        let forgetting = logic.clone();
+        let sign_outs = SignOuts::start(config.clone(), move |sign_out| match sign_out {
+            SignOut::Device { user_id, device_id } => {
+                forgetting.forget_sessions(user_id, device_id);
+            }
+            SignOut::Unknown => forgetting.forget_all_sessions(),
+        })
+        .await?;
+        let shutdown = node.shutdown.clone();
+        node.spawn("sign-outs", async move {
+            shutdown.cancelled().await;
+            sign_outs.stop().await;
+        });
+    }
     node.spawn("janitor", logic.clone().run_janitor(node.shutdown.clone().cancelled_owned()));
     node.spawn("counter", logic.clone().run_counter(node.shutdown.clone().cancelled_owned()));
     let admin: Arc<dyn Admin> = AdminGuarded::new(logic.clone(), &node.guard);

@@ -339,31 +339,46 @@ async fn a_caller_that_is_not_a_node_of_the_deployment_is_refused() {
     assert_eq!(answered.code, Code::NotFound, "a node is served: {answered}");
 }
 
-/// Logic nodes of one deployment count against the same rate-limit buckets, in the routing
-/// engine: a user's sends through two access nodes, each calling its own logic node, meet
-/// one limit, not one per node.
-#[tokio::test]
-async fn logic_nodes_count_rate_limits_together() {
+/// A store node, two logic nodes sharing a routing engine (each given `flags`), and two
+/// access nodes, each calling its own logic node.
+struct TwoLogicNodes {
+    access: [Server; 2],
+    _logic: [Server; 2],
+    _store: Server,
+    _shared: tempfile::TempDir,
+}
+
+fn two_logic_nodes(flags: &[&str]) -> TwoLogicNodes {
     let shared = tempfile::tempdir().unwrap();
     let secret = shared.path().join("sync-key.secret");
     let namespace = format!("missive-it-{:016x}", rand::random::<u64>());
     let store = Server::start_with(&["--role", "store"]);
     let redis = redis_url();
-    let limits = ["--rate-limits", "true", "--rate-sends-per-user", "3/1m"];
+    let routing = ["--redis-url", &redis, "--redis-namespace", &namespace];
     let logic = || {
-        let mut flags = vec!["--role", "logic", "--store-rpc", &store.rpc];
-        flags.extend(["--secret-file", secret.to_str().unwrap()]);
-        flags.extend(["--redis-url", &redis, "--redis-namespace", &namespace]);
-        flags.extend(limits);
-        Server::start_with(&flags)
+        let mut logic_flags = vec!["--role", "logic", "--store-rpc", &store.rpc];
+        logic_flags.extend(["--secret-file", secret.to_str().unwrap()]);
+        logic_flags.extend(routing);
+        logic_flags.extend(flags);
+        Server::start_with(&logic_flags)
     };
-    let logic_nodes = [logic(), logic()];
+    let logic = [logic(), logic()];
     let access = |logic: &Server| {
-        let mut flags = vec!["--role", "access", "--logic-rpc", &logic.rpc];
-        flags.extend(["--redis-url", &redis, "--redis-namespace", &namespace]);
-        Server::start_with(&flags)
+        let mut access_flags = vec!["--role", "access", "--logic-rpc", &logic.rpc];
+        access_flags.extend(routing);
+        Server::start_with(&access_flags)
     };
-    let (first, second) = (access(&logic_nodes[0]), access(&logic_nodes[1]));
+    let access = [access(&logic[0]), access(&logic[1])];
+    TwoLogicNodes { access, _logic: logic, _store: store, _shared: shared }
+}
+
+/// Logic nodes of one deployment count against the same rate-limit buckets, in the routing
+/// engine: a user's sends through two access nodes, each calling its own logic node, meet
+/// one limit, not one per node.
+#[tokio::test]
+async fn logic_nodes_count_rate_limits_together() {
+    let deployment = two_logic_nodes(&["--rate-limits", "true", "--rate-sends-per-user", "3/1m"]);
+    let [first, second] = &deployment.access;
     user(&first.tcp, "bob").await;
     let phone = user(&first.tcp, "alice").await;
     let laptop = device(&second.tcp, "alice", "laptop").await;
@@ -374,4 +389,30 @@ async fn logic_nodes_count_rate_limits_together() {
     assert_eq!(refused.code(), Some(missive_client::Code::RateLimited), "{refused}");
     let refused = phone.send_text("bob", "four").await.unwrap_err();
     assert_eq!(refused.code(), Some(missive_client::Code::RateLimited), "{refused}");
+}
+
+/// A LOGOUT through one logic node ends the token on the other at once: the short link of
+/// an access node calling the other logic node, which had the session cached, refuses it
+/// within a second (not when its cached copy would have aged out, 30 s later).
+#[tokio::test]
+async fn a_logout_through_one_logic_node_ends_the_token_on_the_other_at_once() {
+    let deployment = two_logic_nodes(&[]);
+    let [first, second] = &deployment.access;
+    let here = user(&first.http, "alice").await;
+    let token = here.session().unwrap().token;
+    let there = Client::connect(&second.http).await.unwrap();
+    there.resume(&token).await.unwrap();
+    there.profile("").await.expect("the other logic node knows the session (and caches it)");
+    here.logout().await.unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match there.profile("").await {
+                Err(error) => return error,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await
+    .expect("refused within a second");
+    assert_eq!(refused.code(), Some(missive_client::Code::Unauthenticated), "{refused}");
 }

@@ -51,6 +51,9 @@ pub struct FloodArgs {
     /// How long the flood lasts.
     #[arg(long, default_value_t = 30)]
     seconds: u64,
+    /// Pause before a connection refused at once is opened again.
+    #[arg(long, default_value_t = 1_000)]
+    retry_ms: u64,
 }
 
 /// What the server did with one kind of held connection.
@@ -120,7 +123,8 @@ pub async fn run(args: FloodArgs) -> anyhow::Result<()> {
         let target = need(target, flag)?;
         for _ in 0..count {
             let held = held.clone();
-            tasks.push(tokio::spawn(hold(args.source, target, held, slow, deadline)));
+            let retry = Duration::from_millis(args.retry_ms);
+            tasks.push(tokio::spawn(hold(args.source, target, held, slow, retry, deadline)));
         }
     }
     for _ in 0..args.guessers {
@@ -154,7 +158,14 @@ async fn connect(source: IpAddr, target: SocketAddr) -> std::io::Result<TcpStrea
 
 /// Keeps one connection open (silent, or sending a head one byte every 5 s) until the
 /// deadline, opening another whenever the server closes it.
-async fn hold(source: IpAddr, target: SocketAddr, held: Arc<Held>, slow: bool, deadline: Instant) {
+async fn hold(
+    source: IpAddr,
+    target: SocketAddr,
+    held: Arc<Held>,
+    slow: bool,
+    retry: Duration,
+    deadline: Instant,
+) {
     let head = b"GET /healthz HTTP/1.1\r\nHost: flood\r\nX-Slow: ";
     while Instant::now() < deadline {
         let mut stream = match connect(source, target).await {
@@ -197,9 +208,8 @@ async fn hold(source: IpAddr, target: SocketAddr, held: Arc<Held>, slow: bool, d
         }
         if opened.elapsed() < Duration::from_secs(1) {
             held.refused.fetch_add(1, Ordering::Relaxed);
-            // A refused attacker comes back at once; a pause keeps the loop from only
-            // measuring how fast loopback opens sockets.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // A pause keeps the loop from only measuring how fast loopback opens sockets.
+            tokio::time::sleep(retry).await;
         } else {
             held.closed_later.fetch_add(1, Ordering::Relaxed);
         }
