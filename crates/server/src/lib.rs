@@ -9,6 +9,7 @@
 //! owns configuration, listeners, the admin endpoint and process signals; it holds no
 //! business logic.
 
+mod memory;
 pub mod plan;
 pub mod settings;
 mod telemetry;
@@ -197,6 +198,7 @@ pub async fn run(
     let admin_task =
         start_ops(&settings, admin, ops_store, renders, admin_listener, &node_id, &mut node)?;
     node.spawn("tls", certificates.watch(node.shutdown.clone()));
+    node.spawn("memory", memory::return_freed_memory(node.shutdown.clone()));
     tracing::info!(
         roles = ?settings.roles,
         node = %node_id,

@@ -1,0 +1,33 @@
+//! Memory given back to the system after a surge. glibc's allocator keeps the pages it freed
+//! inside its arenas for reuse; after a flood of connections or large requests the process
+//! would hold its peak for good. Every few seconds the free pages of every arena are handed
+//! back (`malloc_trim`), which costs a walk over the arenas' free lists.
+
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const EVERY: Duration = Duration::from_secs(10);
+
+/// Hands freed memory back every [`EVERY`] until `shutdown`.
+pub async fn return_freed_memory(shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(EVERY);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let _ = tokio::task::spawn_blocking(trim).await;
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() {
+    // SAFETY: malloc_trim takes each arena's lock itself and only releases pages that hold
+    // no live allocation; it is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}
