@@ -1,7 +1,8 @@
 //! The operators' API (`missive.admin.v1.Admin`): look users and groups up, sign devices out,
-//! disable accounts, send system notices, read the statistics and the audit log. Who may call
-//! it is decided at the admin address, not here; what was done is recorded by the caller
-//! through [`Admin::record`].
+//! disable accounts, send system notices, read the statistics and the audit log. The admin
+//! address checks the credential and names the operator in the call's context; a call that
+//! names none is refused here, whoever makes it, and everything an operator looks at or
+//! changes is written to the audit log here, refused or not, whichever node it came through.
 
 use crate::{Logic, page, validate};
 use missive_proto::admin::*;
@@ -118,9 +119,47 @@ impl Logic {
     }
 }
 
-#[async_trait::async_trait]
-impl Admin for Logic {
-    async fn list_users(
+/// The operator a call names, or UNAUTHENTICATED.
+fn operator(ctx: &Ctx) -> Result<std::net::SocketAddr, Status> {
+    ctx.operator.ok_or_else(|| {
+        Status::new(Code::Unauthenticated, "an operators' call must name its operator")
+    })
+}
+
+/// How a request names a user, for the audit log.
+fn user_target(user_id: u64, username: &str) -> String {
+    if username.is_empty() { user_id.to_string() } else { username.to_string() }
+}
+
+impl Logic {
+    /// Runs an operator's `work`, then writes it to the audit log (and the server log), as
+    /// `action` on `target`. An action done but not recorded is reported as failed: the
+    /// operator must know the log misses it.
+    async fn audited<T>(
+        &self,
+        ctx: &Ctx,
+        (action, target, detail): (&str, String, String),
+        work: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let address = operator(ctx)?;
+        let result = work.await;
+        let code = result.as_ref().err().map_or(Code::Ok, |s| s.code);
+        tracing::info!(%address, action, target, code = %code, "admin action");
+        let entry = AuditEntry {
+            at_ms: self.now_ms(),
+            actor: "admin".into(),
+            address: address.to_string(),
+            action: action.into(),
+            target,
+            detail,
+            code: code as u32,
+            ..AuditEntry::default()
+        };
+        self.deps.ops.record(ctx, entry).await?;
+        result
+    }
+
+    async fn users_page(
         &self,
         ctx: &Ctx,
         req: ListUsersRequest,
@@ -135,7 +174,7 @@ impl Admin for Logic {
         Ok(ListUsersResponse { users: accounts.iter().map(summary).collect(), next_after })
     }
 
-    async fn get_user(&self, ctx: &Ctx, req: GetUserRequest) -> Result<GetUserResponse, Status> {
+    async fn user_view(&self, ctx: &Ctx, req: GetUserRequest) -> Result<GetUserResponse, Status> {
         let account = self.user_named(ctx, req.user_id, req.username).await?;
         let user = UserRef { user_id: account.user_id };
         let sessions = self.deps.accounts.list_sessions(ctx, user).await?.sessions;
@@ -154,7 +193,7 @@ impl Admin for Logic {
         Ok(GetUserResponse { user: Some(summary(&account)), devices, online: presence.online })
     }
 
-    async fn kick(&self, ctx: &Ctx, req: KickRequest) -> Result<KickResponse, Status> {
+    async fn kick_device(&self, ctx: &Ctx, req: KickRequest) -> Result<KickResponse, Status> {
         if req.device_id == 0 {
             return Err(Status::invalid_argument("name the device to sign out"));
         }
@@ -175,7 +214,7 @@ impl Admin for Logic {
         Ok(KickResponse {})
     }
 
-    async fn set_disabled(
+    async fn disable_account(
         &self,
         ctx: &Ctx,
         req: SetDisabledRequest,
@@ -196,7 +235,7 @@ impl Admin for Logic {
         Ok(SetDisabledResponse { user: Some(summary(&account)) })
     }
 
-    async fn notice(&self, ctx: &Ctx, req: NoticeRequest) -> Result<NoticeResponse, Status> {
+    async fn send_notice(&self, ctx: &Ctx, req: NoticeRequest) -> Result<NoticeResponse, Status> {
         validate::text(&req.text)?;
         if req.text.trim().is_empty() {
             return Err(Status::invalid_argument("text must not be empty"));
@@ -216,12 +255,55 @@ impl Admin for Logic {
         let stored = self.deliver(ctx, notice, &[account.user_id]).await?;
         Ok(NoticeResponse { message: stored.message })
     }
+}
+
+#[async_trait::async_trait]
+impl Admin for Logic {
+    async fn list_users(
+        &self,
+        ctx: &Ctx,
+        req: ListUsersRequest,
+    ) -> Result<ListUsersResponse, Status> {
+        let detail = format!("query={:?} after={} limit={}", req.query, req.after, req.limit);
+        let action = ("list_users", String::new(), detail);
+        self.audited(ctx, action, self.users_page(ctx, req)).await
+    }
+
+    async fn get_user(&self, ctx: &Ctx, req: GetUserRequest) -> Result<GetUserResponse, Status> {
+        let action = ("get_user", user_target(req.user_id, &req.username), String::new());
+        self.audited(ctx, action, self.user_view(ctx, req)).await
+    }
+
+    async fn kick(&self, ctx: &Ctx, req: KickRequest) -> Result<KickResponse, Status> {
+        let target = user_target(req.user_id, &req.username);
+        let action = ("kick", target, format!("device {}", req.device_id));
+        self.audited(ctx, action, self.kick_device(ctx, req)).await
+    }
+
+    async fn set_disabled(
+        &self,
+        ctx: &Ctx,
+        req: SetDisabledRequest,
+    ) -> Result<SetDisabledResponse, Status> {
+        let name = if req.disabled { "disable" } else { "enable" };
+        let action = (name, user_target(req.user_id, &req.username), String::new());
+        self.audited(ctx, action, self.disable_account(ctx, req)).await
+    }
+
+    async fn notice(&self, ctx: &Ctx, req: NoticeRequest) -> Result<NoticeResponse, Status> {
+        let action = ("notice", user_target(req.user_id, &req.username), req.text.clone());
+        self.audited(ctx, action, self.send_notice(ctx, req)).await
+    }
 
     async fn get_group(&self, ctx: &Ctx, req: GetGroupRequest) -> Result<GetGroupResponse, Status> {
-        let state = self.load_group(ctx, req.group_id).await?;
-        let dissolved = state.group.as_ref().is_some_and(|g| g.dissolved);
-        let group = self.group_view(ctx, &state).await?;
-        Ok(GetGroupResponse { group: Some(group), dissolved })
+        let target = missive_proto::ids::group_handle(req.group_id);
+        let work = async {
+            let state = self.load_group(ctx, req.group_id).await?;
+            let dissolved = state.group.as_ref().is_some_and(|g| g.dissolved);
+            let group = self.group_view(ctx, &state).await?;
+            Ok(GetGroupResponse { group: Some(group), dissolved })
+        };
+        self.audited(ctx, ("get_group", target, String::new()), work).await
     }
 
     async fn stats(&self, ctx: &Ctx, req: StatsRequest) -> Result<StatsResponse, Status> {
@@ -233,13 +315,8 @@ impl Admin for Logic {
         self.store_totals(ctx).await
     }
 
-    async fn record(&self, ctx: &Ctx, req: AuditEntry) -> Result<Recorded, Status> {
-        let at_ms = if req.at_ms == 0 { self.now_ms() } else { req.at_ms };
-        self.deps.ops.record(ctx, AuditEntry { at_ms, ..req }).await?;
-        Ok(Recorded {})
-    }
-
     async fn audit(&self, ctx: &Ctx, req: AuditRequest) -> Result<AuditResponse, Status> {
+        operator(ctx)?;
         let limit = page(req.limit, PAGE_DEFAULT, PAGE_MAX);
         self.deps.ops.audit(ctx, AuditRequest { limit, ..req }).await
     }

@@ -118,12 +118,22 @@ pub struct Ctx {
     /// The address the client request came from, as the access node saw it: what rate
     /// limits per address count by.
     pub client_address: Option<std::net::IpAddr>,
+    /// For an operators' call: the address the operator called the admin API from, set by
+    /// the node that checked the admin credential.
+    pub operator: Option<std::net::SocketAddr>,
 }
 
 impl Ctx {
     pub fn new(request_id: u64) -> Self {
         let priority = Priority::Normal;
-        Ctx { deadline: None, request_id, caller: None, priority, client_address: None }
+        Ctx {
+            deadline: None,
+            request_id,
+            caller: None,
+            priority,
+            client_address: None,
+            operator: None,
+        }
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {

@@ -4,7 +4,9 @@
 //! - The deadline travels as gRPC's `grpc-timeout`; the callee gets it back in its `Ctx`, and
 //!   tonic cancels the handler when it passes.
 //! - The request id, the business priority and the authenticated caller travel as
-//!   `x-missive-request-id`, `x-missive-priority` and `x-missive-caller` (`user.device.proto`).
+//!   `x-missive-request-id`, `x-missive-priority` and `x-missive-caller` (`user.device.proto`);
+//!   a client request's address and an operator's as `x-missive-client-address` and
+//!   `x-missive-operator`. All of them are covered by the call's signature.
 //! - A [`Status`] travels as the nearest gRPC code plus `x-missive-code` (the exact code), so
 //!   both ends see the same closed set of codes.
 //!
@@ -43,6 +45,7 @@ const CALLER: &str = "x-missive-caller";
 const CODE: &str = "x-missive-code";
 const RETRY_AFTER: &str = "x-missive-retry-after-ms";
 const CLIENT_ADDRESS: &str = "x-missive-client-address";
+const OPERATOR: &str = "x-missive-operator";
 /// `<unix ms>.<hex HMAC-SHA256>`: the calling node's proof that it holds the deployment's key.
 const NODE_AUTH: &str = "x-missive-node-auth";
 /// How far a call's signing time may be from the callee's clock.
@@ -86,7 +89,7 @@ impl NodeKey {
         mac.update(at_ms.to_string().as_bytes());
         mac.update(b"\n");
         mac.update(path.as_bytes());
-        for key in [REQUEST_ID, PRIORITY, CALLER, CLIENT_ADDRESS, "grpc-timeout"] {
+        for key in [REQUEST_ID, PRIORITY, CALLER, CLIENT_ADDRESS, OPERATOR, "grpc-timeout"] {
             mac.update(b"\n");
             mac.update(metadata.get(key).map_or(&b""[..], |v| v.as_bytes()));
         }
@@ -340,6 +343,9 @@ fn write_ctx(ctx: &Ctx, metadata: &mut MetadataMap) {
     if let Some(address) = ctx.client_address {
         metadata.insert(CLIENT_ADDRESS, address.to_string().parse().expect("ascii"));
     }
+    if let Some(operator) = ctx.operator {
+        metadata.insert(OPERATOR, operator.to_string().parse().expect("ascii"));
+    }
 }
 
 fn read_ctx(metadata: &MetadataMap) -> Ctx {
@@ -358,6 +364,7 @@ fn read_ctx(metadata: &MetadataMap) -> Ctx {
     ctx.deadline =
         text("grpc-timeout").and_then(parse_grpc_timeout).and_then(|t| received.checked_add(t));
     ctx.client_address = text(CLIENT_ADDRESS).and_then(|v| v.parse().ok());
+    ctx.operator = text(OPERATOR).and_then(|v| v.parse().ok());
     ctx
 }
 

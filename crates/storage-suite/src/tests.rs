@@ -18,6 +18,7 @@ const CTX: &Ctx = &Ctx {
     caller: None,
     priority: missive_rpc::Priority::Normal,
     client_address: None,
+    operator: None,
 };
 
 async fn account<S: Stores>(store: &S, name: &str) -> AccountRecord {

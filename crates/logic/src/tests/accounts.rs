@@ -70,3 +70,32 @@ async fn names_that_mislead_a_reader_are_refused_everywhere_a_name_is_shown() {
     };
     api.group_update(&ann, lines).await.expect("line breaks and tabs are text");
 }
+
+/// The operators' calls run only for a named operator, whoever reaches the logic layer, and
+/// each is written to the audit log by the logic layer itself, refused or not.
+#[tokio::test]
+async fn operators_calls_name_their_operator_and_are_audited_here() {
+    use missive_proto::admin::{Admin, AuditRequest, KickRequest};
+    let node = Node::new().await;
+    let ann = node.user("ann").await;
+    let kick = KickRequest {
+        user_id: id(&ann),
+        device_id: ann.caller.unwrap().device_id,
+        ..Default::default()
+    };
+    let anonymous = node.logic.kick(&Ctx::new(0), kick.clone()).await.unwrap_err();
+    assert_eq!(anonymous.code, Code::Unauthenticated);
+    let operator = Ctx { operator: Some("192.0.2.10:5000".parse().unwrap()), ..Ctx::new(0) };
+    node.logic.kick(&operator, kick.clone()).await.expect("an operator's kick");
+    let again = node.logic.kick(&operator, kick).await.unwrap_err();
+    assert_eq!(again.code, Code::NotFound, "the device is signed out already");
+    assert!(node.logic.audit(&Ctx::new(0), AuditRequest::default()).await.is_err());
+    let log = node.logic.audit(&operator, AuditRequest::default()).await.unwrap().entries;
+    let seen: Vec<_> =
+        log.iter().map(|e| (e.action.as_str(), e.code, e.address.as_str())).collect();
+    assert_eq!(
+        seen,
+        [("kick", Code::NotFound as u32, "192.0.2.10:5000"), ("kick", 0, "192.0.2.10:5000")],
+        "newest first, the refusal included; the anonymous call reached nothing"
+    );
+}
