@@ -121,7 +121,10 @@ async fn every_listener_speaks_tls_and_refuses_plaintext_and_strangers() {
     assert_eq!(refused.code, missive_rpc::Code::Unauthenticated, "{refused}");
     let plain_rpc = store.rpc.replacen("https://", "http://", 1);
     let plain = reach(&plain_rpc, &ca_trust, &member).get_by_name(&ctx, lookup.clone()).await;
-    assert_eq!(plain.unwrap_err().code, missive_rpc::Code::Unavailable);
+    // The server's TLS alert reaches the caller's HTTP/2 as a closed connection or as a
+    // frame it cannot parse, whichever comes first.
+    let code = plain.unwrap_err().code;
+    assert!(matches!(code, missive_rpc::Code::Unavailable | missive_rpc::Code::Internal), "{code}");
     let doubtful = reach(&store.rpc, &RpcTrust::default(), &member).get_by_name(&ctx, lookup).await;
     assert_eq!(doubtful.unwrap_err().code, missive_rpc::Code::Unavailable);
 
