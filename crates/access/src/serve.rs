@@ -35,6 +35,25 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
 }
 
+/// Lets a log line through at most once every ten seconds: a flood refused by the thousand
+/// each second is told in the log once in a while, and counted in full by its metric.
+#[derive(Default)]
+pub(crate) struct Sparse(std::sync::atomic::AtomicU64);
+
+impl Sparse {
+    const EVERY_MS: u64 = 10_000;
+
+    pub(crate) fn due(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        // Milliseconds since the first call, plus one, so that 0 means "never logged".
+        let now = START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1;
+        let last = self.0.load(Ordering::Relaxed);
+        (last == 0 || now >= last + Self::EVERY_MS)
+            && self.0.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+}
+
 /// Connections per client address, each counted while its [`AddressSlot`] lives.
 #[derive(Default)]
 pub(crate) struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
@@ -80,11 +99,12 @@ pub async fn serve(
 ) {
     let slots = Arc::new(Semaphore::new(limits.connections_max));
     let addresses = Arc::new(PerAddress::default());
+    let told = Sparse::default();
     let connections = TaskTracker::new();
     let refused =
         metrics::counter!("missive_http_connections_refused_total", "listener" => limits.name);
     while let Some((stream, peer)) = accept(&listener, limits.name, &shutdown).await {
-        let Some(slot) = admit(&slots, &addresses, &limits, peer) else {
+        let Some(slot) = admit(&slots, &addresses, &limits, peer, &told) else {
             refused.increment(1);
             continue;
         };
@@ -175,19 +195,25 @@ pub(crate) async fn accept(
     }
 }
 
-/// A place for a connection from `peer`, or none (and a log line) past a cap.
+/// A place for a connection from `peer`, or none past a cap (logged now and then).
 fn admit(
     slots: &Arc<Semaphore>,
     addresses: &Arc<PerAddress>,
     limits: &HttpLimits,
     peer: SocketAddr,
+    told: &Sparse,
 ) -> Option<(OwnedSemaphorePermit, AddressSlot)> {
+    let name = limits.name;
     let Ok(permit) = slots.clone().try_acquire_owned() else {
-        tracing::warn!(listener = limits.name, %peer, "http connection limit reached; refusing");
+        if told.due() {
+            tracing::warn!(listener = name, %peer, "http connection limit reached; refusing");
+        }
         return None;
     };
     let Some(address) = addresses.take(peer.ip(), limits.connections_per_address_max) else {
-        tracing::info!(listener = limits.name, %peer, "connections per address reached; refusing");
+        if told.due() {
+            tracing::warn!(listener = name, %peer, "http connections per address reached; refusing");
+        }
         return None;
     };
     Some((permit, address))
@@ -196,6 +222,13 @@ fn admit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_refusals_is_told_once_in_a_while() {
+        let told = Sparse::default();
+        assert!(told.due(), "the first is told");
+        assert!((0..1_000).all(|_| !told.due()), "the next ten seconds' are only counted");
+    }
 
     #[test]
     fn an_address_gets_its_places_back_when_its_connections_close() {

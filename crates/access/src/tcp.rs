@@ -1,7 +1,7 @@
 //! The raw-TCP long link.
 
 use crate::link::{self, LinkError, LinkShared};
-use crate::serve::{AddressSlot, PerAddress, handshake};
+use crate::serve::{AddressSlot, PerAddress, Sparse, handshake};
 use crate::{AccessConfig, Dispatcher, Registry};
 use futures_util::StreamExt;
 use missive_proto::frame::{CodecError, FrameCodec};
@@ -29,6 +29,8 @@ pub struct LinkServer {
     slots: Arc<Semaphore>,
     /// Bounds the connections held at once from one client address.
     addresses: Arc<PerAddress>,
+    /// When a refusal was last logged.
+    told: Arc<Sparse>,
     /// Connections refused at the limit; shown from 0 on, so that alerts on it see a series.
     refused: metrics::Counter,
     tasks: TaskTracker,
@@ -41,6 +43,7 @@ impl LinkServer {
             shared: Arc::new(LinkShared { dispatcher, registry, config }),
             slots,
             addresses: Arc::default(),
+            told: Arc::default(),
             refused: metrics::counter!("missive_connections_refused_total"),
             tasks: TaskTracker::new(),
         }
@@ -54,18 +57,22 @@ impl LinkServer {
         &self.shared
     }
 
-    /// A place for a connection from `peer` under both limits; none (counted and logged)
-    /// at either.
+    /// A place for a connection from `peer` under both limits; none (counted, and logged now
+    /// and then) at either.
     pub(crate) fn try_slot(&self, peer: SocketAddr) -> Option<Slot> {
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             self.refused.increment(1);
-            tracing::warn!(%peer, "long-link connection limit reached; refusing");
+            if self.told.due() {
+                tracing::warn!(%peer, "long-link connection limit reached; refusing");
+            }
             return None;
         };
         let max = self.shared.config.connections_per_address_max;
         let Some(address) = self.addresses.take(peer.ip(), max) else {
             self.refused.increment(1);
-            tracing::info!(%peer, "long links per address reached; refusing");
+            if self.told.due() {
+                tracing::warn!(%peer, "long links per address reached; refusing");
+            }
             return None;
         };
         Some((permit, address))
