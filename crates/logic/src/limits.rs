@@ -159,7 +159,7 @@ impl Default for Buckets {
 
 impl Buckets {
     /// Takes `cost` requests from the bucket of `key` under `rate` at `now_ms`, or tells how
-    /// long until they would be let through. With `charge` false it only looks.
+    /// long until they would be let through. With `refund`, gives them back instead.
     fn take(
         &self,
         limit: Limit,
@@ -167,7 +167,7 @@ impl Buckets {
         rate: Rate,
         cost: u32,
         now_ms: i64,
-        charge: bool,
+        refund: bool,
     ) -> Result<(), Duration> {
         let now = i128::from(now_ms) * 1_000_000;
         // Each request takes `interval` of the bucket, which holds `count` of them.
@@ -183,15 +183,14 @@ impl Buckets {
         }
         let bucket = buckets.entry((limit, key)).or_insert(Bucket { full_at_ns: now });
         let cost = i128::from(cost.min(rate.count)) * interval;
-        let full_at = bucket.full_at_ns.max(now) + cost;
+        let cost = if refund { -cost } else { cost };
+        let full_at = (bucket.full_at_ns.max(now) + cost).max(now);
         let over = full_at - now - capacity;
         if over > 0 {
             let wait_ns = u64::try_from(over).unwrap_or(u64::MAX);
             return Err(Duration::from_nanos(wait_ns).max(Duration::from_millis(1)));
         }
-        if charge {
-            bucket.full_at_ns = full_at;
-        }
+        bucket.full_at_ns = full_at;
         Ok(())
     }
 }
@@ -203,7 +202,7 @@ async fn shared_take(
     key: u64,
     rate: Rate,
     cost: u32,
-    charge: bool,
+    refund: bool,
     now_ms: i64,
 ) -> Result<Result<(), Duration>, Status> {
     let request = TakeRequest {
@@ -211,7 +210,7 @@ async fn shared_take(
         count: rate.count,
         per_ms: u64::try_from(rate.per.as_millis()).unwrap_or(u64::MAX),
         cost,
-        charge,
+        refund,
         now_ms,
     };
     let answer = shared.take(&Ctx::new(0), request).await?;
@@ -231,12 +230,13 @@ pub(crate) fn key_of(value: impl Hash) -> u64 {
 impl Logic {
     /// Counts one request (or `cost`) against `limit` for `key`; RATE_LIMITED past it.
     pub(crate) async fn limit(&self, limit: Limit, key: u64, cost: u32) -> Result<(), Status> {
-        self.rate_check(limit, key, cost, true).await
+        self.rate_check(limit, key, cost, false).await
     }
 
-    /// Whether `limit` would let a request through for `key`, without counting it.
-    pub(crate) async fn within_limit(&self, limit: Limit, key: u64) -> Result<(), Status> {
-        self.rate_check(limit, key, 1, false).await
+    /// Gives back one request counted ahead that turned out not to count (a LOGIN counted
+    /// as a failure before its password was checked, that succeeded).
+    pub(crate) async fn refund(&self, limit: Limit, key: u64) {
+        let _ = self.rate_check(limit, key, 1, true).await;
     }
 
     async fn rate_check(
@@ -244,7 +244,7 @@ impl Logic {
         limit: Limit,
         key: u64,
         cost: u32,
-        charge: bool,
+        refund: bool,
     ) -> Result<(), Status> {
         let limits = &self.config.rate_limits;
         if !limits.enabled {
@@ -252,11 +252,11 @@ impl Logic {
         }
         let rate = limit.rate(limits);
         let now = self.now_ms();
-        let local = || self.buckets.take(limit, key, rate, cost, now, charge);
+        let local = || self.buckets.take(limit, key, rate, cost, now, refund);
         let taken = match &self.deps.limiter {
             None => local(),
             Some(shared) => {
-                match shared_take(shared.as_ref(), limit, key, rate, cost, charge, now).await {
+                match shared_take(shared.as_ref(), limit, key, rate, cost, refund, now).await {
                     Ok(taken) => taken,
                     Err(error) => {
                         tracing::warn!(%error, "shared rate limits unreachable; counting here");
@@ -296,16 +296,20 @@ mod tests {
     fn a_bucket_lets_its_burst_through_then_one_per_refill() {
         let buckets = Buckets::default();
         let rate = Rate { count: 3, per: Duration::from_secs(3) };
-        let take = |now| buckets.take(Limit::Sends, 7, rate, 1, now, true);
+        let take = |now| buckets.take(Limit::Sends, 7, rate, 1, now, false);
         assert!((0..3).all(|_| take(0).is_ok()), "the burst");
         assert_eq!(take(0), Err(Duration::from_millis(1000)), "then the time to one token");
         assert_eq!(take(999), Err(Duration::from_millis(1)));
         assert!(take(1000).is_ok());
         assert!(take(1000).is_err());
-        assert!(buckets.take(Limit::Sends, 8, rate, 1, 1000, true).is_ok(), "others unaffected");
-        assert!(buckets.take(Limit::Registrations, 7, rate, 1, 1000, true).is_ok(), "and limits");
-        // Looking does not take.
-        assert!(buckets.take(Limit::Sends, 9, rate, 3, 0, false).is_ok());
-        assert!(buckets.take(Limit::Sends, 9, rate, 3, 0, true).is_ok());
+        assert!(buckets.take(Limit::Sends, 8, rate, 1, 1000, false).is_ok(), "others unaffected");
+        assert!(buckets.take(Limit::Registrations, 7, rate, 1, 1000, false).is_ok(), "and limits");
+        // A refund gives one back at once, never more than the bucket holds.
+        assert!(buckets.take(Limit::Sends, 7, rate, 1, 1000, true).is_ok());
+        assert!(take(1000).is_ok(), "the refunded one");
+        assert!(take(1000).is_err());
+        assert!(buckets.take(Limit::Sends, 9, rate, 3, 0, true).is_ok(), "a refund to a full one");
+        assert!((0..3).all(|_| buckets.take(Limit::Sends, 9, rate, 1, 0, false).is_ok()));
+        assert!(buckets.take(Limit::Sends, 9, rate, 1, 0, false).is_err(), "still three at most");
     }
 }

@@ -8,21 +8,22 @@ use std::sync::Arc;
 
 /// One bucket, as the generic cell rate algorithm keeps it: the time (Unix µs) at which it
 /// is full again, set to expire then. Arguments: now, the µs one request takes, the bucket's
-/// capacity in µs, the cost in requests, and 1 to charge (0 only looks). Returns 0 when let
-/// through, else the µs to wait. Times are written with `%.0f`: Lua's own number format
-/// would round a µs timestamp.
+/// capacity in µs, the cost in requests, and 1 to give the cost back instead of taking it.
+/// Returns 0 when let through, else the µs to wait. Times are written with `%.0f`: Lua's own
+/// number format would round a µs timestamp.
 const TAKE: &str = r"
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 local capacity = tonumber(ARGV[3])
 local full_at = tonumber(redis.call('GET', KEYS[1]) or now)
 if full_at < now then full_at = now end
-local after = full_at + tonumber(ARGV[4]) * interval
+local cost = tonumber(ARGV[4]) * interval
+if ARGV[5] == '1' then cost = -cost end
+local after = full_at + cost
+if after < now then after = now end
 local over = after - now - capacity
 if over > 0 then return string.format('%.0f', over) end
-if ARGV[5] == '1' then
-  redis.call('SET', KEYS[1], string.format('%.0f', after), 'PX', math.ceil((after - now) / 1000) + 1)
-end
+redis.call('SET', KEYS[1], string.format('%.0f', after), 'PX', math.ceil((after - now) / 1000) + 1)
 return '0'
 ";
 
@@ -59,7 +60,7 @@ impl Limiter for RedisLimiter {
             .arg(interval)
             .arg(capacity)
             .arg(cost)
-            .arg(if req.charge { "1" } else { "0" })
+            .arg(if req.refund { "1" } else { "0" })
             .query_async(&mut connection)
             .await
             .map_err(|e| Status::new(Code::Unavailable, format!("routing engine: {e}")))?;

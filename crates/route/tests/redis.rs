@@ -243,22 +243,24 @@ async fn logic_nodes_share_their_rate_limit_buckets() {
     let first = RedisLimiter::connect(config(&namespace, "logic-1")).await.unwrap();
     let second = RedisLimiter::connect(config(&namespace, "logic-2")).await.unwrap();
     /// Takes `cost` from `bucket` at `at` ms after the start, and says how long to wait.
-    async fn take(node: &RedisLimiter, bucket: &str, cost: u32, charge: bool, at: i64) -> u64 {
+    async fn take(node: &RedisLimiter, bucket: &str, cost: u32, refund: bool, at: i64) -> u64 {
         static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
         let now_ms = *START.get_or_init(missive_rpc::unix_ms) + at;
         let request =
-            TakeRequest { bucket: bucket.into(), count: 4, per_ms: 4_000, cost, charge, now_ms };
+            TakeRequest { bucket: bucket.into(), count: 4, per_ms: 4_000, cost, refund, now_ms };
         let node: &dyn Limiter = node;
         node.take(&Ctx::new(0), request).await.unwrap().wait_ms
     }
     for node in [&first, &second, &first, &second] {
-        assert_eq!(take(node, "sends_per_user:1", 1, true, 0).await, 0);
+        assert_eq!(take(node, "sends_per_user:1", 1, false, 0).await, 0);
     }
-    assert_eq!(take(&first, "sends_per_user:1", 1, true, 0).await, 1_000, "one burst in all");
-    assert_eq!(take(&second, "sends_per_user:1", 1, true, 250).await, 750);
-    assert_eq!(take(&second, "sends_per_user:2", 4, true, 250).await, 0, "another bucket");
-    assert_eq!(take(&first, "sends_per_user:1", 1, false, 1_000).await, 0, "refilled");
-    assert_eq!(take(&first, "sends_per_user:1", 2, false, 1_000).await, 1_000, "looking took none");
-    assert_eq!(take(&second, "sends_per_user:1", 1, true, 1_000).await, 0);
-    assert_eq!(take(&first, "sends_per_user:1", 1, true, 1_000).await, 1_000);
+    assert_eq!(take(&first, "sends_per_user:1", 1, false, 0).await, 1_000, "one burst in all");
+    assert_eq!(take(&second, "sends_per_user:1", 1, false, 250).await, 750);
+    assert_eq!(take(&second, "sends_per_user:2", 4, false, 250).await, 0, "another bucket");
+    assert_eq!(take(&first, "sends_per_user:1", 1, true, 250).await, 0, "a refund");
+    assert_eq!(take(&second, "sends_per_user:1", 1, false, 250).await, 0, "the refunded one");
+    assert_eq!(take(&first, "sends_per_user:1", 1, false, 250).await, 750);
+    assert_eq!(take(&first, "sends_per_user:1", 4, true, 9_000).await, 0, "refunds stop at full");
+    assert_eq!(take(&second, "sends_per_user:1", 4, false, 9_000).await, 0);
+    assert_eq!(take(&second, "sends_per_user:1", 1, false, 9_000).await, 1_000, "four at most");
 }

@@ -164,3 +164,27 @@ async fn a_device_has_a_share_of_its_users_sends_and_uploads_are_counted_in_byte
     node.advance(600_000);
     api.upload(&laptop, upload(600)).await.expect("refilled");
 }
+
+#[tokio::test]
+async fn guesses_made_at_once_cannot_pass_the_account_limit_together() {
+    let node = Node::with(|config| {
+        config.rate_limits =
+            RateLimits { login_failures_per_account: rate(5, 60), ..RateLimits::default() };
+    })
+    .await;
+    node.user("ann").await;
+    let api = node.api();
+    let guesses = (0..20).map(|n| {
+        let from = from(&format!("203.0.113.{n}"));
+        async move { api.login(&from, login("ann", &format!("guess number {n}"))).await }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let checked =
+        answers.iter().filter(|a| a.as_ref().is_err_and(|s| s.code == Code::InvalidCredentials));
+    assert_eq!(checked.count(), 5, "only the bucket's five reach a password check");
+    // A right password is given its place back: the owner may sign in again and again.
+    node.advance(60_000);
+    for _ in 0..8 {
+        api.login(&from("198.51.100.1"), login("ann", "long enough")).await.expect("her own");
+    }
+}
