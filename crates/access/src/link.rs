@@ -44,12 +44,12 @@ pub(crate) struct LinkShared {
 
 impl LinkShared {
     /// The context of one request from `peer`: a fresh id, the request deadline, the
-    /// command's priority.
+    /// command's priority, and the client's network for the limits per address.
     pub(crate) fn request_ctx(&self, command: Command, peer: Option<IpAddr>) -> Ctx {
         let ctx = Ctx::new(self.dispatcher.request_id())
             .with_timeout(self.config.request_timeout)
             .with_priority(command.priority());
-        Ctx { client_address: peer, ..ctx }
+        Ctx { client_address: peer.map(crate::serve::client_network), ..ctx }
     }
 }
 

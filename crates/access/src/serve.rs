@@ -54,7 +54,24 @@ impl Sparse {
     }
 }
 
-/// Connections per client address, each counted while its [`AddressSlot`] lives.
+/// What the limits per client address count by: an IPv4 address (an IPv4-mapped IPv6 one as
+/// IPv4), and for IPv6 the address's /64, which one host or subscriber commonly holds whole:
+/// counting each of its 2^64 addresses apart would let one host through every such limit.
+pub fn client_network(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
+
+/// Connections per client network ([`client_network`]), each counted while its
+/// [`AddressSlot`] lives.
 #[derive(Default)]
 pub(crate) struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 
@@ -65,6 +82,7 @@ pub(crate) struct AddressSlot {
 
 impl PerAddress {
     pub(crate) fn take(self: &Arc<Self>, address: IpAddr, max: usize) -> Option<AddressSlot> {
+        let address = client_network(address);
         let mut table = self.0.lock().expect("address table");
         let held = table.entry(address).or_insert(0);
         if *held >= max {
@@ -222,6 +240,20 @@ fn admit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_host_counts_as_its_64_and_a_mapped_ipv4_as_itself() {
+        let network = |text: &str| client_network(text.parse().unwrap()).to_string();
+        assert_eq!(network("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(network("2001:db8:1:2::1"), "2001:db8:1:2::");
+        assert_eq!(network("2001:db8:1:3::1"), "2001:db8:1:3::");
+        assert_eq!(network("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(network("192.0.2.7"), "192.0.2.7");
+        let table = Arc::new(PerAddress::default());
+        let one = table.take("2001:db8::1".parse().unwrap(), 1).unwrap();
+        assert!(table.take("2001:db8::2".parse().unwrap(), 1).is_none(), "the same /64");
+        drop(one);
+    }
 
     #[test]
     fn a_flood_of_refusals_is_told_once_in_a_while() {

@@ -236,13 +236,12 @@ impl Logic {
             return Err(invalid_credentials());
         }
         // Per address, every attempt counts; per account, failures do. Each attempt is counted
-        // as a failure before any hashing, and given back if the password is right: a guesser
-        // past the limit costs nothing, and guesses made at once cannot all pass before the
-        // first is counted. An owner locked out this way still gets in from a device that
-        // holds a token (AUTH needs no LOGIN).
+        // as a failure before any hashing, and given back unless its password turns out wrong:
+        // a guesser past the limit costs nothing, and guesses made at once cannot all pass
+        // before the first is counted. An owner locked out this way still gets in from a
+        // device that holds a token (AUTH needs no LOGIN).
         self.limit(Limit::LoginsPerAddress, Self::address_key(ctx), 1).await?;
-        let account_key = key_of(&req.username);
-        self.limit(Limit::LoginFailures, account_key, 1).await?;
+        let failure = self.limit_ahead(Limit::LoginFailures, key_of(&req.username)).await?;
         let found = self.deps.accounts.get_by_name(ctx, UsernameRef { username: req.username });
         let account = match found.await {
             Ok(account) => Some(account),
@@ -266,9 +265,10 @@ impl Logic {
             .await?;
         let Some(account) = account.filter(|_| matches) else {
             // Counted whether or not the name exists, so the limit tells nothing either.
+            failure.keep();
             return Err(invalid_credentials());
         };
-        self.refund(Limit::LoginFailures, account_key).await;
+        drop(failure);
         if account.disabled {
             return Err(Status::new(Code::AccountDisabled, "the account is disabled"));
         }

@@ -229,7 +229,7 @@ pub struct Logic {
     names: message::NameCache,
     activity: activity::Activity,
     /// The rate limits' buckets.
-    buckets: limits::Buckets,
+    buckets: Arc<limits::Buckets>,
     /// The store's totals and when they were counted.
     totals: std::sync::Mutex<Option<(std::time::Instant, missive_proto::admin::TotalsResponse)>>,
     metrics: Metrics,
@@ -274,7 +274,7 @@ impl Logic {
             acks: janitor::AckBuffer::default(),
             names: message::NameCache::default(),
             activity: activity::Activity::new(config.stats_period.as_millis() as i64),
-            buckets: limits::Buckets::default(),
+            buckets: Arc::default(),
             totals: std::sync::Mutex::new(None),
             metrics: Metrics::new(),
             deps,

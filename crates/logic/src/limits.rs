@@ -14,7 +14,7 @@ use missive_proto::internal::{Limiter, TakeRequest};
 use missive_rpc::{Ctx, Status};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// `count` requests per `per`, at most `count` at once.
@@ -195,6 +195,44 @@ impl Buckets {
     }
 }
 
+/// One request counted ahead ([`Logic::limit_ahead`]).
+pub(crate) struct Ahead {
+    enabled: bool,
+    buckets: Arc<Buckets>,
+    shared: Option<Arc<dyn Limiter>>,
+    limit: Limit,
+    key: u64,
+    rate: Rate,
+    now_ms: i64,
+    kept: bool,
+}
+
+impl Ahead {
+    /// The request counted: it is not given back.
+    pub(crate) fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        if self.kept || !self.enabled {
+            return;
+        }
+        let (limit, key, rate, now) = (self.limit, self.key, self.rate, self.now_ms);
+        let Some(shared) = self.shared.clone() else {
+            let _ = self.buckets.take(limit, key, rate, 1, now, true);
+            return;
+        };
+        // Dropped outside a runtime only at shutdown, when nothing is left to give back to.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = shared_take(shared.as_ref(), limit, key, rate, 1, true, now).await;
+            });
+        }
+    }
+}
+
 /// Takes from the shared bucket of `limit` for `key`: Ok(Err(wait)) when refused.
 async fn shared_take(
     shared: &dyn Limiter,
@@ -220,9 +258,22 @@ async fn shared_take(
     })
 }
 
-/// The key of a bucket: a username, a user id or an address, hashed.
+/// The key of a bucket: a username, a user id or an address, hashed the same way by every
+/// logic node of a deployment whatever its build (FNV-1a; std's default hasher may change
+/// between Rust releases, which would split the shared buckets during an upgrade).
 pub(crate) fn key_of(value: impl Hash) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    struct Fnv(u64);
+    impl Hasher for Fnv {
+        fn write(&mut self, bytes: &[u8]) {
+            for byte in bytes {
+                self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        fn finish(&self) -> u64 {
+            self.0
+        }
+    }
+    let mut hasher = Fnv(0xcbf2_9ce4_8422_2325);
     value.hash(&mut hasher);
     hasher.finish()
 }
@@ -233,10 +284,22 @@ impl Logic {
         self.rate_check(limit, key, cost, false).await
     }
 
-    /// Gives back one request counted ahead that turned out not to count (a LOGIN counted
-    /// as a failure before its password was checked, that succeeded).
-    pub(crate) async fn refund(&self, limit: Limit, key: u64) {
-        let _ = self.rate_check(limit, key, 1, true).await;
+    /// Counts one request against `limit` for `key` ahead of knowing whether it counts (a
+    /// LOGIN, as a failure, before its password is checked): it is given back when the
+    /// returned [`Ahead`] is dropped, unless [`Ahead::keep`] says it counted. An attempt that
+    /// ends any other way (an error, a deadline, a client gone) is not held against anyone.
+    pub(crate) async fn limit_ahead(&self, limit: Limit, key: u64) -> Result<Ahead, Status> {
+        self.rate_check(limit, key, 1, false).await?;
+        Ok(Ahead {
+            enabled: self.config.rate_limits.enabled,
+            buckets: self.buckets.clone(),
+            shared: self.deps.limiter.clone(),
+            limit,
+            key,
+            rate: limit.rate(&self.config.rate_limits),
+            now_ms: self.now_ms(),
+            kept: false,
+        })
     }
 
     async fn rate_check(

@@ -7,14 +7,15 @@ use missive_rpc::{Code, Ctx, Status};
 use std::sync::Arc;
 
 /// One bucket, as the generic cell rate algorithm keeps it: the time (Unix µs) at which it
-/// is full again, set to expire then. Arguments: now, the µs one request takes, the bucket's
-/// capacity in µs, the cost in requests, and 1 to give the cost back instead of taking it.
-/// Returns 0 when let through, else the µs to wait. Times are written with `%.0f`: Lua's own
-/// number format would round a µs timestamp.
+/// is full again, set to expire then. Arguments: now, the bucket's period in µs, its count,
+/// the cost in requests, and 1 to give the cost back instead of taking it. Returns 0 when let
+/// through, else the µs to wait. A request's share of the period is a fraction (Lua numbers
+/// are doubles): a large count of bytes is not rounded to whole µs. Times are written with
+/// `%.0f`: Lua's own number format would round a µs timestamp to 14 digits.
 const TAKE: &str = r"
 local now = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
-local capacity = tonumber(ARGV[3])
+local capacity = tonumber(ARGV[2])
+local interval = capacity / tonumber(ARGV[3])
 local full_at = tonumber(redis.call('GET', KEYS[1]) or now)
 if full_at < now then full_at = now end
 local cost = tonumber(ARGV[4]) * interval
@@ -46,9 +47,6 @@ impl Limiter for RedisLimiter {
         if req.count == 0 || req.per_ms == 0 {
             return Err(Status::invalid_argument("a rate needs a count and a period"));
         }
-        // Each request takes `interval` µs of the bucket, which holds `count` of them.
-        let interval = (req.per_ms * 1_000 / u64::from(req.count)).max(1);
-        let capacity = interval * u64::from(req.count);
         let cost = req.cost.min(req.count);
         let key = format!("{}:rate:{}", self.config.namespace, req.bucket);
         let mut connection = self.connection.clone();
@@ -57,8 +55,8 @@ impl Limiter for RedisLimiter {
             .arg(1)
             .arg(key)
             .arg(req.now_ms.saturating_mul(1_000))
-            .arg(interval)
-            .arg(capacity)
+            .arg(req.per_ms.saturating_mul(1_000))
+            .arg(req.count)
             .arg(cost)
             .arg(if req.refund { "1" } else { "0" })
             .query_async(&mut connection)

@@ -188,3 +188,24 @@ async fn guesses_made_at_once_cannot_pass_the_account_limit_together() {
         api.login(&from("198.51.100.1"), login("ann", "long enough")).await.expect("her own");
     }
 }
+
+#[tokio::test]
+async fn an_attempt_that_ends_before_its_password_is_checked_is_not_held_against_anyone() {
+    use futures_util::FutureExt as _;
+    let node = Node::with(|config| {
+        config.rate_limits =
+            RateLimits { login_failures_per_account: rate(1, 3_600), ..RateLimits::default() };
+    })
+    .await;
+    node.user("ann").await;
+    let api = node.api();
+    // Polled once, then dropped while it waits for the store or a hashing slot (a client
+    // gone, a deadline passed): it took the account's one place ahead, and gives it back.
+    let gone = api.login(&from("203.0.113.1"), login("ann", "whatever it was")).now_or_never();
+    assert!(gone.is_none(), "still waiting when dropped");
+    tokio::task::yield_now().await;
+    api.login(&from("198.51.100.1"), login("ann", "long enough")).await.expect("her place");
+    let wrong = api.login(&from("203.0.113.1"), login("ann", "a wrong one")).await;
+    assert_eq!(wrong.unwrap_err().code, Code::InvalidCredentials);
+    limited(api.login(&from("198.51.100.1"), login("ann", "long enough")).await);
+}
