@@ -283,7 +283,8 @@ async fn websocket(
                     Ok::<_, axum::Error>(WsMessage::Binary(frame.to_bytes()))
                 });
                 let peer = Some(peer.ip());
-                link::serve(shared, "websocket", peer, reader, Box::pin(writer), shutdown).await;
+                let opened = (peer, tokio::time::Instant::now());
+                link::serve(shared, "websocket", opened, reader, Box::pin(writer), shutdown).await;
                 drop(slot);
             })
         })

@@ -87,11 +87,12 @@ impl Drop for Held {
     }
 }
 
-/// Serves one connection until the peer leaves, it misbehaves, or `shutdown` fires.
+/// Serves one connection, opened at `opened` (the time to authenticate counts from then, a
+/// TLS handshake included), until the peer leaves, it misbehaves, or `shutdown` fires.
 pub(crate) async fn serve<R, W>(
     shared: Arc<LinkShared>,
     transport: &'static str,
-    peer: Option<IpAddr>,
+    (peer, opened): (Option<IpAddr>, Instant),
     mut reader: R,
     writer: W,
     shutdown: CancellationToken,
@@ -115,7 +116,7 @@ pub(crate) async fn serve<R, W>(
         announce,
         _online: None,
     };
-    let auth_deadline = Instant::now() + config.auth_timeout;
+    let auth_deadline = opened + config.auth_timeout;
     let mut deadline = auth_deadline;
     let reason = loop {
         let connection = link.registration.as_ref().map(|r| &*r.connection);

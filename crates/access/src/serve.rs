@@ -10,6 +10,7 @@ use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use missive_rpc::Sparse;
 use missive_tls::TlsAcceptor;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -33,25 +34,6 @@ pub struct HttpLimits {
     /// A request's head must arrive within this; a kept-alive connection idle this long
     /// between requests is closed.
     pub header_timeout: Duration,
-}
-
-/// Lets a log line through at most once every ten seconds: a flood refused by the thousand
-/// each second is told in the log once in a while, and counted in full by its metric.
-#[derive(Default)]
-pub(crate) struct Sparse(std::sync::atomic::AtomicU64);
-
-impl Sparse {
-    const EVERY_MS: u64 = 10_000;
-
-    pub(crate) fn due(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        // Milliseconds since the first call, plus one, so that 0 means "never logged".
-        let now = START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1;
-        let last = self.0.load(Ordering::Relaxed);
-        (last == 0 || now >= last + Self::EVERY_MS)
-            && self.0.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
-    }
 }
 
 /// What the limits per client address count by: an IPv4 address (an IPv4-mapped IPv6 one as
@@ -253,13 +235,6 @@ mod tests {
         let one = table.take("2001:db8::1".parse().unwrap(), 1).unwrap();
         assert!(table.take("2001:db8::2".parse().unwrap(), 1).is_none(), "the same /64");
         drop(one);
-    }
-
-    #[test]
-    fn a_flood_of_refusals_is_told_once_in_a_while() {
-        let told = Sparse::default();
-        assert!(told.due(), "the first is told");
-        assert!((0..1_000).all(|_| !told.due()), "the next ten seconds' are only counted");
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The raw-TCP long link.
 
 use crate::link::{self, LinkError, LinkShared};
-use crate::serve::{AddressSlot, PerAddress, Sparse, handshake};
+use crate::serve::{AddressSlot, PerAddress, handshake};
 use crate::{AccessConfig, Dispatcher, Registry};
 use futures_util::StreamExt;
 use missive_proto::frame::{CodecError, FrameCodec};
+use missive_rpc::Sparse;
 use missive_tls::TlsAcceptor;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -104,28 +105,30 @@ impl LinkServer {
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
             let (shutdown, tls) = (shutdown.clone(), tls.clone());
+            let opened = (Some(peer.ip()), tokio::time::Instant::now());
             self.tasks.spawn(async move {
                 let _slot = slot;
                 let Some(tls) = tls else {
                     let (read, write) = stream.into_split();
-                    return serve_bytes(shared, Some(peer.ip()), read, write, shutdown).await;
+                    return serve_bytes(shared, opened, read, write, shutdown).await;
                 };
+                // The handshake comes out of the time to authenticate, not on top of it.
                 let timeout = shared.config.auth_timeout;
                 let Some(stream) = handshake(&tls, stream, peer, timeout, "tcp").await else {
                     return;
                 };
                 let (read, write) = tokio::io::split(stream);
-                serve_bytes(shared, Some(peer.ip()), read, write, shutdown).await;
+                serve_bytes(shared, opened, read, write, shutdown).await;
             });
         }
     }
 }
 
 /// Serves one long link over a byte stream's halves (a TCP socket's, or an in-memory pipe's
-/// in tests), frames cut by the frame codec.
+/// in tests), frames cut by the frame codec; `opened` is the peer and when it connected.
 pub(crate) async fn serve_bytes<R, W>(
     shared: Arc<LinkShared>,
-    peer: Option<std::net::IpAddr>,
+    opened: (Option<std::net::IpAddr>, tokio::time::Instant),
     read: R,
     write: W,
     shutdown: CancellationToken,
@@ -142,5 +145,5 @@ pub(crate) async fn serve_bytes<R, W>(
             })
         });
     let writer = FramedWrite::new(write, FrameCodec::new(max));
-    link::serve(shared, "tcp", peer, reader, writer, shutdown).await;
+    link::serve(shared, "tcp", opened, reader, writer, shutdown).await;
 }

@@ -230,6 +230,8 @@ pub struct Logic {
     activity: activity::Activity,
     /// The rate limits' buckets.
     buckets: Arc<limits::Buckets>,
+    /// When an unreachable shared limiter was last told in the log.
+    rate_warnings: missive_rpc::Sparse,
     /// The store's totals and when they were counted.
     totals: std::sync::Mutex<Option<(std::time::Instant, missive_proto::admin::TotalsResponse)>>,
     metrics: Metrics,
@@ -275,6 +277,7 @@ impl Logic {
             names: message::NameCache::default(),
             activity: activity::Activity::new(config.stats_period.as_millis() as i64),
             buckets: Arc::default(),
+            rate_warnings: missive_rpc::Sparse::default(),
             totals: std::sync::Mutex::new(None),
             metrics: Metrics::new(),
             deps,

@@ -322,7 +322,9 @@ impl Logic {
                 match shared_take(shared.as_ref(), limit, key, rate, cost, refund, now).await {
                     Ok(taken) => taken,
                     Err(error) => {
-                        tracing::warn!(%error, "shared rate limits unreachable; counting here");
+                        if self.rate_warnings.due() {
+                            tracing::warn!(%error, "shared rate limits unreachable; counting here");
+                        }
                         local()
                     }
                 }

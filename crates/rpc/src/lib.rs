@@ -22,6 +22,7 @@ pub mod latency;
 pub mod recorder;
 #[cfg(feature = "remote")]
 pub mod remote;
+mod sparse;
 mod status;
 pub mod timer;
 
@@ -31,6 +32,7 @@ pub mod codegen;
 pub use guard::{Guard, GuardConfig};
 pub use handles::LazyHandles;
 pub use latency::Latency;
+pub use sparse::Sparse;
 pub use status::{Code, Status};
 pub use timer::Timer;
 

@@ -527,9 +527,12 @@ impl Routes {
 
 /// How long a caller has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS handshakes in progress at once; past it a new connection is closed at once, so that
+/// strangers reaching the port cannot hold the process's descriptors.
+const HANDSHAKES_MAX: usize = 256;
 
 /// The TLS sessions of `listener`'s connections, each handshake in a task of its own so that
-/// a slow one holds up no other; one that fails or takes too long is dropped and logged.
+/// a slow one holds up no other; one that fails or takes too long is dropped and counted.
 fn tls_incoming(
     listener: tokio::net::TcpListener,
     tls: missive_tls::TlsAcceptor,
@@ -538,6 +541,8 @@ fn tls_incoming(
     Item = std::io::Result<missive_tls::server::TlsStream<tokio::net::TcpStream>>,
 > {
     let (done, sessions) = tokio::sync::mpsc::channel(64);
+    let failed = metrics::counter!("missive_tls_handshakes_failed_total", "listener" => "rpc");
+    let places = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_MAX));
     tokio::spawn(async move {
         loop {
             let (stream, peer) = tokio::select! {
@@ -551,15 +556,27 @@ fn tls_incoming(
                     }
                 },
             };
+            let Ok(place) = places.clone().try_acquire_owned() else {
+                failed.increment(1);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
-            let (tls, done) = (tls.clone(), done.clone());
+            let (tls, done, failed) = (tls.clone(), done.clone(), failed.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await;
+                drop(place);
+                match accepted {
                     Ok(Ok(session)) => {
                         let _ = done.send(Ok(session)).await;
                     }
-                    Ok(Err(error)) => tracing::warn!(%peer, %error, "rpc tls handshake failed"),
-                    Err(_) => tracing::warn!(%peer, "rpc tls handshake timed out"),
+                    Ok(Err(error)) => {
+                        failed.increment(1);
+                        tracing::debug!(%peer, %error, "rpc tls handshake failed");
+                    }
+                    Err(_) => {
+                        failed.increment(1);
+                        tracing::debug!(%peer, "rpc tls handshake timed out");
+                    }
                 }
             });
         }

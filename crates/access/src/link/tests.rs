@@ -141,10 +141,9 @@ impl Node {
         let (read, write) = tokio::io::split(server);
         let shutdown = CancellationToken::new();
         // As `LinkServer::run_tcp` serves the halves of a socket.
+        let opened = (None, tokio::time::Instant::now());
         let served =
-            tokio::spawn(serve_bytes(self.shared.clone(), None, read, write, shutdown.clone()));
-        // The link takes the time of its start on its first poll; on the paused clock a test
-        // that advanced time before that poll would move the deadline with it.
+            tokio::spawn(serve_bytes(self.shared.clone(), opened, read, write, shutdown.clone()));
         tokio::task::yield_now().await;
         let (read, write) = tokio::io::split(client);
         Peer {
