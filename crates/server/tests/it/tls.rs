@@ -22,6 +22,31 @@ async fn signed_in(url: &str, name: &str, trust: &Trust) -> Client {
     client
 }
 
+/// Keeps trying to sign `user` in over `url` trusting `trust` until it works; panics if it
+/// does not within `within`.
+async fn signs_in_within(url: &str, trust: &Trust, user: &str, within: Duration) {
+    let signed_in = async {
+        loop {
+            let client = Client::connect_trusting(url, PROTOCOL_VERSION, trust);
+            if let Ok(client) = client.await
+                && client.login(user, PASSWORD, "retrying").await.is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(within, signed_in).await.expect("signed in in time");
+}
+
+/// The error of a LOGIN over `url` trusting `trust`, whether it fails connecting or after.
+async fn login_error(url: &str, trust: &Trust) -> missive_client::ClientError {
+    match Client::connect_trusting(url, PROTOCOL_VERSION, trust).await {
+        Ok(client) => client.login("alice", PASSWORD, "doubtful").await.unwrap_err(),
+        Err(error) => error,
+    }
+}
+
 /// Whether the connection at `address` is closed by the server within `within`, the client
 /// having sent `first` (nothing if empty).
 async fn closed_within(address: &str, first: &[u8], within: Duration) -> bool {
@@ -81,10 +106,7 @@ async fn every_listener_speaks_tls_and_refuses_plaintext_and_strangers() {
 
     // Plaintext on a TLS port: the long link never authenticates, HTTP gets no answer.
     let plain_tcp = format!("tcp://{}", node.tcp_addr());
-    let refused = match Client::connect(&plain_tcp).await {
-        Ok(client) => client.login("alice", PASSWORD, "plain").await.unwrap_err(),
-        Err(error) => error,
-    };
+    let refused = login_error(&plain_tcp, &Trust::default()).await;
     assert_eq!(refused.code(), None, "no answer to plaintext: {refused}");
     let plain_http = node.http.replacen("https://", "http://", 1);
     let plain = Client::connect(&plain_http).await.unwrap();
@@ -94,10 +116,7 @@ async fn every_listener_speaks_tls_and_refuses_plaintext_and_strangers() {
 
     // A client that does not trust the deployment's CA refuses the server's certificate.
     for url in [node.tcp.clone(), node.ws(), node.http.clone()] {
-        let error = match Client::connect(&url).await {
-            Ok(client) => client.login("alice", PASSWORD, "doubtful").await.unwrap_err(),
-            Err(error) => error,
-        };
+        let error = login_error(&url, &Trust::default()).await;
         assert!(error.to_string().contains("UnknownIssuer"), "{url}: {error}");
     }
 
@@ -167,28 +186,12 @@ async fn a_replaced_certificate_is_presented_without_a_restart() {
     signed_in(&server.tcp, "carol", &first).await;
 
     std::fs::copy(&second.cert, &pair.cert).unwrap();
-    let presented = async {
-        loop {
-            let client = Client::connect_trusting(&server.tcp, PROTOCOL_VERSION, &second_trust);
-            if let Ok(client) = client.await
-                && client.login("alice", PASSWORD, "new").await.is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), presented)
-        .await
-        .expect("the new certificate is presented within the check interval");
+    // Presented within the check interval (1 s here).
+    signs_in_within(&server.tcp, &second_trust, "alice", Duration::from_secs(5)).await;
     // (A fresh client: one that connected before may resume its TLS session, which stands
     // on the certificate it checked then.)
     let first = Trust::new(Some(first_ca.ca_file().as_path())).unwrap();
-    let refused = Client::connect_trusting(&server.tcp, PROTOCOL_VERSION, &first).await;
-    let error = match refused {
-        Ok(client) => client.login("alice", PASSWORD, "old").await.unwrap_err(),
-        Err(error) => error,
-    };
+    let error = login_error(&server.tcp, &first).await;
     assert!(error.to_string().contains("UnknownIssuer"), "{error}");
 
     // The links opened under the old certificate carry on.
@@ -203,18 +206,7 @@ async fn a_replaced_certificate_is_presented_without_a_restart() {
     std::fs::copy(&third.key, &pair.key).unwrap();
     server.hangup();
     let third_trust = Trust::new(Some(third_ca.ca_file().as_path())).unwrap();
-    let presented = async {
-        loop {
-            let client = Client::connect_trusting(&server.http, PROTOCOL_VERSION, &third_trust);
-            if let Ok(client) = client.await
-                && client.login("bob", PASSWORD, "newer").await.is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(2), presented).await.expect("read at SIGHUP");
+    signs_in_within(&server.http, &third_trust, "bob", Duration::from_secs(2)).await;
 }
 
 /// Without a certificate a listener binds loopback only, unless the operator says that
