@@ -169,6 +169,8 @@ pub struct LogicConfig {
     pub group_members_max: usize,
     /// The largest image or file accepted.
     pub media_bytes_max: usize,
+    /// Bytes of media a user keeps stored at most; 0 for no quota.
+    pub media_quota_bytes: u64,
     /// How long after sending a sender may recall a message.
     pub recall_window: Duration,
     /// The statistics period: users are counted active once per period.
@@ -194,6 +196,7 @@ impl Default for LogicConfig {
             group_invites: Audience::Friends,
             group_members_max: 500,
             media_bytes_max: missive_proto::MEDIA_BYTES_MAX_DEFAULT,
+            media_quota_bytes: 10 << 30,
             recall_window: Duration::from_secs(120),
             stats_period: Duration::from_secs(3600),
             totals_max_age: Duration::from_secs(30),

@@ -99,8 +99,9 @@ impl Logic {
             ..MediaRecord::default()
         };
         let size = req.data.len() as u64;
-        let stored =
-            self.deps.media.put(ctx, PutMediaRequest { record: Some(record), data: req.data });
+        let quota_bytes = self.config.media_quota_bytes;
+        let put = PutMediaRequest { record: Some(record), data: req.data, quota_bytes };
+        let stored = self.deps.media.put(ctx, put);
         let stored = stored.await?;
         metrics::counter!("missive_media_uploads_total").increment(1);
         metrics::counter!("missive_media_uploaded_bytes_total").increment(size);

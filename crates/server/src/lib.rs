@@ -294,6 +294,7 @@ async fn start_logic(
             rate_limits: settings.rate_limits(),
             group_members_max: settings.group_members_max.max(1),
             media_bytes_max: settings.media_bytes_max,
+            media_quota_bytes: settings.media_quota_bytes,
             stats_period: settings.stats_period(),
             totals_max_age: std::time::Duration::from_secs(settings.totals_max_age_s),
             ..LogicConfig::default()

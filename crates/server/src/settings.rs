@@ -251,6 +251,9 @@ pub struct Settings {
     /// The largest image or file accepted, in bytes.
     #[arg(long, env = "MISSIVE_MEDIA_BYTES_MAX", default_value_t = logic_defaults().media_bytes_max)]
     pub media_bytes_max: usize,
+    /// Bytes of media one user keeps stored at most (10 GiB); 0 for no quota.
+    #[arg(long, env = "MISSIVE_MEDIA_QUOTA_BYTES", default_value_t = logic_defaults().media_quota_bytes)]
+    pub media_quota_bytes: u64,
     /// Length of a statistics period in seconds: every period the figures are added up,
     /// kept in the store and reported (default: hourly).
     #[arg(long, env = "MISSIVE_STATS_PERIOD_S",

@@ -5,6 +5,11 @@
 //! It is written under a temporary name, flushed to disk and renamed, so a reader never sees
 //! half a file and an acknowledged upload survives a crash. Ids are 128 random bits: knowing
 //! one id tells nothing of another (downloads are also checked against the conversation).
+//!
+//! What each owner keeps stored is counted in `media/owners/<user id>` (8 bytes, big-endian,
+//! replaced whole), raised before the upload is written, so that a crash between the two can
+//! only over-count: a quota is never passed. Uploads are written one at a time, which also
+//! keeps the check and the count together (uploads are rare next to messages).
 
 use missive_proto::internal::{MediaBlob, MediaQuery, MediaRecord, MediaStore, PutMediaRequest};
 use missive_rpc::{Code, Ctx, Status};
@@ -18,10 +23,15 @@ pub enum MediaError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("corrupt media file {0}")]
     Corrupt(PathBuf),
+    #[error("storage quota of {quota} bytes reached ({used} stored)")]
+    Quota { quota: u64, used: u64 },
 }
 
 impl From<MediaError> for Status {
     fn from(err: MediaError) -> Status {
+        if let MediaError::Quota { .. } = err {
+            return Status::new(Code::LimitExceeded, err.to_string());
+        }
         tracing::error!(error = %err, "media storage failure");
         Status::internal("media storage failure")
     }
@@ -31,6 +41,8 @@ impl From<MediaError> for Status {
 #[derive(Clone)]
 pub struct FileMediaStore {
     dir: PathBuf,
+    /// Held while an upload is counted and written.
+    writing: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MediaError + '_ {
@@ -47,14 +59,54 @@ impl FileMediaStore {
     pub fn open(data_dir: &Path) -> Result<FileMediaStore, MediaError> {
         let dir = data_dir.join("media");
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        Ok(FileMediaStore { dir })
+        let owners = dir.join("owners");
+        std::fs::create_dir_all(&owners).map_err(io(&owners))?;
+        Ok(FileMediaStore { dir, writing: Default::default() })
+    }
+
+    fn usage_path(&self, owner_id: u64) -> PathBuf {
+        self.dir.join("owners").join(owner_id.to_string())
+    }
+
+    /// Bytes `owner_id` keeps stored (0 for one who never uploaded).
+    fn usage(&self, owner_id: u64) -> Result<u64, MediaError> {
+        let path = self.usage_path(owner_id);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let bytes: [u8; 8] =
+                    bytes.try_into().map_err(|_| MediaError::Corrupt(path.clone()))?;
+                Ok(u64::from_be_bytes(bytes))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    fn write_usage(&self, owner_id: u64, used: u64) -> Result<(), MediaError> {
+        let path = self.usage_path(owner_id);
+        let temporary = path.with_extension("partial");
+        let mut file = std::fs::File::create(&temporary).map_err(io(&temporary))?;
+        file.write_all(&used.to_be_bytes()).map_err(io(&temporary))?;
+        file.sync_all().map_err(io(&temporary))?;
+        std::fs::rename(&temporary, &path).map_err(io(&path))
     }
 
     fn path_of(&self, id: &str) -> PathBuf {
         self.dir.join(&id[..2]).join(id)
     }
 
-    fn put_blocking(&self, record: &MediaRecord, data: &[u8]) -> Result<(), MediaError> {
+    fn put_blocking(
+        &self,
+        record: &MediaRecord,
+        data: &[u8],
+        quota: u64,
+    ) -> Result<(), MediaError> {
+        let _writing = self.writing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let used = self.usage(record.owner_id)?;
+        if quota > 0 && used.saturating_add(record.size) > quota {
+            return Err(MediaError::Quota { quota, used });
+        }
+        self.write_usage(record.owner_id, used + record.size)?;
         let path = self.path_of(&record.media_id);
         let parent = path.parent().expect("media files live in a subdirectory");
         std::fs::create_dir_all(parent).map_err(io(parent))?;
@@ -102,7 +154,8 @@ impl MediaStore for FileMediaStore {
         record.size = req.data.len() as u64;
         let store = self.clone();
         let stored = record.clone();
-        tokio::task::spawn_blocking(move || store.put_blocking(&stored, &req.data))
+        let quota = req.quota_bytes;
+        tokio::task::spawn_blocking(move || store.put_blocking(&stored, &req.data, quota))
             .await
             .map_err(|_| Status::internal("media writer panicked"))??;
         Ok(record)
@@ -125,13 +178,34 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn an_owner_stores_up_to_the_quota_counted_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Ctx::new(1);
+        let put = |owner_id: u64, bytes: usize| PutMediaRequest {
+            record: Some(MediaRecord { owner_id, name: "a.bin".into(), ..Default::default() }),
+            data: vec![1; bytes],
+            quota_bytes: 1_000,
+        };
+        let store = FileMediaStore::open(dir.path()).unwrap();
+        store.put(&ctx, put(7, 600)).await.unwrap();
+        let reopened = FileMediaStore::open(dir.path()).unwrap();
+        let refused = reopened.put(&ctx, put(7, 401)).await.unwrap_err();
+        assert_eq!(refused.code, Code::LimitExceeded, "{refused}");
+        reopened.put(&ctx, put(7, 400)).await.expect("exactly the quota");
+        reopened.put(&ctx, put(8, 1_000)).await.expect("another owner counts apart");
+        let unlimited = PutMediaRequest { quota_bytes: 0, ..put(7, 5_000) };
+        reopened.put(&ctx, unlimited).await.expect("no quota");
+        assert_eq!(reopened.usage(7).unwrap(), 6_000);
+    }
+
+    #[tokio::test]
     async fn stored_media_reads_back_and_unknown_ids_are_not_found() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileMediaStore::open(dir.path()).unwrap();
         let ctx = Ctx::new(1);
         let record = MediaRecord { owner_id: 1, name: "a.bin".into(), ..Default::default() };
         let data = vec![7u8; 100_000];
-        let put = PutMediaRequest { record: Some(record), data: data.clone() };
+        let put = PutMediaRequest { record: Some(record), data: data.clone(), quota_bytes: 0 };
         let stored = store.put(&ctx, put).await.unwrap();
         assert!(valid_id(&stored.media_id));
         assert_eq!(stored.size, 100_000);

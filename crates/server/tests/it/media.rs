@@ -124,3 +124,26 @@ async fn a_file_is_downloaded_by_members_and_refused_to_others() {
     assert_eq!(cat.fallback_text, "[Image]");
     assert_eq!(bob.download(&image.media_id).await.unwrap().data, vec![7; 1000]);
 }
+
+/// What a user keeps stored is bounded by `--media-quota-bytes`, counted over every upload
+/// and across a restart: past it an UPLOAD is LIMIT_EXCEEDED and nothing is stored.
+#[tokio::test]
+async fn uploads_stop_at_the_storage_quota_even_after_a_restart() {
+    let mut server = Server::start_with(&["--media-quota-bytes", "5000"]);
+    let bob = user(&server.http, "bob").await;
+    let bob_id = bob.session().unwrap().user_id;
+    let alice = user(&server.http, "alice").await;
+    let alice_id = alice.session().unwrap().user_id;
+    alice.upload(bob_id, "a.bin", "application/octet-stream", vec![1; 3_000]).await.unwrap();
+    server.restart();
+    let alice = device(&server.http, "alice", "again").await;
+    let refused = alice.upload(bob_id, "b.bin", "application/octet-stream", vec![2; 3_000]).await;
+    assert_eq!(refused.unwrap_err().code(), Some(Code::LimitExceeded));
+    alice
+        .upload(bob_id, "c.bin", "application/octet-stream", vec![3; 2_000])
+        .await
+        .expect("the rest");
+    let bob = device(&server.http, "bob", "again").await;
+    let own = bob.upload(alice_id, "d.bin", "application/octet-stream", vec![4; 5_000]).await;
+    own.expect("his own quota");
+}
