@@ -218,7 +218,7 @@ async fn hold(
 
 /// The status of an HTTP/1.1 answer read from `stream`, its body skipped; none if the
 /// connection ends first.
-async fn read_answer(stream: &mut TcpStream) -> Option<u16> {
+async fn read_answer(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<u16> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -320,7 +320,7 @@ async fn upload(
                 }
             })
         };
-        let answer = tokio::time::timeout_at(deadline.into(), read_status(&mut read)).await;
+        let answer = tokio::time::timeout_at(deadline.into(), read_answer(&mut read)).await;
         writer.abort();
         match answer {
             Ok(Some(status)) => {
@@ -333,17 +333,4 @@ async fn upload(
             Err(_) => return,
         }
     }
-}
-
-/// The status line's code of the answer on `read`.
-async fn read_status(read: &mut tokio::net::tcp::OwnedReadHalf) -> Option<u16> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n") {
-        if read.read(&mut byte).await.ok()? == 0 || head.len() > 1024 {
-            return None;
-        }
-        head.push(byte[0]);
-    }
-    String::from_utf8_lossy(&head).split(' ').nth(1)?.parse().ok()
 }
