@@ -18,8 +18,15 @@ pub struct Trust {
 }
 
 impl Default for Trust {
+    /// Mozilla's roots alone, made once per process: `Client::connect` uses it for every
+    /// connection, and two configurations over some 150 roots are not worth making each time.
     fn default() -> Trust {
-        Trust::new(None).expect("Mozilla's roots alone always make a configuration")
+        static PUBLIC: std::sync::OnceLock<Trust> = std::sync::OnceLock::new();
+        PUBLIC
+            .get_or_init(|| {
+                Trust::new(None).expect("Mozilla's roots alone always make a configuration")
+            })
+            .clone()
     }
 }
 
