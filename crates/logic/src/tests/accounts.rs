@@ -78,14 +78,10 @@ async fn operators_calls_name_their_operator_and_are_audited_here() {
     use missive_proto::admin::{Admin, AuditRequest, KickRequest};
     let node = Node::new().await;
     let ann = node.user("ann").await;
-    let kick = KickRequest {
-        user_id: id(&ann),
-        device_id: ann.caller.unwrap().device_id,
-        ..Default::default()
-    };
+    let kick = KickRequest { user_id: id(&ann), device_id: device_id(&ann), ..Default::default() };
     let anonymous = node.logic.kick(&Ctx::new(0), kick.clone()).await.unwrap_err();
     assert_eq!(anonymous.code, Code::Unauthenticated);
-    let operator = Ctx { operator: Some("192.0.2.10:5000".parse().unwrap()), ..Ctx::new(0) };
+    let operator = operator("192.0.2.10:5000");
     node.logic.kick(&operator, kick.clone()).await.expect("an operator's kick");
     let again = node.logic.kick(&operator, kick).await.unwrap_err();
     assert_eq!(again.code, Code::NotFound, "the device is signed out already");

@@ -218,6 +218,11 @@ pub(crate) fn id(ctx: &Ctx) -> u64 {
     ctx.caller.unwrap().user_id
 }
 
+/// The context of an operators' call from `address`, as the admin address makes it.
+pub(crate) fn operator(address: &str) -> Ctx {
+    Ctx { operator: Some(address.parse().unwrap()), ..Ctx::new(0) }
+}
+
 pub(crate) fn device_id(ctx: &Ctx) -> u64 {
     ctx.caller.unwrap().device_id
 }

@@ -39,8 +39,7 @@ async fn an_operator_notice_cannot_be_marked_read() {
         text: "maintenance at noon".into(),
         ..Default::default()
     };
-    let operator = Ctx { operator: Some("127.0.0.1:9".parse().unwrap()), ..Ctx::new(0) };
-    let sent = node.logic.notice(&operator, notice).await.unwrap().message.unwrap();
+    let sent = node.logic.notice(&operator("127.0.0.1:9"), notice).await.unwrap().message.unwrap();
     assert_eq!((sent.from_user_id, sent.kind), (0, MessageKind::System as i32));
     let refused = node.api().mark_read(&ann, MarkReadRequest { message_id: sent.id }).await;
     assert_eq!(refused.unwrap_err().code, Code::InvalidArgument);
