@@ -28,16 +28,26 @@ redis.call('SET', KEYS[1], string.format('%.0f', after), 'PX', math.ceil((after 
 return '0'
 ";
 
-/// Buckets in Redis, under `<namespace>:rate:<bucket>`.
+/// Buckets in Redis, under `<namespace>:rate:<bucket>`. The script is loaded once and
+/// called by its digest, so a check (one per SEND) does not carry its text.
 pub struct RedisLimiter {
     config: RouteConfig,
     connection: redis::aio::ConnectionManager,
+    /// TAKE's SHA-1, as Redis names it.
+    digest: String,
+}
+
+async fn load(connection: &mut redis::aio::ConnectionManager) -> redis::RedisResult<String> {
+    redis::cmd("SCRIPT").arg("LOAD").arg(TAKE).query_async(connection).await
 }
 
 impl RedisLimiter {
     pub async fn connect(config: RouteConfig) -> Result<Arc<RedisLimiter>, RouteError> {
-        let (_, connection) = connect(&config).await?;
-        Ok(Arc::new(RedisLimiter { config, connection }))
+        let (_, mut connection) = connect(&config).await?;
+        let digest = load(&mut connection)
+            .await
+            .map_err(|source| RouteError::Unreachable { url: config.url.clone(), source })?;
+        Ok(Arc::new(RedisLimiter { config, connection, digest }))
     }
 }
 
@@ -49,19 +59,21 @@ impl Limiter for RedisLimiter {
         }
         let cost = req.cost.min(req.count);
         let key = format!("{}:rate:{}", self.config.namespace, req.bucket);
+        let mut call = redis::cmd("EVALSHA");
+        call.arg(&self.digest).arg(1).arg(key);
+        call.arg(req.now_ms.saturating_mul(1_000)).arg(req.per_ms.saturating_mul(1_000));
+        call.arg(req.count).arg(cost).arg(if req.refund { "1" } else { "0" });
         let mut connection = self.connection.clone();
-        let over: String = redis::cmd("EVAL")
-            .arg(TAKE)
-            .arg(1)
-            .arg(key)
-            .arg(req.now_ms.saturating_mul(1_000))
-            .arg(req.per_ms.saturating_mul(1_000))
-            .arg(req.count)
-            .arg(cost)
-            .arg(if req.refund { "1" } else { "0" })
-            .query_async(&mut connection)
-            .await
-            .map_err(|e| Status::new(Code::Unavailable, format!("routing engine: {e}")))?;
+        let mut answer = call.query_async::<String>(&mut connection).await;
+        // A restarted Redis has forgotten the script: load it again (same digest) and retry.
+        if answer.as_ref().is_err_and(|e| e.code() == Some("NOSCRIPT")) {
+            answer = match load(&mut connection).await {
+                Ok(_) => call.query_async(&mut connection).await,
+                Err(error) => Err(error),
+            };
+        }
+        let over =
+            answer.map_err(|e| Status::new(Code::Unavailable, format!("routing engine: {e}")))?;
         let over: u64 = over.parse().map_err(|_| Status::internal("bad answer from Redis"))?;
         Ok(TakeResponse { wait_ms: over.div_ceil(1_000) })
     }

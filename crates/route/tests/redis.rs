@@ -263,4 +263,11 @@ async fn logic_nodes_share_their_rate_limit_buckets() {
     assert_eq!(take(&first, "sends_per_user:1", 4, true, 9_000).await, 0, "refunds stop at full");
     assert_eq!(take(&second, "sends_per_user:1", 4, false, 9_000).await, 0);
     assert_eq!(take(&second, "sends_per_user:1", 1, false, 9_000).await, 1_000, "four at most");
+
+    // A Redis that forgot the script (a restart, SCRIPT FLUSH) gets it again at the next call.
+    let url = std::env::var("MISSIVE_TEST_REDIS").unwrap();
+    let mut admin =
+        redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("SCRIPT").arg("FLUSH").query_async::<()>(&mut admin).await.unwrap();
+    assert_eq!(take(&first, "sends_per_user:1", 1, false, 9_000).await, 1_000, "the same bucket");
 }
