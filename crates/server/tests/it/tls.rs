@@ -154,6 +154,20 @@ async fn every_listener_speaks_tls_and_refuses_plaintext_and_strangers() {
     assert!(closed_within(http_address, b"", Duration::from_secs(5)).await);
     assert!(closed_within(http_address, b"\x16\x03\x01", Duration::from_secs(5)).await);
 
+    // Each refused handshake is counted, per listener, in the node's metrics.
+    let ca_pem = std::fs::read(ca.ca_file()).unwrap();
+    let scraper = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca_pem).unwrap()])
+        .build()
+        .unwrap();
+    let metrics = scraper.get(format!("{}/metrics", node.admin)).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    let failed = |listener: &str| {
+        let prefix = format!("missive_tls_handshakes_failed_total{{listener=\"{listener}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&prefix)?.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    assert!(failed("tcp") >= 2.0 && failed("http") >= 4.0, "{metrics}");
+
     // Through all of it, the users kept their links.
     bob.send_text("alice", "still here").await.unwrap();
     assert_eq!(texts(&receive(&alice, 3).await), ["over tls", "over https", "still here"]);
