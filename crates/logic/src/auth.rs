@@ -235,13 +235,16 @@ impl Logic {
         if req.password.len() > validate::PASSWORD_BYTES_MAX {
             return Err(invalid_credentials());
         }
-        // Per address, every attempt counts; per account, failures do. Each attempt is counted
-        // as a failure before any hashing, and given back unless its password turns out wrong:
-        // a guesser past the limit costs nothing, and guesses made at once cannot all pass
-        // before the first is counted. An owner locked out this way still gets in from a
-        // device that holds a token (AUTH needs no LOGIN).
-        self.limit(Limit::LoginsPerAddress, Self::address_key(ctx), 1).await?;
+        // Per address, every attempt counts; per account and per address, failures do, with a
+        // back-off that grows. Each attempt is counted as a failure before any hashing, and
+        // given back unless its password turns out wrong: a guesser past the limit costs
+        // nothing, and guesses made at once cannot all pass before the first is counted. An
+        // owner locked out this way still gets in from a device that holds a token (AUTH
+        // needs no LOGIN).
+        let address = Self::address_key(ctx);
+        self.limit(Limit::LoginsPerAddress, address, 1).await?;
         let failure = self.limit_ahead(Limit::LoginFailures, key_of(&req.username)).await?;
+        let address_failure = self.limit_ahead(Limit::LoginFailuresPerAddress, address).await?;
         let found = self.deps.accounts.get_by_name(ctx, UsernameRef { username: req.username });
         let account = match found.await {
             Ok(account) => Some(account),
@@ -266,9 +269,10 @@ impl Logic {
         let Some(account) = account.filter(|_| matches) else {
             // Counted whether or not the name exists, so the limit tells nothing either.
             failure.keep();
+            address_failure.keep();
             return Err(invalid_credentials());
         };
-        drop(failure);
+        drop((failure, address_failure));
         if account.disabled {
             return Err(Status::new(Code::AccountDisabled, "the account is disabled"));
         }

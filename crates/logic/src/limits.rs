@@ -8,6 +8,10 @@
 //! If the shared buckets cannot be reached, the node counts on its own until they can: a
 //! limit fails open rather than refusing everyone. Local buckets are bounded in number;
 //! those that have refilled carry no information and are dropped first.
+//!
+//! Failed LOGINs back off: each time a failure empties its bucket (a strike), the wait for
+//! the next attempt doubles, up to a set longest wait; a success forgives the strikes, and so
+//! does a bucket left to refill completely.
 
 use crate::Logic;
 use missive_proto::internal::{Limiter, TakeRequest};
@@ -66,6 +70,10 @@ pub struct RateLimits {
     pub enabled: bool,
     /// Failed LOGINs per username: past it, a guesser waits, whatever address it uses.
     pub login_failures_per_account: Rate,
+    /// Failed LOGINs per client address: a guesser trying one password on many accounts.
+    pub login_failures_per_address: Rate,
+    /// The longest wait that the back-off of failed LOGINs grows to.
+    pub login_backoff_max: Duration,
     /// LOGIN attempts per client address.
     pub logins_per_address: Rate,
     /// REGISTERs per client address.
@@ -86,6 +94,8 @@ impl Default for RateLimits {
         RateLimits {
             enabled: true,
             login_failures_per_account: rate(10, 15 * 60),
+            login_failures_per_address: rate(50, 15 * 60),
+            login_backoff_max: Duration::from_secs(3_600),
             logins_per_address: rate(60, 60),
             registrations_per_address: rate(20, 3_600),
             sends_per_user: rate(200, 10),
@@ -100,6 +110,7 @@ impl Default for RateLimits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Limit {
     LoginFailures,
+    LoginFailuresPerAddress,
     LoginsPerAddress,
     Registrations,
     Sends,
@@ -112,6 +123,7 @@ impl Limit {
     fn name(self) -> &'static str {
         match self {
             Limit::LoginFailures => "login_failures_per_account",
+            Limit::LoginFailuresPerAddress => "login_failures_per_address",
             Limit::LoginsPerAddress => "logins_per_address",
             Limit::Registrations => "registrations_per_address",
             Limit::Sends => "sends_per_user",
@@ -121,9 +133,18 @@ impl Limit {
         }
     }
 
+    fn rule(self, limits: &RateLimits) -> Rule {
+        let backoff_max = match self {
+            Limit::LoginFailures | Limit::LoginFailuresPerAddress => Some(limits.login_backoff_max),
+            _ => None,
+        };
+        Rule { rate: self.rate(limits), backoff_max }
+    }
+
     fn rate(self, limits: &RateLimits) -> Rate {
         match self {
             Limit::LoginFailures => limits.login_failures_per_account,
+            Limit::LoginFailuresPerAddress => limits.login_failures_per_address,
             Limit::LoginsPerAddress => limits.logins_per_address,
             Limit::Registrations => limits.registrations_per_address,
             Limit::Sends => limits.sends_per_user,
@@ -134,12 +155,23 @@ impl Limit {
     }
 }
 
+/// How a bucket counts: its rate, and for a bucket that backs off, the longest wait its
+/// back-off grows to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rule {
+    rate: Rate,
+    backoff_max: Option<Duration>,
+}
+
 /// A bucket as the generic cell rate algorithm keeps it: the time at which it will be full
 /// again (its "theoretical arrival time"), in nanoseconds. Integer arithmetic, so a wait is
-/// exact to the nanosecond.
+/// exact to the nanosecond. A bucket that backs off also keeps its strikes and the penalty
+/// of the last one, which a refund (the attempt turned out not to count) takes back.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     full_at_ns: i128,
+    strikes: u32,
+    penalty_ns: i128,
 }
 
 /// Buckets held at most per shard; past it, the full ones (which say nothing) are dropped,
@@ -157,22 +189,61 @@ impl Default for Buckets {
     }
 }
 
+impl Bucket {
+    /// Takes `cost` requests at `now` (ns) under `rule`, or tells how long until they would
+    /// be let through. With `refund`, gives them back instead, with the last strike's
+    /// penalty and every strike. The same arithmetic as the shared buckets' script
+    /// (`missive-route`'s limiter), which says it in Lua.
+    fn take(&mut self, rule: Rule, cost: u32, now: i128, refund: bool) -> Result<(), Duration> {
+        // Each request takes `interval` of the bucket, which holds `count` of them.
+        let rate = rule.rate;
+        let interval = rate.per.as_nanos() as i128 / i128::from(rate.count);
+        let capacity = interval * i128::from(rate.count);
+        if self.full_at_ns <= now {
+            // Refilled: nothing owed, no strikes remembered.
+            *self = Bucket { full_at_ns: now, strikes: 0, penalty_ns: 0 };
+        }
+        let cost = i128::from(cost.min(rate.count)) * interval;
+        if refund {
+            self.full_at_ns = (self.full_at_ns - cost - self.penalty_ns).max(now);
+            self.strikes = 0;
+            self.penalty_ns = 0;
+            return Ok(());
+        }
+        let mut full_at = self.full_at_ns + cost;
+        let over = full_at - now - capacity;
+        if over > 0 {
+            let wait_ns = u64::try_from(over).unwrap_or(u64::MAX);
+            return Err(Duration::from_nanos(wait_ns).max(Duration::from_millis(1)));
+        }
+        if let Some(max) = rule.backoff_max
+            && full_at - now > capacity - interval
+        {
+            // This one emptied the bucket: a strike, and the next wait doubles, up to `max`.
+            self.strikes = self.strikes.saturating_add(1);
+            let doubled = interval.saturating_mul((1i128 << self.strikes.min(62)) - 1);
+            let room = (now + capacity + max.as_nanos() as i128 - full_at).max(0);
+            self.penalty_ns = doubled.min(room);
+            full_at += self.penalty_ns;
+        }
+        self.full_at_ns = full_at;
+        Ok(())
+    }
+}
+
 impl Buckets {
-    /// Takes `cost` requests from the bucket of `key` under `rate` at `now_ms`, or tells how
+    /// Takes `cost` requests from the bucket of `key` under `rule` at `now_ms`, or tells how
     /// long until they would be let through. With `refund`, gives them back instead.
     fn take(
         &self,
         limit: Limit,
         key: u64,
-        rate: Rate,
+        rule: Rule,
         cost: u32,
         now_ms: i64,
         refund: bool,
     ) -> Result<(), Duration> {
         let now = i128::from(now_ms) * 1_000_000;
-        // Each request takes `interval` of the bucket, which holds `count` of them.
-        let interval = rate.per.as_nanos() as i128 / i128::from(rate.count);
-        let capacity = interval * i128::from(rate.count);
         let shard = &self.shards[(key as usize ^ limit as usize) % SHARDS];
         let mut buckets = shard.lock().expect("rate buckets");
         if buckets.len() >= BUCKETS_PER_SHARD_MAX && !buckets.contains_key(&(limit, key)) {
@@ -181,17 +252,8 @@ impl Buckets {
                 buckets.clear();
             }
         }
-        let bucket = buckets.entry((limit, key)).or_insert(Bucket { full_at_ns: now });
-        let cost = i128::from(cost.min(rate.count)) * interval;
-        let cost = if refund { -cost } else { cost };
-        let full_at = (bucket.full_at_ns.max(now) + cost).max(now);
-        let over = full_at - now - capacity;
-        if over > 0 {
-            let wait_ns = u64::try_from(over).unwrap_or(u64::MAX);
-            return Err(Duration::from_nanos(wait_ns).max(Duration::from_millis(1)));
-        }
-        bucket.full_at_ns = full_at;
-        Ok(())
+        let fresh = Bucket { full_at_ns: now, strikes: 0, penalty_ns: 0 };
+        buckets.entry((limit, key)).or_insert(fresh).take(rule, cost, now, refund)
     }
 }
 
@@ -202,7 +264,7 @@ pub(crate) struct Ahead {
     shared: Option<Arc<dyn Limiter>>,
     limit: Limit,
     key: u64,
-    rate: Rate,
+    rule: Rule,
     now_ms: i64,
     kept: bool,
 }
@@ -219,15 +281,15 @@ impl Drop for Ahead {
         if self.kept || !self.enabled {
             return;
         }
-        let (limit, key, rate, now) = (self.limit, self.key, self.rate, self.now_ms);
+        let (limit, key, rule, now) = (self.limit, self.key, self.rule, self.now_ms);
         let Some(shared) = self.shared.clone() else {
-            let _ = self.buckets.take(limit, key, rate, 1, now, true);
+            let _ = self.buckets.take(limit, key, rule, 1, now, true);
             return;
         };
         // Dropped outside a runtime only at shutdown, when nothing is left to give back to.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = shared_take(shared.as_ref(), limit, key, rate, 1, true, now).await;
+                let _ = shared_take(shared.as_ref(), limit, key, rule, 1, true, now).await;
             });
         }
     }
@@ -238,18 +300,20 @@ async fn shared_take(
     shared: &dyn Limiter,
     limit: Limit,
     key: u64,
-    rate: Rate,
+    rule: Rule,
     cost: u32,
     refund: bool,
     now_ms: i64,
 ) -> Result<Result<(), Duration>, Status> {
+    let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     let request = TakeRequest {
         bucket: format!("{}:{key:016x}", limit.name()),
-        count: rate.count,
-        per_ms: u64::try_from(rate.per.as_millis()).unwrap_or(u64::MAX),
+        count: rule.rate.count,
+        per_ms: millis(rule.rate.per),
         cost,
         refund,
         now_ms,
+        backoff_max_ms: rule.backoff_max.map_or(0, millis),
     };
     let answer = shared.take(&Ctx::new(0), request).await?;
     Ok(match answer.wait_ms {
@@ -296,7 +360,7 @@ impl Logic {
             shared: self.deps.limiter.clone(),
             limit,
             key,
-            rate: limit.rate(&self.config.rate_limits),
+            rule: limit.rule(&self.config.rate_limits),
             now_ms: self.now_ms(),
             kept: false,
         })
@@ -313,13 +377,13 @@ impl Logic {
         if !limits.enabled {
             return Ok(());
         }
-        let rate = limit.rate(limits);
+        let rule = limit.rule(limits);
         let now = self.now_ms();
-        let local = || self.buckets.take(limit, key, rate, cost, now, refund);
+        let local = || self.buckets.take(limit, key, rule, cost, now, refund);
         let taken = match &self.deps.limiter {
             None => local(),
             Some(shared) => {
-                match shared_take(shared.as_ref(), limit, key, rate, cost, refund, now).await {
+                match shared_take(shared.as_ref(), limit, key, rule, cost, refund, now).await {
                     Ok(taken) => taken,
                     Err(error) => {
                         if self.rate_warnings.due() {
@@ -332,6 +396,7 @@ impl Logic {
         };
         taken.map_err(|wait| {
             metrics::counter!("missive_rate_limited_total", "limit" => limit.name()).increment(1);
+            let rate = rule.rate;
             Status::rate_limited(format!("too many requests ({} {rate})", limit.name()), wait)
         })
     }
@@ -361,6 +426,7 @@ mod tests {
     fn a_bucket_lets_its_burst_through_then_one_per_refill() {
         let buckets = Buckets::default();
         let rate = Rate { count: 3, per: Duration::from_secs(3) };
+        let rate = Rule { rate, backoff_max: None };
         let take = |now| buckets.take(Limit::Sends, 7, rate, 1, now, false);
         assert!((0..3).all(|_| take(0).is_ok()), "the burst");
         assert_eq!(take(0), Err(Duration::from_millis(1000)), "then the time to one token");
@@ -376,5 +442,36 @@ mod tests {
         assert!(buckets.take(Limit::Sends, 9, rate, 3, 0, true).is_ok(), "a refund to a full one");
         assert!((0..3).all(|_| buckets.take(Limit::Sends, 9, rate, 1, 0, false).is_ok()));
         assert!(buckets.take(Limit::Sends, 9, rate, 1, 0, false).is_err(), "still three at most");
+    }
+
+    #[test]
+    fn failures_back_off_twice_as_long_at_each_strike_up_to_the_longest_wait() {
+        let buckets = Buckets::default();
+        let rate = Rate { count: 10, per: Duration::from_secs(900) };
+        let rule = Rule { rate, backoff_max: Some(Duration::from_secs(3_600)) };
+        let take = |now_s: i64, refund| {
+            buckets.take(Limit::LoginFailures, 1, rule, 1, now_s * 1_000, refund)
+        };
+        assert!((0..10).all(|_| take(0, false).is_ok()), "the burst");
+        // Steady, the next would pass after 90 s; the strike at the tenth doubles that.
+        assert_eq!(take(0, false), Err(Duration::from_secs(180)));
+        let mut now = 180;
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            assert!(take(now, false).is_ok());
+            let Err(wait) = take(now, false) else { panic!("one at a time") };
+            waits.push(wait.as_secs());
+            now += wait.as_secs() as i64;
+        }
+        assert_eq!(waits, [360, 720, 1_440, 2_880, 3_690, 3_690, 3_690], "doubling, then capped");
+        // A success gives back its attempt with its strike's penalty and forgives the strikes.
+        assert!(take(now, false).is_ok());
+        assert!(take(now, true).is_ok());
+        assert!(take(now, false).is_ok(), "the owner's attempt");
+        assert_eq!(take(now, false), Err(Duration::from_secs(180)), "from one strike again");
+        // A bucket left to refill forgets its strikes.
+        let later = now + 900 + 3_600;
+        assert!((0..10).all(|_| take(later, false).is_ok()), "a whole burst again");
+        assert_eq!(take(later, false), Err(Duration::from_secs(180)), "from one strike");
     }
 }

@@ -13,7 +13,7 @@
 //!   notifies to its connection registry.
 //!
 //! - **Rate limits.** The logic layer's [`RedisLimiter`] keeps each rate-limit bucket in one
-//!   key, `<namespace>:rate:<limit>:<hashed key>`, taken by a Lua script in one round trip,
+//!   key, `<namespace>:limit:<limit>:<hashed key>`, taken by a Lua script in one round trip,
 //!   so that every logic node counts against the same buckets.
 //!
 //! - **Sign-outs.** [`RedisPush`] also publishes every sign-out (LOGOUT, an admin kick or

@@ -246,8 +246,17 @@ async fn logic_nodes_share_their_rate_limit_buckets() {
     async fn take(node: &RedisLimiter, bucket: &str, cost: u32, refund: bool, at: i64) -> u64 {
         static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
         let now_ms = *START.get_or_init(missive_rpc::unix_ms) + at;
-        let request =
-            TakeRequest { bucket: bucket.into(), count: 4, per_ms: 4_000, cost, refund, now_ms };
+        // Buckets named for failed LOGINs back off, up to 10 s past full.
+        let backoff_max_ms = if bucket.starts_with("login") { 10_000 } else { 0 };
+        let request = TakeRequest {
+            bucket: bucket.into(),
+            count: 4,
+            per_ms: 4_000,
+            cost,
+            refund,
+            now_ms,
+            backoff_max_ms,
+        };
         let node: &dyn Limiter = node;
         node.take(&Ctx::new(0), request).await.unwrap().wait_ms
     }
@@ -263,6 +272,21 @@ async fn logic_nodes_share_their_rate_limit_buckets() {
     assert_eq!(take(&first, "sends_per_user:1", 4, true, 9_000).await, 0, "refunds stop at full");
     assert_eq!(take(&second, "sends_per_user:1", 4, false, 9_000).await, 0);
     assert_eq!(take(&second, "sends_per_user:1", 1, false, 9_000).await, 1_000, "four at most");
+
+    // A bucket that backs off: the strike at the end of the burst doubles the wait, the next
+    // strike doubles it again, whichever node counts; a refund takes its strike back.
+    let failures = "login_failures_per_account:1";
+    for node in [&first, &second, &first, &second] {
+        assert_eq!(take(node, failures, 1, false, 0).await, 0);
+    }
+    assert_eq!(take(&first, failures, 1, false, 0).await, 2_000, "twice one refill");
+    assert_eq!(take(&second, failures, 1, false, 2_000).await, 0);
+    assert_eq!(take(&first, failures, 1, false, 2_000).await, 4_000, "twice again");
+    assert_eq!(take(&second, failures, 1, false, 6_000).await, 0);
+    assert_eq!(take(&second, failures, 1, true, 6_000).await, 0, "a success");
+    assert_eq!(take(&first, failures, 1, false, 6_000).await, 0, "its attempt back");
+    assert_eq!(take(&first, failures, 1, false, 6_000).await, 2_000, "one strike again");
+    assert_eq!(take(&first, failures, 1, false, 30_000).await, 0, "refilled: forgotten");
 
     // A Redis that forgot the script (a restart, SCRIPT FLUSH) gets it again at the next call.
     let url = std::env::var("MISSIVE_TEST_REDIS").unwrap();

@@ -220,6 +220,14 @@ pub struct Settings {
     #[arg(long, env = "MISSIVE_RATE_LOGIN_FAILURES_PER_ACCOUNT",
           default_value_t = RateLimits::default().login_failures_per_account)]
     pub rate_login_failures_per_account: Rate,
+    /// Failed LOGINs per client address.
+    #[arg(long, env = "MISSIVE_RATE_LOGIN_FAILURES_PER_ADDRESS",
+          default_value_t = RateLimits::default().login_failures_per_address)]
+    pub rate_login_failures_per_address: Rate,
+    /// The longest wait (s) that the back-off of failed LOGINs grows to.
+    #[arg(long, env = "MISSIVE_LOGIN_BACKOFF_MAX_S",
+          default_value_t = RateLimits::default().login_backoff_max.as_secs())]
+    pub login_backoff_max_s: u64,
     /// LOGIN attempts per client address.
     #[arg(long, env = "MISSIVE_RATE_LOGINS_PER_ADDRESS",
           default_value_t = RateLimits::default().logins_per_address)]
@@ -341,6 +349,8 @@ impl Settings {
         RateLimits {
             enabled: self.rate_limits,
             login_failures_per_account: self.rate_login_failures_per_account,
+            login_failures_per_address: self.rate_login_failures_per_address,
+            login_backoff_max: Duration::from_secs(self.login_backoff_max_s),
             logins_per_address: self.rate_logins_per_address,
             registrations_per_address: self.rate_registrations_per_address,
             sends_per_user: self.rate_sends_per_user,

@@ -47,9 +47,10 @@ async fn password_guessing_is_slowed_per_account_and_per_address() {
         let wrong = api.login(&guesser, login("ann", "not her password")).await;
         assert_eq!(wrong.unwrap_err().code, Code::InvalidCredentials);
     }
-    // Ann's account is now locked for guessers everywhere, even with the right password...
+    // Ann's account is now locked for guessers everywhere, even with the right password, for
+    // twice a refill (the second failure emptied the bucket: a strike)...
     let wait = limited(api.login(&from("198.51.100.1"), login("ann", "long enough")).await);
-    assert!(wait <= Duration::from_secs(30), "{wait:?}");
+    assert_eq!(wait, Duration::from_secs(60));
     // ...but her device that holds a token keeps working, and other accounts are untouched.
     api.get_profile(&ann, GetProfileRequest::default()).await.expect("her session");
     node.user("bob").await;
@@ -62,8 +63,53 @@ async fn password_guessing_is_slowed_per_account_and_per_address() {
     bob.expect("the fourth attempt from the address");
     limited(api.login(&guesser, login("bob", "long enough")).await);
 
-    node.advance(30_000);
+    node.advance(60_000);
     api.login(&from("198.51.100.1"), login("ann", "long enough")).await.expect("lifted");
+}
+
+#[tokio::test]
+async fn failed_logins_back_off_longer_at_each_strike_per_account_and_per_address() {
+    let node = Node::with(|config| {
+        config.rate_limits = RateLimits {
+            login_failures_per_account: rate(2, 20),
+            login_failures_per_address: rate(3, 30),
+            login_backoff_max: Duration::from_secs(100),
+            ..RateLimits::default()
+        };
+    })
+    .await;
+    let api = node.api();
+    node.user("ann").await;
+    let guess = |from: Ctx| async move { api.login(&from, login("ann", "a wrong guess")).await };
+    for _ in 0..2 {
+        assert_eq!(guess(from("198.51.100.1")).await.unwrap_err().code, Code::InvalidCredentials);
+    }
+    // Each guess let through after its wait empties the bucket again, and waits twice as long,
+    // until the longest wait (the bucket at most 100 s past full).
+    let mut waits = Vec::new();
+    for n in 0..5 {
+        let wait = limited(guess(from(&format!("198.51.100.{}", n + 2))).await);
+        waits.push(wait.as_secs());
+        node.advance(wait.as_millis() as i64);
+        let answer = guess(from(&format!("198.51.100.{}", n + 2))).await;
+        assert_eq!(answer.unwrap_err().code, Code::InvalidCredentials);
+    }
+    assert_eq!(waits, [20, 40, 80, 110, 110]);
+    // The owner's success forgives the strikes: one strike again after the next failure.
+    node.advance(110_000);
+    api.login(&from("198.51.100.1"), login("ann", "long enough")).await.expect("her own");
+    guess(from("198.51.100.1")).await.unwrap_err();
+    assert_eq!(limited(guess(from("198.51.100.1")).await), Duration::from_secs(20));
+
+    // One password tried on many accounts from one address: the address backs off.
+    let sprayer = from("203.0.113.5");
+    for name in ["amy", "ben", "cal"] {
+        let answer = api.login(&sprayer, login(name, "Summer2026!")).await;
+        assert_eq!(answer.unwrap_err().code, Code::InvalidCredentials);
+    }
+    let wait = limited(api.login(&sprayer, login("dee", "Summer2026!")).await);
+    assert_eq!(wait, Duration::from_secs(20), "twice the address's refill of 10 s");
+    api.login(&from("203.0.113.6"), login("dee", "Summer2026!")).await.unwrap_err();
 }
 
 #[tokio::test]
