@@ -35,6 +35,7 @@ fn main() {
         ".missive.v1.SyncRequest.sync_key",
         ".missive.v1.SyncResponse.sync_key",
         ".missive.v1.UploadRequest.data",
+        ".missive.v1.UploadPartRequest.data",
         ".missive.v1.DownloadResponse.data",
     ] {
         config.field_attribute(field, "#[serde(with = \"crate::json::base64\")]");

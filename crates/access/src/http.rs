@@ -30,16 +30,14 @@ const WS_MESSAGE_SLACK_BYTES: usize = 64 * 1024;
 struct HttpState {
     links: LinkServer,
     shutdown: CancellationToken,
-    /// The largest request body read; larger ones are answered with FRAME_TOO_LARGE.
+    /// The largest request body read (UPLOAD's too: larger media come in parts); larger ones
+    /// are answered with FRAME_TOO_LARGE.
     body_max: usize,
-    /// The same for UPLOAD.
-    upload_body_max: usize,
 }
 
 /// The router of the short link and the WebSocket long link.
 pub fn router(links: LinkServer, shutdown: CancellationToken) -> Router {
     let body_max = links.config().frame_body_bytes_max as usize;
-    let upload_body_max = links.config().upload_body_bytes_max.max(body_max);
     Router::new()
         .route("/v1/{command}", post(short_link))
         .route("/v1/media/{media_id}", get(download))
@@ -52,7 +50,7 @@ pub fn router(links: LinkServer, shutdown: CancellationToken) -> Router {
         })
         // Bodies are bounded by `short_link` itself, so an oversized one gets a precise code.
         .layer(DefaultBodyLimit::disable())
-        .with_state(HttpState { links, shutdown, body_max, upload_body_max })
+        .with_state(HttpState { links, shutdown, body_max })
 }
 
 fn format_of(headers: &HeaderMap) -> Format {
@@ -96,8 +94,7 @@ async fn short_link(
 ) -> Response {
     let format = format_of(&headers);
     let command = Command::from_name(&name);
-    let body_max =
-        if command == Some(Command::Upload) { state.upload_body_max } else { state.body_max };
+    let body_max = state.body_max;
     let too_large = || {
         let message = format!("request body exceeds {body_max} bytes");
         Err(Status::new(Code::FrameTooLarge, message))

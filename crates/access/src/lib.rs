@@ -26,8 +26,6 @@ use std::time::Duration;
 pub struct AccessConfig {
     /// Largest frame body (and HTTP body) accepted; larger ones are refused.
     pub frame_body_bytes_max: u32,
-    /// Largest HTTP body of an UPLOAD (the media limit, plus room for the encoding).
-    pub upload_body_bytes_max: usize,
     /// Long-link connections held at once at most, over all transports.
     pub connections_max: usize,
     /// Long-link connections held at once from one client address.
@@ -57,7 +55,6 @@ impl Default for AccessConfig {
     fn default() -> Self {
         AccessConfig {
             frame_body_bytes_max: missive_proto::frame::BODY_BYTES_MAX_DEFAULT,
-            upload_body_bytes_max: upload_body_bytes_for(MEDIA_BYTES_MAX_DEFAULT),
             connections_max: 100_000,
             connections_per_address_max: 1_000,
             http_connections_max: 10_000,
@@ -71,14 +68,6 @@ impl Default for AccessConfig {
             drain_timeout: Duration::from_secs(5),
         }
     }
-}
-
-use missive_proto::MEDIA_BYTES_MAX_DEFAULT;
-
-/// The HTTP body an upload of `media_bytes` needs at most: the media in base64 (4 bytes for
-/// every 3 begun, in JSON), and 64 KiB for the other fields.
-pub fn upload_body_bytes_for(media_bytes: usize) -> usize {
-    media_bytes.div_ceil(3) * 4 + 64 * 1024
 }
 
 impl AccessConfig {

@@ -297,6 +297,8 @@ impl Client {
         .await
     }
 
+    /// Uploads an image or file for a conversation: whole if it is small, else in parts
+    /// (UPLOAD_BEGIN, then UPLOAD_PART from wherever the server says it is).
     pub async fn upload(
         &self,
         conversation_id: u64,
@@ -304,10 +306,33 @@ impl Client {
         mime_type: &str,
         data: Vec<u8>,
     ) -> Result<MediaRef, ClientError> {
-        let request =
-            UploadRequest { conversation_id, name: name.into(), mime_type: mime_type.into(), data };
-        let answer: UploadResponse = self.call(Command::Upload, &request).await?;
-        answer.media.ok_or_else(|| ClientError::Protocol("media missing".into()))
+        let missing = || ClientError::Protocol("media missing".into());
+        let (name, mime_type) = (name.to_string(), mime_type.to_string());
+        if data.len() <= missive_proto::UPLOAD_PART_BYTES_MAX as usize {
+            let request = UploadRequest { conversation_id, name, mime_type, data };
+            let answer: UploadResponse = self.call(Command::Upload, &request).await?;
+            return answer.media.ok_or_else(missing);
+        }
+        let size = data.len() as u64;
+        let begin = UploadBeginRequest { conversation_id, name, mime_type, size };
+        let begun: UploadBeginResponse = self.call(Command::UploadBegin, &begin).await?;
+        let part_max = (begun.part_bytes_max as usize).max(1);
+        let mut offset = 0usize;
+        // Each answer says where to go on from; a server that stops moving is a broken one.
+        for _ in 0..=data.len().div_ceil(part_max) * 2 {
+            let end = (offset + part_max).min(data.len());
+            let part = UploadPartRequest {
+                media_id: begun.media_id.clone(),
+                offset: offset as u64,
+                data: data[offset..end].to_vec(),
+            };
+            let answer: UploadPartResponse = self.call(Command::UploadPart, &part).await?;
+            if let Some(media) = answer.media {
+                return Ok(media);
+            }
+            offset = usize::try_from(answer.received).unwrap_or(usize::MAX).min(data.len());
+        }
+        Err(missing())
     }
 
     pub async fn download(&self, media_id: &str) -> Result<DownloadResponse, ClientError> {

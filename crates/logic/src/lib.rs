@@ -565,6 +565,22 @@ impl ClientApi for Logic {
         Logic::upload(self, ctx, req).await
     }
 
+    async fn upload_begin(
+        &self,
+        ctx: &Ctx,
+        req: UploadBeginRequest,
+    ) -> Result<UploadBeginResponse, Status> {
+        Logic::upload_begin(self, ctx, req).await
+    }
+
+    async fn upload_part(
+        &self,
+        ctx: &Ctx,
+        req: UploadPartRequest,
+    ) -> Result<UploadPartResponse, Status> {
+        Logic::upload_part(self, ctx, req).await
+    }
+
     async fn download(&self, ctx: &Ctx, req: DownloadRequest) -> Result<DownloadResponse, Status> {
         Logic::download(self, ctx, req).await
     }

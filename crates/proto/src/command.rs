@@ -37,6 +37,8 @@ impl Command {
             | Command::GroupTransfer
             | Command::GroupDissolve
             | Command::Upload
+            | Command::UploadBegin
+            | Command::UploadPart
             | Command::Recall
             | Command::MarkRead => Priority::Normal,
             Command::Login | Command::Register => Priority::Low,

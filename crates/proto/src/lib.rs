@@ -61,6 +61,10 @@ pub const PROTOCOL_HEADER: &str = "missive-protocol";
 /// The default largest image or file upload: 16 MiB (docs/protocol.md, Limits).
 pub const MEDIA_BYTES_MAX_DEFAULT: usize = 16 << 20;
 
+/// The most bytes one UPLOAD_PART carries, and so the most a client should UPLOAD whole: well
+/// within the default frame limit of 1 MiB, in base64 and all.
+pub const UPLOAD_PART_BYTES_MAX: u32 = 512 * 1024;
+
 /// The HTTP header that carries the code name of an error answer (short link, admin API).
 pub const CODE_HEADER: &str = "x-missive-code";
 

@@ -384,7 +384,6 @@ impl Settings {
             http_header_timeout: Duration::from_secs(self.http_header_timeout_s.max(1)),
             auth_timeout: Duration::from_secs(self.auth_timeout_s),
             heartbeat_interval: Duration::from_secs(u64::from(self.heartbeat_interval_s.max(1))),
-            upload_body_bytes_max: missive_access::upload_body_bytes_for(self.media_bytes_max),
             ..AccessConfig::default()
         }
     }

@@ -62,7 +62,7 @@ async fn a_file_is_downloaded_by_members_and_refused_to_others() {
     let bob_id = bob.session().unwrap().user_id;
     let group = alice.group_create("Docs", vec![bob_id]).await.unwrap();
 
-    // Over the short link, larger than a long-link frame may be.
+    // Larger than a frame may be: the client sends it in parts.
     let data: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
     let media =
         alice.upload(group.group_id, "报告 Q3.pdf", "application/pdf", data.clone()).await.unwrap();
@@ -146,4 +146,104 @@ async fn uploads_stop_at_the_storage_quota_even_after_a_restart() {
     let bob = device(&server.http, "bob", "again").await;
     let own = bob.upload(alice_id, "d.bin", "application/octet-stream", vec![4; 5_000]).await;
     own.expect("his own quota");
+}
+
+/// Media larger than a frame go up in parts: over a long link by the client, and here step
+/// by step over the short link in JSON as any client would. A part sent again or ahead is
+/// ignored and the answer says where to go on from; a part too large, an upload too large,
+/// too many unfinished and someone else's part are refused; the media can be read only once
+/// whole. An UPLOAD whole is held to the frame limit like any other request.
+#[tokio::test]
+async fn large_media_go_up_in_parts_that_may_be_sent_again() {
+    use missive_client::proto::{UploadBeginRequest, UploadPartRequest, UploadPartResponse};
+    let server = Server::start_with(&["--media-bytes-max", "3000000"]);
+    let alice = user(&server.tcp, "alice").await;
+    let bob = user(&server.tcp, "bob").await;
+    let bob_id = bob.session().unwrap().user_id;
+    let data: Vec<u8> = (0..2_900_000u32).map(|i| (i % 249) as u8).collect();
+    let film = alice.upload(bob_id, "film.mp4", "video/mp4", data.clone()).await.unwrap();
+    assert_eq!(film.size, 2_900_000);
+    let http = reqwest::Client::new();
+    let get = |token: String, id: &str| {
+        http.get(format!("{}/v1/media/{id}", server.http)).bearer_auth(token).send()
+    };
+    let bob_token = bob.session().unwrap().token;
+    let got = get(bob_token.clone(), &film.media_id).await.unwrap();
+    assert_eq!(got.bytes().await.unwrap(), data, "over TCP, in parts, byte for byte");
+
+    let alice_token = alice.session().unwrap().token;
+    let post = async |token: &str, command: &str, body: Vec<u8>| {
+        let answer = http
+            .post(format!("{}/v1/{command}", server.http))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let code = answer.headers().get("x-missive-code").map(|v| v.to_str().unwrap().to_owned());
+        let body: serde_json::Value = serde_json::from_slice(&answer.bytes().await.unwrap())
+            .unwrap_or(serde_json::Value::Null);
+        (code.unwrap_or_default(), body)
+    };
+    let begin = |size: u64| {
+        let request = UploadBeginRequest {
+            conversation_id: bob_id,
+            name: "scan.pdf".into(),
+            mime_type: "application/pdf".into(),
+            size,
+        };
+        serde_json::to_vec(&request).unwrap()
+    };
+    let (code, begun) = post(&alice_token, "upload_begin", begin(1_000_000)).await;
+    assert_eq!(code, "");
+    assert_eq!(begun["part_bytes_max"], 524_288);
+    let id = begun["media_id"].as_str().unwrap().to_string();
+    let part = |offset: usize, len: usize| {
+        let request = UploadPartRequest {
+            media_id: id.clone(),
+            offset: offset as u64,
+            data: data[offset..offset + len].to_vec(),
+        };
+        serde_json::to_vec(&request).unwrap()
+    };
+    let received = |body: serde_json::Value| {
+        let answer: UploadPartResponse = serde_json::from_value(body).unwrap();
+        (answer.received, answer.media.map(|m| m.media_id))
+    };
+    let (code, _) = post(&alice_token, "upload_part", part(0, 524_289)).await;
+    assert_eq!(code, "limit_exceeded", "a part past part_bytes_max");
+    let (_, answer) = post(&alice_token, "upload_part", part(0, 524_288)).await;
+    assert_eq!(received(answer), (524_288, None));
+    let (_, answer) = post(&alice_token, "upload_part", part(0, 524_288)).await;
+    assert_eq!(received(answer), (524_288, None), "sent again: ignored");
+    let (_, answer) = post(&alice_token, "upload_part", part(900_000, 10)).await;
+    assert_eq!(received(answer), (524_288, None), "ahead: ignored");
+    let (code, _) = post(&bob_token, "upload_part", part(524_288, 10)).await;
+    assert_eq!(code, "not_found", "someone else's upload");
+    assert_eq!(get(alice_token.clone(), &id).await.unwrap().status(), 404, "not whole yet");
+    let (_, answer) = post(&alice_token, "upload_part", part(524_288, 1_000_000 - 524_288)).await;
+    assert_eq!(received(answer), (1_000_000, Some(id.clone())));
+    let whole = get(bob_token.clone(), &id).await.unwrap().bytes().await.unwrap();
+    assert_eq!(whole, data[..1_000_000]);
+    let (code, _) = post(&alice_token, "upload_part", part(0, 10)).await;
+    assert_eq!(code, "not_found", "finished");
+
+    let (code, _) = post(&alice_token, "upload_begin", begin(3_000_001)).await;
+    assert_eq!(code, "limit_exceeded", "past the media limit");
+    for _ in 0..4 {
+        assert_eq!(post(&alice_token, "upload_begin", begin(10)).await.0, "");
+    }
+    let (code, _) = post(&alice_token, "upload_begin", begin(10)).await;
+    assert_eq!(code, "limit_exceeded", "four unfinished at most");
+
+    // Whole, an UPLOAD is a request like any other: at most the frame limit (1 MiB).
+    let upload = missive_client::proto::UploadRequest {
+        conversation_id: bob_id,
+        name: "big.bin".into(),
+        mime_type: String::new(),
+        data: vec![1; 800_000],
+    };
+    let (code, _) = post(&alice_token, "upload", serde_json::to_vec(&upload).unwrap()).await;
+    assert_eq!(code, "frame_too_large", "800,000 bytes in base64 pass 1 MiB");
 }

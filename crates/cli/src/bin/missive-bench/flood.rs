@@ -1,8 +1,8 @@
 //! `missive-bench flood`: plays an attacker from one address, for the flood benchmark
 //! (`scripts/bench-flood`) that measures what real users feel meanwhile. It holds idle
 //! connections on the TCP and HTTP ports, sends HTTP heads one byte every 5 s, guesses one
-//! account's password over the short link, and starts unauthenticated uploads of the largest
-//! size, each reopened as soon as the server ends it; then prints what the server did with
+//! account's password over the short link, and starts unauthenticated uploads as large as a
+//! request may be, each reopened as soon as the server ends it; then prints what the server did with
 //! them. One process holds at most `--idle-tcp + --idle-http + --slow-http` connections plus
 //! its guessers and uploads: spread 20,000 over several processes (20,000 open files each).
 
@@ -46,7 +46,7 @@ pub struct FloodArgs {
     /// Parallel loops of unauthenticated uploads announcing --upload-bytes.
     #[arg(long, default_value_t = 0)]
     uploads: usize,
-    #[arg(long, default_value_t = 22_000_000)]
+    #[arg(long, default_value_t = 1_000_000)]
     upload_bytes: usize,
     /// How long the flood lasts.
     #[arg(long, default_value_t = 30)]
