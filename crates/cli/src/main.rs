@@ -155,6 +155,8 @@ enum GroupCommand {
     Dissolve { group: String },
     /// Shows a group and its members.
     Info { group: String },
+    /// Accepts an invitation into a group (printed with the invitation message).
+    Join { invitation: String },
     /// Lists the groups you are in.
     List,
 }
@@ -461,6 +463,10 @@ async fn group(client: &Client, command: GroupCommand) -> anyhow::Result<()> {
             print_group(&client.group_info(group_id(&group)?).await?, true);
             return Ok(());
         }
+        GroupCommand::Join { invitation } => {
+            print_group(&client.group_join(&invitation).await?, true);
+            return Ok(());
+        }
         GroupCommand::List => {
             for contact in client.contacts().await?.iter().filter(|c| c.is_group) {
                 let role = contact.group.as_ref().map_or(0, |g| g.role);
@@ -535,13 +541,18 @@ fn render(item: &SyncItem, json: bool) -> String {
             "group_id": m.group_id, "from_nickname": m.from_nickname,
             "media_id": m.media.as_ref().map(|media| media.media_id.clone()),
             "ref_message_id": m.ref_message_id, "mentions": m.mentions, "recalled": m.recalled,
-            "fallback_text": m.fallback_text,
+            "fallback_text": m.fallback_text, "invitation": m.invitation,
         })
         .to_string(),
         (Some(Body::Message(m)), false) => {
             // What a person reads: the text, or for any other kind its fallback.
             let shown = if m.fallback_text.is_empty() { &m.text } else { &m.fallback_text };
-            format!("[{}] #{} {} -> {}: {}", item.version, m.id, m.from, m.to, shown)
+            let line = format!("[{}] #{} {} -> {}: {}", item.version, m.id, m.from, m.to, shown);
+            if m.invitation.is_empty() {
+                line
+            } else {
+                format!("{line} (accept: group join {})", m.invitation)
+            }
         }
         (Some(Body::Profile(p)), true) => serde_json::json!({
             "type": "profile", "version": item.version, "user_id": p.user_id,

@@ -473,6 +473,12 @@ impl Client {
         self.group_call(Command::GroupInfo, &GroupInfoRequest { group_id }).await
     }
 
+    /// Accepts an invitation into a group (a GROUP_INVITATION message's `invitation`).
+    pub async fn group_join(&self, invitation: &str) -> Result<Group, ClientError> {
+        let request = GroupJoinRequest { invitation: invitation.into() };
+        self.group_call(Command::GroupJoin, &request).await
+    }
+
     /// One SYNC call from the stored key; stores the new key.
     pub async fn sync_once(&self, limit: u32) -> Result<SyncResponse, ClientError> {
         let request = SyncRequest { sync_key: self.sync_key(), limit };

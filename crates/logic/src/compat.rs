@@ -28,7 +28,7 @@ pub fn fallback_text(message: &Message) -> String {
         Ok(MessageKind::File) => with_caption(format!("[File: {name}]")),
         Ok(MessageKind::Recall) => format!("{sender} recalled a message"),
         Ok(MessageKind::Receipt) => format!("{sender} read your message"),
-        Ok(MessageKind::System) => message.text.clone(),
+        Ok(MessageKind::System | MessageKind::GroupInvitation) => message.text.clone(),
         Err(_) => "[Unsupported message]".to_string(),
     }
 }

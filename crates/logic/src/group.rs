@@ -2,12 +2,16 @@
 //! (groups sit in their members' contact lists, as WeChat's chat rooms did) and a system
 //! message in the group.
 //!
+//! Under `group-invites accept` nobody is put into a group: each user named gets an
+//! invitation (a GROUP_INVITATION message, see `invitation.rs`) and joins by accepting it.
+//!
 //! A change holds the group's lock exclusively (sends hold it shared), reads the group, lets
 //! a rule decide, and writes the group under its next revision: the store refuses a write
 //! whose revision another logic node took first, and the change is then decided again.
 
+use crate::invitation::{INVITATION_CHARS_MAX, Invitation};
 use crate::limits::{Limit, key_of};
-use crate::{Audience, Logic, validate};
+use crate::{Audience, GroupInvites, Logic, validate};
 use missive_proto::client::group_event::Action;
 use missive_proto::client::*;
 use missive_proto::ids;
@@ -19,6 +23,8 @@ use missive_rpc::{Code, Ctx, Status};
 
 pub const GROUP_NAME_CHARS_MAX: usize = 64;
 pub const ANNOUNCEMENT_BYTES_MAX: usize = 2048;
+/// How long an invitation may be accepted.
+pub const INVITATION_TTL_MS: i64 = 7 * 86_400_000;
 
 /// What a rule decided: the group's new profile and membership, and the event to tell.
 struct Change {
@@ -158,7 +164,7 @@ impl Logic {
             if theirs.blocked {
                 return Err(Status::new(Code::Blocked, format!("user {user_id} has blocked you")));
             }
-            if self.config.group_invites == Audience::Friends
+            if self.config.group_invites == GroupInvites::Add(Audience::Friends)
                 && crate::contact::relation(&theirs) != Relation::Friend
             {
                 return Err(Status::new(
@@ -191,6 +197,7 @@ impl Logic {
         let named = matches!(
             action,
             Action::Invited
+                | Action::Joined
                 | Action::Removed
                 | Action::AdminAdded
                 | Action::AdminRemoved
@@ -214,6 +221,7 @@ impl Logic {
             Action::AdminRemoved => format!("{actor} removed {targets} as admin"),
             Action::OwnerChanged => format!("{actor} transferred ownership to {targets}"),
             Action::Dissolved => format!("{actor} dissolved the group"),
+            Action::Joined => format!("{actor} joined the group, invited by {targets}"),
             Action::Unspecified => format!("{actor} changed the group"),
         })
     }
@@ -310,6 +318,9 @@ impl Logic {
             joined_at_ms: now,
         };
         let mut members = vec![member(actor, GroupRole::Owner)];
+        let accept = self.config.group_invites == GroupInvites::Accept;
+        let (joiners, invitees) =
+            if accept { (Vec::new(), joiners) } else { (joiners, Vec::new()) };
         members.extend(joiners.iter().map(|&u| member(u, GroupRole::Member)));
         let group = GroupRecord {
             name: name.clone(),
@@ -322,6 +333,7 @@ impl Logic {
         let owners = state.members.iter().map(|m| m.user_id).collect();
         self.announce(ctx, &state, owners, event(Action::Created, actor, joiners, name), &[])
             .await?;
+        self.invite(ctx, &state, actor, &invitees).await?;
         metrics::counter!("missive_groups_created_total").increment(1);
         Ok(GroupResponse { group: Some(self.group_view(ctx, &state).await?) })
     }
@@ -339,6 +351,10 @@ impl Logic {
         let joiners = self.joiners(ctx, actor, &req.user_ids, Some(&before)).await?;
         if joiners.is_empty() {
             return Err(Status::invalid_argument("nobody to invite: all are members already"));
+        }
+        if self.config.group_invites == GroupInvites::Accept {
+            self.invite(ctx, &before, actor, &joiners).await?;
+            return Ok(GroupResponse { group: Some(self.group_view(ctx, &before).await?) });
         }
         let now = self.now_ms();
         self.change_group(ctx, req.group_id, |state, actor| {
@@ -536,6 +552,101 @@ impl Logic {
                 upsert: Vec::new(),
                 remove: everyone,
                 event: event(Action::Dissolved, actor, Vec::new(), String::new()),
+            })
+        })
+        .await
+    }
+
+    /// Sends each of `invitees` an invitation from `inviter` into the group, as a 1:1
+    /// GROUP_INVITATION message that the inviter's devices see too.
+    async fn invite(
+        &self,
+        ctx: &Ctx,
+        state: &GroupState,
+        inviter: u64,
+        invitees: &[u64],
+    ) -> Result<(), Status> {
+        if invitees.is_empty() {
+            return Ok(());
+        }
+        let group = record(state);
+        let from = self.username_of(ctx, inviter).await?;
+        let nickname = self.nickname_of(ctx, inviter).await?;
+        let now = self.now_ms();
+        futures_util::future::try_join_all(invitees.iter().map(|&invitee| {
+            let (from, nickname) = (from.clone(), nickname.clone());
+            async move {
+                let invitation = Invitation {
+                    group_id: group.group_id,
+                    user_id: invitee,
+                    inviter_id: inviter,
+                    expires_at_ms: now + INVITATION_TTL_MS,
+                };
+                let message = Message {
+                    from_user_id: inviter,
+                    from,
+                    from_nickname: nickname.clone(),
+                    to_user_id: invitee,
+                    to: self.username_of(ctx, invitee).await?,
+                    kind: MessageKind::GroupInvitation as i32,
+                    text: format!("{nickname} invited you to the group \"{}\"", group.name),
+                    sent_at_ms: now,
+                    client_msg_id: format!("invite:{}:{}:{now}", group.group_id, invitee),
+                    event: Some(event(Action::Invited, inviter, vec![invitee], group.name.clone())),
+                    invitation: self.invitations.seal(&invitation),
+                    ..Message::default()
+                };
+                self.deliver(ctx, message, &[inviter, invitee]).await
+            }
+        }))
+        .await?;
+        metrics::counter!("missive_group_invitations_total").increment(invitees.len() as u64);
+        Ok(())
+    }
+
+    /// Accepts an invitation: the caller joins, if it is theirs, unexpired, and its inviter
+    /// is still a member. Accepting again, once a member, changes nothing.
+    pub(crate) async fn group_join(
+        &self,
+        ctx: &Ctx,
+        req: GroupJoinRequest,
+    ) -> Result<GroupResponse, Status> {
+        let actor = ctx.caller()?.user_id;
+        let invitation = (req.invitation.len() <= INVITATION_CHARS_MAX)
+            .then(|| self.invitations.open(&req.invitation))
+            .flatten()
+            .ok_or_else(|| Status::invalid_argument("not an invitation of this server"))?;
+        if invitation.user_id != actor {
+            return Err(Status::new(Code::PermissionDenied, "this invitation is someone else's"));
+        }
+        if self.now_ms() >= invitation.expires_at_ms {
+            return Err(Status::new(Code::TooLate, "the invitation has expired"));
+        }
+        let current = self.load_group(ctx, invitation.group_id).await?;
+        if Self::role_in(&current, actor).is_ok() {
+            return Ok(GroupResponse { group: Some(self.group_view(ctx, &current).await?) });
+        }
+        let now = self.now_ms();
+        self.change_group(ctx, invitation.group_id, |state, actor| {
+            if Self::role_in(state, invitation.inviter_id).is_err() {
+                return Err(Status::new(
+                    Code::PermissionDenied,
+                    "the invitation ended: its inviter is no longer in the group",
+                ));
+            }
+            if Self::role_in(state, actor).is_ok() {
+                return Err(Status::new(Code::AlreadyExists, "already a member"));
+            }
+            self.check_size(state.members.len() + 1)?;
+            Ok(Change {
+                group: record(state).clone(),
+                upsert: vec![GroupMemberRecord {
+                    user_id: actor,
+                    role: GroupRole::Member as i32,
+                    joined_at_ms: now,
+                }],
+                remove: Vec::new(),
+                event: event(Action::Joined, actor, vec![invitation.inviter_id], String::new()),
             })
         })
         .await

@@ -12,6 +12,7 @@ mod auth;
 mod compat;
 mod contact;
 mod group;
+mod invitation;
 mod janitor;
 mod limits;
 mod locks;
@@ -148,6 +149,38 @@ impl std::str::FromStr for Audience {
     }
 }
 
+/// How users come into groups (`group_invites`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupInvites {
+    /// Put in at once by a user of this audience (friends by default, as WeChat).
+    Add(Audience),
+    /// Nobody is put in: each user named gets an invitation, and joins by accepting it.
+    Accept,
+}
+
+impl std::fmt::Display for GroupInvites {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupInvites::Add(audience) => audience.fmt(f),
+            GroupInvites::Accept => f.write_str("accept"),
+        }
+    }
+}
+
+impl std::str::FromStr for GroupInvites {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "accept" => Ok(GroupInvites::Accept),
+            _ => text
+                .parse()
+                .map(GroupInvites::Add)
+                .map_err(|_| format!("bad policy {text:?} (use friends, anyone or accept)")),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct LogicConfig {
     /// Signs SyncKeys; keep it across restarts or every client resyncs from scratch.
@@ -163,8 +196,9 @@ pub struct LogicConfig {
     pub clock: Clock,
     /// Who may send a user a 1:1 message.
     pub direct_messages: Audience,
-    /// Who may put a user into a group (create one with them, or invite them).
-    pub group_invites: Audience,
+    /// Who may put a user into a group (create one with them, or invite them), or whether
+    /// they must accept.
+    pub group_invites: GroupInvites,
     /// Members a group holds at most, its owner included.
     pub group_members_max: usize,
     /// The largest image or file accepted.
@@ -193,7 +227,7 @@ impl Default for LogicConfig {
             janitor_interval: Duration::from_secs(1),
             clock: Clock::system(),
             direct_messages: Audience::Friends,
-            group_invites: Audience::Friends,
+            group_invites: GroupInvites::Add(Audience::Friends),
             group_members_max: 500,
             media_bytes_max: missive_proto::MEDIA_BYTES_MAX_DEFAULT,
             media_quota_bytes: 10 << 30,
@@ -225,6 +259,7 @@ pub struct Logic {
     deps: Deps,
     config: LogicConfig,
     sync_keys: SyncKeyCodec,
+    invitations: invitation::InvitationCodec,
     locks: locks::UserLocks,
     group_locks: locks::GroupLocks,
     auth: auth::AuthState,
@@ -273,6 +308,7 @@ impl Logic {
         assert!(!config.sync_key_secret.is_empty(), "a sync key secret is required");
         Arc::new(Logic {
             sync_keys: SyncKeyCodec::new(&config.sync_key_secret),
+            invitations: invitation::InvitationCodec::new(&config.sync_key_secret),
             locks: locks::UserLocks::new(4096),
             group_locks: locks::GroupLocks::new(1024),
             auth: auth::AuthState::new(config.hashing_concurrency),
@@ -559,6 +595,10 @@ impl ClientApi for Logic {
 
     async fn group_info(&self, ctx: &Ctx, req: GroupInfoRequest) -> Result<GroupResponse, Status> {
         Logic::group_info(self, ctx, req).await
+    }
+
+    async fn group_join(&self, ctx: &Ctx, req: GroupJoinRequest) -> Result<GroupResponse, Status> {
+        Logic::group_join(self, ctx, req).await
     }
 
     async fn upload(&self, ctx: &Ctx, req: UploadRequest) -> Result<UploadResponse, Status> {

@@ -41,13 +41,14 @@ impl NameCache {
 }
 
 /// Every kind a metric may name.
-pub(crate) const KINDS: [MessageKind; 6] = [
+pub(crate) const KINDS: [MessageKind; 7] = [
     MessageKind::Text,
     MessageKind::Image,
     MessageKind::File,
     MessageKind::Recall,
     MessageKind::Receipt,
     MessageKind::System,
+    MessageKind::GroupInvitation,
 ];
 
 pub(crate) fn kind_index(kind: MessageKind) -> usize {
@@ -62,6 +63,7 @@ pub(crate) fn kind_name(kind: MessageKind) -> &'static str {
         MessageKind::Recall => "recall",
         MessageKind::Receipt => "receipt",
         MessageKind::System => "system",
+        MessageKind::GroupInvitation => "group_invitation",
     }
 }
 

@@ -36,6 +36,7 @@ impl Command {
             | Command::GroupSetAdmin
             | Command::GroupTransfer
             | Command::GroupDissolve
+            | Command::GroupJoin
             | Command::Upload
             | Command::UploadBegin
             | Command::UploadPart

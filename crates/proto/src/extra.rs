@@ -18,6 +18,7 @@ pub fn encode(message: &Message) -> Option<Vec<u8>> {
         mentions: message.mentions.clone(),
         event: message.event.clone(),
         recalled: message.recalled,
+        invitation: message.invitation.clone(),
     };
     let bytes = extra.encode_to_vec();
     (!bytes.is_empty()).then_some(bytes)
@@ -57,6 +58,7 @@ mod tests {
                 value: String::new(),
             }),
             recalled: true,
+            invitation: "sealed".into(),
             ..Default::default()
         };
         let mut columns = Message { id: 7, text: "hi".into(), ..Default::default() };

@@ -3,7 +3,9 @@
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use missive_access::AccessConfig;
-use missive_logic::{Audience, LogicConfig, PasswordCost, Rate, RateLimits, Retention};
+use missive_logic::{
+    Audience, GroupInvites, LogicConfig, PasswordCost, Rate, RateLimits, Retention,
+};
 use missive_rpc::GuardConfig;
 use missive_rpc::remote::{NodeKey, Trust};
 use missive_storage_embedded::Durability;
@@ -209,9 +211,10 @@ pub struct Settings {
     #[arg(long, env = "MISSIVE_DIRECT_MESSAGES", default_value_t = logic_defaults().direct_messages)]
     pub direct_messages: Audience,
     /// Who may put a user into a group (create one with them, or invite them): `friends`
-    /// (the default, as WeChat) or `anyone` who is not blocked.
+    /// (the default, as WeChat) or `anyone` who is not blocked; or `accept`: nobody is put
+    /// in, each user named (who has not blocked the inviter) is invited and must accept.
     #[arg(long, env = "MISSIVE_GROUP_INVITES", default_value_t = logic_defaults().group_invites)]
-    pub group_invites: Audience,
+    pub group_invites: GroupInvites,
     /// Apply the rate limits below; off only for load tests, which create thousands of
     /// accounts from one address.
     #[arg(long, env = "MISSIVE_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set)]

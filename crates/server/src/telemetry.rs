@@ -95,6 +95,12 @@ const METRICS: &[(Kind, &str, Unit, &str)] = {
         ),
         (Counter, "missive_contact_changes_total", Count, "Contact entries written."),
         (Counter, "missive_groups_created_total", Count, "Groups created."),
+        (
+            Counter,
+            "missive_group_invitations_total",
+            Count,
+            "Group invitations sent (group-invites accept).",
+        ),
         (Counter, "missive_group_changes_total", Count, "Changes of existing groups."),
         (Counter, "missive_media_uploads_total", Count, "Images and files uploaded."),
         (

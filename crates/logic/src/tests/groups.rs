@@ -145,8 +145,90 @@ async fn nobody_is_put_into_a_strangers_group_or_sent_a_strangers_files() {
     api.upload(&ann, upload(&bob)).await.expect("a friend's conversation takes files");
 
     // Under `group-invites anyone`, anyone not blocked may add anyone.
-    let open = Node::with(|config| config.group_invites = crate::Audience::Anyone).await;
+    let open = Node::with(|config| {
+        config.group_invites = crate::GroupInvites::Add(crate::Audience::Anyone)
+    })
+    .await;
     let [ann, eve] = [open.user("ann").await, open.user("eve").await];
     let create = GroupCreateRequest { name: "Open".into(), member_ids: vec![id(&ann)] };
     open.api().group_create(&eve, create).await.expect("a stranger may add ann");
+}
+
+/// Under `group-invites accept` nobody is put into a group: each user named gets an
+/// invitation in their 1:1 chat with the inviter, and joins by accepting it, if it is theirs,
+/// unexpired and its inviter still a member.
+#[tokio::test]
+async fn under_accept_invitees_join_only_by_accepting_their_own_invitation() {
+    let node = Node::with(|config| config.group_invites = crate::GroupInvites::Accept).await;
+    let api = node.api();
+    let [ann, bob, cat, dan, eve] = [
+        node.user("ann").await,
+        node.user("bob").await,
+        node.user("cat").await,
+        node.user("dan").await,
+        node.user("eve").await,
+    ];
+    let block = SetBlockedRequest { user_id: id(&ann), blocked: true, ..Default::default() };
+    api.set_blocked(&eve, block).await.unwrap();
+    let create =
+        |members: Vec<u64>| GroupCreateRequest { name: "Trip".into(), member_ids: members };
+    let refused = api.group_create(&ann, create(vec![id(&bob), id(&eve)])).await.unwrap_err();
+    assert_eq!(refused.code, Code::Blocked, "a blocker is not even invited");
+
+    // Strangers are invited, not added.
+    let group = api.group_create(&ann, create(vec![id(&bob), id(&cat)])).await.unwrap();
+    let group = group.group.unwrap();
+    assert_eq!(group.members.len(), 1, "only the owner: {:?}", group.members);
+    let invitation = |of: Message| {
+        assert_eq!(of.kind, MessageKind::GroupInvitation as i32);
+        assert_eq!((of.from_user_id, of.group_id), (id(&ann), 0), "in the 1:1 chat");
+        assert_eq!(of.text, "ann invited you to the group \"Trip\"");
+        assert_eq!(of.fallback_text, of.text);
+        let event = of.event.unwrap();
+        assert_eq!((event.target_ids[0], event.value.as_str()), (of.to_user_id, "Trip"));
+        of.invitation
+    };
+    let for_bob = invitation(node.messages(&bob).await.pop().expect("bob's invitation"));
+    let for_cat = invitation(node.messages(&cat).await.pop().expect("cat's invitation"));
+    let sent = node.messages(&ann).await;
+    assert_eq!(sent.iter().filter(|m| m.kind == MessageKind::GroupInvitation as i32).count(), 2);
+    let group_id = group.group_id;
+    let info = api.group_info(&bob, GroupInfoRequest { group_id }).await.unwrap_err();
+    assert_eq!(info.code, Code::NotMember, "not in before accepting");
+
+    // Only its invitee may use an invitation, and only as the server sealed it.
+    let join = |invitation: &str| GroupJoinRequest { invitation: invitation.into() };
+    let theirs = api.group_join(&cat, join(&for_bob)).await.unwrap_err();
+    assert_eq!(theirs.code, Code::PermissionDenied);
+    let mut forged = for_bob.clone().into_bytes();
+    forged[10] ^= 1;
+    let forged = api.group_join(&bob, join(std::str::from_utf8(&forged).unwrap())).await;
+    assert_eq!(forged.unwrap_err().code, Code::InvalidArgument);
+    let joined = api.group_join(&bob, join(&for_bob)).await.unwrap().group.unwrap();
+    assert_eq!(joined.members.len(), 2);
+    let said = node.messages(&ann).await.pop().unwrap();
+    assert_eq!(said.text, "bob joined the group, invited by ann");
+    let again = api.group_join(&bob, join(&for_bob)).await.unwrap().group.unwrap();
+    assert_eq!(again.members.len(), 2, "accepting again changes nothing");
+
+    // GROUP_INVITE invites too; an invitation ends with its inviter's membership.
+    let invite = GroupInviteRequest { group_id, user_ids: vec![id(&dan)] };
+    let unchanged = api.group_invite(&bob, invite).await.unwrap().group.unwrap();
+    assert_eq!(unchanged.members.len(), 2);
+    let for_dan = invitation_of(&node, &dan).await;
+    api.group_leave(&bob, GroupLeaveRequest { group_id }).await.unwrap();
+    let ended = api.group_join(&dan, join(&for_dan)).await.unwrap_err();
+    assert_eq!(ended.code, Code::PermissionDenied, "{ended}");
+
+    // A week on, an invitation has expired.
+    node.advance(crate::group::INVITATION_TTL_MS);
+    let late = api.group_join(&cat, join(&for_cat)).await.unwrap_err();
+    assert_eq!(late.code, Code::TooLate);
+}
+
+/// The invitation in the newest message of `user`'s stream.
+async fn invitation_of(node: &Node, user: &Ctx) -> String {
+    let newest = node.messages(user).await.pop().expect("an invitation");
+    assert_eq!(newest.kind, MessageKind::GroupInvitation as i32);
+    newest.invitation
 }

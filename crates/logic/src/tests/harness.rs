@@ -2,7 +2,7 @@
 //! in the test's hands: a business rule is checked in milliseconds, and the notifies a change
 //! sends are read back instead of waited for on a socket.
 
-use crate::{Audience, Clock, Deps, Logic, LogicConfig, Retention, SeqAllocator};
+use crate::{Audience, Clock, Deps, GroupInvites, Logic, LogicConfig, Retention, SeqAllocator};
 use missive_proto::client::*;
 use missive_proto::internal::{
     ClientApi, Empty, NotifyRequest, NotifyTarget, Presence, Push, UserRef,
@@ -90,7 +90,7 @@ impl Node {
     pub async fn open() -> Node {
         Node::with(|config| {
             config.direct_messages = Audience::Anyone;
-            config.group_invites = Audience::Anyone;
+            config.group_invites = GroupInvites::Add(Audience::Anyone);
         })
         .await
     }

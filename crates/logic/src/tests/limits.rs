@@ -122,7 +122,7 @@ async fn registrations_sends_and_group_adds_are_limited_and_lift() {
             ..RateLimits::default()
         };
         config.direct_messages = crate::Audience::Anyone;
-        config.group_invites = crate::Audience::Anyone;
+        config.group_invites = crate::GroupInvites::Add(crate::Audience::Anyone);
     })
     .await;
     let api = node.api();

@@ -286,3 +286,32 @@ async fn strangers_cannot_put_users_into_groups_by_default() {
     let group = eve.group_create("Friends", vec![alice_id]).await.unwrap();
     assert_eq!(group.members.len(), 2);
 }
+
+/// Under `group-invites accept`, a user named in GROUP_CREATE is invited, not added: the
+/// invitation arrives over their long link as a GROUP_INVITATION message, and GROUP_JOIN
+/// with it (here over the short link) makes them a member, which the group is told.
+#[tokio::test]
+async fn under_accept_an_invitee_joins_by_accepting_over_any_link() {
+    let server = Server::start_with(&["--group-invites", "accept"]);
+    let alice = user(&server.tcp, "alice").await;
+    let bob = user(&server.ws(), "bob").await;
+    let bob_id = bob.session().unwrap().user_id;
+    bob.sync().await.unwrap();
+    let group = alice.group_create("Climbing", vec![bob_id]).await.unwrap();
+    assert_eq!(group.members.len(), 1, "only alice, until bob accepts");
+
+    let invited = messages_received(&bob, 1).await.pop().unwrap();
+    assert_eq!(invited.kind, MessageKind::GroupInvitation as i32);
+    assert_eq!(invited.fallback_text, "alice invited you to the group \"Climbing\"");
+    assert_eq!(bob.group_info(group.group_id).await.unwrap_err().code(), Some(Code::NotMember));
+    let bob_http = crate::harness::device(&server.http, "bob", "browser").await;
+    let wrong = alice.group_join(&invited.invitation).await.unwrap_err();
+    assert_eq!(wrong.code(), Some(Code::PermissionDenied), "not alice's invitation");
+    let joined = bob_http.group_join(&invited.invitation).await.unwrap();
+    assert_eq!(joined.members.len(), 2);
+    let told = messages_received(&alice, 1).await;
+    assert!(told.iter().any(|m| m.text == "bob joined the group, invited by alice"), "{told:?}");
+    alice.send_to_group(group.group_id, "welcome", Vec::new()).await.unwrap();
+    let welcome = messages(&bob.next_changes(Duration::from_secs(5)).await.unwrap());
+    assert!(welcome.iter().any(|m| m.text == "welcome"), "{welcome:?}");
+}
