@@ -27,6 +27,7 @@ mod validate;
 mod tests;
 
 pub use auth::PasswordCost;
+pub use invitation::{Invitation, InvitationCodec};
 pub use limits::{Rate, RateLimits};
 pub use seq::{SEQ_STEP_DEFAULT, SeqAllocator};
 pub use sync_key::{SyncKey, SyncKeyCodec, SyncKeyError};
