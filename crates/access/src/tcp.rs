@@ -101,7 +101,10 @@ impl LinkServer {
         shutdown: CancellationToken,
     ) {
         while let Some((stream, peer)) = crate::serve::accept(&listener, "tcp", &shutdown).await {
-            let Some(slot) = self.try_slot(peer) else { continue };
+            let Some(slot) = self.try_slot(peer) else {
+                crate::serve::reset(stream);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
             let (shutdown, tls) = (shutdown.clone(), tls.clone());

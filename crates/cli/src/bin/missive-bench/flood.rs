@@ -170,6 +170,13 @@ async fn hold(
     while Instant::now() < deadline {
         let mut stream = match connect(source, target).await {
             Ok(stream) => stream,
+            // Reset by a server that refuses it, before the connect was seen to complete: a
+            // refusal like a close.
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+                held.refused.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(retry).await;
+                continue;
+            }
             Err(_) => {
                 held.connect_failed.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
