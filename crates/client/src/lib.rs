@@ -297,6 +297,21 @@ impl Client {
         .await
     }
 
+    /// Uploads media in one UPLOAD request, which the server's request limit (1 MiB by
+    /// default) bounds; [`Client::upload`] picks this or parts by size.
+    pub async fn upload_whole(
+        &self,
+        conversation_id: u64,
+        name: &str,
+        mime_type: &str,
+        data: Vec<u8>,
+    ) -> Result<MediaRef, ClientError> {
+        let (name, mime_type) = (name.to_string(), mime_type.to_string());
+        let request = UploadRequest { conversation_id, name, mime_type, data };
+        let answer: UploadResponse = self.call(Command::Upload, &request).await?;
+        answer.media.ok_or_else(|| ClientError::Protocol("media missing".into()))
+    }
+
     /// Uploads an image or file for a conversation: whole if it is small, else in parts
     /// (UPLOAD_BEGIN, then UPLOAD_PART from wherever the server says it is).
     pub async fn upload(
@@ -306,13 +321,11 @@ impl Client {
         mime_type: &str,
         data: Vec<u8>,
     ) -> Result<MediaRef, ClientError> {
+        if data.len() <= missive_proto::UPLOAD_PART_BYTES_MAX as usize {
+            return self.upload_whole(conversation_id, name, mime_type, data).await;
+        }
         let missing = || ClientError::Protocol("media missing".into());
         let (name, mime_type) = (name.to_string(), mime_type.to_string());
-        if data.len() <= missive_proto::UPLOAD_PART_BYTES_MAX as usize {
-            let request = UploadRequest { conversation_id, name, mime_type, data };
-            let answer: UploadResponse = self.call(Command::Upload, &request).await?;
-            return answer.media.ok_or_else(missing);
-        }
         let size = data.len() as u64;
         let begin = UploadBeginRequest { conversation_id, name, mime_type, size };
         let begun: UploadBeginResponse = self.call(Command::UploadBegin, &begin).await?;

@@ -4,12 +4,13 @@
 //! send call to the recipient's sync returning the message: send, durable commit, notify,
 //! sync, receive). `missive-bench group` measures write diffusion into one large group;
 //! `missive-bench rpc` measures the RPC framework alone; `missive-bench histograms` what
-//! recording a latency sample costs.
+//! recording a latency sample costs; `missive-bench uploads` many large uploads at once.
 
 mod flood;
 mod group;
 mod histograms;
 mod rpc;
+mod uploads;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -49,6 +50,8 @@ enum Mode {
     Flood(flood::FloodArgs),
     /// What recording one latency sample costs, from one thread and from two.
     Histograms(histograms::HistogramArgs),
+    /// Many users uploading large media at once (`scripts/bench-uploads`).
+    Uploads(uploads::UploadArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -106,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Mode::Group(args)) => group::run(args, trust).await,
         Some(Mode::Flood(args)) => flood::run(args).await,
         Some(Mode::Histograms(args)) => histograms::run(args),
+        Some(Mode::Uploads(args)) => uploads::run(args, trust).await,
         None => messages(cli.messages, trust).await,
     }
 }
