@@ -10,7 +10,13 @@
 //! only when its compound priority is below the admission level. Every window (a second, or
 //! `window_calls` calls), it compares the mean queueing delay with `queue_delay_max`: above
 //! it, the level falls until about 5% fewer calls would have been admitted; below it, the
-//! level rises until about 1% more would. A refused call fails at once with OVERLOADED,
+//! level rises until about 1% more would, and, when the queueing delay is under a quarter of
+//! its budget, by at least a quarter of all levels: 1% more of a class that nothing of gets
+//! in is nothing, so without that a level that shut a class out would open again only as
+//! fast as the refused class kept asking. A window left open across a quiet spell is closed
+//! by the next call as if each second of the spell had been a window of its own, with no
+//! queueing if no call waits for a worker then, so after a burst every class is admitted
+//! again within a few seconds, however little traffic there is. A refused call fails at once with OVERLOADED,
 //! before it costs anything, and is counted in `missive_rpc_shed_total`. Unlike DAGOR, the
 //! level never falls into [`Priority::Critical`]: syncs deliver what is already stored, so
 //! refusing them only lets backlogs grow; they can still run out of time in the queue.
@@ -35,6 +41,8 @@ const CRITICAL_LEVELS: usize = USER_LEVELS;
 /// DAGOR's α and β, in per mille: shed 5% more when overloaded, admit 1% more when not.
 const SHED_STEP_PER_MILLE: u64 = 50;
 const ADMIT_STEP_PER_MILLE: u64 = 10;
+/// The least the level rises per window when the queueing delay is well under its budget.
+const RECOVERY_LEVELS: usize = LEVELS / 4;
 
 #[derive(Debug, Clone)]
 pub struct GuardConfig {
@@ -143,7 +151,8 @@ impl Guard {
         if ctx.deadline.is_some_and(|deadline| deadline <= started.into_std()) {
             return Err(Status::new(Code::DeadlineExceeded, "deadline passed before the call"));
         }
-        if !self.admission.admit(compound_priority(ctx)) {
+        let queue_empty = self.workers.available_permits() > 0;
+        if !self.admission.admit(compound_priority(ctx), queue_empty) {
             let priority = ctx.priority;
             stats
                 .shed
@@ -246,15 +255,15 @@ impl Admission {
     }
 
     /// Counts the demand and decides; also closes the window when it is over, so that a
-    /// level that refuses everything still rises again.
-    fn admit(&self, priority: usize) -> bool {
+    /// level that refuses everything still rises again. `queue_empty`: a worker is free now.
+    fn admit(&self, priority: usize, queue_empty: bool) -> bool {
         let mut window = self.window.lock().expect("admission window");
         window.demand[priority] += 1;
         window.requests += 1;
         if window.requests >= self.config.window_calls
             || window.started.elapsed() >= self.config.window
         {
-            self.reconsider(&mut window);
+            self.reconsider(&mut window, queue_empty);
         }
         priority < self.level.load(Ordering::Relaxed)
     }
@@ -266,9 +275,17 @@ impl Admission {
         window.queued += queued;
     }
 
-    fn reconsider(&self, window: &mut Window) {
+    fn reconsider(&self, window: &mut Window, queue_empty: bool) {
         let level = self.level.load(Ordering::Relaxed);
-        let mean = window.queued / window.calls.max(1);
+        // Windows this one lasted: more than one when no call came to close it sooner.
+        let windows = (window.started.elapsed().as_nanos() / self.config.window.as_nanos().max(1))
+            .clamp(1, LEVELS as u128) as usize;
+        // Its delays are old news after a quiet spell, if nothing waits for a worker now.
+        let mean = if windows >= 2 && queue_empty {
+            Duration::ZERO
+        } else {
+            window.queued / window.calls.max(1)
+        };
         let admitted: u64 = window.demand[..level].iter().sum();
         let next = if mean > self.config.queue_delay_max {
             // Admit about 5% fewer: the highest level whose demand fits under the target.
@@ -289,7 +306,11 @@ impl Admission {
                 sum += window.demand[next];
                 next += 1;
             }
-            next
+            // Well under the budget there is room to spare, whatever asked in the window.
+            if mean <= self.config.queue_delay_max / 4 {
+                next = next.max(level + RECOVERY_LEVELS * windows);
+            }
+            next.min(LEVELS)
         } else {
             level
         };
@@ -378,6 +399,41 @@ mod tests {
             let _ = guard.call(0, &ctx(Priority::Low, n), async { Ok(()) }).await;
         }
         assert_eq!(guard.admission_level(), LEVELS);
+    }
+
+    /// After a burst that shut out every class but the critical one, the guard admits them
+    /// all again within a few seconds: when nothing at all comes for a while, and when only a
+    /// trickle of low calls comes (one a second).
+    #[tokio::test(start_paused = true)]
+    async fn after_a_burst_every_class_is_admitted_again_within_seconds() {
+        for trickle in [false, true] {
+            let guard = Guard::new("test.Burst", &["Work"], &GuardConfig::default());
+            // As a burst leaves it: only critical calls admitted, and a window whose calls
+            // waited 100 ms on average.
+            guard.admission.level.store(CRITICAL_LEVELS, Ordering::Relaxed);
+            {
+                let mut window = guard.admission.window.lock().unwrap();
+                (window.calls, window.queued) = (10, Duration::from_secs(1));
+            }
+            // Afterwards: every user's login gets in within 5 s of the burst's end.
+            let login =
+                async |user| guard.call(0, &ctx(Priority::Low, user), async { Ok(()) }).await;
+            if trickle {
+                let mut admitted = false;
+                for second in 0..5 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    admitted = login(10_000 + second).await.is_ok();
+                }
+                assert!(admitted, "a trickle of logins opens the guard");
+            } else {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            let mut shut_out = 0;
+            for user in 20_000..20_500 {
+                shut_out += usize::from(login(user).await.is_err());
+            }
+            assert_eq!(shut_out, 0, "every user's login (trickle: {trickle})");
+        }
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Overload control through the real client: a logic node whose storage answers slowly (a
 //! store node behind a delaying proxy) sheds new logins first and sends next, with
-//! OVERLOADED (11), while syncs keep succeeding; the sheds show in its metrics.
+//! OVERLOADED (11), while syncs keep succeeding; the sheds show in its metrics; and once the
+//! load is gone, logins get in again within seconds.
 
 use crate::harness::*;
 use missive_client::Client;
@@ -138,6 +139,24 @@ async fn a_slow_store_makes_the_logic_layer_shed_logins_and_sends_but_never_sync
         }
     }
     println!("{syncs} syncs ok; load: {tally:?}");
+
+    // Once the load is gone the guard opens again, however little asks: a login gets in
+    // within 5 s of its end, and a window later every login does (each is at a random user
+    // level of the low class).
+    let stopped = tokio::time::Instant::now();
+    let login = async || {
+        let prospect = Client::connect(&url).await.unwrap();
+        prospect.login("prospect", PASSWORD, "after").await
+    };
+    while let Err(error) = login().await {
+        assert_eq!(error.code(), Some(Code::Overloaded), "{error}");
+        assert!(stopped.elapsed() < Duration::from_secs(5), "logins still refused after 5 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..5 {
+        login().await.expect("every login, once the guard is open");
+    }
 
     // The deployment has now been through every state deploy/'s dashboard and alerts chart:
     // each metric they query is served by one of its nodes.
