@@ -9,7 +9,7 @@
 //! a rule decide, and writes the group under its next revision: the store refuses a write
 //! whose revision another logic node took first, and the change is then decided again.
 
-use crate::invitation::{INVITATION_CHARS_MAX, Invitation};
+use crate::invitation::Invitation;
 use crate::limits::{Limit, key_of};
 use crate::{Audience, GroupInvites, Logic, validate};
 use missive_proto::client::group_event::Action;
@@ -40,6 +40,11 @@ fn role(member: &GroupMemberRecord) -> GroupRole {
 
 fn record(state: &GroupState) -> &GroupRecord {
     state.group.as_ref().expect("stores return a group with its state")
+}
+
+/// The membership of a user who joins at `now` in `role`.
+fn joining(user_id: u64, role: GroupRole, now: i64) -> GroupMemberRecord {
+    GroupMemberRecord { user_id, role: role as i32, joined_at_ms: now }
 }
 
 fn event(action: Action, actor: u64, targets: Vec<u64>, value: String) -> GroupEvent {
@@ -312,16 +317,11 @@ impl Logic {
         let joiners = self.joiners(ctx, actor, &req.member_ids, None).await?;
         self.check_size(joiners.len() + 1)?;
         let now = self.now_ms();
-        let member = |user_id, role: GroupRole| GroupMemberRecord {
-            user_id,
-            role: role as i32,
-            joined_at_ms: now,
-        };
-        let mut members = vec![member(actor, GroupRole::Owner)];
+        let mut members = vec![joining(actor, GroupRole::Owner, now)];
         let accept = self.config.group_invites == GroupInvites::Accept;
         let (joiners, invitees) =
             if accept { (Vec::new(), joiners) } else { (joiners, Vec::new()) };
-        members.extend(joiners.iter().map(|&u| member(u, GroupRole::Member)));
+        members.extend(joiners.iter().map(|&u| joining(u, GroupRole::Member, now)));
         let group = GroupRecord {
             name: name.clone(),
             owner_id: actor,
@@ -369,11 +369,7 @@ impl Logic {
                 group: record(state).clone(),
                 upsert: new
                     .iter()
-                    .map(|&user_id| GroupMemberRecord {
-                        user_id,
-                        role: GroupRole::Member as i32,
-                        joined_at_ms: now,
-                    })
+                    .map(|&user_id| joining(user_id, GroupRole::Member, now))
                     .collect(),
                 remove: Vec::new(),
                 event: event(Action::Invited, actor, new.clone(), String::new()),
@@ -612,9 +608,9 @@ impl Logic {
         req: GroupJoinRequest,
     ) -> Result<GroupResponse, Status> {
         let actor = ctx.caller()?.user_id;
-        let invitation = (req.invitation.len() <= INVITATION_CHARS_MAX)
-            .then(|| self.invitations.open(&req.invitation))
-            .flatten()
+        let invitation = self
+            .invitations
+            .open(&req.invitation)
             .ok_or_else(|| Status::invalid_argument("not an invitation of this server"))?;
         if invitation.user_id != actor {
             return Err(Status::new(Code::PermissionDenied, "this invitation is someone else's"));
@@ -640,11 +636,7 @@ impl Logic {
             self.check_size(state.members.len() + 1)?;
             Ok(Change {
                 group: record(state).clone(),
-                upsert: vec![GroupMemberRecord {
-                    user_id: actor,
-                    role: GroupRole::Member as i32,
-                    joined_at_ms: now,
-                }],
+                upsert: vec![joining(actor, GroupRole::Member, now)],
                 remove: Vec::new(),
                 event: event(Action::Joined, actor, vec![invitation.inviter_id], String::new()),
             })

@@ -14,7 +14,7 @@ const TAG_BYTES: usize = 16;
 /// The format byte, four 8-byte fields, the tag.
 const SEALED_BYTES: usize = 1 + 4 * 8 + TAG_BYTES;
 /// Invitations this long, as text, at most: anything longer is refused unread.
-pub const INVITATION_CHARS_MAX: usize = SEALED_BYTES.div_ceil(3) * 4;
+const INVITATION_CHARS_MAX: usize = SEALED_BYTES.div_ceil(3) * 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Invitation {

@@ -190,6 +190,11 @@ impl Default for Buckets {
 }
 
 impl Bucket {
+    /// A bucket full at `now` (ns): nothing owed, no strikes.
+    fn full(now: i128) -> Bucket {
+        Bucket { full_at_ns: now, strikes: 0, penalty_ns: 0 }
+    }
+
     /// Takes `cost` requests at `now` (ns) under `rule`, or tells how long until they would
     /// be let through. With `refund`, gives them back instead, with the last strike's
     /// penalty and every strike. The same arithmetic as the shared buckets' script
@@ -201,7 +206,7 @@ impl Bucket {
         let capacity = interval * i128::from(rate.count);
         if self.full_at_ns <= now {
             // Refilled: nothing owed, no strikes remembered.
-            *self = Bucket { full_at_ns: now, strikes: 0, penalty_ns: 0 };
+            *self = Bucket::full(now);
         }
         let cost = i128::from(cost.min(rate.count)) * interval;
         if refund {
@@ -252,8 +257,7 @@ impl Buckets {
                 buckets.clear();
             }
         }
-        let fresh = Bucket { full_at_ns: now, strikes: 0, penalty_ns: 0 };
-        buckets.entry((limit, key)).or_insert(fresh).take(rule, cost, now, refund)
+        buckets.entry((limit, key)).or_insert(Bucket::full(now)).take(rule, cost, now, refund)
     }
 }
 
@@ -426,22 +430,22 @@ mod tests {
     fn a_bucket_lets_its_burst_through_then_one_per_refill() {
         let buckets = Buckets::default();
         let rate = Rate { count: 3, per: Duration::from_secs(3) };
-        let rate = Rule { rate, backoff_max: None };
-        let take = |now| buckets.take(Limit::Sends, 7, rate, 1, now, false);
+        let rule = Rule { rate, backoff_max: None };
+        let take = |now| buckets.take(Limit::Sends, 7, rule, 1, now, false);
         assert!((0..3).all(|_| take(0).is_ok()), "the burst");
         assert_eq!(take(0), Err(Duration::from_millis(1000)), "then the time to one token");
         assert_eq!(take(999), Err(Duration::from_millis(1)));
         assert!(take(1000).is_ok());
         assert!(take(1000).is_err());
-        assert!(buckets.take(Limit::Sends, 8, rate, 1, 1000, false).is_ok(), "others unaffected");
-        assert!(buckets.take(Limit::Registrations, 7, rate, 1, 1000, false).is_ok(), "and limits");
+        assert!(buckets.take(Limit::Sends, 8, rule, 1, 1000, false).is_ok(), "others unaffected");
+        assert!(buckets.take(Limit::Registrations, 7, rule, 1, 1000, false).is_ok(), "and limits");
         // A refund gives one back at once, never more than the bucket holds.
-        assert!(buckets.take(Limit::Sends, 7, rate, 1, 1000, true).is_ok());
+        assert!(buckets.take(Limit::Sends, 7, rule, 1, 1000, true).is_ok());
         assert!(take(1000).is_ok(), "the refunded one");
         assert!(take(1000).is_err());
-        assert!(buckets.take(Limit::Sends, 9, rate, 3, 0, true).is_ok(), "a refund to a full one");
-        assert!((0..3).all(|_| buckets.take(Limit::Sends, 9, rate, 1, 0, false).is_ok()));
-        assert!(buckets.take(Limit::Sends, 9, rate, 1, 0, false).is_err(), "still three at most");
+        assert!(buckets.take(Limit::Sends, 9, rule, 3, 0, true).is_ok(), "a refund to a full one");
+        assert!((0..3).all(|_| buckets.take(Limit::Sends, 9, rule, 1, 0, false).is_ok()));
+        assert!(buckets.take(Limit::Sends, 9, rule, 1, 0, false).is_err(), "still three at most");
     }
 
     #[test]
