@@ -33,6 +33,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// An upload in parts untouched this long is deleted.
 pub const UNFINISHED_TTL: Duration = Duration::from_secs(3_600);
+/// A record longer than this at a file's start means the file is not a media file.
+const HEADER_BYTES_MAX: u32 = 64 * 1024;
 /// How often, at most, unfinished uploads are checked for expiry.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -54,16 +56,16 @@ pub enum MediaError {
 
 impl From<MediaError> for Status {
     fn from(err: MediaError) -> Status {
-        match err {
-            MediaError::Quota { .. } | MediaError::Unfinished(_) => {
-                return Status::new(Code::LimitExceeded, err.to_string());
+        let code = match err {
+            MediaError::Quota { .. } | MediaError::Unfinished(_) => Code::LimitExceeded,
+            MediaError::NoUpload => Code::NotFound,
+            MediaError::PastSize(_) => Code::InvalidArgument,
+            MediaError::Io { .. } | MediaError::Corrupt(_) => {
+                tracing::error!(error = %err, "media storage failure");
+                return Status::internal("media storage failure");
             }
-            MediaError::NoUpload => return Status::new(Code::NotFound, err.to_string()),
-            MediaError::PastSize(_) => return Status::invalid_argument(err.to_string()),
-            MediaError::Io { .. } | MediaError::Corrupt(_) => {}
-        }
-        tracing::error!(error = %err, "media storage failure");
-        Status::internal("media storage failure")
+        };
+        Status::new(code, err.to_string())
     }
 }
 
@@ -308,7 +310,7 @@ fn read_header(file: &mut std::fs::File, path: &Path) -> Result<(MediaRecord, u6
     let mut length = [0u8; 4];
     file.read_exact(&mut length).map_err(io(path))?;
     let length = u32::from_be_bytes(length);
-    if length > 64 * 1024 {
+    if length > HEADER_BYTES_MAX {
         return Err(MediaError::Corrupt(path.to_path_buf()));
     }
     let mut header = vec![0u8; length as usize];
