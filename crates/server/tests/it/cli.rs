@@ -323,3 +323,32 @@ async fn cli_group_media_and_recall_commands_work_end_to_end() {
     let seen = synced(url, &ann, "message");
     assert!(seen.iter().any(|m| m["text"] == "Ann transferred ownership to old"), "{seen:?}");
 }
+
+/// Under `group-invites accept`, the CLI shows an invitation with the command that accepts
+/// it (and carries it in `sync --json`), and `group join` makes the invitee a member.
+#[tokio::test]
+async fn cli_accepts_a_group_invitation_end_to_end() {
+    let server = Server::start_with(&["--group-invites", "accept"]);
+    let url = server.tcp.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let [ann, ben] = ["ann", "ben"].map(|n| dir.path().join(n));
+    for (name, profile) in [("ann", &ann), ("ben", &ben)] {
+        run(url, profile, &["register", name, PASSWORD]);
+        run(url, profile, &["login", name, PASSWORD]);
+    }
+    let created = run(url, &ann, &["group", "create", "Climbing", "ben"]);
+    let handle = created.split_whitespace().next().unwrap().to_string();
+    assert!(created.contains("Climbing (1 members)"), "invited, not added: {created}");
+
+    let shown = run(url, &ben, &["sync"]);
+    let line = shown.lines().find(|l| l.contains("invited you")).expect("the invitation");
+    assert!(line.contains("ann invited you to the group \"Climbing\""), "{line}");
+    let (_, invitation) = line.split_once("(accept: group join ").expect("how to accept");
+    let invitation = invitation.trim_end_matches(')');
+    let json = synced(url, &ann, "message");
+    assert_eq!(json.last().unwrap()["invitation"], invitation, "the inviter's copy, in JSON");
+
+    let joined = run(url, &ben, &["group", "join", invitation]);
+    assert!(joined.contains("Climbing (2 members)") && joined.contains("member ben"), "{joined}");
+    assert!(run(url, &ben, &["group", "list"]).contains(&format!("{handle} Climbing (member)")));
+}
