@@ -6,6 +6,11 @@
 #   stop_all              stops every server started so far
 #   tcp_of NAME, ws_of NAME, http_of NAME, admin_of NAME, rpc_of NAME   its addresses
 #   (tls://, wss:// and https:// when the server speaks TLS); pid_of NAME   its process
+#   watch_rss NAME        notes its resident memory now, then samples it every 0.1 s
+#   rss_report NAME       waits 10 s and prints it: before, peak while watched, and now
+#   field KEY             a number from the one-line JSON summary on standard input
+#
+# MISSIVE names another server binary to start (default target/release/missive).
 
 work=$(mktemp -d)
 pids=()
@@ -28,7 +33,7 @@ start() {
   local name=$1
   shift
   rm -rf "${work:?}/$name"
-  target/release/missive serve --data "$work/$name" --tcp 127.0.0.1:0 --http 127.0.0.1:0 \
+  "${MISSIVE:-target/release/missive}" serve --data "$work/$name" --tcp 127.0.0.1:0 --http 127.0.0.1:0 \
     --admin 127.0.0.1:0 --password-memory-kib 64 --password-iterations 1 --rate-limits "${RATE_LIMITS:-false}" "$@" \
     >"$work/$name.out" 2>"$work/$name.log" &
   pids+=($!)
@@ -47,3 +52,18 @@ http_of() { grep -m1 -oE 'listening https?://[0-9.:]*' "$work/$1.out" | sed 's/^
 admin_of() { grep -m1 -oE 'listening admin https?://[0-9.:]*' "$work/$1.out" | sed 's/^listening admin //'; }
 pid_of() { cat "$work/$1.pid"; }
 rpc_of() { grep -m1 -o 'rpc http://[0-9.:]*' "$work/$1.out" | sed 's/^rpc //'; }
+rss_of() { awk '/^VmRSS/ { print $2 }' "/proc/$(pid_of "$1")/status"; }
+watch_rss() {
+  rss_of "$1" >"$work/$1.rss.before"
+  : >"$work/$1.rss"
+  (while kill -0 "$(pid_of "$1")" 2>/dev/null; do rss_of "$1" >>"$work/$1.rss"; sleep 0.1; done) &
+  echo $! >"$work/$1.rss.pid"
+}
+rss_report() {
+  local peak
+  peak=$(sort -n "$work/$1.rss" | tail -1)
+  sleep 10
+  echo "server resident memory: before $(cat "$work/$1.rss.before") KiB, peak during ${peak} KiB, 10 s after $(rss_of "$1") KiB"
+  kill "$(cat "$work/$1.rss.pid")" 2>/dev/null || true
+}
+field() { sed -E "s/.*\"$1\":([0-9.]+).*/\\1/"; }
