@@ -16,10 +16,11 @@
 //! fast as the refused class kept asking. A window left open across a quiet spell is closed
 //! by the next call as if each second of the spell had been a window of its own, with no
 //! queueing if no call waits for a worker then, so after a burst every class is admitted
-//! again within a few seconds, however little traffic there is. A refused call fails at once with OVERLOADED,
-//! before it costs anything, and is counted in `missive_rpc_shed_total`. Unlike DAGOR, the
-//! level never falls into [`Priority::Critical`]: syncs deliver what is already stored, so
-//! refusing them only lets backlogs grow; they can still run out of time in the queue.
+//! again within a few seconds, however little traffic there is. A refused call fails at once
+//! with OVERLOADED, before it costs anything, and is counted in `missive_rpc_shed_total`.
+//! Unlike DAGOR, the level never falls into [`Priority::Critical`]: syncs deliver what is
+//! already stored, so refusing them only lets backlogs grow; they can still run out of time
+//! in the queue.
 
 use crate::{Code, Ctx, LazyHandles, Priority, Status, Timer};
 use metrics::{Counter, Gauge};
@@ -151,8 +152,7 @@ impl Guard {
         if ctx.deadline.is_some_and(|deadline| deadline <= started.into_std()) {
             return Err(Status::new(Code::DeadlineExceeded, "deadline passed before the call"));
         }
-        let queue_empty = self.workers.available_permits() > 0;
-        if !self.admission.admit(compound_priority(ctx), queue_empty) {
+        if !self.admission.admit(compound_priority(ctx), &self.workers) {
             let priority = ctx.priority;
             stats
                 .shed
@@ -255,15 +255,15 @@ impl Admission {
     }
 
     /// Counts the demand and decides; also closes the window when it is over, so that a
-    /// level that refuses everything still rises again. `queue_empty`: a worker is free now.
-    fn admit(&self, priority: usize, queue_empty: bool) -> bool {
+    /// level that refuses everything still rises again. `workers` are the service's.
+    fn admit(&self, priority: usize, workers: &Semaphore) -> bool {
         let mut window = self.window.lock().expect("admission window");
         window.demand[priority] += 1;
         window.requests += 1;
         if window.requests >= self.config.window_calls
             || window.started.elapsed() >= self.config.window
         {
-            self.reconsider(&mut window, queue_empty);
+            self.reconsider(&mut window, workers.available_permits() > 0);
         }
         priority < self.level.load(Ordering::Relaxed)
     }
