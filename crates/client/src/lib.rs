@@ -306,10 +306,10 @@ impl Client {
         mime_type: &str,
         data: Vec<u8>,
     ) -> Result<MediaRef, ClientError> {
-        let (name, mime_type) = (name.to_string(), mime_type.to_string());
-        let request = UploadRequest { conversation_id, name, mime_type, data };
+        let request =
+            UploadRequest { conversation_id, name: name.into(), mime_type: mime_type.into(), data };
         let answer: UploadResponse = self.call(Command::Upload, &request).await?;
-        answer.media.ok_or_else(|| ClientError::Protocol("media missing".into()))
+        answer.media.ok_or_else(media_missing)
     }
 
     /// Uploads an image or file for a conversation: whole if it is small, else in parts
@@ -324,7 +324,6 @@ impl Client {
         if data.len() <= missive_proto::UPLOAD_PART_BYTES_MAX as usize {
             return self.upload_whole(conversation_id, name, mime_type, data).await;
         }
-        let missing = || ClientError::Protocol("media missing".into());
         let (name, mime_type) = (name.to_string(), mime_type.to_string());
         let size = data.len() as u64;
         let begin = UploadBeginRequest { conversation_id, name, mime_type, size };
@@ -345,7 +344,7 @@ impl Client {
             }
             offset = usize::try_from(answer.received).unwrap_or(usize::MAX).min(data.len());
         }
-        Err(missing())
+        Err(media_missing())
     }
 
     pub async fn download(&self, media_id: &str) -> Result<DownloadResponse, ClientError> {
@@ -526,6 +525,11 @@ impl Client {
         }
         self.sync().await
     }
+}
+
+/// An UPLOAD or UPLOAD_PART answer that should have carried the media and did not.
+fn media_missing() -> ClientError {
+    ClientError::Protocol("media missing".into())
 }
 
 /// 16 random bytes in hex: unique per sender for all practical purposes.
