@@ -618,20 +618,16 @@ impl Logic {
         if self.now_ms() >= invitation.expires_at_ms {
             return Err(Status::new(Code::TooLate, "the invitation has expired"));
         }
-        let current = self.load_group(ctx, invitation.group_id).await?;
-        if Self::role_in(&current, actor).is_ok() {
-            return Ok(GroupResponse { group: Some(self.group_view(ctx, &current).await?) });
-        }
         let now = self.now_ms();
-        self.change_group(ctx, invitation.group_id, |state, actor| {
+        let joined = self.change_group(ctx, invitation.group_id, |state, actor| {
+            if Self::role_in(state, actor).is_ok() {
+                return Err(Status::new(Code::AlreadyExists, "already a member"));
+            }
             if Self::role_in(state, invitation.inviter_id).is_err() {
                 return Err(Status::new(
                     Code::PermissionDenied,
                     "the invitation ended: its inviter is no longer in the group",
                 ));
-            }
-            if Self::role_in(state, actor).is_ok() {
-                return Err(Status::new(Code::AlreadyExists, "already a member"));
             }
             self.check_size(state.members.len() + 1)?;
             Ok(Change {
@@ -640,8 +636,15 @@ impl Logic {
                 remove: Vec::new(),
                 event: event(Action::Joined, actor, vec![invitation.inviter_id], String::new()),
             })
-        })
-        .await
+        });
+        match joined.await {
+            // Accepted before: the group as it is.
+            Err(status) if status.code == Code::AlreadyExists => {
+                let current = self.load_group(ctx, invitation.group_id).await?;
+                Ok(GroupResponse { group: Some(self.group_view(ctx, &current).await?) })
+            }
+            answer => answer,
+        }
     }
 
     pub(crate) async fn group_info(
