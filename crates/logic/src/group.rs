@@ -615,10 +615,10 @@ impl Logic {
         if invitation.user_id != actor {
             return Err(Status::new(Code::PermissionDenied, "this invitation is someone else's"));
         }
-        if self.now_ms() >= invitation.expires_at_ms {
+        let now = self.now_ms();
+        if now >= invitation.expires_at_ms {
             return Err(Status::new(Code::TooLate, "the invitation has expired"));
         }
-        let now = self.now_ms();
         let joined = self.change_group(ctx, invitation.group_id, |state, actor| {
             if Self::role_in(state, actor).is_ok() {
                 return Err(Status::new(Code::AlreadyExists, "already a member"));
