@@ -48,7 +48,7 @@ impl Default for PasswordCost {
 
 pub(crate) struct AuthState {
     /// Bounds the cores spent hashing passwords, so a login storm cannot starve sends.
-    hashing: Arc<Semaphore>,
+    pub(crate) hashing: Arc<Semaphore>,
     /// Token hash -> (session, when it was read), so that authenticating a short-link
     /// request costs no read.
     sessions: Mutex<HashMap<[u8; 32], (SessionRecord, i64)>>,
