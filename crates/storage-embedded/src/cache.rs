@@ -7,71 +7,89 @@
 //! updated by the writer right after each commit are always coherent.
 
 use missive_proto::client::Message;
-use missive_proto::internal::{AccountRecord, GroupState, InboxItem, InboxPage};
+use missive_proto::internal::{AccountRecord, ContactRecord, GroupState, InboxItem, InboxPage};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 const SHARDS: usize = 64;
-/// Users per shard at most; a full shard is emptied and refills from the database.
+/// Users (or groups) per shard at most.
 const USERS_PER_SHARD_MAX: usize = 4096;
+/// Contact entries per shard at most: a send reads the recipient's entry for its sender,
+/// so this holds the pairs that wrote to each other lately, present or absent.
+const CONTACTS_PER_SHARD_MAX: usize = 4096;
 /// Newest inbox entries kept per user; older ones are read from the database.
 const INBOX_TAIL_MAX: usize = 256;
 
-struct Shard<V> {
+struct Shard<K, V> {
     /// Bumped each time the shard is emptied; a reader that saw another generation before
     /// its database read must not cache what it read, since a newer write may have been
     /// dropped with the shard.
     generation: u64,
-    users: HashMap<u64, V>,
+    entries: HashMap<K, V>,
 }
 
-struct Sharded<V> {
-    shards: Vec<Mutex<Shard<V>>>,
+/// What a cache is keyed by: a user or group id, or an (owner, peer) pair.
+trait Key: Copy + Eq + std::hash::Hash {
+    fn shard(&self) -> usize;
 }
 
-impl<V> Sharded<V> {
-    fn new() -> Self {
-        let shard = || Mutex::new(Shard { generation: 0, users: HashMap::new() });
-        Sharded { shards: (0..SHARDS).map(|_| shard()).collect() }
+impl Key for u64 {
+    fn shard(&self) -> usize {
+        (self % SHARDS as u64) as usize
+    }
+}
+
+impl Key for (u64, u64) {
+    fn shard(&self) -> usize {
+        // Both ids spread the pairs: one busy owner's entries do not all share a shard.
+        (self.0 ^ self.1.rotate_left(17)).shard()
+    }
+}
+
+struct Sharded<K, V> {
+    shards: Vec<Mutex<Shard<K, V>>>,
+    /// Entries per shard at most; a full shard is emptied and refills from the database.
+    per_shard_max: usize,
+}
+
+impl<K: Key, V> Sharded<K, V> {
+    fn new(per_shard_max: usize) -> Self {
+        let shard = || Mutex::new(Shard { generation: 0, entries: HashMap::new() });
+        Sharded { shards: (0..SHARDS).map(|_| shard()).collect(), per_shard_max }
     }
 
-    fn shard(&self, user_id: u64) -> std::sync::MutexGuard<'_, Shard<V>> {
-        self.shards[(user_id % SHARDS as u64) as usize].lock().expect("cache shard")
+    fn shard(&self, key: K) -> std::sync::MutexGuard<'_, Shard<K, V>> {
+        self.shards[key.shard()].lock().expect("cache shard")
     }
 
-    fn get<R>(&self, user_id: u64, f: impl FnOnce(Option<&V>) -> R) -> R {
-        f(self.shard(user_id).users.get(&user_id))
+    fn get<R>(&self, key: K, f: impl FnOnce(Option<&V>) -> R) -> R {
+        f(self.shard(key).entries.get(&key))
     }
 
-    fn generation(&self, user_id: u64) -> u64 {
-        self.shard(user_id).generation
+    fn generation(&self, key: K) -> u64 {
+        self.shard(key).generation
     }
 
-    /// Changes a user's entry, making room first when the shard is full.
-    fn update<R>(&self, user_id: u64, f: impl FnOnce(&mut HashMap<u64, V>) -> R) -> R {
-        let mut shard = self.shard(user_id);
-        Self::make_room(&mut shard, user_id);
-        f(&mut shard.users)
+    /// Changes an entry, making room first when the shard is full.
+    fn update<R>(&self, key: K, f: impl FnOnce(&mut HashMap<K, V>) -> R) -> R {
+        let mut shard = self.shard(key);
+        self.make_room(&mut shard, key);
+        f(&mut shard.entries)
     }
 
     /// Like `update`, for what a reader found in the database: skipped when the shard was
     /// emptied since `generation`.
-    fn update_if_current(
-        &self,
-        user_id: u64,
-        generation: u64,
-        f: impl FnOnce(&mut HashMap<u64, V>),
-    ) {
-        let mut shard = self.shard(user_id);
+    fn update_if_current(&self, key: K, generation: u64, f: impl FnOnce(&mut HashMap<K, V>)) {
+        let mut shard = self.shard(key);
         if shard.generation == generation {
-            Self::make_room(&mut shard, user_id);
-            f(&mut shard.users);
+            self.make_room(&mut shard, key);
+            f(&mut shard.entries);
         }
     }
 
-    fn make_room(shard: &mut Shard<V>, user_id: u64) {
-        if shard.users.len() >= USERS_PER_SHARD_MAX && !shard.users.contains_key(&user_id) {
-            shard.users.clear();
+    fn make_room(&self, shard: &mut Shard<K, V>, key: K) {
+        if shard.entries.len() >= self.per_shard_max && !shard.entries.contains_key(&key) {
+            shard.entries.clear();
             shard.generation += 1;
         }
     }
@@ -85,21 +103,24 @@ struct InboxTail {
 }
 
 pub(crate) struct Caches {
-    accounts: Sharded<AccountRecord>,
-    inboxes: Sharded<InboxTail>,
+    accounts: Sharded<u64, AccountRecord>,
+    inboxes: Sharded<u64, InboxTail>,
     /// The newest contact-change version per user.
-    contact_versions: Sharded<u64>,
+    contact_versions: Sharded<u64, u64>,
+    /// (owner, peer) -> the owner's entry for the peer, or `None` when it has none.
+    contacts: Sharded<(u64, u64), Option<ContactRecord>>,
     /// Groups with their members, by group id.
-    groups: Sharded<GroupState>,
+    groups: Sharded<u64, GroupState>,
 }
 
 impl Caches {
     pub(crate) fn new() -> Self {
         Caches {
-            accounts: Sharded::new(),
-            inboxes: Sharded::new(),
-            contact_versions: Sharded::new(),
-            groups: Sharded::new(),
+            accounts: Sharded::new(USERS_PER_SHARD_MAX),
+            inboxes: Sharded::new(USERS_PER_SHARD_MAX),
+            contact_versions: Sharded::new(USERS_PER_SHARD_MAX),
+            contacts: Sharded::new(CONTACTS_PER_SHARD_MAX),
+            groups: Sharded::new(USERS_PER_SHARD_MAX),
         }
     }
 
@@ -217,10 +238,40 @@ impl Caches {
         }
     }
 
+    /// `owner`'s entry for `peer`: `Some(None)` when it is known to have none, `None` when
+    /// the cache does not know.
+    pub(crate) fn contact(&self, owner_id: u64, peer_id: u64) -> Option<Option<ContactRecord>> {
+        self.contacts.get((owner_id, peer_id), |c| c.cloned())
+    }
+
+    pub(crate) fn contact_entry_generation(&self, owner_id: u64, peer_id: u64) -> u64 {
+        self.contacts.generation((owner_id, peer_id))
+    }
+
+    /// Remembers what a reader found of an entry (see `put_read_account`): an entry written
+    /// meanwhile is newer, and stays.
+    pub(crate) fn put_read_contact(
+        &self,
+        owner_id: u64,
+        peer_id: u64,
+        found: Option<ContactRecord>,
+        generation: u64,
+    ) {
+        self.contacts.update_if_current((owner_id, peer_id), generation, |m| {
+            m.entry((owner_id, peer_id)).or_insert(found);
+        });
+    }
+
     /// Called by the writer, after the commit of a contact entry.
-    pub(crate) fn contact_written(&self, user_id: u64, version: u64) {
-        self.contact_versions.update(user_id, |m| {
-            let entry = m.entry(user_id).or_insert(version);
+    pub(crate) fn contact_written(&self, record: &ContactRecord) {
+        let owner_id = record.owner_id;
+        let peer_id = record.contact.as_ref().map_or(0, |c| c.user_id);
+        self.contacts.update((owner_id, peer_id), |m| {
+            m.insert((owner_id, peer_id), Some(record.clone()));
+        });
+        let version = record.version;
+        self.contact_versions.update(owner_id, |m| {
+            let entry = m.entry(owner_id).or_insert(version);
             *entry = (*entry).max(version);
         });
     }
@@ -304,6 +355,32 @@ mod tests {
         caches.put_account(&newer);
         caches.put_read_account(&older, generation);
         assert_eq!(caches.account(3).unwrap().nickname, "new");
+    }
+
+    #[test]
+    fn a_contact_entry_read_before_a_write_never_hides_the_write() {
+        let caches = Caches::new();
+        let entry = |version, blocked| ContactRecord {
+            owner_id: 7,
+            version,
+            contact: Some(missive_proto::client::Contact {
+                user_id: 8,
+                blocked,
+                ..Default::default()
+            }),
+        };
+        // Absent, as a reader found it: the cache says so rather than not knowing.
+        let generation = caches.contact_entry_generation(7, 8);
+        caches.put_read_contact(7, 8, None, generation);
+        assert_eq!(caches.contact(7, 8), Some(None));
+        // A write replaces what was read; a read that began before the write does not undo it.
+        let generation = caches.contact_entry_generation(7, 8);
+        caches.contact_written(&entry(3, true));
+        caches.put_read_contact(7, 8, None, generation);
+        caches.put_read_contact(7, 8, Some(entry(2, false)), generation);
+        assert_eq!(caches.contact(7, 8), Some(Some(entry(3, true))));
+        assert_eq!(caches.contact_version(7), Some(3));
+        assert_eq!(caches.contact(8, 7), None, "the other side's entry is its own");
     }
 
     #[test]

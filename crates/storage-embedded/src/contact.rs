@@ -25,6 +25,17 @@ fn record(owner_id: u64, version: u64, body: &[u8]) -> Result<ContactRecord> {
     Ok(ContactRecord { owner_id, version, contact: Some(decode(body)?) })
 }
 
+/// `owner`'s entry for `peer`, if it has one.
+fn entry(conn: &Connection, owner_id: u64, peer_id: u64) -> Result<Option<ContactRecord>> {
+    let row = conn
+        .prepare_cached("SELECT version, body FROM contacts WHERE owner_id = ?1 AND peer_id = ?2")?
+        .query_row([owner_id, peer_id], |row| {
+            Ok((row.get::<_, u64>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })
+        .optional()?;
+    row.map(|(version, body)| record(owner_id, version, &body)).transpose()
+}
+
 /// Writes the entries in order, each above its owner's newest contact version.
 fn put(conn: &Connection, records: &[ContactRecord]) -> Result<()> {
     let mut upsert = conn.prepare_cached(
@@ -86,29 +97,27 @@ impl ContactStore for EmbeddedStore {
     }
 
     async fn get(&self, _: &Ctx, req: ContactRef) -> Result<ContactRecord, Status> {
-        self.read(move |conn| {
-            let row = conn
-                .prepare_cached(
-                    "SELECT version, body FROM contacts WHERE owner_id = ?1 AND peer_id = ?2",
-                )?
-                .query_row([req.owner_id, req.peer_id], |row| {
-                    Ok((row.get::<_, u64>(0)?, row.get::<_, Vec<u8>>(1)?))
-                })
-                .optional()?
-                .ok_or(StoreError::NotFound("contact"))?;
-            record(req.owner_id, row.0, &row.1)
-        })
-        .await
+        let (owner_id, peer_id) = (req.owner_id, req.peer_id);
+        let found = match self.caches().contact(owner_id, peer_id) {
+            Some(found) => found,
+            None => {
+                let generation = self.caches().contact_entry_generation(owner_id, peer_id);
+                let found = self.read(move |conn| entry(conn, owner_id, peer_id)).await?;
+                self.caches().put_read_contact(owner_id, peer_id, found.clone(), generation);
+                found
+            }
+        };
+        found.ok_or_else(|| StoreError::NotFound("contact").into())
     }
 
     async fn put(&self, _: &Ctx, req: PutContactsRequest) -> Result<Empty, Status> {
         let store = self.clone();
-        let newest: Vec<(u64, u64)> = req.records.iter().map(|r| (r.owner_id, r.version)).collect();
+        let written = req.records.clone();
         self.write_then(
             move |conn| put(conn, &req.records),
             move |()| {
-                for &(owner_id, version) in &newest {
-                    store.caches().contact_written(owner_id, version);
+                for record in &written {
+                    store.caches().contact_written(record);
                 }
             },
         )
