@@ -160,6 +160,10 @@ impl EmbeddedStore {
         disable_memory_statistics();
         let mut conn = Connection::open(&path)?;
         tune(&conn)?;
+        // The writer reads through the memory map like every connection; its own page cache
+        // holds what a transaction dirties, and SQLite sweeps that cache at every commit
+        // (`pcache1Truncate`), so a large one costs a scan per commit and saves no read.
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         // Checkpoints run on their own thread (`run_checkpointer`), never in a commit.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "page_size", PAGE_BYTES)?;
@@ -311,6 +315,7 @@ fn tune(conn: &Connection) -> Result<()> {
 
 const MMAP_BYTES: i64 = 1 << 30;
 const CACHE_KIB: i64 = 64 * 1024;
+const WRITER_CACHE_KIB: i64 = 4 * 1024;
 /// How often the checkpointer copies the log into the database.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 /// A batch stops taking more operations once it has run this long.
