@@ -97,6 +97,21 @@ impl AdminClient {
         self.call(Method::GET, &["audit"], &query, None::<()>).await
     }
 
+    /// The node's `/metrics` page (Prometheus text), which needs no credential.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let url = self
+            .base
+            .join("metrics")
+            .map_err(|_| ClientError::BadAdminUrl(self.base.to_string()))?;
+        let response = self.http.get(url).send().await.map_err(|e| ClientError::transport(&e))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| ClientError::transport(&e))?;
+        if !status.is_success() {
+            return Err(ClientError::Protocol(format!("/metrics answered HTTP {status}")));
+        }
+        Ok(text)
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,

@@ -223,6 +223,8 @@ struct Admission {
     window: Mutex<Window>,
     config: GuardConfig,
     level_gauge: Gauge,
+    /// The mean queueing delay of the last window, as the level was decided on it.
+    queueing_gauge: Gauge,
 }
 
 struct Window {
@@ -240,6 +242,7 @@ impl Admission {
     fn new(service: &'static str, config: GuardConfig) -> Admission {
         let level_gauge = metrics::gauge!("missive_rpc_admission_level", "service" => service);
         level_gauge.set(LEVELS as f64);
+        let queueing_gauge = metrics::gauge!("missive_rpc_queueing_seconds", "service" => service);
         Admission {
             level: AtomicUsize::new(LEVELS),
             window: Mutex::new(Window {
@@ -251,6 +254,7 @@ impl Admission {
             }),
             config,
             level_gauge,
+            queueing_gauge,
         }
     }
 
@@ -286,6 +290,7 @@ impl Admission {
         } else {
             window.queued / window.calls.max(1)
         };
+        self.queueing_gauge.set(mean.as_secs_f64());
         let admitted: u64 = window.demand[..level].iter().sum();
         let next = if mean > self.config.queue_delay_max {
             // Admit about 5% fewer: the highest level whose demand fits under the target.

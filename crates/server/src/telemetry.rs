@@ -199,6 +199,12 @@ const METRICS: &[(Kind, &str, Unit, &str)] = {
             Count,
             "Overload control's admission level, by service.",
         ),
+        (
+            Gauge,
+            "missive_rpc_queueing_seconds",
+            Seconds,
+            "Mean wait for a worker over overload control's last window, by service.",
+        ),
         (Gauge, "missive_store_wal_pages", Count, "Pages in the embedded store's write-ahead log."),
         (
             Latency,

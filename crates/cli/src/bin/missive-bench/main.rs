@@ -6,6 +6,7 @@
 //! `missive-bench rpc` measures the RPC framework alone; `missive-bench histograms` what
 //! recording a latency sample costs; `missive-bench uploads` many large uploads at once.
 
+mod curve;
 mod flood;
 mod group;
 mod histograms;
@@ -83,6 +84,19 @@ struct Args {
     /// Hides the progress bar.
     #[arg(long)]
     quiet: bool,
+    /// The server's process id, when it runs on this machine: the summary then gives its
+    /// CPU time over the message phase (setup excluded) per delivered message.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Writes a CSV row per --curve-interval-ms: sends answered, refused and delivered per
+    /// second, and the server's admission level and queueing delay when --metrics is given.
+    #[arg(long)]
+    curve: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 1000)]
+    curve_interval_ms: u64,
+    /// The server's admin address (http://HOST:PORT), whose /metrics the curve reads.
+    #[arg(long)]
+    metrics: Option<String>,
 }
 
 /// How long a simulated user waits after an OVERLOADED answer (times 0.5 to 1.5).
@@ -98,6 +112,13 @@ struct Shared {
     send_errors_by_code: Mutex<BTreeMap<&'static str, u64>>,
     received: AtomicU64,
     latency_us: Mutex<Histogram<u64>>,
+}
+
+impl Shared {
+    /// Sends refused so far, whatever the code.
+    fn refused(&self) -> u64 {
+        self.send_errors_by_code.lock().expect("errors").values().sum()
+    }
 }
 
 #[tokio::main]
@@ -118,7 +139,7 @@ async fn messages(args: Args, trust: Trust) -> anyhow::Result<()> {
     if args.users < 2 {
         bail!("--users must be at least 2");
     }
-    let clients = setup(&args.population(trust)).await?;
+    let clients = setup(&args.population(trust.clone())).await?;
     let names: Arc<Vec<String>> =
         Arc::new((0..args.users).map(|i| format!("{}{i}", args.prefix)).collect());
     let shared = Arc::new(Shared {
@@ -176,6 +197,20 @@ async fn messages(args: Args, trust: Trust) -> anyhow::Result<()> {
             }
         }));
     }
+
+    let cpu_before = args.server_pid.map(curve::cpu_seconds).transpose()?;
+    let curve = match &args.curve {
+        Some(path) => {
+            let admin = args
+                .metrics
+                .as_deref()
+                .map(|url| missive_client::AdminClient::new(url, "", &trust))
+                .transpose()?;
+            let every = Duration::from_millis(args.curve_interval_ms.max(10));
+            Some(tokio::spawn(curve::record(shared.clone(), admin, path.clone(), every)))
+        }
+        None => None,
+    };
 
     // Senders: each user sends its share, one message at a time, paced to the rate.
     let per_user = args.messages / args.users as u64;
@@ -253,11 +288,18 @@ async fn messages(args: Args, trust: Trust) -> anyhow::Result<()> {
     for receiver in receivers {
         receiver.abort();
     }
+    if let Some(curve) = curve {
+        curve.abort();
+    }
     let received = shared.received.load(Ordering::Relaxed);
+    let server_cpu_s = match (args.server_pid, cpu_before) {
+        (Some(pid), Some(before)) => Some(curve::cpu_seconds(pid)? - before),
+        _ => None,
+    };
     let elapsed = if received >= sent { last_change.max(sending_done) } else { sending_done };
     let histogram = shared.latency_us.lock().expect("histogram").clone();
     let errors = std::mem::take(&mut *shared.send_errors_by_code.lock().expect("errors"));
-    report(&args, sent, received, &errors, elapsed, &histogram);
+    report(&args, sent, received, &errors, elapsed, &histogram, server_cpu_s);
     if received < sent {
         bail!("{} messages were not delivered", sent - received);
     }
@@ -341,7 +383,9 @@ fn report(
     errors: &BTreeMap<&'static str, u64>,
     elapsed: Duration,
     latency: &Histogram<u64>,
+    server_cpu_s: Option<f64>,
 ) {
+    let cpu_us_per_message = server_cpu_s.map(|s| 1e6 * s / received.max(1) as f64);
     let rate = received as f64 / elapsed.as_secs_f64().max(1e-9);
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     let error_count: u64 = errors.values().sum();
@@ -352,6 +396,7 @@ fn report(
             "send_errors": error_count, "send_errors_by_code": errors,
             "seconds": elapsed.as_secs_f64(), "delivered_per_second": rate,
             "latency_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": latency.max() as f64 / 1000.0 },
+            "server_cpu_s": server_cpu_s, "server_cpu_us_per_message": cpu_us_per_message,
         });
         println!("{summary}");
     } else {
@@ -373,5 +418,8 @@ fn report(
             ms(0.999),
             latency.max() as f64 / 1000.0
         );
+        if let (Some(seconds), Some(per_message)) = (server_cpu_s, cpu_us_per_message) {
+            println!("server CPU {seconds:.1} s, {per_message:.0} µs per delivered message");
+        }
     }
 }
