@@ -5,6 +5,9 @@ use missive::settings::Settings;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "missive", version, about = "Missive instant-messaging server")]
 struct Cli {

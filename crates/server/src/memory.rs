@@ -1,7 +1,9 @@
-//! Memory given back to the system after a surge. glibc's allocator keeps the pages it freed
-//! inside its arenas for reuse; after a flood of connections or large requests the process
-//! would hold its peak for good. Every few seconds the free pages of every arena are handed
-//! back (`malloc_trim`), which costs a walk over the arenas' free lists.
+//! Memory given back to the system after a surge. The server's own allocations go through
+//! mimalloc (the binary's global allocator), which returns the pages it freed by itself;
+//! SQLite allocates through glibc's malloc, which keeps freed pages inside its arenas for
+//! reuse, so after a surge of reads and writes the process would hold that peak for good.
+//! Every few seconds the free pages of every glibc arena are handed back (`malloc_trim`),
+//! which costs a walk over the arenas' free lists.
 
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
