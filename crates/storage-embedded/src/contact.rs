@@ -100,6 +100,9 @@ impl ContactStore for EmbeddedStore {
         let (owner_id, peer_id) = (req.owner_id, req.peer_id);
         let found = match self.caches().contact(owner_id, peer_id) {
             Some(found) => found,
+            // Every entry has a version above 0, so an owner whose newest is 0 has none (the
+            // version is cached for every user who synced lately).
+            None if self.caches().contact_version(owner_id) == Some(0) => None,
             None => {
                 let generation = self.caches().contact_entry_generation(owner_id, peer_id);
                 let found = self.read(move |conn| entry(conn, owner_id, peer_id)).await?;

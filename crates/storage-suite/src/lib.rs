@@ -99,6 +99,7 @@ macro_rules! storage_suite {
             seq_bounds_move_only_from_the_expected_bound,
             contact_changes_start_empty,
             contact_entries_replace_and_sync_by_version,
+            an_entry_written_after_a_lookup_found_none_is_found,
             a_stale_contact_version_is_refused,
             groups_keep_members_and_fence_revisions,
             messages_keep_their_extra_fields_and_can_be_replaced,

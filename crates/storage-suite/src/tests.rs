@@ -367,6 +367,24 @@ async fn put_contacts<S: Stores>(store: &S, records: Vec<ContactRecord>) -> Resu
         .map_err(|s| s.code)
 }
 
+/// A lookup that found no entry, or an owner seen with no entries at all, never hides an
+/// entry written afterwards.
+pub async fn an_entry_written_after_a_lookup_found_none_is_found(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let ann = account(&store, "ann").await.user_id;
+    let ben = account(&store, "ben").await.user_id;
+    let get = |owner_id, peer_id| ContactStore::get(&store, CTX, ContactRef { owner_id, peer_id });
+    // Ann syncs with no entries at all, then ben's entry and hers are looked up and missing.
+    let none = ContactChangesRequest { user_id: ann, after_version: 0, limit: 10 };
+    assert!(store.changes(CTX, none).await.unwrap().entries.is_empty());
+    assert_eq!(get(ann, ben).await.unwrap_err().code, Code::NotFound);
+    assert_eq!(get(ben, ann).await.unwrap_err().code, Code::NotFound);
+    put_contacts(&store, vec![contact_record(ann, 1, ben, Relation::Friend)]).await.unwrap();
+    put_contacts(&store, vec![contact_record(ben, 1, ann, Relation::Friend)]).await.unwrap();
+    assert_eq!(get(ann, ben).await.unwrap().version, 1);
+    assert_eq!(get(ben, ann).await.unwrap().version, 1);
+}
+
 pub async fn contact_entries_replace_and_sync_by_version(fixture: &impl Fixture) {
     let store = fixture.open().await;
     let mut users = Vec::new();
