@@ -160,10 +160,12 @@ impl EmbeddedStore {
         disable_memory_statistics();
         let mut conn = Connection::open(&path)?;
         tune(&conn)?;
-        // The writer reads through the memory map like every connection; its own page cache
+        // The writer reads through a memory map: as the log's only writer it seldom starts a
+        // transaction with the log changed under it, so the map stays. Its own page cache
         // holds what a transaction dirties, and SQLite sweeps that cache at every commit
         // (`pcache1Truncate`), so a large one costs a scan per commit and saves no read.
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
         // Checkpoints run on their own thread (`run_checkpointer`), never in a commit.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "page_size", PAGE_BYTES)?;
@@ -301,14 +303,17 @@ fn open_reader(path: &Path) -> Result<Connection> {
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    // No memory map for readers (the writer has one): a read transaction that finds the log
+    // changed since the connection's last one (under a stream of sends, nearly every one)
+    // unmaps the whole file and maps it again, page faults and cross-CPU TLB flushes
+    // included; reading the few pages a lookup needs costs less.
     tune(&conn)?;
     Ok(conn)
 }
 
-/// Page cache and memory-mapped reads: reads then cost no system call.
+/// Prepared statements and the page cache, for the writer and the readers alike.
 fn tune(conn: &Connection) -> Result<()> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_MAX);
-    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     Ok(())
 }
