@@ -159,12 +159,11 @@ impl EmbeddedStore {
         let path = config.dir.join("missive.db");
         disable_memory_statistics();
         let mut conn = Connection::open(&path)?;
-        tune(&conn)?;
         // The writer reads through a memory map: as the log's only writer it seldom starts a
         // transaction with the log changed under it, so the map stays. Its own page cache
         // holds what a transaction dirties, and SQLite sweeps that cache at every commit
         // (`pcache1Truncate`), so a large one costs a scan per commit and saves no read.
-        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        tune(&conn, WRITER_CACHE_KIB)?;
         conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
         // Checkpoints run on their own thread (`run_checkpointer`), never in a commit.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -307,19 +306,19 @@ fn open_reader(path: &Path) -> Result<Connection> {
     // changed since the connection's last one (under a stream of sends, nearly every one)
     // unmaps the whole file and maps it again, page faults and cross-CPU TLB flushes
     // included; reading the few pages a lookup needs costs less.
-    tune(&conn)?;
+    tune(&conn, READER_CACHE_KIB)?;
     Ok(conn)
 }
 
 /// Prepared statements and the page cache, for the writer and the readers alike.
-fn tune(conn: &Connection) -> Result<()> {
+fn tune(conn: &Connection, cache_kib: i64) -> Result<()> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_MAX);
-    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
     Ok(())
 }
 
 const MMAP_BYTES: i64 = 1 << 30;
-const CACHE_KIB: i64 = 64 * 1024;
+const READER_CACHE_KIB: i64 = 64 * 1024;
 const WRITER_CACHE_KIB: i64 = 4 * 1024;
 /// How often the checkpointer copies the log into the database.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
