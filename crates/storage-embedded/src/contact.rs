@@ -25,13 +25,16 @@ fn record(owner_id: u64, version: u64, body: &[u8]) -> Result<ContactRecord> {
     Ok(ContactRecord { owner_id, version, contact: Some(decode(body)?) })
 }
 
+/// A row of `SELECT version, body FROM contacts`.
+fn version_and_body(row: &rusqlite::Row<'_>) -> rusqlite::Result<(u64, Vec<u8>)> {
+    Ok((row.get(0)?, row.get(1)?))
+}
+
 /// `owner`'s entry for `peer`, if it has one.
 fn entry(conn: &Connection, owner_id: u64, peer_id: u64) -> Result<Option<ContactRecord>> {
     let row = conn
         .prepare_cached("SELECT version, body FROM contacts WHERE owner_id = ?1 AND peer_id = ?2")?
-        .query_row([owner_id, peer_id], |row| {
-            Ok((row.get::<_, u64>(0)?, row.get::<_, Vec<u8>>(1)?))
-        })
+        .query_row([owner_id, peer_id], version_and_body)
         .optional()?;
     row.map(|(version, body)| record(owner_id, version, &body)).transpose()
 }
@@ -83,9 +86,7 @@ impl ContactStore for EmbeddedStore {
                     "SELECT version, body FROM contacts
                      WHERE owner_id = ?1 AND version > ?2 ORDER BY version LIMIT ?3",
                 )?
-                .query_map(params![req.user_id, req.after_version, req.limit], |row| {
-                    Ok((row.get::<_, u64>(0)?, row.get::<_, Vec<u8>>(1)?))
-                })?
+                .query_map(params![req.user_id, req.after_version, req.limit], version_and_body)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let entries = rows
                 .into_iter()
@@ -134,9 +135,7 @@ impl ContactStore for EmbeddedStore {
                 .prepare_cached(
                     "SELECT version, body FROM contacts WHERE owner_id = ?1 ORDER BY peer_id",
                 )?
-                .query_map([req.user_id], |row| {
-                    Ok((row.get::<_, u64>(0)?, row.get::<_, Vec<u8>>(1)?))
-                })?
+                .query_map([req.user_id], version_and_body)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut records = Vec::new();
             for (version, body) in rows {
