@@ -13,6 +13,7 @@ use std::time::Duration;
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A client of one node's admin API.
+#[derive(Clone)]
 pub struct AdminClient {
     base: Url,
     token: String,

@@ -30,14 +30,28 @@ async fn after_a_bench_run_the_dashboard_draws_curves_and_shows_the_stores_total
     for name in ["watcher0", "watcher1", "watcher2"] {
         watchers.push(user(&server.tcp, name).await);
     }
+    let curve = server.data.with_file_name("curve.csv");
     let bench = Command::new(workspace_binary("missive-bench"))
         .args(["--server", &server.tcp, "--quiet", "--json"])
         .args(["--users", &USERS.to_string(), "--messages", &MESSAGES.to_string()])
+        .args(["--server-pid", &server.pid().to_string(), "--metrics", &server.admin])
+        .args(["--curve", curve.to_str().unwrap()])
+        .args(["--curve-interval-ms", "100"])
         .output()
         .expect("missive-bench runs");
     assert!(bench.status.success(), "missive-bench: {}", String::from_utf8_lossy(&bench.stderr));
     let summary: Value = serde_json::from_slice(&bench.stdout).expect("the bench's JSON summary");
     assert_eq!(summary["received"], MESSAGES, "{summary}");
+    // The server's CPU over the message phase, and the curve: every row has the admission
+    // level of an unloaded node.
+    assert!(summary["server_cpu_s"].as_f64().is_some_and(|s| s > 0.0), "{summary}");
+    let rows = std::fs::read_to_string(&curve).expect("the curve is written");
+    let rows: Vec<Vec<f64>> = rows
+        .lines()
+        .skip(1)
+        .map(|row| row.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect())
+        .collect();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r[4] == 512.0), "{rows:?}");
     // The bench's users stay connected only while it runs; a few samples of its traffic must
     // be on the curves before the page looks.
     tokio::time::sleep(Duration::from_secs(3)).await;

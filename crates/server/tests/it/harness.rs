@@ -166,10 +166,14 @@ impl Server {
         format!("{}/ws", self.http.replacen("http", "ws", 1))
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGHUP (the server reads its certificates again).
     pub fn hangup(&self) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-HUP", &pid]).status().expect("kill -HUP");
+        Command::new("kill").args(["-HUP", &self.pid().to_string()]).status().expect("kill -HUP");
     }
 
     /// Kills the process with SIGKILL: no shutdown code runs.
@@ -204,8 +208,7 @@ impl Server {
 
     /// Sends SIGTERM and waits for a graceful exit; returns whether it exited cleanly.
     pub fn terminate(&mut self) -> bool {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill -TERM");
         self.child.wait().expect("exit").success()
     }
 

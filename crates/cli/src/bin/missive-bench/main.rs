@@ -88,15 +88,16 @@ struct Args {
     /// CPU time over the message phase (setup excluded) per delivered message.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Writes a CSV row per --curve-interval-ms: sends answered, refused and delivered per
-    /// second, and the server's admission level and queueing delay when --metrics is given.
-    #[arg(long)]
-    curve: Option<std::path::PathBuf>,
-    #[arg(long, default_value_t = 1000)]
-    curve_interval_ms: u64,
     /// The server's admin address (http://HOST:PORT), whose /metrics the curve reads.
     #[arg(long)]
     metrics: Option<String>,
+    /// Writes a CSV row per --curve-interval-ms, and one for the last part-interval: sends
+    /// answered, refused and delivered per second, and the server's ClientApi admission
+    /// level and queueing delay.
+    #[arg(long, requires = "metrics")]
+    curve: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 1000)]
+    curve_interval_ms: u64,
 }
 
 /// How long a simulated user waits after an OVERLOADED answer (times 0.5 to 1.5).
@@ -198,18 +199,25 @@ async fn messages(args: Args, trust: Trust) -> anyhow::Result<()> {
         }));
     }
 
-    let cpu_before = args.server_pid.map(curve::cpu_seconds).transpose()?;
-    let curve = match &args.curve {
-        Some(path) => {
-            let admin = args
-                .metrics
-                .as_deref()
-                .map(|url| missive_client::AdminClient::new(url, "", &trust))
-                .transpose()?;
-            let every = Duration::from_millis(args.curve_interval_ms.max(10));
-            Some(tokio::spawn(curve::record(shared.clone(), admin, path.clone(), every)))
-        }
+    let admin = match &args.metrics {
+        Some(url) => Some(missive_client::AdminClient::new(url, "", &trust)?),
         None => None,
+    };
+    let cpu_before = args.server_pid.map(curve::cpu_seconds).transpose()?;
+    let stop_curve = tokio_util::sync::CancellationToken::new();
+    let curve = match (&args.curve, &admin) {
+        (Some(path), Some(admin)) => {
+            let every = Duration::from_millis(args.curve_interval_ms.max(10));
+            let recording = curve::record(
+                shared.clone(),
+                admin.clone(),
+                path.clone(),
+                every,
+                stop_curve.clone(),
+            );
+            Some(tokio::spawn(recording))
+        }
+        _ => None,
     };
 
     // Senders: each user sends its share, one message at a time, paced to the rate.
@@ -288,14 +296,15 @@ async fn messages(args: Args, trust: Trust) -> anyhow::Result<()> {
     for receiver in receivers {
         receiver.abort();
     }
-    if let Some(curve) = curve {
-        curve.abort();
-    }
     let received = shared.received.load(Ordering::Relaxed);
     let server_cpu_s = match (args.server_pid, cpu_before) {
         (Some(pid), Some(before)) => Some(curve::cpu_seconds(pid)? - before),
         _ => None,
     };
+    stop_curve.cancel();
+    if let Some(curve) = curve {
+        curve.await??;
+    }
     let elapsed = if received >= sent { last_change.max(sending_done) } else { sending_done };
     let histogram = shared.latency_us.lock().expect("histogram").clone();
     let errors = std::mem::take(&mut *shared.send_errors_by_code.lock().expect("errors"));
