@@ -116,11 +116,10 @@ impl ContactStore for EmbeddedStore {
 
     async fn put(&self, _: &Ctx, req: PutContactsRequest) -> Result<Empty, Status> {
         let store = self.clone();
-        let written = req.records.clone();
         self.write_then(
-            move |conn| put(conn, &req.records),
-            move |()| {
-                for record in &written {
+            move |conn| put(conn, &req.records).map(|()| req.records),
+            move |written| {
+                for record in written {
                     store.caches().contact_written(record);
                 }
             },
