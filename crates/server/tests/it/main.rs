@@ -13,6 +13,7 @@ mod media;
 mod messaging;
 mod ops;
 mod overload;
+mod sdk;
 mod split;
 mod tidy;
 mod tls;
