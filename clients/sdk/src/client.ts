@@ -129,6 +129,8 @@ export class MissiveClient {
 
   /** Revokes the session on the server and forgets it here, with everything synced. */
   async logout(): Promise<void> {
+    // Not running, so that the link the server closes after its answer is not reopened.
+    this.running = false;
     try {
       if (this.session) await this.call("logout", {});
     } finally {

@@ -92,6 +92,15 @@ export class ChatState {
     return names ? names.nickname || names.username : `#${id}`;
   }
 
+  /** Who sent a message, as this user names them: "You", the contact's remark or nickname,
+   * or the sender's nickname as the message carried it (a recalled message carries none). */
+  sender(message: ChatMessage): string {
+    if (message.mine) return "You";
+    const contact = this.contacts.get(message.from);
+    if (contact) return contact.remark || contact.nickname || contact.username;
+    return this.names.get(message.from)?.nickname || message.fromName;
+  }
+
   /** A user's username, as far as known. */
   username(id: bigint): string | undefined {
     return this.contacts.get(id)?.username ?? this.names.get(id)?.username;
@@ -161,7 +170,7 @@ export class ChatState {
     const isGroup = message.groupId !== 0n;
     const peer = mine ? message.toUserId : message.fromUserId;
     const id = isGroup ? message.groupId : peer;
-    if (message.fromUserId !== 0n && !this.names.has(message.fromUserId)) {
+    if (message.fromUserId !== 0n && (message.fromNickname || !this.names.has(message.fromUserId))) {
       this.names.set(message.fromUserId, {
         username: message.from,
         nickname: message.fromNickname,

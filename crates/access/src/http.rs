@@ -1,4 +1,5 @@
-//! The HTTP short link (`POST /v1/<command>`) and the WebSocket long link (`GET /ws`).
+//! The HTTP short link (`POST /v1/<command>`) and the WebSocket long link (`GET /ws`), on the
+//! listener that also serves the web app (`crate::web`).
 
 use crate::dispatch::{self, Format};
 use crate::link::{self, LinkError};
@@ -35,13 +36,14 @@ struct HttpState {
     body_max: usize,
 }
 
-/// The router of the short link and the WebSocket long link.
+/// The router of the short link, the WebSocket long link and the web app.
 pub fn router(links: LinkServer, shutdown: CancellationToken) -> Router {
     let body_max = links.config().frame_body_bytes_max as usize;
     Router::new()
         .route("/v1/{command}", post(short_link))
         .route("/v1/media/{media_id}", get(download))
         .route("/ws", get(websocket))
+        .merge(crate::web::routes())
         .fallback(|| async {
             answer(
                 Err(Status::new(Code::UnknownCommand, "no such path; use POST /v1/<command>")),

@@ -6,6 +6,8 @@
 //! the `ClientApi` service trait. The connection [`registry`] implements the `Push` service
 //! that the logic layer calls to reach online devices.
 //!
+//! The HTTP listener also serves the web app's files, embedded at build time (`web.rs`).
+//!
 //! This crate owns sockets, frames, per-connection limits and timeouts. It holds no business
 //! rule and never touches storage.
 
@@ -15,6 +17,7 @@ mod link;
 pub mod registry;
 pub mod serve;
 pub mod tcp;
+mod web;
 
 pub use dispatch::Dispatcher;
 pub use registry::Registry;

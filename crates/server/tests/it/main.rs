@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cli;
+mod clients;
 mod contacts;
 mod dashboard;
 mod deploy;
@@ -13,7 +14,7 @@ mod media;
 mod messaging;
 mod ops;
 mod overload;
-mod sdk;
 mod split;
 mod tidy;
 mod tls;
+mod web;

@@ -1,0 +1,368 @@
+// One conversation: its messages (day separators, times, delivery and read state, images,
+// files, recalls, system lines, invitations), the composer with @mentions and attachments,
+// and for a group its panel of members and settings.
+
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
+import { GroupPanel } from "./group.js";
+import { RECALL_WINDOW_MS, describe, type Model, type Pending } from "./model.js";
+import { pb, type ChatMessage } from "./sdk.js";
+import { clock, day, size, useModel } from "./util.js";
+import { initial } from "./app.js";
+
+interface Props {
+  model: Model;
+  conversation: bigint;
+  onBack(): void;
+}
+
+export function Chat({ model, conversation, onBack }: Props) {
+  useModel(model);
+  const chat = model.chat!;
+  const found = chat.conversations.get(conversation);
+  const contact = chat.contacts.get(conversation);
+  const isGroup = found?.isGroup ?? contact?.isGroup ?? false;
+  const [panel, setPanel] = useState(false);
+  const [error, setError] = useState("");
+  const title = chat.title(conversation);
+  const gone = isGroup && (contact === undefined || contact.group?.role === pb.GroupRole.NONE || contact.group?.dissolved);
+
+  useEffect(() => {
+    if (isGroup && !gone) model.groupInfo(conversation).catch(() => undefined);
+  }, [conversation, isGroup, gone]);
+
+  return (
+    <main class="chat" aria-label={`Chat with ${title}`}>
+      <header class="chat-head">
+        <button type="button" class="back" onClick={onBack} aria-label="Back to the list">‹</button>
+        <h2>{title}</h2>
+        {isGroup && contact?.group?.announcement && <p class="announcement" title="Announcement">{contact.group.announcement}</p>}
+        {isGroup ? (
+          <button type="button" class="quiet" aria-expanded={panel} onClick={() => setPanel(!panel)}>Group info</button>
+        ) : (
+          <PeerMenu model={model} peer={conversation} onError={setError} />
+        )}
+      </header>
+      {error && <p class="error" role="alert">{error}</p>}
+      <div class="chat-body">
+        <Messages model={model} conversation={conversation} />
+        {panel && isGroup && <GroupPanel model={model} groupId={conversation} onClose={() => setPanel(false)} />}
+      </div>
+      {gone ? (
+        <p class="hint pad">You are no longer a member of this group.</p>
+      ) : (
+        <Composer model={model} conversation={conversation} isGroup={isGroup} />
+      )}
+    </main>
+  );
+}
+
+function PeerMenu({ model, peer, onError }: { model: Model; peer: bigint; onError(e: string): void }) {
+  const contact = model.chat!.contacts.get(peer);
+  const act = (run: () => Promise<unknown>) => run().then(() => onError(""), (e) => onError(describe(e)));
+  return (
+    <div class="peer-menu">
+      <button type="button" class="quiet" onClick={() => {
+        const remark = prompt("Your name for this contact (empty removes it)", contact?.remark ?? "");
+        if (remark !== null) act(() => model.client.call("setRemark", { userId: peer, remark }));
+      }}>Remark</button>
+      <button type="button" class="quiet" onClick={() => act(() => model.client.call("setBlocked", { userId: peer, blocked: !contact?.blocked }))}>
+        {contact?.blocked ? "Unblock" : "Block"}
+      </button>
+    </div>
+  );
+}
+
+function Messages({ model, conversation }: { model: Model; conversation: bigint }) {
+  const chat = model.chat!;
+  const messages = chat.conversations.get(conversation)?.messages ?? [];
+  const pending = model.pending.filter((p) => p.conversation === conversation);
+  const list = useRef<HTMLOListElement>(null);
+  const stick = useRef(true);
+  const [viewing, setViewing] = useState<string | undefined>(undefined);
+
+  useLayoutEffect(() => {
+    const element = list.current;
+    if (element && stick.current) element.scrollTop = element.scrollHeight;
+  });
+
+  let lastDay = "";
+  const rows = [];
+  for (const message of messages) {
+    if (message.kind === pb.MessageKind.RECEIPT) continue;
+    const today = day(message.sentAtMs);
+    if (today !== lastDay) {
+      lastDay = today;
+      rows.push(<li key={`day ${today}`} class="day" role="separator"><span>{today}</span></li>);
+    }
+    rows.push(<MessageRow key={String(message.id)} model={model} message={message} onView={setViewing} />);
+  }
+  for (const entry of pending) rows.push(<PendingRow key={entry.clientMsgId} model={model} entry={entry} />);
+
+  return (
+    <>
+      <ol class="messages" ref={list} aria-label="Messages" aria-live="polite" aria-relevant="additions"
+        onScroll={(event) => {
+          const element = event.currentTarget;
+          stick.current = element.scrollHeight - element.scrollTop - element.clientHeight < 40;
+        }}>
+        {rows}
+      </ol>
+      {viewing && (
+        <div class="viewer" role="dialog" aria-modal="true" aria-label="Image" onClick={() => setViewing(undefined)}
+          onKeyDown={(e) => e.key === "Escape" && setViewing(undefined)}>
+          <img src={viewing} alt="" />
+          <button type="button" autofocus onClick={() => setViewing(undefined)}>Close</button>
+        </div>
+      )}
+    </>
+  );
+}
+
+function MessageRow({ model, message, onView }: { model: Model; message: ChatMessage; onView(url: string): void }) {
+  const chat = model.chat!;
+  const isGroup = chat.conversations.get(message.conversation)?.isGroup ?? false;
+  const who = chat.sender(message);
+  if (message.recalled) {
+    return <li class="system">{who} recalled a message</li>;
+  }
+  if (message.kind === pb.MessageKind.SYSTEM) {
+    return <li class="system">{message.text}</li>;
+  }
+  if (message.kind === pb.MessageKind.GROUP_INVITATION) {
+    return <Invitation model={model} message={message} />;
+  }
+  const mentionsMe = message.mentions.includes(chat.userId);
+  const read = chat.readByPeer(message);
+  const recallable = message.mine && Date.now() - message.sentAtMs < RECALL_WINDOW_MS;
+  return (
+    <li class={`message ${message.mine ? "mine" : "theirs"} ${mentionsMe ? "mentions-me" : ""}`} data-id={String(message.id)}>
+      {!message.mine && <span class="avatar small" aria-hidden="true">{initial(who)}</span>}
+      <div class="bubble">
+        {isGroup && !message.mine && <span class="sender">{who}</span>}
+        <Body model={model} message={message} onView={onView} />
+        <span class="info">
+          <time dateTime={new Date(message.sentAtMs).toISOString()}>{clock(message.sentAtMs)}</time>
+          {message.mine && !isGroup && <span class="status">{read ? "Read" : "Delivered"}</span>}
+          {message.mine && isGroup && <span class="status">Sent</span>}
+          {recallable && (
+            <button type="button" class="link small" onClick={() => void model.recall(message).catch((e) => alert(describe(e)))}>Recall</button>
+          )}
+        </span>
+      </div>
+    </li>
+  );
+}
+
+function Body({ model, message, onView }: { model: Model; message: ChatMessage; onView(url: string): void }) {
+  switch (message.kind) {
+    case pb.MessageKind.TEXT:
+      return <p class="text">{highlight(model, message)}</p>;
+    case pb.MessageKind.IMAGE:
+      return <Image model={model} message={message} onView={onView} />;
+    case pb.MessageKind.FILE:
+      return <FileCard model={model} message={message} />;
+    default:
+      return <p class="text fallback">{message.fallbackText || message.text}</p>;
+  }
+}
+
+/** The text with `@name` of each mentioned member marked. */
+function highlight(model: Model, message: ChatMessage) {
+  if (message.mentions.length === 0) return message.text;
+  const chat = model.chat!;
+  const names = message.mentions.map((id) => `@${id === chat.userId && chat.profile ? chat.profile.nickname || chat.profile.username : chat.title(id)}`);
+  const parts: (string | preact.JSX.Element)[] = [];
+  let rest = message.text;
+  for (;;) {
+    let at = -1;
+    let name = "";
+    for (const candidate of names) {
+      const index = rest.indexOf(candidate);
+      if (index >= 0 && (at < 0 || index < at)) {
+        at = index;
+        name = candidate;
+      }
+    }
+    if (at < 0) break;
+    parts.push(rest.slice(0, at), <mark class="mention">{name}</mark>);
+    rest = rest.slice(at + name.length);
+  }
+  parts.push(rest);
+  return parts;
+}
+
+function useMedia(model: Model, mediaId: string | undefined): string | undefined {
+  const [url, setUrl] = useState<string | undefined>(undefined);
+  useEffect(() => {
+    if (mediaId) model.mediaUrl(mediaId).then(setUrl, () => setUrl(undefined));
+  }, [mediaId]);
+  return url;
+}
+
+function Image({ model, message, onView }: { model: Model; message: ChatMessage; onView(url: string): void }) {
+  const url = useMedia(model, message.media?.mediaId);
+  const name = message.media?.name ?? "image";
+  return (
+    <>
+      <button type="button" class="image" onClick={() => url && onView(url)} aria-label={`Image ${name}, open larger`}>
+        {url ? <img src={url} alt={name} loading="lazy" /> : <span class="placeholder">Loading image…</span>}
+      </button>
+      {message.text && <p class="text">{message.text}</p>}
+    </>
+  );
+}
+
+function FileCard({ model, message }: { model: Model; message: ChatMessage }) {
+  const media = message.media;
+  const [url, setUrl] = useState<string | undefined>(undefined);
+  if (!media) return <p class="text fallback">{message.fallbackText}</p>;
+  return (
+    <div class="file">
+      <span class="file-name">{media.name}</span>
+      <span class="file-size">{size(Number(media.size))}</span>
+      {url ? (
+        <a href={url} download={media.name}>Save</a>
+      ) : (
+        <button type="button" class="link" onClick={() => void model.mediaUrl(media.mediaId).then((u) => {
+          setUrl(u);
+          const a = document.createElement("a");
+          a.href = u;
+          a.download = media.name;
+          a.click();
+        })}>Download</button>
+      )}
+    </div>
+  );
+}
+
+function Invitation({ model, message }: { model: Model; message: ChatMessage }) {
+  const [state, setState] = useState("");
+  const group = message.event?.value ?? "a group";
+  return (
+    <li class="system invitation">
+      <span>{model.chat!.sender(message)} invited you to {group}.</span>
+      {!message.mine && (
+        <button type="button" disabled={state === "joined"} onClick={() => model.client.call("groupJoin", { invitation: message.invitation })
+          .then((answer) => { model.keep(answer); setState("joined"); }, (e) => setState(describe(e)))}>
+          {state === "joined" ? "Joined" : "Join"}
+        </button>
+      )}
+      {state && state !== "joined" && <span class="error">{state}</span>}
+    </li>
+  );
+}
+
+function PendingRow({ model, entry }: { model: Model; entry: Pending }) {
+  return (
+    <li class="message mine pending">
+      <div class="bubble">
+        <p class="text">{entry.kind === pb.MessageKind.TEXT ? entry.text : `Uploading ${entry.text}…`}</p>
+        <span class="info">
+          <time>{clock(entry.sentAtMs)}</time>
+          {entry.failed ? (
+            <>
+              <span class="status error">Not sent: {entry.failed}</span>
+              <button type="button" class="link small" onClick={() => model.dismiss(entry)}>Dismiss</button>
+            </>
+          ) : (
+            <span class="status">Sending…</span>
+          )}
+        </span>
+      </div>
+    </li>
+  );
+}
+
+function Composer({ model, conversation, isGroup }: { model: Model; conversation: bigint; isGroup: boolean }) {
+  const [text, setText] = useState("");
+  const [mentions, setMentions] = useState<Map<string, bigint>>(new Map());
+  const [picker, setPicker] = useState<{ query: string; index: number } | undefined>(undefined);
+  const input = useRef<HTMLTextAreaElement>(null);
+  const file = useRef<HTMLInputElement>(null);
+  const chat = model.chat!;
+  const members = isGroup ? (model.groups.get(conversation)?.members ?? []).filter((m) => m.userId !== chat.userId) : [];
+  const matches = picker ? members.filter((m) => (m.nickname || m.username).toLowerCase().startsWith(picker.query.toLowerCase())).slice(0, 8) : [];
+
+  function send() {
+    const body = text.trim();
+    if (!body) return;
+    const mentioned = [...mentions].filter(([name]) => body.includes(`@${name}`)).map(([, id]) => id);
+    setText("");
+    setMentions(new Map());
+    void model.sendText(conversation, body, mentioned);
+  }
+
+  function pick(member: pb.GroupMember) {
+    const element = input.current!;
+    const caret = element.selectionStart ?? text.length;
+    const before = text.slice(0, caret).replace(/@([^\s@]*)$/, "");
+    const name = member.nickname || member.username;
+    const next = `${before}@${name} ${text.slice(caret)}`;
+    setText(next);
+    setMentions(new Map(mentions).set(name, member.userId));
+    setPicker(undefined);
+    requestAnimationFrame(() => {
+      element.focus();
+      const at = before.length + name.length + 2;
+      element.setSelectionRange(at, at);
+    });
+  }
+
+  function typed(value: string, caret: number) {
+    setText(value);
+    const query = isGroup ? /@([^\s@]*)$/.exec(value.slice(0, caret)) : null;
+    setPicker(query ? { query: query[1]!, index: 0 } : undefined);
+  }
+
+  return (
+    <form class="composer" onSubmit={(e) => { e.preventDefault(); send(); }}>
+      <input ref={file} type="file" hidden aria-hidden="true" onChange={(e) => {
+        const chosen = e.currentTarget.files?.[0];
+        if (chosen) void model.sendFile(conversation, chosen);
+        e.currentTarget.value = "";
+      }} />
+      <button type="button" class="quiet" onClick={() => file.current?.click()} aria-label="Attach an image or a file">+</button>
+      <div class="composer-input">
+        {picker && matches.length > 0 && (
+          <ul class="picker" role="listbox" aria-label="Mention a member" id="mention-picker">
+            {matches.map((member, index) => (
+              <li key={String(member.userId)} role="option" id={`mention-${member.userId}`} aria-selected={index === picker.index}
+                onMouseDown={(e) => { e.preventDefault(); pick(member); }}>
+                {member.nickname || member.username} <span class="hint">@{member.username}</span>
+              </li>
+            ))}
+          </ul>
+        )}
+        <textarea ref={input} value={text} rows={1} placeholder="Write a message" aria-label="Message"
+          aria-autocomplete={isGroup ? "list" : undefined}
+          aria-controls={picker && matches.length ? "mention-picker" : undefined}
+          aria-activedescendant={picker && matches[picker.index] ? `mention-${matches[picker.index]!.userId}` : undefined}
+          onInput={(e) => typed(e.currentTarget.value, e.currentTarget.selectionStart ?? e.currentTarget.value.length)}
+          onKeyDown={(e) => {
+            if (picker && matches.length > 0) {
+              if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+                e.preventDefault();
+                const step = e.key === "ArrowDown" ? 1 : -1;
+                setPicker({ ...picker, index: (picker.index + step + matches.length) % matches.length });
+                return;
+              }
+              if (e.key === "Enter" || e.key === "Tab") {
+                e.preventDefault();
+                pick(matches[picker.index]!);
+                return;
+              }
+              if (e.key === "Escape") {
+                setPicker(undefined);
+                return;
+              }
+            }
+            if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+              e.preventDefault();
+              send();
+            }
+          }} />
+      </div>
+      <button type="submit" disabled={!text.trim()}>Send</button>
+    </form>
+  );
+}

@@ -1,0 +1,264 @@
+// The app's state and actions: the SDK client, the ChatState its items build, the sends
+// still on their way, and what the browser shows beyond the page (notifications, the title's
+// unread count). Components read it and re-render when it says it changed.
+
+import {
+  ChatState,
+  IndexedDbStorage,
+  MissiveClient,
+  MissiveError,
+  pb,
+  type ChatMessage,
+  type LinkState,
+} from "./sdk.js";
+
+/** A message of the user's that the server has not yet answered. */
+export interface Pending {
+  clientMsgId: string;
+  conversation: bigint;
+  kind: pb.MessageKind;
+  text: string;
+  sentAtMs: number;
+  /** The error that stopped it, when it failed for good. */
+  failed?: string;
+}
+
+/** How long after sending a message can be recalled (docs/protocol.md §6.16). */
+export const RECALL_WINDOW_MS = 2 * 60 * 1000;
+
+export class Model {
+  chat: ChatState | undefined;
+  link: LinkState = "offline";
+  readonly pending: Pending[] = [];
+  /** Groups' members, as GROUP_INFO last answered. */
+  readonly groups = new Map<bigint, pb.Group>();
+  private readonly listeners = new Set<() => void>();
+  private readonly mediaUrls = new Map<string, Promise<string>>();
+  private scheduled = false;
+  /** The conversation on screen, whose messages count as read while the page is visible. */
+  open: bigint | undefined;
+
+  private constructor(
+    readonly client: MissiveClient,
+    private readonly storage: IndexedDbStorage,
+  ) {
+    client.on("state", (state) => {
+      this.link = state;
+      this.changed();
+    });
+    client.on("items", (items) => this.received(items));
+    client.on("reset", () => {
+      if (this.client.me) this.chat = new ChatState(this.client.me.userId);
+      this.changed();
+    });
+    client.on("signedOut", () => {
+      this.chat = undefined;
+      this.changed();
+    });
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden && this.open !== undefined) void this.markRead(this.open);
+      this.changed();
+    });
+    addEventListener("online", () => client.reconnectNow());
+  }
+
+  static async open(server: string): Promise<Model> {
+    const storage = await IndexedDbStorage.open(`missive ${server}`);
+    const client = new MissiveClient({ server, storage, deviceName: deviceName() });
+    const model = new Model(client, storage);
+    const items = await client.restore();
+    if (client.me) {
+      model.chat = new ChatState(client.me.userId);
+      model.chat.apply(items);
+      await model.loadReadMarks();
+      client.start();
+    }
+    return model;
+  }
+
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Re-renders once for everything that changed in this turn. */
+  changed(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      this.updateTitle();
+      for (const listener of this.listeners) listener();
+    });
+  }
+
+  // ---- account ----
+
+  async register(username: string, password: string, nickname: string): Promise<void> {
+    await this.client.register(username, password, nickname);
+    await this.login(username, password);
+  }
+
+  async login(username: string, password: string): Promise<void> {
+    const session = await this.client.login(username, password);
+    this.chat = new ChatState(session.userId);
+    this.chat.apply(await this.client.restore());
+    await this.loadReadMarks();
+    this.client.start();
+    this.changed();
+  }
+
+  async logout(): Promise<void> {
+    await this.client.logout().catch(() => undefined);
+    this.chat = undefined;
+    this.open = undefined;
+    this.changed();
+  }
+
+  // ---- messages ----
+
+  async sendText(conversation: bigint, text: string, mentions: bigint[] = []): Promise<void> {
+    await this.sending(conversation, pb.MessageKind.TEXT, text, (clientMsgId) =>
+      this.client.send({ toUserId: conversation, kind: pb.MessageKind.TEXT, text, mentions, clientMsgId }),
+    );
+  }
+
+  async sendFile(conversation: bigint, file: File): Promise<void> {
+    const kind = file.type.startsWith("image/") ? pb.MessageKind.IMAGE : pb.MessageKind.FILE;
+    await this.sending(conversation, kind, file.name, async (clientMsgId) => {
+      const data = new Uint8Array(await file.arrayBuffer());
+      const media = await this.client.upload(conversation, data, file.name, file.type || "application/octet-stream");
+      return this.client.send({ toUserId: conversation, kind, mediaId: media.mediaId, clientMsgId });
+    });
+  }
+
+  private async sending(
+    conversation: bigint,
+    kind: pb.MessageKind,
+    text: string,
+    send: (clientMsgId: string) => Promise<pb.SendResponse>,
+  ): Promise<void> {
+    const entry: Pending = { clientMsgId: crypto.getRandomValues(new Uint32Array(4)).join("-"), conversation, kind, text, sentAtMs: Date.now() };
+    this.pending.push(entry);
+    this.changed();
+    try {
+      await send(entry.clientMsgId);
+      // The message itself comes back through SYNC; the placeholder goes once it is there.
+      await this.client.syncNow().catch(() => undefined);
+      this.pending.splice(this.pending.indexOf(entry), 1);
+    } catch (error) {
+      entry.failed = describe(error);
+    }
+    this.changed();
+  }
+
+  dismiss(entry: Pending): void {
+    const at = this.pending.indexOf(entry);
+    if (at >= 0) this.pending.splice(at, 1);
+    this.changed();
+  }
+
+  async recall(message: ChatMessage): Promise<void> {
+    await this.client.call("recall", { messageId: message.id });
+  }
+
+  /** Marks what is on screen as read: a receipt for a 1:1 chat, a mark on this device for a
+   * group. */
+  async markRead(conversation: bigint): Promise<void> {
+    const chat = this.chat;
+    const found = chat?.conversations.get(conversation);
+    if (!chat || !found || document.hidden) return;
+    const newest = found.messages.findLast((m) => !m.mine && m.kind !== pb.MessageKind.RECEIPT);
+    if (!newest || newest.version <= found.readByMe) return;
+    chat.markRead(conversation, newest.version);
+    this.changed();
+    if (found.isGroup) {
+      await this.storage.setValue(`read:${conversation}`, String(newest.version));
+    } else if ([pb.MessageKind.TEXT, pb.MessageKind.IMAGE, pb.MessageKind.FILE].includes(newest.kind) && !newest.recalled) {
+      await this.client.call("markRead", { messageId: newest.id }).catch(() => undefined);
+    }
+  }
+
+  /** An object URL for an uploaded image or file, fetched once. */
+  mediaUrl(mediaId: string): Promise<string> {
+    let url = this.mediaUrls.get(mediaId);
+    if (!url) {
+      url = this.client.http.media(mediaId).then((blob) => URL.createObjectURL(blob));
+      url.catch(() => this.mediaUrls.delete(mediaId));
+      this.mediaUrls.set(mediaId, url);
+    }
+    return url;
+  }
+
+  // ---- groups ----
+
+  async groupInfo(groupId: bigint): Promise<pb.Group> {
+    const answer = await this.client.call("groupInfo", { groupId });
+    return this.keep(answer);
+  }
+
+  /** Remembers the group an answer carries, and answers it. */
+  keep(answer: pb.GroupResponse): pb.Group {
+    const group = answer.group!;
+    this.groups.set(group.groupId, group);
+    this.changed();
+    return group;
+  }
+
+  // ---- inside ----
+
+  private received(items: pb.SyncItem[]): void {
+    const chat = this.chat;
+    if (!chat) return;
+    const changed = chat.apply(items);
+    if (this.open !== undefined && changed.has(this.open) && !document.hidden) void this.markRead(this.open);
+    this.notify(items);
+    this.changed();
+  }
+
+  /** A browser notification for each message of someone else's while the page is hidden. */
+  private notify(items: pb.SyncItem[]): void {
+    const chat = this.chat;
+    if (!chat || !document.hidden || typeof Notification === "undefined" || Notification.permission !== "granted") return;
+    for (const item of items) {
+      if (item.body.case !== "message") continue;
+      const message = item.body.value;
+      if (message.fromUserId === chat.userId) continue;
+      if (![pb.MessageKind.TEXT, pb.MessageKind.IMAGE, pb.MessageKind.FILE].includes(message.kind)) continue;
+      const conversation = message.groupId || message.fromUserId;
+      const body = message.kind === pb.MessageKind.TEXT ? message.text : message.fallbackText;
+      const title = message.groupId ? `${message.fromNickname || message.from} in ${chat.title(conversation)}` : chat.title(conversation);
+      new Notification(title, { body, tag: String(conversation) });
+    }
+  }
+
+  private updateTitle(): void {
+    const chat = this.chat;
+    let unread = 0;
+    if (chat) for (const conversation of chat.conversations.values()) unread += chat.unread(conversation);
+    document.title = unread > 0 ? `(${unread}) Missive` : "Missive";
+  }
+
+  private async loadReadMarks(): Promise<void> {
+    const chat = this.chat;
+    if (!chat) return;
+    for (const conversation of chat.conversations.values()) {
+      if (!conversation.isGroup) continue;
+      const mark = await this.storage.getValue(`read:${conversation.id}`);
+      if (mark) chat.markRead(conversation.id, BigInt(mark));
+    }
+  }
+}
+
+/** What to tell the user of a failure. */
+export function describe(error: unknown): string {
+  if (error instanceof MissiveError) return error.message;
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
+
+function deviceName(): string {
+  const agent = navigator.userAgent;
+  const browser = /Firefox|Edg|Chrome|Safari/.exec(agent)?.[0] ?? "Browser";
+  return `${browser === "Edg" ? "Edge" : browser} (web)`;
+}
