@@ -53,6 +53,10 @@ export interface ClientEvents {
 
 type Listener<T> = (value: T) => void;
 
+/** Items asked for per SYNC: the most the server gives (docs/protocol.md §7.3), so that a
+ * device far behind catches up in few round trips. */
+export const SYNC_BATCH_ITEMS = 500;
+
 /** The largest media sent whole with UPLOAD; larger ones go up in parts. */
 export const UPLOAD_WHOLE_BYTES_MAX = 512 * 1024;
 
@@ -284,7 +288,7 @@ export class MissiveClient {
     for (;;) {
       let answer: pb.SyncResponse;
       try {
-        answer = await this.call("sync", { syncKey: this.syncKey, limit: 0 });
+        answer = await this.call("sync", { syncKey: this.syncKey, limit: SYNC_BATCH_ITEMS });
       } catch (error) {
         if (error instanceof MissiveError && error.code === Code.BadSyncKey && this.syncKey.length > 0) {
           await this.forgetItems();

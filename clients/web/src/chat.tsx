@@ -72,21 +72,62 @@ function PeerMenu({ model, peer, onError }: { model: Model; peer: bigint; onErro
   );
 }
 
+/** Messages shown at first, and added each time the reader reaches the top. */
+const PAGE = 150;
+
 function Messages({ model, conversation }: { model: Model; conversation: bigint }) {
   const chat = model.chat!;
-  const messages = chat.conversations.get(conversation)?.messages ?? [];
+  const all = chat.conversations.get(conversation)?.messages ?? [];
   const pending = model.pending.filter((p) => p.conversation === conversation);
   const list = useRef<HTMLOListElement>(null);
+  const earlier = useRef<HTMLLIElement>(null);
   const stick = useRef(true);
+  /** The list's height before earlier messages were added, to keep the view where it was. */
+  const grownFrom = useRef<number | undefined>(undefined);
+  const [shown, setShown] = useState(PAGE);
   const [viewing, setViewing] = useState<string | undefined>(undefined);
+  const messages = all.length > shown ? all.slice(all.length - shown) : all;
+  const hidden = all.length - messages.length;
 
   useLayoutEffect(() => {
     const element = list.current;
-    if (element && stick.current) element.scrollTop = element.scrollHeight;
+    if (!element) return;
+    if (grownFrom.current !== undefined) {
+      element.scrollTop += element.scrollHeight - grownFrom.current;
+      grownFrom.current = undefined;
+    } else if (stick.current) {
+      element.scrollTop = element.scrollHeight;
+    }
   });
+
+  // Reaching the top shows the next page of earlier messages.
+  useEffect(() => {
+    const sentinel = earlier.current;
+    if (!sentinel || !list.current) return;
+    const observer = new IntersectionObserver(
+      (entries) => {
+        if (!entries.some((entry) => entry.isIntersecting)) return;
+        grownFrom.current = list.current?.scrollHeight;
+        setShown((n) => n + PAGE);
+      },
+      { root: list.current },
+    );
+    observer.observe(sentinel);
+    return () => observer.disconnect();
+  }, [hidden > 0, shown]);
 
   let lastDay = "";
   const rows = [];
+  if (hidden > 0) {
+    rows.push(
+      <li key="earlier" ref={earlier} class="earlier">
+        <button type="button" class="link small" onClick={() => {
+          grownFrom.current = list.current?.scrollHeight;
+          setShown(shown + PAGE);
+        }}>Show {Math.min(hidden, PAGE)} earlier messages</button>
+      </li>,
+    );
+  }
   for (const message of messages) {
     if (message.kind === pb.MessageKind.RECEIPT) continue;
     const today = day(message.sentAtMs);

@@ -9,19 +9,29 @@ export function useModel(model: Model): void {
   useEffect(() => model.subscribe(() => tick(undefined)), [model]);
 }
 
+// Formatters made once: making one costs far more than using it, and a chat formats a time
+// for every message.
+const TIME = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const DATE = new Intl.DateTimeFormat(undefined, { weekday: "long", year: "numeric", month: "long", day: "numeric" });
+const DAY_MS = 24 * 60 * 60 * 1000;
+
 /** Hours and minutes of a time. */
 export function clock(ms: number): string {
-  return new Date(ms).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  return TIME.format(ms);
+}
+
+/** The local day of a time, as a number that changes at midnight. */
+function dayNumber(ms: number): number {
+  return Math.floor((ms - new Date(ms).getTimezoneOffset() * 60_000) / DAY_MS);
 }
 
 /** The day of a time, as a separator says it. */
 export function day(ms: number): string {
-  const date = new Date(ms);
-  const today = new Date();
-  const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
-  if (date.toDateString() === today.toDateString()) return "Today";
-  if (date.toDateString() === yesterday.toDateString()) return "Yesterday";
-  return date.toLocaleDateString(undefined, { weekday: "long", year: "numeric", month: "long", day: "numeric" });
+  const today = dayNumber(Date.now());
+  const then = dayNumber(ms);
+  if (then === today) return "Today";
+  if (then === today - 1) return "Yesterday";
+  return DATE.format(ms);
 }
 
 /** A byte count as people read it. */
