@@ -44,7 +44,8 @@ export interface ClientEvents {
   state: LinkState;
   /** Items newly synced, in version order, already stored. */
   items: pb.SyncItem[];
-  /** The stored items were dropped (the server no longer took the key); all come again. */
+  /** The server no longer took the key: syncing starts again from the empty key, and items
+   * already handed on come again (de-duplicate messages by id). */
   reset: undefined;
   signedOut: MissiveError;
   /** A background sync or connection attempt failed (it is retried). */
@@ -72,6 +73,11 @@ export class MissiveClient {
   private link: LongLink | undefined;
   private current: LinkState = "offline";
   private running = false;
+  /** Bumped by every start and stop: a connection loop of an older generation ends at its
+   * next step, and closes any link it opened meanwhile. */
+  private generation = 0;
+  /** The long link being opened or authenticated, so that `stop` can close it too. */
+  private opening: LongLink | undefined;
   private syncing: Promise<void> | undefined;
   private syncAgain = false;
   private wake: (() => void) | undefined;
@@ -109,8 +115,15 @@ export class MissiveClient {
     return () => set.delete(listener as Listener<never>);
   }
 
+  /** Calls every listener; one that throws neither stops the others nor the client. */
   private emit<K extends keyof ClientEvents>(event: K, value: ClientEvents[K]): void {
-    for (const listener of this.listeners.get(event) ?? []) (listener as Listener<ClientEvents[K]>)(value);
+    for (const listener of this.listeners.get(event) ?? []) {
+      try {
+        (listener as Listener<ClientEvents[K]>)(value);
+      } catch (error) {
+        if (event !== "error") this.emit("error", error as Error);
+      }
+    }
   }
 
   // ---- accounts ----
@@ -135,10 +148,13 @@ export class MissiveClient {
   async logout(): Promise<void> {
     // Not running, so that the link the server closes after its answer is not reopened.
     this.running = false;
+    this.generation += 1;
     try {
       if (this.session) await this.call("logout", {});
     } finally {
       this.stop();
+      // A sync in flight finds the session gone and stores nothing.
+      await this.syncing?.catch(() => undefined);
       await this.storage.saveSession(undefined);
       await this.forgetItems();
       this.adopt(undefined);
@@ -153,11 +169,14 @@ export class MissiveClient {
     if (this.running) return;
     if (!this.session) throw new MissiveError(Code.Unauthenticated, "no session: log in first");
     this.running = true;
-    void this.connectLoop();
+    this.generation += 1;
+    void this.connectLoop(this.generation);
   }
 
   stop(): void {
     this.running = false;
+    this.generation += 1;
+    this.opening?.close();
     this.link?.close();
     this.wake?.();
   }
@@ -276,6 +295,7 @@ export class MissiveClient {
   private signOut(error: MissiveError): void {
     if (!this.session) return;
     this.running = false;
+    this.generation += 1;
     this.adopt(undefined);
     void this.storage.saveSession(undefined);
     this.link?.close();
@@ -285,24 +305,33 @@ export class MissiveClient {
   }
 
   private async syncOnce(): Promise<void> {
+    const session = this.session;
     for (;;) {
       let answer: pb.SyncResponse;
       try {
         answer = await this.call("sync", { syncKey: this.syncKey, limit: SYNC_BATCH_ITEMS });
       } catch (error) {
         if (error instanceof MissiveError && error.code === Code.BadSyncKey && this.syncKey.length > 0) {
-          await this.forgetItems();
+          // §6.11: start again from the empty key, keeping what is stored; what comes again
+          // has the versions it had (stored again in place) and is handed on again, for the
+          // application to de-duplicate by message id (ChatState does).
+          this.syncKey = new Uint8Array();
+          this.newest.clear();
           this.emit("reset", undefined);
           continue;
         }
         throw error;
       }
+      // Logged out (or signed out) meanwhile: nothing of that account is stored any more.
+      if (this.session !== session) return;
       const fresh = answer.items.filter((item) => item.version > (this.newest.get(item.type) ?? 0n));
+      // A copy: the decoded key is a view into the whole answer, which storing would keep.
+      const key = answer.syncKey.slice();
       await this.storage.commit(
         fresh.map((item) => ({ version: item.version, bytes: toBinary(pb.SyncItemSchema, item) })),
-        answer.syncKey,
+        key,
       );
-      this.syncKey = answer.syncKey;
+      this.syncKey = key;
       for (const item of fresh) this.noteNewest(item);
       if (fresh.length > 0) this.emit("items", fresh);
       if (!answer.more) return;
@@ -313,15 +342,16 @@ export class MissiveClient {
     this.syncNow().catch((error: Error) => this.emit("error", error));
   }
 
-  private async connectLoop(): Promise<void> {
+  private async connectLoop(generation: number): Promise<void> {
     const transport = this.options.transport ?? "auto";
     const backoff = this.options.backoff ?? { initialMs: 500, maxMs: 30_000 };
+    const current = () => this.running && this.generation === generation;
     let attempt = 0;
-    while (this.running) {
+    while (current()) {
       if (transport !== "http") {
         this.setState("connecting");
         try {
-          await this.holdLongLink(() => {
+          await this.holdLongLink(current, () => {
             attempt = 0;
           });
         } catch (error) {
@@ -329,9 +359,9 @@ export class MissiveClient {
             this.signOut(error);
             return;
           }
-          this.emit("error", error as Error);
+          if (current()) this.emit("error", error as Error);
         }
-        if (!this.running) break;
+        if (!current()) return;
       }
       if (transport === "websocket") {
         this.setState("offline");
@@ -339,14 +369,15 @@ export class MissiveClient {
       } else {
         // The short link keeps the data flowing until the long link is back.
         const wait = transport === "http" ? Number.POSITIVE_INFINITY : jitter(backoff, attempt++);
-        await this.poll(wait);
+        await this.poll(wait, current);
       }
     }
-    if (this.current !== "signed-out") this.setState("offline");
+    if (this.generation === generation && this.current !== "signed-out") this.setState("offline");
   }
 
-  /** Opens the long link, authenticates, syncs, and returns once it is gone. */
-  private async holdLongLink(connected: () => void): Promise<void> {
+  /** Opens the long link, authenticates, syncs, and returns once it is gone, or at once
+   * when the loop that called it is no longer `current`. */
+  private async holdLongLink(current: () => boolean, connected: () => void): Promise<void> {
     const session = this.session;
     if (!session) return;
     let closed!: () => void;
@@ -363,8 +394,11 @@ export class MissiveClient {
       },
     });
     let timers: ReturnType<typeof setInterval>[] = [];
+    this.opening = link;
     try {
+      if (!current()) return;
       const auth = await link.call(COMMANDS.auth, { token: session.token, protocolVersion: PROTOCOL_VERSION });
+      if (!current() || this.session !== session) return;
       this.link = link;
       connected();
       this.setState("online");
@@ -378,6 +412,7 @@ export class MissiveClient {
     } finally {
       for (const timer of timers) clearInterval(timer);
       if (this.link === link) this.link = undefined;
+      if (this.opening === link) this.opening = undefined;
       link.close();
     }
     if (closeError instanceof MissiveError && signsOut(closeError)) this.signOut(closeError);
@@ -390,15 +425,15 @@ export class MissiveClient {
   }
 
   /** Syncs over the short link every `pollMs` for `durationMs` (or until woken). */
-  private async poll(durationMs: number): Promise<void> {
+  private async poll(durationMs: number, current: () => boolean): Promise<void> {
     const until = Date.now() + durationMs;
     const every = this.options.pollMs ?? 1000;
-    while (this.running && Date.now() < until) {
+    while (current() && Date.now() < until) {
       try {
         await this.syncNow();
-        if (this.running) this.setState("polling");
+        if (current()) this.setState("polling");
       } catch (error) {
-        if (!this.running) return;
+        if (!current()) return;
         this.setState("offline");
         this.emit("error", error as Error);
       }

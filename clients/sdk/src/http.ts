@@ -37,9 +37,10 @@ export class ShortLink {
     return `${this.base}/v1/media/${encodeURIComponent(mediaId)}`;
   }
 
-  /** An uploaded media's bytes, as the server serves them to a browser. */
-  async media(mediaId: string): Promise<Blob> {
-    const response = await this.request(this.mediaUrl(mediaId), { headers: this.headers(true) });
+  /** An uploaded media's bytes, as the server serves them to a browser; up to
+   * `timeoutMs` for the whole body (a large file on a slow link takes long). */
+  async media(mediaId: string, timeoutMs = 10 * 60_000): Promise<Blob> {
+    const response = await this.request(this.mediaUrl(mediaId), { headers: this.headers(true) }, timeoutMs);
     if (!response.ok) throw await failure(response);
     return response.blob();
   }
@@ -65,9 +66,9 @@ export class ShortLink {
     return headers;
   }
 
-  private async request(url: string, init: RequestInit): Promise<Response> {
+  private async request(url: string, init: RequestInit, timeoutMs = this.requestTimeoutMs): Promise<Response> {
     try {
-      return await this.fetchImpl(url, { ...init, signal: AbortSignal.timeout(this.requestTimeoutMs) });
+      return await this.fetchImpl(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
     } catch (error) {
       throw new LinkError(`${url}: ${(error as Error).message}`);
     }

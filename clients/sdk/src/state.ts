@@ -101,6 +101,19 @@ export class ChatState {
     return this.names.get(message.from)?.nickname || message.fromName;
   }
 
+  /** Learns users' names from elsewhere (a group's member list). */
+  learn(userId: bigint, names: Names): void {
+    if (names.nickname || !this.names.has(userId)) this.names.set(userId, names);
+  }
+
+  /** The sender's own name for a user (nickname, else username), as they would type it in an
+   * @mention: remarks are private. */
+  nickname(id: bigint): string {
+    if (id === this.userId && this.profile) return this.profile.nickname || this.profile.username;
+    const names = this.names.get(id);
+    return names ? names.nickname || names.username : `#${id}`;
+  }
+
   /** A user's username, as far as known. */
   username(id: bigint): string | undefined {
     return this.contacts.get(id)?.username ?? this.names.get(id)?.username;
@@ -232,6 +245,7 @@ function recall(message: ChatMessage): void {
   message.recalled = true;
   message.text = "";
   message.media = undefined;
+  message.mentions = [];
 }
 
 function max(a: bigint, b: bigint): bigint {

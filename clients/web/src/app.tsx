@@ -42,7 +42,7 @@ function Login({ model }: { model: Model }) {
       <h1>Missive</h1>
       <form onSubmit={submit} aria-describedby={error ? "login-error" : undefined}>
         <h2>{mode === "login" ? "Log in" : "Create an account"}</h2>
-        {signedOut && mode === "login" && <p class="note">You were signed out. Log in again.</p>}
+        {signedOut && mode === "login" && <p class="note">{model.signedOutBecause || "You were signed out. Log in again."}</p>}
         <label>
           Username
           <input name="username" autocomplete="username" required minLength={3} maxLength={32} pattern="[a-z][a-z0-9_.\-]*" title="Lower-case letters, digits, _ . -, starting with a letter" autofocus />
@@ -91,7 +91,9 @@ function Main({ model }: { model: Model }) {
             <LinkIndicator state={model.link} />
           </div>
           <NotificationsButton />
-          <button type="button" class="quiet" onClick={() => void model.logout()}>Log out</button>
+          <button type="button" class="quiet" onClick={() => void model.logout().then((failure) => {
+            if (failure) alert(`Logged out here, but the server was not told (${failure}): this device stays among your devices until an operator removes it.`);
+          })}>Log out</button>
         </header>
         <div role="tablist" class="tabs" aria-label="Lists">
           <button role="tab" aria-selected={tab === "chats"} onClick={() => setTab("chats")}>Chats</button>
@@ -157,7 +159,7 @@ function ConversationRow({ model, conversation, current, onOpen }: { model: Mode
   const chat = model.chat!;
   const unread = chat.unread(conversation);
   const last = chat.preview(conversation);
-  const title = chat.title(conversation.id);
+  const title = conversation.id === 0n ? "Notices" : chat.title(conversation.id);
   const mentioned = unread > 0 && chat.mentioned(conversation);
   return (
     <li>

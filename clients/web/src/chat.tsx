@@ -23,7 +23,9 @@ export function Chat({ model, conversation, onBack }: Props) {
   const isGroup = found?.isGroup ?? contact?.isGroup ?? false;
   const [panel, setPanel] = useState(false);
   const [error, setError] = useState("");
-  const title = chat.title(conversation);
+  // Conversation 0 holds the operators' notices (from `system`): nobody to answer.
+  const notices = conversation === 0n;
+  const title = notices ? "Notices" : chat.title(conversation);
   const gone = isGroup && (contact === undefined || contact.group?.role === pb.GroupRole.NONE || contact.group?.dissolved);
 
   useEffect(() => {
@@ -38,7 +40,7 @@ export function Chat({ model, conversation, onBack }: Props) {
         {isGroup && contact?.group?.announcement && <p class="announcement" title="Announcement">{contact.group.announcement}</p>}
         {isGroup ? (
           <button type="button" class="quiet" aria-expanded={panel} onClick={() => setPanel(!panel)}>Group info</button>
-        ) : (
+        ) : notices ? null : (
           <PeerMenu model={model} peer={conversation} onError={setError} />
         )}
       </header>
@@ -47,7 +49,9 @@ export function Chat({ model, conversation, onBack }: Props) {
         <Messages model={model} conversation={conversation} />
         {panel && isGroup && <GroupPanel model={model} groupId={conversation} onClose={() => setPanel(false)} />}
       </div>
-      {gone ? (
+      {notices ? (
+        <p class="hint pad">Notices from the operators of this server.</p>
+      ) : gone ? (
         <p class="hint pad">You are no longer a member of this group.</p>
       ) : (
         <Composer model={model} conversation={conversation} isGroup={isGroup} />
@@ -141,22 +145,52 @@ function Messages({ model, conversation }: { model: Model; conversation: bigint 
 
   return (
     <>
-      <ol class="messages" ref={list} aria-label="Messages" aria-live="polite" aria-relevant="additions"
+      <Announcer model={model} newest={all[all.length - 1]} />
+      <ol class="messages" ref={list} aria-label="Messages"
         onScroll={(event) => {
           const element = event.currentTarget;
           stick.current = element.scrollHeight - element.scrollTop - element.clientHeight < 40;
         }}>
         {rows}
       </ol>
-      {viewing && (
-        <div class="viewer" role="dialog" aria-modal="true" aria-label="Image" onClick={() => setViewing(undefined)}
-          onKeyDown={(e) => e.key === "Escape" && setViewing(undefined)}>
-          <img src={viewing} alt="" />
-          <button type="button" autofocus onClick={() => setViewing(undefined)}>Close</button>
-        </div>
-      )}
+      {viewing && <Viewer url={viewing} onClose={() => setViewing(undefined)} />}
     </>
   );
+}
+
+/** The image viewer: takes the focus, gives it back, and closes on Escape or a click. */
+function Viewer({ url, onClose }: { url: string; onClose(): void }) {
+  const close = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    const before = document.activeElement as HTMLElement | null;
+    close.current?.focus();
+    const escape = (event: KeyboardEvent) => event.key === "Escape" && onClose();
+    document.addEventListener("keydown", escape);
+    return () => {
+      document.removeEventListener("keydown", escape);
+      before?.focus();
+    };
+  }, []);
+  return (
+    <div class="viewer" role="dialog" aria-modal="true" aria-label="Image" onClick={onClose}>
+      <img src={url} alt="" />
+      <button type="button" ref={close} onClick={onClose}>Close</button>
+    </div>
+  );
+}
+
+/** Tells screen readers of a new message of someone else's (the list itself is not live: it
+ * would read out every message shown). */
+function Announcer({ model, newest }: { model: Model; newest: ChatMessage | undefined }) {
+  const [said, setSaid] = useState("");
+  const first = useRef(newest?.id);
+  useEffect(() => {
+    if (!newest || newest.mine || newest.id === first.current || newest.kind === pb.MessageKind.RECEIPT) return;
+    first.current = undefined;
+    const what = newest.kind === pb.MessageKind.TEXT ? newest.text : newest.fallbackText;
+    setSaid(`${model.chat!.sender(newest)}: ${what}`);
+  }, [newest?.id]);
+  return <p class="sr-only" aria-live="polite">{said}</p>;
 }
 
 function MessageRow({ model, message, onView }: { model: Model; message: ChatMessage; onView(url: string): void }) {
@@ -179,7 +213,7 @@ function MessageRow({ model, message, onView }: { model: Model; message: ChatMes
     <li class={`message ${message.mine ? "mine" : "theirs"} ${mentionsMe ? "mentions-me" : ""}`} data-id={String(message.id)}>
       {!message.mine && <span class="avatar small" aria-hidden="true">{initial(who)}</span>}
       <div class="bubble">
-        {isGroup && !message.mine && <span class="sender">{who}</span>}
+        {isGroup && !message.mine && <bdi class="sender">{who}</bdi>}
         <Body model={model} message={message} onView={onView} />
         <span class="info">
           <time dateTime={new Date(message.sentAtMs).toISOString()}>{clock(message.sentAtMs)}</time>
@@ -211,7 +245,8 @@ function Body({ model, message, onView }: { model: Model; message: ChatMessage; 
 function highlight(model: Model, message: ChatMessage) {
   if (message.mentions.length === 0) return message.text;
   const chat = model.chat!;
-  const names = message.mentions.map((id) => `@${id === chat.userId && chat.profile ? chat.profile.nickname || chat.profile.username : chat.title(id)}`);
+  // As the sender typed them: nicknames (a remark is the reader's own).
+  const names = message.mentions.map((id) => `@${chat.nickname(id)}`);
   const parts: (string | preact.JSX.Element)[] = [];
   let rest = message.text;
   for (;;) {
@@ -303,6 +338,7 @@ function PendingRow({ model, entry }: { model: Model; entry: Pending }) {
           {entry.failed ? (
             <>
               <span class="status error">Not sent: {entry.failed}</span>
+              <button type="button" class="link small" onClick={() => void model.attempt(entry)}>Retry</button>
               <button type="button" class="link small" onClick={() => model.dismiss(entry)}>Dismiss</button>
             </>
           ) : (

@@ -33,7 +33,15 @@ export function GroupPanel({ model, groupId, onClose }: { model: Model; groupId:
         <form onSubmit={(e) => {
           e.preventDefault();
           const data = new FormData(e.currentTarget);
-          act(() => model.client.call("groupUpdate", { groupId, name: String(data.get("name")).trim(), announcement: String(data.get("announcement")) }));
+          const name = String(data.get("name")).trim();
+          const announcement = String(data.get("announcement"));
+          // GROUP_UPDATE changes one of the two at a time (protocol §6.14).
+          act(async () => {
+            let answer: pb.GroupResponse | undefined;
+            if (name !== group.name) answer = await model.client.call("groupUpdate", { groupId, name });
+            if (announcement !== group.announcement) answer = await model.client.call("groupUpdate", { groupId, announcement });
+            return answer ?? { $typeName: "missive.v1.GroupResponse", group };
+          });
         }}>
           <label>Name <input name="name" defaultValue={group.name} maxLength={64} required /></label>
           <label>Announcement <textarea name="announcement" defaultValue={group.announcement} rows={3} /></label>
@@ -45,7 +53,7 @@ export function GroupPanel({ model, groupId, onClose }: { model: Model; groupId:
       <ul class="members">
         {group.members.map((m) => (
           <li key={String(m.userId)}>
-            <span>{m.userId === chat.userId ? "You" : chat.title(m.userId) || m.nickname || m.username}</span>
+            <bdi>{m.userId === chat.userId ? "You" : chat.contacts.has(m.userId) ? chat.title(m.userId) : m.nickname || m.username}</bdi>
             {ROLE[m.role] && <span class="tag">{ROLE[m.role]}</span>}
             {m.userId !== chat.userId && (
               <span class="member-actions">

@@ -4,12 +4,14 @@
 
 import {
   ChatState,
+  Code,
   IndexedDbStorage,
   MissiveClient,
   MissiveError,
   pb,
   type ChatMessage,
   type LinkState,
+  newClientMsgId,
 } from "./sdk.js";
 
 /** A message of the user's that the server has not yet answered. */
@@ -21,7 +23,15 @@ export interface Pending {
   sentAtMs: number;
   /** The error that stopped it, when it failed for good. */
   failed?: string;
+  /** Sends it (again), with the same client message id: stored once whatever happens. */
+  send(): Promise<unknown>;
 }
+
+/** Kinds someone says something in: counted unread, notified, acknowledged by receipts. */
+const SPOKEN = [pb.MessageKind.TEXT, pb.MessageKind.IMAGE, pb.MessageKind.FILE];
+
+/** Messages older than this are not notified (history synced again, a long absence). */
+const NOTIFY_AGE_MAX_MS = 5 * 60 * 1000;
 
 /** How long after sending a message can be recalled (docs/protocol.md §6.16). */
 export const RECALL_WINDOW_MS = 2 * 60 * 1000;
@@ -37,6 +47,8 @@ export class Model {
   private scheduled = false;
   /** The conversation on screen, whose messages count as read while the page is visible. */
   open: bigint | undefined;
+  /** Why the session ended, when the server said more than "signed out". */
+  signedOutBecause = "";
 
   private constructor(
     readonly client: MissiveClient,
@@ -47,13 +59,9 @@ export class Model {
       this.changed();
     });
     client.on("items", (items) => this.received(items));
-    client.on("reset", () => {
-      if (this.client.me) this.chat = new ChatState(this.client.me.userId);
-      this.changed();
-    });
-    client.on("signedOut", () => {
-      this.chat = undefined;
-      this.changed();
+    client.on("signedOut", (error) => {
+      this.signedOutBecause = error.code === Code.AccountDisabled ? "This account has been disabled." : "";
+      this.forget();
     });
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden && this.open !== undefined) void this.markRead(this.open);
@@ -108,10 +116,23 @@ export class Model {
     this.changed();
   }
 
-  async logout(): Promise<void> {
-    await this.client.logout().catch(() => undefined);
+  /** Logs out; a LOGOUT the server did not get leaves the device active there, so that is
+   * said (the token is forgotten here either way). */
+  async logout(): Promise<string | undefined> {
+    let failure: string | undefined;
+    await this.client.logout().catch((error) => (failure = describe(error)));
+    this.forget();
+    return failure;
+  }
+
+  /** Drops what the page holds of the account: its state and the media fetched for it. */
+  private forget(): void {
     this.chat = undefined;
     this.open = undefined;
+    this.pending.length = 0;
+    this.groups.clear();
+    for (const url of this.mediaUrls.values()) void url.then((u) => URL.revokeObjectURL(u), () => undefined);
+    this.mediaUrls.clear();
     this.changed();
   }
 
@@ -138,14 +159,19 @@ export class Model {
     text: string,
     send: (clientMsgId: string) => Promise<pb.SendResponse>,
   ): Promise<void> {
-    const entry: Pending = { clientMsgId: crypto.getRandomValues(new Uint32Array(4)).join("-"), conversation, kind, text, sentAtMs: Date.now() };
+    const clientMsgId = newClientMsgId();
+    const entry: Pending = { clientMsgId, conversation, kind, text, sentAtMs: Date.now(), send: () => send(clientMsgId) };
     this.pending.push(entry);
+    await this.attempt(entry);
+  }
+
+  /** Sends a pending message (again); it leaves the list when the synced message with its
+   * client message id arrives. */
+  async attempt(entry: Pending): Promise<void> {
+    entry.failed = undefined;
     this.changed();
     try {
-      await send(entry.clientMsgId);
-      // The message itself comes back through SYNC; the placeholder goes once it is there.
-      await this.client.syncNow().catch(() => undefined);
-      this.pending.splice(this.pending.indexOf(entry), 1);
+      await entry.send();
     } catch (error) {
       entry.failed = describe(error);
     }
@@ -168,13 +194,16 @@ export class Model {
     const chat = this.chat;
     const found = chat?.conversations.get(conversation);
     if (!chat || !found || document.hidden) return;
-    const newest = found.messages.findLast((m) => !m.mine && m.kind !== pb.MessageKind.RECEIPT);
+    // The newest thing they said: a receipt names such a message (protocol §6.17).
+    const newest = found.messages.findLast((m) => !m.mine && !m.recalled && SPOKEN.includes(m.kind));
     if (!newest || newest.version <= found.readByMe) return;
-    chat.markRead(conversation, newest.version);
-    this.changed();
     if (found.isGroup) {
+      chat.markRead(conversation, newest.version);
+      this.changed();
       await this.storage.setValue(`read:${conversation}`, String(newest.version));
-    } else if ([pb.MessageKind.TEXT, pb.MessageKind.IMAGE, pb.MessageKind.FILE].includes(newest.kind) && !newest.recalled) {
+    } else {
+      // The mark moves when the receipt is stored (it comes back by sync); a failed one is
+      // tried again the next time the chat is looked at.
       await this.client.call("markRead", { messageId: newest.id }).catch(() => undefined);
     }
   }
@@ -201,6 +230,9 @@ export class Model {
   keep(answer: pb.GroupResponse): pb.Group {
     const group = answer.group!;
     this.groups.set(group.groupId, group);
+    for (const member of group.members) {
+      this.chat?.learn(member.userId, { username: member.username, nickname: member.nickname });
+    }
     this.changed();
     return group;
   }
@@ -211,8 +243,28 @@ export class Model {
     const chat = this.chat;
     if (!chat) return;
     const changed = chat.apply(items);
+    // A pending send whose message has come back is done.
+    for (const item of items) {
+      if (item.body.case !== "message" || item.body.value.fromUserId !== chat.userId) continue;
+      const id = item.body.value.clientMsgId;
+      const at = this.pending.findIndex((p) => p.clientMsgId === id);
+      if (at >= 0) this.pending.splice(at, 1);
+    }
+    // A change of a group's members or roles: its panel and the mention picker read again.
+    for (const item of items) {
+      if (item.body.case === "message" && item.body.value.kind === pb.MessageKind.SYSTEM && this.groups.has(item.body.value.groupId)) {
+        void this.groupInfo(item.body.value.groupId).catch(() => undefined);
+      }
+    }
+    for (const conversation of changed) {
+      if (chat.conversations.get(conversation)?.isGroup && !this.readMarksLoaded.has(conversation)) void this.loadReadMark(conversation);
+    }
     if (this.open !== undefined && changed.has(this.open) && !document.hidden) void this.markRead(this.open);
-    this.notify(items);
+    try {
+      this.notify(items);
+    } catch {
+      // Some browsers have Notification but refuse to construct one outside a service worker.
+    }
     this.changed();
   }
 
@@ -224,7 +276,9 @@ export class Model {
       if (item.body.case !== "message") continue;
       const message = item.body.value;
       if (message.fromUserId === chat.userId) continue;
-      if (![pb.MessageKind.TEXT, pb.MessageKind.IMAGE, pb.MessageKind.FILE].includes(message.kind)) continue;
+      if (!SPOKEN.includes(message.kind) || message.recalled) continue;
+      // Not for history synced again, or caught up after a long time offline.
+      if (Date.now() - Number(message.sentAtMs) > NOTIFY_AGE_MAX_MS) continue;
       const conversation = message.groupId || message.fromUserId;
       const body = message.kind === pb.MessageKind.TEXT ? message.text : message.fallbackText;
       const title = message.groupId ? `${message.fromNickname || message.from} in ${chat.title(conversation)}` : chat.title(conversation);
@@ -239,13 +293,23 @@ export class Model {
     document.title = unread > 0 ? `(${unread}) Missive` : "Missive";
   }
 
+  private readonly readMarksLoaded = new Set<bigint>();
+
   private async loadReadMarks(): Promise<void> {
     const chat = this.chat;
     if (!chat) return;
     for (const conversation of chat.conversations.values()) {
-      if (!conversation.isGroup) continue;
-      const mark = await this.storage.getValue(`read:${conversation.id}`);
-      if (mark) chat.markRead(conversation.id, BigInt(mark));
+      if (conversation.isGroup) await this.loadReadMark(conversation.id);
+    }
+  }
+
+  /** A group's read mark, kept on this device. */
+  private async loadReadMark(group: bigint): Promise<void> {
+    this.readMarksLoaded.add(group);
+    const mark = await this.storage.getValue(`read:${group}`);
+    if (mark && this.chat) {
+      this.chat.markRead(group, BigInt(mark));
+      this.changed();
     }
   }
 }

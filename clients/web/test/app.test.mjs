@@ -181,6 +181,12 @@ test("two browsers chat, share an image, recall, read, group with a third and a 
   await alice.getByRole("heading", { name: "weekend" }).waitFor();
   await say(alice, "before carol joined");
   await alice.getByRole("button", { name: "Group info" }).click();
+  // The owner renames the group and sets its announcement in one save.
+  await alice.getByLabel("Name", { exact: true }).fill("weekend trip");
+  await alice.getByLabel("Announcement").fill("Bring snacks");
+  await alice.getByRole("button", { name: "Save" }).click();
+  await alice.getByRole("heading", { name: "weekend trip" }).first().waitFor();
+  await alice.locator(".chat-head .announcement", { hasText: "Bring snacks" }).waitFor();
   await alice.getByRole("button", { name: "Invite friends" }).click();
   await alice.getByRole("checkbox", { name: "carol web" }).check();
   await alice.getByRole("checkbox", { name: daveName }).check();
@@ -198,7 +204,7 @@ test("two browsers chat, share an image, recall, read, group with a third and a 
   await box.press("Enter");
 
   await carol.getByRole("tab", { name: "Chats" }).click();
-  await carol.getByRole("button", { name: /weekend \(group\)/ }).click();
+  await carol.getByRole("button", { name: /weekend trip \(group\)/ }).click();
   await carol.locator("mark.mention", { hasText: "@carol web" }).waitFor();
   await carol.getByText(/invited/).first().waitFor();
   await say(carol, "thanks, happy to be here");
