@@ -3,12 +3,11 @@
 // NOTIFY, every (re)connection and a fallback timer run SYNC from the stored key until the
 // server has nothing more, and each batch is stored with its new key before it is handed on.
 
-import { toBinary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { fromBinary, toBinary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { COMMANDS, type CommandName, type CommandSpec, type Commands } from "./commands.js";
 import { Code, LinkError, MissiveError } from "./errors.js";
 import { FrameKind, type Frame } from "./frame.js";
 import * as pb from "./gen/client_pb.js";
-import { fromBinary } from "@bufbuild/protobuf";
 import { type FetchLike, ShortLink, PROTOCOL_VERSION } from "./http.js";
 import { LongLink, type WebSocketLike } from "./link.js";
 import { MemoryStorage, type Session, type Storage } from "./storage.js";

@@ -45,8 +45,12 @@ export interface Names {
   nickname: string;
 }
 
-/** Kinds that are something said (counted as unread, previewed). */
 const SPOKEN = new Set([pb.MessageKind.TEXT, pb.MessageKind.IMAGE, pb.MessageKind.FILE]);
+
+/** Whether a kind is something someone said: counted unread, notified, named by receipts. */
+export function spoken(kind: pb.MessageKind): boolean {
+  return SPOKEN.has(kind);
+}
 
 export class ChatState {
   profile: pb.Profile | undefined;
@@ -86,18 +90,14 @@ export class ChatState {
   /** The name to show for a user or group: the remark, the nickname, the username. */
   title(id: bigint): string {
     const contact = this.contacts.get(id);
-    if (contact) return contact.remark || contact.nickname || contact.username;
-    if (id === this.userId && this.profile) return this.profile.nickname || this.profile.username;
-    const names = this.names.get(id);
-    return names ? names.nickname || names.username : `#${id}`;
+    return contact ? contact.remark || contact.nickname || contact.username : this.nickname(id);
   }
 
   /** Who sent a message, as this user names them: "You", the contact's remark or nickname,
    * or the sender's nickname as the message carried it (a recalled message carries none). */
   sender(message: ChatMessage): string {
     if (message.mine) return "You";
-    const contact = this.contacts.get(message.from);
-    if (contact) return contact.remark || contact.nickname || contact.username;
+    if (this.contacts.has(message.from)) return this.title(message.from);
     return this.names.get(message.from)?.nickname || message.fromName;
   }
 
@@ -112,11 +112,6 @@ export class ChatState {
     if (id === this.userId && this.profile) return this.profile.nickname || this.profile.username;
     const names = this.names.get(id);
     return names ? names.nickname || names.username : `#${id}`;
-  }
-
-  /** A user's username, as far as known. */
-  username(id: bigint): string | undefined {
-    return this.contacts.get(id)?.username ?? this.names.get(id)?.username;
   }
 
   /** Conversations, the one with the newest message first. */
@@ -142,9 +137,12 @@ export class ChatState {
 
   /** Whether an unread message mentions this user. */
   mentioned(conversation: Conversation): boolean {
-    return conversation.messages.some(
-      (m) => m.version > conversation.readByMe && !m.mine && m.mentions.includes(this.userId),
-    );
+    for (let i = conversation.messages.length - 1; i >= 0; i--) {
+      const message = conversation.messages[i]!;
+      if (message.version <= conversation.readByMe) return false;
+      if (!message.mine && message.mentions.includes(this.userId)) return true;
+    }
+    return false;
   }
 
   /** The newest message worth previewing. */

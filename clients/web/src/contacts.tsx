@@ -18,7 +18,7 @@ export function Contacts({ model, onOpen }: { model: Model; onOpen(id: bigint): 
   const groups = all.filter((c) => c.isGroup && c.group?.role !== pb.GroupRole.NONE && !c.group?.dissolved);
   const blocked = all.filter((c) => c.blocked && c.relation !== pb.Relation.FRIEND);
   const act = (run: () => Promise<unknown>) => run().then(() => setError(""), (e) => setError(describe(e)));
-  const name = (c: pb.Contact) => c.remark || c.nickname || c.username;
+  const name = (c: pb.Contact) => chat.title(c.userId);
 
   return (
     <div class="contacts">
@@ -146,7 +146,7 @@ function NewGroup({ model, friends, onCreated }: { model: Model; friends: pb.Con
         <legend>Members</legend>
         {friends.length === 0 && <p class="hint">Add friends first.</p>}
         {friends.map((c) => (
-          <label key={String(c.userId)} class="check"><input type="checkbox" name="member" value={String(c.userId)} /> {c.remark || c.nickname || c.username}</label>
+          <label key={String(c.userId)} class="check"><input type="checkbox" name="member" value={String(c.userId)} /> {model.chat!.title(c.userId)}</label>
         ))}
       </fieldset>
       <button type="submit">Create</button>

@@ -83,7 +83,7 @@ export function GroupPanel({ model, groupId, onClose }: { model: Model; groupId:
         }}>
           {invitable.length === 0 && <p class="hint">Every friend is already here.</p>}
           {invitable.map((c) => (
-            <label key={String(c.userId)} class="check"><input type="checkbox" name="invite" value={String(c.userId)} /> {c.remark || c.nickname || c.username}</label>
+            <label key={String(c.userId)} class="check"><input type="checkbox" name="invite" value={String(c.userId)} /> {chat.title(c.userId)}</label>
           ))}
           <button type="submit">Invite</button>
         </form>

@@ -12,7 +12,11 @@ import {
   type ChatMessage,
   type LinkState,
   newClientMsgId,
+  spoken,
 } from "./sdk.js";
+
+/** Where a user's group read marks are kept on this device: one value, read once. */
+const readMarksKey = (userId: bigint) => `read-marks:${userId}`;
 
 /** A message of the user's that the server has not yet answered. */
 export interface Pending {
@@ -26,9 +30,6 @@ export interface Pending {
   /** Sends it (again), with the same client message id: stored once whatever happens. */
   send(): Promise<unknown>;
 }
-
-/** Kinds someone says something in: counted unread, notified, acknowledged by receipts. */
-const SPOKEN = [pb.MessageKind.TEXT, pb.MessageKind.IMAGE, pb.MessageKind.FILE];
 
 /** Messages older than this are not notified (history synced again, a long absence). */
 const NOTIFY_AGE_MAX_MS = 5 * 60 * 1000;
@@ -195,12 +196,14 @@ export class Model {
     const found = chat?.conversations.get(conversation);
     if (!chat || !found || document.hidden) return;
     // The newest thing they said: a receipt names such a message (protocol §6.17).
-    const newest = found.messages.findLast((m) => !m.mine && !m.recalled && SPOKEN.includes(m.kind));
+    const newest = found.messages.findLast((m) => !m.mine && !m.recalled && spoken(m.kind));
     if (!newest || newest.version <= found.readByMe) return;
     if (found.isGroup) {
       chat.markRead(conversation, newest.version);
+      this.readMarks.set(conversation, newest.version);
       this.changed();
-      await this.storage.setValue(`read:${conversation}`, String(newest.version));
+      const stored = Object.fromEntries([...this.readMarks].map(([id, version]) => [String(id), String(version)]));
+      await this.storage.setValue(readMarksKey(chat.userId), JSON.stringify(stored));
     } else {
       // The mark moves when the receipt is stored (it comes back by sync); a failed one is
       // tried again the next time the chat is looked at.
@@ -243,21 +246,23 @@ export class Model {
     const chat = this.chat;
     if (!chat) return;
     const changed = chat.apply(items);
-    // A pending send whose message has come back is done.
     for (const item of items) {
-      if (item.body.case !== "message" || item.body.value.fromUserId !== chat.userId) continue;
-      const id = item.body.value.clientMsgId;
-      const at = this.pending.findIndex((p) => p.clientMsgId === id);
-      if (at >= 0) this.pending.splice(at, 1);
-    }
-    // A change of a group's members or roles: its panel and the mention picker read again.
-    for (const item of items) {
-      if (item.body.case === "message" && item.body.value.kind === pb.MessageKind.SYSTEM && this.groups.has(item.body.value.groupId)) {
-        void this.groupInfo(item.body.value.groupId).catch(() => undefined);
+      if (item.body.case !== "message") continue;
+      const message = item.body.value;
+      if (message.fromUserId === chat.userId) {
+        // A pending send whose message has come back is done.
+        const at = this.pending.findIndex((p) => p.clientMsgId === message.clientMsgId);
+        if (at >= 0) this.pending.splice(at, 1);
+      }
+      // A change of a group's members or roles: its panel and the mention picker read again.
+      if (message.kind === pb.MessageKind.SYSTEM && this.groups.has(message.groupId)) {
+        void this.groupInfo(message.groupId).catch(() => undefined);
       }
     }
+    // A group seen for the first time gets the mark this device keeps for it.
     for (const conversation of changed) {
-      if (chat.conversations.get(conversation)?.isGroup && !this.readMarksLoaded.has(conversation)) void this.loadReadMark(conversation);
+      const mark = this.readMarks.get(conversation);
+      if (mark !== undefined) chat.markRead(conversation, mark);
     }
     if (this.open !== undefined && changed.has(this.open) && !document.hidden) void this.markRead(this.open);
     try {
@@ -276,7 +281,7 @@ export class Model {
       if (item.body.case !== "message") continue;
       const message = item.body.value;
       if (message.fromUserId === chat.userId) continue;
-      if (!SPOKEN.includes(message.kind) || message.recalled) continue;
+      if (!spoken(message.kind) || message.recalled) continue;
       // Not for history synced again, or caught up after a long time offline.
       if (Date.now() - Number(message.sentAtMs) > NOTIFY_AGE_MAX_MS) continue;
       const conversation = message.groupId || message.fromUserId;
@@ -293,24 +298,15 @@ export class Model {
     document.title = unread > 0 ? `(${unread}) Missive` : "Missive";
   }
 
-  private readonly readMarksLoaded = new Set<bigint>();
+  /** The groups' read marks this device keeps (MARK_READ is for 1:1 chats). */
+  private readonly readMarks = new Map<bigint, bigint>();
 
   private async loadReadMarks(): Promise<void> {
-    const chat = this.chat;
-    if (!chat) return;
-    for (const conversation of chat.conversations.values()) {
-      if (conversation.isGroup) await this.loadReadMark(conversation.id);
-    }
-  }
-
-  /** A group's read mark, kept on this device. */
-  private async loadReadMark(group: bigint): Promise<void> {
-    this.readMarksLoaded.add(group);
-    const mark = await this.storage.getValue(`read:${group}`);
-    if (mark && this.chat) {
-      this.chat.markRead(group, BigInt(mark));
-      this.changed();
-    }
+    this.readMarks.clear();
+    if (!this.chat) return;
+    const stored = JSON.parse((await this.storage.getValue(readMarksKey(this.chat.userId))) ?? "{}") as Record<string, string>;
+    for (const [id, version] of Object.entries(stored)) this.readMarks.set(BigInt(id), BigInt(version));
+    for (const [id, version] of this.readMarks) this.chat?.markRead(id, version);
   }
 }
 
