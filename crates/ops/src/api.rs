@@ -83,7 +83,7 @@ impl FromRequestParts<Api> for Call {
             .and_then(|v| v.strip_prefix("Bearer "));
         match presented {
             Some(token) if api.token.matches(token) => {
-                let mut ctx = Ctx::new(missive_rpc::random_request_id()).with_timeout(CALL_TIMEOUT);
+                let mut ctx = crate::operator_ctx(CALL_TIMEOUT);
                 // The logic layer audits what the operator does, by this address.
                 ctx.operator = Some(address);
                 Ok(Call { admin: api.admin.clone(), ctx })

@@ -9,7 +9,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use missive_proto::admin::TotalsRequest;
-use missive_rpc::Ctx;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -108,7 +107,7 @@ async fn totals(State(ops): State<Arc<Ops>>) -> Response {
         "counted_at_ms": null,
     });
     if let Some((admin, _)) = &ops.admin {
-        let ctx = Ctx::new(missive_rpc::random_request_id()).with_timeout(TOTALS_TIMEOUT);
+        let ctx = crate::operator_ctx(TOTALS_TIMEOUT);
         match admin.totals(&ctx, TotalsRequest {}).await {
             Ok(totals) => {
                 body["registered_users"] = totals.registered_users.into();

@@ -21,6 +21,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The context of a call an operator's tool makes (the admin API, the dashboard's totals,
+/// the statistics job): high priority, so that the overload guard keeps serving operators
+/// while it sheds new writes, which is when they look.
+fn operator_ctx(timeout: Duration) -> missive_rpc::Ctx {
+    missive_rpc::Ctx::new(missive_rpc::random_request_id())
+        .with_timeout(timeout)
+        .with_priority(missive_rpc::Priority::High)
+}
+
 /// Renders metrics as Prometheus text.
 pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
 

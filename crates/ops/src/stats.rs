@@ -9,7 +9,6 @@ use crate::report::Reporter;
 use crate::{Render, sampler};
 use missive_proto::admin::{Admin, NodeSample};
 use missive_proto::internal::{ClosePeriodRequest, OpsStore};
-use missive_rpc::Ctx;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,7 +58,7 @@ pub async fn report_samples(
             messages_sent: (now.0 - previous.0).max(0.0) as u64,
             messages_delivered: (now.1 - previous.1).max(0.0) as u64,
         };
-        let ctx = Ctx::new(missive_rpc::random_request_id()).with_timeout(CALL_TIMEOUT);
+        let ctx = crate::operator_ctx(CALL_TIMEOUT);
         match admin.report_sample(&ctx, sample).await {
             // Counted from here on only once recorded; a failed slot is retold in the next.
             Ok(_) => previous = now,
@@ -86,7 +85,7 @@ pub async fn run_job(
             () = &mut shutdown => return,
         };
         let request = ClosePeriodRequest { start_ms: end - i64::from(period_s) * 1000, period_s };
-        let ctx = Ctx::new(missive_rpc::random_request_id()).with_timeout(CALL_TIMEOUT);
+        let ctx = crate::operator_ctx(CALL_TIMEOUT);
         match store.close_period(&ctx, request).await {
             Ok(closed) if closed.closed_here => {
                 let stats = closed.stats.unwrap_or_default();
