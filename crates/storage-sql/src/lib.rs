@@ -14,6 +14,7 @@
 //! records its place and refuses to open under another.
 
 mod account;
+mod batch;
 mod contact;
 mod group;
 mod message;
@@ -59,13 +60,37 @@ pub enum SqlError {
     Corrupt(String),
     #[error("database: {0}")]
     Database(sqlx::Error),
+    /// The database broke a deadlock or a serialization conflict by failing this write.
+    #[error("a concurrent write conflicted")]
+    Conflict,
+    /// The connection was lost while committing: the write may or may not hold.
+    #[error("the outcome of the commit is unknown")]
+    CommitUnknown,
+    #[error("the database is unreachable")]
+    Unreachable,
+    /// The shard's writer has stopped (the store is closing).
+    #[error("the shard's writer has stopped")]
+    WriterGone,
+    /// A batch failed as a whole for this reason (the driver's error, as text).
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl From<sqlx::Error> for SqlError {
-    /// Translates a driver error: a unique-key violation becomes [`SqlError::AlreadyExists`].
+    /// Translates a driver error: a unique-key violation becomes [`SqlError::AlreadyExists`],
+    /// a deadlock or serialization failure (SQLSTATE 40001, 40P01) [`SqlError::Conflict`].
     fn from(err: sqlx::Error) -> SqlError {
         match &err {
             sqlx::Error::Database(db) if db.is_unique_violation() => SqlError::AlreadyExists,
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("40001" | "40P01")) =>
+            {
+                SqlError::Conflict
+            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                tracing::warn!(error = %err, "database unreachable");
+                SqlError::Unreachable
+            }
             _ => SqlError::Database(err),
         }
     }
@@ -77,11 +102,13 @@ impl From<SqlError> for Status {
             SqlError::AlreadyExists => Status::new(Code::AlreadyExists, "already exists"),
             SqlError::NotFound(what) => Status::not_found(format!("{what} not found")),
             SqlError::Stale(message) => Status::aborted(message),
-            SqlError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
-            ) => {
-                tracing::warn!(error = %err, "database unreachable");
+            SqlError::Conflict => Status::aborted("a concurrent write conflicted"),
+            SqlError::Unreachable | SqlError::WriterGone => {
                 Status::new(Code::Unavailable, "storage is unreachable")
+            }
+            SqlError::CommitUnknown => {
+                tracing::warn!("a commit's outcome is unknown");
+                Status::new(Code::Unavailable, "the write's outcome is unknown; retry it")
             }
             other => {
                 tracing::error!(error = %other, "sql storage failure");
@@ -101,15 +128,17 @@ pub struct SqlStore {
 
 struct Inner {
     shards: Vec<Shard>,
-    queries: Queries,
+    queries: Arc<Queries>,
     dialect: Dialect,
 }
 
 impl SqlStore {
     /// Connects to every shard, migrates it and checks it is the shard the list says it is.
     pub async fn open(config: SqlConfig) -> Result<SqlStore> {
-        let (dialect, shards) = shard::open_all(&config).await?;
-        Ok(SqlStore { inner: Arc::new(Inner { shards, queries: Queries::new(dialect), dialect }) })
+        let dialect = shard::dialect_of(&config)?;
+        let queries = Arc::new(Queries::new(dialect));
+        let shards = shard::open_all(&config, dialect, &queries).await?;
+        Ok(SqlStore { inner: Arc::new(Inner { shards, queries, dialect }) })
     }
 
     /// The databases' kind, as metrics label it: `mysql` (MariaDB too) or `postgres`.

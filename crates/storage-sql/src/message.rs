@@ -3,14 +3,17 @@
 //! A send commits on the sender's shard first, in one transaction: the retry record
 //! (`sent_messages`), the message, the inbox entries of users on that shard, and a pending
 //! mark for every recipient on another shard. Then each other shard gets, in one transaction,
-//! a copy of the message and its users' entries; then the pending marks go, in one statement.
+//! a copy of the message and its users' entries; then the pending marks go. Each of these
+//! writes joins the group commit of its shard's writer (`batch.rs`), with whatever other
+//! sends are bound for the shard at the time.
 //! If a step fails, the call fails, and a retry of the same send (same sender and client id)
 //! finds the retry record and writes, with its fresh versions, every pending entry that an
 //! earlier attempt did not commit. Every entry
 //! passes the inbox head fence, so each inbox commits in version order.
 
+use crate::batch::{Write, Written};
 use crate::shard::Shard;
-use crate::{Fence, Result, SqlError, SqlStore, db_id};
+use crate::{Result, SqlError, SqlStore, db_id};
 use missive_proto::client::Message;
 use missive_proto::extra;
 use missive_proto::internal::{
@@ -18,8 +21,8 @@ use missive_proto::internal::{
     InboxPage, InboxQuery, MessageRef, MessageStore, ReplaceMessageRequest,
 };
 use missive_rpc::{Ctx, Status};
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
 use std::collections::BTreeMap;
 
 fn message_row(row: &AnyRow, first: usize) -> Result<Message> {
@@ -43,133 +46,9 @@ fn message_row(row: &AnyRow, first: usize) -> Result<Message> {
 }
 
 impl SqlStore {
-    /// The inbox fence (see [`SqlStore::advance_fence`]).
-    async fn advance_head(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        entry: &InboxEntry,
-    ) -> Result<()> {
-        let q = self.q();
-        let fence = Fence { advance: q.head_advance, insert: q.head_insert, what: "inbox" };
-        self.advance_fence(tx, fence, entry.user_id, entry.version).await
-    }
-
-    async fn insert_message(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        statement: &'static str,
-        message: &Message,
-        refs: usize,
-    ) -> Result<()> {
-        sqlx::query(statement)
-            .bind(message.id as i64)
-            .bind(message.from_user_id as i64)
-            .bind(&message.from)
-            .bind(message.to_user_id as i64)
-            .bind(&message.to)
-            .bind(i64::from(message.kind))
-            .bind(&message.text)
-            .bind(message.sent_at_ms)
-            .bind(&message.client_msg_id)
-            .bind(refs as i64)
-            .bind(extra::encode(message))
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn insert_entry(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        entry: &InboxEntry,
-        message_id: u64,
-    ) -> Result<()> {
-        sqlx::query(self.q().entry_insert)
-            .bind(entry.user_id as i64)
-            .bind(entry.version as i64)
-            .bind(message_id as i64)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
-    }
-
-    /// The first attempt of a send: everything on the sender's shard, in one transaction.
-    /// False, with nothing written, when the send was recorded before (a retry, or a
-    /// concurrent attempt that has committed meanwhile).
-    async fn append_home(
-        &self,
-        home: &Shard,
-        message: &Message,
-        local: &[InboxEntry],
-        remote: &[InboxEntry],
-        sender_version: u64,
-    ) -> Result<bool> {
-        let mut tx = home.pool.begin().await?;
-        let recorded = sqlx::query(self.q().sent_insert)
-            .bind(message.from_user_id as i64)
-            .bind(&message.client_msg_id)
-            .bind(message.id as i64)
-            .bind(sender_version as i64)
-            .execute(&mut *tx)
-            .await;
-        match recorded.map_err(SqlError::from) {
-            Ok(_) => {}
-            Err(SqlError::AlreadyExists) => return Ok(false),
-            Err(other) => return Err(other),
-        }
-        self.insert_message(&mut tx, self.q().message_insert, message, local.len()).await?;
-        for entry in local {
-            self.advance_head(&mut tx, entry).await?;
-            self.insert_entry(&mut tx, entry, message.id).await?;
-        }
-        for entry in remote {
-            sqlx::query(self.q().pending_insert)
-                .bind(message.id as i64)
-                .bind(entry.user_id as i64)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Writes a message's entries on one shard in one transaction, with the copy of the
-    /// message they point to. On a `retry`, an entry already there for this message (an
-    /// earlier attempt got that far) is not written twice. Returns the entries written.
-    async fn deliver(
-        &self,
-        shard: &Shard,
-        message: &Message,
-        entries: &[InboxEntry],
-        retry: bool,
-    ) -> Result<Vec<InboxEntry>> {
-        let mut tx = shard.pool.begin().await?;
-        let mut written = Vec::with_capacity(entries.len());
-        for entry in entries {
-            if retry {
-                let present = sqlx::query(self.q().entry_exists)
-                    .bind(entry.user_id as i64)
-                    .bind(message.id as i64)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if present.is_some() {
-                    continue;
-                }
-            }
-            self.advance_head(&mut tx, entry).await?;
-            self.insert_entry(&mut tx, entry, message.id).await?;
-            written.push(*entry);
-        }
-        if !written.is_empty() {
-            self.insert_message(&mut tx, self.q().message_copy, message, written.len()).await?;
-        }
-        tx.commit().await?;
-        Ok(written)
-    }
-
-    /// Delivers to users on other shards than the sender's, shard by shard, then clears the
-    /// message's pending marks in one statement. A failure leaves them all, and the retry
-    /// skips the entries an earlier attempt committed.
+    /// Delivers to users on other shards than the sender's, every shard at once, then
+    /// clears the message's pending marks. A failure leaves them all, and the retry skips
+    /// the entries an earlier attempt committed.
     async fn deliver_remote(
         &self,
         home: &Shard,
@@ -184,16 +63,22 @@ impl SqlStore {
         for entry in entries {
             by_shard.entry(self.shard_of_user(entry.user_id)).or_default().push(entry);
         }
+        let deliveries = by_shard.into_iter().map(|(index, entries)| {
+            let write = Write::Deliver { message: message.clone(), entries, retry };
+            self.inner.shards[index as usize].writer.write(write)
+        });
         let mut written = Vec::new();
-        for (index, entries) in by_shard {
-            let shard = &self.inner.shards[index as usize];
-            written.extend(self.deliver(shard, message, &entries, retry).await?);
+        for done in futures_util::future::try_join_all(deliveries).await? {
+            if let Written::Entries(entries) = done {
+                written.extend(entries);
+            }
         }
-        sqlx::query(self.q().pending_clear).bind(message.id as i64).execute(&home.pool).await?;
+        home.writer.write(Write::ClearPending { message_id: message.id }).await?;
         Ok(written)
     }
 
-    /// A new send costs no read first: the retry record's unique key tells a retry apart.
+    /// A new send costs no read of its own: the shard's writer reads the retry records of
+    /// its whole batch at once.
     async fn append(&self, req: AppendRequest) -> Result<AppendResponse> {
         let mut message = req.message.ok_or(SqlError::NotFound("message body"))?;
         db_id(message.from_user_id, "user")?;
@@ -203,8 +88,19 @@ impl SqlStore {
         let sender_version =
             local.iter().find(|e| e.user_id == message.from_user_id).map_or(0, |e| e.version);
         message.id = home.mint(self.q(), &home.messages).await?;
-        if !self.append_home(home, &message, &local, &remote, sender_version).await? {
-            return self.complete(home, &message, req.entries).await;
+        let write = Write::Home {
+            message: message.clone(),
+            local: local.clone(),
+            remote: remote.iter().map(|e| e.user_id).collect(),
+            sender_version,
+        };
+        match home.writer.write(write).await {
+            Ok(Written::Entries(_)) => {}
+            // Recorded before, or by a concurrent attempt that committed first.
+            Ok(Written::Recorded) | Err(SqlError::AlreadyExists) => {
+                return self.complete(home, &message, req.entries).await;
+            }
+            Err(other) => return Err(other),
         }
         let mut written = local;
         written.extend(self.deliver_remote(home, &message, remote, false).await?);

@@ -79,34 +79,13 @@ queries! {
 
     sent_find = "SELECT message_id, sender_version FROM sent_messages
                  WHERE from_user_id = ? AND client_msg_id = ?";
-    sent_insert = "INSERT INTO sent_messages (from_user_id, client_msg_id, message_id, sender_version)
-                   VALUES (?, ?, ?, ?)";
-    message_insert = "INSERT INTO messages (message_id, from_user_id, from_name, to_user_id, to_name,
-                                            kind, text, sent_at_ms, client_msg_id, refs, extra)
-                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-    message_copy = "INSERT INTO messages (message_id, from_user_id, from_name, to_user_id, to_name,
-                                          kind, text, sent_at_ms, client_msg_id, refs, extra)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    ON DUPLICATE KEY UPDATE refs = refs + VALUES(refs)",
-        postgres: "INSERT INTO messages (message_id, from_user_id, from_name, to_user_id, to_name,
-                                          kind, text, sent_at_ms, client_msg_id, refs, extra)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (message_id) DO UPDATE SET refs = messages.refs + excluded.refs";
     message_held = concat!("SELECT ", message_columns!(),
         " FROM inbox i JOIN messages m ON m.message_id = i.message_id
           WHERE i.user_id = ? AND i.message_id = ?");
     message_replace = "UPDATE messages SET kind = ?, text = ?, extra = ? WHERE message_id = ?";
     message_by_id = concat!("SELECT ", message_columns!(), " FROM messages m WHERE m.message_id = ?");
-    pending_insert = "INSERT INTO pending_entries (message_id, user_id) VALUES (?, ?)";
     pending_list = "SELECT user_id FROM pending_entries WHERE message_id = ?";
-    pending_clear = "DELETE FROM pending_entries WHERE message_id = ?";
 
-    head_advance = "UPDATE inbox_heads SET version = ? WHERE user_id = ? AND version < ?";
-    head_insert = "INSERT IGNORE INTO inbox_heads (user_id, version) VALUES (?, ?)",
-        postgres: "INSERT INTO inbox_heads (user_id, version) VALUES (?, ?)
-                   ON CONFLICT (user_id) DO NOTHING";
-    entry_exists = "SELECT version FROM inbox WHERE user_id = ? AND message_id = ?";
-    entry_insert = "INSERT INTO inbox (user_id, version, message_id) VALUES (?, ?, ?)";
     inbox_read = concat!("SELECT i.version, ", message_columns!(),
         " FROM inbox i JOIN messages m ON m.message_id = i.message_id
           WHERE i.user_id = ? AND i.version > ? ORDER BY i.version LIMIT ?");
@@ -119,6 +98,79 @@ queries! {
     sent_delete = "DELETE FROM sent_messages WHERE message_id = ?";
     entries_delete = "DELETE FROM inbox WHERE user_id = ? AND version <= ?";
     marks_delete = "DELETE FROM delivery_marks WHERE user_id = ? AND version <= ?";
+
+    // The group commit's statements (`batch.rs`): each takes one JSON array holding every row
+    // of a batch, so one prepared statement serves any batch size. MySQL reads it with
+    // JSON_TABLE, PostgreSQL with json_array_elements.
+    batch_heads_lock = "INSERT INTO inbox_heads (user_id, version)
+                        SELECT j.u, 0 FROM JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$')) j
+                        ON DUPLICATE KEY UPDATE version = inbox_heads.version",
+        postgres: "INSERT INTO inbox_heads (user_id, version)
+                   SELECT j.u::bigint, 0 FROM json_array_elements_text(?::json) AS j(u)
+                   ON CONFLICT (user_id) DO UPDATE SET version = inbox_heads.version";
+    batch_heads_read = "SELECT h.user_id, h.version
+                        FROM JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$')) j
+                        STRAIGHT_JOIN inbox_heads h ON h.user_id = j.u",
+        postgres: "SELECT user_id, version FROM inbox_heads
+                   WHERE user_id IN (SELECT j.u::bigint FROM json_array_elements_text(?::json) AS j(u))";
+    batch_heads_set = "INSERT INTO inbox_heads (user_id, version)
+                       SELECT j.u, j.v FROM JSON_TABLE(?, '$[*]'
+                           COLUMNS(u BIGINT PATH '$[0]', v BIGINT PATH '$[1]')) j
+                       ON DUPLICATE KEY UPDATE version = VALUES(version)",
+        postgres: "UPDATE inbox_heads h SET version = (j.r->>1)::bigint
+                   FROM json_array_elements(?::json) AS j(r) WHERE h.user_id = (j.r->>0)::bigint";
+    batch_sent_find = "SELECT s.from_user_id, s.client_msg_id
+                       FROM JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$[0]',
+                           c VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$[1]')) j
+                       STRAIGHT_JOIN sent_messages s ON s.from_user_id = j.u AND s.client_msg_id = j.c",
+        postgres: "SELECT s.from_user_id, s.client_msg_id
+                   FROM json_array_elements(?::json) AS j(r) JOIN sent_messages s
+                   ON s.from_user_id = (j.r->>0)::bigint AND s.client_msg_id = j.r->>1";
+    batch_sent_insert = "INSERT INTO sent_messages (from_user_id, client_msg_id, message_id, sender_version)
+                         SELECT j.u, j.c, j.m, j.v FROM JSON_TABLE(?, '$[*]' COLUMNS(
+                             u BIGINT PATH '$[0]', c LONGTEXT CHARACTER SET utf8mb4 PATH '$[1]',
+                             m BIGINT PATH '$[2]', v BIGINT PATH '$[3]')) j",
+        postgres: "INSERT INTO sent_messages (from_user_id, client_msg_id, message_id, sender_version)
+                   SELECT (j.r->>0)::bigint, j.r->>1, (j.r->>2)::bigint, (j.r->>3)::bigint
+                   FROM json_array_elements(?::json) AS j(r)";
+    batch_messages_upsert = "INSERT INTO messages (message_id, from_user_id, from_name, to_user_id,
+                                 to_name, kind, text, sent_at_ms, client_msg_id, refs, extra)
+                             SELECT j.id, j.fu, j.fn, j.tu, j.tn, j.k, j.t, j.at, j.c, j.r, FROM_BASE64(j.x)
+                             FROM JSON_TABLE(?, '$[*]' COLUMNS(
+                                 id BIGINT PATH '$[0]', fu BIGINT PATH '$[1]',
+                                 fn LONGTEXT CHARACTER SET utf8mb4 PATH '$[2]', tu BIGINT PATH '$[3]',
+                                 tn LONGTEXT CHARACTER SET utf8mb4 PATH '$[4]', k BIGINT PATH '$[5]',
+                                 t LONGTEXT CHARACTER SET utf8mb4 PATH '$[6]', at BIGINT PATH '$[7]',
+                                 c LONGTEXT CHARACTER SET utf8mb4 PATH '$[8]', r BIGINT PATH '$[9]',
+                                 x LONGTEXT PATH '$[10]')) j
+                             ON DUPLICATE KEY UPDATE refs = messages.refs + VALUES(refs)",
+        postgres: "INSERT INTO messages (message_id, from_user_id, from_name, to_user_id, to_name,
+                       kind, text, sent_at_ms, client_msg_id, refs, extra)
+                   SELECT (j.r->>0)::bigint, (j.r->>1)::bigint, j.r->>2, (j.r->>3)::bigint, j.r->>4,
+                       (j.r->>5)::bigint, j.r->>6, (j.r->>7)::bigint, j.r->>8, (j.r->>9)::bigint,
+                       decode(j.r->>10, 'base64')
+                   FROM json_array_elements(?::json) AS j(r)
+                   ON CONFLICT (message_id) DO UPDATE SET refs = messages.refs + excluded.refs";
+    batch_entries_find = "SELECT i.user_id, i.message_id
+                          FROM JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$[0]', m BIGINT PATH '$[1]')) j
+                          STRAIGHT_JOIN inbox i ON i.user_id = j.u AND i.message_id = j.m",
+        postgres: "SELECT i.user_id, i.message_id FROM json_array_elements(?::json) AS j(r)
+                   JOIN inbox i ON i.user_id = (j.r->>0)::bigint AND i.message_id = (j.r->>1)::bigint";
+    batch_entries_insert = "INSERT INTO inbox (user_id, version, message_id)
+                            SELECT j.u, j.v, j.m FROM JSON_TABLE(?, '$[*]' COLUMNS(
+                                u BIGINT PATH '$[0]', v BIGINT PATH '$[1]', m BIGINT PATH '$[2]')) j",
+        postgres: "INSERT INTO inbox (user_id, version, message_id)
+                   SELECT (j.r->>0)::bigint, (j.r->>1)::bigint, (j.r->>2)::bigint
+                   FROM json_array_elements(?::json) AS j(r)";
+    batch_pending_insert = "INSERT INTO pending_entries (message_id, user_id)
+                            SELECT j.m, j.u FROM JSON_TABLE(?, '$[*]' COLUMNS(
+                                m BIGINT PATH '$[0]', u BIGINT PATH '$[1]')) j",
+        postgres: "INSERT INTO pending_entries (message_id, user_id)
+                   SELECT (j.r->>0)::bigint, (j.r->>1)::bigint FROM json_array_elements(?::json) AS j(r)";
+    batch_pending_clear = "DELETE p FROM JSON_TABLE(?, '$[*]' COLUMNS(m BIGINT PATH '$')) j
+                           STRAIGHT_JOIN pending_entries p ON p.message_id = j.m",
+        postgres: "DELETE FROM pending_entries
+                   WHERE message_id IN (SELECT j.m::bigint FROM json_array_elements_text(?::json) AS j(m))";
 
     seq_load = "SELECT max_version FROM seq_max WHERE user_id = ?";
     seq_insert = "INSERT IGNORE INTO seq_max (user_id, max_version) VALUES (?, ?)",

@@ -1,11 +1,13 @@
 //! One database of the shard list: its pool, its migrations, its place in the list, and the
 //! id blocks it mints from.
 
+use crate::batch::Writer;
 use crate::queries::Queries;
 use crate::{Result, SqlError};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row, SqlSafeStr};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -118,6 +120,8 @@ pub(crate) struct Shard {
     pub index: u64,
     pub count: u64,
     pub pool: AnyPool,
+    /// The group-committing writer of the message path.
+    pub writer: Writer,
     pub users: Counter,
     pub devices: Counter,
     pub messages: Counter,
@@ -148,17 +152,28 @@ impl Shard {
     }
 }
 
-pub(crate) async fn open_all(config: &SqlConfig) -> Result<(Dialect, Vec<Shard>)> {
-    sqlx::any::install_default_drivers();
+/// The dialect of the shard list, all of one kind.
+pub(crate) fn dialect_of(config: &SqlConfig) -> Result<Dialect> {
     let first = config.urls.first().ok_or(SqlError::NoShards)?;
     let dialect = Dialect::of(first)?;
+    for url in &config.urls {
+        if Dialect::of(url)? != dialect {
+            return Err(SqlError::MixedDialects);
+        }
+    }
+    Ok(dialect)
+}
+
+pub(crate) async fn open_all(
+    config: &SqlConfig,
+    dialect: Dialect,
+    queries: &Arc<Queries>,
+) -> Result<Vec<Shard>> {
+    sqlx::any::install_default_drivers();
     let count = config.urls.len() as u64;
     let mut shards = Vec::with_capacity(config.urls.len());
     for (index, url) in config.urls.iter().enumerate() {
         let index = index as u64;
-        if Dialect::of(url)? != dialect {
-            return Err(SqlError::MixedDialects);
-        }
         let pool = AnyPoolOptions::new()
             .max_connections(config.connections_per_shard)
             .acquire_timeout(config.acquire_timeout)
@@ -175,13 +190,14 @@ pub(crate) async fn open_all(config: &SqlConfig) -> Result<(Dialect, Vec<Shard>)
             index,
             count,
             pool,
+            writer: Writer::start(url, queries.clone(), dialect, index),
             users: Counter::new("user", 16),
             devices: Counter::new("device", 64),
             messages: Counter::new("message", 1024),
             groups: Counter::new("group", 16),
         });
     }
-    Ok((dialect, shards))
+    Ok(shards)
 }
 
 /// Records the shard's place at first open; refuses to open it under another place later.

@@ -106,6 +106,7 @@ macro_rules! storage_suite {
             accounts_are_listed_searched_and_disabled,
             periods_add_up_samples_activity_and_registrations,
             audit_entries_page_newest_first,
+            concurrent_appends_land_once_and_in_order,
         );
     };
     (@tests $fixture:path; $($name:ident),* $(,)?) => {

@@ -775,3 +775,57 @@ pub async fn audit_entries_page_newest_first(fixture: &impl Fixture) {
     assert_eq!(older.len(), 1);
     assert_eq!((older[0].action.as_str(), older[0].at_ms), ("kick", 1));
 }
+
+/// Sends bound for the same shards at the same time (what a group commit gathers into one
+/// transaction): twenty pairs of users exchange messages at once, each user's in version
+/// order, with a stale write and a repeat of an earlier send among them. Every good send
+/// lands once, in order; the stale one fails alone; the repeat is a duplicate of its first.
+pub async fn concurrent_appends_land_once_and_in_order(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let mut users = Vec::new();
+    for n in 0..40 {
+        users.push(account(&store, &format!("user{n}")).await.user_id);
+    }
+    let pairs: Vec<(u64, u64)> = users.chunks(2).map(|pair| (pair[0], pair[1])).collect();
+    let rounds = 4u64;
+    let (first_from, first_to) = pairs[0];
+    let (second_from, second_to) = pairs[1];
+    // Round r: each pair sends one message at versions (r, r), all at once, with a stale
+    // write for the first pair and a repeat of the second pair's send of round 1.
+    for round in 1..=rounds {
+        let sends = pairs.iter().map(|&(from, to)| {
+            let id = format!("{from}-{round}");
+            MessageStore::append(&store, CTX, append_request(from, to, &id, (round, round)))
+        });
+        let stale = append_request(first_from, first_to, "stale", (round - 1, round - 1));
+        let stale = MessageStore::append(&store, CTX, stale);
+        let repeat = async {
+            if round == 1 {
+                return None;
+            }
+            let versions = (100 + round, 100 + round);
+            let repeat =
+                append_request(second_from, second_to, &format!("{second_from}-1"), versions);
+            Some(MessageStore::append(&store, CTX, repeat).await)
+        };
+        let (results, stale, repeat) =
+            futures_util::future::join3(futures_util::future::join_all(sends), stale, repeat).await;
+        for result in results {
+            let stored = result.expect("a good send lands");
+            assert!(!stored.duplicate);
+            assert_eq!(stored.sender_version, round);
+        }
+        let stale = stale.expect_err("a version at or below the head is refused");
+        assert_eq!(stale.code, Code::Aborted);
+        if let Some(repeat) = repeat {
+            let repeat = repeat.expect("a repeat is answered");
+            assert!(repeat.duplicate, "round {round}: the repeat stores nothing");
+            assert_eq!(repeat.sender_version, 1);
+        }
+    }
+    for &(from, to) in &pairs {
+        let sent: Vec<(u64, String)> = (1..=rounds).map(|r| (r, format!("{from}-{r}"))).collect();
+        assert_eq!(inbox(&store, from, 0).await, sent, "sender {from}");
+        assert_eq!(inbox(&store, to, 0).await, sent, "recipient {to}");
+    }
+}
