@@ -30,8 +30,22 @@ impl Logic {
 
         let mut items = Vec::new();
         let mut more = false;
+        // The three reads at once: a sync costs one round trip to the store, not three.
         let account = self.deps.accounts.get_by_id(ctx, UserRef { user_id: caller.user_id });
-        let account = account.await?;
+        let contacts = ContactChangesRequest {
+            user_id: caller.user_id,
+            after_version: key.get(DataType::Contact),
+            limit: limit + 1,
+        };
+        let contacts = self.deps.contacts.changes(ctx, contacts);
+        let inbox = InboxQuery {
+            user_id: caller.user_id,
+            after_version: key.get(DataType::Message),
+            limit,
+        };
+        let inbox = self.deps.messages.read_inbox(ctx, inbox);
+        let (account, contacts, inbox) =
+            futures_util::future::try_join3(account, contacts, inbox).await?;
         if account.version > key.get(DataType::Account) {
             items.push(SyncItem {
                 r#type: DataType::Account as i32,
@@ -39,24 +53,13 @@ impl Logic {
                 body: Some(sync_item::Body::Profile(auth::profile_of(&account))),
             });
         }
-        let contacts = ContactChangesRequest {
-            user_id: caller.user_id,
-            after_version: key.get(DataType::Contact),
-            limit: limit + 1,
-        };
-        let contacts = self.deps.contacts.changes(ctx, contacts).await?.entries;
+        let contacts = contacts.entries;
         more |= contacts.len() > limit as usize;
         items.extend(contacts.into_iter().take(limit as usize).map(|entry| SyncItem {
             r#type: DataType::Contact as i32,
             version: entry.version,
             body: entry.contact.map(sync_item::Body::Contact),
         }));
-        let inbox = InboxQuery {
-            user_id: caller.user_id,
-            after_version: key.get(DataType::Message),
-            limit,
-        };
-        let inbox = self.deps.messages.read_inbox(ctx, inbox).await?;
         more |= inbox.more;
         items.extend(inbox.items.into_iter().map(|item| SyncItem {
             r#type: DataType::Message as i32,

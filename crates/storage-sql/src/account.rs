@@ -2,6 +2,7 @@
 //! and delivery marks live on the user's shard; the token index lives on the shard its hash
 //! points to.
 
+use crate::lookup::Key;
 use crate::shard::Shard;
 use crate::{Result, SqlError, SqlStore, db_id};
 use missive_proto::admin::ListUsersRequest;
@@ -40,12 +41,9 @@ fn session_row(row: &AnyRow) -> Result<SessionRecord> {
 
 impl SqlStore {
     async fn account_by_id(&self, user_id: u64) -> Result<AccountRecord> {
-        let id = db_id(user_id, "account")?;
-        let row = sqlx::query(self.q().account_by_id)
-            .bind(id)
-            .fetch_optional(&self.user_shard(user_id).pool)
-            .await?;
-        account_row(&row.ok_or(SqlError::NotFound("account"))?)
+        db_id(user_id, "account")?;
+        let row = self.user_shard(user_id).lookups.get(Key::Account(user_id)).await?;
+        account_row(&*row.ok_or(SqlError::NotFound("account"))?)
     }
 
     /// Locks every session row of a user, in device order, until the transaction ends: two

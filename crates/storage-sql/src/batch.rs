@@ -86,11 +86,18 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer of the shard at `url`, on a connection of its own (kept from batch
-    /// to batch, and replaced after a failure).
-    pub fn start(url: &str, queries: Arc<Queries>, dialect: Dialect, shard: u64) -> Writer {
+    /// Starts the writer of the shard at `url`: `tasks` tasks taking turns at the queue, each
+    /// on a connection of its own, so that one gathers a batch while another commits.
+    pub fn start(
+        url: &str,
+        queries: Arc<Queries>,
+        dialect: Dialect,
+        shard: u64,
+        tasks: usize,
+    ) -> Writer {
         let (queue, jobs) = mpsc::channel(QUEUE_WRITES);
-        let task = Task {
+        let jobs = Arc::new(tokio::sync::Mutex::new(jobs));
+        let task = Arc::new(Task {
             url: url.to_string(),
             queries,
             dialect,
@@ -98,8 +105,10 @@ impl Writer {
             commit_seconds: metrics::histogram!(
                 "missive_store_commit_seconds", "shard" => shard.to_string()
             ),
-        };
-        tokio::spawn(task.run(jobs));
+        });
+        for _ in 0..tasks.max(1) {
+            tokio::spawn(task.clone().run(jobs.clone()));
+        }
         Writer { queue }
     }
 
@@ -127,23 +136,28 @@ struct Failed {
 }
 
 impl Task {
-    async fn run(self, mut queue: mpsc::Receiver<Job>) {
+    async fn run(self: Arc<Task>, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
         // The connection is kept from batch to batch, and replaced after a failure.
         let mut conn = None;
-        let mut jobs = Vec::with_capacity(BATCH_WRITES);
-        while let Some(first) = queue.recv().await {
-            let mut entries = first.write.entries();
-            jobs.push(first);
-            while jobs.len() < BATCH_WRITES && entries < BATCH_ENTRIES {
-                match queue.try_recv() {
-                    Ok(job) => {
-                        entries += job.write.entries();
-                        jobs.push(job);
+        loop {
+            let jobs = {
+                // The queue is this task's until its batch is gathered.
+                let mut queue = queue.lock().await;
+                let Some(first) = queue.recv().await else { break };
+                let mut entries = first.write.entries();
+                let mut jobs = vec![first];
+                while jobs.len() < BATCH_WRITES && entries < BATCH_ENTRIES {
+                    match queue.try_recv() {
+                        Ok(job) => {
+                            entries += job.write.entries();
+                            jobs.push(job);
+                        }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
                 }
-            }
-            self.run_batch(&mut conn, std::mem::take(&mut jobs)).await;
+                jobs
+            };
+            self.run_batch(&mut conn, jobs).await;
         }
     }
 

@@ -1,6 +1,7 @@
 //! Contacts (data type 2): one current entry per (owner, peer) on the owner's shard, which
 //! Sync reads by version; `contact_heads` keeps each owner's changes in version order.
 
+use crate::lookup::Key;
 use crate::{Fence, Result, SqlError, SqlStore, db_id};
 use missive_proto::client::Contact;
 use missive_proto::internal::{
@@ -14,9 +15,10 @@ use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
 
 /// (version, contact) from a `SELECT version, body` row.
-fn entry(row: &AnyRow) -> Result<(u64, Contact)> {
-    let version = row.try_get::<i64, _>(0)? as u64;
-    let body: Vec<u8> = row.try_get(1)?;
+/// A contact entry's version and body, from the columns at `first` and after.
+fn entry(row: &AnyRow, first: usize) -> Result<(u64, Contact)> {
+    let version = row.try_get::<i64, _>(first)? as u64;
+    let body: Vec<u8> = row.try_get(first + 1)?;
     let contact =
         Contact::decode(&*body).map_err(|e| SqlError::Corrupt(format!("contact entry: {e}")))?;
     Ok((version, contact))
@@ -60,20 +62,17 @@ impl ContactStore for SqlStore {
             .map_err(SqlError::from)?;
         let entries = rows
             .iter()
-            .map(|row| entry(row).map(|(version, c)| ContactEntry { version, contact: Some(c) }))
+            .map(|row| entry(row, 0).map(|(version, c)| ContactEntry { version, contact: Some(c) }))
             .collect::<Result<Vec<_>>>()?;
         Ok(ContactChanges { entries })
     }
 
     async fn get(&self, _: &Ctx, req: ContactRef) -> Result<ContactRecord, Status> {
-        let row = sqlx::query(self.q().contact_get)
-            .bind(db_id(req.owner_id, "user")?)
-            .bind(db_id(req.peer_id, "contact")?)
-            .fetch_optional(&self.user_shard(req.owner_id).pool)
-            .await
-            .map_err(SqlError::from)?
-            .ok_or(SqlError::NotFound("contact"))?;
-        let (version, contact) = entry(&row)?;
+        db_id(req.owner_id, "user")?;
+        db_id(req.peer_id, "contact")?;
+        let key = Key::Contact { owner: req.owner_id, peer: req.peer_id };
+        let row = self.user_shard(req.owner_id).lookups.get(key).await?;
+        let (version, contact) = entry(&*row.ok_or(SqlError::NotFound("contact"))?, 2)?;
         Ok(ContactRecord { owner_id: req.owner_id, version, contact: Some(contact) })
     }
 
@@ -96,7 +95,7 @@ impl ContactStore for SqlStore {
             .map_err(SqlError::from)?;
         let mut records = Vec::new();
         for row in &rows {
-            let (version, contact) = entry(row)?;
+            let (version, contact) = entry(row, 0)?;
             if contact.relation != 0 || contact.blocked {
                 records.push(ContactRecord {
                     owner_id: req.user_id,

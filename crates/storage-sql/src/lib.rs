@@ -17,6 +17,7 @@ mod account;
 mod batch;
 mod contact;
 mod group;
+mod lookup;
 mod message;
 mod ops;
 mod queries;

@@ -59,7 +59,6 @@ queries! {
 
     account_insert = "INSERT INTO accounts (user_id, username, nickname, password_hash, created_at_ms)
                       VALUES (?, ?, ?, ?, ?)";
-    account_by_id = concat!("SELECT ", account_columns!(), " FROM accounts WHERE user_id = ?");
     account_by_name = concat!("SELECT ", account_columns!(), " FROM accounts WHERE username = ?");
     nickname_update = "UPDATE accounts SET nickname = ?, version = ? WHERE user_id = ? AND version < ?";
 
@@ -88,7 +87,14 @@ queries! {
 
     inbox_read = concat!("SELECT i.version, ", message_columns!(),
         " FROM inbox i JOIN messages m ON m.message_id = i.message_id
-          WHERE i.user_id = ? AND i.version > ? ORDER BY i.version LIMIT ?");
+          WHERE i.user_id = ? AND i.version > ? ORDER BY i.version LIMIT ?"),
+        // The page first, then each message by key: PostgreSQL's generic plan for the join
+        // (its parameters unknown) hashes the whole messages table.
+        postgres: concat!("SELECT i.version, ", message_columns!(),
+        " FROM (SELECT version, message_id FROM inbox WHERE user_id = ? AND version > ?
+                ORDER BY version LIMIT ?) i
+          CROSS JOIN LATERAL (SELECT * FROM messages WHERE message_id = i.message_id LIMIT 1) m
+          ORDER BY i.version");
 
     marks_due = "SELECT user_id, MAX(version) FROM delivery_marks WHERE at_ms <= ?
                  GROUP BY user_id ORDER BY user_id LIMIT ?";
@@ -101,7 +107,10 @@ queries! {
 
     // The group commit's statements (`batch.rs`): each takes one JSON array holding every row
     // of a batch, so one prepared statement serves any batch size. MySQL reads it with
-    // JSON_TABLE, PostgreSQL with json_array_elements.
+    // JSON_TABLE, joined first (STRAIGHT_JOIN) so that each key is an index lookup.
+    // PostgreSQL reads it with json_array_elements, whose row count its planner guesses at
+    // 100, which makes it hash the whole table: single-column keys go through `= ANY(ARRAY(..))`
+    // and pairs through a LATERAL subquery with LIMIT 1, both index lookups per key.
     batch_heads_lock = "INSERT INTO inbox_heads (user_id, version)
                         SELECT j.u, 0 FROM JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$')) j
                         ON DUPLICATE KEY UPDATE version = inbox_heads.version",
@@ -112,20 +121,21 @@ queries! {
                         FROM JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$')) j
                         STRAIGHT_JOIN inbox_heads h ON h.user_id = j.u",
         postgres: "SELECT user_id, version FROM inbox_heads
-                   WHERE user_id IN (SELECT j.u::bigint FROM json_array_elements_text(?::json) AS j(u))";
+                   WHERE user_id = ANY(ARRAY(SELECT j.u::bigint FROM json_array_elements_text(?::json) AS j(u)))";
     batch_heads_set = "INSERT INTO inbox_heads (user_id, version)
                        SELECT j.u, j.v FROM JSON_TABLE(?, '$[*]'
                            COLUMNS(u BIGINT PATH '$[0]', v BIGINT PATH '$[1]')) j
                        ON DUPLICATE KEY UPDATE version = VALUES(version)",
-        postgres: "UPDATE inbox_heads h SET version = (j.r->>1)::bigint
-                   FROM json_array_elements(?::json) AS j(r) WHERE h.user_id = (j.r->>0)::bigint";
+        postgres: "INSERT INTO inbox_heads (user_id, version)
+                   SELECT (j.r->>0)::bigint, (j.r->>1)::bigint FROM json_array_elements(?::json) AS j(r)
+                   ON CONFLICT (user_id) DO UPDATE SET version = excluded.version";
     batch_sent_find = "SELECT s.from_user_id, s.client_msg_id
                        FROM JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$[0]',
                            c VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$[1]')) j
                        STRAIGHT_JOIN sent_messages s ON s.from_user_id = j.u AND s.client_msg_id = j.c",
-        postgres: "SELECT s.from_user_id, s.client_msg_id
-                   FROM json_array_elements(?::json) AS j(r) JOIN sent_messages s
-                   ON s.from_user_id = (j.r->>0)::bigint AND s.client_msg_id = j.r->>1";
+        postgres: "SELECT s.from_user_id, s.client_msg_id FROM json_array_elements(?::json) AS j(r)
+                   CROSS JOIN LATERAL (SELECT from_user_id, client_msg_id FROM sent_messages
+                       WHERE from_user_id = (j.r->>0)::bigint AND client_msg_id = j.r->>1 LIMIT 1) s";
     batch_sent_insert = "INSERT INTO sent_messages (from_user_id, client_msg_id, message_id, sender_version)
                          SELECT j.u, j.c, j.m, j.v FROM JSON_TABLE(?, '$[*]' COLUMNS(
                              u BIGINT PATH '$[0]', c LONGTEXT CHARACTER SET utf8mb4 PATH '$[1]',
@@ -155,7 +165,8 @@ queries! {
                           FROM JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$[0]', m BIGINT PATH '$[1]')) j
                           STRAIGHT_JOIN inbox i ON i.user_id = j.u AND i.message_id = j.m",
         postgres: "SELECT i.user_id, i.message_id FROM json_array_elements(?::json) AS j(r)
-                   JOIN inbox i ON i.user_id = (j.r->>0)::bigint AND i.message_id = (j.r->>1)::bigint";
+                   CROSS JOIN LATERAL (SELECT user_id, message_id FROM inbox
+                       WHERE message_id = (j.r->>1)::bigint AND user_id = (j.r->>0)::bigint LIMIT 1) i";
     batch_entries_insert = "INSERT INTO inbox (user_id, version, message_id)
                             SELECT j.u, j.v, j.m FROM JSON_TABLE(?, '$[*]' COLUMNS(
                                 u BIGINT PATH '$[0]', v BIGINT PATH '$[1]', m BIGINT PATH '$[2]')) j",
@@ -169,8 +180,22 @@ queries! {
                    SELECT (j.r->>0)::bigint, (j.r->>1)::bigint FROM json_array_elements(?::json) AS j(r)";
     batch_pending_clear = "DELETE p FROM JSON_TABLE(?, '$[*]' COLUMNS(m BIGINT PATH '$')) j
                            STRAIGHT_JOIN pending_entries p ON p.message_id = j.m",
-        postgres: "DELETE FROM pending_entries
-                   WHERE message_id IN (SELECT j.m::bigint FROM json_array_elements_text(?::json) AS j(m))";
+        postgres: "DELETE FROM pending_entries WHERE message_id =
+                   ANY(ARRAY(SELECT j.m::bigint FROM json_array_elements_text(?::json) AS j(m)))";
+
+    // Batched point reads (`lookup.rs`): the keys as one JSON array.
+    lookup_accounts = "SELECT a.user_id, a.username, a.nickname, a.password_hash,
+                           a.created_at_ms, a.version, a.disabled
+                       FROM JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$')) j
+                       STRAIGHT_JOIN accounts a ON a.user_id = j.u",
+        postgres: concat!("SELECT ", account_columns!(), " FROM accounts WHERE user_id =
+                   ANY(ARRAY(SELECT j.u::bigint FROM json_array_elements_text(?::json) AS j(u)))");
+    lookup_contacts = "SELECT c.owner_id, c.peer_id, c.version, c.body
+                       FROM JSON_TABLE(?, '$[*]' COLUMNS(o BIGINT PATH '$[0]', p BIGINT PATH '$[1]')) j
+                       STRAIGHT_JOIN contacts c ON c.owner_id = j.o AND c.peer_id = j.p",
+        postgres: "SELECT c.owner_id, c.peer_id, c.version, c.body FROM json_array_elements(?::json) AS j(r)
+                   CROSS JOIN LATERAL (SELECT owner_id, peer_id, version, body FROM contacts
+                       WHERE owner_id = (j.r->>0)::bigint AND peer_id = (j.r->>1)::bigint LIMIT 1) c";
 
     seq_load = "SELECT max_version FROM seq_max WHERE user_id = ?";
     seq_insert = "INSERT IGNORE INTO seq_max (user_id, max_version) VALUES (?, ?)",
@@ -180,7 +205,6 @@ queries! {
 
     contact_changes = "SELECT version, body FROM contacts
                        WHERE owner_id = ? AND version > ? ORDER BY version LIMIT ?";
-    contact_get = "SELECT version, body FROM contacts WHERE owner_id = ? AND peer_id = ?";
     contact_list = "SELECT version, body FROM contacts WHERE owner_id = ? ORDER BY peer_id";
     contact_upsert = "INSERT INTO contacts (owner_id, peer_id, version, body) VALUES (?, ?, ?, ?)
                       ON DUPLICATE KEY UPDATE version = VALUES(version), body = VALUES(body)",

@@ -2,6 +2,7 @@
 //! id blocks it mints from.
 
 use crate::batch::Writer;
+use crate::lookup::Lookups;
 use crate::queries::Queries;
 use crate::{Result, SqlError};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -92,11 +93,20 @@ pub struct SqlConfig {
     pub connections_per_shard: u32,
     /// How long a call waits for a free connection before it fails as unavailable.
     pub acquire_timeout: Duration,
+    /// Transactions of the message path's group commit in flight per shard at once, each on
+    /// a connection of its own besides the pool's: one gathers its batch while another
+    /// commits. Also the number of batched point reads in flight per shard.
+    pub writers_per_shard: usize,
 }
 
 impl SqlConfig {
     pub fn new(urls: Vec<String>) -> SqlConfig {
-        SqlConfig { urls, connections_per_shard: 16, acquire_timeout: Duration::from_secs(5) }
+        SqlConfig {
+            urls,
+            connections_per_shard: 16,
+            acquire_timeout: Duration::from_secs(5),
+            writers_per_shard: 2,
+        }
     }
 }
 
@@ -122,6 +132,8 @@ pub(crate) struct Shard {
     pub pool: AnyPool,
     /// The group-committing writer of the message path.
     pub writer: Writer,
+    /// The batched point reads of the message path.
+    pub lookups: Lookups,
     pub users: Counter,
     pub devices: Counter,
     pub messages: Counter,
@@ -189,8 +201,9 @@ pub(crate) async fn open_all(
         shards.push(Shard {
             index,
             count,
+            lookups: Lookups::start(pool.clone(), queries.clone(), config.writers_per_shard),
             pool,
-            writer: Writer::start(url, queries.clone(), dialect, index),
+            writer: Writer::start(url, queries.clone(), dialect, index, config.writers_per_shard),
             users: Counter::new("user", 16),
             devices: Counter::new("device", 64),
             messages: Counter::new("message", 1024),

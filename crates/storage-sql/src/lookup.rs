@@ -1,0 +1,128 @@
+//! Batched point reads of one shard: the reads every send and sync makes (an account by id,
+//! a contact entry by owner and peer) queue here, and a task reads whatever queued while its
+//! previous statement ran in one statement per kind, the keys as one JSON array. A shard's
+//! database spends most of its time per statement, not per row (waking a thread, a round
+//! trip), so a batch of reads costs about what one does. Each read sees what was committed
+//! when its statement ran, as a read of its own would.
+
+use crate::queries::Queries;
+use crate::{Result, SqlError};
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+/// Reads waiting for a shard's reader, at most; a caller beyond waits for room.
+const QUEUE_READS: usize = 4096;
+/// Keys per statement, at most.
+const BATCH_READS: usize = 512;
+
+/// What a read looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Key {
+    Account(u64),
+    Contact { owner: u64, peer: u64 },
+}
+
+struct Read {
+    key: Key,
+    done: oneshot::Sender<Result<Option<Arc<AnyRow>>>>,
+}
+
+/// The handle to a shard's reader tasks; they end when every handle is gone.
+#[derive(Clone)]
+pub(crate) struct Lookups {
+    queue: mpsc::Sender<Read>,
+}
+
+impl Lookups {
+    /// Starts `tasks` readers taking turns at the queue, on connections of `pool`.
+    pub fn start(pool: AnyPool, queries: Arc<Queries>, tasks: usize) -> Lookups {
+        let (queue, reads) = mpsc::channel(QUEUE_READS);
+        let reads = Arc::new(Mutex::new(reads));
+        for _ in 0..tasks.max(1) {
+            tokio::spawn(run(pool.clone(), queries.clone(), reads.clone()));
+        }
+        Lookups { queue }
+    }
+
+    /// The row `key` names, if there is one: for an account, its columns in the order of
+    /// `account_columns!`; for a contact, owner, peer, version and body.
+    pub async fn get(&self, key: Key) -> Result<Option<Arc<AnyRow>>> {
+        let (done, answer) = oneshot::channel();
+        self.queue.send(Read { key, done }).await.map_err(|_| SqlError::WriterGone)?;
+        answer.await.map_err(|_| SqlError::WriterGone)?
+    }
+}
+
+async fn run(pool: AnyPool, queries: Arc<Queries>, queue: Arc<Mutex<mpsc::Receiver<Read>>>) {
+    loop {
+        let reads = {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else { break };
+            let mut reads = vec![first];
+            while reads.len() < BATCH_READS {
+                match queue.try_recv() {
+                    Ok(read) => reads.push(read),
+                    Err(_) => break,
+                }
+            }
+            reads
+        };
+        let (accounts, contacts): (Vec<Read>, Vec<Read>) =
+            reads.into_iter().partition(|read| matches!(read.key, Key::Account(_)));
+        for (statement, reads) in
+            [(queries.lookup_accounts, accounts), (queries.lookup_contacts, contacts)]
+        {
+            if !reads.is_empty() {
+                answer(&pool, statement, reads).await;
+            }
+        }
+    }
+}
+
+/// Runs one statement for `reads` (all of one kind) and answers each.
+async fn answer(pool: &AnyPool, statement: &'static str, reads: Vec<Read>) {
+    let keys: Vec<Value> = reads
+        .iter()
+        .map(|read| match read.key {
+            Key::Account(user_id) => Value::from(user_id),
+            Key::Contact { owner, peer } => Value::from(vec![owner, peer]),
+        })
+        .collect();
+    let rows = sqlx::query(statement).bind(Value::Array(keys).to_string()).fetch_all(pool).await;
+    let found = rows.map_err(SqlError::from).and_then(|rows| {
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let user_id = row.try_get::<i64, _>(0)? as u64;
+            let key = match reads[0].key {
+                Key::Account(_) => Key::Account(user_id),
+                Key::Contact { .. } => {
+                    Key::Contact { owner: user_id, peer: row.try_get::<i64, _>(1)? as u64 }
+                }
+            };
+            found.insert(key, Arc::new(row));
+        }
+        Ok(found)
+    });
+    match found {
+        Ok(found) => {
+            for read in reads {
+                let _ = read.done.send(Ok(found.get(&read.key).cloned()));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, reads = reads.len(), "batched read failed");
+            let text = error.to_string();
+            for read in reads {
+                let error = match &error {
+                    SqlError::Unreachable => SqlError::Unreachable,
+                    _ => SqlError::Failed(text.clone()),
+                };
+                let _ = read.done.send(Err(error));
+            }
+        }
+    }
+}
