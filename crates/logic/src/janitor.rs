@@ -1,12 +1,15 @@
 //! Background upkeep: writing acknowledgements and activity, collecting delivered messages,
-//! counting what the store holds.
+//! re-driving sends left pending across shards, counting what the store holds.
 //!
 //! A Sync acknowledges the presented key at once in memory; the janitor writes the newest
 //! acknowledgement per device every interval, as one batch. Losing a few unwritten
 //! acknowledgements in a crash only keeps messages a little longer: it never loses one.
 
 use crate::{Logic, Retention};
-use missive_proto::internal::{AckRequest, CollectRequest, DeviceAck};
+use missive_proto::client::DataType;
+use missive_proto::internal::{
+    AckRequest, AppendRequest, ClaimPendingRequest, CollectRequest, DeviceAck,
+};
 use missive_rpc::Ctx;
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,6 +19,11 @@ use std::sync::{Arc, Mutex};
 const ACKS_PER_WRITE_MAX: usize = 64;
 /// Inbox entries deleted per collection pass at most, so one pass never holds the writer long.
 const COLLECT_USERS_MAX: u32 = 1000;
+/// Pending sends re-driven per pass at most (per shard).
+const REDRIVE_SENDS_MAX: u32 = 100;
+/// How long a pending send claimed for re-driving is left to this node before another may
+/// take it over.
+const REDRIVE_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Default)]
 pub(crate) struct AckBuffer {
@@ -90,6 +98,55 @@ impl Logic {
         }
     }
 
+    /// Delivers the sends whose delivery to another shard was left pending long enough ago
+    /// that their senders will not retry: each as a retry of the send would, with fresh
+    /// versions for the recipients still without it, so that each gets it exactly once.
+    /// Returns how many sends were re-driven.
+    pub async fn redrive_pending(&self) -> usize {
+        let now_ms = self.now_ms();
+        let ctx = Ctx::new(0);
+        let request = ClaimPendingRequest {
+            created_before_ms: now_ms - self.config.pending_redrive_after.as_millis() as i64,
+            now_ms,
+            claimed_until_ms: now_ms + REDRIVE_LEASE.as_millis() as i64,
+            limit: REDRIVE_SENDS_MAX,
+        };
+        let pending = match self.deps.messages.claim_pending(&ctx, request).await {
+            Ok(pending) => pending.sends,
+            Err(status) => {
+                tracing::warn!(%status, "claiming pending sends failed");
+                return 0;
+            }
+        };
+        let mut redriven = 0;
+        for send in pending {
+            let Some(message) = send.message else { continue };
+            let message_id = message.id;
+            let written = self
+                .write_versioned(&ctx, &send.user_ids, |entries| {
+                    let append = AppendRequest { message: Some(message.clone()), entries };
+                    self.deps.messages.append(&ctx, append)
+                })
+                .await;
+            match written {
+                Ok((stored, _)) => {
+                    redriven += 1;
+                    metrics::counter!("missive_pending_redriven_total").increment(1);
+                    tracing::info!(
+                        message_id,
+                        users = stored.written.len(),
+                        "re-drove a pending send"
+                    );
+                    self.notify_written(&ctx, &stored.written, DataType::Message).await;
+                }
+                Err(status) => {
+                    tracing::warn!(message_id, %status, "re-driving a pending send failed");
+                }
+            }
+        }
+        redriven
+    }
+
     /// Runs upkeep every `janitor_interval` until `shutdown` resolves, then flushes once more.
     pub async fn run_janitor(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         let mut tick = tokio::time::interval(self.config.janitor_interval);
@@ -101,6 +158,7 @@ impl Logic {
                     self.flush_acks().await;
                     self.flush_activity().await;
                     self.collect_garbage().await;
+                    self.redrive_pending().await;
                 }
                 () = &mut shutdown => break,
             }

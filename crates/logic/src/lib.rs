@@ -194,6 +194,9 @@ pub struct LogicConfig {
     pub retention: Retention,
     /// How often acknowledgements are written and garbage is collected.
     pub janitor_interval: Duration,
+    /// How long a send's delivery to another shard may stay pending before the janitor
+    /// re-drives it (a sharded store only).
+    pub pending_redrive_after: Duration,
     pub clock: Clock,
     /// Who may send a user a 1:1 message.
     pub direct_messages: Audience,
@@ -226,6 +229,7 @@ impl Default for LogicConfig {
             sync_items_max: 500,
             retention: Retention::After(Duration::from_secs(7 * 86_400)),
             janitor_interval: Duration::from_secs(1),
+            pending_redrive_after: Duration::from_secs(30),
             clock: Clock::system(),
             direct_messages: Audience::Friends,
             group_invites: GroupInvites::Add(Audience::Friends),

@@ -297,6 +297,9 @@ async fn start_logic(
             media_quota_bytes: settings.media_quota_bytes,
             stats_period: settings.stats_period(),
             totals_max_age: std::time::Duration::from_secs(settings.totals_max_age_s),
+            pending_redrive_after: std::time::Duration::from_secs(
+                settings.pending_redrive_after_s.max(1),
+            ),
             ..LogicConfig::default()
         },
     );

@@ -270,6 +270,11 @@ pub struct Settings {
     #[arg(long, env = "MISSIVE_STATS_PERIOD_S",
           default_value_t = logic_defaults().stats_period.as_secs() as u32)]
     pub stats_period_s: u32,
+    /// On a sharded store: how long a send's delivery to another shard may stay pending
+    /// (its attempt failed and its sender never retried) before a logic node re-drives it.
+    #[arg(long, env = "MISSIVE_PENDING_REDRIVE_AFTER_S",
+          default_value_t = logic_defaults().pending_redrive_after.as_secs())]
+    pub pending_redrive_after_s: u64,
     /// How old the store's totals (users, groups, messages) may be when shown; counting
     /// them scans tables.
     #[arg(long, env = "MISSIVE_TOTALS_MAX_AGE_S",

@@ -129,6 +129,12 @@ const METRICS: &[(Kind, &str, Unit, &str)] = {
         ),
         (
             Counter,
+            "missive_pending_redriven_total",
+            Count,
+            "Sends left pending across shards that the janitor delivered.",
+        ),
+        (
+            Counter,
             "missive_rpc_calls_total",
             Count,
             "Service calls received, by service and method.",
@@ -228,13 +234,13 @@ const METRICS: &[(Kind, &str, Unit, &str)] = {
             Histogram,
             "missive_store_commit_seconds",
             Seconds,
-            "Embedded store group commit latency.",
+            "Group commit latency (the embedded store, or a SQL shard's message writer).",
         ),
         (
             Histogram,
             "missive_store_commit_ops",
             Count,
-            "Operations per embedded store group commit.",
+            "Operations per group commit (the embedded store, or a SQL shard's message writer).",
         ),
     ]
 };

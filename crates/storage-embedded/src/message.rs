@@ -5,8 +5,9 @@ use crate::db::{EmbeddedStore, Result, StoreError};
 use missive_proto::client::Message;
 use missive_proto::extra;
 use missive_proto::internal::{
-    AppendRequest, AppendResponse, CollectRequest, CollectResponse, Empty, InboxItem, InboxPage,
-    InboxQuery, MessageRef, MessageStore, ReplaceMessageRequest,
+    AppendRequest, AppendResponse, ClaimPendingRequest, CollectRequest, CollectResponse, Empty,
+    InboxItem, InboxPage, InboxQuery, MessageRef, MessageStore, PendingSends,
+    ReplaceMessageRequest,
 };
 use missive_rpc::{Ctx, Status};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -222,6 +223,11 @@ fn replace(conn: &Connection, message: &Message) -> Result<Vec<u64>> {
 
 #[async_trait::async_trait]
 impl MessageStore for EmbeddedStore {
+    /// One database, one transaction per send: nothing is ever left pending.
+    async fn claim_pending(&self, _: &Ctx, _: ClaimPendingRequest) -> Result<PendingSends, Status> {
+        Ok(PendingSends::default())
+    }
+
     async fn append(&self, _: &Ctx, req: AppendRequest) -> Result<AppendResponse, Status> {
         let store = self.clone();
         let stored = self

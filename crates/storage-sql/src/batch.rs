@@ -309,6 +309,9 @@ impl Task {
 
         let mut plan = Plan::default();
         let mut results = Vec::with_capacity(writes.len());
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as i64);
         for write in writes {
             let result = match write {
                 Write::Home { message, local, remote, sender_version } => {
@@ -327,7 +330,7 @@ impl Task {
                             plan.message(message, local.len());
                             plan.entries(message.id, local);
                             for user_id in remote {
-                                plan.pending.push(json!([message.id, user_id]));
+                                plan.pending.push(json!([message.id, user_id, now_ms]));
                             }
                             Written::Entries(local.clone())
                         })

@@ -17,8 +17,9 @@ use crate::{Result, SqlError, SqlStore, db_id};
 use missive_proto::client::Message;
 use missive_proto::extra;
 use missive_proto::internal::{
-    AppendRequest, AppendResponse, CollectRequest, CollectResponse, Empty, InboxEntry, InboxItem,
-    InboxPage, InboxQuery, MessageRef, MessageStore, ReplaceMessageRequest,
+    AppendRequest, AppendResponse, ClaimPendingRequest, CollectRequest, CollectResponse, Empty,
+    InboxEntry, InboxItem, InboxPage, InboxQuery, MessageRef, MessageStore, PendingSend,
+    PendingSends, ReplaceMessageRequest,
 };
 use missive_rpc::{Ctx, Status};
 use sqlx::Row;
@@ -65,7 +66,15 @@ impl SqlStore {
         }
         let deliveries = by_shard.into_iter().map(|(index, entries)| {
             let write = Write::Deliver { message: message.clone(), entries, retry };
-            self.inner.shards[index as usize].writer.write(write)
+            let writer = &self.inner.shards[index as usize].writer;
+            async move {
+                match writer.write(write).await {
+                    // A racing attempt of the same send wrote an entry first: this attempt
+                    // lost, and its retry finds the entry.
+                    Err(SqlError::AlreadyExists) => Err(SqlError::Conflict),
+                    other => other,
+                }
+            }
         });
         let mut written = Vec::new();
         for done in futures_util::future::try_join_all(deliveries).await? {
@@ -147,6 +156,53 @@ impl SqlStore {
         })
     }
 
+    /// The sends of one shard whose pending marks are due, each claimed by this call.
+    async fn claim_pending_on(
+        &self,
+        shard: &Shard,
+        req: &ClaimPendingRequest,
+    ) -> Result<Vec<PendingSend>> {
+        let q = self.q();
+        let due: Vec<i64> = sqlx::query(q.pending_due)
+            .bind(req.created_before_ms)
+            .bind(req.now_ms)
+            .bind(i64::from(req.limit))
+            .fetch_all(&shard.pool)
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+        let mut sends = Vec::with_capacity(due.len());
+        for message_id in due {
+            let claimed = sqlx::query(q.pending_claim)
+                .bind(req.claimed_until_ms)
+                .bind(message_id)
+                .bind(req.now_ms)
+                .execute(&shard.pool)
+                .await?;
+            if claimed.rows_affected() == 0 {
+                continue; // Another caller claimed it meanwhile.
+            }
+            let user_ids: Vec<u64> = sqlx::query(q.pending_list)
+                .bind(message_id)
+                .fetch_all(&shard.pool)
+                .await?
+                .iter()
+                .map(|row| row.try_get::<i64, _>(0).map(|id| id as u64))
+                .collect::<Result<_, _>>()?;
+            let row =
+                sqlx::query(q.message_by_id).bind(message_id).fetch_optional(&shard.pool).await?;
+            match row {
+                Some(row) if !user_ids.is_empty() => {
+                    sends.push(PendingSend { message: Some(message_row(&row, 0)?), user_ids });
+                }
+                Some(_) => {}
+                None => tracing::warn!(message_id, "a pending send's message is gone"),
+            }
+        }
+        Ok(sends)
+    }
+
     async fn collect_on(&self, shard: &Shard, req: &CollectRequest) -> Result<CollectResponse> {
         let q = self.q();
         let due: Vec<(i64, i64)> = sqlx::query(q.marks_due)
@@ -170,8 +226,11 @@ impl SqlStore {
                 .collect::<Result<_, _>>()?;
             for message_id in message_ids {
                 sqlx::query(q.message_release).bind(message_id).execute(&mut *tx).await?;
-                let deleted =
-                    sqlx::query(q.message_delete).bind(message_id).execute(&mut *tx).await?;
+                let deleted = sqlx::query(q.message_delete)
+                    .bind(message_id)
+                    .bind(message_id)
+                    .execute(&mut *tx)
+                    .await?;
                 if deleted.rows_affected() > 0 {
                     done.messages_deleted += 1;
                     // The retry window closes with the sender's copy.
@@ -254,6 +313,18 @@ impl MessageStore for SqlStore {
             return Err(SqlError::NotFound("message").into());
         }
         Ok(Empty {})
+    }
+
+    async fn claim_pending(
+        &self,
+        _: &Ctx,
+        req: ClaimPendingRequest,
+    ) -> Result<PendingSends, Status> {
+        let mut sends = Vec::new();
+        for shard in &self.inner.shards {
+            sends.extend(self.claim_pending_on(shard, &req).await?);
+        }
+        Ok(PendingSends { sends })
     }
 
     async fn collect(&self, _: &Ctx, req: CollectRequest) -> Result<CollectResponse, Status> {

@@ -84,6 +84,10 @@ queries! {
     message_replace = "UPDATE messages SET kind = ?, text = ?, extra = ? WHERE message_id = ?";
     message_by_id = concat!("SELECT ", message_columns!(), " FROM messages m WHERE m.message_id = ?");
     pending_list = "SELECT user_id FROM pending_entries WHERE message_id = ?";
+    pending_due = "SELECT DISTINCT message_id FROM pending_entries
+                   WHERE created_at_ms <= ? AND claimed_until_ms <= ? ORDER BY message_id LIMIT ?";
+    pending_claim = "UPDATE pending_entries SET claimed_until_ms = ?
+                     WHERE message_id = ? AND claimed_until_ms <= ?";
 
     inbox_read = concat!("SELECT i.version, ", message_columns!(),
         " FROM inbox i JOIN messages m ON m.message_id = i.message_id
@@ -100,7 +104,10 @@ queries! {
                  GROUP BY user_id ORDER BY user_id LIMIT ?";
     entries_upto = "SELECT message_id FROM inbox WHERE user_id = ? AND version <= ?";
     message_release = "UPDATE messages SET refs = refs - 1 WHERE message_id = ?";
-    message_delete = "DELETE FROM messages WHERE message_id = ? AND refs <= 0";
+    // A copy whose send is still pending to another shard stays, with its retry record:
+    // the janitor re-drives the send from them.
+    message_delete = "DELETE FROM messages WHERE message_id = ? AND refs <= 0
+                      AND NOT EXISTS (SELECT 1 FROM pending_entries WHERE message_id = ?)";
     sent_delete = "DELETE FROM sent_messages WHERE message_id = ?";
     entries_delete = "DELETE FROM inbox WHERE user_id = ? AND version <= ?";
     marks_delete = "DELETE FROM delivery_marks WHERE user_id = ? AND version <= ?";
@@ -173,11 +180,12 @@ queries! {
         postgres: "INSERT INTO inbox (user_id, version, message_id)
                    SELECT (j.r->>0)::bigint, (j.r->>1)::bigint, (j.r->>2)::bigint
                    FROM json_array_elements(?::json) AS j(r)";
-    batch_pending_insert = "INSERT INTO pending_entries (message_id, user_id)
-                            SELECT j.m, j.u FROM JSON_TABLE(?, '$[*]' COLUMNS(
-                                m BIGINT PATH '$[0]', u BIGINT PATH '$[1]')) j",
-        postgres: "INSERT INTO pending_entries (message_id, user_id)
-                   SELECT (j.r->>0)::bigint, (j.r->>1)::bigint FROM json_array_elements(?::json) AS j(r)";
+    batch_pending_insert = "INSERT INTO pending_entries (message_id, user_id, created_at_ms)
+                            SELECT j.m, j.u, j.t FROM JSON_TABLE(?, '$[*]' COLUMNS(
+                                m BIGINT PATH '$[0]', u BIGINT PATH '$[1]', t BIGINT PATH '$[2]')) j",
+        postgres: "INSERT INTO pending_entries (message_id, user_id, created_at_ms)
+                   SELECT (j.r->>0)::bigint, (j.r->>1)::bigint, (j.r->>2)::bigint
+                   FROM json_array_elements(?::json) AS j(r)";
     batch_pending_clear = "DELETE p FROM JSON_TABLE(?, '$[*]' COLUMNS(m BIGINT PATH '$')) j
                            STRAIGHT_JOIN pending_entries p ON p.message_id = j.m",
         postgres: "DELETE FROM pending_entries WHERE message_id =

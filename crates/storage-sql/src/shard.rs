@@ -51,11 +51,12 @@ impl Dialect {
     }
 
     fn migrations(self) -> Migrator {
-        let scripts: [(&str, &'static str); 3] = match self {
+        let scripts: [(&str, &'static str); 4] = match self {
             Dialect::MySql => [
                 ("init", include_str!("../migrations/mysql/0001_init.sql")),
                 ("contacts_groups", include_str!("../migrations/mysql/0002_contacts_groups.sql")),
                 ("ops", include_str!("../migrations/mysql/0003_ops.sql")),
+                ("pending_janitor", include_str!("../migrations/mysql/0004_pending_janitor.sql")),
             ],
             Dialect::Postgres => [
                 ("init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -64,6 +65,10 @@ impl Dialect {
                     include_str!("../migrations/postgres/0002_contacts_groups.sql"),
                 ),
                 ("ops", include_str!("../migrations/postgres/0003_ops.sql")),
+                (
+                    "pending_janitor",
+                    include_str!("../migrations/postgres/0004_pending_janitor.sql"),
+                ),
             ],
         };
         let migrations = scripts

@@ -14,6 +14,7 @@ mod media;
 mod messaging;
 mod ops;
 mod overload;
+mod pending;
 mod split;
 mod tidy;
 mod tls;
