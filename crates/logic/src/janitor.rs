@@ -129,6 +129,10 @@ impl Logic {
                 })
                 .await;
             match written {
+                // Every entry was there (its marks outlived the send): they are cleared now.
+                Ok((stored, _)) if stored.written.is_empty() => {
+                    tracing::debug!(message_id, "a pending send was delivered already");
+                }
                 Ok((stored, _)) => {
                     redriven += 1;
                     metrics::counter!("missive_pending_redriven_total").increment(1);

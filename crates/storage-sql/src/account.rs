@@ -8,10 +8,11 @@ use crate::{Result, SqlError, SqlStore, db_id};
 use missive_proto::admin::ListUsersRequest;
 use missive_proto::internal::{
     AccountList, AccountRecord, AccountStore, AckRequest, CreateAccountRequest,
-    CreateSessionRequest, Empty, RevokeSessionRequest, SessionList, SessionRecord,
+    CreateSessionRequest, DeviceAck, Empty, RevokeSessionRequest, SessionList, SessionRecord,
     SetDisabledRequest, TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
 };
 use missive_rpc::{Ctx, Status};
+use serde_json::{Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use std::collections::BTreeMap;
@@ -82,42 +83,28 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn ack_on(
-        &self,
-        shard: &Shard,
-        mut acks: Vec<missive_proto::internal::DeviceAck>,
-    ) -> Result<()> {
-        // Users locked in id order, so concurrent batches never wait on each other in a cycle.
-        acks.sort_by_key(|ack| (ack.user_id, ack.device_id));
-        let mut tx = shard.pool.begin().await?;
-        let mut locked = None;
-        // The user whose sessions moved, and when the latest of them was acknowledged: one
-        // delivery mark per user (marks only grow), written once the user's acks are done.
-        let mut moved_at: Option<(i64, i64)> = None;
-        for ack in acks {
+    /// Writes a shard's acknowledgements in a fixed three statements, whatever their count:
+    /// the users' sessions locked (in user and device order, so that concurrent writers
+    /// never wait on each other in a cycle), each device's version moved up, then a delivery
+    /// mark for each user whose every active device is now past its last mark.
+    async fn ack_on(&self, shard: &Shard, acks: Vec<DeviceAck>) -> Result<()> {
+        let q = self.q();
+        // Each user's newest acknowledgement time: when its mark, if any, was reached.
+        let mut users: BTreeMap<i64, i64> = BTreeMap::new();
+        let mut moves = Vec::with_capacity(acks.len());
+        for ack in &acks {
             let user_id = db_id(ack.user_id, "session")?;
-            if locked != Some(user_id) {
-                if let Some((user, at_ms)) = moved_at.take() {
-                    self.mark_delivery(&mut tx, user, at_ms).await?;
-                }
-                self.lock_sessions(&mut tx, user_id).await?;
-                locked = Some(user_id);
-            }
-            let moved = sqlx::query(self.q().session_ack)
-                .bind(ack.version as i64)
-                .bind(user_id)
-                .bind(db_id(ack.device_id, "session")?)
-                .bind(ack.version as i64)
-                .execute(&mut *tx)
-                .await?;
-            if moved.rows_affected() > 0 {
-                let at_ms = moved_at.map_or(ack.at_ms, |(_, at)| at.max(ack.at_ms));
-                moved_at = Some((user_id, at_ms));
-            }
+            let device_id = db_id(ack.device_id, "session")?;
+            moves.push(json!([user_id, device_id, ack.version.min(i64::MAX as u64)]));
+            let at_ms = users.entry(user_id).or_insert(ack.at_ms);
+            *at_ms = (*at_ms).max(ack.at_ms);
         }
-        if let Some((user, at_ms)) = moved_at {
-            self.mark_delivery(&mut tx, user, at_ms).await?;
-        }
+        let ids = Value::from(users.keys().copied().collect::<Vec<_>>()).to_string();
+        let marks = Value::from(users.iter().map(|(u, at)| json!([u, at])).collect::<Vec<_>>());
+        let mut tx = shard.pool.begin().await?;
+        sqlx::query(q.acks_lock).bind(ids).fetch_all(&mut *tx).await?;
+        sqlx::query(q.acks_apply).bind(Value::Array(moves).to_string()).execute(&mut *tx).await?;
+        sqlx::query(q.acks_mark).bind(marks.to_string()).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -48,8 +48,8 @@ fn message_row(row: &AnyRow, first: usize) -> Result<Message> {
 
 impl SqlStore {
     /// Delivers to users on other shards than the sender's, every shard at once, then
-    /// clears the message's pending marks. A failure leaves them all, and the retry skips
-    /// the entries an earlier attempt committed.
+    /// clears the message's pending marks (without waiting). A failure leaves them all, and
+    /// the retry skips the entries an earlier attempt committed.
     async fn deliver_remote(
         &self,
         home: &Shard,
@@ -82,7 +82,15 @@ impl SqlStore {
                 written.extend(entries);
             }
         }
-        home.writer.write(Write::ClearPending { message_id: message.id }).await?;
+        // Every entry is committed: the send is done. The marks go with a later batch of
+        // the sender's shard, unwaited; if that is lost, the janitor finds every entry
+        // present and clears them then.
+        let (writer, message_id) = (home.writer.clone(), message.id);
+        tokio::spawn(async move {
+            if let Err(error) = writer.write(Write::ClearPending { message_id }).await {
+                tracing::warn!(message_id, %error, "clearing pending marks failed");
+            }
+        });
         Ok(written)
     }
 

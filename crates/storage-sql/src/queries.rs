@@ -69,8 +69,6 @@ queries! {
     session_active = concat!("SELECT ", session_columns!(),
         " FROM sessions WHERE user_id = ? AND device_id = ? AND revoked = 0");
     session_revoke = "UPDATE sessions SET revoked = 1 WHERE user_id = ? AND device_id = ? AND revoked = 0";
-    session_ack = "UPDATE sessions SET acked_version = ?
-                   WHERE user_id = ? AND device_id = ? AND acked_version < ?";
     sessions_lock = "SELECT device_id FROM sessions WHERE user_id = ? ORDER BY device_id FOR UPDATE";
     acked_by_all = "SELECT MIN(acked_version) FROM sessions WHERE user_id = ? AND revoked = 0";
     last_mark = "SELECT MAX(version) FROM delivery_marks WHERE user_id = ?";
@@ -204,6 +202,39 @@ queries! {
         postgres: "SELECT c.owner_id, c.peer_id, c.version, c.body FROM json_array_elements(?::json) AS j(r)
                    CROSS JOIN LATERAL (SELECT owner_id, peer_id, version, body FROM contacts
                        WHERE owner_id = (j.r->>0)::bigint AND peer_id = (j.r->>1)::bigint LIMIT 1) c";
+
+    // A shard's acknowledgements, set-based (`account.rs`): every user's sessions locked,
+    // every device moved up, then the marks.
+    acks_lock = "SELECT s.device_id FROM JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$')) j
+                 STRAIGHT_JOIN sessions s ON s.user_id = j.u FOR UPDATE",
+        postgres: "SELECT device_id FROM sessions
+                   WHERE user_id = ANY(ARRAY(SELECT j.u::bigint FROM json_array_elements_text(?::json) AS j(u)))
+                   ORDER BY user_id, device_id FOR UPDATE";
+    acks_apply = "UPDATE JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$[0]', d BIGINT PATH '$[1]',
+                      v BIGINT PATH '$[2]')) j
+                  STRAIGHT_JOIN sessions s ON s.user_id = j.u AND s.device_id = j.d
+                  SET s.acked_version = j.v WHERE s.acked_version < j.v",
+        postgres: "UPDATE sessions s SET acked_version = x.v
+                   FROM (SELECT (j.r->>0)::bigint AS u, (j.r->>1)::bigint AS d, (j.r->>2)::bigint AS v
+                         FROM json_array_elements(?::json) AS j(r)) x
+                   WHERE s.user_id = x.u AND s.device_id = x.d AND s.acked_version < x.v";
+    acks_mark = "INSERT INTO delivery_marks (user_id, version, at_ms)
+                 SELECT a.u, a.delivered, a.t FROM (
+                     SELECT j.u, j.t,
+                         (SELECT MIN(s.acked_version) FROM sessions s
+                          WHERE s.user_id = j.u AND s.revoked = 0) AS delivered,
+                         (SELECT MAX(m.version) FROM delivery_marks m WHERE m.user_id = j.u) AS last
+                     FROM JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$[0]', t BIGINT PATH '$[1]')) j) a
+                 WHERE a.delivered > 0 AND a.delivered > COALESCE(a.last, 0)",
+        postgres: "INSERT INTO delivery_marks (user_id, version, at_ms)
+                   SELECT a.u, a.delivered, a.t FROM (
+                       SELECT j.u, j.t,
+                           (SELECT MIN(s.acked_version) FROM sessions s
+                            WHERE s.user_id = j.u AND s.revoked = 0) AS delivered,
+                           (SELECT MAX(m.version) FROM delivery_marks m WHERE m.user_id = j.u) AS last
+                       FROM (SELECT (r->>0)::bigint AS u, (r->>1)::bigint AS t
+                             FROM json_array_elements(?::json) AS e(r)) j) a
+                   WHERE a.delivered > 0 AND a.delivered > COALESCE(a.last, 0)";
 
     seq_load = "SELECT max_version FROM seq_max WHERE user_id = ?";
     seq_insert = "INSERT IGNORE INTO seq_max (user_id, max_version) VALUES (?, ?)",

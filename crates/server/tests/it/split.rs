@@ -349,10 +349,17 @@ struct TwoLogicNodes {
 }
 
 fn two_logic_nodes(flags: &[&str]) -> TwoLogicNodes {
+    two_logic_nodes_on(&[], flags)
+}
+
+/// [`two_logic_nodes`] with the store node given `store_flags` (a `--store-url`).
+fn two_logic_nodes_on(store_flags: &[&str], flags: &[&str]) -> TwoLogicNodes {
     let shared = tempfile::tempdir().unwrap();
     let secret = shared.path().join("sync-key.secret");
     let namespace = format!("missive-it-{:016x}", rand::random::<u64>());
-    let store = Server::start_with(&["--role", "store"]);
+    let mut store_args = vec!["--role", "store"];
+    store_args.extend(store_flags);
+    let store = Server::start_with(&store_args);
     let redis = redis_url();
     let routing = ["--redis-url", &redis, "--redis-namespace", &namespace];
     let logic = || {
@@ -415,4 +422,87 @@ async fn a_logout_through_one_logic_node_ends_the_token_on_the_other_at_once() {
     .await
     .expect("refused within a second");
     assert_eq!(refused.code(), Some(missive_client::Code::Unauthenticated), "{refused}");
+}
+
+/// Writers of the same users racing through two logic nodes onto SQL shards: each of three
+/// users sends to the two others from two devices at once, one device on each logic node, so
+/// every inbox is written by both nodes' allocators and batches at the same time. Every
+/// acknowledged send is in each of its inboxes exactly once, and each inbox's versions only
+/// grow.
+async fn racing_writers_across_two_logic_nodes(database: DatabaseServer, name: &str) {
+    let urls = fresh_databases(database, name, 2).await.join(",");
+    let deployment = two_logic_nodes_on(&["--store-url", &urls], &["--direct-messages", "anyone"]);
+    let [first, second] = &deployment.access;
+    let names = ["ann", "ben", "cat"];
+    for name in names {
+        user(&first.tcp, name).await;
+    }
+    let per_device = 30;
+    let mut sends = Vec::new();
+    for (n, from) in names.iter().enumerate() {
+        for (access, device) in [(first, "phone"), (second, "laptop")] {
+            let client = device(&access.tcp, from, device).await;
+            let to = [names[(n + 1) % 3], names[(n + 2) % 3]];
+            sends.push(tokio::spawn(async move {
+                let mut sent = Vec::new();
+                for i in 0..per_device {
+                    let text = format!("{from} {device} {i}");
+                    let to = to[i % 2];
+                    client.send_text(to, &text).await.expect("every send is acknowledged");
+                    sent.push((to.to_string(), text));
+                }
+                sent
+            }));
+        }
+    }
+    let mut expected: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for send in sends {
+        for (to, text) in send.await.unwrap() {
+            let from = text.split(' ').next().unwrap().to_string();
+            expected.entry(to).or_default().push(text.clone());
+            expected.entry(from).or_default().push(text);
+        }
+    }
+    for name in names {
+        let reader = device(&second.tcp, name, "reader").await;
+        let mut items = reader.sync().await.unwrap();
+        let mut got: Vec<(u64, String)> = Vec::new();
+        loop {
+            got.extend(messages_with_versions(&items));
+            if got.len() >= expected[name].len() {
+                break;
+            }
+            items = reader.sync().await.unwrap();
+            assert!(!items.is_empty(), "{name} has only {} of {}", got.len(), expected[name].len());
+        }
+        assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "{name}'s versions only grow");
+        let mut texts: Vec<String> = got.into_iter().map(|(_, text)| text).collect();
+        texts.sort();
+        let mut want = expected[name].clone();
+        want.sort();
+        assert_eq!(texts, want, "{name} holds every acknowledged send exactly once");
+    }
+}
+
+/// The versions and texts of the message items.
+fn messages_with_versions(items: &[missive_client::proto::SyncItem]) -> Vec<(u64, String)> {
+    items
+        .iter()
+        .filter_map(|item| match &item.body {
+            Some(missive_client::proto::sync_item::Body::Message(m)) => {
+                Some((item.version, m.text.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn racing_writers_across_two_logic_nodes_on_mariadb() {
+    racing_writers_across_two_logic_nodes(DatabaseServer::MariaDb, "it_racing").await;
+}
+
+#[tokio::test]
+async fn racing_writers_across_two_logic_nodes_on_postgresql() {
+    racing_writers_across_two_logic_nodes(DatabaseServer::Postgres, "it_racing").await;
 }
