@@ -2,7 +2,9 @@
 # the repository root after building target/release/missive. It makes a work directory,
 # removed (with every process started) when the script exits.
 #
-#   start NAME FLAGS...   one server with data in $work/NAME, waited for until it is ready
+#   start NAME FLAGS...   one server with data in $work/NAME, waited for until it is ready; its
+#                         listeners on 127.0.0.1, or on $BIND inside network namespace $NS
+#                         (then without TLS: --insecure-plaintext)
 #   stop_all              stops every server started so far
 #   tcp_of NAME, ws_of NAME, http_of NAME, admin_of NAME, rpc_of NAME   its addresses
 #   (tls://, wss:// and https:// when the server speaks TLS); pid_of NAME   its process
@@ -30,11 +32,13 @@ trap cleanup EXIT
 # thousands of accounts from one address and sends faster than any person (the limits cost a
 # map lookup per request).
 start() {
-  local name=$1
+  local name=$1 bind=${BIND:-127.0.0.1} exec=() plain=()
   shift
   rm -rf "${work:?}/$name"
-  "${MISSIVE:-target/release/missive}" serve --data "$work/$name" --tcp 127.0.0.1:0 --http 127.0.0.1:0 \
-    --admin 127.0.0.1:0 --password-memory-kib 64 --password-iterations 1 --rate-limits "${RATE_LIMITS:-false}" "$@" \
+  if [ -n "${NS:-}" ]; then exec=(ip netns exec "$NS"); fi
+  if [ "$bind" != 127.0.0.1 ]; then plain=(--insecure-plaintext); fi
+  "${exec[@]}" "${MISSIVE:-target/release/missive}" serve --data "$work/$name" --tcp "$bind:0" --http "$bind:0" \
+    --admin "$bind:0" "${plain[@]}" --password-memory-kib 64 --password-iterations 1 --rate-limits "${RATE_LIMITS:-false}" "$@" \
     >"$work/$name.out" 2>"$work/$name.log" &
   pids+=($!)
   echo $! >"$work/$name.pid"
