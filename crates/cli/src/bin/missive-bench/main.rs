@@ -7,6 +7,7 @@
 //! recording a latency sample costs; `missive-bench uploads` many large uploads at once.
 
 mod curve;
+mod delay;
 mod flood;
 mod group;
 mod histograms;
@@ -53,6 +54,8 @@ enum Mode {
     Histograms(histograms::HistogramArgs),
     /// Many users uploading large media at once (`scripts/bench-uploads`).
     Uploads(uploads::UploadArgs),
+    /// TCP forwarders adding a delay to each direction (`scripts/bench-netns`).
+    Delay(delay::DelayArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -132,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Mode::Flood(args)) => flood::run(args).await,
         Some(Mode::Histograms(args)) => histograms::run(args),
         Some(Mode::Uploads(args)) => uploads::run(args, trust).await,
+        Some(Mode::Delay(args)) => tokio::task::block_in_place(|| delay::run(args)),
         None => messages(cli.messages, trust).await,
     }
 }
