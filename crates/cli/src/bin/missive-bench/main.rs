@@ -135,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Mode::Flood(args)) => flood::run(args).await,
         Some(Mode::Histograms(args)) => histograms::run(args),
         Some(Mode::Uploads(args)) => uploads::run(args, trust).await,
-        Some(Mode::Delay(args)) => tokio::task::block_in_place(|| delay::run(args)),
+        Some(Mode::Delay(args)) => tokio::task::spawn_blocking(|| delay::run(args)).await?,
         None => messages(cli.messages, trust).await,
     }
 }
