@@ -229,6 +229,8 @@ test("two browsers chat, share an image, recall, read, group with a third and a 
   await bob.getByRole("button", { name: /alice web/ }).click();
   await bubble(bob, "hello bob, from the browser").waitFor();
   assert.equal(await bubble(bob, "hello bob, from the browser").count(), 1);
+  // The image shows once its bytes are fetched again (the text comes first).
+  await bob.locator(".messages img[alt='dot.png']").first().waitFor();
   assert.equal(await bob.locator(".messages img[alt='dot.png']").count(), 1);
 
   // The server goes away and comes back; the pages reconnect and catch up.
