@@ -52,17 +52,12 @@ impl SqlStore {
 #[async_trait::async_trait]
 impl ContactStore for SqlStore {
     async fn changes(&self, _: &Ctx, req: ContactChangesRequest) -> Result<ContactChanges, Status> {
-        let user_id = db_id(req.user_id, "user")?;
-        let rows = sqlx::query(self.q().contact_changes)
-            .bind(user_id)
-            .bind(req.after_version.min(i64::MAX as u64) as i64)
-            .bind(i64::from(req.limit))
-            .fetch_all(&self.user_shard(req.user_id).pool)
-            .await
-            .map_err(SqlError::from)?;
+        db_id(req.user_id, "user")?;
+        let key = Key::Changes { owner: req.user_id, after: req.after_version, limit: req.limit };
+        let rows = self.user_shard(req.user_id).lookups.read(key).await?;
         let entries = rows
             .iter()
-            .map(|row| entry(row, 0).map(|(version, c)| ContactEntry { version, contact: Some(c) }))
+            .map(|row| entry(row, 1).map(|(version, c)| ContactEntry { version, contact: Some(c) }))
             .collect::<Result<Vec<_>>>()?;
         Ok(ContactChanges { entries })
     }

@@ -236,14 +236,29 @@ queries! {
                              FROM json_array_elements(?::json) AS e(r)) j) a
                    WHERE a.delivered > 0 AND a.delivered > COALESCE(a.last, 0)";
 
+    // A batch of contact changes, at most a limit per read, each row named by its read's place
+    // in the batch. MariaDB has no LATERAL: a window numbers each read's changes (all of its
+    // changes above the version, at most one per contact).
+    lookup_changes = "SELECT t.i, t.version, t.body FROM (
+                          SELECT j.i, j.l, c.version, c.body,
+                              ROW_NUMBER() OVER (PARTITION BY j.i ORDER BY c.version) AS n
+                          FROM JSON_TABLE(?, '$[*]' COLUMNS(i FOR ORDINALITY, u BIGINT PATH '$[0]',
+                              a BIGINT PATH '$[1]', l BIGINT PATH '$[2]')) j
+                          STRAIGHT_JOIN contacts c ON c.owner_id = j.u AND c.version > j.a) t
+                      WHERE t.n <= t.l ORDER BY t.i, t.version",
+        postgres: "SELECT j.i, c.version, c.body
+                   FROM json_array_elements(?::json) WITH ORDINALITY AS j(r, i)
+                   CROSS JOIN LATERAL (SELECT version, body FROM contacts
+                       WHERE owner_id = (j.r->>0)::bigint AND version > (j.r->>1)::bigint
+                       ORDER BY version LIMIT (j.r->>2)::bigint) c
+                   ORDER BY j.i, c.version";
+
     seq_load = "SELECT max_version FROM seq_max WHERE user_id = ?";
     seq_insert = "INSERT IGNORE INTO seq_max (user_id, max_version) VALUES (?, ?)",
         postgres: "INSERT INTO seq_max (user_id, max_version) VALUES (?, ?)
                    ON CONFLICT (user_id) DO NOTHING";
     seq_move = "UPDATE seq_max SET max_version = ? WHERE user_id = ? AND max_version = ?";
 
-    contact_changes = "SELECT version, body FROM contacts
-                       WHERE owner_id = ? AND version > ? ORDER BY version LIMIT ?";
     contact_list = "SELECT version, body FROM contacts WHERE owner_id = ? ORDER BY peer_id";
     contact_upsert = "INSERT INTO contacts (owner_id, peer_id, version, body) VALUES (?, ?, ?, ?)
                       ON DUPLICATE KEY UPDATE version = VALUES(version), body = VALUES(body)",

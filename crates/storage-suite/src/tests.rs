@@ -415,6 +415,23 @@ pub async fn contact_entries_replace_and_sync_by_version(fixture: &impl Fixture)
     let seen: Vec<(u64, u64)> =
         all.iter().map(|e| (e.version, e.contact.as_ref().unwrap().user_id)).collect();
     assert_eq!(seen, [(4, cat), (9, ben), (10, dan)]);
+    // Reads at the same time (a batch, where reads are batched), the same one twice among
+    // them: each gets its own page.
+    let versions =
+        |entries: Vec<ContactEntry>| -> Vec<u64> { entries.iter().map(|e| e.version).collect() };
+    let (a, b, c, d, e) = futures_util::future::join5(
+        store.changes(CTX, changes(0, 2)),
+        store.changes(CTX, changes(4, 10)),
+        store.changes(CTX, changes(4, 10)),
+        store.changes(CTX, changes(10, 10)),
+        store.changes(CTX, ContactChangesRequest { user_id: ben, after_version: 0, limit: 10 }),
+    )
+    .await;
+    assert_eq!(versions(a.unwrap().entries), [4, 9]);
+    assert_eq!(versions(b.unwrap().entries), [9, 10]);
+    assert_eq!(versions(c.unwrap().entries), [9, 10]);
+    assert!(d.unwrap().entries.is_empty());
+    assert_eq!(versions(e.unwrap().entries), [7]);
     let later = store.changes(CTX, changes(4, 1)).await.unwrap().entries;
     assert_eq!(later.len(), 1);
     assert_eq!(later[0].version, 9);
