@@ -47,46 +47,39 @@ impl SqlStore {
         account_row(&*row.ok_or(SqlError::NotFound("account"))?)
     }
 
-    /// Locks every session row of a user, in device order, until the transaction ends: two
-    /// transactions acknowledging different devices of one user must not each read the
-    /// other's device as still behind (no mark), nor both insert the same mark.
-    async fn lock_sessions(&self, tx: &mut Transaction<'static, Any>, user_id: i64) -> Result<()> {
-        sqlx::query(self.q().sessions_lock).bind(user_id).fetch_all(&mut **tx).await?;
+    /// Locks every session row of `users`, in user and device order, until the transaction
+    /// ends: two transactions acknowledging different devices of one user must not each read
+    /// the other's device as still behind (no mark), nor both insert the same mark; and
+    /// concurrent writers never wait on each other in a cycle.
+    async fn lock_sessions(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        users: impl IntoIterator<Item = i64>,
+    ) -> Result<()> {
+        let ids = Value::from(users.into_iter().collect::<Vec<_>>()).to_string();
+        sqlx::query(self.q().acks_lock).bind(ids).fetch_all(&mut **tx).await?;
         Ok(())
     }
 
-    /// After a device acknowledged or left, its user's sessions locked: if every active
-    /// device has now acknowledged a higher version than the last mark, records a new
-    /// delivery mark.
+    /// After devices acknowledged or left, their users' sessions locked: records a delivery
+    /// mark, at the given time, for each user whose every active device has now acknowledged
+    /// a higher version than the last mark.
     async fn mark_delivery(
         &self,
         tx: &mut Transaction<'static, Any>,
-        user_id: i64,
-        at_ms: i64,
+        users: impl IntoIterator<Item = (i64, i64)>,
     ) -> Result<()> {
-        let q = self.q();
-        let delivered: Option<i64> =
-            sqlx::query(q.acked_by_all).bind(user_id).fetch_one(&mut **tx).await?.try_get(0)?;
-        let Some(delivered) = delivered.filter(|v| *v > 0) else {
-            return Ok(());
-        };
-        let last: Option<i64> =
-            sqlx::query(q.last_mark).bind(user_id).fetch_one(&mut **tx).await?.try_get(0)?;
-        if delivered > last.unwrap_or(0) {
-            sqlx::query(q.mark_insert)
-                .bind(user_id)
-                .bind(delivered)
-                .bind(at_ms)
-                .execute(&mut **tx)
-                .await?;
-        }
+        let marks: Vec<Value> =
+            users.into_iter().map(|(user, at_ms)| json!([user, at_ms])).collect();
+        sqlx::query(self.q().acks_mark)
+            .bind(Value::from(marks).to_string())
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 
     /// Writes a shard's acknowledgements in a fixed three statements, whatever their count:
-    /// the users' sessions locked (in user and device order, so that concurrent writers
-    /// never wait on each other in a cycle), each device's version moved up, then a delivery
-    /// mark for each user whose every active device is now past its last mark.
+    /// the users' sessions locked, each device's version moved up, then the marks.
     async fn ack_on(&self, shard: &Shard, acks: Vec<DeviceAck>) -> Result<()> {
         let q = self.q();
         // Each user's newest acknowledgement time: when its mark, if any, was reached.
@@ -99,12 +92,10 @@ impl SqlStore {
             let at_ms = users.entry(user_id).or_insert(ack.at_ms);
             *at_ms = (*at_ms).max(ack.at_ms);
         }
-        let ids = Value::from(users.keys().copied().collect::<Vec<_>>()).to_string();
-        let marks = Value::from(users.iter().map(|(u, at)| json!([u, at])).collect::<Vec<_>>());
         let mut tx = shard.pool.begin().await?;
-        sqlx::query(q.acks_lock).bind(ids).fetch_all(&mut *tx).await?;
+        self.lock_sessions(&mut tx, users.keys().copied()).await?;
         sqlx::query(q.acks_apply).bind(Value::Array(moves).to_string()).execute(&mut *tx).await?;
-        sqlx::query(q.acks_mark).bind(marks.to_string()).execute(&mut *tx).await?;
+        self.mark_delivery(&mut tx, users).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -231,7 +222,7 @@ impl AccountStore for SqlStore {
     async fn revoke_session(&self, _: &Ctx, req: RevokeSessionRequest) -> Result<Empty, Status> {
         let user_id = db_id(req.user_id, "session")?;
         let mut tx = self.user_shard(req.user_id).pool.begin().await.map_err(SqlError::from)?;
-        self.lock_sessions(&mut tx, user_id).await?;
+        self.lock_sessions(&mut tx, [user_id]).await?;
         let changed = sqlx::query(self.q().session_revoke)
             .bind(user_id)
             .bind(db_id(req.device_id, "session")?)
@@ -241,7 +232,7 @@ impl AccountStore for SqlStore {
         if changed.rows_affected() == 0 {
             return Err(SqlError::NotFound("session").into());
         }
-        self.mark_delivery(&mut tx, user_id, req.at_ms).await?;
+        self.mark_delivery(&mut tx, [(user_id, req.at_ms)]).await?;
         tx.commit().await.map_err(SqlError::from)?;
         Ok(Empty {})
     }
@@ -307,7 +298,7 @@ impl AccountStore for SqlStore {
             return Err(SqlError::NotFound("account").into());
         }
         if req.disabled {
-            self.lock_sessions(&mut tx, user_id).await?;
+            self.lock_sessions(&mut tx, [user_id]).await?;
             sqlx::query(self.q().sessions_revoke_all)
                 .bind(user_id)
                 .execute(&mut *tx)

@@ -23,11 +23,12 @@ use missive_proto::client::Message;
 use missive_proto::extra;
 use missive_proto::internal::InboxEntry;
 use serde_json::{Value, json};
+use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Connection, Row, Transaction};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// Writes waiting for a shard's writer, at most; a caller beyond waits for room.
 const QUEUE_WRITES: usize = 4096;
@@ -96,7 +97,7 @@ impl Writer {
         tasks: usize,
     ) -> Writer {
         let (queue, jobs) = mpsc::channel(QUEUE_WRITES);
-        let jobs = Arc::new(tokio::sync::Mutex::new(jobs));
+        let jobs = Arc::new(Mutex::new(jobs));
         let task = Arc::new(Task {
             url: url.to_string(),
             queries,
@@ -128,6 +129,32 @@ struct Task {
     commit_seconds: metrics::Histogram,
 }
 
+/// The next batch from `queue`: the first item to arrive, then whatever else is already
+/// waiting, up to `max` items or `max_weight` in `weigh`'s measure. `None` once the queue
+/// is closed. The queue is the caller's until its batch is gathered, so tasks sharing it
+/// take turns.
+pub(crate) async fn gather<T>(
+    queue: &Mutex<mpsc::Receiver<T>>,
+    max: usize,
+    mut weigh: impl FnMut(&T) -> usize,
+    max_weight: usize,
+) -> Option<Vec<T>> {
+    let mut queue = queue.lock().await;
+    let first = queue.recv().await?;
+    let mut weight = weigh(&first);
+    let mut batch = vec![first];
+    while batch.len() < max && weight < max_weight {
+        match queue.try_recv() {
+            Ok(item) => {
+                weight += weigh(&item);
+                batch.push(item);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
 /// How a batch failed as a whole.
 struct Failed {
     error: SqlError,
@@ -136,27 +163,11 @@ struct Failed {
 }
 
 impl Task {
-    async fn run(self: Arc<Task>, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
+    async fn run(self: Arc<Task>, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
         // The connection is kept from batch to batch, and replaced after a failure.
         let mut conn = None;
-        loop {
-            let jobs = {
-                // The queue is this task's until its batch is gathered.
-                let mut queue = queue.lock().await;
-                let Some(first) = queue.recv().await else { break };
-                let mut entries = first.write.entries();
-                let mut jobs = vec![first];
-                while jobs.len() < BATCH_WRITES && entries < BATCH_ENTRIES {
-                    match queue.try_recv() {
-                        Ok(job) => {
-                            entries += job.write.entries();
-                            jobs.push(job);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                jobs
-            };
+        let entries = |job: &Job| job.write.entries();
+        while let Some(jobs) = gather(&queue, BATCH_WRITES, entries, BATCH_ENTRIES).await {
             self.run_batch(&mut conn, jobs).await;
         }
     }
@@ -173,16 +184,16 @@ impl Task {
                     let _ = job.done.send(result);
                 }
             }
-            Err(failed) if failed.unknown || jobs.len() == 1 => {
-                tracing::warn!(error = %failed.error, writes = jobs.len(), "batch failed");
+            Err(failed) if failed.unknown => {
+                tracing::warn!(error = %failed.error, writes = jobs.len(), "batch outcome unknown");
                 for job in jobs {
-                    let error = if failed.unknown {
-                        SqlError::CommitUnknown
-                    } else {
-                        clone_error(&failed.error)
-                    };
-                    let _ = job.done.send(Err(error));
+                    let _ = job.done.send(Err(SqlError::CommitUnknown));
                 }
+            }
+            Err(failed) if jobs.len() == 1 => {
+                tracing::warn!(error = %failed.error, "write failed");
+                let job = jobs.into_iter().next().expect("one write");
+                let _ = job.done.send(Err(failed.error));
             }
             Err(failed) => {
                 // One write's failure must not fail the others: each runs on its own.
@@ -276,42 +287,25 @@ impl Task {
             })
             .collect();
         let mut recorded: HashSet<(u64, String)> = HashSet::new();
-        if !sent_keys.is_empty() {
-            for row in sqlx::query(q.batch_sent_find)
-                .bind(Value::Array(sent_keys).to_string())
-                .fetch_all(&mut **tx)
-                .await?
-            {
-                recorded.insert((row.try_get::<i64, _>(0)? as u64, row.try_get(1)?));
-            }
+        for row in rows_of(tx, q.batch_sent_find, sent_keys).await? {
+            recorded.insert((row.try_get::<i64, _>(0)? as u64, row.try_get(1)?));
         }
 
         let held_keys: Vec<Value> = writes
             .iter()
             .filter_map(|w| match w {
-                Write::Deliver { message, entries, retry: true } => {
-                    Some(entries.iter().map(|e| json!([e.user_id, message.id])).collect::<Vec<_>>())
-                }
+                Write::Deliver { message, entries, retry: true } => Some((message, entries)),
                 _ => None,
             })
-            .flatten()
+            .flat_map(|(message, entries)| entries.iter().map(|e| json!([e.user_id, message.id])))
             .collect();
         let mut held: HashSet<(u64, u64)> = HashSet::new();
-        if !held_keys.is_empty() {
-            for row in sqlx::query(q.batch_entries_find)
-                .bind(Value::Array(held_keys).to_string())
-                .fetch_all(&mut **tx)
-                .await?
-            {
-                held.insert((row.try_get::<i64, _>(0)? as u64, row.try_get::<i64, _>(1)? as u64));
-            }
+        for row in rows_of(tx, q.batch_entries_find, held_keys).await? {
+            held.insert((row.try_get::<i64, _>(0)? as u64, row.try_get::<i64, _>(1)? as u64));
         }
 
         let mut plan = Plan::default();
         let mut results = Vec::with_capacity(writes.len());
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as i64);
         for write in writes {
             let result = match write {
                 Write::Home { message, local, remote, sender_version } => {
@@ -330,7 +324,9 @@ impl Task {
                             plan.message(message, local.len());
                             plan.entries(message.id, local);
                             for user_id in remote {
-                                plan.pending.push(json!([message.id, user_id, now_ms]));
+                                // The mark's age is the send's, on the logic layer's clock
+                                // that the janitor measures it with.
+                                plan.pending.push(json!([message.id, user_id, message.sent_at_ms]));
                             }
                             Written::Entries(local.clone())
                         })
@@ -389,10 +385,10 @@ impl Task {
         for &user_id in &users {
             db_id(user_id, "user")?;
         }
-        let ids = Value::from(users.into_iter().collect::<Vec<_>>()).to_string();
+        let ids: Vec<Value> = users.into_iter().map(Value::from).collect();
         let q = &self.queries;
-        sqlx::query(q.batch_heads_lock).bind(&ids).execute(&mut **tx).await?;
-        let rows = sqlx::query(q.batch_heads_read).bind(&ids).fetch_all(&mut **tx).await?;
+        run_with(tx, q.batch_heads_lock, ids.clone()).await?;
+        let rows = rows_of(tx, q.batch_heads_read, ids).await?;
         for row in rows {
             let user_id = row.try_get::<i64, _>(0)? as u64;
             let version = row.try_get::<i64, _>(1)? as u64;
@@ -412,10 +408,7 @@ impl Task {
             (q.batch_pending_clear, plan.cleared),
         ];
         for (statement, rows) in steps {
-            if !rows.is_empty() {
-                let rows = Value::Array(rows).to_string();
-                sqlx::query(statement).bind(rows).execute(&mut **tx).await?;
-            }
+            run_with(tx, statement, rows).await?;
         }
         Ok(())
     }
@@ -493,15 +486,26 @@ impl Plan {
     }
 }
 
-/// The same failure for each write of a failed batch. The driver's errors do not clone;
-/// what a caller can act on (the kind of failure) is kept.
-fn clone_error(error: &SqlError) -> SqlError {
-    match error {
-        SqlError::AlreadyExists => SqlError::AlreadyExists,
-        SqlError::Conflict => SqlError::Conflict,
-        SqlError::CommitUnknown => SqlError::CommitUnknown,
-        SqlError::Unreachable => SqlError::Unreachable,
-        SqlError::Stale(message) => SqlError::Stale(message.clone()),
-        other => SqlError::Failed(other.to_string()),
+/// Runs `statement` on `rows` as its one JSON array parameter; nothing when there are none.
+async fn run_with(
+    tx: &mut Transaction<'_, Any>,
+    statement: &'static str,
+    rows: Vec<Value>,
+) -> Result<()> {
+    if !rows.is_empty() {
+        sqlx::query(statement).bind(Value::Array(rows).to_string()).execute(&mut **tx).await?;
     }
+    Ok(())
+}
+
+/// The rows `statement` answers for `keys`, its one JSON array parameter; none without keys.
+async fn rows_of(
+    tx: &mut Transaction<'_, Any>,
+    statement: &'static str,
+    keys: Vec<Value>,
+) -> Result<Vec<AnyRow>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query(statement).bind(Value::Array(keys).to_string()).fetch_all(&mut **tx).await?)
 }

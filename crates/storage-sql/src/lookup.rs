@@ -8,6 +8,7 @@
 //! trip), so a batch of reads costs about what one does. Each read sees what was committed
 //! when its statement ran, as a read of its own would.
 
+use crate::batch::gather;
 use crate::queries::Queries;
 use crate::{Result, SqlError};
 use serde_json::Value;
@@ -87,19 +88,7 @@ impl Lookups {
 }
 
 async fn run(pool: AnyPool, queries: Arc<Queries>, queue: Arc<Mutex<mpsc::Receiver<Read>>>) {
-    loop {
-        let reads = {
-            let mut queue = queue.lock().await;
-            let Some(first) = queue.recv().await else { break };
-            let mut reads = vec![first];
-            while reads.len() < BATCH_READS {
-                match queue.try_recv() {
-                    Ok(read) => reads.push(read),
-                    Err(_) => break,
-                }
-            }
-            reads
-        };
+    while let Some(reads) = gather(&queue, BATCH_READS, |_| 0, 1).await {
         let mut kinds: [Vec<Read>; 3] = Default::default();
         for read in reads {
             kinds[read.key.kind()].push(read);

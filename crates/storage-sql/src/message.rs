@@ -107,19 +107,18 @@ impl SqlStore {
         message.id = home.mint(self.q(), &home.messages).await?;
         let write = Write::Home {
             message: message.clone(),
-            local: local.clone(),
+            local,
             remote: remote.iter().map(|e| e.user_id).collect(),
             sender_version,
         };
-        match home.writer.write(write).await {
-            Ok(Written::Entries(_)) => {}
+        let mut written = match home.writer.write(write).await {
+            Ok(Written::Entries(local)) => local,
             // Recorded before, or by a concurrent attempt that committed first.
             Ok(Written::Recorded) | Err(SqlError::AlreadyExists) => {
                 return self.complete(home, &message, req.entries).await;
             }
             Err(other) => return Err(other),
-        }
-        let mut written = local;
+        };
         written.extend(self.deliver_remote(home, &message, remote, false).await?);
         Ok(AppendResponse { message: Some(message), sender_version, duplicate: false, written })
     }

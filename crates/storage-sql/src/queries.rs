@@ -69,10 +69,6 @@ queries! {
     session_active = concat!("SELECT ", session_columns!(),
         " FROM sessions WHERE user_id = ? AND device_id = ? AND revoked = 0");
     session_revoke = "UPDATE sessions SET revoked = 1 WHERE user_id = ? AND device_id = ? AND revoked = 0";
-    sessions_lock = "SELECT device_id FROM sessions WHERE user_id = ? ORDER BY device_id FOR UPDATE";
-    acked_by_all = "SELECT MIN(acked_version) FROM sessions WHERE user_id = ? AND revoked = 0";
-    last_mark = "SELECT MAX(version) FROM delivery_marks WHERE user_id = ?";
-    mark_insert = "INSERT INTO delivery_marks (user_id, version, at_ms) VALUES (?, ?, ?)";
 
     sent_find = "SELECT message_id, sender_version FROM sent_messages
                  WHERE from_user_id = ? AND client_msg_id = ?";
@@ -203,8 +199,8 @@ queries! {
                    CROSS JOIN LATERAL (SELECT owner_id, peer_id, version, body FROM contacts
                        WHERE owner_id = (j.r->>0)::bigint AND peer_id = (j.r->>1)::bigint LIMIT 1) c";
 
-    // A shard's acknowledgements, set-based (`account.rs`): every user's sessions locked,
-    // every device moved up, then the marks.
+    // Acknowledgements and delivery marks, set-based (`account.rs`): the users' sessions
+    // locked, every device moved up, then the marks, each one statement for any number.
     acks_lock = "SELECT s.device_id FROM JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$')) j
                  STRAIGHT_JOIN sessions s ON s.user_id = j.u FOR UPDATE",
         postgres: "SELECT device_id FROM sessions
