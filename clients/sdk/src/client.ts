@@ -157,7 +157,6 @@ export class MissiveClient {
       await this.storage.saveSession(undefined);
       await this.forgetItems();
       this.adopt(undefined);
-      this.setState("offline");
     }
   }
 
@@ -172,12 +171,14 @@ export class MissiveClient {
     void this.connectLoop(this.generation);
   }
 
+  /** Closes the link and stops reconnecting; the state becomes "offline" (unless signed out). */
   stop(): void {
     this.running = false;
     this.generation += 1;
     this.opening?.close();
     this.link?.close();
     this.wake?.();
+    if (this.current !== "signed-out") this.setState("offline");
   }
 
   /** Cuts a reconnection wait short (the browser came back online, the user asked). */
@@ -371,7 +372,6 @@ export class MissiveClient {
         await this.poll(wait, current);
       }
     }
-    if (this.generation === generation && this.current !== "signed-out") this.setState("offline");
   }
 
   /** Opens the long link, authenticates, syncs, and returns once it is gone, or at once

@@ -151,6 +151,7 @@ test("a reload resumes from the stored key and shows nothing twice", async () =>
   }
   await eventually(() => texts(bob, a).length === 5, "five messages");
   bob.client.stop();
+  assert.equal(bob.client.state, "offline");
   // Sent while bob's page is closed.
   await alice.client.send({ toUserId: bob.client.me!.userId, kind: pb.MessageKind.TEXT, text: "while away" });
 
