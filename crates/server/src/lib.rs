@@ -502,6 +502,7 @@ async fn open_stores(settings: &Settings, guard: &GuardConfig) -> anyhow::Result
     }
     let mut config = SqlConfig::new(settings.store_urls.clone());
     config.connections_per_shard = settings.store_connections.max(1);
+    config.writers_per_shard = settings.store_writers.max(1);
     let store = SqlStore::open(config).await.context("opening the sql store")?;
     tracing::info!(shards = store.shard_count(), "storing in sql databases");
     let backend = store.backend();

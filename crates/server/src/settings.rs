@@ -198,6 +198,11 @@ pub struct Settings {
     #[arg(long, env = "MISSIVE_STORE_CONNECTIONS",
           default_value_t = SqlConfig::new(Vec::new()).connections_per_shard)]
     pub store_connections: u32,
+    /// Group-commit transactions of the message path in flight per shard at once (each on a
+    /// connection of its own, besides `--store-connections`).
+    #[arg(long, env = "MISSIVE_STORE_WRITERS",
+          default_value_t = SqlConfig::new(Vec::new()).writers_per_shard)]
+    pub store_writers: usize,
     /// Calls each service runs at once; more wait in its queue, whose delay drives overload
     /// control.
     #[arg(long, env = "MISSIVE_RPC_WORKERS", default_value_t = GuardConfig::default().workers)]
