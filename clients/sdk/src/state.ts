@@ -181,14 +181,11 @@ export class ChatState {
     const isGroup = message.groupId !== 0n;
     const peer = mine ? message.toUserId : message.fromUserId;
     const id = isGroup ? message.groupId : peer;
-    if (message.fromUserId !== 0n && (message.fromNickname || !this.names.has(message.fromUserId))) {
-      this.names.set(message.fromUserId, {
-        username: message.from,
-        nickname: message.fromNickname,
-      });
+    if (message.fromUserId !== 0n) {
+      this.learn(message.fromUserId, { username: message.from, nickname: message.fromNickname });
     }
-    if (!isGroup && message.toUserId !== 0n && !this.names.has(message.toUserId)) {
-      this.names.set(message.toUserId, { username: message.to, nickname: "" });
+    if (!isGroup && message.toUserId !== 0n) {
+      this.learn(message.toUserId, { username: message.to, nickname: "" });
     }
     const conversation = this.conversation(id, isGroup);
     switch (message.kind) {

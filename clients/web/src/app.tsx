@@ -6,7 +6,7 @@ import { Chat } from "./chat.js";
 import { Contacts } from "./contacts.js";
 import { describe, type Model } from "./model.js";
 import { pb, type Conversation } from "./sdk.js";
-import { clock, useModel } from "./util.js";
+import { clock, initial, useModel } from "./util.js";
 
 export function App({ model }: { model: Model }) {
   useModel(model);
@@ -179,7 +179,7 @@ function ConversationRow({ model, conversation, current, onOpen }: { model: Mode
   );
 }
 
-export function previewText(model: Model, message: Conversation["messages"][number]): string {
+function previewText(model: Model, message: Conversation["messages"][number]): string {
   const chat = model.chat!;
   const who = chat.sender(message);
   if (message.recalled) return `${who} recalled a message`;
@@ -198,6 +198,3 @@ export function previewText(model: Model, message: Conversation["messages"][numb
   }
 }
 
-export function initial(name: string): string {
-  return (name.trim()[0] ?? "?").toUpperCase();
-}

@@ -6,8 +6,7 @@ import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { GroupPanel } from "./group.js";
 import { RECALL_WINDOW_MS, describe, type Model, type Pending } from "./model.js";
 import { pb, type ChatMessage } from "./sdk.js";
-import { clock, day, size, useModel } from "./util.js";
-import { initial } from "./app.js";
+import { clock, day, dayNumber, initial, size } from "./util.js";
 
 interface Props {
   model: Model;
@@ -16,7 +15,6 @@ interface Props {
 }
 
 export function Chat({ model, conversation, onBack }: Props) {
-  useModel(model);
   const chat = model.chat!;
   const found = chat.conversations.get(conversation);
   const contact = chat.contacts.get(conversation);
@@ -89,6 +87,11 @@ function Messages({ model, conversation }: { model: Model; conversation: bigint 
   /** The list's height before earlier messages were added, to keep the view where it was. */
   const grownFrom = useRef<number | undefined>(undefined);
   const [shown, setShown] = useState(PAGE);
+  /** One more page of earlier messages, keeping the reader where they were. */
+  const showEarlier = () => {
+    grownFrom.current = list.current?.scrollHeight;
+    setShown((n) => n + PAGE);
+  };
   const [viewing, setViewing] = useState<string | undefined>(undefined);
   const messages = all.length > shown ? all.slice(all.length - shown) : all;
   const hidden = all.length - messages.length;
@@ -110,9 +113,7 @@ function Messages({ model, conversation }: { model: Model; conversation: bigint 
     if (!sentinel || !list.current) return;
     const observer = new IntersectionObserver(
       (entries) => {
-        if (!entries.some((entry) => entry.isIntersecting)) return;
-        grownFrom.current = list.current?.scrollHeight;
-        setShown((n) => n + PAGE);
+        if (entries.some((entry) => entry.isIntersecting)) showEarlier();
       },
       { root: list.current },
     );
@@ -120,24 +121,26 @@ function Messages({ model, conversation }: { model: Model; conversation: bigint 
     return () => observer.disconnect();
   }, [hidden > 0, shown]);
 
-  let lastDay = "";
+  // Days compared as numbers; only a separator is worded.
+  const today = dayNumber(Date.now());
+  let lastDay = Number.NaN;
   const rows = [];
   if (hidden > 0) {
     rows.push(
       <li key="earlier" ref={earlier} class="earlier">
-        <button type="button" class="link small" onClick={() => {
-          grownFrom.current = list.current?.scrollHeight;
-          setShown(shown + PAGE);
-        }}>Show {Math.min(hidden, PAGE)} earlier messages</button>
+        <button type="button" class="link small" onClick={showEarlier}>
+          Show {Math.min(hidden, PAGE)} earlier messages
+        </button>
       </li>,
     );
   }
   for (const message of messages) {
     if (message.kind === pb.MessageKind.RECEIPT) continue;
-    const today = day(message.sentAtMs);
-    if (today !== lastDay) {
-      lastDay = today;
-      rows.push(<li key={`day ${today}`} class="day" role="separator"><span>{today}</span></li>);
+    const then = dayNumber(message.sentAtMs);
+    if (then !== lastDay) {
+      lastDay = then;
+      const label = day(message.sentAtMs, today);
+      rows.push(<li key={`day ${label}`} class="day" role="separator"><span>{label}</span></li>);
     }
     rows.push(<MessageRow key={String(message.id)} model={model} message={message} onView={setViewing} />);
   }

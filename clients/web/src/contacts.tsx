@@ -4,7 +4,7 @@
 import { useState } from "preact/hooks";
 import { describe, type Model } from "./model.js";
 import { pb } from "./sdk.js";
-import { initial } from "./app.js";
+import { initial } from "./util.js";
 
 export function Contacts({ model, onOpen }: { model: Model; onOpen(id: bigint): void }) {
   const chat = model.chat!;

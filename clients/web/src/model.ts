@@ -7,7 +7,6 @@ import {
   Code,
   IndexedDbStorage,
   MissiveClient,
-  MissiveError,
   pb,
   type ChatMessage,
   type LinkState,
@@ -76,13 +75,16 @@ export class Model {
     const client = new MissiveClient({ server, storage, deviceName: deviceName() });
     const model = new Model(client, storage);
     const items = await client.restore();
-    if (client.me) {
-      model.chat = new ChatState(client.me.userId);
-      model.chat.apply(items);
-      await model.loadReadMarks();
-      client.start();
-    }
+    if (client.me) await model.begin(client.me.userId, items);
     return model;
+  }
+
+  /** Shows a signed-in user's stored items, then connects. */
+  private async begin(userId: bigint, items: pb.SyncItem[]): Promise<void> {
+    this.chat = new ChatState(userId);
+    this.chat.apply(items);
+    await this.loadReadMarks();
+    this.client.start();
   }
 
   subscribe(listener: () => void): () => void {
@@ -110,10 +112,7 @@ export class Model {
 
   async login(username: string, password: string): Promise<void> {
     const session = await this.client.login(username, password);
-    this.chat = new ChatState(session.userId);
-    this.chat.apply(await this.client.restore());
-    await this.loadReadMarks();
-    this.client.start();
+    await this.begin(session.userId, await this.client.restore());
     this.changed();
   }
 
@@ -246,6 +245,7 @@ export class Model {
     const chat = this.chat;
     if (!chat) return;
     const changed = chat.apply(items);
+    const regrouped = new Set<bigint>();
     for (const item of items) {
       if (item.body.case !== "message") continue;
       const message = item.body.value;
@@ -254,11 +254,13 @@ export class Model {
         const at = this.pending.findIndex((p) => p.clientMsgId === message.clientMsgId);
         if (at >= 0) this.pending.splice(at, 1);
       }
-      // A change of a group's members or roles: its panel and the mention picker read again.
+      // A change of a group's members or roles: its panel and the mention picker read again,
+      // once however many changes the batch holds.
       if (message.kind === pb.MessageKind.SYSTEM && this.groups.has(message.groupId)) {
-        void this.groupInfo(message.groupId).catch(() => undefined);
+        regrouped.add(message.groupId);
       }
     }
+    for (const groupId of regrouped) void this.groupInfo(groupId).catch(() => undefined);
     // A group seen for the first time gets the mark this device keeps for it.
     for (const conversation of changed) {
       const mark = this.readMarks.get(conversation);
@@ -312,7 +314,6 @@ export class Model {
 
 /** What to tell the user of a failure. */
 export function describe(error: unknown): string {
-  if (error instanceof MissiveError) return error.message;
   if (error instanceof Error) return error.message;
   return String(error);
 }

@@ -21,13 +21,12 @@ export function clock(ms: number): string {
 }
 
 /** The local day of a time, as a number that changes at midnight. */
-function dayNumber(ms: number): number {
+export function dayNumber(ms: number): number {
   return Math.floor((ms - new Date(ms).getTimezoneOffset() * 60_000) / DAY_MS);
 }
 
-/** The day of a time, as a separator says it. */
-export function day(ms: number): string {
-  const today = dayNumber(Date.now());
+/** The day of a time, as a separator says it, seen on day `today` (a `dayNumber`). */
+export function day(ms: number, today: number): string {
   const then = dayNumber(ms);
   if (then === today) return "Today";
   if (then === today - 1) return "Yesterday";
@@ -39,4 +38,9 @@ export function size(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
   if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/** The first letter of a name, for its avatar. */
+export function initial(name: string): string {
+  return (name.trim()[0] ?? "?").toUpperCase();
 }

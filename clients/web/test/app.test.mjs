@@ -14,8 +14,8 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { chromium } from "playwright-core";
 import { TestServer, uniqueName } from "../../sdk/dist/test/server.js";
+import { launchChromium } from "./browser.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const artifacts = process.env.ARTIFACTS ?? path.resolve(here, "../../../target/test-artifacts");
@@ -29,11 +29,7 @@ let browser;
 before(async () => {
   await mkdir(artifacts, { recursive: true });
   server = await TestServer.start();
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -5,9 +5,9 @@
 // everything from IndexedDB), and the time to render a chat of 2,000 messages and scroll it.
 // Prints one line of JSON. Run by scripts/bench-web.
 
-import { chromium } from "playwright-core";
 import { MissiveClient, pb } from "../../sdk/dist/src/index.js";
 import { TestServer, uniqueName } from "../../sdk/dist/test/server.js";
+import { launchChromium } from "./browser.mjs";
 
 const PASSWORD = "correct horse battery";
 const CONVERSATIONS = 200;
@@ -49,11 +49,7 @@ try {
   }
   const seeded = Date.now() - started;
 
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await launchChromium();
   const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
   const page = await context.newPage();
   page.setDefaultTimeout(120_000);
