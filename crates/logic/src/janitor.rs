@@ -155,6 +155,11 @@ impl Logic {
     pub async fn run_janitor(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         let mut tick = tokio::time::interval(self.config.janitor_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A send is re-driven once its marks are `pending_redrive_after` old: asking the
+        // store twice in that time is soon enough, and costs each shard a query per ask.
+        let every = (self.config.pending_redrive_after / 2).max(std::time::Duration::from_millis(100));
+        let mut redrive = tokio::time::interval(every);
+        redrive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -162,6 +167,8 @@ impl Logic {
                     self.flush_acks().await;
                     self.flush_activity().await;
                     self.collect_garbage().await;
+                }
+                _ = redrive.tick() => {
                     self.redrive_pending().await;
                 }
                 () = &mut shutdown => break,
