@@ -157,7 +157,8 @@ impl Logic {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // A send is re-driven once its marks are `pending_redrive_after` old: asking the
         // store twice in that time is soon enough, and costs each shard a query per ask.
-        let every = (self.config.pending_redrive_after / 2).max(std::time::Duration::from_millis(100));
+        let every =
+            (self.config.pending_redrive_after / 2).max(std::time::Duration::from_millis(100));
         let mut redrive = tokio::time::interval(every);
         redrive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
