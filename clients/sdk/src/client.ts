@@ -49,6 +49,10 @@ export interface ClientEvents {
   signedOut: MissiveError;
   /** A background sync or connection attempt failed (it is retried). */
   error: Error;
+  /** Someone types, or stopped, in a conversation (version 3, long link; not stored). */
+  typing: pb.TypingEvent;
+  /** A friend came online or left, or what one may see of them changed (version 3). */
+  presence: pb.UserPresence;
 }
 
 type Listener<T> = (value: T) => void;
@@ -269,6 +273,28 @@ export class MissiveClient {
     }
   }
 
+  // ---- typing and presence (version 3) ----
+
+  /** Tells a peer (user id) or a group that this user types (or stopped). A refusal for
+   * rate is dropped: a typing signal is worth nothing late. */
+  async typing(conversationId: bigint, typing = true): Promise<void> {
+    try {
+      await this.call("typing", { conversationId, typing });
+    } catch (error) {
+      if (!(error instanceof MissiveError && error.code === Code.RateLimited)) throw error;
+    }
+  }
+
+  /** Who sees this user's presence. */
+  async setPrivacy(presenceVisibility: pb.PresenceVisibility): Promise<pb.Profile | undefined> {
+    return (await this.call("setPrivacy", { presenceVisibility })).profile;
+  }
+
+  /** Whether users are online, or when they were last seen, as far as each lets this user. */
+  async presence(userIds: bigint[]): Promise<pb.UserPresence[]> {
+    return (await this.call("getPresence", { userIds })).presences;
+  }
+
   // ---- inside ----
 
   private adopt(session: Session | undefined): void {
@@ -418,9 +444,27 @@ export class MissiveClient {
   }
 
   private pushed(frame: Frame): void {
-    if (frame.kind !== FrameKind.Push || frame.command !== pb.Command.NOTIFY) return;
+    if (frame.kind !== FrameKind.Push) return;
+    if (frame.command === pb.Command.EVENT) {
+      this.pushedEvent(frame.body);
+      return;
+    }
+    if (frame.command !== pb.Command.NOTIFY) return;
     // What the notify announces does not matter: SYNC brings all of it.
     this.backgroundSync();
+  }
+
+  /** An EVENT: handed on as it is; one that does not decode, or of a kind this client does
+   * not know, is dropped (docs/protocol.md §6.20). */
+  private pushedEvent(body: Uint8Array): void {
+    let event: pb.Event;
+    try {
+      event = fromBinary(pb.EventSchema, body);
+    } catch {
+      return;
+    }
+    if (event.body.case === "typing") this.emit("typing", event.body.value);
+    else if (event.body.case === "presence") this.emit("presence", event.body.value);
   }
 
   /** Syncs over the short link every `pollMs` for `durationMs` (or until woken). */

@@ -1,4 +1,4 @@
-// Every command of protocol version 2 (docs/protocol.md §6.1): its number, its short-link
+// Every command of protocol version 3 (docs/protocol.md §6.1): its number, its short-link
 // name, and the messages it takes and answers.
 
 import type { DescMessage } from "@bufbuild/protobuf";
@@ -31,6 +31,8 @@ const READS_ONLY = [
   pb.Command.DOWNLOAD,
   pb.Command.UPLOAD_BEGIN,
   pb.Command.UPLOAD_PART,
+  pb.Command.TYPING,
+  pb.Command.GET_PRESENCE,
 ];
 
 function spec<I extends DescMessage, O extends DescMessage>(
@@ -85,6 +87,9 @@ export const COMMANDS = {
   markRead: spec(pb.Command.MARK_READ, pb.MarkReadRequestSchema, pb.MarkReadResponseSchema),
   uploadBegin: spec(pb.Command.UPLOAD_BEGIN, pb.UploadBeginRequestSchema, pb.UploadBeginResponseSchema),
   uploadPart: spec(pb.Command.UPLOAD_PART, pb.UploadPartRequestSchema, pb.UploadPartResponseSchema),
+  typing: spec(pb.Command.TYPING, pb.TypingRequestSchema, pb.TypingResponseSchema),
+  setPrivacy: spec(pb.Command.SET_PRIVACY, pb.SetPrivacyRequestSchema, pb.SetPrivacyResponseSchema),
+  getPresence: spec(pb.Command.GET_PRESENCE, pb.GetPresenceRequestSchema, pb.GetPresenceResponseSchema),
 } as const;
 
 export type Commands = typeof COMMANDS;

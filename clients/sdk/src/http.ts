@@ -6,7 +6,7 @@ import type { CommandSpec } from "./commands.js";
 import { Code, LinkError, MissiveError, codeNamed, errorOf } from "./errors.js";
 import { ErrorSchema } from "./gen/client_pb.js";
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 export type FetchLike = typeof globalThis.fetch;
 

@@ -22,7 +22,8 @@ let server: TestServer;
 const clients: MissiveClient[] = [];
 
 before(async () => {
-  server = await TestServer.start();
+  // A short presence grace, so that a friend who leaves is told of it quickly.
+  server = await TestServer.start(["--presence-grace-s", "1"]);
 });
 
 after(async () => {
@@ -139,6 +140,39 @@ test("two users become friends and chat both ways, live", async () => {
   await eventually(() => texts(bob, a).at(-1) === "(recalled)", "the recall to reach bob");
   noneTwice(alice);
   noneTwice(bob);
+});
+
+test("typing and presence reach a friend live", async () => {
+  const alice = await newUser("alice");
+  const bob = await newUser("bob");
+  await eventually(() => alice.client.state === "online" && bob.client.state === "online", "both online");
+  await friends(alice, bob);
+  const a = alice.client.me!.userId;
+  const b = bob.client.me!.userId;
+
+  const typing: pb.TypingEvent[] = [];
+  bob.client.on("typing", (event) => typing.push(event));
+  await alice.client.typing(b);
+  await eventually(() => typing.length > 0, "bob to see alice typing");
+  assert.equal(typing[0]!.userId, a);
+  assert.equal(typing[0]!.conversationId, a);
+  assert.equal(typing[0]!.expiresInMs, 6000);
+
+  const seen: pb.UserPresence[] = [];
+  alice.client.on("presence", (presence) => seen.push(presence));
+  bob.client.stop();
+  await eventually(() => seen.some((p) => p.state === pb.PresenceState.OFFLINE), "alice to see bob leave");
+  const [asked] = await alice.client.presence([b]);
+  assert.equal(asked!.state, pb.PresenceState.OFFLINE);
+  assert.ok(asked!.lastSeenMs > 0n);
+  bob.client.start();
+  await eventually(() => seen.at(-1)?.state === pb.PresenceState.ONLINE, "alice to see bob back");
+
+  // Hidden from friends: told at once, and asking shows nothing.
+  await bob.client.setPrivacy(pb.PresenceVisibility.NOBODY);
+  await eventually(() => seen.at(-1)?.state === pb.PresenceState.HIDDEN, "alice to see bob hide");
+  const [hidden] = await alice.client.presence([b]);
+  assert.equal(hidden!.state, pb.PresenceState.HIDDEN);
 });
 
 test("a reload resumes from the stored key and shows nothing twice", async () => {

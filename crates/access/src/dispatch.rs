@@ -76,8 +76,8 @@ impl Dispatcher {
                     Command::Auth => {
                         Err(Status::new(Code::FailedPrecondition, "auth is a long-link command"))
                     }
-                    Command::Notify => {
-                        Err(Status::new(Code::UnknownCommand, "notify is sent by the server only"))
+                    Command::Notify | Command::Event => {
+                        Err(Status::new(Code::UnknownCommand, "sent by the server only"))
                     }
                 }
             };

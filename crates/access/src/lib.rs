@@ -4,7 +4,8 @@
 //! notifies; the short link (HTTP, `POST /v1/<command>`) takes requests only. Both decode a
 //! command and hand it to one dispatch table ([`dispatch`]), which calls the logic layer through
 //! the `ClientApi` service trait. The connection [`registry`] implements the `Push` service
-//! that the logic layer calls to reach online devices.
+//! that the logic layer calls to reach online devices; [`presence`] tells the logic layer
+//! (the `Links` service) which users came online here or left.
 //!
 //! The HTTP listener also serves the web app's files, embedded at build time (`web.rs`).
 //!
@@ -14,6 +15,7 @@
 pub mod dispatch;
 pub mod http;
 mod link;
+pub mod presence;
 pub mod registry;
 pub mod serve;
 pub mod tcp;

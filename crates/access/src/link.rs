@@ -8,7 +8,7 @@
 
 use crate::AccessConfig;
 use crate::dispatch::{self, Dispatcher, Format};
-use crate::registry::{Connection, DATA_TYPES, Registration, Registry};
+use crate::registry::{Connection, DATA_TYPES, EVENTS_QUEUED_MAX, Registration, Registry};
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use missive_proto::Command;
@@ -16,6 +16,7 @@ use missive_proto::client::{AuthRequest, AuthResponse, Notify};
 use missive_proto::frame::{Frame, FrameError, Kind};
 use missive_rpc::{Caller, Code, Ctx, Status};
 use prost::Message;
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -219,13 +220,15 @@ impl Link<'_> {
         let session = self.shared.dispatcher.api().authenticate(ctx, request).await?;
         let caller =
             Caller { user_id: session.user_id, device_id: session.device_id, protocol_version };
-        let registration = self.shared.registry.register(caller.user_id, caller.device_id);
+        let registration =
+            self.shared.registry.register(caller.user_id, caller.device_id, protocol_version);
         let _ = self.announce.send(Some(registration.connection.clone()));
         self.registration = Some(registration);
         // A label must be static: a version this table does not know yet shows as "other".
         let version = match protocol_version {
             1 => "1",
             2 => "2",
+            3 => "3",
             _ => "other",
         };
         self._online = Some(Held::new(metrics::gauge!(
@@ -285,7 +288,7 @@ async fn write_loop<W>(
     let pushes = metrics::counter!("missive_notify_pushes_total");
     // The connection, once the link has authenticated; announced once.
     let mut connection: Option<Arc<Connection>> = None;
-    let mut frames = Vec::with_capacity(WRITE_BATCH_FRAMES_MAX + DATA_TYPES);
+    let mut frames = Vec::with_capacity(WRITE_BATCH_FRAMES_MAX + DATA_TYPES + EVENTS_QUEUED_MAX);
     loop {
         tokio::select! {
             biased;
@@ -312,6 +315,7 @@ async fn write_loop<W>(
         }
         if let Some(connection) = &connection {
             push_notifies(connection, &pushes, &mut frames);
+            push_events(connection.take_events(), &mut frames);
         }
         if frames.is_empty() {
             continue;
@@ -348,6 +352,11 @@ fn push_notifies(connection: &Connection, pushes: &metrics::Counter, frames: &mu
         let body = Notify { r#type, version }.encode_to_vec();
         Frame::push(Command::Notify as u16, Bytes::from(body))
     }));
+}
+
+/// Adds one EVENT frame per event waiting, oldest first.
+fn push_events(events: VecDeque<Bytes>, frames: &mut Vec<Frame>) {
+    frames.extend(events.into_iter().map(|event| Frame::push(Command::Event as u16, event)));
 }
 
 /// What `wait` resolves to once the link has authenticated; before, never.

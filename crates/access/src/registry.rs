@@ -5,13 +5,20 @@
 //! runs. A burst of a thousand messages to a slow client therefore costs at most one pending
 //! notify per type, never an unbounded queue.
 //!
+//! Ephemeral events (typing, presence) are the exception: each is a frame of its own, so a
+//! connection queues a few (at most [`EVENTS_QUEUED_MAX`]) and drops the oldest beyond, for
+//! they are worthless once late. Only version-3 connections take them.
+//!
 //! When access nodes are several, the routing table (another crate) learns from
 //! [`Registry::watch_presence`] which users came online or went offline here.
 
+use bytes::Bytes;
 use missive_proto::client::DataType;
-use missive_proto::internal::{Empty, KickTarget, NotifyRequest, Presence, Push, UserRef};
+use missive_proto::internal::{
+    Empty, EventTarget, KickTarget, NotifyRequest, Presence, Push, UserRef,
+};
 use missive_rpc::{Code, Ctx, Status};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::{Notify, mpsc};
@@ -20,15 +27,22 @@ use tokio::sync::{Notify, mpsc};
 /// below holds to).
 pub const DATA_TYPES: usize = DataType::Message as usize + 1;
 const SHARDS: usize = 64;
+/// Events a connection holds for its writer at most; a newer one pushes the oldest out.
+pub const EVENTS_QUEUED_MAX: usize = 16;
+/// The first protocol version whose connections take events.
+const EVENTS_SINCE_VERSION: u32 = 3;
 
 /// One authenticated long-link connection, shared by its tasks and the registry.
 pub struct Connection {
     pub id: u64,
     pub user_id: u64,
     pub device_id: u64,
+    pub protocol_version: u32,
     /// Per data type, the newest version waiting to be announced (`Some(0)`: "something may
     /// have changed", after notifies may have been lost).
     pending: Mutex<[Option<u64>; DATA_TYPES]>,
+    /// Encoded `Event`s waiting for the writer, oldest first.
+    events: Mutex<VecDeque<Bytes>>,
     wake: Notify,
     /// Set once when an operator signs the device out; the link tells the client, then closes.
     kick: OnceLock<Status>,
@@ -45,7 +59,12 @@ impl Connection {
         taken
     }
 
-    /// Resolves when a notify is waiting.
+    /// Takes the events waiting to be sent, oldest first.
+    pub fn take_events(&self) -> VecDeque<Bytes> {
+        std::mem::take(&mut *self.events.lock().expect("pending events"))
+    }
+
+    /// Resolves when a notify or an event is waiting.
     pub async fn notified(&self) {
         self.wake.notified().await
     }
@@ -66,6 +85,17 @@ impl Connection {
         }
     }
 
+    fn queue_event(&self, event: Bytes) {
+        let mut events = self.events.lock().expect("pending events");
+        if events.len() == EVENTS_QUEUED_MAX {
+            events.pop_front();
+            metrics::counter!("missive_events_dropped_total").increment(1);
+        }
+        events.push_back(event);
+        drop(events);
+        self.wake.notify_one();
+    }
+
     fn announce(&self, data_type: usize, version: u64) {
         let mut pending = self.pending.lock().expect("pending notifies");
         let slot = &mut pending[data_type];
@@ -78,7 +108,8 @@ impl Connection {
 pub struct Registry {
     next_id: AtomicU64,
     shards: Vec<Mutex<HashMap<u64, Vec<Arc<Connection>>>>>,
-    presence: OnceLock<mpsc::UnboundedSender<u64>>,
+    /// Who hears of users coming online here or leaving (the routes, the presence reporter).
+    watchers: std::sync::RwLock<Vec<mpsc::UnboundedSender<u64>>>,
 }
 
 impl Registry {
@@ -86,16 +117,16 @@ impl Registry {
         Arc::new(Registry {
             next_id: AtomicU64::new(1),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            presence: OnceLock::new(),
+            watchers: Default::default(),
         })
     }
 
     /// From now on, the id of every user whose first connection registers or whose last one
     /// unregisters. The receiver reads [`Registry::is_online`] for the current state, so
-    /// events may be coalesced freely. Only one watcher is kept: a second call panics.
+    /// events may be coalesced freely.
     pub fn watch_presence(&self) -> mpsc::UnboundedReceiver<u64> {
         let (sender, receiver) = mpsc::unbounded_channel();
-        assert!(self.presence.set(sender).is_ok(), "presence is watched once");
+        self.watchers.write().expect("presence watchers").push(sender);
         receiver
     }
 
@@ -124,8 +155,8 @@ impl Registry {
     }
 
     fn presence_changed(&self, user_id: u64) {
-        if let Some(sender) = self.presence.get() {
-            // The watcher has stopped only at shutdown; nothing is left to tell then.
+        for sender in self.watchers.read().expect("presence watchers").iter() {
+            // A watcher has stopped only at shutdown; nothing is left to tell then.
             let _ = sender.send(user_id);
         }
     }
@@ -135,12 +166,19 @@ impl Registry {
     }
 
     /// Registers an authenticated connection; drop the returned guard to unregister it.
-    pub fn register(self: &Arc<Self>, user_id: u64, device_id: u64) -> Registration {
+    pub fn register(
+        self: &Arc<Self>,
+        user_id: u64,
+        device_id: u64,
+        protocol_version: u32,
+    ) -> Registration {
         let connection = Arc::new(Connection {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             user_id,
             device_id,
+            protocol_version,
             pending: Mutex::new([None; DATA_TYPES]),
+            events: Mutex::default(),
             wake: Notify::new(),
             kick: OnceLock::new(),
             kicked: Notify::new(),
@@ -197,6 +235,9 @@ impl Push for Registry {
                 }
             }
         }
+        for event in req.events {
+            self.deliver_event(event);
+        }
         for kick in req.kicks {
             self.kick(kick);
         }
@@ -214,6 +255,18 @@ impl Push for Registry {
 }
 
 impl Registry {
+    fn deliver_event(&self, target: EventTarget) {
+        let event = Bytes::from(target.event);
+        let shard = self.shard(target.user_id).lock().expect("registry shard");
+        for connection in shard.get(&target.user_id).into_iter().flatten() {
+            if connection.device_id != target.except_device_id
+                && connection.protocol_version >= EVENTS_SINCE_VERSION
+            {
+                connection.queue_event(event.clone());
+            }
+        }
+    }
+
     fn kick(&self, kick: KickTarget) {
         let code = u16::try_from(kick.code).ok().and_then(Code::from_u16);
         let status = Status::new(code.unwrap_or(Code::Unauthenticated), kick.message);
@@ -253,12 +306,12 @@ mod tests {
     #[tokio::test]
     async fn notifies_coalesce_and_skip_the_acting_device() {
         let registry = Registry::new();
-        let phone = registry.register(1, 10);
-        let laptop = registry.register(1, 11);
-        let other = registry.register(2, 20);
+        let phone = registry.register(1, 10, 3);
+        let laptop = registry.register(1, 11, 3);
+        let other = registry.register(2, 20, 3);
         let ctx = Ctx::new(0);
         let targets = vec![target(1, 11, 5), target(1, 11, 7), target(1, 11, 6)];
-        registry.notify(&ctx, NotifyRequest { targets, kicks: vec![] }).await.unwrap();
+        registry.notify(&ctx, NotifyRequest { targets, ..Default::default() }).await.unwrap();
         assert_eq!(phone.connection.take_pending(), vec![(3, 7)]);
         assert_eq!(phone.connection.take_pending(), vec![]);
         assert_eq!(laptop.connection.take_pending(), vec![]);
@@ -275,9 +328,9 @@ mod tests {
     async fn presence_reports_first_and_last_connections_and_wake_reaches_everyone() {
         let registry = Registry::new();
         let mut presence = registry.watch_presence();
-        let phone = registry.register(1, 10);
-        let laptop = registry.register(1, 11);
-        let other = registry.register(2, 20);
+        let phone = registry.register(1, 10, 3);
+        let laptop = registry.register(1, 11, 3);
+        let other = registry.register(2, 20, 3);
         assert_eq!((presence.recv().await, presence.recv().await), (Some(1), Some(2)));
         assert!(presence.try_recv().is_err(), "a second device of an online user is no news");
         let mut online = registry.online_users();
@@ -287,7 +340,10 @@ mod tests {
         registry.wake_all();
         assert_eq!(phone.connection.take_pending(), [(1, 0), (2, 0), (3, 0)]);
         registry
-            .notify(&Ctx::new(0), NotifyRequest { targets: vec![target(2, 0, 9)], kicks: vec![] })
+            .notify(
+                &Ctx::new(0),
+                NotifyRequest { targets: vec![target(2, 0, 9)], ..Default::default() },
+            )
             .await
             .unwrap();
         registry.wake_all();
@@ -301,11 +357,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn events_reach_version_3_links_only_and_the_oldest_give_way() {
+        let registry = Registry::new();
+        let phone = registry.register(1, 10, 3);
+        let laptop = registry.register(1, 11, 3);
+        let old = registry.register(1, 12, 2);
+        let event = |n: u8| EventTarget { user_id: 1, except_device_id: 11, event: vec![n] };
+        let events = (0..EVENTS_QUEUED_MAX as u8 + 2).map(event).collect();
+        let request = NotifyRequest { events, ..Default::default() };
+        registry.notify(&Ctx::new(0), request).await.unwrap();
+        let taken: Vec<u8> = phone.connection.take_events().iter().map(|e| e[0]).collect();
+        assert_eq!(taken, (2..EVENTS_QUEUED_MAX as u8 + 2).collect::<Vec<_>>());
+        assert!(phone.connection.take_events().is_empty());
+        assert!(laptop.connection.take_events().is_empty(), "the acting device is skipped");
+        assert!(old.connection.take_events().is_empty(), "version 2 knows no events");
+    }
+
+    #[tokio::test]
     async fn a_kick_reaches_the_named_device_or_all_of_them_and_presence_lists_devices() {
         let registry = Registry::new();
-        let phone = registry.register(1, 10);
-        let laptop = registry.register(1, 11);
-        let other = registry.register(2, 20);
+        let phone = registry.register(1, 10, 3);
+        let laptop = registry.register(1, 11, 3);
+        let other = registry.register(2, 20, 3);
         let ctx = Ctx::new(0);
         let presence = registry.presence(&ctx, UserRef { user_id: 1 }).await.unwrap();
         assert_eq!(presence, Presence { online: true, device_ids: vec![10, 11] });
@@ -319,7 +392,7 @@ mod tests {
             message: "signed out by an operator".into(),
         };
         registry
-            .notify(&ctx, NotifyRequest { targets: vec![], kicks: vec![kick(1, 11)] })
+            .notify(&ctx, NotifyRequest { kicks: vec![kick(1, 11)], ..Default::default() })
             .await
             .unwrap();
         let status = laptop.connection.kicked().await;
@@ -327,7 +400,10 @@ mod tests {
         assert!(phone.connection.kick.get().is_none() && other.connection.kick.get().is_none());
 
         let all = KickTarget { code: Code::AccountDisabled as u32, ..kick(1, 0) };
-        registry.notify(&ctx, NotifyRequest { targets: vec![], kicks: vec![all] }).await.unwrap();
+        registry
+            .notify(&ctx, NotifyRequest { kicks: vec![all], ..Default::default() })
+            .await
+            .unwrap();
         assert_eq!(phone.connection.kicked().await.code, Code::AccountDisabled);
         assert_eq!(
             laptop.connection.kicked().await.code,

@@ -9,7 +9,8 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use missive_client::profile::{ProfileDir, ProfileState};
 use missive_client::proto::{
-    Contact, DataType, Group, GroupRole, MessageKind, Relation, SyncItem, sync_item::Body,
+    Contact, DataType, Event, Group, GroupRole, MessageKind, PresenceState, PresenceVisibility,
+    Relation, SyncItem, UserPresence, event, sync_item::Body,
 };
 use missive_client::{Client, PROTOCOL_VERSION, Trust};
 use std::process::ExitCode;
@@ -85,7 +86,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Stays connected and prints changes as they arrive.
+    /// Stays connected and prints changes as they arrive, and (version 3, long links) the
+    /// typing and presence events it is pushed.
     Watch {
         #[arg(long)]
         json: bool,
@@ -96,10 +98,28 @@ enum Command {
     Profile { user: Option<String> },
     /// Changes one's nickname.
     Nickname { name: String },
+    /// Tells a user or a group (its handle or id) that you are typing, or with --stop that
+    /// you stopped.
+    Typing {
+        peer: String,
+        #[arg(long)]
+        stop: bool,
+    },
+    /// Sets who sees your presence (online, last seen).
+    Privacy { presence: Visibility },
+    /// Shows whether users are online, or when they were last seen, as far as they let you.
+    Presence { users: Vec<String> },
     /// Revokes this device's token.
     Logout,
     /// Operators' commands over a node's admin API, with the admin credential.
     Admin(admin::AdminArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Visibility {
+    Friends,
+    Everyone,
+    Nobody,
 }
 
 #[derive(Subcommand)]
@@ -287,6 +307,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Command::Watch { json } => {
                     let fallback = fallback(&client);
+                    let events = client.is_long_link() && client.protocol_version() >= 3;
                     // What is already waiting first, then whatever each notify announces.
                     let mut items = client.sync().await?;
                     loop {
@@ -294,7 +315,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         for item in &items {
                             println!("{}", render(item, json));
                         }
-                        items = client.next_changes(fallback).await?;
+                        items = tokio::select! {
+                            items = client.next_changes(fallback) => items?,
+                            event = client.next_event(), if events => {
+                                println!("{}", render_event(&event?, json));
+                                Vec::new()
+                            }
+                        };
                     }
                 }
                 Command::Chat { peer } => chat(&client, &dir, &mut state, &peer).await?,
@@ -308,6 +335,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Nickname { name } => {
                     client.set_nickname(&name).await?;
                     println!("nickname set to {name}");
+                }
+                Command::Typing { peer, stop } => {
+                    let to = match missive_client::ids::parse_group(&peer) {
+                        Some(id) => id,
+                        None => user_id(&client, &peer).await?,
+                    };
+                    client.typing(to, !stop).await?;
+                    println!("{} {peer}", if stop { "stopped typing to" } else { "typing to" });
+                }
+                Command::Privacy { presence } => {
+                    let (visibility, whom) = match presence {
+                        Visibility::Friends => (PresenceVisibility::Friends, "friends"),
+                        Visibility::Everyone => (PresenceVisibility::Everyone, "everyone"),
+                        Visibility::Nobody => (PresenceVisibility::Nobody, "nobody"),
+                    };
+                    client.set_privacy(visibility).await?;
+                    println!("presence visible to {whom}");
+                }
+                Command::Presence { users } => {
+                    let ids = user_ids(&client, &users).await?;
+                    let now = missive_client::unix_ms();
+                    for (name, presence) in users.iter().zip(client.presence(&ids).await?) {
+                        println!("{name} {}", describe_presence(&presence, now));
+                    }
                 }
                 Command::Logout => {
                     client.logout().await?;
@@ -529,6 +580,48 @@ async fn chat(
         }
     }
     Ok(())
+}
+
+/// `online`, `offline, last seen ... ago`, or `hidden`.
+fn describe_presence(presence: &UserPresence, now_ms: i64) -> String {
+    match PresenceState::try_from(presence.state).unwrap_or(PresenceState::Hidden) {
+        PresenceState::Online => "online".into(),
+        PresenceState::Offline if presence.last_seen_ms == 0 => "offline, never seen".into(),
+        PresenceState::Offline => {
+            let ago = (now_ms - presence.last_seen_ms).max(0) / 1000;
+            format!("offline, last seen {ago} s ago (at {} ms)", presence.last_seen_ms)
+        }
+        PresenceState::Hidden => "hidden".into(),
+    }
+}
+
+fn render_event(event: &Event, json: bool) -> String {
+    match (&event.body, json) {
+        (Some(event::Body::Typing(t)), true) => serde_json::json!({
+            "type": "typing", "conversation_id": t.conversation_id, "user_id": t.user_id,
+            "typing": t.typing, "expires_in_ms": t.expires_in_ms,
+        })
+        .to_string(),
+        (Some(event::Body::Typing(t)), false) => {
+            let doing = if t.typing { "is typing" } else { "stopped typing" };
+            format!("[typing] user {} {doing} in {}", t.user_id, t.conversation_id)
+        }
+        (Some(event::Body::Presence(p)), true) => serde_json::json!({
+            "type": "presence", "user_id": p.user_id,
+            "state": PresenceState::try_from(p.state).map_or("unknown", |s| s.as_str_name()),
+            "last_seen_ms": p.last_seen_ms,
+        })
+        .to_string(),
+        (Some(event::Body::Presence(p)), false) => {
+            format!(
+                "[presence] user {} {}",
+                p.user_id,
+                describe_presence(p, missive_client::unix_ms())
+            )
+        }
+        (None, true) => serde_json::json!({ "type": "unknown event" }).to_string(),
+        (None, false) => "[event] (a kind this client does not know)".into(),
+    }
 }
 
 fn render(item: &SyncItem, json: bool) -> String {

@@ -20,6 +20,7 @@ pub use link::Endpoint;
 pub use missive_proto::client as proto;
 pub use missive_proto::ids;
 pub use missive_rpc::Code;
+pub use missive_rpc::unix_ms;
 pub use trust::Trust;
 
 use link::Link;
@@ -515,6 +516,36 @@ impl Client {
     /// connection closes (with an error).
     pub async fn wait_for_notify(&self) -> Result<(), ClientError> {
         self.link.wait_for_notify().await
+    }
+
+    /// The next event the server pushed (typing, presence; version 3, long links only), oldest
+    /// first; waits for one. Fails when the connection closes.
+    pub async fn next_event(&self) -> Result<Event, ClientError> {
+        self.link.next_event().await
+    }
+
+    /// Tells the peer (a user id) or a group that this user is typing, or stopped.
+    pub async fn typing(&self, conversation_id: u64, typing: bool) -> Result<(), ClientError> {
+        let _: TypingResponse =
+            self.call(Command::Typing, &TypingRequest { conversation_id, typing }).await?;
+        Ok(())
+    }
+
+    /// Sets who sees this user's presence.
+    pub async fn set_privacy(
+        &self,
+        visibility: PresenceVisibility,
+    ) -> Result<SetPrivacyResponse, ClientError> {
+        let request = SetPrivacyRequest { presence_visibility: visibility as i32 };
+        self.call(Command::SetPrivacy, &request).await
+    }
+
+    /// Whether users are online, or when they were last seen, as far as each lets this user
+    /// see (in the order asked).
+    pub async fn presence(&self, user_ids: &[u64]) -> Result<Vec<UserPresence>, ClientError> {
+        let request = GetPresenceRequest { user_ids: user_ids.to_vec() };
+        let answer: GetPresenceResponse = self.call(Command::GetPresence, &request).await?;
+        Ok(answer.presences)
     }
 
     /// Waits for a notify, or at most `fallback` (a lost notify costs only this delay), then

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use missive_proto::Command;
 use missive_proto::client::Error as ErrorBody;
+use missive_proto::client::Event;
 use missive_proto::frame::{CodecError, Frame, FrameCodec, Kind};
 use missive_rpc::Code;
 use prost::Message;
@@ -25,6 +26,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const ANSWER_BYTES_MAX: u32 = 16 * 1024 * 1024;
 /// Requests queued for writing at most.
 const OUTBOUND_FRAMES_MAX: usize = 256;
+/// Events kept for the application at most; newer ones are dropped while it is this far
+/// behind (an event is worthless once late).
+const EVENTS_KEPT_MAX: usize = 256;
 
 /// Where a server listens, parsed from its URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +155,13 @@ impl Link {
             Link::Short(_) => std::future::pending().await,
         }
     }
+
+    pub(crate) async fn next_event(&self) -> Result<Event, ClientError> {
+        match self {
+            Link::Long(link) => link.next_event().await,
+            Link::Short(_) => Err(ClientError::BadArgument("events need a long link".into())),
+        }
+    }
 }
 
 /// The exact code an HTTP error answer names in its code header.
@@ -174,6 +185,8 @@ pub(crate) struct LongLink {
     waiters: Waiters,
     next_seq: AtomicU32,
     notified: Arc<Notify>,
+    /// The server's events (typing, presence), oldest first.
+    events: tokio::sync::Mutex<mpsc::Receiver<Event>>,
     closed: CancellationToken,
     /// Why the server closed the connection, when it said so (an operator signed this
     /// device out, the account was disabled): later calls fail with it.
@@ -227,6 +240,7 @@ impl LongLink {
         let (outbound, mut queued) = mpsc::channel::<Frame>(OUTBOUND_FRAMES_MAX);
         let waiters: Waiters = Arc::new(Mutex::new(Some(HashMap::new())));
         let notified = Arc::new(Notify::new());
+        let (event_sender, events) = mpsc::channel(EVENTS_KEPT_MAX);
         let closed = CancellationToken::new();
         let farewell = Arc::new(Mutex::new(None));
         // When either side of the connection ends, every waiting and later call fails at once.
@@ -290,13 +304,27 @@ impl LongLink {
                         Kind::Push if frame.command == Command::Notify as u16 => {
                             notified.notify_one()
                         }
+                        Kind::Push if frame.command == Command::Event as u16 => {
+                            // An undecodable or unread event is dropped, as the server would.
+                            if let Ok(event) = Event::decode(frame.body) {
+                                let _ = event_sender.try_send(event);
+                            }
+                        }
                         _ => {}
                     }
                 }
                 shut();
             });
         }
-        LongLink { outbound, waiters, next_seq: AtomicU32::new(1), notified, closed, farewell }
+        LongLink {
+            outbound,
+            waiters,
+            next_seq: AtomicU32::new(1),
+            notified,
+            events: tokio::sync::Mutex::new(events),
+            closed,
+            farewell,
+        }
     }
 
     /// [`ClientError::Closed`], or why the server closed the link if it said so.
@@ -364,6 +392,16 @@ impl LongLink {
         }
         tokio::select! {
             () = self.notified.notified() => Ok(()),
+            () = self.closed.cancelled() => Err(self.closed_error()),
+        }
+    }
+}
+
+impl LongLink {
+    async fn next_event(&self) -> Result<Event, ClientError> {
+        let mut events = self.events.lock().await;
+        tokio::select! {
+            event = events.recv() => event.ok_or_else(|| self.closed_error()),
             () = self.closed.cancelled() => Err(self.closed_error()),
         }
     }

@@ -76,7 +76,10 @@ impl Logic {
     ) -> Result<(), Status> {
         self.forget_sessions(user_id, (device_id != 0).then_some(device_id));
         let kick = KickTarget { user_id, device_id, code: code as u32, message: message.into() };
-        self.deps.push.notify(ctx, NotifyRequest { targets: vec![], kicks: vec![kick] }).await?;
+        self.deps
+            .push
+            .notify(ctx, NotifyRequest { kicks: vec![kick], ..Default::default() })
+            .await?;
         Ok(())
     }
 

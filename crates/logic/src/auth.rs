@@ -88,12 +88,19 @@ fn invalid_credentials() -> Status {
     Status::new(Code::InvalidCredentials, "wrong username or password")
 }
 
+/// A user's own profile (what they set; others see [`public_profile`]).
 pub(crate) fn profile_of(account: &missive_proto::internal::AccountRecord) -> Profile {
     Profile {
         user_id: account.user_id,
         username: account.username.clone(),
         nickname: account.nickname.clone(),
+        presence_visibility: account.presence_visibility,
     }
+}
+
+/// What other users see of a profile: no settings.
+fn public_profile(account: &missive_proto::internal::AccountRecord) -> Profile {
+    Profile { presence_visibility: 0, ..profile_of(account) }
 }
 
 impl Logic {
@@ -359,7 +366,12 @@ impl Logic {
                 .await
                 .map_err(|s| s.translate(Code::NotFound, || Status::not_found("no such user")))?
         };
-        Ok(GetProfileResponse { profile: Some(profile_of(&account)) })
+        let profile = if account.user_id == caller.user_id {
+            profile_of(&account)
+        } else {
+            public_profile(&account)
+        };
+        Ok(GetProfileResponse { profile: Some(profile) })
     }
 
     pub(crate) async fn update_profile(

@@ -1,7 +1,8 @@
 //! Protocol-version adaptation (the seed's "compat" service): what each client version is
 //! sent, so that old clients keep working as the protocol grows.
 //!
-//! Version 2 clients get everything, and every message that is not plain text carries a
+//! Version 3 clients get everything. Version 2 clients get all but what version 3 added, and
+//! every message that is not plain text carries a
 //! fallback text to show if the kind is unknown to them. Version 1 clients knew only users,
 //! friends and text: group messages reach them as text from the group's contact with the
 //! sender's nickname in front, every other kind as its fallback text, and sync items they
@@ -39,10 +40,29 @@ fn plain_text(message: &Message) -> String {
     if fallback.is_empty() { message.text.clone() } else { fallback }
 }
 
-/// Adds the fallback text a version-2 client needs for kinds it may not know.
+/// The item as a client of `version` knows it, or `None` when it has no form in that version.
+/// `me` is the syncing user (id, username).
+pub fn adapt(item: SyncItem, version: u32, me: (u64, &str)) -> Option<SyncItem> {
+    match version {
+        0 | 1 => for_version_1(item, me),
+        2 => Some(for_version_2(item)),
+        _ => Some(for_current(item)),
+    }
+}
+
+/// Adds the fallback text a client needs for kinds it may not know.
 pub fn for_current(mut item: SyncItem) -> SyncItem {
     if let Some(sync_item::Body::Message(message)) = &mut item.body {
         message.fallback_text = fallback_text(message);
+    }
+    item
+}
+
+/// The item without what version 3 added: one's privacy settings in the profile.
+fn for_version_2(item: SyncItem) -> SyncItem {
+    let mut item = for_current(item);
+    if let Some(sync_item::Body::Profile(profile)) = &mut item.body {
+        profile.presence_visibility = 0;
     }
     item
 }
@@ -51,7 +71,9 @@ pub fn for_current(mut item: SyncItem) -> SyncItem {
 /// `me` is the syncing user (id, username).
 pub fn for_version_1(item: SyncItem, me: (u64, &str)) -> Option<SyncItem> {
     let body = match item.body? {
-        sync_item::Body::Profile(profile) => sync_item::Body::Profile(profile),
+        sync_item::Body::Profile(profile) => {
+            sync_item::Body::Profile(Profile { presence_visibility: 0, ..profile })
+        }
         sync_item::Body::Contact(contact) => {
             if !matches!(crate::contact::relation(&contact), Relation::Friend | Relation::Member) {
                 return None;

@@ -18,6 +18,7 @@ mod limits;
 mod locks;
 mod media;
 mod message;
+mod presence;
 mod seq;
 mod sync;
 mod sync_key;
@@ -34,9 +35,9 @@ pub use sync_key::{SyncKey, SyncKeyCodec, SyncKeyError};
 
 use missive_proto::client::*;
 use missive_proto::internal::{
-    AccountStore, AllocRequest, AuthenticateRequest, ClientApi, ContactStore, GroupStore,
-    InboxEntry, Limiter, MediaStore, MessageStore, NotifyRequest, NotifyTarget, OpsStore, Push,
-    Seq, SessionRecord,
+    AccountStore, AllocRequest, AuthenticateRequest, ClientApi, ContactStore, Empty, GroupStore,
+    InboxEntry, Limiter, LinkChanges, Links, MediaStore, MessageStore, NotifyRequest, NotifyTarget,
+    OpsStore, Push, Seq, SessionRecord,
 };
 use missive_rpc::{Code, Ctx, Status};
 use std::sync::Arc;
@@ -419,7 +420,7 @@ impl Logic {
             .collect();
         let count = targets.len() as u64;
         if let Err(status) =
-            self.deps.push.notify(ctx, NotifyRequest { targets, kicks: vec![] }).await
+            self.deps.push.notify(ctx, NotifyRequest { targets, ..Default::default() }).await
         {
             tracing::warn!(request_id = ctx.request_id, %status, "notify failed");
         } else {
@@ -636,5 +637,33 @@ impl ClientApi for Logic {
 
     async fn mark_read(&self, ctx: &Ctx, req: MarkReadRequest) -> Result<MarkReadResponse, Status> {
         Logic::mark_read(self, ctx, req).await
+    }
+
+    async fn typing(&self, ctx: &Ctx, req: TypingRequest) -> Result<TypingResponse, Status> {
+        Logic::typing(self, ctx, req).await
+    }
+
+    async fn set_privacy(
+        &self,
+        ctx: &Ctx,
+        req: SetPrivacyRequest,
+    ) -> Result<SetPrivacyResponse, Status> {
+        Logic::set_privacy(self, ctx, req).await
+    }
+
+    async fn get_presence(
+        &self,
+        ctx: &Ctx,
+        req: GetPresenceRequest,
+    ) -> Result<GetPresenceResponse, Status> {
+        Logic::get_presence(self, ctx, req).await
+    }
+}
+
+/// What the access tier reports of its connections (`presence.rs`).
+#[async_trait::async_trait]
+impl Links for Logic {
+    async fn changed(&self, ctx: &Ctx, req: LinkChanges) -> Result<Empty, Status> {
+        Logic::links_changed(self, ctx, req).await
     }
 }

@@ -86,6 +86,8 @@ pub struct RateLimits {
     pub upload_bytes_per_user: Rate,
     /// Users put into groups per user (GROUP_CREATE's members and GROUP_INVITE's together).
     pub group_adds_per_user: Rate,
+    /// TYPING signals per user (every device and conversation together).
+    pub typing_per_user: Rate,
 }
 
 impl Default for RateLimits {
@@ -102,6 +104,7 @@ impl Default for RateLimits {
             sends_per_device: rate(100, 10),
             upload_bytes_per_user: rate(1 << 30, 86_400),
             group_adds_per_user: rate(500, 3_600),
+            typing_per_user: rate(20, 10),
         }
     }
 }
@@ -117,6 +120,7 @@ pub(crate) enum Limit {
     DeviceSends,
     UploadBytes,
     GroupAdds,
+    Typing,
 }
 
 impl Limit {
@@ -130,6 +134,7 @@ impl Limit {
             Limit::DeviceSends => "sends_per_device",
             Limit::UploadBytes => "upload_bytes_per_user",
             Limit::GroupAdds => "group_adds_per_user",
+            Limit::Typing => "typing_per_user",
         }
     }
 
@@ -151,6 +156,7 @@ impl Limit {
             Limit::DeviceSends => limits.sends_per_device,
             Limit::UploadBytes => limits.upload_bytes_per_user,
             Limit::GroupAdds => limits.group_adds_per_user,
+            Limit::Typing => limits.typing_per_user,
         }
     }
 }

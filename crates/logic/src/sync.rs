@@ -76,12 +76,11 @@ impl Logic {
         }
         // What the client is sent of each item depends on its version (an item a version-1
         // client cannot show is left out); the key moves past every item either way.
-        let adapted: Vec<(i32, u64, Option<SyncItem>)> = if caller.protocol_version >= 2 {
-            items.into_iter().map(|i| (i.r#type, i.version, Some(compat::for_current(i)))).collect()
-        } else {
-            let me = (caller.user_id, account.username.as_str());
-            items.into_iter().map(|i| (i.r#type, i.version, compat::for_version_1(i, me))).collect()
-        };
+        let me = (caller.user_id, account.username.as_str());
+        let adapted: Vec<(i32, u64, Option<SyncItem>)> = items
+            .into_iter()
+            .map(|i| (i.r#type, i.version, compat::adapt(i, caller.protocol_version, me)))
+            .collect();
         // Bound the answer's size too (a batch of long texts), always delivering one item.
         let mut bytes = 0;
         let fitting = adapted

@@ -18,7 +18,7 @@ impl Command {
     pub fn priority(self) -> missive_rpc::Priority {
         use missive_rpc::Priority;
         match self {
-            Command::Sync | Command::Ping | Command::Notify => Priority::Critical,
+            Command::Sync | Command::Ping | Command::Notify | Command::Event => Priority::Critical,
             Command::Auth | Command::Logout | Command::GetProfile => Priority::High,
             Command::ListContacts | Command::GroupInfo | Command::Download => Priority::High,
             Command::Send
@@ -41,8 +41,11 @@ impl Command {
             | Command::UploadBegin
             | Command::UploadPart
             | Command::Recall
-            | Command::MarkRead => Priority::Normal,
-            Command::Login | Command::Register => Priority::Low,
+            | Command::MarkRead
+            | Command::SetPrivacy
+            | Command::GetPresence => Priority::Normal,
+            // A lost typing signal costs nothing: it goes first.
+            Command::Login | Command::Register | Command::Typing => Priority::Low,
         }
     }
 

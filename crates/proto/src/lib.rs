@@ -43,7 +43,7 @@ pub use command::Command;
 
 /// The newest client protocol version this server speaks (docs/protocol.md, "Protocol
 /// versions"). A client declaring a newer one is spoken to in this one.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The oldest version, and the one assumed when a client declares none: version 1, which
 /// knows nothing of groups, media, recalls or receipts.
 pub const PROTOCOL_VERSION_OLDEST: u32 = 1;

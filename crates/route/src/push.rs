@@ -1,9 +1,7 @@
 //! The logic layer's side: `Push` that reaches users on any access node.
 
 use crate::{RouteConfig, RouteError, connect};
-use missive_proto::internal::{
-    Empty, KickTarget, NotifyRequest, NotifyTarget, Presence, Push, UserRef,
-};
+use missive_proto::internal::{Empty, NotifyRequest, Presence, Push, UserRef};
 use missive_rpc::unix_ms as now_ms;
 use missive_rpc::{Code, Ctx, Status};
 use prost::Message as _;
@@ -59,6 +57,7 @@ impl RedisPush {
     async fn publish(&self, req: NotifyRequest) -> Result<Empty, Status> {
         let mut users: Vec<u64> = req.targets.iter().map(|t| t.user_id).collect();
         users.extend(req.kicks.iter().map(|k| k.user_id));
+        users.extend(req.events.iter().map(|e| e.user_id));
         users.sort_unstable();
         users.dedup();
         let mut lookup = redis::pipe();
@@ -70,25 +69,30 @@ impl RedisPush {
             lookup.query_async(&mut connection).await.map_err(unavailable)?;
 
         let now = now_ms();
-        let mut by_node: HashMap<&str, (Vec<NotifyTarget>, Vec<KickTarget>)> = HashMap::new();
+        let mut by_node: HashMap<&str, NotifyRequest> = HashMap::new();
         let live = |user_id: u64| {
             let fields = users.binary_search(&user_id).ok().map(|index| &routes[index]);
             fields.into_iter().flatten().filter(|(_, expiry)| **expiry > now).map(|(n, _)| n)
         };
         for target in req.targets {
             for node in live(target.user_id) {
-                by_node.entry(node).or_default().0.push(target);
+                by_node.entry(node).or_default().targets.push(target);
+            }
+        }
+        for event in req.events {
+            for node in live(event.user_id) {
+                by_node.entry(node).or_default().events.push(event.clone());
             }
         }
         let mut publish = redis::pipe();
         if !req.kicks.is_empty() {
             // Every logic node forgets the signed-out sessions it has cached.
-            let sign_outs = NotifyRequest { targets: vec![], kicks: req.kicks.clone() };
+            let sign_outs = NotifyRequest { kicks: req.kicks.clone(), ..Default::default() };
             publish.publish(self.config.sign_outs_channel(), sign_outs.encode_to_vec()).ignore();
         }
         for kick in req.kicks {
             for node in live(kick.user_id) {
-                by_node.entry(node).or_default().1.push(kick.clone());
+                by_node.entry(node).or_default().kicks.push(kick.clone());
             }
         }
         // Fields of nodes that died without cleaning up would otherwise live as long as
@@ -99,8 +103,8 @@ impl RedisPush {
             }
         }
         let nodes = by_node.len() as u64;
-        for (node, (targets, kicks)) in by_node {
-            let body = NotifyRequest { targets, kicks }.encode_to_vec();
+        for (node, request) in by_node {
+            let body = request.encode_to_vec();
             publish.publish(self.config.channel(node), body).ignore();
         }
         if !publish.is_empty() {

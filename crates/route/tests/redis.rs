@@ -23,7 +23,7 @@ fn namespace() -> String {
 
 async fn notify(push: &RedisPush, user_id: u64, version: u64) {
     let target = NotifyTarget { user_id, except_device_id: 0, r#type: MESSAGE, version };
-    push.notify(&Ctx::new(0), NotifyRequest { targets: vec![target], kicks: vec![] })
+    push.notify(&Ctx::new(0), NotifyRequest { targets: vec![target], ..Default::default() })
         .await
         .unwrap();
 }
@@ -51,8 +51,9 @@ async fn push_until_heard(
     loop {
         // Right after a Redis restart the publisher's connection may need a try to come back.
         let target = NotifyTarget { user_id, except_device_id: 0, r#type: MESSAGE, version };
-        let _ =
-            push.notify(&Ctx::new(0), NotifyRequest { targets: vec![target], kicks: vec![] }).await;
+        let _ = push
+            .notify(&Ctx::new(0), NotifyRequest { targets: vec![target], ..Default::default() })
+            .await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         let pending = connection.take_pending();
         if pending.contains(&(MESSAGE, version)) {
@@ -68,7 +69,7 @@ async fn an_idle_subscription_stays_up() {
     let registry = Registry::new();
     let routes = AccessRoutes::start(config(&namespace, "idle"), registry.clone()).await.unwrap();
     let push = RedisPush::connect(config(&namespace, "logic")).await.unwrap();
-    let dana = registry.register(4, 40);
+    let dana = registry.register(4, 40, 3);
     push_until_heard(&push, &dana.connection, 4, 1).await;
     // Past the subscription's keep-alive ping: a lost subscription would wake the connection.
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -84,14 +85,14 @@ async fn a_notify_reaches_the_node_that_holds_the_user_and_only_it() {
     let west_routes = AccessRoutes::start(config(&namespace, "west"), west.clone()).await.unwrap();
     let push = RedisPush::connect(config(&namespace, "logic")).await.unwrap();
 
-    let alice = east.register(1, 10);
+    let alice = east.register(1, 10, 3);
     push_until_heard(&push, &alice.connection, 1, 5).await;
 
     // Alice moves to the other node: only it hears from now on.
     drop(alice);
-    let alice = west.register(1, 11);
+    let alice = west.register(1, 11, 3);
     push_until_heard(&push, &alice.connection, 1, 6).await;
-    let stray = east.register(2, 20);
+    let stray = east.register(2, 20, 3);
     notify(&push, 1, 7).await;
     assert_eq!(eventually(|| alice.connection.take_pending()).await, [(MESSAGE, 7)]);
     assert_eq!(stray.connection.take_pending(), [], "a node without the user hears nothing");
@@ -123,9 +124,9 @@ async fn kicks_reach_the_node_holding_the_device_presence_reads_routes_and_dead_
     let presence = |user_id| push.presence(&ctx, UserRef { user_id });
 
     assert_eq!(presence(1).await.unwrap(), Presence { online: false, device_ids: vec![] });
-    let phone = east.register(1, 10);
-    let laptop = west.register(1, 11);
-    let other = west.register(2, 20);
+    let phone = east.register(1, 10, 3);
+    let laptop = west.register(1, 11, 3);
+    let other = west.register(2, 20, 3);
     push_until_heard(&push, &phone.connection, 1, 1).await;
     push_until_heard(&push, &laptop.connection, 1, 1).await;
     assert!(presence(1).await.unwrap().online);
@@ -136,7 +137,7 @@ async fn kicks_reach_the_node_holding_the_device_presence_reads_routes_and_dead_
         code: Code::Unauthenticated as u32,
         message: "signed out by an operator".into(),
     };
-    push.notify(&ctx, NotifyRequest { targets: vec![], kicks: vec![kick] }).await.unwrap();
+    push.notify(&ctx, NotifyRequest { kicks: vec![kick], ..Default::default() }).await.unwrap();
     let told = tokio::time::timeout(Duration::from_secs(5), phone.connection.kicked()).await;
     assert_eq!(told.expect("the phone's node hears the kick").code, Code::Unauthenticated);
     // The west node got nothing for device 10: its devices are untouched.
@@ -221,7 +222,7 @@ async fn after_a_redis_restart_routes_are_rewritten_and_connections_told_to_sync
     let registry = Registry::new();
     let routes = AccessRoutes::start(local("solo"), registry.clone()).await.unwrap();
     let push = RedisPush::connect(local("logic")).await.unwrap();
-    let bob = registry.register(3, 30);
+    let bob = registry.register(3, 30, 3);
     push_until_heard(&push, &bob.connection, 3, 1).await;
 
     // Redis keeps nothing on disk here: the restart loses every route and subscription.

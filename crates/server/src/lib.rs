@@ -26,8 +26,8 @@ use missive_ops::{AdminToken, Ops, OpsConfig, stats};
 use missive_proto::admin::{Admin, AdminGuarded, AdminRemote, admin_routes};
 use missive_proto::internal::{
     AccountStore, ClientApi, ClientApiGuarded, ClientApiRemote, ContactStore, GroupStore, Limiter,
-    MessageStore, OpsStore, Push, PushGuarded, Seq, SeqGuarded, SeqRemote, SeqStore, Storage,
-    client_api_routes, seq_routes,
+    Links, LinksGuarded, LinksRemote, MessageStore, OpsStore, Push, PushGuarded, Seq, SeqGuarded,
+    SeqRemote, SeqStore, Storage, client_api_routes, links_routes, seq_routes,
 };
 use missive_route::{AccessRoutes, RedisLimiter, RedisPush, RouteConfig, SignOut, SignOuts};
 use missive_rpc::GuardConfig;
@@ -93,6 +93,7 @@ impl Node {
 /// The logic tier of this process: what the access role and the admin address call.
 struct LogicHere {
     api: Arc<dyn ClientApi>,
+    links: Arc<dyn Links>,
     admin: Arc<dyn Admin>,
     ops_store: Arc<dyn OpsStore>,
 }
@@ -172,11 +173,22 @@ pub async fn run(
     };
     let access = match (&plan.access, registry) {
         (Some(access), Some(registry)) => {
-            let api = match (&access.logic, &logic) {
-                (Reach::Here, Some(logic)) => logic.api.clone(),
-                (Reach::Nodes(urls), _) => ClientApiRemote::new(node.client("logic", urls)?),
+            let (api, links): (Arc<dyn ClientApi>, Arc<dyn Links>) = match (&access.logic, &logic) {
+                (Reach::Here, Some(logic)) => (logic.api.clone(), logic.links.clone()),
+                (Reach::Nodes(urls), _) => {
+                    let client = node.client("logic", urls)?;
+                    (ClientApiRemote::new(client.clone()), LinksRemote::new(client))
+                }
                 (Reach::Here, None) => unreachable!("the plan runs the logic here"),
             };
+            let grace = std::time::Duration::from_secs(settings.presence_grace_s);
+            let reporter = missive_access::presence::report(
+                registry.clone(),
+                links,
+                grace,
+                node.shutdown.clone(),
+            );
+            node.spawn("presence", reporter);
             let routes = match (access.routes, &route_config) {
                 (true, Some(config)) => {
                     Some(AccessRoutes::start(config.clone(), registry.clone()).await?)
@@ -322,9 +334,13 @@ async fn start_logic(
     node.spawn("janitor", logic.clone().run_janitor(node.shutdown.clone().cancelled_owned()));
     node.spawn("counter", logic.clone().run_counter(node.shutdown.clone().cancelled_owned()));
     let admin: Arc<dyn Admin> = AdminGuarded::new(logic.clone(), &node.guard);
+    let links: Arc<dyn Links> = LinksGuarded::new(logic.clone(), &node.guard);
     let api: Arc<dyn ClientApi> = ClientApiGuarded::new(logic, &node.guard);
-    node.served = served.merge(admin_routes(admin.clone())).merge(client_api_routes(api.clone()));
-    Ok(LogicHere { api, admin, ops_store: stores.ops_store })
+    node.served = served
+        .merge(admin_routes(admin.clone()))
+        .merge(client_api_routes(api.clone()))
+        .merge(links_routes(links.clone()));
+    Ok(LogicHere { api, links, admin, ops_store: stores.ops_store })
 }
 
 /// Serves this process's services to the others on `address`, in TLS with `tls`.

@@ -260,6 +260,14 @@ pub struct Settings {
     #[arg(long, env = "MISSIVE_RATE_GROUP_ADDS_PER_USER",
           default_value_t = RateLimits::default().group_adds_per_user)]
     pub rate_group_adds_per_user: Rate,
+    /// TYPING signals a user sends (all devices and conversations together).
+    #[arg(long, env = "MISSIVE_RATE_TYPING_PER_USER",
+          default_value_t = RateLimits::default().typing_per_user)]
+    pub rate_typing_per_user: Rate,
+    /// Seconds a user's last long link on an access node may be gone before the user counts
+    /// as offline there (a reconnect within it is no news to their friends).
+    #[arg(long, env = "MISSIVE_PRESENCE_GRACE_S", default_value_t = 5)]
+    pub presence_grace_s: u64,
     /// Members a group holds at most, its owner included.
     #[arg(long, env = "MISSIVE_GROUP_MEMBERS_MAX",
           default_value_t = logic_defaults().group_members_max)]
@@ -370,6 +378,7 @@ impl Settings {
             sends_per_device: self.rate_sends_per_device,
             upload_bytes_per_user: self.rate_upload_bytes_per_user,
             group_adds_per_user: self.rate_group_adds_per_user,
+            typing_per_user: self.rate_typing_per_user,
         }
     }
 

@@ -89,6 +89,18 @@ const METRICS: &[(Kind, &str, Unit, &str)] = {
         (Counter, "missive_notify_pushes_total", Count, "NOTIFY frames pushed to long links."),
         (
             Counter,
+            "missive_events_total",
+            Count,
+            "Ephemeral events (typing, presence) handed to the access tier, by kind.",
+        ),
+        (
+            Counter,
+            "missive_events_dropped_total",
+            Count,
+            "Events a long link did not take in time, dropped for newer ones.",
+        ),
+        (
+            Counter,
             "missive_notify_requests_total",
             Count,
             "Notify targets handed to the access tier.",

@@ -4,8 +4,9 @@ use crate::db::{EmbeddedStore, Result, StoreError};
 use missive_proto::admin::ListUsersRequest;
 use missive_proto::internal::{
     AccountList, AccountRecord, AccountStore, AckRequest, CreateAccountRequest,
-    CreateSessionRequest, Empty, RevokeSessionRequest, SessionList, SessionRecord,
-    SetDisabledRequest, TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
+    CreateSessionRequest, Empty, LastSeenRequest, RevokeSessionRequest, SessionList, SessionRecord,
+    SetDisabledRequest, SetVisibilityRequest, TokenHashRef, UpdateNicknameRequest, UserRef,
+    UsernameRef,
 };
 use missive_rpc::{Ctx, Status};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -13,7 +14,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 // Macros, so that `concat!` builds each statement at compile time.
 macro_rules! account_columns {
     () => {
-        "user_id, username, nickname, password_hash, created_at_ms, version, disabled"
+        "user_id, username, nickname, password_hash, created_at_ms, version, disabled, \
+         presence_visibility, last_seen_ms"
     };
 }
 macro_rules! session_columns {
@@ -31,6 +33,8 @@ fn account_row(row: &Row<'_>) -> rusqlite::Result<AccountRecord> {
         created_at_ms: row.get(4)?,
         version: row.get(5)?,
         disabled: row.get(6)?,
+        presence_visibility: row.get(7)?,
+        last_seen_ms: row.get(8)?,
     })
 }
 
@@ -143,6 +147,56 @@ impl AccountStore for EmbeddedStore {
             move |account| store.caches().put_account(account),
         )
         .await
+    }
+
+    async fn set_visibility(
+        &self,
+        _: &Ctx,
+        req: SetVisibilityRequest,
+    ) -> Result<AccountRecord, Status> {
+        let store = self.clone();
+        self.write_then(
+            move |conn| {
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE accounts SET presence_visibility = ?2, version = ?3
+                         WHERE user_id = ?1 AND version < ?3",
+                    )?
+                    .execute(params![req.user_id, req.presence_visibility, req.version])?;
+                let account = account_by_id(conn, req.user_id)?;
+                if changed == 0 {
+                    return Err(StoreError::Stale(format!(
+                        "version {} of user {} is not above the account's {}",
+                        req.version, req.user_id, account.version
+                    )));
+                }
+                Ok(account)
+            },
+            move |account| store.caches().put_account(account),
+        )
+        .await
+    }
+
+    async fn set_last_seen(&self, _: &Ctx, req: LastSeenRequest) -> Result<Empty, Status> {
+        let store = self.clone();
+        self.write_then(
+            move |conn| {
+                let mut seen = Vec::with_capacity(req.user_ids.len());
+                for user_id in req.user_ids {
+                    conn.prepare_cached(
+                        "UPDATE accounts SET last_seen_ms = MAX(last_seen_ms, ?2) WHERE user_id = ?1",
+                    )?
+                    .execute(params![user_id, req.at_ms])?;
+                    if let Ok(account) = account_by_id(conn, user_id) {
+                        seen.push(account);
+                    }
+                }
+                Ok(seen)
+            },
+            move |seen| seen.iter().for_each(|account| store.caches().put_account(account)),
+        )
+        .await?;
+        Ok(Empty {})
     }
 
     async fn create_session(

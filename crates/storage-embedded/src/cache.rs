@@ -300,8 +300,12 @@ fn keep_newer_group(cached: &mut HashMap<u64, GroupState>, state: &GroupState) {
     }
 }
 
+/// Keeps the newer of two accounts: by version, then (last seen is not versioned) by when the
+/// user was last seen.
 fn keep_newer(cached: &mut HashMap<u64, AccountRecord>, account: &AccountRecord) {
-    let newer = cached.get(&account.user_id).is_some_and(|c| c.version > account.version);
+    let newer = cached
+        .get(&account.user_id)
+        .is_some_and(|c| (c.version, c.last_seen_ms) > (account.version, account.last_seen_ms));
     if !newer {
         cached.insert(account.user_id, account.clone());
     }

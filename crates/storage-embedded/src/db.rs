@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_fences.sql"),
     include_str!("../migrations/0003_contacts_groups.sql"),
     include_str!("../migrations/0004_ops.sql"),
+    include_str!("../migrations/0005_presence.sql"),
 ];
 
 /// What an acknowledged write survives.

@@ -8,8 +8,9 @@ use crate::{Result, SqlError, SqlStore, db_id};
 use missive_proto::admin::ListUsersRequest;
 use missive_proto::internal::{
     AccountList, AccountRecord, AccountStore, AckRequest, CreateAccountRequest,
-    CreateSessionRequest, DeviceAck, Empty, RevokeSessionRequest, SessionList, SessionRecord,
-    SetDisabledRequest, TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
+    CreateSessionRequest, DeviceAck, Empty, LastSeenRequest, RevokeSessionRequest, SessionList,
+    SessionRecord, SetDisabledRequest, SetVisibilityRequest, TokenHashRef, UpdateNicknameRequest,
+    UserRef, UsernameRef,
 };
 use missive_rpc::{Ctx, Status};
 use serde_json::{Value, json};
@@ -26,6 +27,8 @@ fn account_row(row: &AnyRow) -> Result<AccountRecord> {
         created_at_ms: row.try_get(4)?,
         version: row.try_get::<i64, _>(5)? as u64,
         disabled: row.try_get::<i64, _>(6)? != 0,
+        presence_visibility: row.try_get::<i32, _>(7)?,
+        last_seen_ms: row.try_get(8)?,
     })
 }
 
@@ -121,8 +124,7 @@ impl AccountStore for SqlStore {
             nickname: req.nickname,
             password_hash: req.password_hash,
             created_at_ms: req.created_at_ms,
-            version: 0,
-            disabled: false,
+            ..AccountRecord::default()
         })
     }
 
@@ -163,6 +165,46 @@ impl AccountStore for SqlStore {
             .into());
         }
         Ok(account)
+    }
+
+    async fn set_visibility(
+        &self,
+        _: &Ctx,
+        req: SetVisibilityRequest,
+    ) -> Result<AccountRecord, Status> {
+        let id = db_id(req.user_id, "account")?;
+        let version = req.version as i64;
+        let changed = sqlx::query(self.q().visibility_update)
+            .bind(req.presence_visibility)
+            .bind(version)
+            .bind(id)
+            .bind(version)
+            .execute(&self.user_shard(req.user_id).pool)
+            .await
+            .map_err(SqlError::from)?;
+        let account = self.account_by_id(req.user_id).await?;
+        if changed.rows_affected() == 0 {
+            return Err(SqlError::Stale(format!(
+                "version {} of user {} is not above the account's {}",
+                req.version, req.user_id, account.version
+            ))
+            .into());
+        }
+        Ok(account)
+    }
+
+    async fn set_last_seen(&self, _: &Ctx, req: LastSeenRequest) -> Result<Empty, Status> {
+        for user_id in req.user_ids {
+            let id = db_id(user_id, "account")?;
+            sqlx::query(self.q().last_seen_update)
+                .bind(req.at_ms)
+                .bind(id)
+                .bind(req.at_ms)
+                .execute(&self.user_shard(user_id).pool)
+                .await
+                .map_err(SqlError::from)?;
+        }
+        Ok(Empty {})
     }
 
     /// The token index is written first: if the session row then fails, the token leads

@@ -10,7 +10,8 @@ use crate::shard::Dialect;
 // Column lists as macros, so that `concat!` can splice them into literals.
 macro_rules! account_columns {
     () => {
-        "user_id, username, nickname, password_hash, created_at_ms, version, disabled"
+        "user_id, username, nickname, password_hash, created_at_ms, version, disabled, \
+         presence_visibility, last_seen_ms"
     };
 }
 macro_rules! session_columns {
@@ -61,6 +62,9 @@ queries! {
                       VALUES (?, ?, ?, ?, ?)";
     account_by_name = concat!("SELECT ", account_columns!(), " FROM accounts WHERE username = ?");
     nickname_update = "UPDATE accounts SET nickname = ?, version = ? WHERE user_id = ? AND version < ?";
+    visibility_update = "UPDATE accounts SET presence_visibility = ?, version = ?
+                         WHERE user_id = ? AND version < ?";
+    last_seen_update = "UPDATE accounts SET last_seen_ms = ? WHERE user_id = ? AND last_seen_ms < ?";
 
     session_insert = "INSERT INTO sessions (user_id, device_id, device_name, created_at_ms)
                       VALUES (?, ?, ?, ?)";
@@ -187,7 +191,8 @@ queries! {
 
     // Batched point reads (`lookup.rs`): the keys as one JSON array.
     lookup_accounts = "SELECT a.user_id, a.username, a.nickname, a.password_hash,
-                           a.created_at_ms, a.version, a.disabled
+                           a.created_at_ms, a.version, a.disabled, a.presence_visibility,
+                           a.last_seen_ms
                        FROM JSON_TABLE(?, '$[*]' COLUMNS(u BIGINT PATH '$')) j
                        STRAIGHT_JOIN accounts a ON a.user_id = j.u",
         postgres: concat!("SELECT ", account_columns!(), " FROM accounts WHERE user_id =

@@ -51,12 +51,13 @@ impl Dialect {
     }
 
     fn migrations(self) -> Migrator {
-        let scripts: [(&str, &'static str); 4] = match self {
+        let scripts: [(&str, &'static str); 5] = match self {
             Dialect::MySql => [
                 ("init", include_str!("../migrations/mysql/0001_init.sql")),
                 ("contacts_groups", include_str!("../migrations/mysql/0002_contacts_groups.sql")),
                 ("ops", include_str!("../migrations/mysql/0003_ops.sql")),
                 ("pending_janitor", include_str!("../migrations/mysql/0004_pending_janitor.sql")),
+                ("presence", include_str!("../migrations/mysql/0005_presence.sql")),
             ],
             Dialect::Postgres => [
                 ("init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -69,6 +70,7 @@ impl Dialect {
                     "pending_janitor",
                     include_str!("../migrations/postgres/0004_pending_janitor.sql"),
                 ),
+                ("presence", include_str!("../migrations/postgres/0005_presence.sql")),
             ],
         };
         let migrations = scripts

@@ -294,6 +294,30 @@ pub async fn a_stale_nickname_version_is_refused(fixture: &impl Fixture) {
     assert_eq!(store.update_nickname(CTX, missing).await.unwrap_err().code, Code::NotFound);
 }
 
+pub async fn presence_settings_and_last_seen(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let alice = account(&store, "alice").await.user_id;
+    let bob = account(&store, "bob").await.user_id;
+    let nobody = missive_proto::client::PresenceVisibility::Nobody as i32;
+    let set =
+        |version| SetVisibilityRequest { user_id: alice, presence_visibility: nobody, version };
+    let updated = store.set_visibility(CTX, set(3)).await.unwrap();
+    assert_eq!((updated.presence_visibility, updated.version), (nobody, 3));
+    assert_eq!(store.set_visibility(CTX, set(3)).await.unwrap_err().code, Code::Aborted);
+
+    let seen = |at_ms| LastSeenRequest { user_ids: vec![alice, bob], at_ms };
+    store.set_last_seen(CTX, seen(500)).await.unwrap();
+    store.set_last_seen(CTX, seen(400)).await.unwrap();
+    for user_id in [alice, bob] {
+        let account = store.get_by_id(CTX, UserRef { user_id }).await.unwrap();
+        assert_eq!(account.last_seen_ms, 500, "never backwards");
+    }
+    let current = store.get_by_id(CTX, UserRef { user_id: alice }).await.unwrap();
+    assert_eq!((current.presence_visibility, current.version), (nobody, 3), "not versioned");
+    let by_name = store.get_by_name(CTX, UsernameRef { username: "alice".into() }).await.unwrap();
+    assert_eq!(by_name, current);
+}
+
 pub async fn collect_waits_for_every_device_and_the_cutoff(fixture: &impl Fixture) {
     let store = fixture.open().await;
     let sender = account(&store, "sender").await.user_id;

@@ -1,4 +1,4 @@
-// The Missive client protocol, version 2 (version 1 is the subset a version-1 client knows:
+// The Missive client protocol, version 3 (versions 1 and 2 are the subsets older clients know:
 // see docs/protocol.md, "Protocol versions").
 //
 // Every client command is a request message and a response message below. On the long link
@@ -18,7 +18,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file client.proto.
  */
 export const file_client: GenFile = /*@__PURE__*/
-  fileDesc("CgxjbGllbnQucHJvdG8SCm1pc3NpdmUudjEiNgoLQXV0aFJlcXVlc3QSDQoFdG9rZW4YASABKAkSGAoQcHJvdG9jb2xfdmVyc2lvbhgCIAEoDSJqCgxBdXRoUmVzcG9uc2USDwoHdXNlcl9pZBgBIAEoBBIRCglkZXZpY2VfaWQYAiABKAQSHAoUaGVhcnRiZWF0X2ludGVydmFsX3MYAyABKA0SGAoQcHJvdG9jb2xfdmVyc2lvbhgEIAEoDSINCgtQaW5nUmVxdWVzdCImCgxQaW5nUmVzcG9uc2USFgoOc2VydmVyX3RpbWVfbXMYASABKAMiRwoPUmVnaXN0ZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEhAKCG5pY2tuYW1lGAMgASgJIiMKEFJlZ2lzdGVyUmVzcG9uc2USDwoHdXNlcl9pZBgBIAEoBCJHCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSEwoLZGV2aWNlX25hbWUYAyABKAkiQgoNTG9naW5SZXNwb25zZRIPCgd1c2VyX2lkGAEgASgEEhEKCWRldmljZV9pZBgCIAEoBBINCgV0b2tlbhgDIAEoCSIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIiUKEUdldFByb2ZpbGVSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJIj4KB1Byb2ZpbGUSDwoHdXNlcl9pZBgBIAEoBBIQCgh1c2VybmFtZRgCIAEoCRIQCghuaWNrbmFtZRgDIAEoCSI6ChJHZXRQcm9maWxlUmVzcG9uc2USJAoHcHJvZmlsZRgBIAEoCzITLm1pc3NpdmUudjEuUHJvZmlsZSIoChRVcGRhdGVQcm9maWxlUmVxdWVzdBIQCghuaWNrbmFtZRgBIAEoCSJOChVVcGRhdGVQcm9maWxlUmVzcG9uc2USJAoHcHJvZmlsZRgBIAEoCzITLm1pc3NpdmUudjEuUHJvZmlsZRIPCgd2ZXJzaW9uGAIgASgEIp0BCgtTZW5kUmVxdWVzdBISCgp0b191c2VyX2lkGAEgASgEEgoKAnRvGAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkSJQoEa2luZBgEIAEoDjIXLm1pc3NpdmUudjEuTWVzc2FnZUtpbmQSDAoEdGV4dBgFIAEoCRIQCghtZWRpYV9pZBgGIAEoCRIQCghtZW50aW9ucxgHIAMoBCJaCgxTZW5kUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoBBIPCgd2ZXJzaW9uGAIgASgEEhIKCnNlbnRfYXRfbXMYAyABKAMSEQoJZHVwbGljYXRlGAQgASgIIi4KC1N5bmNSZXF1ZXN0EhAKCHN5bmNfa2V5GAEgASgMEg0KBWxpbWl0GAIgASgNIpUDCgdNZXNzYWdlEgoKAmlkGAEgASgEEhQKDGZyb21fdXNlcl9pZBgCIAEoBBIMCgRmcm9tGAMgASgJEhIKCnRvX3VzZXJfaWQYBCABKAQSCgoCdG8YBSABKAkSJQoEa2luZBgGIAEoDjIXLm1pc3NpdmUudjEuTWVzc2FnZUtpbmQSDAoEdGV4dBgHIAEoCRISCgpzZW50X2F0X21zGAggASgDEhUKDWNsaWVudF9tc2dfaWQYCSABKAkSEAoIZ3JvdXBfaWQYCiABKAQSFQoNZnJvbV9uaWNrbmFtZRgLIAEoCRIjCgVtZWRpYRgMIAEoCzIULm1pc3NpdmUudjEuTWVkaWFSZWYSFgoOcmVmX21lc3NhZ2VfaWQYDSABKAQSEAoIbWVudGlvbnMYDiADKAQSJQoFZXZlbnQYDyABKAsyFi5taXNzaXZlLnYxLkdyb3VwRXZlbnQSEAoIcmVjYWxsZWQYECABKAgSFQoNZmFsbGJhY2tfdGV4dBgRIAEoCRISCgppbnZpdGF0aW9uGBIgASgJIksKCE1lZGlhUmVmEhAKCG1lZGlhX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEQoJbWltZV90eXBlGAMgASgJEgwKBHNpemUYBCABKAQiggMKCkdyb3VwRXZlbnQSLQoGYWN0aW9uGAEgASgOMh0ubWlzc2l2ZS52MS5Hcm91cEV2ZW50LkFjdGlvbhIQCghhY3Rvcl9pZBgCIAEoBBISCgp0YXJnZXRfaWRzGAMgAygEEg0KBXZhbHVlGAQgASgJIo8CCgZBY3Rpb24SFgoSQUNUSU9OX1VOU1BFQ0lGSUVEEAASEgoOQUNUSU9OX0NSRUFURUQQARISCg5BQ1RJT05fSU5WSVRFRBACEhIKDkFDVElPTl9SRU1PVkVEEAMSDwoLQUNUSU9OX0xFRlQQBBISCg5BQ1RJT05fUkVOQU1FRBAFEhcKE0FDVElPTl9BTk5PVU5DRU1FTlQQBhIWChJBQ1RJT05fQURNSU5fQURERUQQBxIYChRBQ1RJT05fQURNSU5fUkVNT1ZFRBAIEhgKFEFDVElPTl9PV05FUl9DSEFOR0VEEAkSFAoQQUNUSU9OX0RJU1NPTFZFRBAKEhEKDUFDVElPTl9KT0lORUQQCyLUAQoHQ29udGFjdBIPCgd1c2VyX2lkGAEgASgEEhAKCHVzZXJuYW1lGAIgASgJEhAKCG5pY2tuYW1lGAMgASgJEhAKCGlzX2dyb3VwGAQgASgIEiYKCHJlbGF0aW9uGAUgASgOMhQubWlzc2l2ZS52MS5SZWxhdGlvbhIPCgdibG9ja2VkGAYgASgIEg4KBnJlbWFyaxgHIAEoCRIQCghncmVldGluZxgIIAEoCRInCgVncm91cBgJIAEoCzIYLm1pc3NpdmUudjEuR3JvdXBQcm9maWxlIoEBCgxHcm91cFByb2ZpbGUSFAoMYW5ub3VuY2VtZW50GAEgASgJEhAKCG93bmVyX2lkGAIgASgEEhEKCWFkbWluX2lkcxgDIAMoBBIjCgRyb2xlGAQgASgOMhUubWlzc2l2ZS52MS5Hcm91cFJvbGUSEQoJZGlzc29sdmVkGAUgASgIIr8BCghTeW5jSXRlbRIiCgR0eXBlGAEgASgOMhQubWlzc2l2ZS52MS5EYXRhVHlwZRIPCgd2ZXJzaW9uGAIgASgEEiYKB3Byb2ZpbGUYAyABKAsyEy5taXNzaXZlLnYxLlByb2ZpbGVIABImCgdjb250YWN0GAQgASgLMhMubWlzc2l2ZS52MS5Db250YWN0SAASJgoHbWVzc2FnZRgFIAEoCzITLm1pc3NpdmUudjEuTWVzc2FnZUgAQgYKBGJvZHkiUwoMU3luY1Jlc3BvbnNlEiMKBWl0ZW1zGAEgAygLMhQubWlzc2l2ZS52MS5TeW5jSXRlbRIQCghzeW5jX2tleRgCIAEoDBIMCgRtb3JlGAMgASgIIksKFEZyaWVuZFJlcXVlc3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQSEAoIdXNlcm5hbWUYAiABKAkSEAoIZ3JlZXRpbmcYAyABKAkiSAoPQ29udGFjdFJlc3BvbnNlEiQKB2NvbnRhY3QYASABKAsyEy5taXNzaXZlLnYxLkNvbnRhY3QSDwoHdmVyc2lvbhgCIAEoBCJJChRGcmllbmRSZXNwb25kUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgEEhAKCHVzZXJuYW1lGAIgASgJEg4KBmFjY2VwdBgDIAEoCCI4ChNGcmllbmRSZW1vdmVSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQSEAoIdXNlcm5hbWUYAiABKAkiRwoRU2V0QmxvY2tlZFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoBBIQCgh1c2VybmFtZRgCIAEoCRIPCgdibG9ja2VkGAMgASgIIkUKEFNldFJlbWFya1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoBBIQCgh1c2VybmFtZRgCIAEoCRIOCgZyZW1hcmsYAyABKAkiFQoTTGlzdENvbnRhY3RzUmVxdWVzdCI9ChRMaXN0Q29udGFjdHNSZXNwb25zZRIlCghjb250YWN0cxgBIAMoCzITLm1pc3NpdmUudjEuQ29udGFjdCJ9CgtHcm91cE1lbWJlchIPCgd1c2VyX2lkGAEgASgEEhAKCHVzZXJuYW1lGAIgASgJEhAKCG5pY2tuYW1lGAMgASgJEiMKBHJvbGUYBCABKA4yFS5taXNzaXZlLnYxLkdyb3VwUm9sZRIUCgxqb2luZWRfYXRfbXMYBSABKAMitgEKBUdyb3VwEhAKCGdyb3VwX2lkGAEgASgEEg4KBmhhbmRsZRgCIAEoCRIMCgRuYW1lGAMgASgJEhQKDGFubm91bmNlbWVudBgEIAEoCRIQCghvd25lcl9pZBgFIAEoBBIVCg1jcmVhdGVkX2F0X21zGAYgASgDEhQKDG1lbWJlcl9saW1pdBgHIAEoDRIoCgdtZW1iZXJzGAggAygLMhcubWlzc2l2ZS52MS5Hcm91cE1lbWJlciIxCg1Hcm91cFJlc3BvbnNlEiAKBWdyb3VwGAEgASgLMhEubWlzc2l2ZS52MS5Hcm91cCI2ChJHcm91cENyZWF0ZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRISCgptZW1iZXJfaWRzGAIgAygEIjgKEkdyb3VwSW52aXRlUmVxdWVzdBIQCghncm91cF9pZBgBIAEoBBIQCgh1c2VyX2lkcxgCIAMoBCI4ChJHcm91cFJlbW92ZVJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAQSEAoIdXNlcl9pZHMYAiADKAQiJQoRR3JvdXBMZWF2ZVJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAQibgoSR3JvdXBVcGRhdGVSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgEEhEKBG5hbWUYAiABKAlIAIgBARIZCgxhbm5vdW5jZW1lbnQYAyABKAlIAYgBAUIHCgVfbmFtZUIPCg1fYW5ub3VuY2VtZW50IkgKFEdyb3VwU2V0QWRtaW5SZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgEEg8KB3VzZXJfaWQYAiABKAQSDQoFYWRtaW4YAyABKAgiOQoUR3JvdXBUcmFuc2ZlclJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAQSDwoHdXNlcl9pZBgCIAEoBCIoChRHcm91cERpc3NvbHZlUmVxdWVzdBIQCghncm91cF9pZBgBIAEoBCIkChBHcm91cEluZm9SZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgEIiYKEEdyb3VwSm9pblJlcXVlc3QSEgoKaW52aXRhdGlvbhgBIAEoCSJXCg1VcGxvYWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoBBIMCgRuYW1lGAIgASgJEhEKCW1pbWVfdHlwZRgDIAEoCRIMCgRkYXRhGAQgASgMIjUKDlVwbG9hZFJlc3BvbnNlEiMKBW1lZGlhGAEgASgLMhQubWlzc2l2ZS52MS5NZWRpYVJlZiJcChJVcGxvYWRCZWdpblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgEEgwKBG5hbWUYAiABKAkSEQoJbWltZV90eXBlGAMgASgJEgwKBHNpemUYBCABKAQiPwoTVXBsb2FkQmVnaW5SZXNwb25zZRIQCghtZWRpYV9pZBgBIAEoCRIWCg5wYXJ0X2J5dGVzX21heBgCIAEoDSJDChFVcGxvYWRQYXJ0UmVxdWVzdBIQCghtZWRpYV9pZBgBIAEoCRIOCgZvZmZzZXQYAiABKAQSDAoEZGF0YRgDIAEoDCJLChJVcGxvYWRQYXJ0UmVzcG9uc2USEAoIcmVjZWl2ZWQYASABKAQSIwoFbWVkaWEYAiABKAsyFC5taXNzaXZlLnYxLk1lZGlhUmVmIiMKD0Rvd25sb2FkUmVxdWVzdBIQCghtZWRpYV9pZBgBIAEoCSJFChBEb3dubG9hZFJlc3BvbnNlEiMKBW1lZGlhGAEgASgLMhQubWlzc2l2ZS52MS5NZWRpYVJlZhIMCgRkYXRhGAIgASgMIiMKDVJlY2FsbFJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoBCIhCg5SZWNhbGxSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgEIiUKD01hcmtSZWFkUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgEIiMKEE1hcmtSZWFkUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBCI9CgZOb3RpZnkSIgoEdHlwZRgBIAEoDjIULm1pc3NpdmUudjEuRGF0YVR5cGUSDwoHdmVyc2lvbhgCIAEoBCJMCgVFcnJvchIMCgRjb2RlGAEgASgNEgwKBG5hbWUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgEIAEoBCqdBgoHQ29tbWFuZBIXChNDT01NQU5EX1VOU1BFQ0lGSUVEEAASEAoMQ09NTUFORF9BVVRIEAESEAoMQ09NTUFORF9QSU5HEAISFAoQQ09NTUFORF9SRUdJU1RFUhADEhEKDUNPTU1BTkRfTE9HSU4QBBISCg5DT01NQU5EX0xPR09VVBAFEhcKE0NPTU1BTkRfR0VUX1BST0ZJTEUQBhIaChZDT01NQU5EX1VQREFURV9QUk9GSUxFEAcSEAoMQ09NTUFORF9TRU5EEAgSEAoMQ09NTUFORF9TWU5DEAkSGgoWQ09NTUFORF9GUklFTkRfUkVRVUVTVBAKEhoKFkNPTU1BTkRfRlJJRU5EX1JFU1BPTkQQCxIZChVDT01NQU5EX0ZSSUVORF9SRU1PVkUQDBIXChNDT01NQU5EX1NFVF9CTE9DS0VEEA0SFgoSQ09NTUFORF9TRVRfUkVNQVJLEA4SGQoVQ09NTUFORF9MSVNUX0NPTlRBQ1RTEA8SGAoUQ09NTUFORF9HUk9VUF9DUkVBVEUQFBIYChRDT01NQU5EX0dST1VQX0lOVklURRAVEhgKFENPTU1BTkRfR1JPVVBfUkVNT1ZFEBYSFwoTQ09NTUFORF9HUk9VUF9MRUFWRRAXEhgKFENPTU1BTkRfR1JPVVBfVVBEQVRFEBgSGwoXQ09NTUFORF9HUk9VUF9TRVRfQURNSU4QGRIaChZDT01NQU5EX0dST1VQX1RSQU5TRkVSEBoSGgoWQ09NTUFORF9HUk9VUF9ESVNTT0xWRRAbEhYKEkNPTU1BTkRfR1JPVVBfSU5GTxAcEhYKEkNPTU1BTkRfR1JPVVBfSk9JThAdEhIKDkNPTU1BTkRfVVBMT0FEEB4SFAoQQ09NTUFORF9ET1dOTE9BRBAfEhIKDkNPTU1BTkRfUkVDQUxMECASFQoRQ09NTUFORF9NQVJLX1JFQUQQIRIYChRDT01NQU5EX1VQTE9BRF9CRUdJThAiEhcKE0NPTU1BTkRfVVBMT0FEX1BBUlQQIxISCg5DT01NQU5EX05PVElGWRBkKmoKCERhdGFUeXBlEhkKFURBVEFfVFlQRV9VTlNQRUNJRklFRBAAEhUKEURBVEFfVFlQRV9BQ0NPVU5UEAESFQoRREFUQV9UWVBFX0NPTlRBQ1QQAhIVChFEQVRBX1RZUEVfTUVTU0FHRRADKuABCgtNZXNzYWdlS2luZBIcChhNRVNTQUdFX0tJTkRfVU5TUEVDSUZJRUQQABIVChFNRVNTQUdFX0tJTkRfVEVYVBABEhYKEk1FU1NBR0VfS0lORF9JTUFHRRACEhUKEU1FU1NBR0VfS0lORF9GSUxFEAMSFwoTTUVTU0FHRV9LSU5EX1JFQ0FMTBAEEhgKFE1FU1NBR0VfS0lORF9SRUNFSVBUEAUSFwoTTUVTU0FHRV9LSU5EX1NZU1RFTRAGEiEKHU1FU1NBR0VfS0lORF9HUk9VUF9JTlZJVEFUSU9OEAcqgQEKCFJlbGF0aW9uEhEKDVJFTEFUSU9OX05PTkUQABIZChVSRUxBVElPTl9SRVFVRVNUX1NFTlQQARIdChlSRUxBVElPTl9SRVFVRVNUX1JFQ0VJVkVEEAISEwoPUkVMQVRJT05fRlJJRU5EEAMSEwoPUkVMQVRJT05fTUVNQkVSEAQqYwoJR3JvdXBSb2xlEhMKD0dST1VQX1JPTEVfTk9ORRAAEhUKEUdST1VQX1JPTEVfTUVNQkVSEAESFAoQR1JPVVBfUk9MRV9BRE1JThACEhQKEEdST1VQX1JPTEVfT1dORVIQA2IGcHJvdG8z");
+  fileDesc("CgxjbGllbnQucHJvdG8SCm1pc3NpdmUudjEiNgoLQXV0aFJlcXVlc3QSDQoFdG9rZW4YASABKAkSGAoQcHJvdG9jb2xfdmVyc2lvbhgCIAEoDSJqCgxBdXRoUmVzcG9uc2USDwoHdXNlcl9pZBgBIAEoBBIRCglkZXZpY2VfaWQYAiABKAQSHAoUaGVhcnRiZWF0X2ludGVydmFsX3MYAyABKA0SGAoQcHJvdG9jb2xfdmVyc2lvbhgEIAEoDSINCgtQaW5nUmVxdWVzdCImCgxQaW5nUmVzcG9uc2USFgoOc2VydmVyX3RpbWVfbXMYASABKAMiRwoPUmVnaXN0ZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEhAKCG5pY2tuYW1lGAMgASgJIiMKEFJlZ2lzdGVyUmVzcG9uc2USDwoHdXNlcl9pZBgBIAEoBCJHCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSEwoLZGV2aWNlX25hbWUYAyABKAkiQgoNTG9naW5SZXNwb25zZRIPCgd1c2VyX2lkGAEgASgEEhEKCWRldmljZV9pZBgCIAEoBBINCgV0b2tlbhgDIAEoCSIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIiUKEUdldFByb2ZpbGVSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJInsKB1Byb2ZpbGUSDwoHdXNlcl9pZBgBIAEoBBIQCgh1c2VybmFtZRgCIAEoCRIQCghuaWNrbmFtZRgDIAEoCRI7ChNwcmVzZW5jZV92aXNpYmlsaXR5GAQgASgOMh4ubWlzc2l2ZS52MS5QcmVzZW5jZVZpc2liaWxpdHkiOgoSR2V0UHJvZmlsZVJlc3BvbnNlEiQKB3Byb2ZpbGUYASABKAsyEy5taXNzaXZlLnYxLlByb2ZpbGUiKAoUVXBkYXRlUHJvZmlsZVJlcXVlc3QSEAoIbmlja25hbWUYASABKAkiTgoVVXBkYXRlUHJvZmlsZVJlc3BvbnNlEiQKB3Byb2ZpbGUYASABKAsyEy5taXNzaXZlLnYxLlByb2ZpbGUSDwoHdmVyc2lvbhgCIAEoBCKdAQoLU2VuZFJlcXVlc3QSEgoKdG9fdXNlcl9pZBgBIAEoBBIKCgJ0bxgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJEiUKBGtpbmQYBCABKA4yFy5taXNzaXZlLnYxLk1lc3NhZ2VLaW5kEgwKBHRleHQYBSABKAkSEAoIbWVkaWFfaWQYBiABKAkSEAoIbWVudGlvbnMYByADKAQiWgoMU2VuZFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAQSDwoHdmVyc2lvbhgCIAEoBBISCgpzZW50X2F0X21zGAMgASgDEhEKCWR1cGxpY2F0ZRgEIAEoCCIuCgtTeW5jUmVxdWVzdBIQCghzeW5jX2tleRgBIAEoDBINCgVsaW1pdBgCIAEoDSKVAwoHTWVzc2FnZRIKCgJpZBgBIAEoBBIUCgxmcm9tX3VzZXJfaWQYAiABKAQSDAoEZnJvbRgDIAEoCRISCgp0b191c2VyX2lkGAQgASgEEgoKAnRvGAUgASgJEiUKBGtpbmQYBiABKA4yFy5taXNzaXZlLnYxLk1lc3NhZ2VLaW5kEgwKBHRleHQYByABKAkSEgoKc2VudF9hdF9tcxgIIAEoAxIVCg1jbGllbnRfbXNnX2lkGAkgASgJEhAKCGdyb3VwX2lkGAogASgEEhUKDWZyb21fbmlja25hbWUYCyABKAkSIwoFbWVkaWEYDCABKAsyFC5taXNzaXZlLnYxLk1lZGlhUmVmEhYKDnJlZl9tZXNzYWdlX2lkGA0gASgEEhAKCG1lbnRpb25zGA4gAygEEiUKBWV2ZW50GA8gASgLMhYubWlzc2l2ZS52MS5Hcm91cEV2ZW50EhAKCHJlY2FsbGVkGBAgASgIEhUKDWZhbGxiYWNrX3RleHQYESABKAkSEgoKaW52aXRhdGlvbhgSIAEoCSJLCghNZWRpYVJlZhIQCghtZWRpYV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhEKCW1pbWVfdHlwZRgDIAEoCRIMCgRzaXplGAQgASgEIoIDCgpHcm91cEV2ZW50Ei0KBmFjdGlvbhgBIAEoDjIdLm1pc3NpdmUudjEuR3JvdXBFdmVudC5BY3Rpb24SEAoIYWN0b3JfaWQYAiABKAQSEgoKdGFyZ2V0X2lkcxgDIAMoBBINCgV2YWx1ZRgEIAEoCSKPAgoGQWN0aW9uEhYKEkFDVElPTl9VTlNQRUNJRklFRBAAEhIKDkFDVElPTl9DUkVBVEVEEAESEgoOQUNUSU9OX0lOVklURUQQAhISCg5BQ1RJT05fUkVNT1ZFRBADEg8KC0FDVElPTl9MRUZUEAQSEgoOQUNUSU9OX1JFTkFNRUQQBRIXChNBQ1RJT05fQU5OT1VOQ0VNRU5UEAYSFgoSQUNUSU9OX0FETUlOX0FEREVEEAcSGAoUQUNUSU9OX0FETUlOX1JFTU9WRUQQCBIYChRBQ1RJT05fT1dORVJfQ0hBTkdFRBAJEhQKEEFDVElPTl9ESVNTT0xWRUQQChIRCg1BQ1RJT05fSk9JTkVEEAsi1AEKB0NvbnRhY3QSDwoHdXNlcl9pZBgBIAEoBBIQCgh1c2VybmFtZRgCIAEoCRIQCghuaWNrbmFtZRgDIAEoCRIQCghpc19ncm91cBgEIAEoCBImCghyZWxhdGlvbhgFIAEoDjIULm1pc3NpdmUudjEuUmVsYXRpb24SDwoHYmxvY2tlZBgGIAEoCBIOCgZyZW1hcmsYByABKAkSEAoIZ3JlZXRpbmcYCCABKAkSJwoFZ3JvdXAYCSABKAsyGC5taXNzaXZlLnYxLkdyb3VwUHJvZmlsZSKBAQoMR3JvdXBQcm9maWxlEhQKDGFubm91bmNlbWVudBgBIAEoCRIQCghvd25lcl9pZBgCIAEoBBIRCglhZG1pbl9pZHMYAyADKAQSIwoEcm9sZRgEIAEoDjIVLm1pc3NpdmUudjEuR3JvdXBSb2xlEhEKCWRpc3NvbHZlZBgFIAEoCCK/AQoIU3luY0l0ZW0SIgoEdHlwZRgBIAEoDjIULm1pc3NpdmUudjEuRGF0YVR5cGUSDwoHdmVyc2lvbhgCIAEoBBImCgdwcm9maWxlGAMgASgLMhMubWlzc2l2ZS52MS5Qcm9maWxlSAASJgoHY29udGFjdBgEIAEoCzITLm1pc3NpdmUudjEuQ29udGFjdEgAEiYKB21lc3NhZ2UYBSABKAsyEy5taXNzaXZlLnYxLk1lc3NhZ2VIAEIGCgRib2R5IlMKDFN5bmNSZXNwb25zZRIjCgVpdGVtcxgBIAMoCzIULm1pc3NpdmUudjEuU3luY0l0ZW0SEAoIc3luY19rZXkYAiABKAwSDAoEbW9yZRgDIAEoCCJLChRGcmllbmRSZXF1ZXN0UmVxdWVzdBIPCgd1c2VyX2lkGAEgASgEEhAKCHVzZXJuYW1lGAIgASgJEhAKCGdyZWV0aW5nGAMgASgJIkgKD0NvbnRhY3RSZXNwb25zZRIkCgdjb250YWN0GAEgASgLMhMubWlzc2l2ZS52MS5Db250YWN0Eg8KB3ZlcnNpb24YAiABKAQiSQoURnJpZW5kUmVzcG9uZFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoBBIQCgh1c2VybmFtZRgCIAEoCRIOCgZhY2NlcHQYAyABKAgiOAoTRnJpZW5kUmVtb3ZlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgEEhAKCHVzZXJuYW1lGAIgASgJIkcKEVNldEJsb2NrZWRSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQSEAoIdXNlcm5hbWUYAiABKAkSDwoHYmxvY2tlZBgDIAEoCCJFChBTZXRSZW1hcmtSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQSEAoIdXNlcm5hbWUYAiABKAkSDgoGcmVtYXJrGAMgASgJIhUKE0xpc3RDb250YWN0c1JlcXVlc3QiPQoUTGlzdENvbnRhY3RzUmVzcG9uc2USJQoIY29udGFjdHMYASADKAsyEy5taXNzaXZlLnYxLkNvbnRhY3QifQoLR3JvdXBNZW1iZXISDwoHdXNlcl9pZBgBIAEoBBIQCgh1c2VybmFtZRgCIAEoCRIQCghuaWNrbmFtZRgDIAEoCRIjCgRyb2xlGAQgASgOMhUubWlzc2l2ZS52MS5Hcm91cFJvbGUSFAoMam9pbmVkX2F0X21zGAUgASgDIrYBCgVHcm91cBIQCghncm91cF9pZBgBIAEoBBIOCgZoYW5kbGUYAiABKAkSDAoEbmFtZRgDIAEoCRIUCgxhbm5vdW5jZW1lbnQYBCABKAkSEAoIb3duZXJfaWQYBSABKAQSFQoNY3JlYXRlZF9hdF9tcxgGIAEoAxIUCgxtZW1iZXJfbGltaXQYByABKA0SKAoHbWVtYmVycxgIIAMoCzIXLm1pc3NpdmUudjEuR3JvdXBNZW1iZXIiMQoNR3JvdXBSZXNwb25zZRIgCgVncm91cBgBIAEoCzIRLm1pc3NpdmUudjEuR3JvdXAiNgoSR3JvdXBDcmVhdGVSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoKbWVtYmVyX2lkcxgCIAMoBCI4ChJHcm91cEludml0ZVJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAQSEAoIdXNlcl9pZHMYAiADKAQiOAoSR3JvdXBSZW1vdmVSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgEEhAKCHVzZXJfaWRzGAIgAygEIiUKEUdyb3VwTGVhdmVSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgEIm4KEkdyb3VwVXBkYXRlUmVxdWVzdBIQCghncm91cF9pZBgBIAEoBBIRCgRuYW1lGAIgASgJSACIAQESGQoMYW5ub3VuY2VtZW50GAMgASgJSAGIAQFCBwoFX25hbWVCDwoNX2Fubm91bmNlbWVudCJIChRHcm91cFNldEFkbWluUmVxdWVzdBIQCghncm91cF9pZBgBIAEoBBIPCgd1c2VyX2lkGAIgASgEEg0KBWFkbWluGAMgASgIIjkKFEdyb3VwVHJhbnNmZXJSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgEEg8KB3VzZXJfaWQYAiABKAQiKAoUR3JvdXBEaXNzb2x2ZVJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAQiJAoQR3JvdXBJbmZvUmVxdWVzdBIQCghncm91cF9pZBgBIAEoBCImChBHcm91cEpvaW5SZXF1ZXN0EhIKCmludml0YXRpb24YASABKAkiVwoNVXBsb2FkUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAQSDAoEbmFtZRgCIAEoCRIRCgltaW1lX3R5cGUYAyABKAkSDAoEZGF0YRgEIAEoDCI1Cg5VcGxvYWRSZXNwb25zZRIjCgVtZWRpYRgBIAEoCzIULm1pc3NpdmUudjEuTWVkaWFSZWYiXAoSVXBsb2FkQmVnaW5SZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoBBIMCgRuYW1lGAIgASgJEhEKCW1pbWVfdHlwZRgDIAEoCRIMCgRzaXplGAQgASgEIj8KE1VwbG9hZEJlZ2luUmVzcG9uc2USEAoIbWVkaWFfaWQYASABKAkSFgoOcGFydF9ieXRlc19tYXgYAiABKA0iQwoRVXBsb2FkUGFydFJlcXVlc3QSEAoIbWVkaWFfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEgwKBGRhdGEYAyABKAwiSwoSVXBsb2FkUGFydFJlc3BvbnNlEhAKCHJlY2VpdmVkGAEgASgEEiMKBW1lZGlhGAIgASgLMhQubWlzc2l2ZS52MS5NZWRpYVJlZiIjCg9Eb3dubG9hZFJlcXVlc3QSEAoIbWVkaWFfaWQYASABKAkiRQoQRG93bmxvYWRSZXNwb25zZRIjCgVtZWRpYRgBIAEoCzIULm1pc3NpdmUudjEuTWVkaWFSZWYSDAoEZGF0YRgCIAEoDCIjCg1SZWNhbGxSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAQiIQoOUmVjYWxsUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBCIlCg9NYXJrUmVhZFJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoBCIjChBNYXJrUmVhZFJlc3BvbnNlEg8KB3ZlcnNpb24YASABKAQiOAoNVHlwaW5nUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAQSDgoGdHlwaW5nGAIgASgIIhAKDlR5cGluZ1Jlc3BvbnNlIlAKEVNldFByaXZhY3lSZXF1ZXN0EjsKE3ByZXNlbmNlX3Zpc2liaWxpdHkYASABKA4yHi5taXNzaXZlLnYxLlByZXNlbmNlVmlzaWJpbGl0eSJLChJTZXRQcml2YWN5UmVzcG9uc2USJAoHcHJvZmlsZRgBIAEoCzITLm1pc3NpdmUudjEuUHJvZmlsZRIPCgd2ZXJzaW9uGAIgASgEIiYKEkdldFByZXNlbmNlUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoBCJfCgxVc2VyUHJlc2VuY2USDwoHdXNlcl9pZBgBIAEoBBIoCgVzdGF0ZRgCIAEoDjIZLm1pc3NpdmUudjEuUHJlc2VuY2VTdGF0ZRIUCgxsYXN0X3NlZW5fbXMYAyABKAMiQgoTR2V0UHJlc2VuY2VSZXNwb25zZRIrCglwcmVzZW5jZXMYASADKAsyGC5taXNzaXZlLnYxLlVzZXJQcmVzZW5jZSJoCgVFdmVudBIpCgZ0eXBpbmcYASABKAsyFy5taXNzaXZlLnYxLlR5cGluZ0V2ZW50SAASLAoIcHJlc2VuY2UYAiABKAsyGC5taXNzaXZlLnYxLlVzZXJQcmVzZW5jZUgAQgYKBGJvZHkiXgoLVHlwaW5nRXZlbnQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgEEg8KB3VzZXJfaWQYAiABKAQSDgoGdHlwaW5nGAMgASgIEhUKDWV4cGlyZXNfaW5fbXMYBCABKA0iPQoGTm90aWZ5EiIKBHR5cGUYASABKA4yFC5taXNzaXZlLnYxLkRhdGFUeXBlEg8KB3ZlcnNpb24YAiABKAQiTAoFRXJyb3ISDAoEY29kZRgBIAEoDRIMCgRuYW1lGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSFgoOcmV0cnlfYWZ0ZXJfbXMYBCABKAQq9wYKB0NvbW1hbmQSFwoTQ09NTUFORF9VTlNQRUNJRklFRBAAEhAKDENPTU1BTkRfQVVUSBABEhAKDENPTU1BTkRfUElORxACEhQKEENPTU1BTkRfUkVHSVNURVIQAxIRCg1DT01NQU5EX0xPR0lOEAQSEgoOQ09NTUFORF9MT0dPVVQQBRIXChNDT01NQU5EX0dFVF9QUk9GSUxFEAYSGgoWQ09NTUFORF9VUERBVEVfUFJPRklMRRAHEhAKDENPTU1BTkRfU0VORBAIEhAKDENPTU1BTkRfU1lOQxAJEhoKFkNPTU1BTkRfRlJJRU5EX1JFUVVFU1QQChIaChZDT01NQU5EX0ZSSUVORF9SRVNQT05EEAsSGQoVQ09NTUFORF9GUklFTkRfUkVNT1ZFEAwSFwoTQ09NTUFORF9TRVRfQkxPQ0tFRBANEhYKEkNPTU1BTkRfU0VUX1JFTUFSSxAOEhkKFUNPTU1BTkRfTElTVF9DT05UQUNUUxAPEhgKFENPTU1BTkRfR1JPVVBfQ1JFQVRFEBQSGAoUQ09NTUFORF9HUk9VUF9JTlZJVEUQFRIYChRDT01NQU5EX0dST1VQX1JFTU9WRRAWEhcKE0NPTU1BTkRfR1JPVVBfTEVBVkUQFxIYChRDT01NQU5EX0dST1VQX1VQREFURRAYEhsKF0NPTU1BTkRfR1JPVVBfU0VUX0FETUlOEBkSGgoWQ09NTUFORF9HUk9VUF9UUkFOU0ZFUhAaEhoKFkNPTU1BTkRfR1JPVVBfRElTU09MVkUQGxIWChJDT01NQU5EX0dST1VQX0lORk8QHBIWChJDT01NQU5EX0dST1VQX0pPSU4QHRISCg5DT01NQU5EX1VQTE9BRBAeEhQKEENPTU1BTkRfRE9XTkxPQUQQHxISCg5DT01NQU5EX1JFQ0FMTBAgEhUKEUNPTU1BTkRfTUFSS19SRUFEECESGAoUQ09NTUFORF9VUExPQURfQkVHSU4QIhIXChNDT01NQU5EX1VQTE9BRF9QQVJUECMSEgoOQ09NTUFORF9UWVBJTkcQJBIXChNDT01NQU5EX1NFVF9QUklWQUNZECUSGAoUQ09NTUFORF9HRVRfUFJFU0VOQ0UQJhISCg5DT01NQU5EX05PVElGWRBkEhEKDUNPTU1BTkRfRVZFTlQQZSpqCghEYXRhVHlwZRIZChVEQVRBX1RZUEVfVU5TUEVDSUZJRUQQABIVChFEQVRBX1RZUEVfQUNDT1VOVBABEhUKEURBVEFfVFlQRV9DT05UQUNUEAISFQoRREFUQV9UWVBFX01FU1NBR0UQAyrgAQoLTWVzc2FnZUtpbmQSHAoYTUVTU0FHRV9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRTUVTU0FHRV9LSU5EX1RFWFQQARIWChJNRVNTQUdFX0tJTkRfSU1BR0UQAhIVChFNRVNTQUdFX0tJTkRfRklMRRADEhcKE01FU1NBR0VfS0lORF9SRUNBTEwQBBIYChRNRVNTQUdFX0tJTkRfUkVDRUlQVBAFEhcKE01FU1NBR0VfS0lORF9TWVNURU0QBhIhCh1NRVNTQUdFX0tJTkRfR1JPVVBfSU5WSVRBVElPThAHKoEBCghSZWxhdGlvbhIRCg1SRUxBVElPTl9OT05FEAASGQoVUkVMQVRJT05fUkVRVUVTVF9TRU5UEAESHQoZUkVMQVRJT05fUkVRVUVTVF9SRUNFSVZFRBACEhMKD1JFTEFUSU9OX0ZSSUVORBADEhMKD1JFTEFUSU9OX01FTUJFUhAEKmMKCUdyb3VwUm9sZRITCg9HUk9VUF9ST0xFX05PTkUQABIVChFHUk9VUF9ST0xFX01FTUJFUhABEhQKEEdST1VQX1JPTEVfQURNSU4QAhIUChBHUk9VUF9ST0xFX09XTkVSEAMqdwoSUHJlc2VuY2VWaXNpYmlsaXR5Eh8KG1BSRVNFTkNFX1ZJU0lCSUxJVFlfRlJJRU5EUxAAEiAKHFBSRVNFTkNFX1ZJU0lCSUxJVFlfRVZFUllPTkUQARIeChpQUkVTRU5DRV9WSVNJQklMSVRZX05PQk9EWRACKmEKDVByZXNlbmNlU3RhdGUSGQoVUFJFU0VOQ0VfU1RBVEVfSElEREVOEAASGQoVUFJFU0VOQ0VfU1RBVEVfT05MSU5FEAESGgoWUFJFU0VOQ0VfU1RBVEVfT0ZGTElORRACYgZwcm90bzM");
 
 /**
  * Command AUTH (1), long link only: binds the connection to a session.
@@ -293,6 +293,13 @@ export type Profile = Message$1<"missive.v1.Profile"> & {
    * @generated from field: string nickname = 3;
    */
   nickname: string;
+
+  /**
+   * Version 3, one's own profile only: who sees one's presence (SET_PRIVACY).
+   *
+   * @generated from field: missive.v1.PresenceVisibility presence_visibility = 4;
+   */
+  presenceVisibility: PresenceVisibility;
 };
 
 /**
@@ -1793,6 +1800,234 @@ export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*
   messageDesc(file_client, 57);
 
 /**
+ * Command TYPING (36): tells the peer of a 1:1 chat, or a group's members, that you are
+ * typing (or stopped). Never stored; reaches their online version-3 long links only, as an
+ * EVENT. Repeat it every few seconds while typing: a receiver forgets it after
+ * `expires_in_ms`.
+ *
+ * @generated from message missive.v1.TypingRequest
+ */
+export type TypingRequest = Message$1<"missive.v1.TypingRequest"> & {
+  /**
+   * The peer user or the group.
+   *
+   * @generated from field: uint64 conversation_id = 1;
+   */
+  conversationId: bigint;
+
+  /**
+   * False: stopped typing (sent a message, or cleared the text).
+   *
+   * @generated from field: bool typing = 2;
+   */
+  typing: boolean;
+};
+
+/**
+ * Describes the message missive.v1.TypingRequest.
+ * Use `create(TypingRequestSchema)` to create a new message.
+ */
+export const TypingRequestSchema: GenMessage<TypingRequest> = /*@__PURE__*/
+  messageDesc(file_client, 58);
+
+/**
+ * @generated from message missive.v1.TypingResponse
+ */
+export type TypingResponse = Message$1<"missive.v1.TypingResponse"> & {
+};
+
+/**
+ * Describes the message missive.v1.TypingResponse.
+ * Use `create(TypingResponseSchema)` to create a new message.
+ */
+export const TypingResponseSchema: GenMessage<TypingResponse> = /*@__PURE__*/
+  messageDesc(file_client, 59);
+
+/**
+ * Command SET_PRIVACY (37): who sees your presence. Your other devices see the change at
+ * their next sync, in your profile.
+ *
+ * @generated from message missive.v1.SetPrivacyRequest
+ */
+export type SetPrivacyRequest = Message$1<"missive.v1.SetPrivacyRequest"> & {
+  /**
+   * @generated from field: missive.v1.PresenceVisibility presence_visibility = 1;
+   */
+  presenceVisibility: PresenceVisibility;
+};
+
+/**
+ * Describes the message missive.v1.SetPrivacyRequest.
+ * Use `create(SetPrivacyRequestSchema)` to create a new message.
+ */
+export const SetPrivacyRequestSchema: GenMessage<SetPrivacyRequest> = /*@__PURE__*/
+  messageDesc(file_client, 60);
+
+/**
+ * @generated from message missive.v1.SetPrivacyResponse
+ */
+export type SetPrivacyResponse = Message$1<"missive.v1.SetPrivacyResponse"> & {
+  /**
+   * @generated from field: missive.v1.Profile profile = 1;
+   */
+  profile?: Profile | undefined;
+
+  /**
+   * @generated from field: uint64 version = 2;
+   */
+  version: bigint;
+};
+
+/**
+ * Describes the message missive.v1.SetPrivacyResponse.
+ * Use `create(SetPrivacyResponseSchema)` to create a new message.
+ */
+export const SetPrivacyResponseSchema: GenMessage<SetPrivacyResponse> = /*@__PURE__*/
+  messageDesc(file_client, 61);
+
+/**
+ * Command GET_PRESENCE (38): whether users are online, and when they were last seen, as far
+ * as each lets you see.
+ *
+ * @generated from message missive.v1.GetPresenceRequest
+ */
+export type GetPresenceRequest = Message$1<"missive.v1.GetPresenceRequest"> & {
+  /**
+   * At most 200.
+   *
+   * @generated from field: repeated uint64 user_ids = 1;
+   */
+  userIds: bigint[];
+};
+
+/**
+ * Describes the message missive.v1.GetPresenceRequest.
+ * Use `create(GetPresenceRequestSchema)` to create a new message.
+ */
+export const GetPresenceRequestSchema: GenMessage<GetPresenceRequest> = /*@__PURE__*/
+  messageDesc(file_client, 62);
+
+/**
+ * @generated from message missive.v1.UserPresence
+ */
+export type UserPresence = Message$1<"missive.v1.UserPresence"> & {
+  /**
+   * @generated from field: uint64 user_id = 1;
+   */
+  userId: bigint;
+
+  /**
+   * @generated from field: missive.v1.PresenceState state = 2;
+   */
+  state: PresenceState;
+
+  /**
+   * OFFLINE: when the user's last long link closed (ms since the Unix epoch); 0 if never
+   * seen online.
+   *
+   * @generated from field: int64 last_seen_ms = 3;
+   */
+  lastSeenMs: bigint;
+};
+
+/**
+ * Describes the message missive.v1.UserPresence.
+ * Use `create(UserPresenceSchema)` to create a new message.
+ */
+export const UserPresenceSchema: GenMessage<UserPresence> = /*@__PURE__*/
+  messageDesc(file_client, 63);
+
+/**
+ * @generated from message missive.v1.GetPresenceResponse
+ */
+export type GetPresenceResponse = Message$1<"missive.v1.GetPresenceResponse"> & {
+  /**
+   * In the order asked.
+   *
+   * @generated from field: repeated missive.v1.UserPresence presences = 1;
+   */
+  presences: UserPresence[];
+};
+
+/**
+ * Describes the message missive.v1.GetPresenceResponse.
+ * Use `create(GetPresenceResponseSchema)` to create a new message.
+ */
+export const GetPresenceResponseSchema: GenMessage<GetPresenceResponse> = /*@__PURE__*/
+  messageDesc(file_client, 64);
+
+/**
+ * Pushed by the server as EVENT (101) on version-3 long links: something that is not stored
+ * and is never in the sync stream. Events are dropped, not queued, for a link that does not
+ * take them in time.
+ *
+ * @generated from message missive.v1.Event
+ */
+export type Event = Message$1<"missive.v1.Event"> & {
+  /**
+   * @generated from oneof missive.v1.Event.body
+   */
+  body: {
+    /**
+     * @generated from field: missive.v1.TypingEvent typing = 1;
+     */
+    value: TypingEvent;
+    case: "typing";
+  } | {
+    /**
+     * @generated from field: missive.v1.UserPresence presence = 2;
+     */
+    value: UserPresence;
+    case: "presence";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message missive.v1.Event.
+ * Use `create(EventSchema)` to create a new message.
+ */
+export const EventSchema: GenMessage<Event> = /*@__PURE__*/
+  messageDesc(file_client, 65);
+
+/**
+ * @generated from message missive.v1.TypingEvent
+ */
+export type TypingEvent = Message$1<"missive.v1.TypingEvent"> & {
+  /**
+   * Where: the typist (a 1:1 chat), or the group.
+   *
+   * @generated from field: uint64 conversation_id = 1;
+   */
+  conversationId: bigint;
+
+  /**
+   * Who types.
+   *
+   * @generated from field: uint64 user_id = 2;
+   */
+  userId: bigint;
+
+  /**
+   * @generated from field: bool typing = 3;
+   */
+  typing: boolean;
+
+  /**
+   * Forget it after this long unless it is repeated.
+   *
+   * @generated from field: uint32 expires_in_ms = 4;
+   */
+  expiresInMs: number;
+};
+
+/**
+ * Describes the message missive.v1.TypingEvent.
+ * Use `create(TypingEventSchema)` to create a new message.
+ */
+export const TypingEventSchema: GenMessage<TypingEvent> = /*@__PURE__*/
+  messageDesc(file_client, 66);
+
+/**
  * Command NOTIFY (100), pushed by the server on the long link: something newer than your key
  * is waiting; call SYNC. Notifies coalesce: only the newest version per type is sent.
  *
@@ -1815,7 +2050,7 @@ export type Notify = Message$1<"missive.v1.Notify"> & {
  * Use `create(NotifySchema)` to create a new message.
  */
 export const NotifySchema: GenMessage<Notify> = /*@__PURE__*/
-  messageDesc(file_client, 58);
+  messageDesc(file_client, 67);
 
 /**
  * The body of an error response (long link: a response frame with non-zero status; short
@@ -1852,7 +2087,7 @@ export type Error = Message$1<"missive.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_client, 59);
+  messageDesc(file_client, 68);
 
 /**
  * The command a long-link frame's header names (docs/protocol.md §6.1); its short-link path is
@@ -2025,11 +2260,35 @@ export enum Command {
   UPLOAD_PART = 35,
 
   /**
+   * Version 3.
+   *
+   * @generated from enum value: COMMAND_TYPING = 36;
+   */
+  TYPING = 36,
+
+  /**
+   * @generated from enum value: COMMAND_SET_PRIVACY = 37;
+   */
+  SET_PRIVACY = 37,
+
+  /**
+   * @generated from enum value: COMMAND_GET_PRESENCE = 38;
+   */
+  GET_PRESENCE = 38,
+
+  /**
    * Server to client only.
    *
    * @generated from enum value: COMMAND_NOTIFY = 100;
    */
   NOTIFY = 100,
+
+  /**
+   * Server to client only, version 3: an ephemeral event (typing, presence).
+   *
+   * @generated from enum value: COMMAND_EVENT = 101;
+   */
+  EVENT = 101,
 }
 
 /**
@@ -2214,4 +2473,62 @@ export enum GroupRole {
  */
 export const GroupRoleSchema: GenEnum<GroupRole> = /*@__PURE__*/
   enumDesc(file_client, 4);
+
+/**
+ * Who sees a user's presence (online, last seen).
+ *
+ * @generated from enum missive.v1.PresenceVisibility
+ */
+export enum PresenceVisibility {
+  /**
+   * The default: friends.
+   *
+   * @generated from enum value: PRESENCE_VISIBILITY_FRIENDS = 0;
+   */
+  FRIENDS = 0,
+
+  /**
+   * @generated from enum value: PRESENCE_VISIBILITY_EVERYONE = 1;
+   */
+  EVERYONE = 1,
+
+  /**
+   * @generated from enum value: PRESENCE_VISIBILITY_NOBODY = 2;
+   */
+  NOBODY = 2,
+}
+
+/**
+ * Describes the enum missive.v1.PresenceVisibility.
+ */
+export const PresenceVisibilitySchema: GenEnum<PresenceVisibility> = /*@__PURE__*/
+  enumDesc(file_client, 5);
+
+/**
+ * @generated from enum missive.v1.PresenceState
+ */
+export enum PresenceState {
+  /**
+   * You may not see it (or no such user).
+   *
+   * @generated from enum value: PRESENCE_STATE_HIDDEN = 0;
+   */
+  HIDDEN = 0,
+
+  /**
+   * @generated from enum value: PRESENCE_STATE_ONLINE = 1;
+   */
+  ONLINE = 1,
+
+  /**
+   * @generated from enum value: PRESENCE_STATE_OFFLINE = 2;
+   */
+  OFFLINE = 2,
+}
+
+/**
+ * Describes the enum missive.v1.PresenceState.
+ */
+export const PresenceStateSchema: GenEnum<PresenceState> = /*@__PURE__*/
+  enumDesc(file_client, 6);
 

@@ -165,7 +165,7 @@ impl Node {
 
     /// What the logic layer calls after a change, as a SEND's commit would.
     async fn notify(&self, targets: Vec<NotifyTarget>, kicks: Vec<KickTarget>) {
-        let request = NotifyRequest { targets, kicks };
+        let request = NotifyRequest { targets, kicks, ..Default::default() };
         self.registry.notify(&Ctx::new(0), request).await.unwrap();
     }
 }
@@ -612,7 +612,7 @@ async fn auth_answers_in_the_protocol_version_it_negotiated() {
     let node = Node::new();
     let token = node.user("alice").await.token;
     // (declared, answered): a version-1 client gets the answer it knew, without field 4.
-    for (declared, answered) in [(0, 0), (1, 0), (2, 2), (99, 2)] {
+    for (declared, answered) in [(0, 0), (1, 0), (2, 2), (3, 3), (99, 3)] {
         let mut peer = node.connect().await;
         let request = body(AuthRequest { token: token.clone(), protocol_version: declared });
         let auth = peer.call(Command::Auth as u16, 1, request).await;

@@ -63,25 +63,20 @@ async fn cli_failures_exit_non_zero_with_one_line() {
     assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
 }
 
-#[tokio::test]
-async fn cli_watch_prints_messages_as_they_arrive() {
-    let server = Server::start();
-    let dir = tempfile::tempdir().unwrap();
-    let profile = dir.path().join("bob");
-    assert!(cli(&server.tcp, &profile, &["register", "bob", PASSWORD]).ok);
-    assert!(cli(&server.tcp, &profile, &["login", "bob", PASSWORD]).ok);
+/// `watch --json` running for `profile`, and the lines it prints.
+fn watch(
+    server: &str,
+    profile: &std::path::Path,
+) -> (std::process::Child, tokio::sync::mpsc::UnboundedReceiver<String>) {
     let mut watch = std::process::Command::new(cli_binary())
-        .args(["--server", &server.tcp, "--profile"])
-        .arg(&profile)
+        .args(["--server", server, "--profile"])
+        .arg(profile)
         .args(["watch", "--json"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let alice = user(&server.tcp, "alice").await;
-    // Watch prints what was waiting (Bob's profile) once it is connected and synced; only
-    // then is the message sent, so it can only arrive through a notify.
     let stdout = watch.stdout.take().unwrap();
-    let (lines, mut printed) = tokio::sync::mpsc::unbounded_channel();
+    let (lines, printed) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
         for line in std::io::BufReader::new(stdout).lines() {
@@ -91,10 +86,26 @@ async fn cli_watch_prints_messages_as_they_arrive() {
             }
         }
     });
-    let next = async |printed: &mut tokio::sync::mpsc::UnboundedReceiver<String>| {
-        let line = tokio::time::timeout(std::time::Duration::from_secs(10), printed.recv());
-        line.await.expect("watch printed in time").expect("watch is running")
-    };
+    (watch, printed)
+}
+
+/// The next line `watch` prints, within 10 s.
+async fn next(printed: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    let line = tokio::time::timeout(std::time::Duration::from_secs(10), printed.recv());
+    line.await.expect("watch printed in time").expect("watch is running")
+}
+
+#[tokio::test]
+async fn cli_watch_prints_messages_as_they_arrive() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("bob");
+    assert!(cli(&server.tcp, &profile, &["register", "bob", PASSWORD]).ok);
+    assert!(cli(&server.tcp, &profile, &["login", "bob", PASSWORD]).ok);
+    let (mut watch, mut printed) = watch(&server.tcp, &profile);
+    let alice = user(&server.tcp, "alice").await;
+    // Watch prints what was waiting (Bob's profile) once it is connected and synced; only
+    // then is the message sent, so it can only arrive through a notify.
     let first = next(&mut printed).await;
     assert!(first.contains("\"type\":\"profile\""), "{first}");
     alice.send_text("bob", "live").await.unwrap();
@@ -108,6 +119,40 @@ async fn cli_watch_prints_messages_as_they_arrive() {
     let _ = watch.wait();
     let value: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(value["text"], "live");
+}
+
+#[tokio::test]
+async fn cli_typing_presence_and_privacy_work_end_to_end() {
+    let server = Server::start();
+    let url = server.tcp.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let [ann, ben] = ["ann", "ben"].map(|n| dir.path().join(n));
+    for (name, profile) in [("ann", &ann), ("ben", &ben)] {
+        run(url, profile, &["register", name, PASSWORD]);
+        run(url, profile, &["login", name, PASSWORD]);
+    }
+    run(url, &ann, &["friend", "add", "ben"]);
+    run(url, &ben, &["friend", "accept", "ann"]);
+    let (mut watching, mut printed) = watch(url, &ben);
+    assert!(next(&mut printed).await.contains("\"type\":\"profile\""));
+    assert_eq!(run(url, &ann, &["typing", "ben"]).trim(), "typing to ben");
+    let line = loop {
+        let line = next(&mut printed).await;
+        if line.contains("\"type\":\"typing\"") {
+            break line;
+        }
+    };
+    let typing: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (typing["typing"].as_bool(), typing["expires_in_ms"].as_u64()),
+        (Some(true), Some(6000))
+    );
+
+    assert_eq!(run(url, &ann, &["presence", "ben"]).trim(), "ben online");
+    assert!(run(url, &ben, &["privacy", "nobody"]).contains("visible to nobody"));
+    assert_eq!(run(url, &ann, &["presence", "ben"]).trim(), "ben hidden");
+    let _ = watching.kill();
+    let _ = watching.wait();
 }
 
 #[tokio::test]

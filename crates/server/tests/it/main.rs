@@ -15,6 +15,7 @@ mod messaging;
 mod ops;
 mod overload;
 mod pending;
+mod presence;
 mod split;
 mod tidy;
 mod tls;

@@ -301,7 +301,7 @@ async fn metrics_pass_promtool_and_count_online_devices_by_transport_and_version
     let text =
         reqwest::get(format!("{}/metrics", server.admin)).await.unwrap().text().await.unwrap();
     for expected in [
-        "missive_online_devices{transport=\"tcp\",protocol_version=\"2\"} 1",
+        "missive_online_devices{transport=\"tcp\",protocol_version=\"3\"} 1",
         "missive_online_devices{transport=\"websocket\",protocol_version=\"1\"} 1",
         "missive_registered_users 2",
         "missive_messages_sent_total{kind=\"text\"} 1",

@@ -31,6 +31,11 @@ enum Placement {
 }
 
 fn deploy(store_url: &str, placement: Placement) -> Deployment {
+    deploy_with(store_url, placement, &[])
+}
+
+/// [`deploy`] with more flags for the access nodes.
+fn deploy_with(store_url: &str, placement: Placement, access_flags: &[&str]) -> Deployment {
     let shared = tempfile::tempdir().unwrap();
     let secret = shared.path().join("sync-key.secret");
     let secret = secret.to_str().unwrap();
@@ -58,6 +63,7 @@ fn deploy(store_url: &str, placement: Placement) -> Deployment {
     let access = || {
         let mut flags = vec!["--role", "access", "--logic-rpc", &logic.rpc];
         flags.extend(routing);
+        flags.extend(access_flags);
         Server::start_with(&flags)
     };
     Deployment { access: [access(), access()], logic, stores, _shared: shared }
@@ -249,6 +255,38 @@ async fn split_deployment_carries_groups_contacts_and_media() {
         again.resume(&token).await.unwrap_err().code(),
         Some(missive_client::Code::Unauthenticated)
     );
+}
+
+#[tokio::test]
+async fn typing_and_presence_cross_access_nodes() {
+    use crate::presence::{befriend, next_event, presence, state, typing};
+    use missive_client::proto::PresenceState;
+    let urls = fresh_databases(DatabaseServer::MariaDb, "it_split_presence", 2).await.join(",");
+    let deployment = deploy_with(&urls, Placement::InLogicNode, &["--presence-grace-s", "1"]);
+    let [a1, a2] = &deployment.access;
+    let alice = user(&a1.tcp, "alice").await;
+    let bob = user(&a2.ws(), "bob").await;
+    befriend(&alice, "alice", &bob, "bob").await;
+    let (alice_id, bob_id) = (alice.session().unwrap().user_id, bob.session().unwrap().user_id);
+
+    bob.typing(alice_id, true).await.unwrap();
+    let seen = next_event(&alice, typing).await;
+    assert_eq!((seen.conversation_id, seen.typing), (bob_id, true));
+
+    // Bob moves from node 2 to node 1: his friend on node 1 sees him gone, then back; while
+    // he is on node 1 only, node 2's report of his leaving is no news.
+    drop(bob);
+    let gone = next_event(&alice, presence).await;
+    assert_eq!((gone.user_id, state(&gone)), (bob_id, PresenceState::Offline));
+    let bob = device(&a1.tcp, "bob", "phone").await;
+    let back = next_event(&alice, presence).await;
+    assert_eq!((back.user_id, state(&back)), (bob_id, PresenceState::Online));
+    let phone2 = device(&a2.tcp, "bob", "tablet").await;
+    drop(phone2);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(state(&alice.presence(&[bob_id]).await.unwrap()[0]), PresenceState::Online);
+    alice.typing(bob_id, true).await.unwrap();
+    assert_eq!(next_event(&bob, typing).await.user_id, alice_id);
 }
 
 /// The JSON lines of a log file.
