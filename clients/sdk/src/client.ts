@@ -273,6 +273,19 @@ export class MissiveClient {
     }
   }
 
+  // ---- edits and reactions (version 3) ----
+
+  /** Replaces the text of one of this user's TEXT messages (within the edit window). */
+  async edit(messageId: bigint, text: string): Promise<pb.EditResponse> {
+    return this.call("edit", { messageId, text });
+  }
+
+  /** Puts this user's reaction on a message (replacing theirs); an empty `emoji` takes it
+   * back. Answers the message's reactions after the change. */
+  async react(messageId: bigint, emoji: string): Promise<pb.Reaction[]> {
+    return (await this.call("react", { messageId, emoji })).reactions;
+  }
+
   // ---- typing and presence (version 3) ----
 
   /** Tells a peer (user id) or a group that this user types (or stopped). A refusal for

@@ -87,6 +87,8 @@ export const COMMANDS = {
   markRead: spec(pb.Command.MARK_READ, pb.MarkReadRequestSchema, pb.MarkReadResponseSchema),
   uploadBegin: spec(pb.Command.UPLOAD_BEGIN, pb.UploadBeginRequestSchema, pb.UploadBeginResponseSchema),
   uploadPart: spec(pb.Command.UPLOAD_PART, pb.UploadPartRequestSchema, pb.UploadPartResponseSchema),
+  edit: spec(pb.Command.EDIT, pb.EditRequestSchema, pb.EditResponseSchema),
+  react: spec(pb.Command.REACT, pb.ReactRequestSchema, pb.ReactResponseSchema),
   typing: spec(pb.Command.TYPING, pb.TypingRequestSchema, pb.TypingResponseSchema),
   setPrivacy: spec(pb.Command.SET_PRIVACY, pb.SetPrivacyRequestSchema, pb.SetPrivacyResponseSchema),
   getPresence: spec(pb.Command.GET_PRESENCE, pb.GetPresenceRequestSchema, pb.GetPresenceResponseSchema),

@@ -1,6 +1,6 @@
 // What a chat application shows, made from the synced items alone: the user's profile, the
-// contact list, and conversations with their messages, recalls, read receipts and unread
-// counts. Items may come in any order across data types (docs/protocol.md §7.4); applying an
+// contact list, and conversations with their messages, recalls, edits, reactions, read
+// receipts and unread counts. Items may come in any order across data types (docs/protocol.md §7.4); applying an
 // item twice changes nothing.
 
 import * as pb from "./gen/client_pb.js";
@@ -24,6 +24,10 @@ export interface ChatMessage {
   fallbackText: string;
   /** The sender took it back: text and media are gone. */
   recalled: boolean;
+  /** When the sender last edited the text (ms); 0 if never. */
+  editedAtMs: number;
+  /** The reactions, each with who gave it. */
+  reactions: pb.Reaction[];
   mine: boolean;
 }
 
@@ -200,6 +204,21 @@ export class ChatState {
         if (target) recall(target);
         return id;
       }
+      // Each carries the message's state after the change; in version order, the last wins
+      // (a message synced late already holds it, and the items replayed after end there).
+      case pb.MessageKind.EDIT: {
+        const target = this.messages.get(message.refMessageId);
+        if (target && !target.recalled) {
+          target.text = message.text;
+          target.editedAtMs = Number(message.editedAtMs);
+        }
+        return id;
+      }
+      case pb.MessageKind.REACTION: {
+        const target = this.messages.get(message.refMessageId);
+        if (target && !target.recalled) target.reactions = message.reactions;
+        return id;
+      }
     }
     if (this.messages.has(message.id)) return undefined;
     const entry: ChatMessage = {
@@ -218,6 +237,8 @@ export class ChatState {
       invitation: message.invitation,
       fallbackText: message.fallbackText,
       recalled: message.recalled,
+      editedAtMs: Number(message.editedAtMs),
+      reactions: message.reactions,
       mine,
     };
     if (entry.recalled) recall(entry);
@@ -241,6 +262,7 @@ function recall(message: ChatMessage): void {
   message.text = "";
   message.media = undefined;
   message.mentions = [];
+  message.reactions = [];
 }
 
 function max(a: bigint, b: bigint): bigint {

@@ -133,6 +133,20 @@ test("two users become friends and chat both ways, live", async () => {
   const mine = alice.state.conversations.get(b)!.messages.find((m) => m.id === last.id)!;
   await eventually(() => alice.state.readByPeer(mine), "alice to see bob's receipt");
 
+  // An edit and a reaction change the message on the other side.
+  const typo = await alice.client.send({ toUserId: b, kind: pb.MessageKind.TEXT, text: "helo" });
+  await eventually(() => texts(bob, a).includes("helo"), "the message to edit");
+  await alice.client.edit(typo.messageId, "hello");
+  await eventually(() => texts(bob, a).includes("hello"), "the edit to reach bob");
+  const edited = bob.state.conversations.get(a)!.messages.find((m) => m.id === typo.messageId)!;
+  assert.ok(edited.editedAtMs > 0);
+  const tally = await bob.client.react(typo.messageId, "👍");
+  assert.deepEqual(tally.map((r) => [r.emoji, r.userIds]), [["👍", [b]]]);
+  const reacted = () => alice.state.conversations.get(b)!.messages.find((m) => m.id === typo.messageId)!;
+  await eventually(() => reacted().reactions.length === 1, "the reaction to reach alice");
+  await bob.client.react(typo.messageId, "");
+  await eventually(() => reacted().reactions.length === 0, "the reaction to be taken back");
+
   // A recall removes the message on the other side.
   const oops = await alice.client.send({ toUserId: b, kind: pb.MessageKind.TEXT, text: "oops" });
   await eventually(() => texts(bob, a).includes("oops"), "the message to recall");

@@ -49,6 +49,9 @@ enum AdminCommand {
     Notice { user: String, text: String },
     /// Shows a group (by id or `<id>@chatroom`) and its members.
     Group { group: String },
+    /// Shows a message of a user's inbox as stored, with the texts its edits replaced (kept
+    /// with `--keep-edit-history`).
+    Message { user: String, message_id: u64 },
     /// Prints the periodic statistics, newest first.
     Stats {
         /// How many periods (hours by default).
@@ -129,6 +132,16 @@ pub async fn run(args: AdminArgs, trust: &Trust) -> anyhow::Result<()> {
             show(json, &api.notice(&user, &text).await?, |answer| {
                 let id = answer.message.as_ref().map_or(0, |m| m.id);
                 println!("notice {id} sent to {user}");
+            })
+        }
+        AdminCommand::Message { user, message_id } => {
+            show(json, &api.message(&user, message_id).await?, |answer| {
+                let Some(message) = &answer.message else { return };
+                println!("#{} {} -> {}: {}", message.id, message.from, message.to, message.text);
+                for edit in &message.edit_history {
+                    let text = if edit.text.is_empty() { "(not kept)" } else { &edit.text };
+                    println!("  replaced at {}: {text}", utc_minute(edit.replaced_at_ms));
+                }
             })
         }
         AdminCommand::Group { group } => show(json, &api.group(&group).await?, |answer| {

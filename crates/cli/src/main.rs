@@ -75,6 +75,17 @@ enum Command {
     Recall { message_id: u64 },
     /// Tells the sender of a 1:1 message you have read up to it.
     Read { message_id: u64 },
+    /// Replaces the text of one of your messages (within 48 hours of sending it).
+    Edit { message_id: u64, text: String },
+    /// Reacts to a message with an emoji (replacing your reaction), or with --remove takes
+    /// your reaction back.
+    React {
+        message_id: u64,
+        #[arg(required_unless_present = "remove")]
+        emoji: Option<String>,
+        #[arg(long)]
+        remove: bool,
+    },
     /// Friends: requests, answers, removal, blocking, remarks.
     #[command(subcommand)]
     Friend(FriendCommand),
@@ -295,6 +306,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Read { message_id } => {
                     client.mark_read(message_id).await?;
                     println!("read up to {message_id}");
+                }
+                Command::Edit { message_id, text } => {
+                    client.edit(message_id, &text).await?;
+                    println!("edited {message_id}");
+                }
+                Command::React { message_id, emoji, remove } => {
+                    let emoji = if remove { String::new() } else { emoji.unwrap_or_default() };
+                    let answer = client.react(message_id, &emoji).await?;
+                    let tally: Vec<String> = answer
+                        .reactions
+                        .iter()
+                        .map(|r| format!("{} {}", r.emoji, r.user_ids.len()))
+                        .collect();
+                    println!("reactions on {message_id}: {}", tally.join(", "));
                 }
                 Command::Friend(command) => friend(&client, command).await?,
                 Command::Group(command) => group(&client, command).await?,
@@ -635,6 +660,10 @@ fn render(item: &SyncItem, json: bool) -> String {
             "media_id": m.media.as_ref().map(|media| media.media_id.clone()),
             "ref_message_id": m.ref_message_id, "mentions": m.mentions, "recalled": m.recalled,
             "fallback_text": m.fallback_text, "invitation": m.invitation,
+            "edited_at_ms": m.edited_at_ms, "reaction": m.reaction,
+            "reactions": m.reactions.iter().map(|r| serde_json::json!({
+                "emoji": r.emoji, "user_ids": r.user_ids,
+            })).collect::<Vec<_>>(),
         })
         .to_string(),
         (Some(Body::Message(m)), false) => {

@@ -82,6 +82,17 @@ impl AdminClient {
         self.call(Method::GET, &["groups", group], &[], None::<()>).await
     }
 
+    /// A message in `user`'s inbox as stored, with the texts its edits replaced when the
+    /// server keeps them.
+    pub async fn message(
+        &self,
+        user: &str,
+        message_id: u64,
+    ) -> Result<GetMessageResponse, ClientError> {
+        let id = message_id.to_string();
+        self.call(Method::GET, &["users", user, "messages", &id], &[], None::<()>).await
+    }
+
     /// The newest `hours` periods of the statistics, newest first.
     pub async fn stats(&self, hours: u32) -> Result<StatsResponse, ClientError> {
         self.call(Method::GET, &["stats"], &[("hours", hours.to_string())], None::<()>).await

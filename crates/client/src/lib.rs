@@ -524,6 +524,17 @@ impl Client {
         self.link.next_event().await
     }
 
+    /// Replaces the text of one of this user's TEXT messages (within the edit window).
+    pub async fn edit(&self, message_id: u64, text: &str) -> Result<EditResponse, ClientError> {
+        self.call(Command::Edit, &EditRequest { message_id, text: text.into() }).await
+    }
+
+    /// Puts this user's reaction on a message (replacing theirs), or takes it back with an
+    /// empty `emoji`.
+    pub async fn react(&self, message_id: u64, emoji: &str) -> Result<ReactResponse, ClientError> {
+        self.call(Command::React, &ReactRequest { message_id, emoji: emoji.into() }).await
+    }
+
     /// Tells the peer (a user id) or a group that this user is typing, or stopped.
     pub async fn typing(&self, conversation_id: u64, typing: bool) -> Result<(), ClientError> {
         let _: TypingResponse =

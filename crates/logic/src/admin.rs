@@ -8,7 +8,8 @@ use crate::{Logic, page, validate};
 use missive_proto::admin::*;
 use missive_proto::client::{Message, MessageKind};
 use missive_proto::internal::{
-    AccountRecord, Empty, KickTarget, NotifyRequest, RevokeSessionRequest, UserRef, UsernameRef,
+    AccountRecord, Empty, KickTarget, MessageRef, NotifyRequest, RevokeSessionRequest, UserRef,
+    UsernameRef,
 };
 use missive_rpc::{Code, Ctx, Status};
 use std::sync::Arc;
@@ -307,6 +308,22 @@ impl Admin for Logic {
             Ok(GetGroupResponse { group: Some(group), dissolved })
         };
         self.audited(ctx, ("get_group", target, String::new()), work).await
+    }
+
+    async fn get_message(
+        &self,
+        ctx: &Ctx,
+        req: GetMessageRequest,
+    ) -> Result<GetMessageResponse, Status> {
+        let target = user_target(req.user_id, &req.username);
+        let action = ("get_message", target, format!("message {}", req.message_id));
+        let work = async {
+            let user_id = self.user_id_named(ctx, req.user_id, req.username).await?;
+            let message_ref = MessageRef { user_id, message_id: req.message_id };
+            let message = self.deps.messages.get(ctx, message_ref).await?;
+            Ok(GetMessageResponse { message: Some(message) })
+        };
+        self.audited(ctx, action, work).await
     }
 
     async fn stats(&self, ctx: &Ctx, req: StatsRequest) -> Result<StatsResponse, Status> {

@@ -30,6 +30,13 @@ pub fn fallback_text(message: &Message) -> String {
         Ok(MessageKind::Recall) => format!("{sender} recalled a message"),
         Ok(MessageKind::Receipt) => format!("{sender} read your message"),
         Ok(MessageKind::System | MessageKind::GroupInvitation) => message.text.clone(),
+        Ok(MessageKind::Edit) => format!("{sender} edited a message: {}", message.text),
+        Ok(MessageKind::Reaction) if message.reaction.is_empty() => {
+            format!("{sender} took back a reaction")
+        }
+        Ok(MessageKind::Reaction) => {
+            format!("{sender} reacted {} to \"{}\"", message.reaction, message.text)
+        }
         Err(_) => "[Unsupported message]".to_string(),
     }
 }
@@ -45,31 +52,54 @@ fn plain_text(message: &Message) -> String {
 pub fn adapt(item: SyncItem, version: u32, me: (u64, &str)) -> Option<SyncItem> {
     match version {
         0 | 1 => for_version_1(item, me),
-        2 => Some(for_version_2(item)),
+        2 => for_version_2(item),
         _ => Some(for_current(item)),
     }
 }
 
-/// Adds the fallback text a client needs for kinds it may not know.
+/// Adds the fallback text a client needs for kinds it may not know, and takes out what is
+/// kept for the operators only.
 pub fn for_current(mut item: SyncItem) -> SyncItem {
     if let Some(sync_item::Body::Message(message)) = &mut item.body {
         message.fallback_text = fallback_text(message);
+        message.edit_history.clear();
     }
     item
 }
 
-/// The item without what version 3 added: one's privacy settings in the profile.
-fn for_version_2(item: SyncItem) -> SyncItem {
-    let mut item = for_current(item);
-    if let Some(sync_item::Body::Profile(profile)) = &mut item.body {
-        profile.presence_visibility = 0;
+/// A reaction taken back: worth nothing as a line of text, so left out for clients that know
+/// no reactions.
+fn is_reaction_taken_back(item: &SyncItem) -> bool {
+    matches!(&item.body, Some(sync_item::Body::Message(m))
+        if m.kind == MessageKind::Reaction as i32 && m.reaction.is_empty())
+}
+
+/// The item without what version 3 added: one's privacy settings in the profile, edits'
+/// times and reactions in messages (EDIT and REACTION items reach it as kinds it does not
+/// know, with their fallback texts).
+fn for_version_2(item: SyncItem) -> Option<SyncItem> {
+    if is_reaction_taken_back(&item) {
+        return None;
     }
-    item
+    let mut item = for_current(item);
+    match &mut item.body {
+        Some(sync_item::Body::Profile(profile)) => profile.presence_visibility = 0,
+        Some(sync_item::Body::Message(message)) => {
+            message.edited_at_ms = 0;
+            message.reactions.clear();
+            message.reaction.clear();
+        }
+        _ => {}
+    }
+    Some(item)
 }
 
 /// The item as a version-1 client knows it, or `None` when it has no version-1 form.
 /// `me` is the syncing user (id, username).
 pub fn for_version_1(item: SyncItem, me: (u64, &str)) -> Option<SyncItem> {
+    if is_reaction_taken_back(&item) {
+        return None;
+    }
     let body = match item.body? {
         sync_item::Body::Profile(profile) => {
             sync_item::Body::Profile(Profile { presence_visibility: 0, ..profile })
@@ -213,6 +243,39 @@ mod tests {
             v1_text(Message { group_id: 0, kind: 99, ..group_message(MessageKind::Text, "x") }),
             "[Unsupported message]"
         );
+        assert_eq!(
+            v1_text(group_message(MessageKind::Edit, "fixed")),
+            "Alice: Alice edited a message: fixed"
+        );
+        let reaction =
+            Message { reaction: "👍".into(), ..group_message(MessageKind::Reaction, "hi all") };
+        assert_eq!(v1_text(reaction), "Alice: Alice reacted 👍 to \"hi all\"");
+    }
+
+    #[test]
+    fn version_2_gets_no_field_of_version_3_and_no_reaction_taken_back() {
+        let reacted = Message {
+            reactions: vec![Reaction { emoji: "👍".into(), user_ids: vec![2] }],
+            edited_at_ms: 7,
+            edit_history: vec![EditRecord { text: "old".into(), replaced_at_ms: 7 }],
+            ..group_message(MessageKind::Text, "hi")
+        };
+        let Some(sync_item::Body::Message(m)) =
+            adapt(item(reacted.clone()), 2, (2, "bob")).unwrap().body
+        else {
+            unreachable!()
+        };
+        assert!(m.reactions.is_empty() && m.edited_at_ms == 0 && m.edit_history.is_empty());
+        let Some(sync_item::Body::Message(m)) = adapt(item(reacted), 3, (2, "bob")).unwrap().body
+        else {
+            unreachable!()
+        };
+        assert_eq!((m.reactions.len(), m.edited_at_ms), (1, 7));
+        assert!(m.edit_history.is_empty(), "kept for the operators only");
+        let taken_back = item(group_message(MessageKind::Reaction, "hi"));
+        assert!(adapt(taken_back.clone(), 1, (2, "bob")).is_none());
+        assert!(adapt(taken_back.clone(), 2, (2, "bob")).is_none());
+        assert!(adapt(taken_back, 3, (2, "bob")).is_some());
     }
 
     #[test]

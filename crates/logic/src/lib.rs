@@ -11,6 +11,7 @@ mod admin;
 mod auth;
 mod compat;
 mod contact;
+mod edit;
 mod group;
 mod invitation;
 mod janitor;
@@ -212,6 +213,10 @@ pub struct LogicConfig {
     pub media_quota_bytes: u64,
     /// How long after sending a sender may recall a message.
     pub recall_window: Duration,
+    /// How long after sending a sender may edit a text.
+    pub edit_window: Duration,
+    /// Keep the texts edits replaced, for the operators (`edit_history` of the message).
+    pub keep_edit_history: bool,
     /// The statistics period: users are counted active once per period.
     pub stats_period: Duration,
     /// How stale the store's totals (users, messages) may be when asked for; counting them
@@ -238,6 +243,8 @@ impl Default for LogicConfig {
             media_bytes_max: missive_proto::MEDIA_BYTES_MAX_DEFAULT,
             media_quota_bytes: 10 << 30,
             recall_window: Duration::from_secs(120),
+            edit_window: Duration::from_secs(48 * 3600),
+            keep_edit_history: false,
             stats_period: Duration::from_secs(3600),
             totals_max_age: Duration::from_secs(30),
             rate_limits: RateLimits::default(),
@@ -268,6 +275,9 @@ pub struct Logic {
     invitations: invitation::InvitationCodec,
     locks: locks::UserLocks,
     group_locks: locks::GroupLocks,
+    /// Orders the edits and reactions of one message on this node (stripes of message ids);
+    /// taken before any user's lock, never after.
+    message_locks: locks::UserLocks,
     auth: auth::AuthState,
     acks: janitor::AckBuffer,
     names: message::NameCache,
@@ -317,6 +327,7 @@ impl Logic {
             invitations: invitation::InvitationCodec::new(&config.sync_key_secret),
             locks: locks::UserLocks::new(4096),
             group_locks: locks::GroupLocks::new(1024),
+            message_locks: locks::UserLocks::new(1024),
             auth: auth::AuthState::new(config.hashing_concurrency),
             acks: janitor::AckBuffer::default(),
             names: message::NameCache::default(),
@@ -637,6 +648,16 @@ impl ClientApi for Logic {
 
     async fn mark_read(&self, ctx: &Ctx, req: MarkReadRequest) -> Result<MarkReadResponse, Status> {
         Logic::mark_read(self, ctx, req).await
+    }
+
+    async fn edit(&self, ctx: &Ctx, req: EditRequest) -> Result<EditResponse, Status> {
+        let edited = Logic::edit(self, ctx, req).await?;
+        self.mark_caller_active(ctx);
+        Ok(edited)
+    }
+
+    async fn react(&self, ctx: &Ctx, req: ReactRequest) -> Result<ReactResponse, Status> {
+        Logic::react(self, ctx, req).await
     }
 
     async fn typing(&self, ctx: &Ctx, req: TypingRequest) -> Result<TypingResponse, Status> {

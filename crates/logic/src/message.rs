@@ -41,7 +41,7 @@ impl NameCache {
 }
 
 /// Every kind a metric may name.
-pub(crate) const KINDS: [MessageKind; 7] = [
+pub(crate) const KINDS: [MessageKind; 9] = [
     MessageKind::Text,
     MessageKind::Image,
     MessageKind::File,
@@ -49,6 +49,8 @@ pub(crate) const KINDS: [MessageKind; 7] = [
     MessageKind::Receipt,
     MessageKind::System,
     MessageKind::GroupInvitation,
+    MessageKind::Edit,
+    MessageKind::Reaction,
 ];
 
 pub(crate) fn kind_index(kind: MessageKind) -> usize {
@@ -64,6 +66,8 @@ pub(crate) fn kind_name(kind: MessageKind) -> &'static str {
         MessageKind::Receipt => "receipt",
         MessageKind::System => "system",
         MessageKind::GroupInvitation => "group_invitation",
+        MessageKind::Edit => "edit",
+        MessageKind::Reaction => "reaction",
     }
 }
 
@@ -295,10 +299,12 @@ impl Logic {
             text: String::new(),
             media: None,
             mentions: Vec::new(),
+            reactions: Vec::new(),
             recalled: true,
             ..original.clone()
         };
-        self.deps.messages.replace(ctx, ReplaceMessageRequest { message: Some(recalled) }).await?;
+        let replace = ReplaceMessageRequest { message: Some(recalled), ..Default::default() };
+        self.deps.messages.replace(ctx, replace).await?;
         let notice = Message {
             from_user_id: caller.user_id,
             from: original.from.clone(),

@@ -35,6 +35,7 @@ pub(crate) fn router(admin: Arc<dyn Admin>, token: Arc<AdminToken>) -> axum::Rou
         .route("/v1/admin/users/{user}/enable", post(enable))
         .route("/v1/admin/users/{user}/notice", post(notice))
         .route("/v1/admin/groups/{group}", get(get_group))
+        .route("/v1/admin/users/{user}/messages/{message}", get(get_message))
         .route("/v1/admin/stats", get(stats))
         .route("/v1/admin/totals", get(totals))
         .route("/v1/admin/audit", get(audit))
@@ -154,6 +155,15 @@ async fn get_group(call: Call, Path(group): Path<String>) -> Answer<GetGroupResp
     // is audited as every other.
     let group_id = ids::parse_group(&group).unwrap_or(0);
     Ok(Json(call.admin.get_group(&call.ctx, GetGroupRequest { group_id }).await?))
+}
+
+async fn get_message(
+    call: Call,
+    Path((user, message_id)): Path<(String, u64)>,
+) -> Answer<GetMessageResponse> {
+    let (user_id, username) = user_named(&user);
+    let request = GetMessageRequest { user_id, username, message_id };
+    Ok(Json(call.admin.get_message(&call.ctx, request).await?))
 }
 
 async fn stats(call: Call, Query(req): Query<StatsRequest>) -> Answer<StatsResponse> {

@@ -43,7 +43,9 @@ impl Command {
             | Command::Recall
             | Command::MarkRead
             | Command::SetPrivacy
-            | Command::GetPresence => Priority::Normal,
+            | Command::GetPresence
+            | Command::Edit
+            | Command::React => Priority::Normal,
             // A lost typing signal costs nothing: it goes first.
             Command::Login | Command::Register | Command::Typing => Priority::Low,
         }

@@ -19,6 +19,10 @@ pub fn encode(message: &Message) -> Option<Vec<u8>> {
         event: message.event.clone(),
         recalled: message.recalled,
         invitation: message.invitation.clone(),
+        edited_at_ms: message.edited_at_ms,
+        reactions: message.reactions.clone(),
+        reaction: message.reaction.clone(),
+        edit_history: message.edit_history.clone(),
     };
     let bytes = extra.encode_to_vec();
     (!bytes.is_empty()).then_some(bytes)
@@ -59,6 +63,10 @@ mod tests {
             }),
             recalled: true,
             invitation: "sealed".into(),
+            edited_at_ms: 11,
+            reactions: vec![crate::client::Reaction { emoji: "👍".into(), user_ids: vec![4] }],
+            reaction: "👍".into(),
+            edit_history: vec![crate::client::EditRecord { text: "hi".into(), replaced_at_ms: 11 }],
             ..Default::default()
         };
         let mut columns = Message { id: 7, text: "hi".into(), ..Default::default() };

@@ -307,6 +307,8 @@ async fn start_logic(
             group_members_max: settings.group_members_max.max(1),
             media_bytes_max: settings.media_bytes_max,
             media_quota_bytes: settings.media_quota_bytes,
+            edit_window: std::time::Duration::from_secs(settings.edit_window_s),
+            keep_edit_history: settings.keep_edit_history,
             stats_period: settings.stats_period(),
             totals_max_age: std::time::Duration::from_secs(settings.totals_max_age_s),
             pending_redrive_after: std::time::Duration::from_secs(

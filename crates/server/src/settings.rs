@@ -268,6 +268,13 @@ pub struct Settings {
     /// as offline there (a reconnect within it is no news to their friends).
     #[arg(long, env = "MISSIVE_PRESENCE_GRACE_S", default_value_t = 5)]
     pub presence_grace_s: u64,
+    /// How long after sending a sender may edit a text, in seconds (default 48 hours).
+    #[arg(long, env = "MISSIVE_EDIT_WINDOW_S", default_value_t = 48 * 3600)]
+    pub edit_window_s: u64,
+    /// Keep the texts that edits replace, for the operators to read (`missive-cli admin
+    /// message`); by default they are gone.
+    #[arg(long, env = "MISSIVE_KEEP_EDIT_HISTORY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub keep_edit_history: bool,
     /// Members a group holds at most, its owner included.
     #[arg(long, env = "MISSIVE_GROUP_MEMBERS_MAX",
           default_value_t = logic_defaults().group_members_max)]

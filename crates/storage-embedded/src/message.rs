@@ -205,14 +205,36 @@ fn get(conn: &Connection, req: &MessageRef) -> Result<Message> {
 }
 
 /// Replaces the content of a stored message; returns the users whose inboxes hold it.
-fn replace(conn: &Connection, message: &Message) -> Result<Vec<u64>> {
-    let updated = conn
-        .prepare_cached(
-            "UPDATE messages SET kind = ?1, text = ?2, extra = ?3 WHERE message_id = ?4",
-        )?
-        .execute(params![message.kind, message.text, extra::encode(message), message.id])?;
+/// Replaces a message's kind, text and extra fields; with `expected`, only while its extra
+/// fields are still those bytes (`None`: it has none).
+fn replace(
+    conn: &Connection,
+    message: &Message,
+    expected: Option<&Option<Vec<u8>>>,
+) -> Result<Vec<u64>> {
+    let extra = extra::encode(message);
+    let updated = match expected {
+        None => conn
+            .prepare_cached(
+                "UPDATE messages SET kind = ?1, text = ?2, extra = ?3 WHERE message_id = ?4",
+            )?
+            .execute(params![message.kind, message.text, extra, message.id])?,
+        Some(expected) => conn
+            .prepare_cached(
+                "UPDATE messages SET kind = ?1, text = ?2, extra = ?3
+                 WHERE message_id = ?4 AND extra IS ?5",
+            )?
+            .execute(params![message.kind, message.text, extra, message.id, expected])?,
+    };
     if updated == 0 {
-        return Err(StoreError::NotFound("message"));
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM messages WHERE message_id = ?1")?
+            .exists([message.id])?;
+        return Err(if exists {
+            StoreError::Stale(format!("message {} changed meanwhile", message.id))
+        } else {
+            StoreError::NotFound("message")
+        });
     }
     let holders = conn
         .prepare_cached("SELECT user_id FROM inbox WHERE message_id = ?1")?
@@ -261,8 +283,10 @@ impl MessageStore for EmbeddedStore {
         let message = req.message.ok_or_else(|| Status::invalid_argument("message missing"))?;
         let store = self.clone();
         let replaced = Arc::new(message.clone());
+        let expected =
+            req.compare.then(|| Some(req.expected_extra).filter(|bytes| !bytes.is_empty()));
         self.write_then(
-            move |conn| replace(conn, &message),
+            move |conn| replace(conn, &message, expected.as_ref()),
             move |holders| store.caches().replaced(holders, &replaced),
         )
         .await?;

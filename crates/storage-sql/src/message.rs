@@ -304,22 +304,41 @@ impl MessageStore for SqlStore {
         let message = req.message.ok_or(SqlError::NotFound("message body"))?;
         let message_id = db_id(message.id, "message")?;
         let extra = extra::encode(&message);
+        // A read-modify-write compares each shard's copy with what it read: a copy that a
+        // racing writer changed first is left to it.
+        let expected = req.compare.then(|| Some(req.expected_extra).filter(|b| !b.is_empty()));
         let mut updated = 0;
         for shard in &self.inner.shards {
-            let done = sqlx::query(self.q().message_replace)
+            let statement = match &expected {
+                None => sqlx::query(self.q().message_replace),
+                Some(_) => sqlx::query(self.q().message_replace_if),
+            };
+            let mut statement = statement
                 .bind(i64::from(message.kind))
                 .bind(&message.text)
                 .bind(extra.clone())
-                .bind(message_id)
-                .execute(&shard.pool)
-                .await
-                .map_err(SqlError::from)?;
+                .bind(message_id);
+            if let Some(expected) = &expected {
+                statement = statement.bind(expected.clone());
+            }
+            let done = statement.execute(&shard.pool).await.map_err(SqlError::from)?;
             updated += done.rows_affected();
         }
-        if updated == 0 {
-            return Err(SqlError::NotFound("message").into());
+        if updated > 0 {
+            return Ok(Empty {});
         }
-        Ok(Empty {})
+        for shard in &self.inner.shards {
+            let exists = sqlx::query(self.q().message_exists)
+                .bind(message_id)
+                .fetch_optional(&shard.pool)
+                .await
+                .map_err(SqlError::from)?;
+            if exists.is_some() && expected.is_some() {
+                let stale = format!("message {} changed meanwhile", message.id);
+                return Err(SqlError::Stale(stale).into());
+            }
+        }
+        Err(SqlError::NotFound("message").into())
     }
 
     async fn claim_pending(

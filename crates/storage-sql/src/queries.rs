@@ -80,6 +80,11 @@ queries! {
         " FROM inbox i JOIN messages m ON m.message_id = i.message_id
           WHERE i.user_id = ? AND i.message_id = ?");
     message_replace = "UPDATE messages SET kind = ?, text = ?, extra = ? WHERE message_id = ?";
+    message_replace_if = "UPDATE messages SET kind = ?, text = ?, extra = ?
+                          WHERE message_id = ? AND extra <=> ?",
+        postgres: "UPDATE messages SET kind = ?, text = ?, extra = ?
+                   WHERE message_id = ? AND extra IS NOT DISTINCT FROM ?";
+    message_exists = "SELECT 1 FROM messages WHERE message_id = ?";
     message_by_id = concat!("SELECT ", message_columns!(), " FROM messages m WHERE m.message_id = ?");
     pending_list = "SELECT user_id FROM pending_entries WHERE message_id = ?";
     pending_due = "SELECT DISTINCT message_id FROM pending_entries

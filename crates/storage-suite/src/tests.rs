@@ -629,8 +629,28 @@ pub async fn messages_keep_their_extra_fields_and_can_be_replaced(fixture: &impl
         recalled: true,
         ..rich.clone()
     };
+    // A compare-and-set: taken while the stored extra fields are those read, refused
+    // (ABORTED) once another writer changed them.
+    let reacted = Message {
+        reactions: vec![missive_proto::client::Reaction {
+            emoji: "👍".into(), user_ids: vec![1]
+        }],
+        ..Message { id, ..rich.clone() }
+    };
+    let read = missive_proto::extra::encode(&Message { id, ..rich.clone() }).unwrap_or_default();
+    let cas = |message: &Message| ReplaceMessageRequest {
+        message: Some(message.clone()),
+        compare: true,
+        expected_extra: read.clone(),
+    };
+    store.replace(CTX, cas(&reacted)).await.unwrap();
+    let raced = store.replace(CTX, cas(&Message { text: "lost".into(), ..reacted.clone() })).await;
+    assert_eq!(raced.unwrap_err().code, Code::Aborted);
+    let got = MessageStore::get(&store, CTX, MessageRef { user_id: users[1], message_id: id });
+    assert_eq!(got.await.unwrap(), reacted);
     // Every holder's copy changes, on every shard, without the caller naming them.
-    store.replace(CTX, ReplaceMessageRequest { message: Some(recalled.clone()) }).await.unwrap();
+    let blind = ReplaceMessageRequest { message: Some(recalled.clone()), ..Default::default() };
+    store.replace(CTX, blind).await.unwrap();
     // Both what a running store answers (caches included) and what it reopens with.
     for &user in &users {
         let page = store
@@ -653,7 +673,7 @@ pub async fn messages_keep_their_extra_fields_and_can_be_replaced(fixture: &impl
         assert_eq!(page.items[0].message.as_ref(), Some(&recalled), "user {user}");
     }
     let unknown = Message { id: id + 1_000_000, ..recalled };
-    let replace = ReplaceMessageRequest { message: Some(unknown) };
+    let replace = ReplaceMessageRequest { message: Some(unknown), ..Default::default() };
     assert_eq!(store.replace(CTX, replace).await.unwrap_err().code, Code::NotFound);
 }
 

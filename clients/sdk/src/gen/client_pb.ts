@@ -18,7 +18,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file client.proto.
  */
 export const file_client: GenFile = /*@__PURE__*/
-  fileDesc("CgxjbGllbnQucHJvdG8SCm1pc3NpdmUudjEiNgoLQXV0aFJlcXVlc3QSDQoFdG9rZW4YASABKAkSGAoQcHJvdG9jb2xfdmVyc2lvbhgCIAEoDSJqCgxBdXRoUmVzcG9uc2USDwoHdXNlcl9pZBgBIAEoBBIRCglkZXZpY2VfaWQYAiABKAQSHAoUaGVhcnRiZWF0X2ludGVydmFsX3MYAyABKA0SGAoQcHJvdG9jb2xfdmVyc2lvbhgEIAEoDSINCgtQaW5nUmVxdWVzdCImCgxQaW5nUmVzcG9uc2USFgoOc2VydmVyX3RpbWVfbXMYASABKAMiRwoPUmVnaXN0ZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEhAKCG5pY2tuYW1lGAMgASgJIiMKEFJlZ2lzdGVyUmVzcG9uc2USDwoHdXNlcl9pZBgBIAEoBCJHCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSEwoLZGV2aWNlX25hbWUYAyABKAkiQgoNTG9naW5SZXNwb25zZRIPCgd1c2VyX2lkGAEgASgEEhEKCWRldmljZV9pZBgCIAEoBBINCgV0b2tlbhgDIAEoCSIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIiUKEUdldFByb2ZpbGVSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJInsKB1Byb2ZpbGUSDwoHdXNlcl9pZBgBIAEoBBIQCgh1c2VybmFtZRgCIAEoCRIQCghuaWNrbmFtZRgDIAEoCRI7ChNwcmVzZW5jZV92aXNpYmlsaXR5GAQgASgOMh4ubWlzc2l2ZS52MS5QcmVzZW5jZVZpc2liaWxpdHkiOgoSR2V0UHJvZmlsZVJlc3BvbnNlEiQKB3Byb2ZpbGUYASABKAsyEy5taXNzaXZlLnYxLlByb2ZpbGUiKAoUVXBkYXRlUHJvZmlsZVJlcXVlc3QSEAoIbmlja25hbWUYASABKAkiTgoVVXBkYXRlUHJvZmlsZVJlc3BvbnNlEiQKB3Byb2ZpbGUYASABKAsyEy5taXNzaXZlLnYxLlByb2ZpbGUSDwoHdmVyc2lvbhgCIAEoBCKdAQoLU2VuZFJlcXVlc3QSEgoKdG9fdXNlcl9pZBgBIAEoBBIKCgJ0bxgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJEiUKBGtpbmQYBCABKA4yFy5taXNzaXZlLnYxLk1lc3NhZ2VLaW5kEgwKBHRleHQYBSABKAkSEAoIbWVkaWFfaWQYBiABKAkSEAoIbWVudGlvbnMYByADKAQiWgoMU2VuZFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAQSDwoHdmVyc2lvbhgCIAEoBBISCgpzZW50X2F0X21zGAMgASgDEhEKCWR1cGxpY2F0ZRgEIAEoCCIuCgtTeW5jUmVxdWVzdBIQCghzeW5jX2tleRgBIAEoDBINCgVsaW1pdBgCIAEoDSKVAwoHTWVzc2FnZRIKCgJpZBgBIAEoBBIUCgxmcm9tX3VzZXJfaWQYAiABKAQSDAoEZnJvbRgDIAEoCRISCgp0b191c2VyX2lkGAQgASgEEgoKAnRvGAUgASgJEiUKBGtpbmQYBiABKA4yFy5taXNzaXZlLnYxLk1lc3NhZ2VLaW5kEgwKBHRleHQYByABKAkSEgoKc2VudF9hdF9tcxgIIAEoAxIVCg1jbGllbnRfbXNnX2lkGAkgASgJEhAKCGdyb3VwX2lkGAogASgEEhUKDWZyb21fbmlja25hbWUYCyABKAkSIwoFbWVkaWEYDCABKAsyFC5taXNzaXZlLnYxLk1lZGlhUmVmEhYKDnJlZl9tZXNzYWdlX2lkGA0gASgEEhAKCG1lbnRpb25zGA4gAygEEiUKBWV2ZW50GA8gASgLMhYubWlzc2l2ZS52MS5Hcm91cEV2ZW50EhAKCHJlY2FsbGVkGBAgASgIEhUKDWZhbGxiYWNrX3RleHQYESABKAkSEgoKaW52aXRhdGlvbhgSIAEoCSJLCghNZWRpYVJlZhIQCghtZWRpYV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhEKCW1pbWVfdHlwZRgDIAEoCRIMCgRzaXplGAQgASgEIoIDCgpHcm91cEV2ZW50Ei0KBmFjdGlvbhgBIAEoDjIdLm1pc3NpdmUudjEuR3JvdXBFdmVudC5BY3Rpb24SEAoIYWN0b3JfaWQYAiABKAQSEgoKdGFyZ2V0X2lkcxgDIAMoBBINCgV2YWx1ZRgEIAEoCSKPAgoGQWN0aW9uEhYKEkFDVElPTl9VTlNQRUNJRklFRBAAEhIKDkFDVElPTl9DUkVBVEVEEAESEgoOQUNUSU9OX0lOVklURUQQAhISCg5BQ1RJT05fUkVNT1ZFRBADEg8KC0FDVElPTl9MRUZUEAQSEgoOQUNUSU9OX1JFTkFNRUQQBRIXChNBQ1RJT05fQU5OT1VOQ0VNRU5UEAYSFgoSQUNUSU9OX0FETUlOX0FEREVEEAcSGAoUQUNUSU9OX0FETUlOX1JFTU9WRUQQCBIYChRBQ1RJT05fT1dORVJfQ0hBTkdFRBAJEhQKEEFDVElPTl9ESVNTT0xWRUQQChIRCg1BQ1RJT05fSk9JTkVEEAsi1AEKB0NvbnRhY3QSDwoHdXNlcl9pZBgBIAEoBBIQCgh1c2VybmFtZRgCIAEoCRIQCghuaWNrbmFtZRgDIAEoCRIQCghpc19ncm91cBgEIAEoCBImCghyZWxhdGlvbhgFIAEoDjIULm1pc3NpdmUudjEuUmVsYXRpb24SDwoHYmxvY2tlZBgGIAEoCBIOCgZyZW1hcmsYByABKAkSEAoIZ3JlZXRpbmcYCCABKAkSJwoFZ3JvdXAYCSABKAsyGC5taXNzaXZlLnYxLkdyb3VwUHJvZmlsZSKBAQoMR3JvdXBQcm9maWxlEhQKDGFubm91bmNlbWVudBgBIAEoCRIQCghvd25lcl9pZBgCIAEoBBIRCglhZG1pbl9pZHMYAyADKAQSIwoEcm9sZRgEIAEoDjIVLm1pc3NpdmUudjEuR3JvdXBSb2xlEhEKCWRpc3NvbHZlZBgFIAEoCCK/AQoIU3luY0l0ZW0SIgoEdHlwZRgBIAEoDjIULm1pc3NpdmUudjEuRGF0YVR5cGUSDwoHdmVyc2lvbhgCIAEoBBImCgdwcm9maWxlGAMgASgLMhMubWlzc2l2ZS52MS5Qcm9maWxlSAASJgoHY29udGFjdBgEIAEoCzITLm1pc3NpdmUudjEuQ29udGFjdEgAEiYKB21lc3NhZ2UYBSABKAsyEy5taXNzaXZlLnYxLk1lc3NhZ2VIAEIGCgRib2R5IlMKDFN5bmNSZXNwb25zZRIjCgVpdGVtcxgBIAMoCzIULm1pc3NpdmUudjEuU3luY0l0ZW0SEAoIc3luY19rZXkYAiABKAwSDAoEbW9yZRgDIAEoCCJLChRGcmllbmRSZXF1ZXN0UmVxdWVzdBIPCgd1c2VyX2lkGAEgASgEEhAKCHVzZXJuYW1lGAIgASgJEhAKCGdyZWV0aW5nGAMgASgJIkgKD0NvbnRhY3RSZXNwb25zZRIkCgdjb250YWN0GAEgASgLMhMubWlzc2l2ZS52MS5Db250YWN0Eg8KB3ZlcnNpb24YAiABKAQiSQoURnJpZW5kUmVzcG9uZFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoBBIQCgh1c2VybmFtZRgCIAEoCRIOCgZhY2NlcHQYAyABKAgiOAoTRnJpZW5kUmVtb3ZlUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgEEhAKCHVzZXJuYW1lGAIgASgJIkcKEVNldEJsb2NrZWRSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQSEAoIdXNlcm5hbWUYAiABKAkSDwoHYmxvY2tlZBgDIAEoCCJFChBTZXRSZW1hcmtSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQSEAoIdXNlcm5hbWUYAiABKAkSDgoGcmVtYXJrGAMgASgJIhUKE0xpc3RDb250YWN0c1JlcXVlc3QiPQoUTGlzdENvbnRhY3RzUmVzcG9uc2USJQoIY29udGFjdHMYASADKAsyEy5taXNzaXZlLnYxLkNvbnRhY3QifQoLR3JvdXBNZW1iZXISDwoHdXNlcl9pZBgBIAEoBBIQCgh1c2VybmFtZRgCIAEoCRIQCghuaWNrbmFtZRgDIAEoCRIjCgRyb2xlGAQgASgOMhUubWlzc2l2ZS52MS5Hcm91cFJvbGUSFAoMam9pbmVkX2F0X21zGAUgASgDIrYBCgVHcm91cBIQCghncm91cF9pZBgBIAEoBBIOCgZoYW5kbGUYAiABKAkSDAoEbmFtZRgDIAEoCRIUCgxhbm5vdW5jZW1lbnQYBCABKAkSEAoIb3duZXJfaWQYBSABKAQSFQoNY3JlYXRlZF9hdF9tcxgGIAEoAxIUCgxtZW1iZXJfbGltaXQYByABKA0SKAoHbWVtYmVycxgIIAMoCzIXLm1pc3NpdmUudjEuR3JvdXBNZW1iZXIiMQoNR3JvdXBSZXNwb25zZRIgCgVncm91cBgBIAEoCzIRLm1pc3NpdmUudjEuR3JvdXAiNgoSR3JvdXBDcmVhdGVSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoKbWVtYmVyX2lkcxgCIAMoBCI4ChJHcm91cEludml0ZVJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAQSEAoIdXNlcl9pZHMYAiADKAQiOAoSR3JvdXBSZW1vdmVSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgEEhAKCHVzZXJfaWRzGAIgAygEIiUKEUdyb3VwTGVhdmVSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgEIm4KEkdyb3VwVXBkYXRlUmVxdWVzdBIQCghncm91cF9pZBgBIAEoBBIRCgRuYW1lGAIgASgJSACIAQESGQoMYW5ub3VuY2VtZW50GAMgASgJSAGIAQFCBwoFX25hbWVCDwoNX2Fubm91bmNlbWVudCJIChRHcm91cFNldEFkbWluUmVxdWVzdBIQCghncm91cF9pZBgBIAEoBBIPCgd1c2VyX2lkGAIgASgEEg0KBWFkbWluGAMgASgIIjkKFEdyb3VwVHJhbnNmZXJSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgEEg8KB3VzZXJfaWQYAiABKAQiKAoUR3JvdXBEaXNzb2x2ZVJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAQiJAoQR3JvdXBJbmZvUmVxdWVzdBIQCghncm91cF9pZBgBIAEoBCImChBHcm91cEpvaW5SZXF1ZXN0EhIKCmludml0YXRpb24YASABKAkiVwoNVXBsb2FkUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAQSDAoEbmFtZRgCIAEoCRIRCgltaW1lX3R5cGUYAyABKAkSDAoEZGF0YRgEIAEoDCI1Cg5VcGxvYWRSZXNwb25zZRIjCgVtZWRpYRgBIAEoCzIULm1pc3NpdmUudjEuTWVkaWFSZWYiXAoSVXBsb2FkQmVnaW5SZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoBBIMCgRuYW1lGAIgASgJEhEKCW1pbWVfdHlwZRgDIAEoCRIMCgRzaXplGAQgASgEIj8KE1VwbG9hZEJlZ2luUmVzcG9uc2USEAoIbWVkaWFfaWQYASABKAkSFgoOcGFydF9ieXRlc19tYXgYAiABKA0iQwoRVXBsb2FkUGFydFJlcXVlc3QSEAoIbWVkaWFfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEgwKBGRhdGEYAyABKAwiSwoSVXBsb2FkUGFydFJlc3BvbnNlEhAKCHJlY2VpdmVkGAEgASgEEiMKBW1lZGlhGAIgASgLMhQubWlzc2l2ZS52MS5NZWRpYVJlZiIjCg9Eb3dubG9hZFJlcXVlc3QSEAoIbWVkaWFfaWQYASABKAkiRQoQRG93bmxvYWRSZXNwb25zZRIjCgVtZWRpYRgBIAEoCzIULm1pc3NpdmUudjEuTWVkaWFSZWYSDAoEZGF0YRgCIAEoDCIjCg1SZWNhbGxSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAQiIQoOUmVjYWxsUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBCIlCg9NYXJrUmVhZFJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoBCIjChBNYXJrUmVhZFJlc3BvbnNlEg8KB3ZlcnNpb24YASABKAQiOAoNVHlwaW5nUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAQSDgoGdHlwaW5nGAIgASgIIhAKDlR5cGluZ1Jlc3BvbnNlIlAKEVNldFByaXZhY3lSZXF1ZXN0EjsKE3ByZXNlbmNlX3Zpc2liaWxpdHkYASABKA4yHi5taXNzaXZlLnYxLlByZXNlbmNlVmlzaWJpbGl0eSJLChJTZXRQcml2YWN5UmVzcG9uc2USJAoHcHJvZmlsZRgBIAEoCzITLm1pc3NpdmUudjEuUHJvZmlsZRIPCgd2ZXJzaW9uGAIgASgEIiYKEkdldFByZXNlbmNlUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoBCJfCgxVc2VyUHJlc2VuY2USDwoHdXNlcl9pZBgBIAEoBBIoCgVzdGF0ZRgCIAEoDjIZLm1pc3NpdmUudjEuUHJlc2VuY2VTdGF0ZRIUCgxsYXN0X3NlZW5fbXMYAyABKAMiQgoTR2V0UHJlc2VuY2VSZXNwb25zZRIrCglwcmVzZW5jZXMYASADKAsyGC5taXNzaXZlLnYxLlVzZXJQcmVzZW5jZSJoCgVFdmVudBIpCgZ0eXBpbmcYASABKAsyFy5taXNzaXZlLnYxLlR5cGluZ0V2ZW50SAASLAoIcHJlc2VuY2UYAiABKAsyGC5taXNzaXZlLnYxLlVzZXJQcmVzZW5jZUgAQgYKBGJvZHkiXgoLVHlwaW5nRXZlbnQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgEEg8KB3VzZXJfaWQYAiABKAQSDgoGdHlwaW5nGAMgASgIEhUKDWV4cGlyZXNfaW5fbXMYBCABKA0iPQoGTm90aWZ5EiIKBHR5cGUYASABKA4yFC5taXNzaXZlLnYxLkRhdGFUeXBlEg8KB3ZlcnNpb24YAiABKAQiTAoFRXJyb3ISDAoEY29kZRgBIAEoDRIMCgRuYW1lGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSFgoOcmV0cnlfYWZ0ZXJfbXMYBCABKAQq9wYKB0NvbW1hbmQSFwoTQ09NTUFORF9VTlNQRUNJRklFRBAAEhAKDENPTU1BTkRfQVVUSBABEhAKDENPTU1BTkRfUElORxACEhQKEENPTU1BTkRfUkVHSVNURVIQAxIRCg1DT01NQU5EX0xPR0lOEAQSEgoOQ09NTUFORF9MT0dPVVQQBRIXChNDT01NQU5EX0dFVF9QUk9GSUxFEAYSGgoWQ09NTUFORF9VUERBVEVfUFJPRklMRRAHEhAKDENPTU1BTkRfU0VORBAIEhAKDENPTU1BTkRfU1lOQxAJEhoKFkNPTU1BTkRfRlJJRU5EX1JFUVVFU1QQChIaChZDT01NQU5EX0ZSSUVORF9SRVNQT05EEAsSGQoVQ09NTUFORF9GUklFTkRfUkVNT1ZFEAwSFwoTQ09NTUFORF9TRVRfQkxPQ0tFRBANEhYKEkNPTU1BTkRfU0VUX1JFTUFSSxAOEhkKFUNPTU1BTkRfTElTVF9DT05UQUNUUxAPEhgKFENPTU1BTkRfR1JPVVBfQ1JFQVRFEBQSGAoUQ09NTUFORF9HUk9VUF9JTlZJVEUQFRIYChRDT01NQU5EX0dST1VQX1JFTU9WRRAWEhcKE0NPTU1BTkRfR1JPVVBfTEVBVkUQFxIYChRDT01NQU5EX0dST1VQX1VQREFURRAYEhsKF0NPTU1BTkRfR1JPVVBfU0VUX0FETUlOEBkSGgoWQ09NTUFORF9HUk9VUF9UUkFOU0ZFUhAaEhoKFkNPTU1BTkRfR1JPVVBfRElTU09MVkUQGxIWChJDT01NQU5EX0dST1VQX0lORk8QHBIWChJDT01NQU5EX0dST1VQX0pPSU4QHRISCg5DT01NQU5EX1VQTE9BRBAeEhQKEENPTU1BTkRfRE9XTkxPQUQQHxISCg5DT01NQU5EX1JFQ0FMTBAgEhUKEUNPTU1BTkRfTUFSS19SRUFEECESGAoUQ09NTUFORF9VUExPQURfQkVHSU4QIhIXChNDT01NQU5EX1VQTE9BRF9QQVJUECMSEgoOQ09NTUFORF9UWVBJTkcQJBIXChNDT01NQU5EX1NFVF9QUklWQUNZECUSGAoUQ09NTUFORF9HRVRfUFJFU0VOQ0UQJhISCg5DT01NQU5EX05PVElGWRBkEhEKDUNPTU1BTkRfRVZFTlQQZSpqCghEYXRhVHlwZRIZChVEQVRBX1RZUEVfVU5TUEVDSUZJRUQQABIVChFEQVRBX1RZUEVfQUNDT1VOVBABEhUKEURBVEFfVFlQRV9DT05UQUNUEAISFQoRREFUQV9UWVBFX01FU1NBR0UQAyrgAQoLTWVzc2FnZUtpbmQSHAoYTUVTU0FHRV9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRTUVTU0FHRV9LSU5EX1RFWFQQARIWChJNRVNTQUdFX0tJTkRfSU1BR0UQAhIVChFNRVNTQUdFX0tJTkRfRklMRRADEhcKE01FU1NBR0VfS0lORF9SRUNBTEwQBBIYChRNRVNTQUdFX0tJTkRfUkVDRUlQVBAFEhcKE01FU1NBR0VfS0lORF9TWVNURU0QBhIhCh1NRVNTQUdFX0tJTkRfR1JPVVBfSU5WSVRBVElPThAHKoEBCghSZWxhdGlvbhIRCg1SRUxBVElPTl9OT05FEAASGQoVUkVMQVRJT05fUkVRVUVTVF9TRU5UEAESHQoZUkVMQVRJT05fUkVRVUVTVF9SRUNFSVZFRBACEhMKD1JFTEFUSU9OX0ZSSUVORBADEhMKD1JFTEFUSU9OX01FTUJFUhAEKmMKCUdyb3VwUm9sZRITCg9HUk9VUF9ST0xFX05PTkUQABIVChFHUk9VUF9ST0xFX01FTUJFUhABEhQKEEdST1VQX1JPTEVfQURNSU4QAhIUChBHUk9VUF9ST0xFX09XTkVSEAMqdwoSUHJlc2VuY2VWaXNpYmlsaXR5Eh8KG1BSRVNFTkNFX1ZJU0lCSUxJVFlfRlJJRU5EUxAAEiAKHFBSRVNFTkNFX1ZJU0lCSUxJVFlfRVZFUllPTkUQARIeChpQUkVTRU5DRV9WSVNJQklMSVRZX05PQk9EWRACKmEKDVByZXNlbmNlU3RhdGUSGQoVUFJFU0VOQ0VfU1RBVEVfSElEREVOEAASGQoVUFJFU0VOQ0VfU1RBVEVfT05MSU5FEAESGgoWUFJFU0VOQ0VfU1RBVEVfT0ZGTElORRACYgZwcm90bzM");
+  fileDesc("CgxjbGllbnQucHJvdG8SCm1pc3NpdmUudjEiNgoLQXV0aFJlcXVlc3QSDQoFdG9rZW4YASABKAkSGAoQcHJvdG9jb2xfdmVyc2lvbhgCIAEoDSJqCgxBdXRoUmVzcG9uc2USDwoHdXNlcl9pZBgBIAEoBBIRCglkZXZpY2VfaWQYAiABKAQSHAoUaGVhcnRiZWF0X2ludGVydmFsX3MYAyABKA0SGAoQcHJvdG9jb2xfdmVyc2lvbhgEIAEoDSINCgtQaW5nUmVxdWVzdCImCgxQaW5nUmVzcG9uc2USFgoOc2VydmVyX3RpbWVfbXMYASABKAMiRwoPUmVnaXN0ZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEhAKCG5pY2tuYW1lGAMgASgJIiMKEFJlZ2lzdGVyUmVzcG9uc2USDwoHdXNlcl9pZBgBIAEoBCJHCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSEwoLZGV2aWNlX25hbWUYAyABKAkiQgoNTG9naW5SZXNwb25zZRIPCgd1c2VyX2lkGAEgASgEEhEKCWRldmljZV9pZBgCIAEoBBINCgV0b2tlbhgDIAEoCSIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIiUKEUdldFByb2ZpbGVSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJInsKB1Byb2ZpbGUSDwoHdXNlcl9pZBgBIAEoBBIQCgh1c2VybmFtZRgCIAEoCRIQCghuaWNrbmFtZRgDIAEoCRI7ChNwcmVzZW5jZV92aXNpYmlsaXR5GAQgASgOMh4ubWlzc2l2ZS52MS5QcmVzZW5jZVZpc2liaWxpdHkiOgoSR2V0UHJvZmlsZVJlc3BvbnNlEiQKB3Byb2ZpbGUYASABKAsyEy5taXNzaXZlLnYxLlByb2ZpbGUiKAoUVXBkYXRlUHJvZmlsZVJlcXVlc3QSEAoIbmlja25hbWUYASABKAkiTgoVVXBkYXRlUHJvZmlsZVJlc3BvbnNlEiQKB3Byb2ZpbGUYASABKAsyEy5taXNzaXZlLnYxLlByb2ZpbGUSDwoHdmVyc2lvbhgCIAEoBCKdAQoLU2VuZFJlcXVlc3QSEgoKdG9fdXNlcl9pZBgBIAEoBBIKCgJ0bxgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJEiUKBGtpbmQYBCABKA4yFy5taXNzaXZlLnYxLk1lc3NhZ2VLaW5kEgwKBHRleHQYBSABKAkSEAoIbWVkaWFfaWQYBiABKAkSEAoIbWVudGlvbnMYByADKAQiWgoMU2VuZFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAQSDwoHdmVyc2lvbhgCIAEoBBISCgpzZW50X2F0X21zGAMgASgDEhEKCWR1cGxpY2F0ZRgEIAEoCCIuCgtTeW5jUmVxdWVzdBIQCghzeW5jX2tleRgBIAEoDBINCgVsaW1pdBgCIAEoDSKUBAoHTWVzc2FnZRIKCgJpZBgBIAEoBBIUCgxmcm9tX3VzZXJfaWQYAiABKAQSDAoEZnJvbRgDIAEoCRISCgp0b191c2VyX2lkGAQgASgEEgoKAnRvGAUgASgJEiUKBGtpbmQYBiABKA4yFy5taXNzaXZlLnYxLk1lc3NhZ2VLaW5kEgwKBHRleHQYByABKAkSEgoKc2VudF9hdF9tcxgIIAEoAxIVCg1jbGllbnRfbXNnX2lkGAkgASgJEhAKCGdyb3VwX2lkGAogASgEEhUKDWZyb21fbmlja25hbWUYCyABKAkSIwoFbWVkaWEYDCABKAsyFC5taXNzaXZlLnYxLk1lZGlhUmVmEhYKDnJlZl9tZXNzYWdlX2lkGA0gASgEEhAKCG1lbnRpb25zGA4gAygEEiUKBWV2ZW50GA8gASgLMhYubWlzc2l2ZS52MS5Hcm91cEV2ZW50EhAKCHJlY2FsbGVkGBAgASgIEhUKDWZhbGxiYWNrX3RleHQYESABKAkSEgoKaW52aXRhdGlvbhgSIAEoCRIUCgxlZGl0ZWRfYXRfbXMYEyABKAMSJwoJcmVhY3Rpb25zGBQgAygLMhQubWlzc2l2ZS52MS5SZWFjdGlvbhIQCghyZWFjdGlvbhgVIAEoCRIsCgxlZGl0X2hpc3RvcnkYFiADKAsyFi5taXNzaXZlLnYxLkVkaXRSZWNvcmQiKwoIUmVhY3Rpb24SDQoFZW1vamkYASABKAkSEAoIdXNlcl9pZHMYAiADKAQiMgoKRWRpdFJlY29yZBIMCgR0ZXh0GAEgASgJEhYKDnJlcGxhY2VkX2F0X21zGAIgASgDIksKCE1lZGlhUmVmEhAKCG1lZGlhX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEQoJbWltZV90eXBlGAMgASgJEgwKBHNpemUYBCABKAQiggMKCkdyb3VwRXZlbnQSLQoGYWN0aW9uGAEgASgOMh0ubWlzc2l2ZS52MS5Hcm91cEV2ZW50LkFjdGlvbhIQCghhY3Rvcl9pZBgCIAEoBBISCgp0YXJnZXRfaWRzGAMgAygEEg0KBXZhbHVlGAQgASgJIo8CCgZBY3Rpb24SFgoSQUNUSU9OX1VOU1BFQ0lGSUVEEAASEgoOQUNUSU9OX0NSRUFURUQQARISCg5BQ1RJT05fSU5WSVRFRBACEhIKDkFDVElPTl9SRU1PVkVEEAMSDwoLQUNUSU9OX0xFRlQQBBISCg5BQ1RJT05fUkVOQU1FRBAFEhcKE0FDVElPTl9BTk5PVU5DRU1FTlQQBhIWChJBQ1RJT05fQURNSU5fQURERUQQBxIYChRBQ1RJT05fQURNSU5fUkVNT1ZFRBAIEhgKFEFDVElPTl9PV05FUl9DSEFOR0VEEAkSFAoQQUNUSU9OX0RJU1NPTFZFRBAKEhEKDUFDVElPTl9KT0lORUQQCyLUAQoHQ29udGFjdBIPCgd1c2VyX2lkGAEgASgEEhAKCHVzZXJuYW1lGAIgASgJEhAKCG5pY2tuYW1lGAMgASgJEhAKCGlzX2dyb3VwGAQgASgIEiYKCHJlbGF0aW9uGAUgASgOMhQubWlzc2l2ZS52MS5SZWxhdGlvbhIPCgdibG9ja2VkGAYgASgIEg4KBnJlbWFyaxgHIAEoCRIQCghncmVldGluZxgIIAEoCRInCgVncm91cBgJIAEoCzIYLm1pc3NpdmUudjEuR3JvdXBQcm9maWxlIoEBCgxHcm91cFByb2ZpbGUSFAoMYW5ub3VuY2VtZW50GAEgASgJEhAKCG93bmVyX2lkGAIgASgEEhEKCWFkbWluX2lkcxgDIAMoBBIjCgRyb2xlGAQgASgOMhUubWlzc2l2ZS52MS5Hcm91cFJvbGUSEQoJZGlzc29sdmVkGAUgASgIIr8BCghTeW5jSXRlbRIiCgR0eXBlGAEgASgOMhQubWlzc2l2ZS52MS5EYXRhVHlwZRIPCgd2ZXJzaW9uGAIgASgEEiYKB3Byb2ZpbGUYAyABKAsyEy5taXNzaXZlLnYxLlByb2ZpbGVIABImCgdjb250YWN0GAQgASgLMhMubWlzc2l2ZS52MS5Db250YWN0SAASJgoHbWVzc2FnZRgFIAEoCzITLm1pc3NpdmUudjEuTWVzc2FnZUgAQgYKBGJvZHkiUwoMU3luY1Jlc3BvbnNlEiMKBWl0ZW1zGAEgAygLMhQubWlzc2l2ZS52MS5TeW5jSXRlbRIQCghzeW5jX2tleRgCIAEoDBIMCgRtb3JlGAMgASgIIksKFEZyaWVuZFJlcXVlc3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQSEAoIdXNlcm5hbWUYAiABKAkSEAoIZ3JlZXRpbmcYAyABKAkiSAoPQ29udGFjdFJlc3BvbnNlEiQKB2NvbnRhY3QYASABKAsyEy5taXNzaXZlLnYxLkNvbnRhY3QSDwoHdmVyc2lvbhgCIAEoBCJJChRGcmllbmRSZXNwb25kUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgEEhAKCHVzZXJuYW1lGAIgASgJEg4KBmFjY2VwdBgDIAEoCCI4ChNGcmllbmRSZW1vdmVSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAQSEAoIdXNlcm5hbWUYAiABKAkiRwoRU2V0QmxvY2tlZFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoBBIQCgh1c2VybmFtZRgCIAEoCRIPCgdibG9ja2VkGAMgASgIIkUKEFNldFJlbWFya1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoBBIQCgh1c2VybmFtZRgCIAEoCRIOCgZyZW1hcmsYAyABKAkiFQoTTGlzdENvbnRhY3RzUmVxdWVzdCI9ChRMaXN0Q29udGFjdHNSZXNwb25zZRIlCghjb250YWN0cxgBIAMoCzITLm1pc3NpdmUudjEuQ29udGFjdCJ9CgtHcm91cE1lbWJlchIPCgd1c2VyX2lkGAEgASgEEhAKCHVzZXJuYW1lGAIgASgJEhAKCG5pY2tuYW1lGAMgASgJEiMKBHJvbGUYBCABKA4yFS5taXNzaXZlLnYxLkdyb3VwUm9sZRIUCgxqb2luZWRfYXRfbXMYBSABKAMitgEKBUdyb3VwEhAKCGdyb3VwX2lkGAEgASgEEg4KBmhhbmRsZRgCIAEoCRIMCgRuYW1lGAMgASgJEhQKDGFubm91bmNlbWVudBgEIAEoCRIQCghvd25lcl9pZBgFIAEoBBIVCg1jcmVhdGVkX2F0X21zGAYgASgDEhQKDG1lbWJlcl9saW1pdBgHIAEoDRIoCgdtZW1iZXJzGAggAygLMhcubWlzc2l2ZS52MS5Hcm91cE1lbWJlciIxCg1Hcm91cFJlc3BvbnNlEiAKBWdyb3VwGAEgASgLMhEubWlzc2l2ZS52MS5Hcm91cCI2ChJHcm91cENyZWF0ZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRISCgptZW1iZXJfaWRzGAIgAygEIjgKEkdyb3VwSW52aXRlUmVxdWVzdBIQCghncm91cF9pZBgBIAEoBBIQCgh1c2VyX2lkcxgCIAMoBCI4ChJHcm91cFJlbW92ZVJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAQSEAoIdXNlcl9pZHMYAiADKAQiJQoRR3JvdXBMZWF2ZVJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAQibgoSR3JvdXBVcGRhdGVSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgEEhEKBG5hbWUYAiABKAlIAIgBARIZCgxhbm5vdW5jZW1lbnQYAyABKAlIAYgBAUIHCgVfbmFtZUIPCg1fYW5ub3VuY2VtZW50IkgKFEdyb3VwU2V0QWRtaW5SZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgEEg8KB3VzZXJfaWQYAiABKAQSDQoFYWRtaW4YAyABKAgiOQoUR3JvdXBUcmFuc2ZlclJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAQSDwoHdXNlcl9pZBgCIAEoBCIoChRHcm91cERpc3NvbHZlUmVxdWVzdBIQCghncm91cF9pZBgBIAEoBCIkChBHcm91cEluZm9SZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgEIiYKEEdyb3VwSm9pblJlcXVlc3QSEgoKaW52aXRhdGlvbhgBIAEoCSJXCg1VcGxvYWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoBBIMCgRuYW1lGAIgASgJEhEKCW1pbWVfdHlwZRgDIAEoCRIMCgRkYXRhGAQgASgMIjUKDlVwbG9hZFJlc3BvbnNlEiMKBW1lZGlhGAEgASgLMhQubWlzc2l2ZS52MS5NZWRpYVJlZiJcChJVcGxvYWRCZWdpblJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgEEgwKBG5hbWUYAiABKAkSEQoJbWltZV90eXBlGAMgASgJEgwKBHNpemUYBCABKAQiPwoTVXBsb2FkQmVnaW5SZXNwb25zZRIQCghtZWRpYV9pZBgBIAEoCRIWCg5wYXJ0X2J5dGVzX21heBgCIAEoDSJDChFVcGxvYWRQYXJ0UmVxdWVzdBIQCghtZWRpYV9pZBgBIAEoCRIOCgZvZmZzZXQYAiABKAQSDAoEZGF0YRgDIAEoDCJLChJVcGxvYWRQYXJ0UmVzcG9uc2USEAoIcmVjZWl2ZWQYASABKAQSIwoFbWVkaWEYAiABKAsyFC5taXNzaXZlLnYxLk1lZGlhUmVmIiMKD0Rvd25sb2FkUmVxdWVzdBIQCghtZWRpYV9pZBgBIAEoCSJFChBEb3dubG9hZFJlc3BvbnNlEiMKBW1lZGlhGAEgASgLMhQubWlzc2l2ZS52MS5NZWRpYVJlZhIMCgRkYXRhGAIgASgMIiMKDVJlY2FsbFJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoBCIhCg5SZWNhbGxSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgEIiUKD01hcmtSZWFkUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgEIiMKEE1hcmtSZWFkUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBCI4Cg1UeXBpbmdSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoBBIOCgZ0eXBpbmcYAiABKAgiEAoOVHlwaW5nUmVzcG9uc2UiUAoRU2V0UHJpdmFjeVJlcXVlc3QSOwoTcHJlc2VuY2VfdmlzaWJpbGl0eRgBIAEoDjIeLm1pc3NpdmUudjEuUHJlc2VuY2VWaXNpYmlsaXR5IksKElNldFByaXZhY3lSZXNwb25zZRIkCgdwcm9maWxlGAEgASgLMhMubWlzc2l2ZS52MS5Qcm9maWxlEg8KB3ZlcnNpb24YAiABKAQiJgoSR2V0UHJlc2VuY2VSZXF1ZXN0EhAKCHVzZXJfaWRzGAEgAygEIl8KDFVzZXJQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgEEigKBXN0YXRlGAIgASgOMhkubWlzc2l2ZS52MS5QcmVzZW5jZVN0YXRlEhQKDGxhc3Rfc2Vlbl9tcxgDIAEoAyJCChNHZXRQcmVzZW5jZVJlc3BvbnNlEisKCXByZXNlbmNlcxgBIAMoCzIYLm1pc3NpdmUudjEuVXNlclByZXNlbmNlIi8KC0VkaXRSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAQSDAoEdGV4dBgCIAEoCSIfCgxFZGl0UmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBCIxCgxSZWFjdFJlcXVlc3QSEgoKbWVzc2FnZV9pZBgBIAEoBBINCgVlbW9qaRgCIAEoCSJJCg1SZWFjdFJlc3BvbnNlEg8KB3ZlcnNpb24YASABKAQSJwoJcmVhY3Rpb25zGAIgAygLMhQubWlzc2l2ZS52MS5SZWFjdGlvbiJoCgVFdmVudBIpCgZ0eXBpbmcYASABKAsyFy5taXNzaXZlLnYxLlR5cGluZ0V2ZW50SAASLAoIcHJlc2VuY2UYAiABKAsyGC5taXNzaXZlLnYxLlVzZXJQcmVzZW5jZUgAQgYKBGJvZHkiXgoLVHlwaW5nRXZlbnQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgEEg8KB3VzZXJfaWQYAiABKAQSDgoGdHlwaW5nGAMgASgIEhUKDWV4cGlyZXNfaW5fbXMYBCABKA0iPQoGTm90aWZ5EiIKBHR5cGUYASABKA4yFC5taXNzaXZlLnYxLkRhdGFUeXBlEg8KB3ZlcnNpb24YAiABKAQiTAoFRXJyb3ISDAoEY29kZRgBIAEoDRIMCgRuYW1lGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSFgoOcmV0cnlfYWZ0ZXJfbXMYBCABKAQqnAcKB0NvbW1hbmQSFwoTQ09NTUFORF9VTlNQRUNJRklFRBAAEhAKDENPTU1BTkRfQVVUSBABEhAKDENPTU1BTkRfUElORxACEhQKEENPTU1BTkRfUkVHSVNURVIQAxIRCg1DT01NQU5EX0xPR0lOEAQSEgoOQ09NTUFORF9MT0dPVVQQBRIXChNDT01NQU5EX0dFVF9QUk9GSUxFEAYSGgoWQ09NTUFORF9VUERBVEVfUFJPRklMRRAHEhAKDENPTU1BTkRfU0VORBAIEhAKDENPTU1BTkRfU1lOQxAJEhoKFkNPTU1BTkRfRlJJRU5EX1JFUVVFU1QQChIaChZDT01NQU5EX0ZSSUVORF9SRVNQT05EEAsSGQoVQ09NTUFORF9GUklFTkRfUkVNT1ZFEAwSFwoTQ09NTUFORF9TRVRfQkxPQ0tFRBANEhYKEkNPTU1BTkRfU0VUX1JFTUFSSxAOEhkKFUNPTU1BTkRfTElTVF9DT05UQUNUUxAPEhgKFENPTU1BTkRfR1JPVVBfQ1JFQVRFEBQSGAoUQ09NTUFORF9HUk9VUF9JTlZJVEUQFRIYChRDT01NQU5EX0dST1VQX1JFTU9WRRAWEhcKE0NPTU1BTkRfR1JPVVBfTEVBVkUQFxIYChRDT01NQU5EX0dST1VQX1VQREFURRAYEhsKF0NPTU1BTkRfR1JPVVBfU0VUX0FETUlOEBkSGgoWQ09NTUFORF9HUk9VUF9UUkFOU0ZFUhAaEhoKFkNPTU1BTkRfR1JPVVBfRElTU09MVkUQGxIWChJDT01NQU5EX0dST1VQX0lORk8QHBIWChJDT01NQU5EX0dST1VQX0pPSU4QHRISCg5DT01NQU5EX1VQTE9BRBAeEhQKEENPTU1BTkRfRE9XTkxPQUQQHxISCg5DT01NQU5EX1JFQ0FMTBAgEhUKEUNPTU1BTkRfTUFSS19SRUFEECESGAoUQ09NTUFORF9VUExPQURfQkVHSU4QIhIXChNDT01NQU5EX1VQTE9BRF9QQVJUECMSEgoOQ09NTUFORF9UWVBJTkcQJBIXChNDT01NQU5EX1NFVF9QUklWQUNZECUSGAoUQ09NTUFORF9HRVRfUFJFU0VOQ0UQJhIQCgxDT01NQU5EX0VESVQQJxIRCg1DT01NQU5EX1JFQUNUECgSEgoOQ09NTUFORF9OT1RJRlkQZBIRCg1DT01NQU5EX0VWRU5UEGUqagoIRGF0YVR5cGUSGQoVREFUQV9UWVBFX1VOU1BFQ0lGSUVEEAASFQoRREFUQV9UWVBFX0FDQ09VTlQQARIVChFEQVRBX1RZUEVfQ09OVEFDVBACEhUKEURBVEFfVFlQRV9NRVNTQUdFEAMqkgIKC01lc3NhZ2VLaW5kEhwKGE1FU1NBR0VfS0lORF9VTlNQRUNJRklFRBAAEhUKEU1FU1NBR0VfS0lORF9URVhUEAESFgoSTUVTU0FHRV9LSU5EX0lNQUdFEAISFQoRTUVTU0FHRV9LSU5EX0ZJTEUQAxIXChNNRVNTQUdFX0tJTkRfUkVDQUxMEAQSGAoUTUVTU0FHRV9LSU5EX1JFQ0VJUFQQBRIXChNNRVNTQUdFX0tJTkRfU1lTVEVNEAYSIQodTUVTU0FHRV9LSU5EX0dST1VQX0lOVklUQVRJT04QBxIVChFNRVNTQUdFX0tJTkRfRURJVBAIEhkKFU1FU1NBR0VfS0lORF9SRUFDVElPThAJKoEBCghSZWxhdGlvbhIRCg1SRUxBVElPTl9OT05FEAASGQoVUkVMQVRJT05fUkVRVUVTVF9TRU5UEAESHQoZUkVMQVRJT05fUkVRVUVTVF9SRUNFSVZFRBACEhMKD1JFTEFUSU9OX0ZSSUVORBADEhMKD1JFTEFUSU9OX01FTUJFUhAEKmMKCUdyb3VwUm9sZRITCg9HUk9VUF9ST0xFX05PTkUQABIVChFHUk9VUF9ST0xFX01FTUJFUhABEhQKEEdST1VQX1JPTEVfQURNSU4QAhIUChBHUk9VUF9ST0xFX09XTkVSEAMqdwoSUHJlc2VuY2VWaXNpYmlsaXR5Eh8KG1BSRVNFTkNFX1ZJU0lCSUxJVFlfRlJJRU5EUxAAEiAKHFBSRVNFTkNFX1ZJU0lCSUxJVFlfRVZFUllPTkUQARIeChpQUkVTRU5DRV9WSVNJQklMSVRZX05PQk9EWRACKmEKDVByZXNlbmNlU3RhdGUSGQoVUFJFU0VOQ0VfU1RBVEVfSElEREVOEAASGQoVUFJFU0VOQ0VfU1RBVEVfT05MSU5FEAESGgoWUFJFU0VOQ0VfU1RBVEVfT0ZGTElORRACYgZwcm90bzM");
 
 /**
  * Command AUTH (1), long link only: binds the connection to a session.
@@ -610,6 +610,35 @@ export type Message = Message$1<"missive.v1.Message"> & {
    * @generated from field: string invitation = 18;
    */
   invitation: string;
+
+  /**
+   * Version 3: when the sender last edited the text; 0 if never.
+   *
+   * @generated from field: int64 edited_at_ms = 19;
+   */
+  editedAtMs: bigint;
+
+  /**
+   * Version 3: the reactions to this message (on a REACTION item: the tally after it).
+   *
+   * @generated from field: repeated missive.v1.Reaction reactions = 20;
+   */
+  reactions: Reaction[];
+
+  /**
+   * Version 3, REACTION: the reaction given; empty when it was taken back.
+   *
+   * @generated from field: string reaction = 21;
+   */
+  reaction: string;
+
+  /**
+   * Never sent to clients: the texts the message had before each edit, kept for the
+   * operators when the server is configured to keep them (`keep-edit-history`).
+   *
+   * @generated from field: repeated missive.v1.EditRecord edit_history = 22;
+   */
+  editHistory: EditRecord[];
 };
 
 /**
@@ -618,6 +647,56 @@ export type Message = Message$1<"missive.v1.Message"> & {
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
   messageDesc(file_client, 18);
+
+/**
+ * One reaction and who gave it.
+ *
+ * @generated from message missive.v1.Reaction
+ */
+export type Reaction = Message$1<"missive.v1.Reaction"> & {
+  /**
+   * @generated from field: string emoji = 1;
+   */
+  emoji: string;
+
+  /**
+   * In the order they reacted.
+   *
+   * @generated from field: repeated uint64 user_ids = 2;
+   */
+  userIds: bigint[];
+};
+
+/**
+ * Describes the message missive.v1.Reaction.
+ * Use `create(ReactionSchema)` to create a new message.
+ */
+export const ReactionSchema: GenMessage<Reaction> = /*@__PURE__*/
+  messageDesc(file_client, 19);
+
+/**
+ * @generated from message missive.v1.EditRecord
+ */
+export type EditRecord = Message$1<"missive.v1.EditRecord"> & {
+  /**
+   * @generated from field: string text = 1;
+   */
+  text: string;
+
+  /**
+   * When this text was replaced.
+   *
+   * @generated from field: int64 replaced_at_ms = 2;
+   */
+  replacedAtMs: bigint;
+};
+
+/**
+ * Describes the message missive.v1.EditRecord.
+ * Use `create(EditRecordSchema)` to create a new message.
+ */
+export const EditRecordSchema: GenMessage<EditRecord> = /*@__PURE__*/
+  messageDesc(file_client, 20);
 
 /**
  * @generated from message missive.v1.MediaRef
@@ -649,7 +728,7 @@ export type MediaRef = Message$1<"missive.v1.MediaRef"> & {
  * Use `create(MediaRefSchema)` to create a new message.
  */
 export const MediaRefSchema: GenMessage<MediaRef> = /*@__PURE__*/
-  messageDesc(file_client, 19);
+  messageDesc(file_client, 21);
 
 /**
  * @generated from message missive.v1.GroupEvent
@@ -687,7 +766,7 @@ export type GroupEvent = Message$1<"missive.v1.GroupEvent"> & {
  * Use `create(GroupEventSchema)` to create a new message.
  */
 export const GroupEventSchema: GenMessage<GroupEvent> = /*@__PURE__*/
-  messageDesc(file_client, 20);
+  messageDesc(file_client, 22);
 
 /**
  * @generated from enum missive.v1.GroupEvent.Action
@@ -760,7 +839,7 @@ export enum GroupEvent_Action {
  * Describes the enum missive.v1.GroupEvent.Action.
  */
 export const GroupEvent_ActionSchema: GenEnum<GroupEvent_Action> = /*@__PURE__*/
-  enumDesc(file_client, 20, 0);
+  enumDesc(file_client, 22, 0);
 
 /**
  * A contact entry: a user, or (version 2) a group you are in, as WeChat's chat rooms were.
@@ -836,7 +915,7 @@ export type Contact = Message$1<"missive.v1.Contact"> & {
  * Use `create(ContactSchema)` to create a new message.
  */
 export const ContactSchema: GenMessage<Contact> = /*@__PURE__*/
-  messageDesc(file_client, 21);
+  messageDesc(file_client, 23);
 
 /**
  * @generated from message missive.v1.GroupProfile
@@ -875,7 +954,7 @@ export type GroupProfile = Message$1<"missive.v1.GroupProfile"> & {
  * Use `create(GroupProfileSchema)` to create a new message.
  */
 export const GroupProfileSchema: GenMessage<GroupProfile> = /*@__PURE__*/
-  messageDesc(file_client, 22);
+  messageDesc(file_client, 24);
 
 /**
  * @generated from message missive.v1.SyncItem
@@ -922,7 +1001,7 @@ export type SyncItem = Message$1<"missive.v1.SyncItem"> & {
  * Use `create(SyncItemSchema)` to create a new message.
  */
 export const SyncItemSchema: GenMessage<SyncItem> = /*@__PURE__*/
-  messageDesc(file_client, 23);
+  messageDesc(file_client, 25);
 
 /**
  * @generated from message missive.v1.SyncResponse
@@ -953,7 +1032,7 @@ export type SyncResponse = Message$1<"missive.v1.SyncResponse"> & {
  * Use `create(SyncResponseSchema)` to create a new message.
  */
 export const SyncResponseSchema: GenMessage<SyncResponse> = /*@__PURE__*/
-  messageDesc(file_client, 24);
+  messageDesc(file_client, 26);
 
 /**
  * Command FRIEND_REQUEST (10): asks a user to be friends; when they already asked you, you
@@ -985,7 +1064,7 @@ export type FriendRequestRequest = Message$1<"missive.v1.FriendRequestRequest"> 
  * Use `create(FriendRequestRequestSchema)` to create a new message.
  */
 export const FriendRequestRequestSchema: GenMessage<FriendRequestRequest> = /*@__PURE__*/
-  messageDesc(file_client, 25);
+  messageDesc(file_client, 27);
 
 /**
  * The answer of every contact command: your entry for that user, as the next sync shows it.
@@ -1009,7 +1088,7 @@ export type ContactResponse = Message$1<"missive.v1.ContactResponse"> & {
  * Use `create(ContactResponseSchema)` to create a new message.
  */
 export const ContactResponseSchema: GenMessage<ContactResponse> = /*@__PURE__*/
-  messageDesc(file_client, 26);
+  messageDesc(file_client, 28);
 
 /**
  * Command FRIEND_RESPOND (11): accepts or declines a request you received.
@@ -1038,7 +1117,7 @@ export type FriendRespondRequest = Message$1<"missive.v1.FriendRespondRequest"> 
  * Use `create(FriendRespondRequestSchema)` to create a new message.
  */
 export const FriendRespondRequestSchema: GenMessage<FriendRespondRequest> = /*@__PURE__*/
-  messageDesc(file_client, 27);
+  messageDesc(file_client, 29);
 
 /**
  * Command FRIEND_REMOVE (12): ends a friendship (on both sides) or withdraws a request.
@@ -1062,7 +1141,7 @@ export type FriendRemoveRequest = Message$1<"missive.v1.FriendRemoveRequest"> & 
  * Use `create(FriendRemoveRequestSchema)` to create a new message.
  */
 export const FriendRemoveRequestSchema: GenMessage<FriendRemoveRequest> = /*@__PURE__*/
-  messageDesc(file_client, 28);
+  messageDesc(file_client, 30);
 
 /**
  * Command SET_BLOCKED (13): blocks or unblocks a user.
@@ -1091,7 +1170,7 @@ export type SetBlockedRequest = Message$1<"missive.v1.SetBlockedRequest"> & {
  * Use `create(SetBlockedRequestSchema)` to create a new message.
  */
 export const SetBlockedRequestSchema: GenMessage<SetBlockedRequest> = /*@__PURE__*/
-  messageDesc(file_client, 29);
+  messageDesc(file_client, 31);
 
 /**
  * Command SET_REMARK (14): your own name for a contact; empty removes it. Up to 64 characters.
@@ -1120,7 +1199,7 @@ export type SetRemarkRequest = Message$1<"missive.v1.SetRemarkRequest"> & {
  * Use `create(SetRemarkRequestSchema)` to create a new message.
  */
 export const SetRemarkRequestSchema: GenMessage<SetRemarkRequest> = /*@__PURE__*/
-  messageDesc(file_client, 30);
+  messageDesc(file_client, 32);
 
 /**
  * Command LIST_CONTACTS (15): every current entry (relation other than NONE, or blocked).
@@ -1135,7 +1214,7 @@ export type ListContactsRequest = Message$1<"missive.v1.ListContactsRequest"> & 
  * Use `create(ListContactsRequestSchema)` to create a new message.
  */
 export const ListContactsRequestSchema: GenMessage<ListContactsRequest> = /*@__PURE__*/
-  messageDesc(file_client, 31);
+  messageDesc(file_client, 33);
 
 /**
  * @generated from message missive.v1.ListContactsResponse
@@ -1152,7 +1231,7 @@ export type ListContactsResponse = Message$1<"missive.v1.ListContactsResponse"> 
  * Use `create(ListContactsResponseSchema)` to create a new message.
  */
 export const ListContactsResponseSchema: GenMessage<ListContactsResponse> = /*@__PURE__*/
-  messageDesc(file_client, 32);
+  messageDesc(file_client, 34);
 
 /**
  * @generated from message missive.v1.GroupMember
@@ -1189,7 +1268,7 @@ export type GroupMember = Message$1<"missive.v1.GroupMember"> & {
  * Use `create(GroupMemberSchema)` to create a new message.
  */
 export const GroupMemberSchema: GenMessage<GroupMember> = /*@__PURE__*/
-  messageDesc(file_client, 33);
+  messageDesc(file_client, 35);
 
 /**
  * @generated from message missive.v1.Group
@@ -1243,7 +1322,7 @@ export type Group = Message$1<"missive.v1.Group"> & {
  * Use `create(GroupSchema)` to create a new message.
  */
 export const GroupSchema: GenMessage<Group> = /*@__PURE__*/
-  messageDesc(file_client, 34);
+  messageDesc(file_client, 36);
 
 /**
  * The answer of every group command but GROUP_INFO: the group after the change.
@@ -1262,7 +1341,7 @@ export type GroupResponse = Message$1<"missive.v1.GroupResponse"> & {
  * Use `create(GroupResponseSchema)` to create a new message.
  */
 export const GroupResponseSchema: GenMessage<GroupResponse> = /*@__PURE__*/
-  messageDesc(file_client, 35);
+  messageDesc(file_client, 37);
 
 /**
  * Command GROUP_CREATE (20): you become the owner; the others are members at once.
@@ -1288,7 +1367,7 @@ export type GroupCreateRequest = Message$1<"missive.v1.GroupCreateRequest"> & {
  * Use `create(GroupCreateRequestSchema)` to create a new message.
  */
 export const GroupCreateRequestSchema: GenMessage<GroupCreateRequest> = /*@__PURE__*/
-  messageDesc(file_client, 36);
+  messageDesc(file_client, 38);
 
 /**
  * Command GROUP_INVITE (21): any member may invite.
@@ -1312,7 +1391,7 @@ export type GroupInviteRequest = Message$1<"missive.v1.GroupInviteRequest"> & {
  * Use `create(GroupInviteRequestSchema)` to create a new message.
  */
 export const GroupInviteRequestSchema: GenMessage<GroupInviteRequest> = /*@__PURE__*/
-  messageDesc(file_client, 37);
+  messageDesc(file_client, 39);
 
 /**
  * Command GROUP_REMOVE (22): the owner removes anyone, an admin removes members.
@@ -1336,7 +1415,7 @@ export type GroupRemoveRequest = Message$1<"missive.v1.GroupRemoveRequest"> & {
  * Use `create(GroupRemoveRequestSchema)` to create a new message.
  */
 export const GroupRemoveRequestSchema: GenMessage<GroupRemoveRequest> = /*@__PURE__*/
-  messageDesc(file_client, 38);
+  messageDesc(file_client, 40);
 
 /**
  * Command GROUP_LEAVE (23): the owner must transfer ownership or dissolve instead.
@@ -1355,7 +1434,7 @@ export type GroupLeaveRequest = Message$1<"missive.v1.GroupLeaveRequest"> & {
  * Use `create(GroupLeaveRequestSchema)` to create a new message.
  */
 export const GroupLeaveRequestSchema: GenMessage<GroupLeaveRequest> = /*@__PURE__*/
-  messageDesc(file_client, 39);
+  messageDesc(file_client, 41);
 
 /**
  * Command GROUP_UPDATE (24): the owner or an admin renames the group or sets its
@@ -1385,7 +1464,7 @@ export type GroupUpdateRequest = Message$1<"missive.v1.GroupUpdateRequest"> & {
  * Use `create(GroupUpdateRequestSchema)` to create a new message.
  */
 export const GroupUpdateRequestSchema: GenMessage<GroupUpdateRequest> = /*@__PURE__*/
-  messageDesc(file_client, 40);
+  messageDesc(file_client, 42);
 
 /**
  * Command GROUP_SET_ADMIN (25): the owner makes a member an admin, or an admin a member.
@@ -1414,7 +1493,7 @@ export type GroupSetAdminRequest = Message$1<"missive.v1.GroupSetAdminRequest"> 
  * Use `create(GroupSetAdminRequestSchema)` to create a new message.
  */
 export const GroupSetAdminRequestSchema: GenMessage<GroupSetAdminRequest> = /*@__PURE__*/
-  messageDesc(file_client, 41);
+  messageDesc(file_client, 43);
 
 /**
  * Command GROUP_TRANSFER (26): the owner hands ownership to a member and becomes an admin.
@@ -1438,7 +1517,7 @@ export type GroupTransferRequest = Message$1<"missive.v1.GroupTransferRequest"> 
  * Use `create(GroupTransferRequestSchema)` to create a new message.
  */
 export const GroupTransferRequestSchema: GenMessage<GroupTransferRequest> = /*@__PURE__*/
-  messageDesc(file_client, 42);
+  messageDesc(file_client, 44);
 
 /**
  * Command GROUP_DISSOLVE (27): the owner ends the group for everyone.
@@ -1457,7 +1536,7 @@ export type GroupDissolveRequest = Message$1<"missive.v1.GroupDissolveRequest"> 
  * Use `create(GroupDissolveRequestSchema)` to create a new message.
  */
 export const GroupDissolveRequestSchema: GenMessage<GroupDissolveRequest> = /*@__PURE__*/
-  messageDesc(file_client, 43);
+  messageDesc(file_client, 45);
 
 /**
  * Command GROUP_INFO (28): a group and its members; members only.
@@ -1476,7 +1555,7 @@ export type GroupInfoRequest = Message$1<"missive.v1.GroupInfoRequest"> & {
  * Use `create(GroupInfoRequestSchema)` to create a new message.
  */
 export const GroupInfoRequestSchema: GenMessage<GroupInfoRequest> = /*@__PURE__*/
-  messageDesc(file_client, 44);
+  messageDesc(file_client, 46);
 
 /**
  * Command GROUP_JOIN (29): accepts an invitation (a GROUP_INVITATION message's), under
@@ -1496,7 +1575,7 @@ export type GroupJoinRequest = Message$1<"missive.v1.GroupJoinRequest"> & {
  * Use `create(GroupJoinRequestSchema)` to create a new message.
  */
 export const GroupJoinRequestSchema: GenMessage<GroupJoinRequest> = /*@__PURE__*/
-  messageDesc(file_client, 45);
+  messageDesc(file_client, 47);
 
 /**
  * Command UPLOAD (30): stores an image or a file for one conversation. Its members (the
@@ -1539,7 +1618,7 @@ export type UploadRequest = Message$1<"missive.v1.UploadRequest"> & {
  * Use `create(UploadRequestSchema)` to create a new message.
  */
 export const UploadRequestSchema: GenMessage<UploadRequest> = /*@__PURE__*/
-  messageDesc(file_client, 46);
+  messageDesc(file_client, 48);
 
 /**
  * @generated from message missive.v1.UploadResponse
@@ -1556,7 +1635,7 @@ export type UploadResponse = Message$1<"missive.v1.UploadResponse"> & {
  * Use `create(UploadResponseSchema)` to create a new message.
  */
 export const UploadResponseSchema: GenMessage<UploadResponse> = /*@__PURE__*/
-  messageDesc(file_client, 47);
+  messageDesc(file_client, 49);
 
 /**
  * Command UPLOAD_BEGIN (34): starts an upload in parts, for media up to the media limit (16
@@ -1594,7 +1673,7 @@ export type UploadBeginRequest = Message$1<"missive.v1.UploadBeginRequest"> & {
  * Use `create(UploadBeginRequestSchema)` to create a new message.
  */
 export const UploadBeginRequestSchema: GenMessage<UploadBeginRequest> = /*@__PURE__*/
-  messageDesc(file_client, 48);
+  messageDesc(file_client, 50);
 
 /**
  * @generated from message missive.v1.UploadBeginResponse
@@ -1620,7 +1699,7 @@ export type UploadBeginResponse = Message$1<"missive.v1.UploadBeginResponse"> & 
  * Use `create(UploadBeginResponseSchema)` to create a new message.
  */
 export const UploadBeginResponseSchema: GenMessage<UploadBeginResponse> = /*@__PURE__*/
-  messageDesc(file_client, 49);
+  messageDesc(file_client, 51);
 
 /**
  * Command UPLOAD_PART (35): the next bytes of an upload begun with UPLOAD_BEGIN. Only a part
@@ -1653,7 +1732,7 @@ export type UploadPartRequest = Message$1<"missive.v1.UploadPartRequest"> & {
  * Use `create(UploadPartRequestSchema)` to create a new message.
  */
 export const UploadPartRequestSchema: GenMessage<UploadPartRequest> = /*@__PURE__*/
-  messageDesc(file_client, 50);
+  messageDesc(file_client, 52);
 
 /**
  * @generated from message missive.v1.UploadPartResponse
@@ -1679,7 +1758,7 @@ export type UploadPartResponse = Message$1<"missive.v1.UploadPartResponse"> & {
  * Use `create(UploadPartResponseSchema)` to create a new message.
  */
 export const UploadPartResponseSchema: GenMessage<UploadPartResponse> = /*@__PURE__*/
-  messageDesc(file_client, 51);
+  messageDesc(file_client, 53);
 
 /**
  * Command DOWNLOAD (31): an uploaded media's bytes; also `GET /v1/media/<media id>` on the
@@ -1699,7 +1778,7 @@ export type DownloadRequest = Message$1<"missive.v1.DownloadRequest"> & {
  * Use `create(DownloadRequestSchema)` to create a new message.
  */
 export const DownloadRequestSchema: GenMessage<DownloadRequest> = /*@__PURE__*/
-  messageDesc(file_client, 52);
+  messageDesc(file_client, 54);
 
 /**
  * @generated from message missive.v1.DownloadResponse
@@ -1721,7 +1800,7 @@ export type DownloadResponse = Message$1<"missive.v1.DownloadResponse"> & {
  * Use `create(DownloadResponseSchema)` to create a new message.
  */
 export const DownloadResponseSchema: GenMessage<DownloadResponse> = /*@__PURE__*/
-  messageDesc(file_client, 53);
+  messageDesc(file_client, 55);
 
 /**
  * Command RECALL (32): takes back your own message within 2 minutes of sending it: every
@@ -1741,7 +1820,7 @@ export type RecallRequest = Message$1<"missive.v1.RecallRequest"> & {
  * Use `create(RecallRequestSchema)` to create a new message.
  */
 export const RecallRequestSchema: GenMessage<RecallRequest> = /*@__PURE__*/
-  messageDesc(file_client, 54);
+  messageDesc(file_client, 56);
 
 /**
  * @generated from message missive.v1.RecallResponse
@@ -1760,7 +1839,7 @@ export type RecallResponse = Message$1<"missive.v1.RecallResponse"> & {
  * Use `create(RecallResponseSchema)` to create a new message.
  */
 export const RecallResponseSchema: GenMessage<RecallResponse> = /*@__PURE__*/
-  messageDesc(file_client, 55);
+  messageDesc(file_client, 57);
 
 /**
  * Command MARK_READ (33): tells the peer of a 1:1 chat you have read up to one of their
@@ -1780,7 +1859,7 @@ export type MarkReadRequest = Message$1<"missive.v1.MarkReadRequest"> & {
  * Use `create(MarkReadRequestSchema)` to create a new message.
  */
 export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
-  messageDesc(file_client, 56);
+  messageDesc(file_client, 58);
 
 /**
  * @generated from message missive.v1.MarkReadResponse
@@ -1797,7 +1876,7 @@ export type MarkReadResponse = Message$1<"missive.v1.MarkReadResponse"> & {
  * Use `create(MarkReadResponseSchema)` to create a new message.
  */
 export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
-  messageDesc(file_client, 57);
+  messageDesc(file_client, 59);
 
 /**
  * Command TYPING (36): tells the peer of a 1:1 chat, or a group's members, that you are
@@ -1828,7 +1907,7 @@ export type TypingRequest = Message$1<"missive.v1.TypingRequest"> & {
  * Use `create(TypingRequestSchema)` to create a new message.
  */
 export const TypingRequestSchema: GenMessage<TypingRequest> = /*@__PURE__*/
-  messageDesc(file_client, 58);
+  messageDesc(file_client, 60);
 
 /**
  * @generated from message missive.v1.TypingResponse
@@ -1841,7 +1920,7 @@ export type TypingResponse = Message$1<"missive.v1.TypingResponse"> & {
  * Use `create(TypingResponseSchema)` to create a new message.
  */
 export const TypingResponseSchema: GenMessage<TypingResponse> = /*@__PURE__*/
-  messageDesc(file_client, 59);
+  messageDesc(file_client, 61);
 
 /**
  * Command SET_PRIVACY (37): who sees your presence. Your other devices see the change at
@@ -1861,7 +1940,7 @@ export type SetPrivacyRequest = Message$1<"missive.v1.SetPrivacyRequest"> & {
  * Use `create(SetPrivacyRequestSchema)` to create a new message.
  */
 export const SetPrivacyRequestSchema: GenMessage<SetPrivacyRequest> = /*@__PURE__*/
-  messageDesc(file_client, 60);
+  messageDesc(file_client, 62);
 
 /**
  * @generated from message missive.v1.SetPrivacyResponse
@@ -1883,7 +1962,7 @@ export type SetPrivacyResponse = Message$1<"missive.v1.SetPrivacyResponse"> & {
  * Use `create(SetPrivacyResponseSchema)` to create a new message.
  */
 export const SetPrivacyResponseSchema: GenMessage<SetPrivacyResponse> = /*@__PURE__*/
-  messageDesc(file_client, 61);
+  messageDesc(file_client, 63);
 
 /**
  * Command GET_PRESENCE (38): whether users are online, and when they were last seen, as far
@@ -1905,7 +1984,7 @@ export type GetPresenceRequest = Message$1<"missive.v1.GetPresenceRequest"> & {
  * Use `create(GetPresenceRequestSchema)` to create a new message.
  */
 export const GetPresenceRequestSchema: GenMessage<GetPresenceRequest> = /*@__PURE__*/
-  messageDesc(file_client, 62);
+  messageDesc(file_client, 64);
 
 /**
  * @generated from message missive.v1.UserPresence
@@ -1935,7 +2014,7 @@ export type UserPresence = Message$1<"missive.v1.UserPresence"> & {
  * Use `create(UserPresenceSchema)` to create a new message.
  */
 export const UserPresenceSchema: GenMessage<UserPresence> = /*@__PURE__*/
-  messageDesc(file_client, 63);
+  messageDesc(file_client, 65);
 
 /**
  * @generated from message missive.v1.GetPresenceResponse
@@ -1954,7 +2033,107 @@ export type GetPresenceResponse = Message$1<"missive.v1.GetPresenceResponse"> & 
  * Use `create(GetPresenceResponseSchema)` to create a new message.
  */
 export const GetPresenceResponseSchema: GenMessage<GetPresenceResponse> = /*@__PURE__*/
-  messageDesc(file_client, 64);
+  messageDesc(file_client, 66);
+
+/**
+ * Command EDIT (39): replaces the text of one of your own TEXT messages, within 48 hours of
+ * sending it. Every device sees the message with its new text (and `edited_at_ms`), and an
+ * EDIT item so that devices that had it replace it.
+ *
+ * @generated from message missive.v1.EditRequest
+ */
+export type EditRequest = Message$1<"missive.v1.EditRequest"> & {
+  /**
+   * @generated from field: uint64 message_id = 1;
+   */
+  messageId: bigint;
+
+  /**
+   * 1 to 16,384 bytes.
+   *
+   * @generated from field: string text = 2;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message missive.v1.EditRequest.
+ * Use `create(EditRequestSchema)` to create a new message.
+ */
+export const EditRequestSchema: GenMessage<EditRequest> = /*@__PURE__*/
+  messageDesc(file_client, 67);
+
+/**
+ * @generated from message missive.v1.EditResponse
+ */
+export type EditResponse = Message$1<"missive.v1.EditResponse"> & {
+  /**
+   * The EDIT item's version in your own inbox.
+   *
+   * @generated from field: uint64 version = 1;
+   */
+  version: bigint;
+};
+
+/**
+ * Describes the message missive.v1.EditResponse.
+ * Use `create(EditResponseSchema)` to create a new message.
+ */
+export const EditResponseSchema: GenMessage<EditResponse> = /*@__PURE__*/
+  messageDesc(file_client, 68);
+
+/**
+ * Command REACT (40): puts your reaction on a message of your conversations (one per user
+ * and message: a new one replaces yours), or takes it back with an empty `emoji`.
+ *
+ * @generated from message missive.v1.ReactRequest
+ */
+export type ReactRequest = Message$1<"missive.v1.ReactRequest"> & {
+  /**
+   * @generated from field: uint64 message_id = 1;
+   */
+  messageId: bigint;
+
+  /**
+   * One emoji (1 to 32 bytes); empty to take your reaction back.
+   *
+   * @generated from field: string emoji = 2;
+   */
+  emoji: string;
+};
+
+/**
+ * Describes the message missive.v1.ReactRequest.
+ * Use `create(ReactRequestSchema)` to create a new message.
+ */
+export const ReactRequestSchema: GenMessage<ReactRequest> = /*@__PURE__*/
+  messageDesc(file_client, 69);
+
+/**
+ * @generated from message missive.v1.ReactResponse
+ */
+export type ReactResponse = Message$1<"missive.v1.ReactResponse"> & {
+  /**
+   * The REACTION item's version in your own inbox; 0 when nothing changed.
+   *
+   * @generated from field: uint64 version = 1;
+   */
+  version: bigint;
+
+  /**
+   * The message's reactions after the change.
+   *
+   * @generated from field: repeated missive.v1.Reaction reactions = 2;
+   */
+  reactions: Reaction[];
+};
+
+/**
+ * Describes the message missive.v1.ReactResponse.
+ * Use `create(ReactResponseSchema)` to create a new message.
+ */
+export const ReactResponseSchema: GenMessage<ReactResponse> = /*@__PURE__*/
+  messageDesc(file_client, 70);
 
 /**
  * Pushed by the server as EVENT (101) on version-3 long links: something that is not stored
@@ -1987,7 +2166,7 @@ export type Event = Message$1<"missive.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_client, 65);
+  messageDesc(file_client, 71);
 
 /**
  * @generated from message missive.v1.TypingEvent
@@ -2025,7 +2204,7 @@ export type TypingEvent = Message$1<"missive.v1.TypingEvent"> & {
  * Use `create(TypingEventSchema)` to create a new message.
  */
 export const TypingEventSchema: GenMessage<TypingEvent> = /*@__PURE__*/
-  messageDesc(file_client, 66);
+  messageDesc(file_client, 72);
 
 /**
  * Command NOTIFY (100), pushed by the server on the long link: something newer than your key
@@ -2050,7 +2229,7 @@ export type Notify = Message$1<"missive.v1.Notify"> & {
  * Use `create(NotifySchema)` to create a new message.
  */
 export const NotifySchema: GenMessage<Notify> = /*@__PURE__*/
-  messageDesc(file_client, 67);
+  messageDesc(file_client, 73);
 
 /**
  * The body of an error response (long link: a response frame with non-zero status; short
@@ -2087,7 +2266,7 @@ export type Error = Message$1<"missive.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_client, 68);
+  messageDesc(file_client, 74);
 
 /**
  * The command a long-link frame's header names (docs/protocol.md §6.1); its short-link path is
@@ -2277,6 +2456,16 @@ export enum Command {
   GET_PRESENCE = 38,
 
   /**
+   * @generated from enum value: COMMAND_EDIT = 39;
+   */
+  EDIT = 39,
+
+  /**
+   * @generated from enum value: COMMAND_REACT = 40;
+   */
+  REACT = 40,
+
+  /**
    * Server to client only.
    *
    * @generated from enum value: COMMAND_NOTIFY = 100;
@@ -2389,6 +2578,22 @@ export enum MessageKind {
    * @generated from enum value: MESSAGE_KIND_GROUP_INVITATION = 7;
    */
   GROUP_INVITATION = 7,
+
+  /**
+   * Version 3, made by the server: `from` edited the message `ref_message_id`; `text` is its
+   * new text.
+   *
+   * @generated from enum value: MESSAGE_KIND_EDIT = 8;
+   */
+  EDIT = 8,
+
+  /**
+   * Version 3, made by the server: `from` reacted to the message `ref_message_id` with
+   * `reaction` (empty: took their reaction back); `reactions` is the message's tally after.
+   *
+   * @generated from enum value: MESSAGE_KIND_REACTION = 9;
+   */
+  REACTION = 9,
 }
 
 /**

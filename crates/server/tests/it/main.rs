@@ -8,6 +8,7 @@ mod contacts;
 mod dashboard;
 mod deploy;
 mod durability;
+mod edits;
 mod groups;
 mod harness;
 mod media;

@@ -289,6 +289,32 @@ async fn typing_and_presence_cross_access_nodes() {
     assert_eq!(next_event(&bob, typing).await.user_id, alice_id);
 }
 
+#[tokio::test]
+async fn reactions_through_two_logic_nodes_are_all_counted() {
+    let urls = fresh_databases(DatabaseServer::MariaDb, "it_split_reactions", 2).await.join(",");
+    let nodes = two_logic_nodes_on(&["--store-url", &urls], &[]);
+    let alice = user(&nodes.access[0].tcp, "alice").await;
+    let mut members = Vec::new();
+    for n in 0..10 {
+        members.push(user(&nodes.access[n % 2].tcp, &format!("member{n}")).await);
+    }
+    let ids = members.iter().map(|c| c.session().unwrap().user_id).collect();
+    let group = alice.group_create("Votes", ids).await.unwrap();
+    let sent = alice.send_to_group(group.group_id, "lunch?", vec![]).await.unwrap();
+    let votes = members.iter().map(|member| member.react(sent.message_id, "🍕"));
+    for result in futures_util::future::join_all(votes).await {
+        result.unwrap();
+    }
+    let stored = messages(&alice.sync().await.unwrap());
+    let message = stored.iter().find(|m| m.id == sent.message_id).unwrap();
+    assert_eq!(message.reactions.len(), 1);
+    let mut voters = message.reactions[0].user_ids.clone();
+    voters.sort_unstable();
+    let mut expected: Vec<u64> = members.iter().map(|c| c.session().unwrap().user_id).collect();
+    expected.sort_unstable();
+    assert_eq!(voters, expected, "every vote counted once");
+}
+
 /// The JSON lines of a log file.
 fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
