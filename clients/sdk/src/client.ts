@@ -286,6 +286,15 @@ export class MissiveClient {
     return (await this.call("react", { messageId, emoji })).reactions;
   }
 
+  /** This user's messages holding every word of `query` (any script), newest first; pass
+   * the answer's `nextBeforeVersion` as `beforeVersion` for the next page. */
+  async search(
+    query: string,
+    options: { conversationId?: bigint; senderId?: bigint; beforeVersion?: bigint; limit?: number } = {},
+  ): Promise<pb.SearchResponse> {
+    return this.call("search", { ...options, query });
+  }
+
   // ---- typing and presence (version 3) ----
 
   /** Tells a peer (user id) or a group that this user types (or stopped). A refusal for

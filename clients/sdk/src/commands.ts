@@ -33,6 +33,7 @@ const READS_ONLY = [
   pb.Command.UPLOAD_PART,
   pb.Command.TYPING,
   pb.Command.GET_PRESENCE,
+  pb.Command.SEARCH,
 ];
 
 function spec<I extends DescMessage, O extends DescMessage>(
@@ -89,6 +90,7 @@ export const COMMANDS = {
   uploadPart: spec(pb.Command.UPLOAD_PART, pb.UploadPartRequestSchema, pb.UploadPartResponseSchema),
   edit: spec(pb.Command.EDIT, pb.EditRequestSchema, pb.EditResponseSchema),
   react: spec(pb.Command.REACT, pb.ReactRequestSchema, pb.ReactResponseSchema),
+  search: spec(pb.Command.SEARCH, pb.SearchRequestSchema, pb.SearchResponseSchema),
   typing: spec(pb.Command.TYPING, pb.TypingRequestSchema, pb.TypingResponseSchema),
   setPrivacy: spec(pb.Command.SET_PRIVACY, pb.SetPrivacyRequestSchema, pb.SetPrivacyResponseSchema),
   getPresence: spec(pb.Command.GET_PRESENCE, pb.GetPresenceRequestSchema, pb.GetPresenceResponseSchema),

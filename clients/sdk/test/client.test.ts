@@ -147,6 +147,12 @@ test("two users become friends and chat both ways, live", async () => {
   await bob.client.react(typo.messageId, "");
   await eventually(() => reacted().reactions.length === 0, "the reaction to be taken back");
 
+  // Search finds it by a word, in either language.
+  await alice.client.send({ toUserId: b, kind: pb.MessageKind.TEXT, text: "明天在北京见面" });
+  const found = await bob.client.search("北京");
+  assert.deepEqual(found.hits.map((hit) => hit.message?.text), ["明天在北京见面"]);
+  assert.equal((await bob.client.search("hello")).hits[0]?.message?.id, typo.messageId);
+
   // A recall removes the message on the other side.
   const oops = await alice.client.send({ toUserId: b, kind: pb.MessageKind.TEXT, text: "oops" });
   await eventually(() => texts(bob, a).includes("oops"), "the message to recall");

@@ -116,6 +116,20 @@ enum Command {
         #[arg(long)]
         stop: bool,
     },
+    /// Finds your messages that hold every word of a query, newest first.
+    Search {
+        query: String,
+        /// Only the conversation with this user, or this group (handle or id).
+        #[arg(long = "in")]
+        conversation: Option<String>,
+        /// Only messages from this user.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Sets who sees your presence (online, last seen).
     Privacy { presence: Visibility },
     /// Shows whether users are online, or when they were last seen, as far as they let you.
@@ -368,6 +382,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     };
                     client.typing(to, !stop).await?;
                     println!("{} {peer}", if stop { "stopped typing to" } else { "typing to" });
+                }
+                Command::Search { query, conversation, from, limit, json } => {
+                    let conversation_id = match conversation {
+                        Some(name) => match missive_client::ids::parse_group(&name) {
+                            Some(id) => id,
+                            None => user_id(&client, &name).await?,
+                        },
+                        None => 0,
+                    };
+                    let sender_id = match from {
+                        Some(name) => user_id(&client, &name).await?,
+                        None => 0,
+                    };
+                    let request = missive_client::proto::SearchRequest {
+                        query,
+                        conversation_id,
+                        sender_id,
+                        limit,
+                        ..Default::default()
+                    };
+                    let answer = client.search(request).await?;
+                    for hit in answer.hits {
+                        let item = SyncItem {
+                            r#type: DataType::Message as i32,
+                            version: hit.version,
+                            body: hit.message.map(Body::Message),
+                        };
+                        println!("{}", render(&item, json));
+                    }
                 }
                 Command::Privacy { presence } => {
                     let (visibility, whom) = match presence {

@@ -535,6 +535,12 @@ impl Client {
         self.call(Command::React, &ReactRequest { message_id, emoji: emoji.into() }).await
     }
 
+    /// This user's messages that hold every word of `request.query`, newest first; the
+    /// answer's `next_before_version` asks for the next page.
+    pub async fn search(&self, request: SearchRequest) -> Result<SearchResponse, ClientError> {
+        self.call(Command::Search, &request).await
+    }
+
     /// Tells the peer (a user id) or a group that this user is typing, or stopped.
     pub async fn typing(&self, conversation_id: u64, typing: bool) -> Result<(), ClientError> {
         let _: TypingResponse =

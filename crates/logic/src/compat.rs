@@ -61,10 +61,16 @@ pub fn adapt(item: SyncItem, version: u32, me: (u64, &str)) -> Option<SyncItem> 
 /// kept for the operators only.
 pub fn for_current(mut item: SyncItem) -> SyncItem {
     if let Some(sync_item::Body::Message(message)) = &mut item.body {
-        message.fallback_text = fallback_text(message);
-        message.edit_history.clear();
+        *message = message_for_client(std::mem::take(message));
     }
     item
+}
+
+/// A message as a current client receives it (from SYNC, or a SEARCH).
+pub fn message_for_client(mut message: Message) -> Message {
+    message.fallback_text = fallback_text(&message);
+    message.edit_history.clear();
+    message
 }
 
 /// A reaction taken back: worth nothing as a line of text, so left out for clients that know
@@ -250,6 +256,18 @@ mod tests {
         let reaction =
             Message { reaction: "👍".into(), ..group_message(MessageKind::Reaction, "hi all") };
         assert_eq!(v1_text(reaction), "Alice: Alice reacted 👍 to \"hi all\"");
+    }
+
+    #[test]
+    fn every_version_keeps_profiles_and_contacts() {
+        let profile = SyncItem {
+            r#type: DataType::Account as i32,
+            version: 2,
+            body: Some(sync_item::Body::Profile(Profile { user_id: 2, ..Default::default() })),
+        };
+        for version in 1..=3 {
+            assert!(adapt(profile.clone(), version, (2, "bob")).unwrap().body.is_some());
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod locks;
 mod media;
 mod message;
 mod presence;
+mod search;
 mod seq;
 mod sync;
 mod sync_key;
@@ -658,6 +659,10 @@ impl ClientApi for Logic {
 
     async fn react(&self, ctx: &Ctx, req: ReactRequest) -> Result<ReactResponse, Status> {
         Logic::react(self, ctx, req).await
+    }
+
+    async fn search(&self, ctx: &Ctx, req: SearchRequest) -> Result<SearchResponse, Status> {
+        Logic::search(self, ctx, req).await
     }
 
     async fn typing(&self, ctx: &Ctx, req: TypingRequest) -> Result<TypingResponse, Status> {

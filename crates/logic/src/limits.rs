@@ -88,6 +88,8 @@ pub struct RateLimits {
     pub group_adds_per_user: Rate,
     /// TYPING signals per user (every device and conversation together).
     pub typing_per_user: Rate,
+    /// SEARCHes per user: each looks up a full-text index.
+    pub searches_per_user: Rate,
 }
 
 impl Default for RateLimits {
@@ -105,6 +107,7 @@ impl Default for RateLimits {
             upload_bytes_per_user: rate(1 << 30, 86_400),
             group_adds_per_user: rate(500, 3_600),
             typing_per_user: rate(20, 10),
+            searches_per_user: rate(30, 60),
         }
     }
 }
@@ -121,6 +124,7 @@ pub(crate) enum Limit {
     UploadBytes,
     GroupAdds,
     Typing,
+    Searches,
 }
 
 impl Limit {
@@ -135,6 +139,7 @@ impl Limit {
             Limit::UploadBytes => "upload_bytes_per_user",
             Limit::GroupAdds => "group_adds_per_user",
             Limit::Typing => "typing_per_user",
+            Limit::Searches => "searches_per_user",
         }
     }
 
@@ -157,6 +162,7 @@ impl Limit {
             Limit::UploadBytes => limits.upload_bytes_per_user,
             Limit::GroupAdds => limits.group_adds_per_user,
             Limit::Typing => limits.typing_per_user,
+            Limit::Searches => limits.searches_per_user,
         }
     }
 }

@@ -46,6 +46,8 @@ impl Command {
             | Command::GetPresence
             | Command::Edit
             | Command::React => Priority::Normal,
+            // A search scans an index: new sessions and sends matter more.
+            Command::Search => Priority::Low,
             // A lost typing signal costs nothing: it goes first.
             Command::Login | Command::Register | Command::Typing => Priority::Low,
         }

@@ -264,6 +264,10 @@ pub struct Settings {
     #[arg(long, env = "MISSIVE_RATE_TYPING_PER_USER",
           default_value_t = RateLimits::default().typing_per_user)]
     pub rate_typing_per_user: Rate,
+    /// SEARCHes a user makes.
+    #[arg(long, env = "MISSIVE_RATE_SEARCHES_PER_USER",
+          default_value_t = RateLimits::default().searches_per_user)]
+    pub rate_searches_per_user: Rate,
     /// Seconds a user's last long link on an access node may be gone before the user counts
     /// as offline there (a reconnect within it is no news to their friends).
     #[arg(long, env = "MISSIVE_PRESENCE_GRACE_S", default_value_t = 5)]
@@ -386,6 +390,7 @@ impl Settings {
             upload_bytes_per_user: self.rate_upload_bytes_per_user,
             group_adds_per_user: self.rate_group_adds_per_user,
             typing_per_user: self.rate_typing_per_user,
+            searches_per_user: self.rate_searches_per_user,
         }
     }
 

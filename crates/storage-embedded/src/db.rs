@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_contacts_groups.sql"),
     include_str!("../migrations/0004_ops.sql"),
     include_str!("../migrations/0005_presence.sql"),
+    include_str!("../migrations/0006_search.sql"),
 ];
 
 /// What an acknowledged write survives.

@@ -7,7 +7,7 @@ use missive_proto::extra;
 use missive_proto::internal::{
     AppendRequest, AppendResponse, ClaimPendingRequest, CollectRequest, CollectResponse, Empty,
     InboxItem, InboxPage, InboxQuery, MessageRef, MessageStore, PendingSends,
-    ReplaceMessageRequest,
+    ReplaceMessageRequest, SearchQuery,
 };
 use missive_rpc::{Ctx, Status};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -80,8 +80,8 @@ fn append(conn: &Connection, req: AppendRequest) -> Result<AppendResponse> {
     let inserted = conn
         .prepare_cached(
             "INSERT INTO messages (from_user_id, from_name, to_user_id, to_name, kind, text,
-                                   sent_at_ms, client_msg_id, refs, extra)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                   sent_at_ms, client_msg_id, refs, extra, terms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             message.from_user_id,
@@ -94,6 +94,7 @@ fn append(conn: &Connection, req: AppendRequest) -> Result<AppendResponse> {
             message.client_msg_id,
             req.entries.len() as u64,
             extra::encode(&message),
+            missive_search::document(&message),
         ])
         .map_err(StoreError::from_sqlite);
     match inserted {
@@ -192,6 +193,46 @@ fn collect(conn: &Connection, req: &CollectRequest) -> Result<(CollectResponse, 
     Ok((done, due))
 }
 
+/// The user's inbox entries whose message holds every term, newest first.
+fn search(conn: &Connection, req: &SearchQuery) -> Result<InboxPage> {
+    let terms: Vec<String> = req.terms.iter().map(|t| format!("\"{t}\"")).collect();
+    let mut items = conn
+        .prepare_cached(concat!(
+            "SELECT i.version, ",
+            message_columns!(),
+            " FROM message_terms t
+             JOIN messages m ON m.message_id = t.rowid
+             JOIN inbox i ON i.message_id = m.message_id AND i.user_id = ?1
+             WHERE message_terms MATCH ?2
+               AND (?3 = 0 OR i.version < ?3)
+               AND (?4 = 0 OR (m.from_user_id = ?1 AND m.to_user_id = ?4)
+                           OR (m.from_user_id = ?4 AND m.to_user_id = ?1))
+               AND (?5 = 0 OR m.to_user_id = ?5)
+               AND (?6 = 0 OR m.from_user_id = ?6)
+               AND (?7 = 0 OR m.sent_at_ms >= ?7)
+               AND (?8 = 0 OR m.sent_at_ms < ?8)
+             ORDER BY i.version DESC LIMIT ?9"
+        ))?
+        .query_map(
+            params![
+                req.user_id,
+                terms.join(" AND "),
+                req.before_version,
+                req.peer_id,
+                req.group_id,
+                req.sender_id,
+                req.after_ms,
+                req.before_ms,
+                req.limit + 1
+            ],
+            |row| Ok(InboxItem { version: row.get(0)?, message: Some(message_row(row, 1)?) }),
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = items.len() > req.limit as usize;
+    items.truncate(req.limit as usize);
+    Ok(InboxPage { items, more })
+}
+
 fn get(conn: &Connection, req: &MessageRef) -> Result<Message> {
     conn.prepare_cached(concat!(
         "SELECT ",
@@ -213,18 +254,20 @@ fn replace(
     expected: Option<&Option<Vec<u8>>>,
 ) -> Result<Vec<u64>> {
     let extra = extra::encode(message);
+    let terms = missive_search::document(message);
     let updated = match expected {
         None => conn
             .prepare_cached(
-                "UPDATE messages SET kind = ?1, text = ?2, extra = ?3 WHERE message_id = ?4",
+                "UPDATE messages SET kind = ?1, text = ?2, extra = ?3, terms = ?5
+                 WHERE message_id = ?4",
             )?
-            .execute(params![message.kind, message.text, extra, message.id])?,
+            .execute(params![message.kind, message.text, extra, message.id, terms])?,
         Some(expected) => conn
             .prepare_cached(
-                "UPDATE messages SET kind = ?1, text = ?2, extra = ?3
+                "UPDATE messages SET kind = ?1, text = ?2, extra = ?3, terms = ?6
                  WHERE message_id = ?4 AND extra IS ?5",
             )?
-            .execute(params![message.kind, message.text, extra, message.id, expected])?,
+            .execute(params![message.kind, message.text, extra, message.id, expected, terms])?,
     };
     if updated == 0 {
         let exists = conn
@@ -291,6 +334,13 @@ impl MessageStore for EmbeddedStore {
         )
         .await?;
         Ok(Empty {})
+    }
+
+    async fn search(&self, _: &Ctx, req: SearchQuery) -> Result<InboxPage, Status> {
+        if req.terms.is_empty() {
+            return Ok(InboxPage::default());
+        }
+        self.read(move |conn| search(conn, &req)).await
     }
 
     async fn collect(&self, _: &Ctx, req: CollectRequest) -> Result<CollectResponse, Status> {

@@ -475,7 +475,8 @@ impl Plan {
             message.sent_at_ms,
             message.client_msg_id,
             refs,
-            extra
+            extra,
+            missive_search::document(message)
         ]));
     }
 

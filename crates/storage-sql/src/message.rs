@@ -12,14 +12,14 @@
 //! passes the inbox head fence, so each inbox commits in version order.
 
 use crate::batch::{Write, Written};
-use crate::shard::Shard;
+use crate::shard::{Dialect, Shard};
 use crate::{Result, SqlError, SqlStore, db_id};
 use missive_proto::client::Message;
 use missive_proto::extra;
 use missive_proto::internal::{
     AppendRequest, AppendResponse, ClaimPendingRequest, CollectRequest, CollectResponse, Empty,
     InboxEntry, InboxItem, InboxPage, InboxQuery, MessageRef, MessageStore, PendingSend,
-    PendingSends, ReplaceMessageRequest,
+    PendingSends, ReplaceMessageRequest, SearchQuery,
 };
 use missive_rpc::{Ctx, Status};
 use sqlx::Row;
@@ -285,6 +285,59 @@ impl MessageStore for SqlStore {
         Ok(InboxPage { items, more })
     }
 
+    async fn search(&self, _: &Ctx, req: SearchQuery) -> Result<InboxPage, Status> {
+        let Ok(user_id) = db_id(req.user_id, "user") else {
+            return Ok(InboxPage::default());
+        };
+        if req.terms.is_empty() {
+            return Ok(InboxPage::default());
+        }
+        let matching = match self.inner.dialect {
+            Dialect::MySql => {
+                req.terms.iter().map(|t| format!("+{t}")).collect::<Vec<_>>().join(" ")
+            }
+            Dialect::Postgres => req.terms.join(" & "),
+        };
+        // Bounds beyond what the columns hold mean no bound at all.
+        let id = |value: u64| i64::try_from(value).unwrap_or(0);
+        let (before, peer, group, sender) =
+            (id(req.before_version), id(req.peer_id), id(req.group_id), id(req.sender_id));
+        let rows = sqlx::query(self.q().message_search)
+            .bind(user_id)
+            .bind(matching)
+            .bind(before)
+            .bind(before)
+            .bind(peer)
+            .bind(user_id)
+            .bind(peer)
+            .bind(peer)
+            .bind(user_id)
+            .bind(group)
+            .bind(group)
+            .bind(sender)
+            .bind(sender)
+            .bind(req.after_ms)
+            .bind(req.after_ms)
+            .bind(req.before_ms)
+            .bind(req.before_ms)
+            .bind(i64::from(req.limit) + 1)
+            .fetch_all(&self.user_shard(req.user_id).pool)
+            .await
+            .map_err(SqlError::from)?;
+        let mut items = rows
+            .iter()
+            .map(|row| {
+                Ok(InboxItem {
+                    version: row.try_get::<i64, _>(0)? as u64,
+                    message: Some(message_row(row, 1)?),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let more = items.len() > req.limit as usize;
+        items.truncate(req.limit as usize);
+        Ok(InboxPage { items, more })
+    }
+
     async fn get(&self, _: &Ctx, req: MessageRef) -> Result<Message, Status> {
         let user_id = db_id(req.user_id, "user")?;
         let message_id = db_id(req.message_id, "message")?;
@@ -304,6 +357,7 @@ impl MessageStore for SqlStore {
         let message = req.message.ok_or(SqlError::NotFound("message body"))?;
         let message_id = db_id(message.id, "message")?;
         let extra = extra::encode(&message);
+        let terms = missive_search::document(&message);
         // A read-modify-write compares each shard's copy with what it read: a copy that a
         // racing writer changed first is left to it.
         let expected = req.compare.then(|| Some(req.expected_extra).filter(|b| !b.is_empty()));
@@ -317,6 +371,7 @@ impl MessageStore for SqlStore {
                 .bind(i64::from(message.kind))
                 .bind(&message.text)
                 .bind(extra.clone())
+                .bind(&terms)
                 .bind(message_id);
             if let Some(expected) = &expected {
                 statement = statement.bind(expected.clone());

@@ -79,11 +79,35 @@ queries! {
     message_held = concat!("SELECT ", message_columns!(),
         " FROM inbox i JOIN messages m ON m.message_id = i.message_id
           WHERE i.user_id = ? AND i.message_id = ?");
-    message_replace = "UPDATE messages SET kind = ?, text = ?, extra = ? WHERE message_id = ?";
-    message_replace_if = "UPDATE messages SET kind = ?, text = ?, extra = ?
+    message_replace = "UPDATE messages SET kind = ?, text = ?, extra = ?, terms = ? WHERE message_id = ?";
+    message_replace_if = "UPDATE messages SET kind = ?, text = ?, extra = ?, terms = ?
                           WHERE message_id = ? AND extra <=> ?",
-        postgres: "UPDATE messages SET kind = ?, text = ?, extra = ?
+        postgres: "UPDATE messages SET kind = ?, text = ?, extra = ?, terms = ?
                    WHERE message_id = ? AND extra IS NOT DISTINCT FROM ?";
+    // A search: one user's inbox entries whose message holds every term, each bound given
+    // twice (once to test whether it is set).
+    message_search = concat!("SELECT i.version, ", message_columns!(),
+        " FROM messages m JOIN inbox i ON i.message_id = m.message_id AND i.user_id = ?
+          WHERE MATCH(m.terms) AGAINST(? IN BOOLEAN MODE)
+            AND (? = 0 OR i.version < ?)
+            AND (? = 0 OR (m.from_user_id = ? AND m.to_user_id = ?)
+                       OR (m.from_user_id = ? AND m.to_user_id = ?))
+            AND (? = 0 OR m.to_user_id = ?)
+            AND (? = 0 OR m.from_user_id = ?)
+            AND (? = 0 OR m.sent_at_ms >= ?)
+            AND (? = 0 OR m.sent_at_ms < ?)
+          ORDER BY i.version DESC LIMIT ?"),
+        postgres: concat!("SELECT i.version, ", message_columns!(),
+        " FROM messages m JOIN inbox i ON i.message_id = m.message_id AND i.user_id = ?
+          WHERE to_tsvector('simple', m.terms) @@ to_tsquery('simple', ?)
+            AND (? = 0 OR i.version < ?)
+            AND (? = 0 OR (m.from_user_id = ? AND m.to_user_id = ?)
+                       OR (m.from_user_id = ? AND m.to_user_id = ?))
+            AND (? = 0 OR m.to_user_id = ?)
+            AND (? = 0 OR m.from_user_id = ?)
+            AND (? = 0 OR m.sent_at_ms >= ?)
+            AND (? = 0 OR m.sent_at_ms < ?)
+          ORDER BY i.version DESC LIMIT ?");
     message_exists = "SELECT 1 FROM messages WHERE message_id = ?";
     message_by_id = concat!("SELECT ", message_columns!(), " FROM messages m WHERE m.message_id = ?");
     pending_list = "SELECT user_id FROM pending_entries WHERE message_id = ?";
@@ -154,21 +178,21 @@ queries! {
                    SELECT (j.r->>0)::bigint, j.r->>1, (j.r->>2)::bigint, (j.r->>3)::bigint
                    FROM json_array_elements(?::json) AS j(r)";
     batch_messages_upsert = "INSERT INTO messages (message_id, from_user_id, from_name, to_user_id,
-                                 to_name, kind, text, sent_at_ms, client_msg_id, refs, extra)
-                             SELECT j.id, j.fu, j.fn, j.tu, j.tn, j.k, j.t, j.at, j.c, j.r, FROM_BASE64(j.x)
+                                 to_name, kind, text, sent_at_ms, client_msg_id, refs, extra, terms)
+                             SELECT j.id, j.fu, j.fn, j.tu, j.tn, j.k, j.t, j.at, j.c, j.r, FROM_BASE64(j.x), j.s
                              FROM JSON_TABLE(?, '$[*]' COLUMNS(
                                  id BIGINT PATH '$[0]', fu BIGINT PATH '$[1]',
                                  fn LONGTEXT CHARACTER SET utf8mb4 PATH '$[2]', tu BIGINT PATH '$[3]',
                                  tn LONGTEXT CHARACTER SET utf8mb4 PATH '$[4]', k BIGINT PATH '$[5]',
                                  t LONGTEXT CHARACTER SET utf8mb4 PATH '$[6]', at BIGINT PATH '$[7]',
                                  c LONGTEXT CHARACTER SET utf8mb4 PATH '$[8]', r BIGINT PATH '$[9]',
-                                 x LONGTEXT PATH '$[10]')) j
+                                 x LONGTEXT PATH '$[10]', s LONGTEXT PATH '$[11]')) j
                              ON DUPLICATE KEY UPDATE refs = messages.refs + VALUES(refs)",
         postgres: "INSERT INTO messages (message_id, from_user_id, from_name, to_user_id, to_name,
-                       kind, text, sent_at_ms, client_msg_id, refs, extra)
+                       kind, text, sent_at_ms, client_msg_id, refs, extra, terms)
                    SELECT (j.r->>0)::bigint, (j.r->>1)::bigint, j.r->>2, (j.r->>3)::bigint, j.r->>4,
                        (j.r->>5)::bigint, j.r->>6, (j.r->>7)::bigint, j.r->>8, (j.r->>9)::bigint,
-                       decode(j.r->>10, 'base64')
+                       decode(j.r->>10, 'base64'), j.r->>11
                    FROM json_array_elements(?::json) AS j(r)
                    ON CONFLICT (message_id) DO UPDATE SET refs = messages.refs + excluded.refs";
     batch_entries_find = "SELECT i.user_id, i.message_id

@@ -51,13 +51,14 @@ impl Dialect {
     }
 
     fn migrations(self) -> Migrator {
-        let scripts: [(&str, &'static str); 5] = match self {
+        let scripts: [(&str, &'static str); 6] = match self {
             Dialect::MySql => [
                 ("init", include_str!("../migrations/mysql/0001_init.sql")),
                 ("contacts_groups", include_str!("../migrations/mysql/0002_contacts_groups.sql")),
                 ("ops", include_str!("../migrations/mysql/0003_ops.sql")),
                 ("pending_janitor", include_str!("../migrations/mysql/0004_pending_janitor.sql")),
                 ("presence", include_str!("../migrations/mysql/0005_presence.sql")),
+                ("search", include_str!("../migrations/mysql/0006_search.sql")),
             ],
             Dialect::Postgres => [
                 ("init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -71,6 +72,7 @@ impl Dialect {
                     include_str!("../migrations/postgres/0004_pending_janitor.sql"),
                 ),
                 ("presence", include_str!("../migrations/postgres/0005_presence.sql")),
+                ("search", include_str!("../migrations/postgres/0006_search.sql")),
             ],
         };
         let migrations = scripts

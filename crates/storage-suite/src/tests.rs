@@ -318,6 +318,82 @@ pub async fn presence_settings_and_last_seen(fixture: &impl Fixture) {
     assert_eq!(by_name, current);
 }
 
+/// The message of `user`'s inbox sent under `client_msg_id`.
+async fn held<S: Stores>(store: &S, user_id: u64, client_msg_id: &str) -> Message {
+    let page = store.read_inbox(CTX, InboxQuery { user_id, after_version: 0, limit: 1000 });
+    let items = page.await.unwrap().items;
+    let found =
+        items.into_iter().filter_map(|i| i.message).find(|m| m.client_msg_id == client_msg_id);
+    found.expect("held")
+}
+
+/// The client message ids of a user's search hits for `words`, newest first, and the
+/// version the next page starts below (0: none).
+async fn found<S: Stores>(store: &S, query: SearchQuery, words: &str) -> (Vec<String>, u64) {
+    let terms = missive_search::query(words).unwrap();
+    let page = store.search(CTX, SearchQuery { terms, ..query }).await.unwrap();
+    let next = if page.more { page.items.last().unwrap().version } else { 0 };
+    (page.items.into_iter().map(|i| i.message.unwrap().client_msg_id).collect(), next)
+}
+
+pub async fn search_finds_words_in_any_script_newest_first(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let alice = account(&store, "alice").await.user_id;
+    let bob = account(&store, "bob").await.user_id;
+    let carol = account(&store, "carol").await.user_id;
+    let said = [
+        (alice, bob, "en", "Meet at the harbour at noon"),
+        (bob, alice, "zh", "我们明天去北京开会"),
+        (alice, carol, "other", "the harbour again"),
+        (alice, bob, "gone", "harbour secret"),
+        (bob, alice, "late", "Harbour? Yes, at noon."),
+    ];
+    for (n, (from, to, id, text)) in said.into_iter().enumerate() {
+        let version = n as u64 + 1;
+        let mut request = append_request(from, to, id, (version, version));
+        let message = request.message.as_mut().unwrap();
+        message.text = text.into();
+        message.sent_at_ms = 1_000 * version as i64;
+        MessageStore::append(&store, CTX, request).await.unwrap();
+    }
+    // A recalled message is found no more.
+    let gone = held(&store, alice, "gone").await;
+    let recalled = Message { text: String::new(), recalled: true, ..gone };
+    store
+        .replace(CTX, ReplaceMessageRequest { message: Some(recalled), ..Default::default() })
+        .await
+        .unwrap();
+
+    let mine = SearchQuery { user_id: alice, limit: 10, ..Default::default() };
+    assert_eq!(found(&store, mine.clone(), "harbour").await.0, ["late", "other", "en"]);
+    assert_eq!(found(&store, mine.clone(), "北京").await.0, ["zh"]);
+    assert_eq!(found(&store, mine.clone(), "开会 明天").await.0, ["zh"]);
+    assert_eq!(found(&store, mine.clone(), "harbour noon").await.0, ["late", "en"]);
+    assert!(found(&store, mine.clone(), "secret").await.0.is_empty(), "recalled");
+    assert!(found(&store, mine.clone(), "上海").await.0.is_empty());
+    // Only one's own inbox; and the filters.
+    let bobs = SearchQuery { user_id: bob, limit: 10, ..Default::default() };
+    assert_eq!(found(&store, bobs, "harbour").await.0, ["late", "en"]);
+    let with_bob = SearchQuery { peer_id: bob, ..mine.clone() };
+    assert_eq!(found(&store, with_bob, "harbour").await.0, ["late", "en"]);
+    let from_bob = SearchQuery { sender_id: bob, ..mine.clone() };
+    assert_eq!(found(&store, from_bob, "harbour").await.0, ["late"]);
+    let early = SearchQuery { after_ms: 1_000, before_ms: 3_500, ..mine.clone() };
+    assert_eq!(found(&store, early, "harbour").await.0, ["other", "en"]);
+    // Pages, newest first.
+    let (first, next) = found(&store, SearchQuery { limit: 2, ..mine.clone() }, "harbour").await;
+    assert_eq!(first, ["late", "other"]);
+    assert!(next > 0, "a second page");
+    let rest = SearchQuery { limit: 2, before_version: next, ..mine.clone() };
+    assert_eq!(found(&store, rest, "harbour").await, (vec!["en".to_string()], 0));
+    // An edit is found by its new words only.
+    let edited = Message { text: "Lighthouse at noon".into(), ..held(&store, alice, "late").await };
+    let replace = ReplaceMessageRequest { message: Some(edited), ..Default::default() };
+    store.replace(CTX, replace).await.unwrap();
+    assert_eq!(found(&store, mine.clone(), "lighthouse").await.0, ["late"]);
+    assert_eq!(found(&store, mine, "harbour").await.0, ["other", "en"]);
+}
+
 pub async fn collect_waits_for_every_device_and_the_cutoff(fixture: &impl Fixture) {
     let store = fixture.open().await;
     let sender = account(&store, "sender").await.user_id;
