@@ -295,6 +295,36 @@ export class MissiveClient {
     return this.call("search", { ...options, query });
   }
 
+  // ---- offline push (version 3) ----
+
+  /** The server's VAPID public key, to subscribe a browser with (`applicationServerKey`). */
+  async vapidPublicKey(): Promise<Uint8Array> {
+    return (await this.call("pusherList", {})).vapidPublicKey;
+  }
+
+  /** Registers a browser's Web Push subscription (`PushSubscription.toJSON()`) as this
+   * device's push target. */
+  async setWebPush(subscription: { endpoint: string; keys: { p256dh: string; auth: string } }): Promise<void> {
+    await this.call("pusherSet", {
+      pusher: {
+        kind: pb.PusherKind.WEB_PUSH,
+        endpoint: subscription.endpoint,
+        p256dh: fromBase64Url(subscription.keys.p256dh),
+        auth: fromBase64Url(subscription.keys.auth),
+      },
+    });
+  }
+
+  /** Registers a UnifiedPush endpoint as this device's push target. */
+  async setUnifiedPush(endpoint: string): Promise<void> {
+    await this.call("pusherSet", { pusher: { kind: pb.PusherKind.UNIFIED_PUSH, endpoint } });
+  }
+
+  /** No offline push for a conversation until `untilMs` (0 unmutes). */
+  async setMuted(conversationId: bigint, untilMs: bigint): Promise<void> {
+    await this.call("setMuted", { conversationId, mutedUntilMs: untilMs });
+  }
+
   // ---- typing and presence (version 3) ----
 
   /** Tells a peer (user id) or a group that this user types (or stopped). A refusal for
@@ -552,6 +582,13 @@ function required<T>(value: T | undefined, command: string): T {
 function jitter(backoff: { initialMs: number; maxMs: number }, attempt: number): number {
   const cap = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(attempt, 30));
   return backoff.initialMs / 2 + Math.random() * (cap - backoff.initialMs / 2);
+}
+
+/** Bytes from base64url, padded or not (as browsers give push subscription keys). */
+export function fromBase64Url(text: string): Uint8Array {
+  const base64 = text.replace(/-/g, "+").replace(/_/g, "/").replace(/=+$/, "");
+  const binary = atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4));
+  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
 }
 
 /** `http://host:port` → `ws://host:port/ws` (and https → wss). */

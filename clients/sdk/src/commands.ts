@@ -34,6 +34,9 @@ const READS_ONLY = [
   pb.Command.TYPING,
   pb.Command.GET_PRESENCE,
   pb.Command.SEARCH,
+  pb.Command.PUSHER_SET,
+  pb.Command.PUSHER_REMOVE,
+  pb.Command.PUSHER_LIST,
 ];
 
 function spec<I extends DescMessage, O extends DescMessage>(
@@ -91,6 +94,10 @@ export const COMMANDS = {
   edit: spec(pb.Command.EDIT, pb.EditRequestSchema, pb.EditResponseSchema),
   react: spec(pb.Command.REACT, pb.ReactRequestSchema, pb.ReactResponseSchema),
   search: spec(pb.Command.SEARCH, pb.SearchRequestSchema, pb.SearchResponseSchema),
+  pusherSet: spec(pb.Command.PUSHER_SET, pb.PusherSetRequestSchema, pb.PusherSetResponseSchema),
+  pusherRemove: spec(pb.Command.PUSHER_REMOVE, pb.PusherRemoveRequestSchema, pb.PusherRemoveResponseSchema),
+  pusherList: spec(pb.Command.PUSHER_LIST, pb.PusherListRequestSchema, pb.PusherListResponseSchema),
+  setMuted: spec(pb.Command.SET_MUTED, pb.SetMutedRequestSchema, pb.ContactResponseSchema),
   typing: spec(pb.Command.TYPING, pb.TypingRequestSchema, pb.TypingResponseSchema),
   setPrivacy: spec(pb.Command.SET_PRIVACY, pb.SetPrivacyRequestSchema, pb.SetPrivacyResponseSchema),
   getPresence: spec(pb.Command.GET_PRESENCE, pb.GetPresenceRequestSchema, pb.GetPresenceResponseSchema),

@@ -188,6 +188,10 @@ test("typing and presence reach a friend live", async () => {
   bob.client.start();
   await eventually(() => seen.at(-1)?.state === pb.PresenceState.ONLINE, "alice to see bob back");
 
+  // Offline push: the server's VAPID key to subscribe with, and a muted conversation.
+  assert.equal((await alice.client.vapidPublicKey()).length, 65);
+  await alice.client.setMuted(b, 0n);
+
   // Hidden from friends: told at once, and asking shows nothing.
   await bob.client.setPrivacy(pb.PresenceVisibility.NOBODY);
   await eventually(() => seen.at(-1)?.state === pb.PresenceState.HIDDEN, "alice to see bob hide");

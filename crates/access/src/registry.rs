@@ -15,7 +15,7 @@
 use bytes::Bytes;
 use missive_proto::client::DataType;
 use missive_proto::internal::{
-    Empty, EventTarget, KickTarget, NotifyRequest, Presence, Push, UserRef,
+    EventTarget, KickTarget, NotifyRequest, NotifyResponse, Presence, Push, UserRef,
 };
 use missive_rpc::{Code, Ctx, Status};
 use std::collections::{HashMap, VecDeque};
@@ -219,7 +219,15 @@ impl Drop for Registration {
 
 #[async_trait::async_trait]
 impl Push for Registry {
-    async fn notify(&self, _: &Ctx, req: NotifyRequest) -> Result<Empty, Status> {
+    async fn notify(&self, _: &Ctx, req: NotifyRequest) -> Result<NotifyResponse, Status> {
+        let mut offline: Vec<u64> = req
+            .targets
+            .iter()
+            .map(|t| t.user_id)
+            .filter(|&user_id| !self.is_online(user_id))
+            .collect();
+        offline.sort_unstable();
+        offline.dedup();
         for target in req.targets {
             // A target this node cannot announce is skipped alone: the others still go out.
             let Some(data_type) =
@@ -241,7 +249,7 @@ impl Push for Registry {
         for kick in req.kicks {
             self.kick(kick);
         }
-        Ok(Empty {})
+        Ok(NotifyResponse { offline })
     }
 
     async fn presence(&self, _: &Ctx, req: UserRef) -> Result<Presence, Status> {

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use missive_client::profile::{ProfileDir, ProfileState};
 use missive_client::proto::{
     Contact, DataType, Event, Group, GroupRole, MessageKind, PresenceState, PresenceVisibility,
-    Relation, SyncItem, UserPresence, event, sync_item::Body,
+    Pusher, PusherKind, Relation, SyncItem, UserPresence, event, sync_item::Body,
 };
 use missive_client::{Client, PROTOCOL_VERSION, Trust};
 use std::process::ExitCode;
@@ -130,6 +130,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Offline push targets of this device: add, remove, list (with the server's VAPID key).
+    #[command(subcommand)]
+    Pusher(PusherCommand),
+    /// No offline push for a conversation (a user, or a group's handle or id) for a while,
+    /// or for good; --undo unmutes.
+    Mute {
+        conversation: String,
+        /// Hours; without it, for good.
+        #[arg(long)]
+        hours: Option<u64>,
+        #[arg(long)]
+        undo: bool,
+    },
     /// Sets who sees your presence (online, last seen).
     Privacy { presence: Visibility },
     /// Shows whether users are online, or when they were last seen, as far as they let you.
@@ -138,6 +151,25 @@ enum Command {
     Logout,
     /// Operators' commands over a node's admin API, with the admin credential.
     Admin(admin::AdminArgs),
+}
+
+#[derive(Subcommand)]
+enum PusherCommand {
+    /// Registers a UnifiedPush endpoint (plain JSON, or Web Push encryption with --p256dh and
+    /// --auth, both base64url), or with --web-push a browser's subscription.
+    Add {
+        endpoint: String,
+        #[arg(long)]
+        web_push: bool,
+        #[arg(long)]
+        p256dh: Option<String>,
+        #[arg(long)]
+        auth: Option<String>,
+    },
+    Remove {
+        endpoint: String,
+    },
+    List,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -412,6 +444,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         println!("{}", render(&item, json));
                     }
                 }
+                Command::Pusher(command) => pusher(&client, command).await?,
+                Command::Mute { conversation, hours, undo } => {
+                    let id = match missive_client::ids::parse_group(&conversation) {
+                        Some(id) => id,
+                        None => user_id(&client, &conversation).await?,
+                    };
+                    let until = match (undo, hours) {
+                        (true, _) => 0,
+                        (false, Some(hours)) => {
+                            missive_client::unix_ms() + hours as i64 * 3_600_000
+                        }
+                        (false, None) => i64::MAX,
+                    };
+                    client.set_muted(id, until).await?;
+                    println!("{} {conversation}", if undo { "unmuted" } else { "muted" });
+                }
                 Command::Privacy { presence } => {
                     let (visibility, whom) = match presence {
                         Visibility::Friends => (PresenceVisibility::Friends, "friends"),
@@ -644,6 +692,47 @@ async fn chat(
             items = client.next_changes(fallback) => {
                 show(items?);
                 save_key(dir, state, client)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn pusher(client: &Client, command: PusherCommand) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let decode = |value: Option<String>, what: &str| -> anyhow::Result<Vec<u8>> {
+        match value {
+            None => Ok(Vec::new()),
+            Some(text) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(text.trim_end_matches('='))
+                .with_context(|| format!("{what} is not base64url")),
+        }
+    };
+    match command {
+        PusherCommand::Add { endpoint, web_push, p256dh, auth } => {
+            let kind = if web_push { PusherKind::WebPush } else { PusherKind::UnifiedPush };
+            let pusher = Pusher {
+                kind: kind as i32,
+                endpoint,
+                p256dh: decode(p256dh, "--p256dh")?,
+                auth: decode(auth, "--auth")?,
+                ..Default::default()
+            };
+            let stored = client.set_pusher(pusher).await?;
+            println!("pusher {} for device {}", stored.endpoint, stored.device_id);
+        }
+        PusherCommand::Remove { endpoint } => {
+            let removed = client.remove_pusher(&endpoint).await?;
+            println!("{}", if removed { "removed" } else { "no such pusher" });
+        }
+        PusherCommand::List => {
+            let list = client.pushers().await?;
+            let key =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&list.vapid_public_key);
+            println!("vapid public key {key}");
+            for pusher in list.pushers {
+                let kind = PusherKind::try_from(pusher.kind).map_or("unknown", |k| k.as_str_name());
+                println!("{kind} {} (device {})", pusher.endpoint, pusher.device_id);
             }
         }
     }

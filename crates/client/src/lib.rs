@@ -541,6 +541,35 @@ impl Client {
         self.call(Command::Search, &request).await
     }
 
+    /// Registers (or replaces, by endpoint) a push target of this device.
+    pub async fn set_pusher(&self, pusher: Pusher) -> Result<Pusher, ClientError> {
+        let answer: PusherSetResponse =
+            self.call(Command::PusherSet, &PusherSetRequest { pusher: Some(pusher) }).await?;
+        answer.pusher.ok_or_else(|| ClientError::Protocol("pusher missing".into()))
+    }
+
+    /// Removes a push target by its endpoint; answers whether there was one.
+    pub async fn remove_pusher(&self, endpoint: &str) -> Result<bool, ClientError> {
+        let request = PusherRemoveRequest { endpoint: endpoint.into() };
+        let answer: PusherRemoveResponse = self.call(Command::PusherRemove, &request).await?;
+        Ok(answer.removed)
+    }
+
+    /// This user's push targets, and the server's VAPID public key.
+    pub async fn pushers(&self) -> Result<PusherListResponse, ClientError> {
+        self.call(Command::PusherList, &PusherListRequest {}).await
+    }
+
+    /// No offline push for a conversation (a user or group id) until `until_ms`; 0 unmutes.
+    pub async fn set_muted(
+        &self,
+        conversation_id: u64,
+        until_ms: i64,
+    ) -> Result<ContactResponse, ClientError> {
+        let request = SetMutedRequest { conversation_id, muted_until_ms: until_ms };
+        self.call(Command::SetMuted, &request).await
+    }
+
     /// Tells the peer (a user id) or a group that this user is typing, or stopped.
     pub async fn typing(&self, conversation_id: u64, typing: bool) -> Result<(), ClientError> {
         let _: TypingResponse =

@@ -63,7 +63,12 @@ impl Logic {
 
     /// `owner`'s entry for the user `peer`, as it stands (or a fresh one), with the peer's
     /// current names.
-    async fn user_entry(&self, ctx: &Ctx, owner_id: u64, peer_id: u64) -> Result<Contact, Status> {
+    pub(crate) async fn user_entry(
+        &self,
+        ctx: &Ctx,
+        owner_id: u64,
+        peer_id: u64,
+    ) -> Result<Contact, Status> {
         let account = self.deps.accounts.get_by_id(ctx, UserRef { user_id: peer_id }).await?;
         let mut entry = self.entry_of(ctx, owner_id, peer_id).await?.unwrap_or_default();
         entry.user_id = peer_id;
@@ -148,29 +153,41 @@ impl Logic {
         let peer = self.peer_of(ctx, req.user_id, &req.username).await?;
         let greeting = req.greeting;
         validate::plain_text("greeting", &greeting, GREETING_BYTES_MAX)?;
-        self.change_pair(ctx, peer, |mine, theirs| {
-            if theirs.blocked {
-                return Err(blocked());
-            }
-            if mine.blocked {
-                return Err(Status::new(
-                    Code::FailedPrecondition,
-                    "you blocked this user; unblock first",
-                ));
-            }
-            match relation(mine) {
-                Relation::Friend => {}
-                // They asked first: asking back is accepting.
-                Relation::RequestReceived => befriend(mine, theirs),
-                _ => {
-                    mine.relation = Relation::RequestSent as i32;
-                    theirs.relation = Relation::RequestReceived as i32;
-                    theirs.greeting = greeting;
+        let answer = self
+            .change_pair(ctx, peer, |mine, theirs| {
+                if theirs.blocked {
+                    return Err(blocked());
                 }
+                if mine.blocked {
+                    return Err(Status::new(
+                        Code::FailedPrecondition,
+                        "you blocked this user; unblock first",
+                    ));
+                }
+                match relation(mine) {
+                    Relation::Friend => {}
+                    // They asked first: asking back is accepting.
+                    Relation::RequestReceived => befriend(mine, theirs),
+                    _ => {
+                        mine.relation = Relation::RequestSent as i32;
+                        theirs.relation = Relation::RequestReceived as i32;
+                        theirs.greeting = greeting;
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        let asked = answer.contact.as_ref().is_some_and(|c| relation(c) == Relation::RequestSent);
+        if asked && self.deps.offline_push.is_some() {
+            let offline = self.deps.push.presence(ctx, UserRef { user_id: peer }).await;
+            if offline.is_ok_and(|p| !p.online) {
+                let requester = self.nickname_of(ctx, ctx.caller()?.user_id).await?;
+                self.push_offline(&[peer], || crate::push::PushEvent::FriendRequest {
+                    requester: requester.clone(),
+                });
             }
-            Ok(())
-        })
-        .await
+        }
+        Ok(answer)
     }
 
     pub(crate) async fn friend_respond(

@@ -20,6 +20,7 @@ mod locks;
 mod media;
 mod message;
 mod presence;
+mod push;
 mod search;
 mod seq;
 mod sync;
@@ -39,7 +40,7 @@ use missive_proto::client::*;
 use missive_proto::internal::{
     AccountStore, AllocRequest, AuthenticateRequest, ClientApi, ContactStore, Empty, GroupStore,
     InboxEntry, Limiter, LinkChanges, Links, MediaStore, MessageStore, NotifyRequest, NotifyTarget,
-    OpsStore, Push, Seq, SessionRecord,
+    OfflinePush, OpsStore, Push, Seq, SessionRecord,
 };
 use missive_rpc::{Code, Ctx, Status};
 use std::sync::Arc;
@@ -218,6 +219,12 @@ pub struct LogicConfig {
     pub edit_window: Duration,
     /// Keep the texts edits replaced, for the operators (`edit_history` of the message).
     pub keep_edit_history: bool,
+    /// How long a push service may hold a notification for a device that is off.
+    pub push_ttl: Duration,
+    /// Put the message's text into notifications (it then passes through the push services).
+    pub push_content: bool,
+    /// The VAPID public key browsers subscribe with (PUSHER_LIST tells it).
+    pub vapid_public_key: Vec<u8>,
     /// The statistics period: users are counted active once per period.
     pub stats_period: Duration,
     /// How stale the store's totals (users, messages) may be when asked for; counting them
@@ -246,6 +253,9 @@ impl Default for LogicConfig {
             recall_window: Duration::from_secs(120),
             edit_window: Duration::from_secs(48 * 3600),
             keep_edit_history: false,
+            push_ttl: Duration::from_secs(86_400),
+            push_content: false,
+            vapid_public_key: Vec::new(),
             stats_period: Duration::from_secs(3600),
             totals_max_age: Duration::from_secs(30),
             rate_limits: RateLimits::default(),
@@ -266,6 +276,8 @@ pub struct Deps {
     pub ops: Arc<dyn OpsStore>,
     /// Rate-limit buckets shared by the deployment's logic nodes; none: this node's own.
     pub limiter: Option<Arc<dyn Limiter>>,
+    /// Where offline push notifications go out; none: no offline push.
+    pub offline_push: Option<Arc<dyn OfflinePush>>,
 }
 
 /// The business services, behind the `ClientApi` trait that the access layer calls.
@@ -281,6 +293,7 @@ pub struct Logic {
     message_locks: locks::UserLocks,
     auth: auth::AuthState,
     acks: janitor::AckBuffer,
+    push_queue: push::PushQueue,
     names: message::NameCache,
     activity: activity::Activity,
     /// The rate limits' buckets.
@@ -331,6 +344,7 @@ impl Logic {
             message_locks: locks::UserLocks::new(1024),
             auth: auth::AuthState::new(config.hashing_concurrency),
             acks: janitor::AckBuffer::default(),
+            push_queue: push::PushQueue::default(),
             names: message::NameCache::default(),
             activity: activity::Activity::new(config.stats_period.as_millis() as i64),
             buckets: Arc::default(),
@@ -416,9 +430,16 @@ impl Logic {
     /// message, a contact entry), the device that made it learns of it from its answer. A
     /// lost notify costs only a delay (the client syncs at its next heartbeat or notify), so
     /// failures are logged, never returned.
-    async fn notify_written(&self, ctx: &Ctx, entries: &[InboxEntry], data_type: DataType) {
+    /// Answers the users written to who hold no long link anywhere (as far as the push
+    /// could tell: none when it failed).
+    async fn notify_written(
+        &self,
+        ctx: &Ctx,
+        entries: &[InboxEntry],
+        data_type: DataType,
+    ) -> Vec<u64> {
         if entries.is_empty() {
-            return;
+            return Vec::new();
         }
         let (origin, device) = ctx.caller.map_or((0, 0), |c| (c.user_id, c.device_id));
         let targets: Vec<NotifyTarget> = entries
@@ -431,12 +452,15 @@ impl Logic {
             })
             .collect();
         let count = targets.len() as u64;
-        if let Err(status) =
-            self.deps.push.notify(ctx, NotifyRequest { targets, ..Default::default() }).await
-        {
-            tracing::warn!(request_id = ctx.request_id, %status, "notify failed");
-        } else {
-            self.metrics.notify_requests.increment(count);
+        match self.deps.push.notify(ctx, NotifyRequest { targets, ..Default::default() }).await {
+            Ok(answer) => {
+                self.metrics.notify_requests.increment(count);
+                answer.offline
+            }
+            Err(status) => {
+                tracing::warn!(request_id = ctx.request_id, %status, "notify failed");
+                Vec::new()
+            }
         }
     }
 }
@@ -663,6 +687,34 @@ impl ClientApi for Logic {
 
     async fn search(&self, ctx: &Ctx, req: SearchRequest) -> Result<SearchResponse, Status> {
         Logic::search(self, ctx, req).await
+    }
+
+    async fn pusher_set(
+        &self,
+        ctx: &Ctx,
+        req: PusherSetRequest,
+    ) -> Result<PusherSetResponse, Status> {
+        Logic::pusher_set(self, ctx, req).await
+    }
+
+    async fn pusher_remove(
+        &self,
+        ctx: &Ctx,
+        req: PusherRemoveRequest,
+    ) -> Result<PusherRemoveResponse, Status> {
+        Logic::pusher_remove(self, ctx, req).await
+    }
+
+    async fn pusher_list(
+        &self,
+        ctx: &Ctx,
+        req: PusherListRequest,
+    ) -> Result<PusherListResponse, Status> {
+        Logic::pusher_list(self, ctx, req).await
+    }
+
+    async fn set_muted(&self, ctx: &Ctx, req: SetMutedRequest) -> Result<ContactResponse, Status> {
+        Logic::set_muted(self, ctx, req).await
     }
 
     async fn typing(&self, ctx: &Ctx, req: TypingRequest) -> Result<TypingResponse, Status> {

@@ -90,6 +90,9 @@ pub struct RateLimits {
     pub typing_per_user: Rate,
     /// SEARCHes per user: each looks up a full-text index.
     pub searches_per_user: Rate,
+    /// Offline push: one notification per user this often. Not a limit a request meets, and
+    /// kept when the limits are off.
+    pub push_interval: Duration,
 }
 
 impl Default for RateLimits {
@@ -108,6 +111,7 @@ impl Default for RateLimits {
             group_adds_per_user: rate(500, 3_600),
             typing_per_user: rate(20, 10),
             searches_per_user: rate(30, 60),
+            push_interval: Duration::from_secs(10),
         }
     }
 }
@@ -125,6 +129,8 @@ pub(crate) enum Limit {
     GroupAdds,
     Typing,
     Searches,
+    /// Offline push notifications to one user: their pace, not a refusal.
+    PushTurns,
 }
 
 impl Limit {
@@ -140,6 +146,7 @@ impl Limit {
             Limit::GroupAdds => "group_adds_per_user",
             Limit::Typing => "typing_per_user",
             Limit::Searches => "searches_per_user",
+            Limit::PushTurns => "push_turns",
         }
     }
 
@@ -163,6 +170,7 @@ impl Limit {
             Limit::GroupAdds => limits.group_adds_per_user,
             Limit::Typing => limits.typing_per_user,
             Limit::Searches => limits.searches_per_user,
+            Limit::PushTurns => Rate { count: 1, per: limits.push_interval },
         }
     }
 }
@@ -415,6 +423,19 @@ impl Logic {
             let rate = rule.rate;
             Status::rate_limited(format!("too many requests ({} {rate})", limit.name()), wait)
         })
+    }
+
+    /// Takes a turn from `limit`'s bucket for `key` whether or not limits are on (a pace,
+    /// not a refusal), shared by every logic node when the limiter is; or the wait until one.
+    pub(crate) async fn turn(&self, limit: Limit, key: u64) -> Result<(), Duration> {
+        let rule = limit.rule(&self.config.rate_limits);
+        let now = self.now_ms();
+        if let Some(shared) = &self.deps.limiter
+            && let Ok(taken) = shared_take(shared.as_ref(), limit, key, rule, 1, false, now).await
+        {
+            return taken;
+        }
+        self.buckets.take(limit, key, rule, 1, now, false)
     }
 
     /// The key of the request's client address; requests with none (from inside the

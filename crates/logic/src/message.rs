@@ -116,7 +116,23 @@ impl Logic {
         if !stored.duplicate {
             let kind = MessageKind::try_from(message.kind).unwrap_or(MessageKind::Text);
             self.metrics.sent[kind_index(kind)].increment(1);
-            self.notify_written(ctx, &stored.written, DataType::Message).await;
+            let offline = self.notify_written(ctx, &stored.written, DataType::Message).await;
+            // What a person said, or asked, wakes the others' devices that are off.
+            let wakes = matches!(
+                kind,
+                MessageKind::Text
+                    | MessageKind::Image
+                    | MessageKind::File
+                    | MessageKind::GroupInvitation
+            );
+            let others: Vec<u64> =
+                offline.into_iter().filter(|&u| u != message.from_user_id).collect();
+            if wakes && !others.is_empty() {
+                let sent = stored.message.as_ref().unwrap_or(&message);
+                for user in others {
+                    self.push_offline(&[user], || self.message_event(sent, user));
+                }
+            }
         }
         Ok(stored)
     }

@@ -45,7 +45,11 @@ impl Command {
             | Command::SetPrivacy
             | Command::GetPresence
             | Command::Edit
-            | Command::React => Priority::Normal,
+            | Command::React
+            | Command::PusherSet
+            | Command::PusherRemove
+            | Command::PusherList
+            | Command::SetMuted => Priority::Normal,
             // A search scans an index: new sessions and sends matter more.
             Command::Search => Priority::Low,
             // A lost typing signal costs nothing: it goes first.

@@ -1,7 +1,7 @@
 //! The logic layer's side: `Push` that reaches users on any access node.
 
 use crate::{RouteConfig, RouteError, connect};
-use missive_proto::internal::{Empty, NotifyRequest, Presence, Push, UserRef};
+use missive_proto::internal::{NotifyRequest, NotifyResponse, Presence, Push, UserRef};
 use missive_rpc::unix_ms as now_ms;
 use missive_rpc::{Code, Ctx, Status};
 use prost::Message as _;
@@ -31,7 +31,7 @@ impl Push for RedisPush {
     /// Gives up after the configured response timeout (or the caller's deadline, if sooner):
     /// the change is durable already, and a notify that cannot be carried costs only a delay,
     /// so a slow or absent Redis must not hold sends.
-    async fn notify(&self, ctx: &Ctx, req: NotifyRequest) -> Result<Empty, Status> {
+    async fn notify(&self, ctx: &Ctx, req: NotifyRequest) -> Result<NotifyResponse, Status> {
         let mut limit = self.config.response_timeout;
         if let Some(deadline) = ctx.deadline {
             limit = limit.min(deadline.saturating_duration_since(std::time::Instant::now()));
@@ -54,7 +54,7 @@ impl Push for RedisPush {
 }
 
 impl RedisPush {
-    async fn publish(&self, req: NotifyRequest) -> Result<Empty, Status> {
+    async fn publish(&self, req: NotifyRequest) -> Result<NotifyResponse, Status> {
         let mut users: Vec<u64> = req.targets.iter().map(|t| t.user_id).collect();
         users.extend(req.kicks.iter().map(|k| k.user_id));
         users.extend(req.events.iter().map(|e| e.user_id));
@@ -69,6 +69,13 @@ impl RedisPush {
             lookup.query_async(&mut connection).await.map_err(unavailable)?;
 
         let now = now_ms();
+        let mut offline: Vec<u64> = req.targets.iter().map(|t| t.user_id).collect();
+        offline.sort_unstable();
+        offline.dedup();
+        offline.retain(|&user_id| {
+            let fields = users.binary_search(&user_id).ok().map(|index| &routes[index]);
+            !fields.into_iter().flatten().any(|(_, expiry)| *expiry > now)
+        });
         let mut by_node: HashMap<&str, NotifyRequest> = HashMap::new();
         let live = |user_id: u64| {
             let fields = users.binary_search(&user_id).ok().map(|index| &routes[index]);
@@ -111,6 +118,6 @@ impl RedisPush {
             publish.query_async::<()>(&mut connection).await.map_err(unavailable)?;
         }
         metrics::counter!("missive_route_publishes_total").increment(nodes);
-        Ok(Empty {})
+        Ok(NotifyResponse { offline })
     }
 }

@@ -26,8 +26,8 @@ use missive_ops::{AdminToken, Ops, OpsConfig, stats};
 use missive_proto::admin::{Admin, AdminGuarded, AdminRemote, admin_routes};
 use missive_proto::internal::{
     AccountStore, ClientApi, ClientApiGuarded, ClientApiRemote, ContactStore, GroupStore, Limiter,
-    Links, LinksGuarded, LinksRemote, MessageStore, OpsStore, Push, PushGuarded, Seq, SeqGuarded,
-    SeqRemote, SeqStore, Storage, client_api_routes, links_routes, seq_routes,
+    Links, LinksGuarded, LinksRemote, MessageStore, OfflinePush, OpsStore, Push, PushGuarded, Seq,
+    SeqGuarded, SeqRemote, SeqStore, Storage, client_api_routes, links_routes, seq_routes,
 };
 use missive_route::{AccessRoutes, RedisLimiter, RedisPush, RouteConfig, SignOut, SignOuts};
 use missive_rpc::GuardConfig;
@@ -284,6 +284,14 @@ async fn start_logic(
     if !plan.secret_shared {
         tracing::warn!("no --secret-file: SyncKeys signed here are valid only on this logic node");
     }
+    let vapid = Arc::new(settings::load_or_create_vapid_key(settings)?);
+    let push_config = missive_push::PushConfig {
+        allow_private_endpoints: settings.push_private_endpoints,
+        contact: settings.push_contact.clone(),
+        ..missive_push::PushConfig::default()
+    };
+    let offline_push: Arc<dyn OfflinePush> =
+        Arc::new(missive_push::PushSender::new(push_config, vapid.clone()));
     let deps = Deps {
         accounts: stores.account_store,
         contacts: stores.contact_store,
@@ -294,6 +302,7 @@ async fn start_logic(
         push,
         ops: stores.ops_store.clone(),
         limiter,
+        offline_push: Some(offline_push),
     };
     let logic = Logic::new(
         deps,
@@ -308,6 +317,9 @@ async fn start_logic(
             media_bytes_max: settings.media_bytes_max,
             media_quota_bytes: settings.media_quota_bytes,
             edit_window: std::time::Duration::from_secs(settings.edit_window_s),
+            push_ttl: std::time::Duration::from_secs(settings.push_ttl_s),
+            push_content: settings.push_content,
+            vapid_public_key: vapid.public_key().to_vec(),
             keep_edit_history: settings.keep_edit_history,
             stats_period: settings.stats_period(),
             totals_max_age: std::time::Duration::from_secs(settings.totals_max_age_s),
@@ -335,6 +347,7 @@ async fn start_logic(
     }
     node.spawn("janitor", logic.clone().run_janitor(node.shutdown.clone().cancelled_owned()));
     node.spawn("counter", logic.clone().run_counter(node.shutdown.clone().cancelled_owned()));
+    node.spawn("pusher", logic.clone().run_pusher(node.shutdown.clone().cancelled_owned()));
     let admin: Arc<dyn Admin> = AdminGuarded::new(logic.clone(), &node.guard);
     let links: Arc<dyn Links> = LinksGuarded::new(logic.clone(), &node.guard);
     let api: Arc<dyn ClientApi> = ClientApiGuarded::new(logic, &node.guard);

@@ -268,6 +268,29 @@ pub struct Settings {
     #[arg(long, env = "MISSIVE_RATE_SEARCHES_PER_USER",
           default_value_t = RateLimits::default().searches_per_user)]
     pub rate_searches_per_user: Rate,
+    /// Offline push: at most one notification per user this often, in seconds; what comes
+    /// meanwhile is coalesced into the next.
+    #[arg(long, env = "MISSIVE_PUSH_INTERVAL_S", default_value_t = 10)]
+    pub push_interval_s: u64,
+    /// How long a push service may keep a notification for a device that is off, in seconds.
+    #[arg(long, env = "MISSIVE_PUSH_TTL_S", default_value_t = 86_400)]
+    pub push_ttl_s: u64,
+    /// Put the start of a message's text into its offline push notification. Off by default:
+    /// notifications then pass no words through third-party push services.
+    #[arg(long, env = "MISSIVE_PUSH_CONTENT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub push_content: bool,
+    /// Let push targets name private or loopback addresses, and plain http: for a push
+    /// service inside your own network. Keep it off on the internet (the server would call
+    /// whatever address a client names).
+    #[arg(long, env = "MISSIVE_PUSH_PRIVATE_ENDPOINTS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub push_private_endpoints: bool,
+    /// VAPID's contact for push services' operators: `mailto:you@example.com` or an https URL.
+    #[arg(long, env = "MISSIVE_PUSH_CONTACT")]
+    pub push_contact: Option<String>,
+    /// The server's VAPID key (PKCS#8, created at first start; default `<data>/vapid.key`).
+    /// Every logic node of a deployment needs the same one: browsers subscribe to it.
+    #[arg(long, env = "MISSIVE_VAPID_KEY_FILE")]
+    pub vapid_key_file: Option<PathBuf>,
     /// Seconds a user's last long link on an access node may be gone before the user counts
     /// as offline there (a reconnect within it is no news to their friends).
     #[arg(long, env = "MISSIVE_PRESENCE_GRACE_S", default_value_t = 5)]
@@ -391,6 +414,7 @@ impl Settings {
             group_adds_per_user: self.rate_group_adds_per_user,
             typing_per_user: self.rate_typing_per_user,
             searches_per_user: self.rate_searches_per_user,
+            push_interval: Duration::from_secs(self.push_interval_s.max(1)),
         }
     }
 
@@ -468,6 +492,18 @@ pub fn load_or_create_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
             secret
         },
     )
+}
+
+/// The server's VAPID key, from `--vapid-key-file` or `<data>/vapid.key` (created at first
+/// start).
+pub fn load_or_create_vapid_key(settings: &Settings) -> anyhow::Result<missive_push::VapidKey> {
+    let path = settings.vapid_key_file.clone().unwrap_or_else(|| settings.data.join("vapid.key"));
+    let pkcs8 = load_or_create(
+        &path,
+        |bytes| missive_push::VapidKey::from_pkcs8(bytes).is_ok(),
+        || missive_push::VapidKey::generate().expect("a new P-256 key").pkcs8().to_vec(),
+    )?;
+    Ok(missive_push::VapidKey::from_pkcs8(&pkcs8)?)
 }
 
 /// The deployment's node key, from `--cluster-secret-file` (created at first start, like the

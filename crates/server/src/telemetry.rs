@@ -95,6 +95,37 @@ const METRICS: &[(Kind, &str, Unit, &str)] = {
         ),
         (
             Counter,
+            "missive_push_notifications_total",
+            Count,
+            "Offline push notifications made for a user (each to all of their targets).",
+        ),
+        (
+            Counter,
+            "missive_push_deliveries_total",
+            Count,
+            "Offline push notifications handed to push services, by kind and result.",
+        ),
+        (Counter, "missive_push_retries_total", Count, "Push service calls tried again."),
+        (
+            Counter,
+            "missive_push_muted_total",
+            Count,
+            "Conversations left out of a notification because the user muted them.",
+        ),
+        (
+            Counter,
+            "missive_push_dropped_total",
+            Count,
+            "Push events dropped because too many users had a notification waiting.",
+        ),
+        (
+            Counter,
+            "missive_pushers_removed_total",
+            Count,
+            "Push targets forgotten because their push service said they are gone.",
+        ),
+        (
+            Counter,
             "missive_events_dropped_total",
             Count,
             "Events a long link did not take in time, dropped for newer ones.",

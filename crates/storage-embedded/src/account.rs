@@ -4,11 +4,12 @@ use crate::db::{EmbeddedStore, Result, StoreError};
 use missive_proto::admin::ListUsersRequest;
 use missive_proto::internal::{
     AccountList, AccountRecord, AccountStore, AckRequest, CreateAccountRequest,
-    CreateSessionRequest, Empty, LastSeenRequest, RevokeSessionRequest, SessionList, SessionRecord,
-    SetDisabledRequest, SetVisibilityRequest, TokenHashRef, UpdateNicknameRequest, UserRef,
-    UsernameRef,
+    CreateSessionRequest, Empty, LastSeenRequest, PusherList, PusherRecord, PusherRef, Removed,
+    RevokeSessionRequest, SessionList, SessionRecord, SetDisabledRequest, SetVisibilityRequest,
+    TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
 };
 use missive_rpc::{Ctx, Status};
+use prost::Message as _;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 // Macros, so that `concat!` builds each statement at compile time.
@@ -197,6 +198,60 @@ impl AccountStore for EmbeddedStore {
         )
         .await?;
         Ok(Empty {})
+    }
+
+    async fn put_pusher(&self, _: &Ctx, req: PusherRecord) -> Result<Empty, Status> {
+        let pusher = req.pusher.unwrap_or_default();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO pushers (user_id, endpoint, device_id, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_id, endpoint)
+                 DO UPDATE SET device_id = excluded.device_id, body = excluded.body",
+            )?
+            .execute(params![
+                req.user_id,
+                pusher.endpoint,
+                pusher.device_id,
+                pusher.encode_to_vec()
+            ])?;
+            Ok(())
+        })
+        .await?;
+        Ok(Empty {})
+    }
+
+    async fn remove_pushers(&self, _: &Ctx, req: PusherRef) -> Result<Removed, Status> {
+        let count = self
+            .write(move |conn| {
+                let removed = if req.endpoint.is_empty() {
+                    conn.prepare_cached(
+                        "DELETE FROM pushers WHERE user_id = ?1 AND device_id = ?2",
+                    )?
+                    .execute(params![req.user_id, req.device_id])?
+                } else {
+                    conn.prepare_cached("DELETE FROM pushers WHERE user_id = ?1 AND endpoint = ?2")?
+                        .execute(params![req.user_id, req.endpoint])?
+                };
+                Ok(removed as u32)
+            })
+            .await?;
+        Ok(Removed { count })
+    }
+
+    async fn list_pushers(&self, _: &Ctx, req: UserRef) -> Result<PusherList, Status> {
+        self.read(move |conn| {
+            let bodies = conn
+                .prepare_cached("SELECT body FROM pushers WHERE user_id = ?1 ORDER BY endpoint")?
+                .query_map([req.user_id], |row| row.get::<_, Vec<u8>>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let pushers = bodies
+                .iter()
+                .map(|body| missive_proto::client::Pusher::decode(body.as_slice()))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok(PusherList { pushers })
+        })
+        .await
     }
 
     async fn create_session(

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_ops.sql"),
     include_str!("../migrations/0005_presence.sql"),
     include_str!("../migrations/0006_search.sql"),
+    include_str!("../migrations/0007_pushers.sql"),
 ];
 
 /// What an acknowledged write survives.

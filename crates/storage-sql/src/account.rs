@@ -8,11 +8,12 @@ use crate::{Result, SqlError, SqlStore, db_id};
 use missive_proto::admin::ListUsersRequest;
 use missive_proto::internal::{
     AccountList, AccountRecord, AccountStore, AckRequest, CreateAccountRequest,
-    CreateSessionRequest, DeviceAck, Empty, LastSeenRequest, RevokeSessionRequest, SessionList,
-    SessionRecord, SetDisabledRequest, SetVisibilityRequest, TokenHashRef, UpdateNicknameRequest,
-    UserRef, UsernameRef,
+    CreateSessionRequest, DeviceAck, Empty, LastSeenRequest, PusherList, PusherRecord, PusherRef,
+    Removed, RevokeSessionRequest, SessionList, SessionRecord, SetDisabledRequest,
+    SetVisibilityRequest, TokenHashRef, UpdateNicknameRequest, UserRef, UsernameRef,
 };
 use missive_rpc::{Ctx, Status};
+use prost::Message as _;
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -191,6 +192,50 @@ impl AccountStore for SqlStore {
             .into());
         }
         Ok(account)
+    }
+
+    async fn put_pusher(&self, _: &Ctx, req: PusherRecord) -> Result<Empty, Status> {
+        let user_id = db_id(req.user_id, "account")?;
+        let pusher = req.pusher.unwrap_or_default();
+        sqlx::query(self.q().pusher_upsert)
+            .bind(user_id)
+            .bind(&pusher.endpoint)
+            .bind(db_id(pusher.device_id, "device")?)
+            .bind(pusher.encode_to_vec())
+            .execute(&self.user_shard(req.user_id).pool)
+            .await
+            .map_err(SqlError::from)?;
+        Ok(Empty {})
+    }
+
+    async fn remove_pushers(&self, _: &Ctx, req: PusherRef) -> Result<Removed, Status> {
+        let user_id = db_id(req.user_id, "account")?;
+        let statement = if req.endpoint.is_empty() {
+            let device_id = db_id(req.device_id, "device")?;
+            sqlx::query(self.q().pushers_delete_device).bind(user_id).bind(device_id)
+        } else {
+            sqlx::query(self.q().pusher_delete).bind(user_id).bind(req.endpoint)
+        };
+        let done =
+            statement.execute(&self.user_shard(req.user_id).pool).await.map_err(SqlError::from)?;
+        Ok(Removed { count: done.rows_affected() as u32 })
+    }
+
+    async fn list_pushers(&self, _: &Ctx, req: UserRef) -> Result<PusherList, Status> {
+        let user_id = db_id(req.user_id, "account")?;
+        let rows = sqlx::query(self.q().pushers_list)
+            .bind(user_id)
+            .fetch_all(&self.user_shard(req.user_id).pool)
+            .await
+            .map_err(SqlError::from)?;
+        let mut pushers = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let body: Vec<u8> = row.try_get(0).map_err(SqlError::from)?;
+            let pusher = missive_proto::client::Pusher::decode(body.as_slice())
+                .map_err(|e| SqlError::Corrupt(e.to_string()))?;
+            pushers.push(pusher);
+        }
+        Ok(PusherList { pushers })
     }
 
     async fn set_last_seen(&self, _: &Ctx, req: LastSeenRequest) -> Result<Empty, Status> {

@@ -64,6 +64,14 @@ queries! {
     nickname_update = "UPDATE accounts SET nickname = ?, version = ? WHERE user_id = ? AND version < ?";
     visibility_update = "UPDATE accounts SET presence_visibility = ?, version = ?
                          WHERE user_id = ? AND version < ?";
+    pusher_upsert = "INSERT INTO pushers (user_id, endpoint, device_id, body) VALUES (?, ?, ?, ?)
+                     ON DUPLICATE KEY UPDATE device_id = VALUES(device_id), body = VALUES(body)",
+        postgres: "INSERT INTO pushers (user_id, endpoint, device_id, body) VALUES (?, ?, ?, ?)
+                   ON CONFLICT (user_id, endpoint)
+                   DO UPDATE SET device_id = excluded.device_id, body = excluded.body";
+    pusher_delete = "DELETE FROM pushers WHERE user_id = ? AND endpoint = ?";
+    pushers_delete_device = "DELETE FROM pushers WHERE user_id = ? AND device_id = ?";
+    pushers_list = "SELECT body FROM pushers WHERE user_id = ? ORDER BY endpoint";
     last_seen_update = "UPDATE accounts SET last_seen_ms = ? WHERE user_id = ? AND last_seen_ms < ?";
 
     session_insert = "INSERT INTO sessions (user_id, device_id, device_name, created_at_ms)

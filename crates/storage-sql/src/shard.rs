@@ -51,7 +51,7 @@ impl Dialect {
     }
 
     fn migrations(self) -> Migrator {
-        let scripts: [(&str, &'static str); 6] = match self {
+        let scripts: [(&str, &'static str); 7] = match self {
             Dialect::MySql => [
                 ("init", include_str!("../migrations/mysql/0001_init.sql")),
                 ("contacts_groups", include_str!("../migrations/mysql/0002_contacts_groups.sql")),
@@ -59,6 +59,7 @@ impl Dialect {
                 ("pending_janitor", include_str!("../migrations/mysql/0004_pending_janitor.sql")),
                 ("presence", include_str!("../migrations/mysql/0005_presence.sql")),
                 ("search", include_str!("../migrations/mysql/0006_search.sql")),
+                ("pushers", include_str!("../migrations/mysql/0007_pushers.sql")),
             ],
             Dialect::Postgres => [
                 ("init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -73,6 +74,7 @@ impl Dialect {
                 ),
                 ("presence", include_str!("../migrations/postgres/0005_presence.sql")),
                 ("search", include_str!("../migrations/postgres/0006_search.sql")),
+                ("pushers", include_str!("../migrations/postgres/0007_pushers.sql")),
             ],
         };
         let migrations = scripts

@@ -82,6 +82,7 @@ impl Node {
             push: registry.clone(),
             ops: store,
             limiter: None,
+            offline_push: None,
         };
         let logic = Logic::new(
             deps,

@@ -5,7 +5,7 @@
 use crate::{Audience, Clock, Deps, GroupInvites, Logic, LogicConfig, Retention, SeqAllocator};
 use missive_proto::client::*;
 use missive_proto::internal::{
-    ClientApi, Empty, NotifyRequest, NotifyTarget, Presence, Push, UserRef,
+    ClientApi, NotifyRequest, NotifyResponse, NotifyTarget, Presence, Push, UserRef,
 };
 use missive_rpc::{Caller, Ctx, Status};
 use missive_storage_embedded::{EmbeddedStore, FileMediaStore, StoreConfig};
@@ -20,9 +20,9 @@ pub(crate) struct Pushed(Mutex<Vec<NotifyTarget>>);
 
 #[async_trait::async_trait]
 impl Push for Pushed {
-    async fn notify(&self, _: &Ctx, req: NotifyRequest) -> Result<Empty, Status> {
+    async fn notify(&self, _: &Ctx, req: NotifyRequest) -> Result<NotifyResponse, Status> {
         self.0.lock().unwrap().extend(req.targets);
-        Ok(Empty {})
+        Ok(NotifyResponse::default())
     }
 
     async fn presence(&self, _: &Ctx, _: UserRef) -> Result<Presence, Status> {
@@ -47,6 +47,7 @@ pub(crate) fn logic_node(
         push,
         ops: store,
         limiter: None,
+        offline_push: None,
     };
     let mut config = LogicConfig {
         sync_key_secret: b"test secret".to_vec(),

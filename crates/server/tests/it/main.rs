@@ -17,6 +17,7 @@ mod ops;
 mod overload;
 mod pending;
 mod presence;
+mod push;
 mod search;
 mod split;
 mod tidy;
