@@ -4,14 +4,18 @@
 //! send call to the recipient's sync returning the message: send, durable commit, notify,
 //! sync, receive). `missive-bench group` measures write diffusion into one large group;
 //! `missive-bench rpc` measures the RPC framework alone; `missive-bench histograms` what
-//! recording a latency sample costs; `missive-bench uploads` many large uploads at once.
+//! recording a latency sample costs; `missive-bench uploads` many large uploads at once;
+//! `missive-bench search` search latency over a store filled with `--words`;
+//! `missive-bench push` offline push notifications to a local receiver.
 
 mod curve;
 mod delay;
 mod flood;
 mod group;
 mod histograms;
+mod push;
 mod rpc;
+mod search;
 mod uploads;
 
 use anyhow::{Context as _, bail};
@@ -56,6 +60,11 @@ enum Mode {
     Uploads(uploads::UploadArgs),
     /// TCP forwarders adding a delay to each direction (`scripts/bench-netns`).
     Delay(delay::DelayArgs),
+    /// Search latency for words of each frequency, as the users of an earlier run.
+    Search(search::SearchArgs),
+    /// Offline push: users whose devices are all off get a message each; the notifications
+    /// reach a receiver in this process.
+    Push(push::PushArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -101,6 +110,15 @@ struct Args {
     curve: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 1000)]
     curve_interval_ms: u64,
+    /// Words from a fixed vocabulary (Zipf-distributed, one in ten messages Chinese) added to
+    /// each text, for `missive-bench search` to look for afterwards.
+    #[arg(long, default_value_t = 0)]
+    words: usize,
+    /// Typing and presence traffic beside the messages: a TYPING before and after each send,
+    /// and a GET_PRESENCE of 20 users every 10 sends (version-3 links; serve with
+    /// `--rate-limits false`).
+    #[arg(long)]
+    chatter: bool,
 }
 
 /// How long a simulated user waits after an OVERLOADED answer (times 0.5 to 1.5).
@@ -136,6 +154,8 @@ async fn main() -> anyhow::Result<()> {
         Some(Mode::Histograms(args)) => histograms::run(args),
         Some(Mode::Uploads(args)) => uploads::run(args, trust).await,
         Some(Mode::Delay(args)) => tokio::task::spawn_blocking(|| delay::run(args)).await?,
+        Some(Mode::Search(args)) => search::run(args, trust).await,
+        Some(Mode::Push(args)) => push::run(args, trust).await,
         None => messages(cli.messages, trust).await,
     }
 }
@@ -224,6 +244,17 @@ async fn messages(args: Args, trust: Trust) -> anyhow::Result<()> {
         _ => None,
     };
 
+    let ids: Arc<Vec<u64>> =
+        Arc::new(clients.iter().map(|c| c.session().map_or(0, |s| s.user_id)).collect());
+    if args.chatter {
+        // Events are read as a real client would (and dropped here): a link that does not
+        // take them would only lose them.
+        for client in &clients {
+            let client = client.clone();
+            tokio::spawn(async move { while client.next_event().await.is_ok() {} });
+        }
+    }
+
     // Senders: each user sends its share, one message at a time, paced to the rate.
     let per_user = args.messages / args.users as u64;
     let remainder = args.messages % args.users as u64;
@@ -235,6 +266,8 @@ async fn messages(args: Args, trust: Trust) -> anyhow::Result<()> {
         let names = names.clone();
         let interval =
             (args.rate > 0).then(|| Duration::from_secs_f64(args.users as f64 / args.rate as f64));
+        let (words, chatter) = (args.words, args.chatter);
+        let ids = ids.clone();
         senders.push(tokio::spawn(async move {
             let mut next = Instant::now()
                 + interval.map_or(Duration::ZERO, |i| i.mul_f64(rand::rng().random::<f64>()));
@@ -249,9 +282,25 @@ async fn messages(args: Args, trust: Trust) -> anyhow::Result<()> {
                         break peer;
                     }
                 };
+                if chatter {
+                    let _ = client.typing(ids[peer], true).await;
+                    if n % 10 == 0 {
+                        let asked: Vec<u64> =
+                            (0..20).map(|_| ids[rand::rng().random_range(0..ids.len())]).collect();
+                        let _ = client.presence(&asked).await;
+                    }
+                }
                 let sent_us = shared.started.elapsed().as_micros();
-                let text = format!("bench {sent_us} {index} {n}");
-                match client.send_text(&names[peer], &text).await {
+                let mut text = format!("bench {sent_us} {index} {n}");
+                if words > 0 {
+                    text.push(' ');
+                    text.push_str(&search::sentence(words));
+                }
+                let sent = client.send_text(&names[peer], &text).await;
+                if chatter {
+                    let _ = client.typing(ids[peer], false).await;
+                }
+                match sent {
                     Ok(_) => {
                         shared.sent.fetch_add(1, Ordering::Relaxed);
                     }
