@@ -7,8 +7,12 @@ use crate::limits::{Limit, key_of};
 use crate::{Logic, compat};
 use missive_proto::client::*;
 use missive_proto::ids;
-use missive_proto::internal::SearchQuery;
+use missive_proto::internal::{SearchQuery, UserRef};
 use missive_rpc::{Ctx, Status};
+
+/// Groups a search names as scopes at most; a user in more is searched without that bound
+/// (their inbox join alone keeps others' messages out).
+const SCOPES_MAX: usize = 1_000;
 
 /// Hits per page unless asked otherwise, and at most.
 pub const SEARCH_HITS_DEFAULT: u32 = 20;
@@ -31,6 +35,7 @@ impl Logic {
         let (peer_id, group_id) =
             if ids::is_group(conversation) { (0, conversation) } else { (conversation, 0) };
         let limit = crate::page(req.limit, SEARCH_HITS_DEFAULT, SEARCH_HITS_MAX);
+        let scopes = self.scopes(ctx, caller.user_id, peer_id, group_id).await?;
         let query = SearchQuery {
             user_id: caller.user_id,
             terms,
@@ -41,6 +46,7 @@ impl Logic {
             before_ms: req.before_ms,
             before_version: req.before_version,
             limit,
+            scopes,
         };
         let page = self.deps.messages.search(ctx, query).await?;
         let next_before_version =
@@ -54,5 +60,36 @@ impl Logic {
             })
             .collect();
         Ok(SearchResponse { hits, next_before_version })
+    }
+
+    /// The conversations a search of `user_id` may find messages in, as scope terms: the
+    /// one asked for, or the user's 1:1 chats and every group in their contact list (also the
+    /// ones they left, whose messages they still hold).
+    async fn scopes(
+        &self,
+        ctx: &Ctx,
+        user_id: u64,
+        peer_id: u64,
+        group_id: u64,
+    ) -> Result<Vec<String>, Status> {
+        if group_id != 0 {
+            return Ok(vec![missive_search::group_scope(group_id)]);
+        }
+        if peer_id != 0 {
+            return Ok(vec![missive_search::user_scope(peer_id)]);
+        }
+        let list = self.deps.contacts.list(ctx, UserRef { user_id }).await?;
+        let mut scopes = vec![missive_search::user_scope(user_id)];
+        scopes.extend(
+            list.records
+                .iter()
+                .filter_map(|record| record.contact.as_ref())
+                .filter(|contact| contact.is_group)
+                .map(|contact| missive_search::group_scope(contact.user_id)),
+        );
+        if scopes.len() > SCOPES_MAX {
+            scopes.clear();
+        }
+        Ok(scopes)
     }
 }

@@ -14,6 +14,12 @@
 //! is the same length whatever the script. Two terms that share a hash (about one pair in
 //! 2^64) would find each other's messages; the cost of that is a wrong hit, never a miss.
 //!
+//! A message is also indexed under its conversation's **scope**: each user of a 1:1 message
+//! (`u` and the id in 16 hex digits), or its group (`g` and the id). A search asks for its
+//! words *and* any of the searcher's scopes, so the index itself narrows the hits to the
+//! searcher's conversations instead of every user's, and a common word costs what the
+//! searcher's own messages hold, not what the whole store does.
+//!
 //! This crate owns the term rules. It knows messages only as the schema defines them, and
 //! never touches storage. The rules are part of every stored index: changing them makes
 //! stored messages unfindable until they are indexed again.
@@ -54,6 +60,14 @@ pub fn document(message: &Message) -> String {
         _ => return String::new(),
     };
     let mut terms = Vec::new();
+    if message.group_id != 0 {
+        terms.push(group_scope(message.group_id));
+    } else {
+        terms.push(user_scope(message.from_user_id));
+        if message.to_user_id != message.from_user_id {
+            terms.push(user_scope(message.to_user_id));
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     for term in terms_of(&searchable, true) {
         if terms.len() == DOCUMENT_TERMS_MAX {
@@ -64,7 +78,21 @@ pub fn document(message: &Message) -> String {
             terms.push(hashed);
         }
     }
+    if seen.is_empty() {
+        return String::new();
+    }
     terms.join(" ")
+}
+
+/// The scope term of a user's 1:1 messages: `u` and 16 hex digits (fixed length, so that no
+/// backend's minimum word length drops it).
+pub fn user_scope(user_id: u64) -> String {
+    format!("u{user_id:016x}")
+}
+
+/// The scope term of a group's messages.
+pub fn group_scope(group_id: u64) -> String {
+    format!("g{group_id:016x}")
 }
 
 /// The terms a hit must all have, for a query as a user typed it.
@@ -214,6 +242,17 @@ mod tests {
     }
 
     #[test]
+    fn messages_are_scoped_to_their_users_or_group() {
+        let direct = Message { from_user_id: 1, to_user_id: 2, ..text("hi") };
+        let terms = document(&direct);
+        assert!(terms.contains(&user_scope(1)) && terms.contains(&user_scope(2)));
+        let group = Message { group_id: 1 << 50, to_user_id: 1 << 50, ..direct };
+        let terms = document(&group);
+        assert!(terms.contains(&group_scope(1 << 50)) && !terms.contains(&user_scope(1)));
+        assert_eq!(user_scope(1).len(), 17);
+    }
+
+    #[test]
     fn queries_are_bounded() {
         assert_eq!(query("  ,.!  "), Err(QueryError::Empty));
         assert_eq!(query(&"a".repeat(QUERY_BYTES_MAX + 1)), Err(QueryError::TooLong));
@@ -228,7 +267,7 @@ mod tests {
         assert_eq!(hashed("hello"), "ta430d84680aabd0b");
         assert_eq!(document(&text("")), "");
         let long = "字".repeat(10_000) + &(0..10_000).map(|n| format!("w{n} ")).collect::<String>();
-        assert_eq!(document(&text(&long)).split(' ').count(), DOCUMENT_TERMS_MAX);
+        assert_eq!(document(&text(&long)).split(" ").count(), DOCUMENT_TERMS_MAX);
     }
 
     proptest! {
@@ -239,7 +278,7 @@ mod tests {
                 prop_assert!(finds(&sentence, word), "{word:?} in {sentence:?}");
             }
             let terms = document(&text(&sentence));
-            prop_assert!(terms.split(' ').all(|t| t.len() == 17 && t.starts_with('t')));
+            prop_assert!(terms.split(' ').all(|t| t.len() == 17 && t.starts_with(['t', 'u', 'g'])));
         }
     }
 }

@@ -152,6 +152,8 @@ struct Inner {
     caches: Caches,
     /// Dropped with the store, which stops the checkpointer.
     _stop_checkpoints: std::sync::mpsc::Sender<()>,
+    /// Dropped with the store, which stops the search indexer.
+    _stop_indexing: std::sync::mpsc::Sender<()>,
 }
 
 impl EmbeddedStore {
@@ -186,6 +188,12 @@ impl EmbeddedStore {
             .name("store-writer".into())
             .spawn(move || run_writer(conn, queue, batch_ops_max))
             .map_err(|e| StoreError::Dir { path: config.dir.clone(), source: e })?;
+        let indexer = writer.clone();
+        let (stop_indexing, stop_index) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("store-indexer".into())
+            .spawn(move || run_indexer(indexer, stop_index))
+            .map_err(|e| StoreError::Dir { path: config.dir.clone(), source: e })?;
         let checkpoint_conn = Connection::open(&path)?;
         let (stop_checkpoints, stop) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -201,6 +209,7 @@ impl EmbeddedStore {
                 readers_idle_max: config.readers_idle_max,
                 caches: Caches::new(),
                 _stop_checkpoints: stop_checkpoints,
+                _stop_indexing: stop_indexing,
             }),
         })
     }
@@ -429,6 +438,53 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>, batch_ops_max: u
         commit_seconds.record(started.elapsed().as_secs_f64());
     }
     tracing::debug!("store writer stopped");
+}
+
+/// How often new messages are added to the search index (a message is found by SEARCH at
+/// most about this long after it was stored).
+const INDEX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Messages indexed in one pass at most (a backlog goes in several).
+const INDEX_BATCH: i64 = 50_000;
+
+/// Asks the writer to index new messages' search terms every [`INDEX_INTERVAL`], as one job
+/// of its group commit. Stops when the store is dropped.
+fn run_indexer(writer: mpsc::Sender<Job>, stop: std::sync::mpsc::Receiver<()>) {
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(INDEX_INTERVAL) {
+        let job: Job = Box::new(|conn| {
+            if let Some(conn) = conn
+                && let Err(error) = index_terms(conn)
+            {
+                tracing::error!(%error, "indexing search terms failed; will retry");
+            }
+            Box::new(|_| ())
+        });
+        if writer.blocking_send(job).is_err() {
+            return;
+        }
+    }
+}
+
+/// Adds the terms of messages stored since the last pass to the full-text index, and moves
+/// `search_progress` past them.
+fn index_terms(conn: &Connection) -> rusqlite::Result<()> {
+    let upto: i64 = conn
+        .prepare_cached("SELECT upto FROM search_progress WHERE id = 0")?
+        .query_row([], |row| row.get(0))?;
+    let last: Option<i64> = conn
+        .prepare_cached(
+            "SELECT MAX(message_id) FROM
+             (SELECT message_id FROM messages WHERE message_id > ?1 ORDER BY message_id LIMIT ?2)",
+        )?
+        .query_row(rusqlite::params![upto, INDEX_BATCH], |row| row.get(0))?;
+    let Some(last) = last else { return Ok(()) };
+    conn.prepare_cached(
+        "INSERT INTO message_terms (rowid, terms)
+         SELECT message_id, terms FROM messages
+         WHERE message_id > ?1 AND message_id <= ?2 AND terms <> ''",
+    )?
+    .execute([upto, last])?;
+    conn.prepare_cached("UPDATE search_progress SET upto = ?1 WHERE id = 0")?.execute([last])?;
+    Ok(())
 }
 
 /// Copies the write-ahead log into the database off the writer's thread, so that sends never

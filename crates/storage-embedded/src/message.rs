@@ -195,7 +195,11 @@ fn collect(conn: &Connection, req: &CollectRequest) -> Result<(CollectResponse, 
 
 /// The user's inbox entries whose message holds every term, newest first.
 fn search(conn: &Connection, req: &SearchQuery) -> Result<InboxPage> {
-    let terms: Vec<String> = req.terms.iter().map(|t| format!("\"{t}\"")).collect();
+    let mut terms: Vec<String> = req.terms.iter().map(|t| format!("\"{t}\"")).collect();
+    if !req.scopes.is_empty() {
+        let scopes: Vec<String> = req.scopes.iter().map(|t| format!("\"{t}\"")).collect();
+        terms.push(format!("({})", scopes.join(" OR ")));
+    }
     let mut items = conn
         .prepare_cached(concat!(
             "SELECT i.version, ",

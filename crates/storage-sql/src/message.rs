@@ -292,12 +292,18 @@ impl MessageStore for SqlStore {
         if req.terms.is_empty() {
             return Ok(InboxPage::default());
         }
-        let matching = match self.inner.dialect {
+        let mut matching = match self.inner.dialect {
             Dialect::MySql => {
                 req.terms.iter().map(|t| format!("+{t}")).collect::<Vec<_>>().join(" ")
             }
             Dialect::Postgres => req.terms.join(" & "),
         };
+        if !req.scopes.is_empty() {
+            match self.inner.dialect {
+                Dialect::MySql => matching.push_str(&format!(" +({})", req.scopes.join(" "))),
+                Dialect::Postgres => matching.push_str(&format!(" & ({})", req.scopes.join(" | "))),
+            }
+        }
         // Bounds beyond what the columns hold mean no bound at all.
         let id = |value: u64| i64::try_from(value).unwrap_or(0);
         let (before, peer, group, sender) =

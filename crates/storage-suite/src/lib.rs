@@ -97,6 +97,7 @@ macro_rules! storage_suite {
             a_stale_nickname_version_is_refused,
             presence_settings_and_last_seen,
             search_finds_words_in_any_script_newest_first,
+            pushers_by_endpoint_and_device,
             collect_waits_for_every_device_and_the_cutoff,
             seq_bounds_move_only_from_the_expected_bound,
             contact_changes_start_empty,

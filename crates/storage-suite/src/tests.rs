@@ -365,7 +365,17 @@ pub async fn search_finds_words_in_any_script_newest_first(fixture: &impl Fixtur
         .unwrap();
 
     let mine = SearchQuery { user_id: alice, limit: 10, ..Default::default() };
+    // A store may index a little after the write (the embedded one, about a second).
+    for _ in 0..100 {
+        if !found(&store, mine.clone(), "harbour").await.0.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(found(&store, mine.clone(), "harbour").await.0, ["late", "other", "en"]);
+    // Scopes: any of them must be held (the conversations with bob, here).
+    let scoped = SearchQuery { scopes: vec![missive_search::user_scope(bob)], ..mine.clone() };
+    assert_eq!(found(&store, scoped, "harbour").await.0, ["late", "en"]);
     assert_eq!(found(&store, mine.clone(), "北京").await.0, ["zh"]);
     assert_eq!(found(&store, mine.clone(), "开会 明天").await.0, ["zh"]);
     assert_eq!(found(&store, mine.clone(), "harbour noon").await.0, ["late", "en"]);
@@ -392,6 +402,37 @@ pub async fn search_finds_words_in_any_script_newest_first(fixture: &impl Fixtur
     store.replace(CTX, replace).await.unwrap();
     assert_eq!(found(&store, mine.clone(), "lighthouse").await.0, ["late"]);
     assert_eq!(found(&store, mine, "harbour").await.0, ["other", "en"]);
+}
+
+pub async fn pushers_by_endpoint_and_device(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let alice = account(&store, "alice").await.user_id;
+    let bob = account(&store, "bob").await.user_id;
+    let pusher = |endpoint: &str, device_id| missive_proto::client::Pusher {
+        kind: 1,
+        endpoint: endpoint.into(),
+        device_id,
+        created_at_ms: 5,
+        ..Default::default()
+    };
+    for (user_id, p) in [
+        (alice, pusher("https://a.example/1", 1)),
+        (alice, pusher("https://a.example/2", 2)),
+        (alice, pusher("https://a.example/1", 3)),
+        (bob, pusher("https://a.example/1", 4)),
+    ] {
+        store.put_pusher(CTX, PusherRecord { user_id, pusher: Some(p) }).await.unwrap();
+    }
+    let listed = store.list_pushers(CTX, UserRef { user_id: alice }).await.unwrap().pushers;
+    assert_eq!(listed, [pusher("https://a.example/1", 3), pusher("https://a.example/2", 2)]);
+    let by_device = PusherRef { user_id: alice, endpoint: String::new(), device_id: 2 };
+    assert_eq!(store.remove_pushers(CTX, by_device).await.unwrap().count, 1);
+    let by_endpoint =
+        PusherRef { user_id: alice, endpoint: "https://a.example/1".into(), device_id: 0 };
+    assert_eq!(store.remove_pushers(CTX, by_endpoint.clone()).await.unwrap().count, 1);
+    assert_eq!(store.remove_pushers(CTX, by_endpoint).await.unwrap().count, 0);
+    assert!(store.list_pushers(CTX, UserRef { user_id: alice }).await.unwrap().pushers.is_empty());
+    assert_eq!(store.list_pushers(CTX, UserRef { user_id: bob }).await.unwrap().pushers.len(), 1);
 }
 
 pub async fn collect_waits_for_every_device_and_the_cutoff(fixture: &impl Fixture) {

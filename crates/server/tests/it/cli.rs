@@ -153,6 +153,24 @@ async fn cli_typing_presence_and_privacy_work_end_to_end() {
     assert_eq!(run(url, &ann, &["presence", "ben"]).trim(), "ben hidden");
     let _ = watching.kill();
     let _ = watching.wait();
+
+    // Offline push: the server's VAPID key, a target refused for naming loopback, a mute.
+    let listed = run(url, &ann, &["pusher", "list"]);
+    assert!(listed.starts_with("vapid public key B"), "{listed}");
+    let refused = cli(url, &ann, &["pusher", "add", "https://127.0.0.1:8443/push"]);
+    assert!(!refused.ok && refused.stderr.contains("invalid_argument"), "{}", refused.stderr);
+    run(url, &ann, &["pusher", "add", "https://push.example.org/ann-phone"]);
+    assert!(
+        run(url, &ann, &["pusher", "list"])
+            .contains("PUSHER_KIND_UNIFIED_PUSH https://push.example.org/ann-phone")
+    );
+    assert_eq!(run(url, &ann, &["mute", "ben", "--hours", "8"]).trim(), "muted ben");
+    let muted = synced(url, &ann, "contact");
+    assert!(muted.iter().any(|c| c["username"] == "ben"), "{muted:?}");
+    assert_eq!(
+        run(url, &ann, &["pusher", "remove", "https://push.example.org/ann-phone"]).trim(),
+        "removed"
+    );
 }
 
 #[tokio::test]

@@ -25,6 +25,13 @@ async fn search_on(server: &Server) {
     carol.send_text("alice", "harbour tour for two?").await.unwrap();
     receive(&bob, 2).await;
 
+    // A message is found within about a second of being stored.
+    for _ in 0..100 {
+        if !search(&alice, "tour").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(search(&bob, "harbour").await, ["Meet at the harbour at noon"]);
     assert_eq!(search(&bob, "北京").await, ["好的，我们明天在北京见面"]);
     assert_eq!(search(&bob, "明天 见面").await, ["好的，我们明天在北京见面"]);
