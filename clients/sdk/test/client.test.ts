@@ -149,8 +149,15 @@ test("two users become friends and chat both ways, live", async () => {
 
   // Search finds it by a word, in either language.
   await alice.client.send({ toUserId: b, kind: pb.MessageKind.TEXT, text: "明天在北京见面" });
-  const found = await bob.client.search("北京");
-  assert.deepEqual(found.hits.map((hit) => hit.message?.text), ["明天在北京见面"]);
+  // A message is found within about a second of being stored.
+  let found: string[] = [];
+  const until = Date.now() + 10_000;
+  while (found.length === 0) {
+    assert.ok(Date.now() < until, "the message is searchable within 10 s");
+    found = (await bob.client.search("北京")).hits.map((hit) => hit.message?.text ?? "");
+    if (found.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.deepEqual(found, ["明天在北京见面"]);
   assert.equal((await bob.client.search("hello")).hits[0]?.message?.id, typo.messageId);
 
   // A recall removes the message on the other side.
