@@ -82,6 +82,36 @@ fn mark_delivery(conn: &Connection, user_id: u64, at_ms: i64) -> Result<()> {
     Ok(())
 }
 
+impl EmbeddedStore {
+    /// Runs `sql` (parameters: user id, `value`, version) to change one field of an account
+    /// under a new version: ABORTED unless the version is above the account's.
+    async fn update_versioned<T: rusqlite::ToSql + Send + 'static>(
+        &self,
+        sql: &'static str,
+        user_id: u64,
+        value: T,
+        version: u64,
+    ) -> Result<AccountRecord, Status> {
+        let store = self.clone();
+        self.write_then(
+            move |conn| {
+                let changed =
+                    conn.prepare_cached(sql)?.execute(params![user_id, value, version])?;
+                let account = account_by_id(conn, user_id)?;
+                if changed == 0 {
+                    return Err(StoreError::Stale(format!(
+                        "version {version} of user {user_id} is not above the account's {}",
+                        account.version
+                    )));
+                }
+                Ok(account)
+            },
+            move |account| store.caches().put_account(account),
+        )
+        .await
+    }
+}
+
 #[async_trait::async_trait]
 impl AccountStore for EmbeddedStore {
     async fn create(&self, _: &Ctx, req: CreateAccountRequest) -> Result<AccountRecord, Status> {
@@ -127,27 +157,9 @@ impl AccountStore for EmbeddedStore {
         _: &Ctx,
         req: UpdateNicknameRequest,
     ) -> Result<AccountRecord, Status> {
-        let store = self.clone();
-        self.write_then(
-            move |conn| {
-                let changed = conn
-                    .prepare_cached(
-                        "UPDATE accounts SET nickname = ?2, version = ?3
-                         WHERE user_id = ?1 AND version < ?3",
-                    )?
-                    .execute(params![req.user_id, req.nickname, req.version])?;
-                let account = account_by_id(conn, req.user_id)?;
-                if changed == 0 {
-                    return Err(StoreError::Stale(format!(
-                        "version {} of user {} is not above the account's {}",
-                        req.version, req.user_id, account.version
-                    )));
-                }
-                Ok(account)
-            },
-            move |account| store.caches().put_account(account),
-        )
-        .await
+        let sql =
+            "UPDATE accounts SET nickname = ?2, version = ?3 WHERE user_id = ?1 AND version < ?3";
+        self.update_versioned(sql, req.user_id, req.nickname, req.version).await
     }
 
     async fn set_visibility(
@@ -155,27 +167,9 @@ impl AccountStore for EmbeddedStore {
         _: &Ctx,
         req: SetVisibilityRequest,
     ) -> Result<AccountRecord, Status> {
-        let store = self.clone();
-        self.write_then(
-            move |conn| {
-                let changed = conn
-                    .prepare_cached(
-                        "UPDATE accounts SET presence_visibility = ?2, version = ?3
-                         WHERE user_id = ?1 AND version < ?3",
-                    )?
-                    .execute(params![req.user_id, req.presence_visibility, req.version])?;
-                let account = account_by_id(conn, req.user_id)?;
-                if changed == 0 {
-                    return Err(StoreError::Stale(format!(
-                        "version {} of user {} is not above the account's {}",
-                        req.version, req.user_id, account.version
-                    )));
-                }
-                Ok(account)
-            },
-            move |account| store.caches().put_account(account),
-        )
-        .await
+        let sql = "UPDATE accounts SET presence_visibility = ?2, version = ?3
+                   WHERE user_id = ?1 AND version < ?3";
+        self.update_versioned(sql, req.user_id, req.presence_visibility, req.version).await
     }
 
     async fn set_last_seen(&self, _: &Ctx, req: LastSeenRequest) -> Result<Empty, Status> {

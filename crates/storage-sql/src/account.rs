@@ -45,6 +45,24 @@ fn session_row(row: &AnyRow) -> Result<SessionRecord> {
 }
 
 impl SqlStore {
+    /// The account after an update under `version` that changed `rows`: stale (ABORTED)
+    /// when none, the version not being above the account's.
+    async fn updated_versioned(
+        &self,
+        user_id: u64,
+        version: u64,
+        rows: u64,
+    ) -> Result<AccountRecord> {
+        let account = self.account_by_id(user_id).await?;
+        if rows == 0 {
+            return Err(SqlError::Stale(format!(
+                "version {version} of user {user_id} is not above the account's {}",
+                account.version
+            )));
+        }
+        Ok(account)
+    }
+
     async fn account_by_id(&self, user_id: u64) -> Result<AccountRecord> {
         db_id(user_id, "account")?;
         let row = self.user_shard(user_id).lookups.get(Key::Account(user_id)).await?;
@@ -157,15 +175,7 @@ impl AccountStore for SqlStore {
             .execute(&self.user_shard(req.user_id).pool)
             .await
             .map_err(SqlError::from)?;
-        let account = self.account_by_id(req.user_id).await?;
-        if changed.rows_affected() == 0 {
-            return Err(SqlError::Stale(format!(
-                "version {} of user {} is not above the account's {}",
-                req.version, req.user_id, account.version
-            ))
-            .into());
-        }
-        Ok(account)
+        Ok(self.updated_versioned(req.user_id, req.version, changed.rows_affected()).await?)
     }
 
     async fn set_visibility(
@@ -183,15 +193,7 @@ impl AccountStore for SqlStore {
             .execute(&self.user_shard(req.user_id).pool)
             .await
             .map_err(SqlError::from)?;
-        let account = self.account_by_id(req.user_id).await?;
-        if changed.rows_affected() == 0 {
-            return Err(SqlError::Stale(format!(
-                "version {} of user {} is not above the account's {}",
-                req.version, req.user_id, account.version
-            ))
-            .into());
-        }
-        Ok(account)
+        Ok(self.updated_versioned(req.user_id, req.version, changed.rows_affected()).await?)
     }
 
     async fn put_pusher(&self, _: &Ctx, req: PusherRecord) -> Result<Empty, Status> {

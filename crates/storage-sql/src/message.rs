@@ -26,6 +26,23 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
 
+/// A page of inbox entries from rows of (version, message columns), fetched `limit + 1` at
+/// most: `more` when the extra one came.
+fn inbox_page(rows: &[AnyRow], limit: u32) -> Result<InboxPage> {
+    let mut items = rows
+        .iter()
+        .map(|row| {
+            Ok(InboxItem {
+                version: row.try_get::<i64, _>(0)? as u64,
+                message: Some(message_row(row, 1)?),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    Ok(InboxPage { items, more })
+}
+
 fn message_row(row: &AnyRow, first: usize) -> Result<Message> {
     let mut message = Message {
         id: row.try_get::<i64, _>(first)? as u64,
@@ -271,18 +288,7 @@ impl MessageStore for SqlStore {
             .fetch_all(&self.user_shard(req.user_id).pool)
             .await
             .map_err(SqlError::from)?;
-        let mut items = rows
-            .iter()
-            .map(|row| {
-                Ok(InboxItem {
-                    version: row.try_get::<i64, _>(0)? as u64,
-                    message: Some(message_row(row, 1)?),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let more = items.len() > req.limit as usize;
-        items.truncate(req.limit as usize);
-        Ok(InboxPage { items, more })
+        Ok(inbox_page(&rows, req.limit)?)
     }
 
     async fn search(&self, _: &Ctx, req: SearchQuery) -> Result<InboxPage, Status> {
@@ -330,18 +336,7 @@ impl MessageStore for SqlStore {
             .fetch_all(&self.user_shard(req.user_id).pool)
             .await
             .map_err(SqlError::from)?;
-        let mut items = rows
-            .iter()
-            .map(|row| {
-                Ok(InboxItem {
-                    version: row.try_get::<i64, _>(0)? as u64,
-                    message: Some(message_row(row, 1)?),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let more = items.len() > req.limit as usize;
-        items.truncate(req.limit as usize);
-        Ok(InboxPage { items, more })
+        Ok(inbox_page(&rows, req.limit)?)
     }
 
     async fn get(&self, _: &Ctx, req: MessageRef) -> Result<Message, Status> {
