@@ -70,20 +70,12 @@ impl Logic {
             }
         };
         let notice = Message {
-            from_user_id: caller.user_id,
-            from: original.from.clone(),
-            from_nickname: original.from_nickname.clone(),
-            to_user_id: original.to_user_id,
-            to: original.to.clone(),
-            group_id: original.group_id,
-            kind: MessageKind::Edit as i32,
             text: edited.text,
             sent_at_ms: edited.edited_at_ms,
             edited_at_ms: edited.edited_at_ms,
             // One per edit: a retry of the same edit finds it and stores nothing new.
             client_msg_id: format!("edit:{}:{}", original.id, edited.edit_history.len()),
-            ref_message_id: original.id,
-            ..Message::default()
+            ..crate::message::notice_about(&original, MessageKind::Edit)
         };
         let stored = self.deliver(ctx, notice, &audience).await?;
         Ok(EditResponse { version: stored.sender_version })

@@ -53,6 +53,22 @@ pub(crate) const KINDS: [MessageKind; 9] = [
     MessageKind::Reaction,
 ];
 
+/// A message the server makes about `original` on its sender's behalf (a recall, an edit),
+/// addressed as `original` was: to the same peer or group.
+pub(crate) fn notice_about(original: &Message, kind: MessageKind) -> Message {
+    Message {
+        from_user_id: original.from_user_id,
+        from: original.from.clone(),
+        from_nickname: original.from_nickname.clone(),
+        to_user_id: original.to_user_id,
+        to: original.to.clone(),
+        group_id: original.group_id,
+        kind: kind as i32,
+        ref_message_id: original.id,
+        ..Message::default()
+    }
+}
+
 pub(crate) fn kind_index(kind: MessageKind) -> usize {
     KINDS.iter().position(|k| *k == kind).unwrap_or(0)
 }
@@ -322,18 +338,10 @@ impl Logic {
         let replace = ReplaceMessageRequest { message: Some(recalled), ..Default::default() };
         self.deps.messages.replace(ctx, replace).await?;
         let notice = Message {
-            from_user_id: caller.user_id,
-            from: original.from.clone(),
-            from_nickname: original.from_nickname.clone(),
-            to_user_id: original.to_user_id,
-            to: original.to.clone(),
-            group_id: original.group_id,
-            kind: MessageKind::Recall as i32,
             sent_at_ms: self.now_ms(),
             // A retried recall finds this one and stores nothing new.
             client_msg_id: format!("recall:{}", original.id),
-            ref_message_id: original.id,
-            ..Message::default()
+            ..notice_about(&original, MessageKind::Recall)
         };
         let stored = self.deliver(ctx, notice, &audience).await?;
         Ok(RecallResponse { version: stored.sender_version })
