@@ -251,9 +251,8 @@ fn get(conn: &Connection, req: &MessageRef) -> Result<Message> {
     .ok_or(StoreError::NotFound("message"))
 }
 
-/// Replaces the content of a stored message; returns the users whose inboxes hold it.
 /// Replaces a message's kind, text and extra fields; with `expected`, only while its extra
-/// fields are still those bytes (`None`: it has none).
+/// fields are still those bytes (`None`: it has none). Returns the users whose inboxes hold it.
 fn replace(
     conn: &Connection,
     message: &Message,

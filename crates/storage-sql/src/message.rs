@@ -339,62 +339,80 @@ impl MessageStore for SqlStore {
         Ok(inbox_page(&rows, req.limit)?)
     }
 
+    /// A message the user holds, as its home copy has it (see `replace`).
     async fn get(&self, _: &Ctx, req: MessageRef) -> Result<Message, Status> {
         let user_id = db_id(req.user_id, "user")?;
         let message_id = db_id(req.message_id, "message")?;
-        let row = sqlx::query(self.q().message_held)
+        let own = self.user_shard(req.user_id);
+        let held = sqlx::query(self.q().message_held)
             .bind(user_id)
             .bind(message_id)
-            .fetch_optional(&self.user_shard(req.user_id).pool)
+            .fetch_optional(&own.pool)
             .await
             .map_err(SqlError::from)?
             .ok_or(SqlError::NotFound("message"))?;
-        Ok(message_row(&row, 0)?)
+        for shard in &self.inner.shards {
+            if std::ptr::eq(shard, own) {
+                break;
+            }
+            let home = sqlx::query(self.q().message_by_id)
+                .bind(message_id)
+                .fetch_optional(&shard.pool)
+                .await
+                .map_err(SqlError::from)?;
+            if let Some(home) = home {
+                return Ok(message_row(&home, 0)?);
+            }
+        }
+        Ok(message_row(&held, 0)?)
     }
 
     /// Updates the copy on every shard (a shard without one changes nothing): whoever held
     /// it, even a member who has left the group since, sees the new content.
+    ///
+    /// The copy on the first shard that has one is the message's home: each change locks it
+    /// first and commits it last, so changes of one message, from any logic node, take turns
+    /// and leave every copy alike. A compare-and-set compares with the home copy, which `get`
+    /// reads; a change cut off before its home commit is overwritten by the next one.
     async fn replace(&self, _: &Ctx, req: ReplaceMessageRequest) -> Result<Empty, Status> {
         let message = req.message.ok_or(SqlError::NotFound("message body"))?;
         let message_id = db_id(message.id, "message")?;
         let extra = extra::encode(&message);
         let terms = missive_search::document(&message);
-        // A read-modify-write compares each shard's copy with what it read: a copy that a
-        // racing writer changed first is left to it.
         let expected = req.compare.then(|| Some(req.expected_extra).filter(|b| !b.is_empty()));
-        let mut updated = 0;
-        for shard in &self.inner.shards {
-            let statement = match &expected {
-                None => sqlx::query(self.q().message_replace),
-                Some(_) => sqlx::query(self.q().message_replace_if),
-            };
-            let mut statement = statement
+        let update = || {
+            sqlx::query(self.q().message_replace)
                 .bind(i64::from(message.kind))
                 .bind(&message.text)
                 .bind(extra.clone())
                 .bind(&terms)
-                .bind(message_id);
-            if let Some(expected) = &expected {
-                statement = statement.bind(expected.clone());
-            }
-            let done = statement.execute(&shard.pool).await.map_err(SqlError::from)?;
-            updated += done.rows_affected();
-        }
-        if updated > 0 {
-            return Ok(Empty {});
-        }
-        for shard in &self.inner.shards {
-            let exists = sqlx::query(self.q().message_exists)
                 .bind(message_id)
-                .fetch_optional(&shard.pool)
+        };
+        let mut home = None;
+        for shard in &self.inner.shards {
+            if home.is_some() {
+                update().execute(&shard.pool).await.map_err(SqlError::from)?;
+                continue;
+            }
+            let mut tx = shard.pool.begin().await.map_err(SqlError::from)?;
+            let locked = sqlx::query(self.q().message_lock)
+                .bind(message_id)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(SqlError::from)?;
-            if exists.is_some() && expected.is_some() {
-                let stale = format!("message {} changed meanwhile", message.id);
-                return Err(SqlError::Stale(stale).into());
+            let Some(locked) = locked else { continue };
+            let stored: Option<Vec<u8>> = locked.try_get(0).map_err(SqlError::from)?;
+            if expected.as_ref().is_some_and(|expected| *expected != stored) {
+                return Err(
+                    SqlError::Stale(format!("message {} changed meanwhile", message.id)).into()
+                );
             }
+            update().execute(&mut *tx).await.map_err(SqlError::from)?;
+            home = Some(tx);
         }
-        Err(SqlError::NotFound("message").into())
+        let home = home.ok_or(SqlError::NotFound("message"))?;
+        home.commit().await.map_err(SqlError::from)?;
+        Ok(Empty {})
     }
 
     async fn claim_pending(

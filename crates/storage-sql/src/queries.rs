@@ -88,10 +88,9 @@ queries! {
         " FROM inbox i JOIN messages m ON m.message_id = i.message_id
           WHERE i.user_id = ? AND i.message_id = ?");
     message_replace = "UPDATE messages SET kind = ?, text = ?, extra = ?, terms = ? WHERE message_id = ?";
-    message_replace_if = "UPDATE messages SET kind = ?, text = ?, extra = ?, terms = ?
-                          WHERE message_id = ? AND extra <=> ?",
-        postgres: "UPDATE messages SET kind = ?, text = ?, extra = ?, terms = ?
-                   WHERE message_id = ? AND extra IS NOT DISTINCT FROM ?";
+    // The home copy of a message, locked until the transaction ends: every change of the
+    // message takes this lock first, so changes of one message take turns on all shards.
+    message_lock = "SELECT extra FROM messages WHERE message_id = ? FOR UPDATE";
     // A search: one user's inbox entries whose message holds every term, each bound given
     // twice (once to test whether it is set).
     message_search = concat!("SELECT i.version, ", message_columns!(),
@@ -116,7 +115,6 @@ queries! {
             AND (? = 0 OR m.sent_at_ms >= ?)
             AND (? = 0 OR m.sent_at_ms < ?)
           ORDER BY i.version DESC LIMIT ?");
-    message_exists = "SELECT 1 FROM messages WHERE message_id = ?";
     message_by_id = concat!("SELECT ", message_columns!(), " FROM messages m WHERE m.message_id = ?");
     pending_list = "SELECT user_id FROM pending_entries WHERE message_id = ?";
     pending_due = "SELECT DISTINCT message_id FROM pending_entries

@@ -106,6 +106,7 @@ macro_rules! storage_suite {
             a_stale_contact_version_is_refused,
             groups_keep_members_and_fence_revisions,
             messages_keep_their_extra_fields_and_can_be_replaced,
+            racing_changes_of_one_message_all_land,
             accounts_are_listed_searched_and_disabled,
             periods_add_up_samples_activity_and_registrations,
             audit_entries_page_newest_first,

@@ -794,6 +794,64 @@ pub async fn messages_keep_their_extra_fields_and_can_be_replaced(fixture: &impl
     assert_eq!(store.replace(CTX, replace).await.unwrap_err().code, Code::NotFound);
 }
 
+/// Read-modify-writes of one message from holders on every shard, all at once, each retried
+/// when it loses its compare-and-set: every change lands, and every holder sees them all.
+pub async fn racing_changes_of_one_message_all_land(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let mut users = Vec::new();
+    for n in 0..8 {
+        users.push(account(&store, &format!("voter{n}")).await.user_id);
+    }
+    let group_id = missive_proto::ids::GROUP_ID_BASE + 1;
+    let entries = users.iter().map(|&user_id| InboxEntry { user_id, version: 1 }).collect();
+    let poll = Message { group_id, ..message(users[0], group_id, "lunch?") };
+    let request = AppendRequest { message: Some(poll), entries };
+    let id = store.append(CTX, request).await.unwrap().message.unwrap().id;
+    let vote = |user_id: u64| {
+        let store = &store;
+        async move {
+            loop {
+                let held = MessageRef { user_id, message_id: id };
+                let read = MessageStore::get(store, CTX, held).await.unwrap();
+                let mut voted = read.clone();
+                match voted.reactions.first_mut() {
+                    Some(reaction) => reaction.user_ids.push(user_id),
+                    None => voted.reactions.push(missive_proto::client::Reaction {
+                        emoji: "🍕".into(),
+                        user_ids: vec![user_id],
+                    }),
+                }
+                let request = ReplaceMessageRequest {
+                    message: Some(voted),
+                    compare: true,
+                    expected_extra: missive_proto::extra::encode(&read).unwrap_or_default(),
+                };
+                match store.replace(CTX, request).await {
+                    Ok(_) => return,
+                    Err(status) if status.code == Code::Aborted => tokio::task::yield_now().await,
+                    Err(status) => panic!("{status}"),
+                }
+            }
+        }
+    };
+    futures_util::future::join_all(users.iter().map(|&user| vote(user))).await;
+    for &user in &users {
+        let held = MessageRef { user_id: user, message_id: id };
+        let mut voters =
+            MessageStore::get(&store, CTX, held).await.unwrap().reactions[0].user_ids.clone();
+        voters.sort_unstable();
+        let page = store
+            .read_inbox(CTX, InboxQuery { user_id: user, after_version: 0, limit: 1 })
+            .await
+            .unwrap();
+        let copy = page.items[0].message.as_ref().unwrap();
+        assert_eq!(copy.reactions[0].user_ids.len(), users.len(), "user {user}'s copy");
+        let mut expected = users.clone();
+        expected.sort_unstable();
+        assert_eq!(voters, expected, "every vote, once");
+    }
+}
+
 async fn account_at<S: Stores>(store: &S, name: &str, created_at_ms: i64) -> AccountRecord {
     let req = CreateAccountRequest {
         username: name.into(),
