@@ -207,6 +207,7 @@ impl Logic {
         self.deps.accounts.revoke_session(ctx, revoke).await.map_err(|s| {
             s.translate(Code::NotFound, || Status::not_found("no such device signed in"))
         })?;
+        crate::push::forget_device_pushers(self, ctx, user_id, req.device_id).await;
         self.sign_out(
             ctx,
             user_id,
@@ -233,6 +234,7 @@ impl Logic {
             .await
             .map_err(|s| s.translate(Code::NotFound, || Status::not_found("no such user")))?;
         if req.disabled {
+            crate::push::forget_device_pushers(self, ctx, user_id, 0).await;
             self.sign_out(ctx, user_id, 0, Code::AccountDisabled, "the account was disabled")
                 .await?;
         }

@@ -388,7 +388,7 @@ impl Logic {
     }
 }
 
-/// Forgets the pushers of a device that signed out.
+/// Forgets the pushers of a device that signed out (of every device of the user for 0).
 pub(crate) async fn forget_device_pushers(logic: &Logic, ctx: &Ctx, user_id: u64, device_id: u64) {
     let gone = PusherRef { user_id, endpoint: String::new(), device_id };
     if let Err(status) = logic.deps.accounts.remove_pushers(ctx, gone).await {

@@ -219,7 +219,7 @@ impl AccountStore for EmbeddedStore {
             .write(move |conn| {
                 let removed = if req.endpoint.is_empty() {
                     conn.prepare_cached(
-                        "DELETE FROM pushers WHERE user_id = ?1 AND device_id = ?2",
+                        "DELETE FROM pushers WHERE user_id = ?1 AND (?2 = 0 OR device_id = ?2)",
                     )?
                     .execute(params![req.user_id, req.device_id])?
                 } else {

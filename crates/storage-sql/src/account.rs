@@ -214,7 +214,10 @@ impl AccountStore for SqlStore {
         let user_id = db_id(req.user_id, "account")?;
         let statement = if req.endpoint.is_empty() {
             let device_id = db_id(req.device_id, "device")?;
-            sqlx::query(self.q().pushers_delete_device).bind(user_id).bind(device_id)
+            sqlx::query(self.q().pushers_delete_device)
+                .bind(user_id)
+                .bind(device_id)
+                .bind(device_id)
         } else {
             sqlx::query(self.q().pusher_delete).bind(user_id).bind(req.endpoint)
         };

@@ -70,7 +70,7 @@ queries! {
                    ON CONFLICT (user_id, endpoint)
                    DO UPDATE SET device_id = excluded.device_id, body = excluded.body";
     pusher_delete = "DELETE FROM pushers WHERE user_id = ? AND endpoint = ?";
-    pushers_delete_device = "DELETE FROM pushers WHERE user_id = ? AND device_id = ?";
+    pushers_delete_device = "DELETE FROM pushers WHERE user_id = ? AND (? = 0 OR device_id = ?)";
     pushers_list = "SELECT body FROM pushers WHERE user_id = ? ORDER BY endpoint";
     last_seen_update = "UPDATE accounts SET last_seen_ms = ? WHERE user_id = ? AND last_seen_ms < ?";
 

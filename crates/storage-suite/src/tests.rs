@@ -433,6 +433,12 @@ pub async fn pushers_by_endpoint_and_device(fixture: &impl Fixture) {
     assert_eq!(store.remove_pushers(CTX, by_endpoint).await.unwrap().count, 0);
     assert!(store.list_pushers(CTX, UserRef { user_id: alice }).await.unwrap().pushers.is_empty());
     assert_eq!(store.list_pushers(CTX, UserRef { user_id: bob }).await.unwrap().pushers.len(), 1);
+    store
+        .put_pusher(CTX, PusherRecord { user_id: bob, pusher: Some(pusher("b", 5)) })
+        .await
+        .unwrap();
+    let every_device = PusherRef { user_id: bob, endpoint: String::new(), device_id: 0 };
+    assert_eq!(store.remove_pushers(CTX, every_device).await.unwrap().count, 2);
 }
 
 pub async fn collect_waits_for_every_device_and_the_cutoff(fixture: &impl Fixture) {

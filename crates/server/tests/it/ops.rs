@@ -68,11 +68,13 @@ async fn signed_out(client: &Client) -> ClientError {
 
 #[tokio::test]
 async fn the_admin_api_takes_only_its_own_credential_and_a_kick_closes_exactly_one_device() {
-    let server = Server::start();
+    let server = Server::start_with(&["--push-private-endpoints", "true"]);
     let token = admin_token(&server);
     let phone = user(&server.tcp, "alice").await;
     let laptop = device(&server.ws(), "alice", "laptop").await;
     let bob = user(&server.tcp, "bob").await;
+    phone.set_pusher(unified_push("phone")).await.unwrap();
+    laptop.set_pusher(unified_push("laptop")).await.unwrap();
 
     let (status, body) = admin(&server, "GET", "/v1/admin/users", "", None).await;
     assert_eq!((status, body["name"].as_str()), (401, Some("unauthenticated")));
@@ -98,6 +100,9 @@ async fn the_admin_api_takes_only_its_own_credential_and_a_kick_closes_exactly_o
     assert_eq!(status, 200, "{body}");
     assert_eq!(signed_out(&phone).await.code(), Some(Code::Unauthenticated));
     laptop.ping().await.expect("the other device stays connected");
+    let pushers = laptop.pushers().await.unwrap().pushers;
+    let endpoints: Vec<_> = pushers.iter().map(|p| p.endpoint.as_str()).collect();
+    assert_eq!(endpoints, [unified_push("laptop").endpoint], "the kicked device's target is gone");
     laptop.send_text("bob", "still here").await.expect("and can send");
     assert_eq!(texts(&receive(&bob, 1).await), ["still here"]);
 
@@ -117,9 +122,10 @@ async fn the_admin_api_takes_only_its_own_credential_and_a_kick_closes_exactly_o
 
 #[tokio::test]
 async fn a_disabled_account_is_signed_out_and_cannot_log_in_until_enabled() {
-    let server = Server::start();
+    let server = Server::start_with(&["--push-private-endpoints", "true"]);
     let token = admin_token(&server);
     let alice = user(&server.tcp, "alice").await;
+    alice.set_pusher(unified_push("phone")).await.unwrap();
     let bob = user(&server.ws(), "bob").await;
 
     let (status, body) =
@@ -137,6 +143,16 @@ async fn a_disabled_account_is_signed_out_and_cannot_log_in_until_enabled() {
     let (status, _) = admin(&server, "POST", "/v1/admin/users/alice/enable", &token, None).await;
     assert_eq!(status, 200);
     retry.login("alice", PASSWORD, "phone").await.expect("enabled again");
+    assert!(retry.pushers().await.unwrap().pushers.is_empty(), "no push while disabled");
+}
+
+/// A UnifiedPush target that nothing listens on: the tests here only list them.
+fn unified_push(device: &str) -> missive_client::proto::Pusher {
+    missive_client::proto::Pusher {
+        kind: missive_client::proto::PusherKind::UnifiedPush as i32,
+        endpoint: format!("http://127.0.0.1:9/up/{device}"),
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
