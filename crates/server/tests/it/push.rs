@@ -19,6 +19,7 @@ use std::time::Duration;
 struct Received {
     target: String,
     body: serde_json::Value,
+    at: std::time::Instant,
 }
 
 /// A Web Push subscription: its key pair and authentication secret.
@@ -98,8 +99,8 @@ fn check_vapid(headers: &HeaderMap, server_key: &[u8], origin: &str) {
 }
 
 #[derive(Clone)]
-struct Receiver {
-    origin: String,
+pub(crate) struct Receiver {
+    pub(crate) origin: String,
     server_key: Arc<Mutex<Vec<u8>>>,
     subscription: Arc<Subscription>,
     received: Arc<Mutex<Vec<Received>>>,
@@ -114,7 +115,8 @@ async fn unified_push(
         return StatusCode::GONE;
     }
     let body = serde_json::from_slice(&body).expect("UnifiedPush without keys carries JSON");
-    receiver.received.lock().unwrap().push(Received { target, body });
+    let at = std::time::Instant::now();
+    receiver.received.lock().unwrap().push(Received { target, body, at });
     StatusCode::CREATED
 }
 
@@ -129,11 +131,12 @@ async fn web_push(
     check_vapid(&headers, &receiver.server_key.lock().unwrap(), &receiver.origin);
     let plain = receiver.subscription.decrypt(&body);
     let body = serde_json::from_slice(&plain).unwrap();
-    receiver.received.lock().unwrap().push(Received { target, body });
+    let at = std::time::Instant::now();
+    receiver.received.lock().unwrap().push(Received { target, body, at });
     StatusCode::CREATED
 }
 
-async fn start_receiver() -> Receiver {
+pub(crate) async fn start_receiver() -> Receiver {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let receiver = Receiver {
@@ -152,7 +155,7 @@ async fn start_receiver() -> Receiver {
 
 impl Receiver {
     /// What `target` received once `count` notifications came (within 10 s).
-    async fn wait_for(&self, target: &str, count: usize) -> Vec<serde_json::Value> {
+    pub(crate) async fn wait_for(&self, target: &str, count: usize) -> Vec<serde_json::Value> {
         for _ in 0..200 {
             let got: Vec<_> = self
                 .received
@@ -170,18 +173,23 @@ impl Receiver {
         panic!("{target} did not receive {count}: {:?}", self.received.lock().unwrap());
     }
 
-    fn count(&self, target: &str) -> usize {
+    pub(crate) fn count(&self, target: &str) -> usize {
         self.received.lock().unwrap().iter().filter(|r| r.target == target).count()
+    }
+
+    /// When each notification for `target` came so far, in order.
+    pub(crate) fn arrivals(&self, target: &str) -> Vec<std::time::Instant> {
+        self.received.lock().unwrap().iter().filter(|r| r.target == target).map(|r| r.at).collect()
     }
 }
 
-fn id(client: &Client) -> u64 {
+pub(crate) fn id(client: &Client) -> u64 {
     client.session().unwrap().user_id
 }
 
 /// Waits until `user_id` holds no long link on `server` (a dropped client's link closes a
 /// little after the drop).
-async fn offline(watcher: &Client, user_id: u64) {
+pub(crate) async fn offline(watcher: &Client, user_id: u64) {
     for _ in 0..100 {
         let seen = watcher.presence(&[user_id]).await.unwrap()[0];
         if seen.state == missive_client::proto::PresenceState::Offline as i32 {

@@ -315,6 +315,53 @@ async fn reactions_through_two_logic_nodes_are_all_counted() {
     assert_eq!(voters, expected, "every vote counted once");
 }
 
+/// Offline push in a deployment of two logic nodes: each message is counted in exactly one
+/// notification, whichever node handled it, and the nodes take turns at one pace per user.
+#[tokio::test]
+async fn two_logic_nodes_push_each_message_once_at_one_pace() {
+    use crate::push::{id, offline, start_receiver};
+    use missive_client::proto::{Pusher, PusherKind};
+    let receiver = start_receiver().await;
+    let interval = Duration::from_secs(2);
+    let nodes = two_logic_nodes(&["--push-private-endpoints", "true", "--push-interval-s", "2"]);
+    let [first, second] = &nodes.access;
+    let phone = user(&first.tcp, "alice").await;
+    let laptop = device(&second.tcp, "alice", "laptop").await;
+    let bob = user(&first.tcp, "bob").await;
+    phone.friend_request("bob", "").await.unwrap();
+    bob.friend_respond("alice", true).await.unwrap();
+    let endpoint = format!("{}/up/phone", receiver.origin);
+    let pusher = Pusher { kind: PusherKind::UnifiedPush as i32, endpoint, ..Default::default() };
+    bob.set_pusher(pusher).await.unwrap();
+    let bob_id = id(&bob);
+    drop(bob);
+    offline(&phone, bob_id).await;
+
+    // Ten messages, through both logic nodes, faster than the pace.
+    const SENT: u64 = 10;
+    for n in 0..SENT {
+        let client = if n % 2 == 0 { &phone } else { &laptop };
+        client.send_text("bob", &format!("message {n}")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let mut counted = 0;
+    let mut got = Vec::new();
+    while counted < SENT {
+        got = receiver.wait_for("phone", got.len() + 1).await;
+        counted = got.iter().map(|n| n["messages"].as_u64().unwrap()).sum();
+    }
+    tokio::time::sleep(interval * 2).await;
+    let got = receiver.wait_for("phone", 1).await;
+    let counted: u64 = got.iter().map(|n| n["messages"].as_u64().unwrap()).sum();
+    assert_eq!(counted, SENT, "every message in exactly one notification: {got:?}");
+    assert!(got.len() >= 2, "a burst longer than the pace is more than one: {got:?}");
+    let arrivals = receiver.arrivals("phone");
+    for pair in arrivals.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap > interval / 2, "notifications {gap:?} apart: the nodes share one pace");
+    }
+}
+
 /// The JSON lines of a log file.
 fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
