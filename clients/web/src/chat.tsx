@@ -4,7 +4,7 @@
 
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { GroupPanel } from "./group.js";
-import { RECALL_WINDOW_MS, describe, type Model, type Pending } from "./model.js";
+import { EDIT_WINDOW_MS, RECALL_WINDOW_MS, describe, type Model, type Pending } from "./model.js";
 import { pb, type ChatMessage } from "./sdk.js";
 import { clock, day, dayNumber, initial, size } from "./util.js";
 
@@ -29,12 +29,18 @@ export function Chat({ model, conversation, onBack }: Props) {
   useEffect(() => {
     if (isGroup && !gone) model.groupInfo(conversation).catch(() => undefined);
   }, [conversation, isGroup, gone]);
+  useEffect(() => {
+    if (!isGroup && !notices) model.watchPresence(conversation).catch(() => undefined);
+  }, [conversation, isGroup]);
 
   return (
     <main class="chat" aria-label={`Chat with ${title}`}>
       <header class="chat-head">
         <button type="button" class="back" onClick={onBack} aria-label="Back to the list">‹</button>
-        <h2>{title}</h2>
+        <div class="title">
+          <h2>{title}</h2>
+          {!notices && <Status model={model} conversation={conversation} isGroup={isGroup} />}
+        </div>
         {isGroup && contact?.group?.announcement && <p class="announcement" title="Announcement">{contact.group.announcement}</p>}
         {isGroup ? (
           <button type="button" class="quiet" aria-expanded={panel} onClick={() => setPanel(!panel)}>Group info</button>
@@ -56,6 +62,25 @@ export function Chat({ model, conversation, onBack }: Props) {
       )}
     </main>
   );
+}
+
+/** Under the title: who is typing, else (1:1) whether the peer is online or when last seen. */
+function Status({ model, conversation, isGroup }: { model: Model; conversation: bigint; isGroup: boolean }) {
+  const chat = model.chat!;
+  const typists = model.typingIn(conversation);
+  let said = "";
+  if (typists.length > 0) {
+    said = isGroup ? `${typists.map((id) => chat.title(id)).join(", ")} ${typists.length > 1 ? "are" : "is"} typing…` : "typing…";
+  } else if (!isGroup) {
+    const presence = model.presences.get(conversation);
+    if (presence?.state === pb.PresenceState.ONLINE) said = "online";
+    else if (presence?.state === pb.PresenceState.OFFLINE && presence.lastSeenMs > 0n) {
+      const seen = Number(presence.lastSeenMs);
+      const when = dayNumber(seen) === dayNumber(Date.now()) ? clock(seen) : `${day(seen, dayNumber(Date.now()))} ${clock(seen)}`;
+      said = `last seen ${when}`;
+    }
+  }
+  return <p class="presence" aria-live="polite">{said}</p>;
 }
 
 function PeerMenu({ model, peer, onError }: { model: Model; peer: bigint; onError(e: string): void }) {
@@ -212,6 +237,8 @@ function MessageRow({ model, message, onView }: { model: Model; message: ChatMes
   const mentionsMe = message.mentions.includes(chat.userId);
   const read = chat.readByPeer(message);
   const recallable = message.mine && Date.now() - message.sentAtMs < RECALL_WINDOW_MS;
+  const editable = message.mine && message.kind === pb.MessageKind.TEXT && Date.now() - message.sentAtMs < EDIT_WINDOW_MS;
+  const failed = (e: unknown) => alert(describe(e));
   return (
     <li class={`message ${message.mine ? "mine" : "theirs"} ${mentionsMe ? "mentions-me" : ""}`} data-id={String(message.id)}>
       {!message.mine && <span class="avatar small" aria-hidden="true">{initial(who)}</span>}
@@ -219,15 +246,60 @@ function MessageRow({ model, message, onView }: { model: Model; message: ChatMes
         {isGroup && !message.mine && <bdi class="sender">{who}</bdi>}
         <Body model={model} message={message} onView={onView} />
         <span class="info">
+          {message.editedAtMs > 0 && <span class="edited" title={`Edited at ${clock(message.editedAtMs)}`}>edited</span>}
           <time dateTime={new Date(message.sentAtMs).toISOString()}>{clock(message.sentAtMs)}</time>
           {message.mine && !isGroup && <span class="status">{read ? "Read" : "Delivered"}</span>}
           {message.mine && isGroup && <span class="status">Sent</span>}
           {recallable && (
-            <button type="button" class="link small" onClick={() => void model.recall(message).catch((e) => alert(describe(e)))}>Recall</button>
+            <button type="button" class="link small" onClick={() => void model.recall(message).catch(failed)}>Recall</button>
           )}
+          {editable && (
+            <button type="button" class="link small" onClick={() => {
+              const text = prompt("Edit your message", message.text);
+              if (text !== null && text.trim() && text !== message.text) void model.edit(message, text.trim()).catch(failed);
+            }}>Edit</button>
+          )}
+          <ReactionPicker onPick={(emoji) => void model.react(message, emoji).catch(failed)} />
         </span>
+        {message.reactions.length > 0 && (
+          <ul class="reactions" aria-label="Reactions">
+            {message.reactions.map((reaction) => {
+              const mine = reaction.userIds.includes(chat.userId);
+              const who = reaction.userIds.map((id) => (id === chat.userId ? "you" : chat.title(id))).join(", ");
+              return (
+                <li key={reaction.emoji}>
+                  <button type="button" class={`reaction ${mine ? "mine" : ""}`} aria-pressed={mine} title={who}
+                    aria-label={`${reaction.emoji} ${reaction.userIds.length}`}
+                    onClick={() => void model.react(message, reaction.emoji).catch(failed)}>
+                    {reaction.emoji} {reaction.userIds.length}
+                  </button>
+                </li>
+              );
+            })}
+          </ul>
+        )}
       </div>
     </li>
+  );
+}
+
+/** The emoji a message can be given in one click. */
+const QUICK_REACTIONS = ["👍", "❤️", "😂", "😮", "😢", "🙏"];
+
+function ReactionPicker({ onPick }: { onPick(emoji: string): void }) {
+  const [open, setOpen] = useState(false);
+  return (
+    <span class="reaction-picker">
+      <button type="button" class="link small" aria-expanded={open} onClick={() => setOpen(!open)}>React</button>
+      {open && (
+        <span role="menu" aria-label="Reactions to give">
+          {QUICK_REACTIONS.map((emoji) => (
+            <button type="button" role="menuitem" key={emoji} aria-label={`React ${emoji}`}
+              onClick={() => { setOpen(false); onPick(emoji); }}>{emoji}</button>
+          ))}
+        </span>
+      )}
+    </span>
   );
 }
 
@@ -390,6 +462,7 @@ function Composer({ model, conversation, isGroup }: { model: Model; conversation
 
   function typed(value: string, caret: number) {
     setText(value);
+    model.typing(conversation, !value.trim());
     const query = isGroup ? /@([^\s@]*)$/.exec(value.slice(0, caret)) : null;
     setPicker(query ? { query: query[1]!, index: 0 } : undefined);
   }

@@ -35,6 +35,12 @@ const NOTIFY_AGE_MAX_MS = 5 * 60 * 1000;
 
 /** How long after sending a message can be recalled (docs/protocol.md §6.16). */
 export const RECALL_WINDOW_MS = 2 * 60 * 1000;
+/** How long after sending a text can be edited, unless the server's operator changed it
+ * (docs/protocol.md §6.21; the server answers TOO_LATE past its own window). */
+export const EDIT_WINDOW_MS = 48 * 60 * 60 * 1000;
+/** A TYPING is sent again after this long while the user keeps typing (the server forgets
+ * one after 6 s, docs/protocol.md §6.18). */
+const TYPING_REPEAT_MS = 4_000;
 
 export class Model {
   chat: ChatState | undefined;
@@ -49,6 +55,12 @@ export class Model {
   open: bigint | undefined;
   /** Why the session ended, when the server said more than "signed out". */
   signedOutBecause = "";
+  /** Who types where: conversation → typist → when to forget it (ms). */
+  readonly typists = new Map<bigint, Map<bigint, number>>();
+  /** What the server last said of peers' presence. */
+  readonly presences = new Map<bigint, pb.UserPresence>();
+  /** When this user last told a conversation of typing (ms), to repeat it only so often. */
+  private readonly typingSent = new Map<bigint, number>();
 
   private constructor(
     readonly client: MissiveClient,
@@ -59,6 +71,11 @@ export class Model {
       this.changed();
     });
     client.on("items", (items) => this.received(items));
+    client.on("typing", (event) => this.typed(event));
+    client.on("presence", (presence) => {
+      this.presences.set(presence.userId, presence);
+      this.changed();
+    });
     client.on("signedOut", (error) => {
       this.signedOutBecause = error.code === Code.AccountDisabled ? "This account has been disabled." : "";
       this.forget();
@@ -131,6 +148,9 @@ export class Model {
     this.open = undefined;
     this.pending.length = 0;
     this.groups.clear();
+    this.typists.clear();
+    this.presences.clear();
+    this.typingSent.clear();
     for (const url of this.mediaUrls.values()) void url.then((u) => URL.revokeObjectURL(u), () => undefined);
     this.mediaUrls.clear();
     this.changed();
@@ -139,6 +159,8 @@ export class Model {
   // ---- messages ----
 
   async sendText(conversation: bigint, text: string, mentions: bigint[] = []): Promise<void> {
+    // The message itself ends the typing on the other side; the next keystroke starts anew.
+    this.typingSent.delete(conversation);
     await this.sending(conversation, pb.MessageKind.TEXT, text, (clientMsgId) =>
       this.client.send({ toUserId: conversation, kind: pb.MessageKind.TEXT, text, mentions, clientMsgId }),
     );
@@ -186,6 +208,59 @@ export class Model {
 
   async recall(message: ChatMessage): Promise<void> {
     await this.client.call("recall", { messageId: message.id });
+  }
+
+  /** Replaces the text of one of this user's texts; the change comes back by sync. */
+  async edit(message: ChatMessage, text: string): Promise<void> {
+    await this.client.edit(message.id, text);
+  }
+
+  /** Puts this user's reaction on a message, or takes it back when it is already theirs. */
+  async react(message: ChatMessage, emoji: string): Promise<void> {
+    const mine = message.reactions.some((r) => r.emoji === emoji && r.userIds.includes(this.chat!.userId));
+    await this.client.react(message.id, mine ? "" : emoji);
+  }
+
+  // ---- typing and presence ----
+
+  /** The user typed in a conversation's composer: its members hear of it, at most once per
+   * TYPING_REPEAT_MS; `stopped` when the text was cleared. */
+  typing(conversation: bigint, stopped = false): void {
+    const last = this.typingSent.get(conversation);
+    if (stopped) {
+      if (last === undefined) return;
+      this.typingSent.delete(conversation);
+    } else {
+      if (last !== undefined && Date.now() - last < TYPING_REPEAT_MS) return;
+      this.typingSent.set(conversation, Date.now());
+    }
+    this.client.typing(conversation, !stopped).catch(() => undefined);
+  }
+
+  /** Who types in a conversation now (user ids), others than this user. */
+  typingIn(conversation: bigint): bigint[] {
+    const now = Date.now();
+    return [...(this.typists.get(conversation) ?? [])].filter(([, until]) => until > now).map(([user]) => user);
+  }
+
+  /** Asks for a peer's presence (events keep it current while the peer is a friend). */
+  async watchPresence(peer: bigint): Promise<void> {
+    const [presence] = await this.client.presence([peer]);
+    if (presence) this.presences.set(peer, presence);
+    this.changed();
+  }
+
+  private typed(event: pb.TypingEvent): void {
+    let typists = this.typists.get(event.conversationId);
+    if (!typists) this.typists.set(event.conversationId, (typists = new Map()));
+    if (event.typing) {
+      typists.set(event.userId, Date.now() + event.expiresInMs);
+      // Re-rendered when it lapses, unless it came again meanwhile.
+      setTimeout(() => this.changed(), event.expiresInMs + 50);
+    } else {
+      typists.delete(event.userId);
+    }
+    this.changed();
   }
 
   /** Marks what is on screen as read: a receipt for a 1:1 chat, a mark on this device for a
@@ -249,6 +324,7 @@ export class Model {
     for (const item of items) {
       if (item.body.case !== "message") continue;
       const message = item.body.value;
+      this.typists.get(message.groupId || message.fromUserId)?.delete(message.fromUserId);
       if (message.fromUserId === chat.userId) {
         // A pending send whose message has come back is done.
         const at = this.pending.findIndex((p) => p.clientMsgId === message.clientMsgId);

@@ -138,6 +138,22 @@ test("two browsers chat, share an image, recall, read, group with a third and a 
   // Bob has the chat open: his receipt shows on alice's message.
   await bubble(alice, "hello bob, from the browser").getByText("Read").waitFor();
 
+  // Version 3, live on the other side: presence, typing, an edit and a reaction.
+  const status = (page) => page.locator(".chat-head .presence");
+  await status(alice).getByText("online", { exact: true }).waitFor();
+  await bob.getByLabel("Message", { exact: true }).pressSequentially("still typ");
+  await status(alice).getByText("typing…").waitFor();
+  await bob.getByLabel("Message", { exact: true }).fill("");
+  await status(alice).getByText("online", { exact: true }).waitFor();
+  bob.once("dialog", (dialog) => dialog.accept("hello alice, edited"));
+  await bubble(bob, "hello alice").getByRole("button", { name: "Edit" }).click();
+  await bubble(alice, "hello alice, edited").getByText("edited", { exact: true }).waitFor();
+  await bubble(alice, "hello alice, edited").getByRole("button", { name: "React" }).click();
+  await alice.getByRole("menuitem", { name: "React 👍" }).click();
+  await bubble(bob, "hello alice, edited").getByRole("button", { name: "👍 1" }).waitFor();
+  await bubble(alice, "hello alice, edited").getByRole("button", { name: "👍 1", pressed: true }).click();
+  await bubble(bob, "hello alice, edited").getByRole("button", { name: "👍 1" }).waitFor({ state: "detached" });
+
   // An image, inline on the other side.
   const file = path.join(await mkdtemp(path.join(tmpdir(), "missive-web-")), "dot.png");
   await writeFile(file, PNG);
