@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_presence.sql"),
     include_str!("../migrations/0006_search.sql"),
     include_str!("../migrations/0007_pushers.sql"),
+    include_str!("../migrations/0008_search_backfill.sql"),
 ];
 
 /// What an acknowledged write survives.
@@ -189,10 +190,11 @@ impl EmbeddedStore {
             .spawn(move || run_writer(conn, queue, batch_ops_max))
             .map_err(|e| StoreError::Dir { path: config.dir.clone(), source: e })?;
         let indexer = writer.clone();
+        let index_reader = open_reader(&path)?;
         let (stop_indexing, stop_index) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("store-indexer".into())
-            .spawn(move || run_indexer(indexer, stop_index))
+            .spawn(move || run_indexer(indexer, index_reader, stop_index))
             .map_err(|e| StoreError::Dir { path: config.dir.clone(), source: e })?;
         let checkpoint_conn = Connection::open(&path)?;
         let (stop_checkpoints, stop) = std::sync::mpsc::channel();
@@ -447,9 +449,54 @@ const INDEX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 const INDEX_BATCH: i64 = 50_000;
 
 /// Asks the writer to index new messages' search terms every [`INDEX_INTERVAL`], as one job
-/// of its group commit. Stops when the store is dropped.
-fn run_indexer(writer: mpsc::Sender<Job>, stop: std::sync::mpsc::Receiver<()>) {
-    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(INDEX_INTERVAL) {
+/// of its group commit. Before that, while messages stored before search existed lack
+/// their terms, backfills them one batch after another: each read and tokenized here, on
+/// `reader`, and only written by the writer. Stops when the store is dropped.
+fn run_indexer(writer: mpsc::Sender<Job>, reader: Connection, stop: std::sync::mpsc::Receiver<()>) {
+    let mut backfilling = true;
+    let mut failed = false;
+    let mut indexed = Instant::now();
+    loop {
+        let pause = if backfilling && !failed { std::time::Duration::ZERO } else { INDEX_INTERVAL };
+        if let Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) =
+            stop.recv_timeout(pause)
+        {
+            return;
+        }
+        if backfilling {
+            match crate::message::backfill_batch(&reader) {
+                Ok(Some(batch)) => {
+                    let (done, written) = std::sync::mpsc::channel();
+                    let job: Job = Box::new(move |conn| {
+                        let wrote = conn.map(|conn| crate::message::backfill_write(conn, &batch));
+                        if let Some(Err(error)) = &wrote {
+                            tracing::error!(%error, "backfilling search terms failed; will retry");
+                        }
+                        let wrote = matches!(wrote, Some(Ok(())));
+                        Box::new(move |status| {
+                            let _ = done.send(wrote && status.is_none());
+                        })
+                    });
+                    if writer.blocking_send(job).is_err() {
+                        return;
+                    }
+                    // A failed batch is tried again after a pause, not at once.
+                    match written.recv() {
+                        Ok(wrote) => failed = !wrote,
+                        Err(_) => return,
+                    }
+                }
+                Ok(None) => backfilling = false,
+                Err(error) => {
+                    tracing::error!(%error, "reading messages to backfill failed; stopped");
+                    backfilling = false;
+                }
+            }
+        }
+        if indexed.elapsed() < INDEX_INTERVAL {
+            continue;
+        }
+        indexed = Instant::now();
         let job: Job = Box::new(|conn| {
             if let Some(conn) = conn
                 && let Err(error) = index_terms(conn)

@@ -251,6 +251,62 @@ fn get(conn: &Connection, req: &MessageRef) -> Result<Message> {
     .ok_or(StoreError::NotFound("message"))
 }
 
+/// Messages the search backfill reads at once.
+const BACKFILL_BATCH: i64 = 2_000;
+
+/// One step of the search backfill (migration 8): the terms of messages stored before search
+/// existed, computed from the messages as read, and where the backfill goes on after them.
+pub(crate) struct Backfill {
+    /// (message id, its text and extra fields as read, its terms).
+    terms: Vec<(u64, String, Option<Vec<u8>>, String)>,
+    next: i64,
+}
+
+/// Reads the backfill's next batch and computes its terms (on a reader connection, so that
+/// the tokenizing is not the writer's work); `None` once the backfill is done.
+pub(crate) fn backfill_batch(conn: &Connection) -> rusqlite::Result<Option<Backfill>> {
+    let (next, upto): (i64, i64) = conn
+        .prepare_cached("SELECT next_id, upto FROM search_backfill WHERE id = 0")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    if next >= upto {
+        return Ok(None);
+    }
+    let messages = conn
+        .prepare_cached(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages m WHERE m.message_id > ?1 AND m.message_id <= ?2 AND m.terms = ''
+              ORDER BY m.message_id LIMIT ?3"
+        ))?
+        .query_map(params![next, upto, BACKFILL_BATCH], |row| message_row(row, 0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let next = match messages.last() {
+        Some(last) if messages.len() as i64 == BACKFILL_BATCH => last.id as i64,
+        _ => upto,
+    };
+    let terms = messages
+        .iter()
+        .map(|m| (m.id, m.text.clone(), extra::encode(m), missive_search::document(m)))
+        .filter(|(.., terms)| !terms.is_empty())
+        .collect();
+    Ok(Some(Backfill { terms, next }))
+}
+
+/// Stores a backfill batch's terms, each only if its message is as it was read (a recall
+/// or an edit since then wrote terms of its own), and moves the backfill on.
+pub(crate) fn backfill_write(conn: &Connection, batch: &Backfill) -> rusqlite::Result<()> {
+    let mut update = conn.prepare_cached(
+        "UPDATE messages SET terms = ?2
+         WHERE message_id = ?1 AND terms = '' AND text = ?3 AND extra IS ?4",
+    )?;
+    for (id, text, extra, terms) in &batch.terms {
+        update.execute(params![id, terms, text, extra])?;
+    }
+    conn.prepare_cached("UPDATE search_backfill SET next_id = ?1 WHERE id = 0")?
+        .execute([batch.next])?;
+    Ok(())
+}
+
 /// Replaces a message's kind, text and extra fields; with `expected`, only while its extra
 /// fields are still those bytes (`None`: it has none). Returns the users whose inboxes hold it.
 fn replace(

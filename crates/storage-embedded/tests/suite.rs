@@ -14,6 +14,13 @@ impl Fixture for Embedded {
     async fn open(&self) -> EmbeddedStore {
         EmbeddedStore::open(StoreConfig::new(self.dir.path())).expect("opening the store")
     }
+
+    async fn forget_search_terms(&self) {
+        let conn = rusqlite::Connection::open(self.dir.path().join("missive.db")).unwrap();
+        for statement in missive_storage_suite::FORGET_SEARCH_TERMS {
+            conn.execute(statement, []).expect("forgetting search terms");
+        }
+    }
 }
 
 async fn fixture(_test: &str) -> Embedded {

@@ -53,6 +53,14 @@ impl Fixture for OverRpc {
         });
         reached.expect("a client of every service")
     }
+
+    /// On the file the store node keeps open, as an upgrade would have left it.
+    async fn forget_search_terms(&self) {
+        let conn = rusqlite::Connection::open(self.dir.path().join("missive.db")).unwrap();
+        for statement in missive_storage_suite::FORGET_SEARCH_TERMS {
+            conn.execute(statement, []).expect("forgetting search terms");
+        }
+    }
 }
 
 /// The key the store node and its client share, as a deployment's nodes do.

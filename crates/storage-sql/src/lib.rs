@@ -139,7 +139,9 @@ impl SqlStore {
         let dialect = shard::dialect_of(&config)?;
         let queries = Arc::new(Queries::new(dialect));
         let shards = shard::open_all(&config, dialect, &queries).await?;
-        Ok(SqlStore { inner: Arc::new(Inner { shards, queries, dialect }) })
+        let store = SqlStore { inner: Arc::new(Inner { shards, queries, dialect }) };
+        store.spawn_backfill();
+        Ok(store)
     }
 
     /// The databases' kind, as metrics label it: `mysql` (MariaDB too) or `postgres`.

@@ -25,6 +25,76 @@ use missive_rpc::{Ctx, Status};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Messages the search backfill reads and updates in one transaction.
+const BACKFILL_BATCH: i64 = 1_000;
+/// How long the backfill waits after a failure before it tries again.
+const BACKFILL_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl SqlStore {
+    /// Gives messages stored before search existed their terms (migration 8): shard after
+    /// shard, a batch per transaction, in the background of the open store. Ends when every
+    /// shard is done or the store is dropped; another node doing the same at once only
+    /// repeats work (each write is conditional on the message as read).
+    pub(crate) fn spawn_backfill(&self) {
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            while let Some(inner) = inner.upgrade() {
+                match (SqlStore { inner }).backfill_terms().await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(error) => {
+                        tracing::warn!(%error, "backfilling search terms failed; will retry");
+                        tokio::time::sleep(BACKFILL_RETRY).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// One batch of the backfill, on the first shard with messages left; false when no
+    /// shard has any.
+    async fn backfill_terms(&self) -> Result<bool> {
+        for shard in &self.inner.shards {
+            let state = sqlx::query(self.q().backfill_state).fetch_one(&shard.pool).await?;
+            let (next, upto): (i64, i64) = (state.try_get(0)?, state.try_get(1)?);
+            if next >= upto {
+                continue;
+            }
+            let rows = sqlx::query(self.q().backfill_batch)
+                .bind(next)
+                .bind(upto)
+                .bind(BACKFILL_BATCH)
+                .fetch_all(&shard.pool)
+                .await?;
+            let messages =
+                rows.iter().map(|row| message_row(row, 0)).collect::<Result<Vec<_>>>()?;
+            let moved_to = match messages.last() {
+                Some(last) if messages.len() as i64 == BACKFILL_BATCH => last.id as i64,
+                _ => upto,
+            };
+            let mut tx = shard.pool.begin().await?;
+            for message in &messages {
+                let terms = missive_search::document(message);
+                if terms.is_empty() {
+                    continue;
+                }
+                sqlx::query(self.q().backfill_terms)
+                    .bind(terms)
+                    .bind(message.id as i64)
+                    .bind(&message.text)
+                    .bind(extra::encode(message))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(self.q().backfill_move).bind(moved_to).execute(&mut *tx).await?;
+            tx.commit().await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
 
 /// A page of inbox entries from rows of (version, message columns), fetched `limit + 1` at
 /// most: `more` when the extra one came.

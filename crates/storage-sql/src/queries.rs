@@ -116,6 +116,16 @@ queries! {
             AND (? = 0 OR m.sent_at_ms < ?)
           ORDER BY i.version DESC LIMIT ?");
     message_by_id = concat!("SELECT ", message_columns!(), " FROM messages m WHERE m.message_id = ?");
+    backfill_state = "SELECT next_id, upto FROM search_backfill WHERE id = 0";
+    backfill_batch = concat!("SELECT ", message_columns!(),
+        " FROM messages m WHERE m.message_id > ? AND m.message_id <= ? AND m.terms = ''
+          ORDER BY m.message_id LIMIT ?");
+    // Only while the message is as it was read: a recall or an edit since wrote its own.
+    backfill_terms = "UPDATE messages SET terms = ?
+                      WHERE message_id = ? AND terms = '' AND text = ? AND extra <=> ?",
+        postgres: "UPDATE messages SET terms = ?
+                   WHERE message_id = ? AND terms = '' AND text = ? AND extra IS NOT DISTINCT FROM ?";
+    backfill_move = "UPDATE search_backfill SET next_id = ? WHERE id = 0";
     pending_list = "SELECT user_id FROM pending_entries WHERE message_id = ?";
     pending_due = "SELECT DISTINCT message_id FROM pending_entries
                    WHERE created_at_ms <= ? AND claimed_until_ms <= ? ORDER BY message_id LIMIT ?";

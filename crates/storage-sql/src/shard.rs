@@ -51,7 +51,7 @@ impl Dialect {
     }
 
     fn migrations(self) -> Migrator {
-        let scripts: [(&str, &'static str); 7] = match self {
+        let scripts: [(&str, &'static str); 8] = match self {
             Dialect::MySql => [
                 ("init", include_str!("../migrations/mysql/0001_init.sql")),
                 ("contacts_groups", include_str!("../migrations/mysql/0002_contacts_groups.sql")),
@@ -60,6 +60,7 @@ impl Dialect {
                 ("presence", include_str!("../migrations/mysql/0005_presence.sql")),
                 ("search", include_str!("../migrations/mysql/0006_search.sql")),
                 ("pushers", include_str!("../migrations/mysql/0007_pushers.sql")),
+                ("search_backfill", include_str!("../migrations/mysql/0008_search_backfill.sql")),
             ],
             Dialect::Postgres => [
                 ("init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -75,6 +76,10 @@ impl Dialect {
                 ("presence", include_str!("../migrations/postgres/0005_presence.sql")),
                 ("search", include_str!("../migrations/postgres/0006_search.sql")),
                 ("pushers", include_str!("../migrations/postgres/0007_pushers.sql")),
+                (
+                    "search_backfill",
+                    include_str!("../migrations/postgres/0008_search_backfill.sql"),
+                ),
             ],
         };
         let migrations = scripts

@@ -22,6 +22,16 @@ impl Fixture for Databases {
     async fn open(&self) -> SqlStore {
         SqlStore::open(SqlConfig::new(self.urls.clone())).await.expect("opening the shards")
     }
+
+    async fn forget_search_terms(&self) {
+        use sqlx::Connection;
+        for url in &self.urls {
+            let mut conn = sqlx::AnyConnection::connect(url).await.expect("a shard");
+            for statement in missive_storage_suite::FORGET_SEARCH_TERMS {
+                sqlx::raw_sql(statement).execute(&mut conn).await.expect("forgetting search terms");
+            }
+        }
+    }
 }
 
 mod mariadb {

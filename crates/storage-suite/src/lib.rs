@@ -32,7 +32,19 @@ pub trait Fixture: Send + Sync {
     type Store: Stores;
 
     async fn open(&self) -> Self::Store;
+
+    /// Makes the stored messages look as they do after an upgrade from a store that had no
+    /// search: no terms, none in the full-text index, the backfill still to do. The test has
+    /// dropped its store. Every backend runs [`FORGET_SEARCH_TERMS`] on each database.
+    async fn forget_search_terms(&self);
 }
+
+/// What [`Fixture::forget_search_terms`] runs on each database (the same on every backend).
+pub const FORGET_SEARCH_TERMS: [&str; 2] = [
+    "UPDATE messages SET terms = ''",
+    "UPDATE search_backfill SET next_id = 0,
+     upto = (SELECT COALESCE(MAX(message_id), 0) FROM messages)",
+];
 
 /// The url of a server this test run started for itself, from `variable`. Tests never fall
 /// back to a server of the machine's: its data is not theirs to drop, and a machine without
@@ -97,6 +109,7 @@ macro_rules! storage_suite {
             a_stale_nickname_version_is_refused,
             presence_settings_and_last_seen,
             search_finds_words_in_any_script_newest_first,
+            messages_from_before_search_are_backfilled,
             pushers_by_endpoint_and_device,
             collect_waits_for_every_device_and_the_cutoff,
             seq_bounds_move_only_from_the_expected_bound,

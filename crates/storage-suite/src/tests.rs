@@ -336,6 +336,40 @@ async fn found<S: Stores>(store: &S, query: SearchQuery, words: &str) -> (Vec<St
     (page.items.into_iter().map(|i| i.message.unwrap().client_msg_id).collect(), next)
 }
 
+/// Messages stored before search existed are found once the store, opened again, has given
+/// them their terms; a recalled one stays unfound.
+pub async fn messages_from_before_search_are_backfilled(fixture: &impl Fixture) {
+    let store = fixture.open().await;
+    let alice = account(&store, "alice").await.user_id;
+    let bob = account(&store, "bob").await.user_id;
+    let said = [("en", "an old lighthouse"), ("zh", "古老的灯塔"), ("gone", "lighthouse secret")];
+    for (n, (id, text)) in said.into_iter().enumerate() {
+        let version = n as u64 + 1;
+        let mut request = append_request(alice, bob, id, (version, version));
+        request.message.as_mut().unwrap().text = text.into();
+        MessageStore::append(&store, CTX, request).await.unwrap();
+    }
+    let gone = held(&store, bob, "gone").await;
+    let recalled = Message { text: String::new(), recalled: true, ..gone };
+    let recall = ReplaceMessageRequest { message: Some(recalled), ..Default::default() };
+    store.replace(CTX, recall).await.unwrap();
+    drop(store);
+    fixture.forget_search_terms().await;
+
+    let store = fixture.open().await;
+    let bobs = SearchQuery { user_id: bob, limit: 10, ..Default::default() };
+    assert!(found(&store, bobs.clone(), "lighthouse").await.0.is_empty(), "forgotten");
+    for _ in 0..200 {
+        if !found(&store, bobs.clone(), "lighthouse").await.0.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(found(&store, bobs.clone(), "lighthouse").await.0, ["en"]);
+    assert_eq!(found(&store, bobs.clone(), "灯塔").await.0, ["zh"]);
+    assert!(found(&store, bobs, "secret").await.0.is_empty(), "recalled");
+}
+
 pub async fn search_finds_words_in_any_script_newest_first(fixture: &impl Fixture) {
     let store = fixture.open().await;
     let alice = account(&store, "alice").await.user_id;
