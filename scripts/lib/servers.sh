@@ -2,7 +2,8 @@
 # the repository root after building target/release/missive. It makes a work directory,
 # removed (with every process started) when the script exits.
 #
-#   start NAME FLAGS...   one server with data in $work/NAME, waited for until it is ready; its
+#   start NAME FLAGS...   one server with data in $work/NAME (emptied first unless KEEP_DATA is
+#                         set), waited for until it is ready; its
 #                         listeners on 127.0.0.1, or on $BIND inside network namespace $NS
 #                         (then without TLS: --insecure-plaintext)
 #   stop_all              stops every server started so far
@@ -34,7 +35,7 @@ trap cleanup EXIT
 start() {
   local name=$1 bind=${BIND:-127.0.0.1} exec=() plain=()
   shift
-  rm -rf "${work:?}/$name"
+  if [ -z "${KEEP_DATA:-}" ]; then rm -rf "${work:?}/$name"; fi
   if [ -n "${NS:-}" ]; then exec=(ip netns exec "$NS"); fi
   if [ "$bind" != 127.0.0.1 ]; then plain=(--insecure-plaintext); fi
   "${exec[@]}" "${MISSIVE:-target/release/missive}" serve --data "$work/$name" --tcp "$bind:0" --http "$bind:0" \

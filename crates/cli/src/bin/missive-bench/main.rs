@@ -23,7 +23,7 @@ use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use missive_client::proto::sync_item::Body;
-use missive_client::{Client, Code, PROTOCOL_VERSION, Trust};
+use missive_client::{Client, ClientError, Code, PROTOCOL_VERSION, Trust};
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -393,6 +393,24 @@ impl Args {
 }
 
 /// Registers (or reuses) and logs in every user, each on its own connection.
+/// Runs a setup call again while the server sheds it (OVERLOADED, as right after a heavy
+/// fill), waiting longer each time, up to about a minute in all.
+async fn until_admitted<T, F: Future<Output = Result<T, ClientError>>>(
+    call: impl Fn() -> F,
+) -> Result<T, ClientError> {
+    let mut wait = Duration::from_millis(100);
+    for _ in 0..12 {
+        match call().await {
+            Err(e) if e.code() == Some(Code::Overloaded) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            done => return done,
+        }
+    }
+    call().await
+}
+
 async fn setup(args: &Population) -> anyhow::Result<Vec<Arc<Client>>> {
     if args.servers.is_empty() {
         bail!("--server is required");
@@ -415,17 +433,16 @@ async fn setup(args: &Population) -> anyhow::Result<Vec<Arc<Client>>> {
             let client = Client::connect_trusting(server, PROTOCOL_VERSION, &args.trust)
                 .await
                 .with_context(|| format!("connecting to {server}"))?;
-            match client.register(&name, &args.password).await {
+            match until_admitted(|| client.register(&name, &args.password)).await {
                 Ok(_) => {}
                 Err(e) if e.code() == Some(Code::AlreadyExists) => {}
                 Err(e) => return Err(e).with_context(|| format!("registering {name}")),
             }
-            client
-                .login(&name, &args.password, "bench")
+            until_admitted(|| client.login(&name, &args.password, "bench"))
                 .await
                 .with_context(|| format!("logging in {name}"))?;
             // Start from now: older messages of reused users are not part of this run.
-            client.sync().await?;
+            until_admitted(|| client.sync()).await?;
             progress.inc(1);
             anyhow::Ok(Arc::new(client))
         }));
