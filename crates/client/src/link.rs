@@ -256,17 +256,25 @@ impl LongLink {
             let closed = closed.clone();
             let shut = shut.clone();
             tokio::spawn(async move {
+                let mut broken = false;
                 loop {
                     tokio::select! {
                         frame = queued.recv() => match frame {
-                            Some(frame) => if writer.send(frame).await.is_err() { break },
+                            Some(frame) => if writer.send(frame).await.is_err() {
+                                broken = true;
+                                break;
+                            },
                             None => break,
                         },
                         () = closed.cancelled() => break,
                     }
                 }
                 shut();
-                let _ = writer.close().await;
+                // A sink that failed is done: polling it again panics (`sink_map_err`), and
+                // there is nothing left to close.
+                if !broken {
+                    let _ = writer.close().await;
+                }
             });
         }
         {
