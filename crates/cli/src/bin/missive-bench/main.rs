@@ -8,6 +8,7 @@
 //! `missive-bench search` search latency over a store filled with `--words`;
 //! `missive-bench push` offline push notifications to a local receiver.
 
+mod connections;
 mod curve;
 mod delay;
 mod flood;
@@ -65,6 +66,9 @@ enum Mode {
     /// Offline push: users whose devices are all off get a message each; the notifications
     /// reach a receiver in this process.
     Push(push::PushArgs),
+    /// Idle long links: the servers' memory and CPU per link, and how fast a sample of them
+    /// wakes (over several processes when there are more than one may hold).
+    Connections(connections::ConnectionsArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -156,6 +160,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Mode::Delay(args)) => tokio::task::spawn_blocking(|| delay::run(args)).await?,
         Some(Mode::Search(args)) => search::run(args, trust).await,
         Some(Mode::Push(args)) => push::run(args, trust).await,
+        Some(Mode::Connections(args)) => connections::run(args, trust).await,
         None => messages(cli.messages, trust).await,
     }
 }
@@ -411,6 +416,24 @@ async fn until_admitted<T, F: Future<Output = Result<T, ClientError>>>(
     call().await
 }
 
+/// Registers `name` unless it exists, then logs it in as `device`, waiting out OVERLOADED.
+pub(crate) async fn sign_in(
+    client: &Client,
+    name: &str,
+    password: &str,
+    device: &str,
+) -> anyhow::Result<()> {
+    match until_admitted(|| client.register(name, password)).await {
+        Ok(_) => {}
+        Err(e) if e.code() == Some(Code::AlreadyExists) => {}
+        Err(e) => return Err(e).with_context(|| format!("registering {name}")),
+    }
+    until_admitted(|| client.login(name, password, device))
+        .await
+        .with_context(|| format!("logging in {name}"))?;
+    Ok(())
+}
+
 async fn setup(args: &Population) -> anyhow::Result<Vec<Arc<Client>>> {
     if args.servers.is_empty() {
         bail!("--server is required");
@@ -433,14 +456,7 @@ async fn setup(args: &Population) -> anyhow::Result<Vec<Arc<Client>>> {
             let client = Client::connect_trusting(server, PROTOCOL_VERSION, &args.trust)
                 .await
                 .with_context(|| format!("connecting to {server}"))?;
-            match until_admitted(|| client.register(&name, &args.password)).await {
-                Ok(_) => {}
-                Err(e) if e.code() == Some(Code::AlreadyExists) => {}
-                Err(e) => return Err(e).with_context(|| format!("registering {name}")),
-            }
-            until_admitted(|| client.login(&name, &args.password, "bench"))
-                .await
-                .with_context(|| format!("logging in {name}"))?;
+            sign_in(&client, &name, &args.password, "bench").await?;
             // Start from now: older messages of reused users are not part of this run.
             until_admitted(|| client.sync()).await?;
             progress.inc(1);

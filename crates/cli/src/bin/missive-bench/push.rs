@@ -4,10 +4,10 @@
 //! counts the notifications that arrive. Serve with `--push-private-endpoints true` (the
 //! receiver is on loopback), `--direct-messages anyone` and `--rate-limits false`.
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use missive_client::proto::{Pusher, PusherKind};
-use missive_client::{Client, Code, PROTOCOL_VERSION, Trust};
+use missive_client::{Client, PROTOCOL_VERSION, Trust};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -111,12 +111,7 @@ pub async fn run(args: PushArgs, trust: Trust) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             let _slot = gate.acquire().await.expect("gate");
             let client = Client::connect_trusting(&http, PROTOCOL_VERSION, &trust).await?;
-            match client.register(&name, &password).await {
-                Ok(_) => {}
-                Err(e) if e.code() == Some(Code::AlreadyExists) => {}
-                Err(e) => return Err(e).with_context(|| format!("registering {name}")),
-            }
-            client.login(&name, &password, "pushbench").await?;
+            crate::sign_in(&client, &name, &password, "pushbench").await?;
             let pusher =
                 Pusher { kind: PusherKind::UnifiedPush as i32, endpoint, ..Default::default() };
             client.set_pusher(pusher).await?;
@@ -132,12 +127,7 @@ pub async fn run(args: PushArgs, trust: Trust) -> anyhow::Result<()> {
 
     let sender = Client::connect_trusting(&args.server, PROTOCOL_VERSION, &trust).await?;
     let sender_name = format!("{}sender", args.prefix);
-    match sender.register(&sender_name, &args.password).await {
-        Ok(_) => {}
-        Err(e) if e.code() == Some(Code::AlreadyExists) => {}
-        Err(e) => return Err(e.into()),
-    }
-    sender.login(&sender_name, &args.password, "pushbench").await?;
+    crate::sign_in(&sender, &sender_name, &args.password, "pushbench").await?;
     let sender = Arc::new(sender);
     let before = received.count.load(Ordering::Relaxed);
     let sending = Instant::now();
