@@ -65,8 +65,8 @@ impl Logic {
         }
     }
 
-    /// Forgets the named device's cached sessions and closes its connections on every access
-    /// node (every device's for `device_id` 0), telling them `code`.
+    /// Forgets the named device's cached sessions and push targets, and closes its connections
+    /// on every access node (every device's for `device_id` 0), telling them `code`.
     pub(crate) async fn sign_out(
         &self,
         ctx: &Ctx,
@@ -76,6 +76,7 @@ impl Logic {
         message: &str,
     ) -> Result<(), Status> {
         self.forget_sessions(user_id, (device_id != 0).then_some(device_id));
+        crate::push::forget_device_pushers(self, ctx, user_id, device_id).await;
         let kick = KickTarget { user_id, device_id, code: code as u32, message: message.into() };
         self.deps
             .push
@@ -207,7 +208,6 @@ impl Logic {
         self.deps.accounts.revoke_session(ctx, revoke).await.map_err(|s| {
             s.translate(Code::NotFound, || Status::not_found("no such device signed in"))
         })?;
-        crate::push::forget_device_pushers(self, ctx, user_id, req.device_id).await;
         self.sign_out(
             ctx,
             user_id,
@@ -234,7 +234,6 @@ impl Logic {
             .await
             .map_err(|s| s.translate(Code::NotFound, || Status::not_found("no such user")))?;
         if req.disabled {
-            crate::push::forget_device_pushers(self, ctx, user_id, 0).await;
             self.sign_out(ctx, user_id, 0, Code::AccountDisabled, "the account was disabled")
                 .await?;
         }

@@ -326,7 +326,6 @@ impl Logic {
         // over the short link): they are signed out wherever they are. The link that asked,
         // if any, answers first and then closes by itself.
         let (user, device) = (caller.user_id, caller.device_id);
-        crate::push::forget_device_pushers(self, ctx, user, device).await;
         let signed_out = self.sign_out(ctx, user, device, Code::Unauthenticated, "logged out");
         if let Err(status) = signed_out.await {
             // The token is revoked either way; only its open links stay until they close.

@@ -146,6 +146,20 @@ async fn a_disabled_account_is_signed_out_and_cannot_log_in_until_enabled() {
     assert!(retry.pushers().await.unwrap().pushers.is_empty(), "no push while disabled");
 }
 
+/// LOGOUT drops the device's push targets; the user's other devices keep theirs.
+#[tokio::test]
+async fn a_logout_drops_the_devices_push_targets() {
+    let server = Server::start_with(&["--push-private-endpoints", "true"]);
+    let phone = user(&server.tcp, "alice").await;
+    let tablet = device(&server.tcp, "alice", "tablet").await;
+    phone.set_pusher(unified_push("phone")).await.unwrap();
+    tablet.set_pusher(unified_push("tablet")).await.unwrap();
+    tablet.logout().await.unwrap();
+    let pushers = phone.pushers().await.unwrap().pushers;
+    let endpoints: Vec<_> = pushers.iter().map(|p| p.endpoint.as_str()).collect();
+    assert_eq!(endpoints, [unified_push("phone").endpoint]);
+}
+
 /// A UnifiedPush target that nothing listens on: the tests here only list them.
 fn unified_push(device: &str) -> missive_client::proto::Pusher {
     missive_client::proto::Pusher {
