@@ -21,9 +21,7 @@
 //! `woke INDEX UNIX_MICROS`. The parent tells them `close` on standard input (or closes it).
 
 use anyhow::{Context as _, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use missive_client::{Client, PROTOCOL_VERSION, Trust};
-use rand::seq::IndexedRandom as _;
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -205,14 +203,7 @@ async fn lead(args: ConnectionsArgs, trust: Trust) -> anyhow::Result<()> {
     }
     drop(tell);
 
-    let progress =
-        if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(args.connections as u64) };
-    progress.set_style(
-        ProgressStyle::with_template(
-            "connecting [{bar:40}] {pos}/{len} {per_sec} ({elapsed}, {eta} left)",
-        )
-        .expect("template"),
-    );
+    let progress = crate::bar(args.connections as u64, "connecting", args.quiet);
     let started = Instant::now();
     let mut peak = before.clone();
     let mut ready = 0;
@@ -247,11 +238,8 @@ async fn lead(args: ConnectionsArgs, trust: Trust) -> anyhow::Result<()> {
     let sender = Client::connect_trusting(&args.server[0], PROTOCOL_VERSION, &trust).await?;
     let sender_name = format!("{}sender", args.prefix);
     crate::sign_in(&sender, &sender_name, &args.password, "waker").await?;
-    let picked: Vec<usize> = (0..args.connections)
-        .collect::<Vec<_>>()
-        .choose_multiple(&mut rand::rng(), args.wake.min(args.connections))
-        .copied()
-        .collect();
+    let wake = args.wake.min(args.connections);
+    let picked = rand::seq::index::sample(&mut rand::rng(), args.connections, wake).into_vec();
     let mut sent_at: HashMap<usize, u64> = HashMap::new();
     for &index in &picked {
         sent_at.insert(index, unix_micros());

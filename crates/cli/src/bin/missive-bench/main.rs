@@ -397,7 +397,6 @@ impl Args {
     }
 }
 
-/// Registers (or reuses) and logs in every user, each on its own connection.
 /// Runs a setup call again while the server sheds it (OVERLOADED, as right after a heavy
 /// fill), waiting longer each time, up to about a minute in all.
 async fn until_admitted<T, F: Future<Output = Result<T, ClientError>>>(
@@ -434,16 +433,21 @@ pub(crate) async fn sign_in(
     Ok(())
 }
 
+/// A progress bar over `len` steps labelled `what` (hidden when `quiet`).
+pub(crate) fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(len) };
+    let template = format!("{what} [{{bar:40}}] {{pos}}/{{len}}");
+    bar.set_style(ProgressStyle::with_template(&template).expect("template"));
+    bar
+}
+
+/// Registers (or reuses) and logs in every user, each on its own connection.
 async fn setup(args: &Population) -> anyhow::Result<Vec<Arc<Client>>> {
     if args.servers.is_empty() {
         bail!("--server is required");
     }
     let gate = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
-    let progress =
-        if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(args.users as u64) };
-    progress.set_style(
-        ProgressStyle::with_template("setting up users [{bar:40}] {pos}/{len}").expect("template"),
-    );
+    let progress = bar(args.users as u64, "setting up users", args.quiet);
     let mut tasks = Vec::new();
     for index in 0..args.users {
         let gate = gate.clone();

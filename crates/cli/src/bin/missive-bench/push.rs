@@ -5,7 +5,6 @@
 //! receiver is on loopback), `--direct-messages anyone` and `--rate-limits false`.
 
 use anyhow::bail;
-use indicatif::{ProgressBar, ProgressStyle};
 use missive_client::proto::{Pusher, PusherKind};
 use missive_client::{Client, PROTOCOL_VERSION, Trust};
 use std::sync::Arc;
@@ -86,13 +85,6 @@ async fn receive(listener: tokio::net::TcpListener, received: Arc<Received>, sta
     }
 }
 
-fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(len) };
-    let template = format!("{what} [{{bar:40}}] {{pos}}/{{len}}");
-    bar.set_style(ProgressStyle::with_template(&template).expect("template"));
-    bar
-}
-
 pub async fn run(args: PushArgs, trust: Trust) -> anyhow::Result<()> {
     let started = Instant::now();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -101,7 +93,7 @@ pub async fn run(args: PushArgs, trust: Trust) -> anyhow::Result<()> {
     tokio::spawn(receive(listener, received.clone(), started));
 
     let gate = Arc::new(Semaphore::new(16));
-    let progress = bar(args.users as u64, "users and pushers", args.quiet);
+    let progress = crate::bar(args.users as u64, "users and pushers", args.quiet);
     let mut tasks = Vec::new();
     for index in 0..args.users {
         let (gate, progress, trust) = (gate.clone(), progress.clone(), trust.clone());
@@ -145,7 +137,7 @@ pub async fn run(args: PushArgs, trust: Trust) -> anyhow::Result<()> {
     }
     let sent_in = sending.elapsed();
     let wanted = before + args.users as u64;
-    let progress = bar(args.users as u64, "notifications", args.quiet);
+    let progress = crate::bar(args.users as u64, "notifications", args.quiet);
     let deadline = Instant::now() + Duration::from_secs(args.drain_s);
     while received.count.load(Ordering::Relaxed) < wanted && Instant::now() < deadline {
         progress.set_position(received.count.load(Ordering::Relaxed) - before);
