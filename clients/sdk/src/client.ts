@@ -3,10 +3,11 @@
 // NOTIFY, every (re)connection and a fallback timer run SYNC from the stored key until the
 // server has nothing more, and each batch is stored with its new key before it is handed on.
 
-import { fromBinary, toBinary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { COMMANDS, type CommandName, type CommandSpec, type Commands } from "./commands.js";
 import { Code, LinkError, MissiveError } from "./errors.js";
 import { FrameKind, type Frame } from "./frame.js";
+import { ANSWER_TIMEOUT_MS, HeartbeatPolicy, keepHeartbeat } from "./heartbeat.js";
 import * as pb from "./gen/client_pb.js";
 import { type FetchLike, ShortLink, PROTOCOL_VERSION } from "./http.js";
 import { LongLink, type WebSocketLike } from "./link.js";
@@ -81,6 +82,8 @@ export class MissiveClient {
   private generation = 0;
   /** The long link being opened or authenticated, so that `stop` can close it too. */
   private opening: LongLink | undefined;
+  /** The smart heartbeat's knowledge of the current network; forgotten when it changes. */
+  private heartbeat: HeartbeatPolicy | undefined;
   private syncing: Promise<void> | undefined;
   private syncAgain = false;
   private wake: (() => void) | undefined;
@@ -185,8 +188,10 @@ export class MissiveClient {
     if (this.current !== "signed-out") this.setState("offline");
   }
 
-  /** Cuts a reconnection wait short (the browser came back online, the user asked). */
+  /** Cuts a reconnection wait short (the browser came back online, the user asked). A network
+   * that came back may be another one: the heartbeat learns its interval again (§5.4). */
   reconnectNow(): void {
+    this.heartbeat = undefined;
     this.wake?.();
   }
 
@@ -426,6 +431,8 @@ export class MissiveClient {
     const current = () => this.running && this.generation === generation;
     let attempt = 0;
     while (current()) {
+      // An answer that names a wait (an AUTH refused while the node admits no more) is heeded.
+      let atLeastMs = 0;
       if (transport !== "http") {
         this.setState("connecting");
         try {
@@ -437,16 +444,17 @@ export class MissiveClient {
             this.signOut(error);
             return;
           }
+          if (error instanceof MissiveError) atLeastMs = error.retryAfterMs;
           if (current()) this.emit("error", error as Error);
         }
         if (!current()) return;
       }
       if (transport === "websocket") {
         this.setState("offline");
-        await this.sleep(jitter(backoff, attempt++));
+        await this.sleep(Math.max(atLeastMs, jitter(backoff, attempt++)));
       } else {
         // The short link keeps the data flowing until the long link is back.
-        const wait = transport === "http" ? Number.POSITIVE_INFINITY : jitter(backoff, attempt++);
+        const wait = transport === "http" ? Number.POSITIVE_INFINITY : Math.max(atLeastMs, jitter(backoff, attempt++));
         await this.poll(wait, current);
       }
     }
@@ -479,13 +487,40 @@ export class MissiveClient {
       this.link = link;
       connected();
       this.setState("online");
-      const heartbeatMs = Math.max(1, auth.heartbeatIntervalS || 30) * 1000;
-      timers = [
-        setInterval(() => link.heartbeat(pb.Command.PING), heartbeatMs),
-        setInterval(() => this.backgroundSync(), this.options.fallbackSyncMs ?? 30_000),
-      ];
+      // What the policy learnt of this network outlives the link (docs/protocol.md §5.4).
+      this.heartbeat ??= new HeartbeatPolicy({
+        startS: auth.heartbeatIntervalS,
+        minS: auth.heartbeatMinS,
+        maxS: auth.heartbeatMaxS,
+      });
+      timers = [setInterval(() => this.backgroundSync(), this.options.fallbackSyncMs ?? 30_000)];
       this.backgroundSync();
-      await gone;
+      const ping = async (nextS: number) => {
+        const body = toBinary(pb.PingRequestSchema, create(pb.PingRequestSchema, { heartbeatIntervalS: nextS }));
+        const answer = await link.heartbeat(pb.Command.PING, body, ANSWER_TIMEOUT_MS);
+        return fromBinary(pb.PingResponseSchema, answer).heartbeatIntervalS;
+      };
+      let beating = true;
+      let stopWaiting: (() => void) | undefined;
+      const wait = (ms: number) =>
+        new Promise<boolean>((resolve) => {
+          if (!beating) return resolve(true);
+          const timer = setTimeout(() => resolve(!beating), ms);
+          stopWaiting = () => {
+            clearTimeout(timer);
+            resolve(true);
+          };
+        });
+      // An unanswered heartbeat means the path forgot the link: close it and reconnect.
+      void keepHeartbeat(this.heartbeat, ping, wait).then(() => {
+        if (beating) link.close();
+      });
+      try {
+        await gone;
+      } finally {
+        beating = false;
+        stopWaiting?.();
+      }
     } finally {
       for (const timer of timers) clearInterval(timer);
       if (this.link === link) this.link = undefined;

@@ -10,3 +10,4 @@ export * from "./link.js";
 export * from "./storage.js";
 export * as pb from "./gen/client_pb.js";
 export * from "./state.js";
+export { HeartbeatPolicy, keepHeartbeat, type Advertised } from "./heartbeat.js";

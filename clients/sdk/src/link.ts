@@ -33,6 +33,8 @@ interface Pending {
 
 export class LongLink {
   private readonly pending = new Map<number, Pending>();
+  /** The heartbeat PING waiting for its answer (seq 0). */
+  private beat: Pending | undefined;
   private nextSeq = 1;
   private closed = false;
 
@@ -87,9 +89,29 @@ export class LongLink {
     return fromBinary(spec.response, answer);
   }
 
-  /** A PING whose answer nobody waits for (seq 0, as the reference client's heartbeat). */
-  heartbeat(command: number): void {
-    this.write({ kind: FrameKind.Request, command, status: 0, seq: 0, body: new Uint8Array() });
+  /** A heartbeat PING (seq 0, one at a time, docs/protocol.md §2.3): resolves with its
+   * answer's body, rejects when none comes within `timeoutMs` or the link is lost first. */
+  heartbeat(command: number, body: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new LinkError("connection closed"));
+    this.beat?.reject(new LinkError("a newer heartbeat was sent"));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.beat = undefined;
+        reject(new LinkError("no heartbeat answer in time"));
+      }, timeoutMs);
+      this.beat = {
+        resolve: (answer) => {
+          clearTimeout(timer);
+          resolve(answer);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+        timer,
+      };
+      this.write({ kind: FrameKind.Request, command, status: 0, seq: 0, body });
+    });
   }
 
   close(): void {
@@ -146,7 +168,14 @@ export class LongLink {
     if (frame.seq === 0) {
       // Command 0, seq 0: the server ends the link and says why (signed out, bad frame);
       // a heartbeat's answer otherwise.
-      if (frame.command === 0 && frame.status !== 0) this.fail(decodeError(frame));
+      if (frame.command === 0 && frame.status !== 0) {
+        this.fail(decodeError(frame));
+        return;
+      }
+      const beat = this.beat;
+      this.beat = undefined;
+      if (frame.status === Code.Ok) beat?.resolve(frame.body);
+      else beat?.reject(decodeError(frame));
       return;
     }
     const pending = this.pending.get(frame.seq);
@@ -170,6 +199,8 @@ export class LongLink {
       pending.reject(new LinkError(`connection lost before the answer (${error.message})`));
     }
     this.pending.clear();
+    this.beat?.reject(new LinkError(`connection lost before the heartbeat's answer (${error.message})`));
+    this.beat = undefined;
     this.options.onClose(error);
   }
 }

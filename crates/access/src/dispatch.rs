@@ -69,7 +69,7 @@ impl Dispatcher {
                     $(Command::$variant => unary(body, format, |r| api.$method(ctx, r)).await,)*
                     Command::Ping => {
                         unary(body, format, |_: PingRequest| async {
-                            Ok(PingResponse { server_time_ms: missive_rpc::unix_ms() })
+                            Ok(PingResponse { server_time_ms: missive_rpc::unix_ms(), ..Default::default() })
                         })
                         .await
                     }

@@ -23,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
 pub const JSON_CONTENT_TYPE: &str = "application/json";
 use missive_proto::{CODE_HEADER, PROTOCOL_HEADER};
+/// Bytes the WebSocket layer reads at a time (and holds between messages).
+const WS_READ_BUFFER_BYTES: usize = 1024;
+
 /// WebSocket messages above the frame limit by more than this are cut off by the WebSocket
 /// layer itself; up to it, they get a precise FRAME_TOO_LARGE answer.
 const WS_MESSAGE_SLACK_BYTES: usize = 64 * 1024;
@@ -253,7 +256,9 @@ async fn websocket(
     let max = config.frame_body_bytes_max;
     let message_max = HEADER_BYTES + max as usize + WS_MESSAGE_SLACK_BYTES;
     upgrade
-        .read_buffer_size(4096)
+        // The WebSocket layer keeps this much read buffer for the connection's whole life, and
+        // most links are idle: small, at the cost of more reads for a large message.
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_message_size(message_max)
         .max_frame_size(message_max)

@@ -12,7 +12,9 @@
 //! This crate owns sockets, frames, per-connection limits and timeouts. It holds no business
 //! rule and never touches storage.
 
+mod admission;
 pub mod dispatch;
+mod frames;
 pub mod http;
 mod link;
 pub mod presence;
@@ -44,8 +46,16 @@ pub struct AccessConfig {
     pub http_header_timeout: Duration,
     /// A long link must authenticate within this time of connecting.
     pub auth_timeout: Duration,
-    /// Told to clients; a connection silent for three intervals is closed.
+    /// The heartbeat interval a connection starts with, told to clients; a connection silent
+    /// for three of its intervals is closed.
     pub heartbeat_interval: Duration,
+    /// The shortest interval a client's PING may set (never above the start interval).
+    pub heartbeat_min: Duration,
+    /// The longest interval a client's PING may set (never below the start interval).
+    pub heartbeat_max: Duration,
+    /// AUTHs in the logic layer at once; one beyond is answered OVERLOADED with a time to
+    /// wait, so that a crowd reconnecting at once is admitted as fast as it can be served.
+    pub auth_concurrency_max: usize,
     /// Responses queued for one connection at most; the connection's reads wait beyond it.
     pub send_queue_frames_max: usize,
     /// A write to a client that takes longer than this closes the connection.
@@ -67,6 +77,9 @@ impl Default for AccessConfig {
             http_header_timeout: Duration::from_secs(10),
             auth_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(30),
+            heartbeat_min: Duration::from_secs(10),
+            heartbeat_max: Duration::from_secs(300),
+            auth_concurrency_max: 128,
             send_queue_frames_max: 64,
             write_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
@@ -86,8 +99,17 @@ impl AccessConfig {
         }
     }
 
-    /// Silence after which a long link is considered dead and closed.
+    /// Silence after which a long link is considered dead and closed, until its client sets
+    /// another heartbeat interval.
     pub fn idle_timeout(&self) -> Duration {
         self.heartbeat_interval * 3
+    }
+
+    /// The heartbeat interval a connection takes when its client asks for `wanted`: within
+    /// the range, which always holds the start interval.
+    pub fn heartbeat_within_range(&self, wanted: Duration) -> Duration {
+        let min = self.heartbeat_min.min(self.heartbeat_interval);
+        let max = self.heartbeat_max.max(self.heartbeat_interval);
+        wanted.clamp(min, max)
     }
 }

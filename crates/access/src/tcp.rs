@@ -1,10 +1,9 @@
 //! The raw-TCP long link.
 
-use crate::link::{self, LinkError, LinkShared};
+use crate::frames::{FrameReader, FrameWriter};
+use crate::link::{self, LinkShared};
 use crate::serve::{AddressSlot, PerAddress, handshake};
 use crate::{AccessConfig, Dispatcher, Registry};
-use futures_util::StreamExt;
-use missive_proto::frame::{CodecError, FrameCodec};
 use missive_rpc::Sparse;
 use missive_tls::TlsAcceptor;
 use std::net::SocketAddr;
@@ -12,15 +11,11 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// A long link's places: one under the node's cap, one under its address's.
 pub(crate) type Slot = (tokio::sync::OwnedSemaphorePermit, AddressSlot);
-
-/// Bytes read from a socket at a time; frames larger than this grow the buffer as needed.
-const READ_BUFFER_BYTES: usize = 4096;
 
 /// What one node's long links share, over every listener.
 #[derive(Clone)]
@@ -41,7 +36,7 @@ impl LinkServer {
     pub fn new(dispatcher: Arc<Dispatcher>, registry: Arc<Registry>, config: AccessConfig) -> Self {
         let slots = Arc::new(Semaphore::new(config.connections_max));
         LinkServer {
-            shared: Arc::new(LinkShared { dispatcher, registry, config }),
+            shared: Arc::new(LinkShared::new(dispatcher, registry, config)),
             slots,
             addresses: Arc::default(),
             told: Arc::default(),
@@ -128,7 +123,7 @@ impl LinkServer {
 }
 
 /// Serves one long link over a byte stream's halves (a TCP socket's, or an in-memory pipe's
-/// in tests), frames cut by the frame codec; `opened` is the peer and when it connected.
+/// in tests), frames cut by [`FrameReader`]; `opened` is the peer and when it connected.
 pub(crate) async fn serve_bytes<R, W>(
     shared: Arc<LinkShared>,
     opened: (Option<std::net::IpAddr>, tokio::time::Instant),
@@ -140,13 +135,7 @@ pub(crate) async fn serve_bytes<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let max = shared.config.frame_body_bytes_max;
-    let reader =
-        FramedRead::with_capacity(read, FrameCodec::new(max), READ_BUFFER_BYTES).map(|r| {
-            r.map_err(|e| match e {
-                CodecError::Frame(e) => LinkError::Frame(e),
-                CodecError::Io(e) => LinkError::Transport(e.to_string()),
-            })
-        });
-    let writer = FramedWrite::new(write, FrameCodec::new(max));
+    let reader = FrameReader::new(read, max);
+    let writer = FrameWriter::new(write);
     link::serve(shared, "tcp", opened, reader, writer, shutdown).await;
 }

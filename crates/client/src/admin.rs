@@ -163,6 +163,6 @@ impl AdminClient {
         let message = serde_json::from_slice::<missive_proto::client::Error>(&body)
             .map(|error| error.message)
             .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-        Err(ClientError::Server { code, message })
+        Err(ClientError::Server { code, message, retry_after: Duration::ZERO })
     }
 }

@@ -11,11 +11,13 @@
 //! This crate knows the wire protocol only; it holds no server code.
 
 pub mod admin;
+pub mod heartbeat;
 mod link;
 pub mod profile;
 mod trust;
 
 pub use admin::AdminClient;
+pub use heartbeat::{Backoff, HeartbeatPolicy};
 pub use link::Endpoint;
 pub use missive_proto::client as proto;
 pub use missive_proto::ids;
@@ -23,11 +25,12 @@ pub use missive_rpc::Code;
 pub use missive_rpc::unix_ms;
 pub use trust::Trust;
 
+use heartbeat::Advertised;
 use link::Link;
 use missive_proto::Command;
 use missive_proto::client::*;
 use rand::RngCore;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The protocol version this SDK speaks by default: the newest. Connect with
@@ -36,9 +39,10 @@ pub const PROTOCOL_VERSION: u32 = missive_proto::PROTOCOL_VERSION;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
-    /// The server answered with an error code.
+    /// The server answered with an error code; `retry_after` is the wait it named (zero
+    /// when it named none).
     #[error("{code}: {message}")]
-    Server { code: Code, message: String },
+    Server { code: Code, message: String, retry_after: Duration },
     #[error("connection: {0}")]
     Transport(String),
     #[error("the server's answer is not valid: {0}")]
@@ -83,6 +87,20 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// How long the server asked to wait before trying again (RATE_LIMITED, or OVERLOADED
+    /// to AUTH); zero when it did not.
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            ClientError::Server { retry_after, .. } => *retry_after,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Whether the answer ends the session: its token is refused, or its account disabled.
+    pub fn signs_out(&self) -> bool {
+        matches!(self.code(), Some(Code::Unauthenticated | Code::AccountDisabled))
+    }
 }
 
 /// Who this client is signed in as.
@@ -95,9 +113,14 @@ pub struct Session {
 
 pub struct Client {
     link: Link,
+    endpoint: Endpoint,
+    trust: Trust,
     protocol_version: u32,
     session: Mutex<Option<Session>>,
     sync_key: Mutex<Vec<u8>>,
+    /// What the smart heartbeat learnt of the network path, once AUTH named a range;
+    /// carried over to the connection that replaces this one ([`Client::reconnect`]).
+    heartbeat: Mutex<Option<Arc<Mutex<HeartbeatPolicy>>>>,
 }
 
 impl Client {
@@ -123,10 +146,52 @@ impl Client {
         let endpoint = Endpoint::parse(url)?;
         Ok(Client {
             link: Link::connect(&endpoint, protocol_version, trust).await?,
+            endpoint,
+            trust: trust.clone(),
             protocol_version,
             session: Mutex::new(None),
             sync_key: Mutex::new(Vec::new()),
+            heartbeat: Mutex::new(None),
         })
+    }
+
+    /// A new connection to the same server, signed in with this client's session, carrying
+    /// its SyncKey and what its heartbeat learnt: what a client does after losing its long
+    /// link (docs/protocol.md §5.10). Each failed attempt waits as `backoff` says (at least
+    /// the wait an answer named) before the next; it gives up only when the session is
+    /// refused ([`ClientError::signs_out`]) or the client has none. Sync next: notifies of
+    /// what came meanwhile were not kept.
+    pub async fn reconnect(&self, backoff: &mut Backoff) -> Result<Client, ClientError> {
+        let session =
+            self.session().ok_or_else(|| ClientError::BadArgument("no session".into()))?;
+        loop {
+            let attempt = async {
+                let link =
+                    Link::connect(&self.endpoint, self.protocol_version, &self.trust).await?;
+                let client = Client {
+                    link,
+                    endpoint: self.endpoint.clone(),
+                    trust: self.trust.clone(),
+                    protocol_version: self.protocol_version,
+                    session: Mutex::new(None),
+                    sync_key: Mutex::new(self.sync_key()),
+                    heartbeat: Mutex::new(self.heartbeat.lock().expect("heartbeat").clone()),
+                };
+                client.resume(&session.token).await?;
+                Ok::<_, ClientError>(client)
+            };
+            match attempt.await {
+                Ok(client) => {
+                    backoff.reset();
+                    return Ok(client);
+                }
+                Err(error) if error.signs_out() => return Err(error),
+                Err(error) => {
+                    let wait = backoff.next_wait(&mut rand::rng(), error.retry_after());
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
     }
 
     /// The protocol version this client declares.
@@ -164,7 +229,7 @@ impl Client {
     }
 
     pub async fn ping(&self) -> Result<PingResponse, ClientError> {
-        self.call(Command::Ping, &PingRequest {}).await
+        self.call(Command::Ping, &PingRequest::default()).await
     }
 
     pub async fn register(
@@ -202,9 +267,18 @@ impl Client {
             let request =
                 AuthRequest { token: token.into(), protocol_version: self.protocol_version };
             let answer: AuthResponse = self.call(Command::Auth, &request).await?;
-            self.link.start_heartbeat(Duration::from_secs(u64::from(
-                answer.heartbeat_interval_s.max(1),
-            )));
+            let advertised = Advertised::from_seconds(
+                answer.heartbeat_interval_s,
+                answer.heartbeat_min_s,
+                answer.heartbeat_max_s,
+            );
+            let policy = self
+                .heartbeat
+                .lock()
+                .expect("heartbeat")
+                .get_or_insert_with(|| Arc::new(Mutex::new(HeartbeatPolicy::new(advertised))))
+                .clone();
+            self.link.start_heartbeat(policy);
             Session { token: token.into(), user_id: answer.user_id, device_id: answer.device_id }
         } else {
             // The short link has no AUTH: every request carries the token. Ask who we are,

@@ -1,12 +1,13 @@
 //! The transports under a client: the long link (TCP or WebSocket) and the short link (HTTP).
 
 use crate::ClientError;
+use crate::heartbeat::{self, HeartbeatPolicy, keep_heartbeat};
 use crate::trust::Trust;
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use missive_proto::Command;
 use missive_proto::client::Error as ErrorBody;
-use missive_proto::client::Event;
+use missive_proto::client::{Event, PingRequest, PingResponse};
 use missive_proto::frame::{CodecError, Frame, FrameCodec, Kind};
 use missive_rpc::Code;
 use prost::Message;
@@ -143,9 +144,9 @@ impl Link {
         }
     }
 
-    pub(crate) fn start_heartbeat(&self, interval: Duration) {
+    pub(crate) fn start_heartbeat(&self, policy: Arc<Mutex<HeartbeatPolicy>>) {
         if let Link::Long(link) = self {
-            link.start_heartbeat(interval);
+            link.start_heartbeat(policy);
         }
     }
 
@@ -173,10 +174,50 @@ pub(crate) fn answer_code(response: &reqwest::Response) -> Option<Code> {
 fn server_error(status: u16, body: &[u8]) -> ClientError {
     let error = ErrorBody::decode(body).unwrap_or_default();
     let code = Code::from_u16(status).unwrap_or(Code::Internal);
-    ClientError::Server { code, message: error.message }
+    let retry_after = Duration::from_millis(error.retry_after_ms);
+    ClientError::Server { code, message: error.message, retry_after }
 }
 
 type Waiters = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Frame>>>>>;
+
+/// What a request needs of its link: the queue to the writer and the table of answers.
+#[derive(Clone)]
+struct Exchanger {
+    outbound: mpsc::Sender<Frame>,
+    waiters: Waiters,
+    farewell: Arc<Mutex<Option<ClientError>>>,
+}
+
+impl Exchanger {
+    fn closed_error(&self) -> ClientError {
+        self.farewell.lock().expect("farewell").clone().unwrap_or(ClientError::Closed)
+    }
+
+    /// Sends `request` and waits up to `patience` for the answer with its seq.
+    async fn exchange(&self, request: Frame, patience: Duration) -> Result<Bytes, ClientError> {
+        let seq = request.seq;
+        let (reply, answer) = oneshot::channel();
+        match self.waiters.lock().expect("waiters").as_mut() {
+            Some(waiters) => waiters.insert(seq, reply),
+            None => return Err(self.closed_error()),
+        };
+        self.outbound.send(request).await.map_err(|_| self.closed_error())?;
+        let frame = match tokio::time::timeout(patience, answer).await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(_)) => return Err(self.closed_error()),
+            Err(_) => {
+                if let Some(waiters) = self.waiters.lock().expect("waiters").as_mut() {
+                    waiters.remove(&seq);
+                }
+                return Err(ClientError::Timeout(patience));
+            }
+        };
+        if frame.status != 0 {
+            return Err(server_error(frame.status, &frame.body));
+        }
+        Ok(frame.body)
+    }
+}
 
 /// A long link: requests matched to answers by sequence number; notifies wake waiters.
 pub(crate) struct LongLink {
@@ -341,55 +382,44 @@ impl LongLink {
     }
 
     async fn call(&self, command: u16, body: Bytes) -> Result<Bytes, ClientError> {
-        // Sequence 0 belongs to heartbeats, whose answers nobody awaits.
+        // Sequence 0 belongs to heartbeats.
         let seq = loop {
             let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
             if seq != 0 {
                 break seq;
             }
         };
-        let (reply, answer) = oneshot::channel();
-        match self.waiters.lock().expect("waiters").as_mut() {
-            Some(waiters) => waiters.insert(seq, reply),
-            None => return Err(self.closed_error()),
-        };
-        self.outbound
-            .send(Frame::request(command, seq, body))
-            .await
-            .map_err(|_| self.closed_error())?;
-        let frame = match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
-            Ok(Ok(frame)) => frame,
-            Ok(Err(_)) => return Err(self.closed_error()),
-            Err(_) => {
-                if let Some(waiters) = self.waiters.lock().expect("waiters").as_mut() {
-                    waiters.remove(&seq);
-                }
-                return Err(ClientError::Timeout(REQUEST_TIMEOUT));
-            }
-        };
-        if frame.status != 0 {
-            return Err(server_error(frame.status, &frame.body));
-        }
-        Ok(frame.body)
+        self.exchanger().exchange(Frame::request(command, seq, body), REQUEST_TIMEOUT).await
     }
 
-    fn start_heartbeat(&self, interval: Duration) {
-        let outbound = self.outbound.clone();
+    fn exchanger(&self) -> Exchanger {
+        Exchanger {
+            outbound: self.outbound.clone(),
+            waiters: self.waiters.clone(),
+            farewell: self.farewell.clone(),
+        }
+    }
+
+    /// Keeps the link's heartbeat as `policy` says (docs/protocol.md §5.4), with seq 0, one
+    /// PING at a time; a PING left unanswered closes the link, for the path has forgotten it.
+    fn start_heartbeat(&self, policy: Arc<Mutex<HeartbeatPolicy>>) {
+        let exchanger = self.exchanger();
         let closed = self.closed.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    () = closed.cancelled() => return,
+            let ping = |next: Duration| {
+                let exchanger = exchanger.clone();
+                async move {
+                    let request = PingRequest { heartbeat_interval_s: next.as_secs() as u32 };
+                    let frame =
+                        Frame::request(Command::Ping as u16, 0, request.encode_to_vec().into());
+                    let answer = exchanger.exchange(frame, heartbeat::ANSWER_TIMEOUT).await.ok()?;
+                    let answer = PingResponse::decode(answer).ok()?;
+                    Some(Duration::from_secs(answer.heartbeat_interval_s.into()))
                 }
-                // The answer is not awaited: any traffic keeps the link alive. Seq 0 is never
-                // used by requests, so the answer is dropped by the reader.
-                let ping = Frame::request(Command::Ping as u16, 0, Bytes::new());
-                if outbound.send(ping).await.is_err() {
-                    return;
-                }
+            };
+            tokio::select! {
+                () = keep_heartbeat(&policy, ping) => closed.cancel(),
+                () = closed.cancelled() => {}
             }
         });
     }

@@ -396,8 +396,8 @@ async fn start_access(
     let dispatcher = Arc::new(Dispatcher::new(api));
     let limits = config.http_limits();
     let links = LinkServer::new(dispatcher, registry, config);
-    let tcp = bind(settings.tcp).await?;
-    let http_listener = bind(settings.http).await?;
+    let tcp = bind_shared(settings.tcp, settings.reuse_port)?;
+    let http_listener = bind_shared(settings.http, settings.reuse_port)?;
     bound.tcp = Some(tcp.local_addr()?);
     bound.http = Some(http_listener.local_addr()?);
     let tcp_task = tokio::spawn({
@@ -487,6 +487,26 @@ fn start_ops(
 
 async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address).await.with_context(|| format!("binding {address}"))
+}
+
+/// A client listener; with `reuse_port`, one that other processes may bind too (SO_REUSEPORT).
+fn bind_shared(address: SocketAddr, reuse_port: bool) -> anyhow::Result<TcpListener> {
+    /// Connections waiting to be accepted at most (the kernel lowers it to `somaxconn`).
+    const BACKLOG: u32 = 4096;
+    let bind = || {
+        let socket = if address.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        if reuse_port {
+            socket.set_reuseport(true)?;
+        }
+        socket.bind(address)?;
+        socket.listen(BACKLOG)
+    };
+    bind().with_context(|| format!("binding {address}"))
 }
 
 fn random_node_id() -> String {

@@ -133,6 +133,10 @@ pub struct Settings {
     /// Operations: health, Prometheus metrics, the dashboard and the admin API.
     #[arg(long, env = "MISSIVE_ADMIN", default_value = "127.0.0.1:7390")]
     pub admin: SocketAddr,
+    /// Bind `--tcp` and `--http` with SO_REUSEPORT, so that several access processes on one
+    /// host share one address and the kernel spreads connections over them.
+    #[arg(long, env = "MISSIVE_REUSE_PORT", default_value_t = false)]
+    pub reuse_port: bool,
     /// What an acknowledged send survives: `process` (a crash of the process) or `power-loss`
     /// (fsync at every group commit).
     #[arg(long, env = "MISSIVE_DURABILITY", default_value_t = Durability::default())]
@@ -141,10 +145,24 @@ pub struct Settings {
     /// or a duration such as `7d`, `12h`.
     #[arg(long, env = "MISSIVE_RETENTION", default_value_t = logic_defaults().retention)]
     pub retention: Retention,
-    /// Heartbeat interval told to clients; silence for three intervals closes a connection.
+    /// Heartbeat interval a connection starts with, told to clients; silence for three of a
+    /// connection's intervals closes it.
     #[arg(long, env = "MISSIVE_HEARTBEAT_INTERVAL_S",
           default_value_t = AccessConfig::default().heartbeat_interval.as_secs() as u32)]
     pub heartbeat_interval_s: u32,
+    /// Shortest heartbeat interval a client's PING may set (the start interval if above it).
+    #[arg(long, env = "MISSIVE_HEARTBEAT_MIN_S",
+          default_value_t = AccessConfig::default().heartbeat_min.as_secs() as u32)]
+    pub heartbeat_min_s: u32,
+    /// Longest heartbeat interval a client's PING may set (the start interval if below it).
+    #[arg(long, env = "MISSIVE_HEARTBEAT_MAX_S",
+          default_value_t = AccessConfig::default().heartbeat_max.as_secs() as u32)]
+    pub heartbeat_max_s: u32,
+    /// AUTHs in the logic layer at once per access node; beyond, AUTH is answered OVERLOADED
+    /// with a time to wait (a crowd reconnecting at once is admitted as fast as it is served).
+    #[arg(long, env = "MISSIVE_AUTH_CONCURRENCY_MAX",
+          default_value_t = AccessConfig::default().auth_concurrency_max)]
+    pub auth_concurrency_max: usize,
     /// Seconds a new long link has to authenticate.
     #[arg(long, env = "MISSIVE_AUTH_TIMEOUT_S",
           default_value_t = AccessConfig::default().auth_timeout.as_secs())]
@@ -442,6 +460,9 @@ impl Settings {
             http_header_timeout: Duration::from_secs(self.http_header_timeout_s.max(1)),
             auth_timeout: Duration::from_secs(self.auth_timeout_s),
             heartbeat_interval: Duration::from_secs(u64::from(self.heartbeat_interval_s.max(1))),
+            heartbeat_min: Duration::from_secs(u64::from(self.heartbeat_min_s.max(1))),
+            heartbeat_max: Duration::from_secs(u64::from(self.heartbeat_max_s.max(1))),
+            auth_concurrency_max: self.auth_concurrency_max.max(1),
             ..AccessConfig::default()
         }
     }
@@ -454,15 +475,16 @@ const DESCRIPTORS_RESERVED_MIN: u64 = 256;
 /// Caps the long links and HTTP connections so that, together, they leave a reserve of the
 /// process's `descriptors` (an eighth, at least 256): a flood of
 /// connections is refused at the caps instead of using up every descriptor, so the store,
-/// the admin address and `/healthz` keep working. Long links get three quarters of what
-/// remains, HTTP the rest; a configured cap below its share stays as configured.
+/// the admin address and `/healthz` keep working. HTTP gets up to a quarter of what remains
+/// (less when configured lower), long links the rest; a configured cap below its share stays
+/// as configured.
 pub fn fit_to_descriptors(mut config: AccessConfig, descriptors: u64) -> AccessConfig {
     let reserve = (descriptors / 8).max(DESCRIPTORS_RESERVED_MIN);
     let available = descriptors.saturating_sub(reserve).max(2);
     let share = |part: u64| usize::try_from(part).unwrap_or(usize::MAX).max(1);
-    config.connections_max = config.connections_max.min(share(available * 3 / 4));
-    let left = available.saturating_sub(config.connections_max as u64);
-    config.http_connections_max = config.http_connections_max.min(share(left));
+    config.http_connections_max = config.http_connections_max.min(share(available / 4));
+    let left = available.saturating_sub(config.http_connections_max as u64);
+    config.connections_max = config.connections_max.min(share(left));
     config
 }
 
@@ -618,6 +640,10 @@ mod tests {
         };
         // 20,000 descriptors: a reserve of 2,500; 13,125 long links, 4,375 HTTP connections.
         assert_eq!(fitted(20_000), (13_125, 4_375));
+        // Fewer HTTP connections configured: what they leave goes to long links.
+        let few_http = AccessConfig { http_connections_max: 100, ..AccessConfig::default() };
+        let config = fit_to_descriptors(few_http, 20_000);
+        assert_eq!((config.connections_max, config.http_connections_max), (17_400, 100));
         // Plenty of descriptors: the configured caps (100,000 and 10,000) stand.
         assert_eq!(fitted(1_048_576), (100_000, 10_000));
         // A tiny limit still leaves the reserve and a place for each kind.

@@ -47,6 +47,12 @@ const METRICS: &[(Kind, &str, Unit, &str)] = {
         ),
         (
             Counter,
+            "missive_auth_refused_total",
+            Count,
+            "AUTHs answered OVERLOADED at admission: as many were in the logic layer as allowed.",
+        ),
+        (
+            Counter,
             "missive_rate_limited_total",
             Count,
             "Requests refused with RATE_LIMITED, by limit.",

@@ -23,8 +23,8 @@ use missive_logic::{Audience, Clock, Deps, Logic, LogicConfig, PasswordCost, Seq
 use missive_proto::Command;
 use missive_proto::client::{
     AuthRequest, AuthResponse, DataType, Error as ErrorBody, GetProfileRequest, GetProfileResponse,
-    LoginRequest, LoginResponse, LogoutRequest, MessageKind, Notify, PingRequest, RegisterRequest,
-    SendRequest, SendResponse, SyncRequest, SyncResponse, sync_item,
+    LoginRequest, LoginResponse, LogoutRequest, MessageKind, Notify, PingRequest, PingResponse,
+    RegisterRequest, SendRequest, SendResponse, SyncRequest, SyncResponse, sync_item,
 };
 use missive_proto::frame::{FRAME_VERSION, Frame, FrameCodec, HEADER_BYTES, Kind, MAGIC};
 use missive_proto::internal::{ClientApi, KickTarget, NotifyRequest, NotifyTarget, Push};
@@ -99,7 +99,7 @@ impl Node {
         let mut config = AccessConfig::default();
         configure(&mut config);
         let dispatcher = Arc::new(Dispatcher::new(logic.clone()));
-        let shared = Arc::new(LinkShared { dispatcher, registry: registry.clone(), config });
+        let shared = Arc::new(LinkShared::new(dispatcher, registry.clone(), config));
         Node {
             shared,
             registry,
@@ -621,7 +621,43 @@ async fn auth_answers_in_the_protocol_version_it_negotiated() {
         let auth = AuthResponse::decode(auth.body).unwrap();
         assert_eq!(auth.protocol_version, answered, "declared {declared}");
         assert_eq!(auth.heartbeat_interval_s, 30);
+        // The heartbeat range, to version 2 and later (§5.4).
+        let range = if answered > 0 { (10, 300) } else { (0, 0) };
+        assert_eq!((auth.heartbeat_min_s, auth.heartbeat_max_s), range, "declared {declared}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ping_sets_the_links_heartbeat_within_the_range_and_the_idle_close_follows_it() {
+    let node = Node::new();
+    let token = node.user("alice").await.token;
+    let ping_with = |seconds: u32| body(PingRequest { heartbeat_interval_s: seconds });
+    let in_force = |answer: &Frame| {
+        assert_eq!(code_of(answer), Code::Ok);
+        PingResponse::decode(answer.body.clone()).unwrap().heartbeat_interval_s
+    };
+
+    // Before AUTH the field is ignored, and the deadline to authenticate stays.
+    let mut peer = node.connect().await;
+    let opened = Instant::now();
+    assert_eq!(in_force(&peer.call(Command::Ping as u16, 1, ping_with(200)).await), 0);
+    assert_after(opened, peer.closed().await, node.shared.config.auth_timeout, "unauthenticated");
+
+    // (asked, in force): clamped to 10..=300 s; 0 keeps what is in force.
+    let (mut peer, _, _) = node.authenticated(&token).await;
+    for (asked, expected) in [(0, 30), (120, 120), (0, 120), (5, 10), (100_000, 300), (200, 200)] {
+        let answer = peer.call(Command::Ping as u16, 2, ping_with(asked)).await;
+        assert_eq!(in_force(&answer), expected, "asked {asked}");
+    }
+    // Three of the new intervals of silence close it, not three of the old ones.
+    let last = Instant::now();
+    assert_after(last, peer.closed().await, Duration::from_secs(600), "idle at 200 s");
+
+    // A shorter one works the same way.
+    let (mut peer, _, _) = node.authenticated(&token).await;
+    assert_eq!(in_force(&peer.call(Command::Ping as u16, 3, ping_with(10)).await), 10);
+    let last = Instant::now();
+    assert_after(last, peer.closed().await, Duration::from_secs(30), "idle at 10 s");
 }
 
 #[tokio::test(start_paused = true)]
@@ -787,5 +823,61 @@ async fn shutdown_closes_every_link_at_once_without_a_frame() {
     for peer in [&mut authenticated, &mut anonymous] {
         peer.shutdown.cancel();
         assert_eq!(peer.closed().await, stopped);
+    }
+}
+
+mod deadlines {
+    use super::super::{Deadlines, Expired};
+    use proptest::prelude::*;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    proptest! {
+        /// The one timer entry is armed for the first moment a deadline can pass: nothing has
+        /// expired before it, and the right deadline has at it.
+        #[test]
+        fn the_timer_is_armed_for_the_first_deadline_that_can_pass(
+            auth_ms in 0u64..100_000,
+            heard_ms in 0u64..100_000,
+            idle_ms in 1u64..100_000,
+            writing_ms in proptest::option::of(0u64..100_000),
+            write_ms in 1u64..100_000,
+            authenticated: bool,
+            waiting: bool,
+            probe_ms in 0u64..300_000,
+        ) {
+            let zero = Instant::now();
+            let at = |ms| zero + Duration::from_millis(ms);
+            let deadlines = Deadlines {
+                auth: at(auth_ms),
+                heard: at(heard_ms),
+                idle: Duration::from_millis(idle_ms),
+                writing_since: writing_ms.map(at),
+                write: Duration::from_millis(write_ms),
+            };
+            let next = deadlines.next(authenticated, waiting);
+            let probe = at(probe_ms);
+            let expired = deadlines.expired(probe, authenticated, waiting);
+            match next {
+                None => prop_assert_eq!(expired, None, "no deadline, nothing expires"),
+                Some(next) => {
+                    prop_assert_eq!(expired.is_some(), probe >= next);
+                    let first = deadlines.expired(next, authenticated, waiting);
+                    prop_assert!(first.is_some(), "something expires at the armed moment");
+                }
+            }
+            if let Some(expired) = expired {
+                let write_due = writing_ms.map(|w| w + write_ms);
+                match expired {
+                    Expired::Write => prop_assert!(write_due.is_some_and(|due| probe_ms >= due)),
+                    Expired::Auth => {
+                        prop_assert!(waiting && !authenticated && probe_ms >= auth_ms)
+                    }
+                    Expired::Idle => {
+                        prop_assert!(waiting && authenticated && probe_ms >= heard_ms + idle_ms)
+                    }
+                }
+            }
+        }
     }
 }
