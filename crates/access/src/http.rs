@@ -24,7 +24,7 @@ pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
 pub const JSON_CONTENT_TYPE: &str = "application/json";
 use missive_proto::{CODE_HEADER, PROTOCOL_HEADER};
 /// Bytes the WebSocket layer reads at a time (and holds between messages).
-const WS_READ_BUFFER_BYTES: usize = 1024;
+const WS_READ_BUFFER_BYTES: usize = 512;
 
 /// WebSocket messages above the frame limit by more than this are cut off by the WebSocket
 /// layer itself; up to it, they get a precise FRAME_TOO_LARGE answer.

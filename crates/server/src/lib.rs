@@ -9,7 +9,7 @@
 //! owns configuration, listeners, the admin endpoint and process signals; it holds no
 //! business logic.
 
-mod memory;
+pub mod memory;
 pub mod plan;
 pub mod settings;
 mod telemetry;

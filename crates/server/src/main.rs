@@ -26,7 +26,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(settings) => {
             init_logs(&settings.log_format);
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .on_thread_park(missive::memory::on_idle_worker)
+                .build()?;
             runtime.block_on(serve(settings))
         }
     }

@@ -701,3 +701,54 @@ async fn a_store_node_killed_mid_batch_loses_and_doubles_nothing() {
         assert_eq!(got, expected, "{name}'s inbox");
     }
 }
+
+/// Idle links by the thousand on two access processes behind one logic node (the way one
+/// host holds more links than one process may, docs/scale-out.md §5): each link is woken by
+/// its own NOTIFY when a message comes for it, whichever access process holds it.
+#[tokio::test]
+async fn thousands_of_idle_links_on_two_access_nodes_are_each_woken_by_their_notify() {
+    const LINKS: usize = 2_000;
+    // One socket per link in this process, beside the servers' own.
+    rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    let namespace = format!("missive-it-{:016x}", rand::random::<u64>());
+    let routing = ["--redis-url", &redis_url(), "--redis-namespace", &namespace];
+    let mut logic_flags = vec!["--role", "logic,store"];
+    logic_flags.extend(routing);
+    let logic = Server::start_with(&logic_flags);
+    let access = || {
+        let mut flags = vec!["--role", "access", "--logic-rpc", &logic.rpc];
+        flags.extend(routing);
+        flags.extend(["--connections-per-address-max", "10000"]);
+        Server::start_with(&flags)
+    };
+    let nodes = [access(), access()];
+
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    let mut signing_in = tokio::task::JoinSet::new();
+    for i in 0..LINKS {
+        let (url, gate) = (nodes[i % 2].tcp.clone(), gate.clone());
+        signing_in.spawn(async move {
+            let _turn = gate.acquire_owned().await.unwrap();
+            let client = user(&url, &format!("idle{i}")).await;
+            client.sync().await.unwrap();
+            (i, client)
+        });
+    }
+    let clients = signing_in.join_all().await;
+    let mut woken = tokio::task::JoinSet::new();
+    for (i, client) in clients {
+        woken.spawn(async move {
+            tokio::time::timeout(Duration::from_secs(60), client.wait_for_notify())
+                .await
+                .unwrap_or_else(|_| panic!("link {i} was not woken"))
+                .unwrap_or_else(|e| panic!("link {i} was lost: {e}"));
+            let items = client.sync().await.unwrap();
+            assert_eq!(texts(&items), [format!("wake up, {i}")], "link {i} finds its message");
+        });
+    }
+    let sender = user(&nodes[0].tcp, "waker").await;
+    for i in 0..LINKS {
+        send_until_acknowledged(&sender, &format!("idle{i}"), &format!("wake up, {i}")).await;
+    }
+    woken.join_all().await;
+}

@@ -14,14 +14,22 @@
 //! - its peak meanwhile.
 //!
 //! It then writes a message to each of `--wake` links picked at random and measures how long
-//! each takes to see its NOTIFY. At last it closes every link and samples the memory again,
-//! 10 s later, to show what is given back.
+//! each takes to see its NOTIFY.
+//!
+//! With `--restart CMD`, it then runs CMD (`sh -c`), which is meant to kill an access process
+//! with SIGKILL and start it again: every link that process held is lost, and its client
+//! reconnects with the SDK's back-off (`Client::reconnect`), then syncs. The parent reports how
+//! many links were lost and how long after the kill each was back and synced.
+//!
+//! At last it closes every link and samples the memory again, 10 s later, to show what is
+//! given back.
 //!
 //! Children speak to the parent in lines on standard output: `progress N`, `ready`,
-//! `woke INDEX UNIX_MICROS`. The parent tells them `close` on standard input (or closes it).
+//! `woke INDEX UNIX_MICROS`, `lost INDEX`, `back INDEX UNIX_MICROS`. The parent tells them
+//! `close` on standard input (or closes it).
 
 use anyhow::{Context as _, bail};
-use missive_client::{Client, PROTOCOL_VERSION, Trust};
+use missive_client::{Backoff, Client, PROTOCOL_VERSION, Trust};
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -53,6 +61,13 @@ pub struct ConnectionsArgs {
     /// Links set up at once per child process.
     #[arg(long, default_value_t = 64)]
     setup_concurrency: usize,
+    /// A shell command that kills an access process (SIGKILL) and starts it again; the links
+    /// it held are timed until they are back and synced.
+    #[arg(long)]
+    restart: Option<String>,
+    /// How long to wait for every lost link to be back.
+    #[arg(long, default_value_t = 600)]
+    restart_patience_s: u64,
     #[arg(long, default_value = "conn")]
     prefix: String,
     #[arg(long, default_value = "bench-password")]
@@ -121,11 +136,23 @@ async fn hold(args: ConnectionsArgs, first: usize, trust: Trust) -> anyhow::Resu
         clients.push(task.await??);
     }
     let mut watchers = Vec::with_capacity(clients.len());
-    for (index, client) in clients {
+    for (index, mut client) in clients {
         let lines = lines.clone();
         watchers.push(tokio::spawn(async move {
-            while client.wait_for_notify().await.is_ok() {
-                let _ = lines.send(format!("woke {index} {}\n", unix_micros()));
+            loop {
+                while client.wait_for_notify().await.is_ok() {
+                    let _ = lines.send(format!("woke {index} {}\n", unix_micros()));
+                }
+                // The link is lost: back with the SDK's back-off, then caught up.
+                let _ = lines.send(format!("lost {index}\n"));
+                let Ok(again) = client.reconnect(&mut Backoff::default()).await else {
+                    return;
+                };
+                client = again;
+                if crate::until_admitted(|| client.sync()).await.is_err() {
+                    return;
+                }
+                let _ = lines.send(format!("back {index} {}\n", unix_micros()));
             }
         }));
     }
@@ -153,6 +180,8 @@ enum Said {
     Progress,
     Ready,
     Woke { index: usize, at_us: u64 },
+    Lost,
+    Back { at_us: u64 },
 }
 
 /// The parent: starts the children, samples the servers, wakes a sample, closes, reports.
@@ -191,6 +220,10 @@ async fn lead(args: ConnectionsArgs, trust: Trust) -> anyhow::Result<()> {
                         index: index.parse().unwrap_or(usize::MAX),
                         at_us: at.parse().unwrap_or(0),
                     },
+                    (Some("lost"), ..) => Said::Lost,
+                    (Some("back"), Some(_), Some(at)) => {
+                        Said::Back { at_us: at.parse().unwrap_or(0) }
+                    }
                     _ => continue,
                 };
                 if tell.send(said).is_err() {
@@ -263,6 +296,11 @@ async fn lead(args: ConnectionsArgs, trust: Trust) -> anyhow::Result<()> {
     }
     let not_woken = sent_at.len();
 
+    let restart = match &args.restart {
+        Some(command) => Some(restart(command, &mut heard, args.restart_patience_s).await?),
+        None => None,
+    };
+
     // Close everything; what the servers give back.
     for (_, stdin) in &mut children {
         let _ = stdin.write_all(b"close\n").await;
@@ -299,6 +337,13 @@ async fn lead(args: ConnectionsArgs, trust: Trust) -> anyhow::Result<()> {
             "p99_ms": ms(wakes.value_at_quantile(0.99)),
             "max_ms": ms(wakes.max()),
         },
+        "restart": restart.as_ref().map(|r| serde_json::json!({
+            "lost": r.lost,
+            "back": r.back.len(),
+            "all_back_seconds": r.all_back_s(),
+            "p50_seconds": r.quantile_s(0.5),
+            "p99_seconds": r.quantile_s(0.99),
+        })),
     });
     if args.json {
         println!("{report}");
@@ -328,11 +373,74 @@ async fn lead(args: ConnectionsArgs, trust: Trust) -> anyhow::Result<()> {
             ms(wakes.value_at_quantile(0.99)),
             ms(wakes.max())
         );
+        if let Some(r) = &restart {
+            println!(
+                "restart: {} links lost, {} back and synced; all back {:.1} s after the kill \
+                 (p50 {:.1} s, p99 {:.1} s)",
+                r.lost,
+                r.back.len(),
+                r.all_back_s(),
+                r.quantile_s(0.5),
+                r.quantile_s(0.99)
+            );
+        }
+    }
+    if restart.as_ref().is_some_and(|r| r.back.len() < r.lost) {
+        bail!("links lost at the restart did not all come back");
     }
     if not_woken > 0 {
         bail!("{not_woken} links were not woken within 10 s");
     }
     Ok(())
+}
+
+/// What a restart of an access process cost its links.
+struct Restart {
+    lost: usize,
+    /// Seconds after the kill at which each lost link was back and synced.
+    back: Vec<f64>,
+}
+
+impl Restart {
+    fn all_back_s(&self) -> f64 {
+        self.back.iter().copied().fold(0.0, f64::max)
+    }
+
+    fn quantile_s(&self, q: f64) -> f64 {
+        let mut sorted = self.back.clone();
+        sorted.sort_by(f64::total_cmp);
+        let at = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
+        sorted.get(at).copied().unwrap_or(0.0)
+    }
+}
+
+/// Runs `command` (which kills an access process and starts it again), then waits until every
+/// link lost is back, and no more are lost for 5 s, or `patience_s` passes.
+async fn restart(
+    command: &str,
+    heard: &mut mpsc::UnboundedReceiver<Said>,
+    patience_s: u64,
+) -> anyhow::Result<Restart> {
+    let killed_us = unix_micros();
+    let status = Command::new("sh").arg("-c").arg(command).status().await?;
+    if !status.success() {
+        bail!("--restart command failed: {status}");
+    }
+    let mut result = Restart { lost: 0, back: Vec::new() };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(patience_s);
+    loop {
+        let quiet = tokio::time::Instant::now() + Duration::from_secs(5);
+        let wait =
+            if result.lost > 0 && result.back.len() == result.lost { quiet } else { deadline };
+        match tokio::time::timeout_at(wait.min(deadline), heard.recv()).await {
+            Ok(Some(Said::Lost)) => result.lost += 1,
+            Ok(Some(Said::Back { at_us })) => {
+                result.back.push(at_us.saturating_sub(killed_us) as f64 / 1e6);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return Ok(result),
+        }
+    }
 }
 
 /// The server processes sampled, by pid.
