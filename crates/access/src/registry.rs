@@ -311,6 +311,89 @@ mod tests {
         NotifyTarget { user_id, except_device_id, r#type: 3, version }
     }
 
+    /// One step of the model test below.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Register { user: u64, device: u64 },
+        Unregister { index: usize },
+        Notify { user: u64, except: u64, data_type: i32, version: u64 },
+        Take { index: usize },
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (1u64..4, 1u64..4).prop_map(|(user, device)| Step::Register { user, device }),
+            any::<usize>().prop_map(|index| Step::Unregister { index }),
+            (1u64..4, 0u64..4, 0i32..5, 0u64..50).prop_map(|(user, except, data_type, version)| {
+                Step::Notify { user, except, data_type, version }
+            }),
+            any::<usize>().prop_map(|index| Step::Take { index }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Against a model: a connection is online from its registration to its drop, takes
+        /// the newest version per data type of every notify for its user (but one naming its
+        /// own device), each once, and presence is told at a user's first connection and at
+        /// their last one going.
+        #[test]
+        fn registrations_notifies_and_presence_follow_the_model(
+            steps in proptest::collection::vec(step(), 1..80),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(async {
+                let registry = Registry::new();
+                let mut presence = registry.watch_presence();
+                // (registration, user, device, newest version per data type not yet taken)
+                let mut live: Vec<(Registration, u64, u64, [Option<u64>; DATA_TYPES])> = Vec::new();
+                for step in steps {
+                    match step {
+                        Step::Register { user, device } => {
+                            let first = !live.iter().any(|l| l.1 == user);
+                            live.push((registry.register(user, device, 3), user, device, [None; DATA_TYPES]));
+                            if first {
+                                assert_eq!(presence.try_recv().ok(), Some(user), "first connection told");
+                            }
+                        }
+                        Step::Unregister { index } if !live.is_empty() => {
+                            let (gone, user, ..) = live.remove(index % live.len());
+                            drop(gone);
+                            if !live.iter().any(|l| l.1 == user) {
+                                assert_eq!(presence.try_recv().ok(), Some(user), "last one told");
+                            }
+                        }
+                        Step::Notify { user, except, data_type, version } => {
+                            let target = NotifyTarget { user_id: user, except_device_id: except, r#type: data_type, version };
+                            let request = NotifyRequest { targets: vec![target], ..Default::default() };
+                            let answer = registry.notify(&Ctx::new(0), request).await.unwrap();
+                            let online = live.iter().any(|l| l.1 == user);
+                            assert_eq!(answer.offline.is_empty(), online, "offline users are named");
+                            if (1..DATA_TYPES as i32).contains(&data_type) {
+                                for entry in live.iter_mut().filter(|l| l.1 == user && l.2 != except) {
+                                    let slot = &mut entry.3[data_type as usize];
+                                    *slot = Some(slot.map_or(version, |v| v.max(version)));
+                                }
+                            }
+                        }
+                        Step::Take { index } if !live.is_empty() => {
+                            let at = index % live.len();
+                            let expected: Vec<(i32, u64)> = live[at].3.iter().enumerate()
+                                .filter_map(|(t, v)| v.map(|v| (t as i32, v))).collect();
+                            assert_eq!(live[at].0.connection.take_pending(), expected);
+                            live[at].3 = [None; DATA_TYPES];
+                        }
+                        _ => {}
+                    }
+                    for user in 1..4 {
+                        assert_eq!(registry.is_online(user), live.iter().any(|l| l.1 == user));
+                    }
+                    assert!(presence.try_recv().is_err(), "no presence news beyond the model's");
+                }
+            });
+        }
+    }
+
     #[tokio::test]
     async fn notifies_coalesce_and_skip_the_acting_device() {
         let registry = Registry::new();

@@ -64,6 +64,17 @@ impl Server {
         server
     }
 
+    /// Starts with extra `serve` flags, in a fresh data directory, its TCP long link on `tcp`.
+    pub fn start_on_tcp(extra: &[&str], tcp: &str) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut server =
+            Server::spawn_on(data, extra, None, None, [tcp, ANY_PORT, ANY_PORT, ANY_PORT]);
+        server._dir = Some(dir);
+        server
+    }
+
     /// Starts with extra `serve` flags, in a fresh data directory, logging JSON to `log`.
     pub fn start_logging(extra: &[&str], log: Log) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -752,3 +752,42 @@ async fn thousands_of_idle_links_on_two_access_nodes_are_each_woken_by_their_not
     }
     woken.join_all().await;
 }
+
+/// Two access processes on one host sharing one address (`--reuse-port`): the kernel spreads
+/// the links over both, and a message reaches its user on whichever holds them.
+#[tokio::test]
+async fn access_processes_sharing_one_address_each_take_links_and_deliver() {
+    let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let address = address.to_string();
+    let namespace = format!("missive-it-{:016x}", rand::random::<u64>());
+    let routing = ["--redis-url", &redis_url(), "--redis-namespace", &namespace];
+    let mut logic_flags = vec!["--role", "logic,store"];
+    logic_flags.extend(routing);
+    let logic = Server::start_with(&logic_flags);
+    let access = || {
+        let mut flags = vec!["--role", "access", "--logic-rpc", &logic.rpc, "--reuse-port"];
+        flags.extend(routing);
+        Server::start_on_tcp(&flags, &address)
+    };
+    let nodes = [access(), access()];
+    let url = format!("tcp://{address}");
+    let mut clients = Vec::new();
+    for i in 0..64 {
+        clients.push(user(&url, &format!("shared{i}")).await);
+    }
+    for node in &nodes {
+        let metrics = reqwest::get(format!("{}/metrics", node.admin)).await.unwrap();
+        let text = metrics.text().await.unwrap();
+        let online: f64 = text
+            .lines()
+            .filter(|line| line.starts_with("missive_online_devices{"))
+            .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum();
+        assert!(online >= 1.0, "each process holds some of the 64 links: {online} here");
+    }
+    let sender = user(&url, "sender").await;
+    for (i, client) in clients.iter().enumerate() {
+        send_until_acknowledged(&sender, &format!("shared{i}"), "hello").await;
+        notified(client).await;
+    }
+}

@@ -88,10 +88,16 @@ fn unix_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
-pub async fn run(args: ConnectionsArgs, trust: Trust) -> anyhow::Result<()> {
+/// `ca_file` is the private CA the servers' certificates chain to, if any: the children
+/// trust it too.
+pub async fn run(
+    args: ConnectionsArgs,
+    trust: Trust,
+    ca_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     match args.child_first {
         Some(first) => hold(args.clone(), first, trust).await,
-        None => lead(args, trust).await,
+        None => lead(args, trust, ca_file).await,
     }
 }
 
@@ -143,14 +149,22 @@ async fn hold(args: ConnectionsArgs, first: usize, trust: Trust) -> anyhow::Resu
                 while client.wait_for_notify().await.is_ok() {
                     let _ = lines.send(format!("woke {index} {}\n", unix_micros()));
                 }
-                // The link is lost: back with the SDK's back-off, then caught up.
+                // The link is lost: back with the SDK's back-off, then caught up; a sync that
+                // fails loses the new link too.
                 let _ = lines.send(format!("lost {index}\n"));
-                let Ok(again) = client.reconnect(&mut Backoff::default()).await else {
-                    return;
-                };
-                client = again;
-                if crate::until_admitted(|| client.sync()).await.is_err() {
-                    return;
+                let mut backoff = Backoff::default();
+                loop {
+                    let Ok(again) = client.reconnect(&mut backoff).await else {
+                        return;
+                    };
+                    client = again;
+                    match crate::until_admitted(|| client.sync()).await {
+                        Ok(_) => break,
+                        Err(error) => {
+                            let wait = backoff.next_wait(&mut rand::rng(), error.retry_after());
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
                 }
                 let _ = lines.send(format!("back {index} {}\n", unix_micros()));
             }
@@ -185,7 +199,11 @@ enum Said {
 }
 
 /// The parent: starts the children, samples the servers, wakes a sample, closes, reports.
-async fn lead(args: ConnectionsArgs, trust: Trust) -> anyhow::Result<()> {
+async fn lead(
+    args: ConnectionsArgs,
+    trust: Trust,
+    ca_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     if args.connections == 0 || args.per_process == 0 {
         bail!("--connections and --per-process must be positive");
     }
@@ -196,7 +214,11 @@ async fn lead(args: ConnectionsArgs, trust: Trust) -> anyhow::Result<()> {
     let mut first = 0;
     while first < args.connections {
         let count = args.per_process.min(args.connections - first);
-        let mut child = Command::new(std::env::current_exe()?)
+        let mut child = Command::new(std::env::current_exe()?);
+        if let Some(ca_file) = &ca_file {
+            child.env("MISSIVE_CA_FILE", ca_file);
+        }
+        let mut child = child
             .arg("connections")
             .args(["--server", &args.server.join(",")])
             .args(["--prefix", &args.prefix, "--password", &args.password])
@@ -458,12 +480,16 @@ impl Servers {
         Ok(servers)
     }
 
-    /// Each server's resident memory (VmRSS), in KiB.
+    /// Each server's resident memory (VmRSS), in KiB; 0 for one that has gone (killed by
+    /// `--restart`).
     fn rss_kib(&self) -> anyhow::Result<Vec<u64>> {
         self.pids
             .iter()
             .map(|pid| {
-                let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+                let status = match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+                    read => read?,
+                };
                 let line = status.lines().find(|l| l.starts_with("VmRSS:"));
                 let kib = line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
                 kib.with_context(|| format!("no VmRSS for process {pid}"))

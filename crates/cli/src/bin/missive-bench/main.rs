@@ -160,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Mode::Delay(args)) => tokio::task::spawn_blocking(|| delay::run(args)).await?,
         Some(Mode::Search(args)) => search::run(args, trust).await,
         Some(Mode::Push(args)) => push::run(args, trust).await,
-        Some(Mode::Connections(args)) => connections::run(args, trust).await,
+        Some(Mode::Connections(args)) => connections::run(args, trust, cli.ca_file).await,
         None => messages(cli.messages, trust).await,
     }
 }
