@@ -9,7 +9,8 @@
 //! owns configuration, listeners, the admin endpoint and process signals; it holds no
 //! business logic.
 
-pub mod memory;
+mod memory;
+pub use memory::on_idle_worker;
 pub mod plan;
 pub mod settings;
 mod telemetry;

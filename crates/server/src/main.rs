@@ -28,7 +28,7 @@ fn main() -> anyhow::Result<()> {
             init_logs(&settings.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
-                .on_thread_park(missive::memory::on_idle_worker)
+                .on_thread_park(missive::on_idle_worker)
                 .build()?;
             runtime.block_on(serve(settings))
         }

@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 /// How often an idle runtime thread collects its heap at most.
 const COLLECT_EVERY: Duration = Duration::from_secs(1);
 
-/// For the runtime's `on_thread_park`: collects this thread's mimalloc heap, at most once
-/// every [`COLLECT_EVERY`], so that the pages it freed go back to the system.
+/// For the runtime's `on_thread_park`: collects this thread's mimalloc heap, at most once a
+/// second, so that the pages it freed go back to the system.
 pub fn on_idle_worker() {
     thread_local! {
         static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
