@@ -15,7 +15,7 @@
 use crate::link::LinkError;
 use bytes::{Buf, BytesMut};
 use futures_util::{Sink, Stream};
-use missive_proto::frame::{Frame, HEADER_BYTES, parse_header};
+use missive_proto::frame::{Frame, cut_frame};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -47,28 +47,15 @@ impl<R> FrameReader<R> {
         self.buffer.capacity()
     }
 
-    /// The next whole frame in the buffer, if there is one.
+    /// The next whole frame in the buffer, if there is one (`cut_frame`, which the frame
+    /// fuzz target feeds arbitrary bytes).
     fn cut(&mut self) -> Result<Option<Frame>, LinkError> {
-        let Some(header) = parse_header(&self.buffer, self.body_bytes_max)? else {
-            return Ok(None);
-        };
-        let total = HEADER_BYTES + header.body_len as usize;
-        if self.buffer.len() < total {
-            return Ok(None);
-        }
-        self.buffer.advance(HEADER_BYTES);
-        let body = self.buffer.split_to(header.body_len as usize).freeze();
-        if self.buffer.is_empty() {
+        let frame = cut_frame(&mut self.buffer, self.body_bytes_max)?;
+        if frame.is_some() && self.buffer.is_empty() {
             // The body keeps what it needs of the old allocation, for as long as it lives.
             self.buffer = BytesMut::new();
         }
-        Ok(Some(Frame {
-            kind: header.kind,
-            command: header.command,
-            status: header.status,
-            seq: header.seq,
-            body,
-        }))
+        Ok(frame)
     }
 }
 
@@ -188,7 +175,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use futures_util::{FutureExt, SinkExt, StreamExt};
-    use missive_proto::frame::{FrameError, Kind};
+    use missive_proto::frame::{FrameError, HEADER_BYTES, Kind};
     use proptest::prelude::*;
     use tokio::io::AsyncWriteExt;
 

@@ -178,28 +178,41 @@ pub enum CodecError {
     Io(#[from] std::io::Error),
 }
 
+/// Cuts the first frame off the front of `src` when `src` holds all of it; else leaves `src`
+/// as it is. It reserves nothing: what a buffer holds for a frame is what has arrived of it,
+/// never what its header announces (the server reads strangers' bytes with it).
+pub fn cut_frame(src: &mut BytesMut, body_bytes_max: u32) -> Result<Option<Frame>, FrameError> {
+    let Some(header) = parse_header(src, body_bytes_max)? else {
+        return Ok(None);
+    };
+    if src.len() < HEADER_BYTES + header.body_len as usize {
+        return Ok(None);
+    }
+    src.advance(HEADER_BYTES);
+    let body = src.split_to(header.body_len as usize).freeze();
+    Ok(Some(Frame {
+        kind: header.kind,
+        command: header.command,
+        status: header.status,
+        seq: header.seq,
+        body,
+    }))
+}
+
 impl Decoder for FrameCodec {
     type Item = Frame;
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
-        let Some(header) = parse_header(src, self.body_bytes_max)? else {
-            return Ok(None);
-        };
-        let total = HEADER_BYTES + header.body_len as usize;
-        if src.len() < total {
-            src.reserve(total - src.len());
-            return Ok(None);
+        if let Some(frame) = cut_frame(src, self.body_bytes_max)? {
+            return Ok(Some(frame));
         }
-        src.advance(HEADER_BYTES);
-        let body = src.split_to(header.body_len as usize).freeze();
-        Ok(Some(Frame {
-            kind: header.kind,
-            command: header.command,
-            status: header.status,
-            seq: header.seq,
-            body,
-        }))
+        // The codec is the client's: its peer is the server, so room is made for the whole
+        // frame at once.
+        if let Some(header) = parse_header(src, self.body_bytes_max)? {
+            src.reserve(HEADER_BYTES + header.body_len as usize - src.len());
+        }
+        Ok(None)
     }
 }
 
