@@ -702,6 +702,16 @@ async fn a_store_node_killed_mid_batch_loses_and_doubles_nothing() {
     }
 }
 
+/// A logic node with the store role (the embedded store) on a routing namespace of its own,
+/// and the routing flags of the access nodes in front of it.
+fn logic_node_with_routing() -> (Server, [String; 4]) {
+    let namespace = format!("missive-it-{:016x}", rand::random::<u64>());
+    let routing = ["--redis-url".into(), redis_url(), "--redis-namespace".into(), namespace];
+    let mut flags = vec!["--role", "logic,store"];
+    flags.extend(routing.iter().map(String::as_str));
+    (Server::start_with(&flags), routing)
+}
+
 /// Idle links by the thousand on two access processes behind one logic node (the way one
 /// host holds more links than one process may, docs/scale-out.md §5): each link is woken by
 /// its own NOTIFY when a message comes for it, whichever access process holds it.
@@ -710,14 +720,10 @@ async fn thousands_of_idle_links_on_two_access_nodes_are_each_woken_by_their_not
     const LINKS: usize = 2_000;
     // One socket per link in this process, beside the servers' own.
     rlimit::increase_nofile_limit(u64::MAX).unwrap();
-    let namespace = format!("missive-it-{:016x}", rand::random::<u64>());
-    let routing = ["--redis-url", &redis_url(), "--redis-namespace", &namespace];
-    let mut logic_flags = vec!["--role", "logic,store"];
-    logic_flags.extend(routing);
-    let logic = Server::start_with(&logic_flags);
+    let (logic, routing) = logic_node_with_routing();
     let access = || {
         let mut flags = vec!["--role", "access", "--logic-rpc", &logic.rpc];
-        flags.extend(routing);
+        flags.extend(routing.iter().map(String::as_str));
         flags.extend(["--connections-per-address-max", "10000"]);
         Server::start_with(&flags)
     };
@@ -759,14 +765,10 @@ async fn thousands_of_idle_links_on_two_access_nodes_are_each_woken_by_their_not
 async fn access_processes_sharing_one_address_each_take_links_and_deliver() {
     let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let address = address.to_string();
-    let namespace = format!("missive-it-{:016x}", rand::random::<u64>());
-    let routing = ["--redis-url", &redis_url(), "--redis-namespace", &namespace];
-    let mut logic_flags = vec!["--role", "logic,store"];
-    logic_flags.extend(routing);
-    let logic = Server::start_with(&logic_flags);
+    let (logic, routing) = logic_node_with_routing();
     let access = || {
         let mut flags = vec!["--role", "access", "--logic-rpc", &logic.rpc, "--reuse-port"];
-        flags.extend(routing);
+        flags.extend(routing.iter().map(String::as_str));
         Server::start_on_tcp(&flags, &address)
     };
     let nodes = [access(), access()];
