@@ -184,7 +184,10 @@ type Waiters = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Frame>>>>>;
 #[derive(Clone)]
 struct Exchanger {
     outbound: mpsc::Sender<Frame>,
+    /// Answers awaited, by sequence number; `None` once the connection is gone.
     waiters: Waiters,
+    /// Why the server closed the connection, when it said so (an operator signed this
+    /// device out, the account was disabled): later calls fail with it.
     farewell: Arc<Mutex<Option<ClientError>>>,
 }
 
@@ -221,17 +224,12 @@ impl Exchanger {
 
 /// A long link: requests matched to answers by sequence number; notifies wake waiters.
 pub(crate) struct LongLink {
-    outbound: mpsc::Sender<Frame>,
-    /// Answers awaited, by sequence number; `None` once the connection is gone.
-    waiters: Waiters,
+    exchanger: Exchanger,
     next_seq: AtomicU32,
     notified: Arc<Notify>,
     /// The server's events (typing, presence), oldest first.
     events: tokio::sync::Mutex<mpsc::Receiver<Event>>,
     closed: CancellationToken,
-    /// Why the server closed the connection, when it said so (an operator signed this
-    /// device out, the account was disabled): later calls fail with it.
-    farewell: Arc<Mutex<Option<ClientError>>>,
 }
 
 impl LongLink {
@@ -366,19 +364,17 @@ impl LongLink {
             });
         }
         LongLink {
-            outbound,
-            waiters,
+            exchanger: Exchanger { outbound, waiters, farewell },
             next_seq: AtomicU32::new(1),
             notified,
             events: tokio::sync::Mutex::new(events),
             closed,
-            farewell,
         }
     }
 
     /// [`ClientError::Closed`], or why the server closed the link if it said so.
     fn closed_error(&self) -> ClientError {
-        self.farewell.lock().expect("farewell").clone().unwrap_or(ClientError::Closed)
+        self.exchanger.closed_error()
     }
 
     async fn call(&self, command: u16, body: Bytes) -> Result<Bytes, ClientError> {
@@ -389,21 +385,13 @@ impl LongLink {
                 break seq;
             }
         };
-        self.exchanger().exchange(Frame::request(command, seq, body), REQUEST_TIMEOUT).await
-    }
-
-    fn exchanger(&self) -> Exchanger {
-        Exchanger {
-            outbound: self.outbound.clone(),
-            waiters: self.waiters.clone(),
-            farewell: self.farewell.clone(),
-        }
+        self.exchanger.exchange(Frame::request(command, seq, body), REQUEST_TIMEOUT).await
     }
 
     /// Keeps the link's heartbeat as `policy` says (docs/protocol.md §5.4), with seq 0, one
     /// PING at a time; a PING left unanswered closes the link, for the path has forgotten it.
     fn start_heartbeat(&self, policy: Arc<Mutex<HeartbeatPolicy>>) {
-        let exchanger = self.exchanger();
+        let exchanger = self.exchanger.clone();
         let closed = self.closed.clone();
         tokio::spawn(async move {
             let ping = |next: Duration| {
