@@ -12,6 +12,8 @@
 #   watch_rss NAME        notes its resident memory now, then samples it every 0.1 s
 #   rss_report NAME       waits 10 s and prints it: before, peak while watched, and now
 #   field KEY             a number from the one-line JSON summary on standard input
+#   make_certificate      a private CA ($work/ca.pem) and a certificate for 127.0.0.1 signed
+#                         by it ($work/node.pem, $work/node.key), for TLS
 #
 # MISSIVE names another server binary to start (default target/release/missive).
 
@@ -72,3 +74,12 @@ rss_report() {
   kill "$(cat "$work/$1.rss.pid")" 2>/dev/null || true
 }
 field() { sed -E "s/.*\"$1\":([0-9.]+).*/\\1/"; }
+make_certificate() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=bench-ca -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+    -keyout "$work/node.key" -out "$work/node.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$work/san"
+  openssl x509 -req -in "$work/node.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" \
+    -CAcreateserial -days 2 -extfile "$work/san" -out "$work/node.pem" 2>/dev/null
+}

@@ -362,9 +362,9 @@ async fn lead(
         "restart": restart.as_ref().map(|r| serde_json::json!({
             "lost": r.lost,
             "back": r.back.len(),
-            "all_back_seconds": r.all_back_s(),
-            "p50_seconds": r.quantile_s(0.5),
-            "p99_seconds": r.quantile_s(0.99),
+            "all_back_seconds": r.seconds(r.back.max()),
+            "p50_seconds": r.seconds(r.back.value_at_quantile(0.5)),
+            "p99_seconds": r.seconds(r.back.value_at_quantile(0.99)),
         })),
     });
     if args.json {
@@ -401,13 +401,13 @@ async fn lead(
                  (p50 {:.1} s, p99 {:.1} s)",
                 r.lost,
                 r.back.len(),
-                r.all_back_s(),
-                r.quantile_s(0.5),
-                r.quantile_s(0.99)
+                r.seconds(r.back.max()),
+                r.seconds(r.back.value_at_quantile(0.5)),
+                r.seconds(r.back.value_at_quantile(0.99))
             );
         }
     }
-    if restart.as_ref().is_some_and(|r| r.back.len() < r.lost) {
+    if restart.as_ref().is_some_and(|r| r.back.len() < r.lost as u64) {
         bail!("links lost at the restart did not all come back");
     }
     if not_woken > 0 {
@@ -419,20 +419,13 @@ async fn lead(
 /// What a restart of an access process cost its links.
 struct Restart {
     lost: usize,
-    /// Seconds after the kill at which each lost link was back and synced.
-    back: Vec<f64>,
+    /// Microseconds after the kill at which each lost link was back and synced.
+    back: hdrhistogram::Histogram<u64>,
 }
 
 impl Restart {
-    fn all_back_s(&self) -> f64 {
-        self.back.iter().copied().fold(0.0, f64::max)
-    }
-
-    fn quantile_s(&self, q: f64) -> f64 {
-        let mut sorted = self.back.clone();
-        sorted.sort_by(f64::total_cmp);
-        let at = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
-        sorted.get(at).copied().unwrap_or(0.0)
+    fn seconds(&self, micros: u64) -> f64 {
+        micros as f64 / 1e6
     }
 }
 
@@ -448,16 +441,19 @@ async fn restart(
     if !status.success() {
         bail!("--restart command failed: {status}");
     }
-    let mut result = Restart { lost: 0, back: Vec::new() };
+    let mut result = Restart { lost: 0, back: hdrhistogram::Histogram::new(3)? };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(patience_s);
     loop {
         let quiet = tokio::time::Instant::now() + Duration::from_secs(5);
-        let wait =
-            if result.lost > 0 && result.back.len() == result.lost { quiet } else { deadline };
+        let wait = if result.lost > 0 && result.back.len() == result.lost as u64 {
+            quiet
+        } else {
+            deadline
+        };
         match tokio::time::timeout_at(wait.min(deadline), heard.recv()).await {
             Ok(Some(Said::Lost)) => result.lost += 1,
             Ok(Some(Said::Back { at_us })) => {
-                result.back.push(at_us.saturating_sub(killed_us) as f64 / 1e6);
+                result.back.record(at_us.saturating_sub(killed_us))?;
             }
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => return Ok(result),
