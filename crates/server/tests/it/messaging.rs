@@ -282,3 +282,31 @@ async fn a_recipient_syncing_during_concurrent_sends_misses_none_and_sees_none_t
         assert_eq!(from_sender, expected.iter().collect::<Vec<_>>(), "each sender's order kept");
     }
 }
+
+/// The SDK's smart heartbeat against the server (docs/protocol.md §5.4): starting at 1 s, it
+/// proves that twice, then asks for a longer interval (the server's maximum, 5 s) and waits
+/// that long between PINGs. The link outlives three start intervals many times over, which it
+/// would not if the server kept closing at three of the start interval, and still gets its
+/// notify.
+#[tokio::test]
+async fn the_sdk_heartbeat_lengthens_its_interval_and_the_server_keeps_the_link() {
+    let server = Server::start_with(&[
+        "--heartbeat-interval-s",
+        "1",
+        "--heartbeat-min-s",
+        "1",
+        "--heartbeat-max-s",
+        "5",
+    ]);
+    let alice = user(&server.tcp, "alice").await;
+    let bob = user(&server.tcp, "bob").await;
+    // Pings at 1 s and 2 s, then every 5 s: 14 s idle is three 5-s intervals short of a close,
+    // and more than four times the 3 s a link silent for three start intervals would last.
+    tokio::time::sleep(std::time::Duration::from_secs(14)).await;
+    bob.send_text("alice", "still there?").await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), alice.wait_for_notify())
+        .await
+        .expect("a notify within 5 s")
+        .expect("the link is still up");
+    assert_eq!(texts(&receive(&alice, 1).await), ["still there?"]);
+}
