@@ -555,8 +555,9 @@ async fn open_stores(settings: &Settings, guard: &GuardConfig) -> anyhow::Result
     let mut config = SqlConfig::new(settings.store_urls.clone());
     config.connections_per_shard = settings.store_connections.max(1);
     config.writers_per_shard = settings.store_writers.max(1);
+    config.logical_shards = settings.store_logical_shards;
     let store = SqlStore::open(config).await.context("opening the sql store")?;
-    tracing::info!(shards = store.shard_count(), "storing in sql databases");
+    tracing::info!(databases = store.database_count(), "storing in sql databases");
     let backend = store.backend();
     Ok(layered(Arc::new(store), backend, media, guard))
 }

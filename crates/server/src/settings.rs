@@ -207,16 +207,21 @@ pub struct Settings {
     #[arg(long, env = "MISSIVE_SEQ_STEP", default_value_t = missive_logic::SEQ_STEP_DEFAULT)]
     pub seq_step: u64,
     /// Store data in these MySQL/MariaDB or PostgreSQL databases instead of the embedded
-    /// store, one url per shard (comma-separated or repeated), e.g.
-    /// `mysql://missive@db1/missive,mysql://missive@db2/missive`. Users are spread over the
-    /// shards by user id, so the list must not change once it holds data.
+    /// store (comma-separated or repeated), e.g.
+    /// `mysql://missive@db1/missive,mysql://missive@db2/missive`. The first keeps the shard
+    /// map, which is made from this list at first start and names the databases from then on
+    /// (so later starts need only the first).
     #[arg(long = "store-url", env = "MISSIVE_STORE_URL", value_delimiter = ',')]
     pub store_urls: Vec<String>,
-    /// Database connections per shard.
+    /// Logical shards of a shard map made at first start: a multiple of the number of
+    /// `--store-url`s. Default: the largest such multiple not above 1,024.
+    #[arg(long, env = "MISSIVE_STORE_LOGICAL_SHARDS")]
+    pub store_logical_shards: Option<u64>,
+    /// Database connections per database.
     #[arg(long, env = "MISSIVE_STORE_CONNECTIONS",
           default_value_t = SqlConfig::new(Vec::new()).connections_per_shard)]
     pub store_connections: u32,
-    /// Group-commit transactions of the message path in flight per shard at once (each on a
+    /// Group-commit transactions of the message path in flight per database at once (each on a
     /// connection of its own, besides `--store-connections`).
     #[arg(long, env = "MISSIVE_STORE_WRITERS",
           default_value_t = SqlConfig::new(Vec::new()).writers_per_shard)]

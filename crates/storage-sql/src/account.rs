@@ -1,9 +1,9 @@
 //! Accounts, device sessions and acknowledgements (data type 1). A user's account, sessions
-//! and delivery marks live on the user's shard; the token index lives on the shard its hash
-//! points to.
+//! and delivery marks live on the user's logical shard; the token index lives on the logical
+//! shard its hash points to.
 
 use crate::lookup::Key;
-use crate::shard::Shard;
+use crate::map::Item;
 use crate::{Result, SqlError, SqlStore, db_id};
 use missive_proto::admin::ListUsersRequest;
 use missive_proto::internal::{
@@ -65,7 +65,7 @@ impl SqlStore {
 
     async fn account_by_id(&self, user_id: u64) -> Result<AccountRecord> {
         db_id(user_id, "account")?;
-        let row = self.user_shard(user_id).lookups.get(Key::Account(user_id)).await?;
+        let row = self.user_db(user_id).lookups.get(Key::Account(user_id)).await?;
         account_row(&*row.ok_or(SqlError::NotFound("account"))?)
     }
 
@@ -100,9 +100,9 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Writes a shard's acknowledgements in a fixed three statements, whatever their count:
-    /// the users' sessions locked, each device's version moved up, then the marks.
-    async fn ack_on(&self, shard: &Shard, acks: Vec<DeviceAck>) -> Result<()> {
+    /// Writes one database's acknowledgements in a fixed three statements, whatever their
+    /// count: the users' sessions locked, each device's version moved up, then the marks.
+    async fn ack_on(&self, acks: Vec<DeviceAck>) -> Result<()> {
         let q = self.q();
         // Each user's newest acknowledgement time: when its mark, if any, was reached.
         let mut users: BTreeMap<i64, i64> = BTreeMap::new();
@@ -114,7 +114,8 @@ impl SqlStore {
             let at_ms = users.entry(user_id).or_insert(ack.at_ms);
             *at_ms = (*at_ms).max(ack.at_ms);
         }
-        let mut tx = shard.pool.begin().await?;
+        let items: Vec<Item> = acks.iter().map(|ack| Item::User(ack.user_id)).collect();
+        let mut tx = self.begin_owned(&items).await?;
         self.lock_sessions(&mut tx, users.keys().copied()).await?;
         sqlx::query(q.acks_apply).bind(Value::Array(moves).to_string()).execute(&mut *tx).await?;
         self.mark_delivery(&mut tx, users).await?;
@@ -126,17 +127,18 @@ impl SqlStore {
 #[async_trait::async_trait]
 impl AccountStore for SqlStore {
     async fn create(&self, _: &Ctx, req: CreateAccountRequest) -> Result<AccountRecord, Status> {
-        let shard = self.name_shard(&req.username);
-        let user_id = shard.mint(self.q(), &shard.users).await?;
+        let user_id = self.mint("user", self.name_shard(&req.username)).await?;
+        let mut tx = self.begin_owned(&[Item::User(user_id)]).await?;
         sqlx::query(self.q().account_insert)
             .bind(user_id as i64)
             .bind(&req.username)
             .bind(&req.nickname)
             .bind(&req.password_hash)
             .bind(req.created_at_ms)
-            .execute(&shard.pool)
+            .execute(&mut *tx)
             .await
             .map_err(SqlError::from)?;
+        tx.commit().await.map_err(SqlError::from)?;
         Ok(AccountRecord {
             user_id,
             username: req.username,
@@ -154,7 +156,7 @@ impl AccountStore for SqlStore {
     async fn get_by_name(&self, _: &Ctx, req: UsernameRef) -> Result<AccountRecord, Status> {
         let row = sqlx::query(self.q().account_by_name)
             .bind(&req.username)
-            .fetch_optional(&self.name_shard(&req.username).pool)
+            .fetch_optional(&self.routing().database(self.name_shard(&req.username)).pool)
             .await
             .map_err(SqlError::from)?;
         Ok(account_row(&row.ok_or(SqlError::NotFound("account"))?)?)
@@ -167,14 +169,16 @@ impl AccountStore for SqlStore {
     ) -> Result<AccountRecord, Status> {
         let id = db_id(req.user_id, "account")?;
         let version = req.version as i64;
+        let mut tx = self.begin_owned(&[Item::User(req.user_id)]).await?;
         let changed = sqlx::query(self.q().nickname_update)
             .bind(&req.nickname)
             .bind(version)
             .bind(id)
             .bind(version)
-            .execute(&self.user_shard(req.user_id).pool)
+            .execute(&mut *tx)
             .await
             .map_err(SqlError::from)?;
+        tx.commit().await.map_err(SqlError::from)?;
         Ok(self.updated_versioned(req.user_id, req.version, changed.rows_affected()).await?)
     }
 
@@ -185,28 +189,32 @@ impl AccountStore for SqlStore {
     ) -> Result<AccountRecord, Status> {
         let id = db_id(req.user_id, "account")?;
         let version = req.version as i64;
+        let mut tx = self.begin_owned(&[Item::User(req.user_id)]).await?;
         let changed = sqlx::query(self.q().visibility_update)
             .bind(req.presence_visibility)
             .bind(version)
             .bind(id)
             .bind(version)
-            .execute(&self.user_shard(req.user_id).pool)
+            .execute(&mut *tx)
             .await
             .map_err(SqlError::from)?;
+        tx.commit().await.map_err(SqlError::from)?;
         Ok(self.updated_versioned(req.user_id, req.version, changed.rows_affected()).await?)
     }
 
     async fn put_pusher(&self, _: &Ctx, req: PusherRecord) -> Result<Empty, Status> {
         let user_id = db_id(req.user_id, "account")?;
         let pusher = req.pusher.unwrap_or_default();
+        let mut tx = self.begin_owned(&[Item::User(req.user_id)]).await?;
         sqlx::query(self.q().pusher_upsert)
             .bind(user_id)
             .bind(&pusher.endpoint)
             .bind(db_id(pusher.device_id, "device")?)
             .bind(pusher.encode_to_vec())
-            .execute(&self.user_shard(req.user_id).pool)
+            .execute(&mut *tx)
             .await
             .map_err(SqlError::from)?;
+        tx.commit().await.map_err(SqlError::from)?;
         Ok(Empty {})
     }
 
@@ -221,8 +229,9 @@ impl AccountStore for SqlStore {
         } else {
             sqlx::query(self.q().pusher_delete).bind(user_id).bind(req.endpoint)
         };
-        let done =
-            statement.execute(&self.user_shard(req.user_id).pool).await.map_err(SqlError::from)?;
+        let mut tx = self.begin_owned(&[Item::User(req.user_id)]).await?;
+        let done = statement.execute(&mut *tx).await.map_err(SqlError::from)?;
+        tx.commit().await.map_err(SqlError::from)?;
         Ok(Removed { count: done.rows_affected() as u32 })
     }
 
@@ -230,7 +239,7 @@ impl AccountStore for SqlStore {
         let user_id = db_id(req.user_id, "account")?;
         let rows = sqlx::query(self.q().pushers_list)
             .bind(user_id)
-            .fetch_all(&self.user_shard(req.user_id).pool)
+            .fetch_all(&self.user_db(req.user_id).pool)
             .await
             .map_err(SqlError::from)?;
         let mut pushers = Vec::with_capacity(rows.len());
@@ -244,16 +253,31 @@ impl AccountStore for SqlStore {
     }
 
     async fn set_last_seen(&self, _: &Ctx, req: LastSeenRequest) -> Result<Empty, Status> {
-        for user_id in req.user_ids {
-            let id = db_id(user_id, "account")?;
-            sqlx::query(self.q().last_seen_update)
-                .bind(req.at_ms)
-                .bind(id)
-                .bind(req.at_ms)
-                .execute(&self.user_shard(user_id).pool)
-                .await
-                .map_err(SqlError::from)?;
+        for &user_id in &req.user_ids {
+            db_id(user_id, "account")?;
         }
+        let at_ms = req.at_ms;
+        self.by_database(
+            req.user_ids,
+            |&user_id| user_id,
+            |users| {
+                Box::pin(async move {
+                    let items: Vec<Item> =
+                        users.iter().map(|&user_id| Item::User(user_id)).collect();
+                    let mut tx = self.begin_owned(&items).await?;
+                    for user_id in users {
+                        sqlx::query(self.q().last_seen_update)
+                            .bind(at_ms)
+                            .bind(user_id as i64)
+                            .bind(at_ms)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Ok(tx.commit().await?)
+                })
+            },
+        )
+        .await?;
         Ok(Empty {})
     }
 
@@ -265,23 +289,28 @@ impl AccountStore for SqlStore {
         req: CreateSessionRequest,
     ) -> Result<SessionRecord, Status> {
         let user_id = db_id(req.user_id, "account")?;
-        let shard = self.user_shard(req.user_id);
-        let device_id = shard.mint(self.q(), &shard.devices).await?;
+        let device_id = self.mint("device", self.shard_of(req.user_id)).await?;
+        let token = Item::Token(&req.token_hash);
+        let mut tx = self.begin_owned(&[token]).await?;
         sqlx::query(self.q().token_insert)
             .bind(req.token_hash.clone())
             .bind(user_id)
             .bind(device_id as i64)
-            .execute(&self.token_shard(&req.token_hash).pool)
+            .bind(token.shard(self.inner.logical) as i64)
+            .execute(&mut *tx)
             .await
             .map_err(SqlError::from)?;
+        tx.commit().await.map_err(SqlError::from)?;
+        let mut tx = self.begin_owned(&[Item::User(req.user_id)]).await?;
         sqlx::query(self.q().session_insert)
             .bind(user_id)
             .bind(device_id as i64)
             .bind(&req.device_name)
             .bind(req.created_at_ms)
-            .execute(&shard.pool)
+            .execute(&mut *tx)
             .await
             .map_err(SqlError::from)?;
+        tx.commit().await.map_err(SqlError::from)?;
         Ok(SessionRecord {
             user_id: req.user_id,
             device_id,
@@ -295,7 +324,7 @@ impl AccountStore for SqlStore {
     async fn get_session(&self, _: &Ctx, req: TokenHashRef) -> Result<SessionRecord, Status> {
         let token = sqlx::query(self.q().token_lookup)
             .bind(req.token_hash.clone())
-            .fetch_optional(&self.token_shard(&req.token_hash).pool)
+            .fetch_optional(&self.token_db(&req.token_hash).pool)
             .await
             .map_err(SqlError::from)?
             .ok_or(SqlError::NotFound("session"))?;
@@ -304,7 +333,7 @@ impl AccountStore for SqlStore {
         let session = sqlx::query(self.q().session_active)
             .bind(user_id)
             .bind(device_id)
-            .fetch_optional(&self.user_shard(user_id as u64).pool)
+            .fetch_optional(&self.user_db(user_id as u64).pool)
             .await
             .map_err(SqlError::from)?
             .ok_or(SqlError::NotFound("session"))?;
@@ -313,7 +342,7 @@ impl AccountStore for SqlStore {
 
     async fn revoke_session(&self, _: &Ctx, req: RevokeSessionRequest) -> Result<Empty, Status> {
         let user_id = db_id(req.user_id, "session")?;
-        let mut tx = self.user_shard(req.user_id).pool.begin().await.map_err(SqlError::from)?;
+        let mut tx = self.begin_owned(&[Item::User(req.user_id)]).await?;
         self.lock_sessions(&mut tx, [user_id]).await?;
         let changed = sqlx::query(self.q().session_revoke)
             .bind(user_id)
@@ -330,28 +359,23 @@ impl AccountStore for SqlStore {
     }
 
     async fn ack(&self, _: &Ctx, req: AckRequest) -> Result<Empty, Status> {
-        let mut by_shard: BTreeMap<u64, Vec<_>> = BTreeMap::new();
-        for ack in req.acks {
-            by_shard.entry(self.shard_of_user(ack.user_id)).or_default().push(ack);
-        }
-        for (index, acks) in by_shard {
-            self.ack_on(&self.inner.shards[index as usize], acks).await?;
-        }
+        let user = |ack: &DeviceAck| ack.user_id;
+        self.by_database(req.acks, user, |acks| Box::pin(self.ack_on(acks))).await?;
         Ok(Empty {})
     }
 
-    /// Each shard's first page, merged in user id order.
+    /// Each database's first page, merged in user id order.
     async fn list(&self, _: &Ctx, req: ListUsersRequest) -> Result<AccountList, Status> {
         let after = i64::try_from(req.after).unwrap_or(i64::MAX);
         let query = req.query.to_lowercase();
         let mut accounts = Vec::new();
-        for shard in &self.inner.shards {
+        for db in self.routing().databases.values() {
             let rows = sqlx::query(self.q().account_search)
                 .bind(after)
                 .bind(&query)
                 .bind(&query)
                 .bind(i64::from(req.limit))
-                .fetch_all(&shard.pool)
+                .fetch_all(&db.pool)
                 .await
                 .map_err(SqlError::from)?;
             for row in &rows {
@@ -366,7 +390,7 @@ impl AccountStore for SqlStore {
     async fn list_sessions(&self, _: &Ctx, req: UserRef) -> Result<SessionList, Status> {
         let rows = sqlx::query(self.q().sessions_of_user)
             .bind(db_id(req.user_id, "account")?)
-            .fetch_all(&self.user_shard(req.user_id).pool)
+            .fetch_all(&self.user_db(req.user_id).pool)
             .await
             .map_err(SqlError::from)?;
         let sessions = rows.iter().map(session_row).collect::<Result<_>>()?;
@@ -379,7 +403,7 @@ impl AccountStore for SqlStore {
         req: SetDisabledRequest,
     ) -> Result<AccountRecord, Status> {
         let user_id = db_id(req.user_id, "account")?;
-        let mut tx = self.user_shard(req.user_id).pool.begin().await.map_err(SqlError::from)?;
+        let mut tx = self.begin_owned(&[Item::User(req.user_id)]).await?;
         let changed = sqlx::query(self.q().account_set_disabled)
             .bind(i64::from(req.disabled))
             .bind(user_id)

@@ -6,7 +6,9 @@
 //! as one JSON array (`JSON_TABLE` on MySQL/MariaDB, `json_array_elements` on PostgreSQL),
 //! so statements stay prepared and cached, with no placeholder limit to chunk around.
 //!
-//! The transaction locks the inbox heads it touches first, in user id order, then applies
+//! The transaction first locks the logical shards its writes touch, shared (a write to a
+//! shard this database no longer holds fails as moved, alone; one being copied away notes the
+//! users it wrote, for the move), then the inbox heads it touches, in user id order, then applies
 //! every write's head fence in memory, in queue order: a write whose version is not above
 //! its inbox's head (as committed, or as moved by an earlier write of the batch) fails as
 //! stale alone, and the rest of the batch goes on. A batch whose statements fail is run
@@ -15,8 +17,9 @@
 //! while committing) is answered as unavailable, which the caller's retry resolves through
 //! the retry record.
 
+use crate::database::Dialect;
+use crate::map::{self, Item, ShardState};
 use crate::queries::Queries;
-use crate::shard::Dialect;
 use crate::{Result, SqlError, db_id};
 use base64::Engine as _;
 use missive_proto::client::Message;
@@ -57,6 +60,26 @@ pub(crate) enum Write {
 }
 
 impl Write {
+    /// The users whose rows the write touches.
+    fn users(&self) -> impl Iterator<Item = u64> + '_ {
+        let (sender, entries) = match self {
+            Write::Home { message, local, .. } => (Some(message.from_user_id), local.as_slice()),
+            Write::Deliver { entries, .. } => (None, entries.as_slice()),
+            Write::ClearPending { .. } => (None, &[][..]),
+        };
+        sender.into_iter().chain(entries.iter().map(|e| e.user_id))
+    }
+
+    /// The logical shards whose rows the write touches: its users', and for the pending
+    /// marks the sender's, which the message id names.
+    fn shards(&self, logical: u64) -> BTreeSet<u64> {
+        let mut shards: BTreeSet<u64> = self.users().map(|user| user % logical).collect();
+        if let Write::ClearPending { message_id } = self {
+            shards.insert(message_id % logical);
+        }
+        shards
+    }
+
     fn entries(&self) -> usize {
         match self {
             Write::Home { local, remote, .. } => local.len() + remote.len(),
@@ -93,7 +116,8 @@ impl Writer {
         url: &str,
         queries: Arc<Queries>,
         dialect: Dialect,
-        shard: u64,
+        database: u64,
+        logical: u64,
         tasks: usize,
     ) -> Writer {
         let (queue, jobs) = mpsc::channel(QUEUE_WRITES);
@@ -102,9 +126,12 @@ impl Writer {
             url: url.to_string(),
             queries,
             dialect,
-            commit_ops: metrics::histogram!("missive_store_commit_ops", "shard" => shard.to_string()),
+            logical,
+            commit_ops: metrics::histogram!(
+                "missive_store_commit_ops", "database" => database.to_string()
+            ),
             commit_seconds: metrics::histogram!(
-                "missive_store_commit_seconds", "shard" => shard.to_string()
+                "missive_store_commit_seconds", "database" => database.to_string()
             ),
         });
         for _ in 0..tasks.max(1) {
@@ -125,6 +152,8 @@ struct Task {
     url: String,
     queries: Arc<Queries>,
     dialect: Dialect,
+    /// The number of logical shards.
+    logical: u64,
     commit_ops: metrics::Histogram,
     commit_seconds: metrics::Histogram,
 }
@@ -275,6 +304,16 @@ impl Task {
         writes: &[&Write],
     ) -> Result<(Vec<Result<Written>>, Plan)> {
         let q = &self.queries;
+        let shards: BTreeSet<u64> = writes.iter().flat_map(|w| w.shards(self.logical)).collect();
+        let states = map::lock_shards(tx, q, &shards).await?;
+        let state = |shard: &u64| states.get(shard).copied();
+        let writable: Vec<bool> = writes
+            .iter()
+            .map(|w| w.shards(self.logical).iter().all(|s| state(s).is_some_and(|s| s.writable())))
+            .collect();
+        let writes: Vec<&Write> =
+            writes.iter().zip(&writable).filter(|(_, ok)| **ok).map(|(w, _)| *w).collect();
+        let writes = writes.as_slice();
         let mut heads = self.lock_heads(tx, writes).await?;
 
         let sent_keys: Vec<Value> = writes
@@ -358,6 +397,17 @@ impl Task {
             .filter(|(_, h)| h.moved)
             .map(|(u, h)| json!([u, h.version]))
             .collect();
+        let copying = |user: &u64| state(&(user % self.logical)) == Some(ShardState::Copying);
+        plan.dirty = writes.iter().flat_map(|w| w.users()).filter(copying).collect();
+        // The writes this database may not make fail as moved, in their places.
+        let mut results = results.into_iter();
+        let results = writable
+            .into_iter()
+            .map(|ok| match ok {
+                true => results.next().expect("a result per writable write"),
+                false => Err(SqlError::Moved),
+            })
+            .collect();
         Ok((results, plan))
     }
 
@@ -410,7 +460,8 @@ impl Task {
         for (statement, rows) in steps {
             run_with(tx, statement, rows).await?;
         }
-        Ok(())
+        let dirty: Vec<Item> = plan.dirty.into_iter().map(Item::User).collect();
+        map::note_dirty(tx, q, self.logical, &dirty).await
     }
 }
 
@@ -451,6 +502,8 @@ struct Plan {
     heads: Vec<Value>,
     pending: Vec<Value>,
     cleared: Vec<Value>,
+    /// The users written on logical shards being copied away.
+    dirty: BTreeSet<u64>,
 }
 
 impl Plan {

@@ -1,7 +1,8 @@
-//! Contacts (data type 2): one current entry per (owner, peer) on the owner's shard, which
+//! Contacts (data type 2): one current entry per (owner, peer) on the owner's logical shard, which
 //! Sync reads by version; `contact_heads` keeps each owner's changes in version order.
 
 use crate::lookup::Key;
+use crate::map::Item;
 use crate::{Fence, Result, SqlError, SqlStore, db_id};
 use missive_proto::client::Contact;
 use missive_proto::internal::{
@@ -12,7 +13,6 @@ use missive_rpc::{Ctx, Status};
 use prost::Message as _;
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use std::collections::BTreeMap;
 
 /// (version, contact) from a `SELECT version, body` row.
 /// A contact entry's version and body, from the columns at `first` and after.
@@ -25,10 +25,12 @@ fn entry(row: &AnyRow, first: usize) -> Result<(u64, Contact)> {
 }
 
 impl SqlStore {
-    async fn put_on_shard(&self, index: u64, records: &[ContactRecord]) -> Result<()> {
+    /// Writes the records of owners on one database.
+    async fn put_on_database(&self, records: Vec<ContactRecord>) -> Result<()> {
         let q = self.q();
-        let mut tx = self.inner.shards[index as usize].pool.begin().await?;
-        for record in records {
+        let items: Vec<Item> = records.iter().map(|r| Item::User(r.owner_id)).collect();
+        let mut tx = self.begin_owned(&items).await?;
+        for record in &records {
             let contact = record.contact.as_ref().ok_or(SqlError::NotFound("contact body"))?;
             let fence = Fence {
                 advance: q.contact_head_advance,
@@ -54,7 +56,7 @@ impl ContactStore for SqlStore {
     async fn changes(&self, _: &Ctx, req: ContactChangesRequest) -> Result<ContactChanges, Status> {
         db_id(req.user_id, "user")?;
         let key = Key::Changes { owner: req.user_id, after: req.after_version, limit: req.limit };
-        let rows = self.user_shard(req.user_id).lookups.read(key).await?;
+        let rows = self.user_db(req.user_id).lookups.read(key).await?;
         let entries = rows
             .iter()
             .map(|row| entry(row, 1).map(|(version, c)| ContactEntry { version, contact: Some(c) }))
@@ -66,26 +68,22 @@ impl ContactStore for SqlStore {
         db_id(req.owner_id, "user")?;
         db_id(req.peer_id, "contact")?;
         let key = Key::Contact { owner: req.owner_id, peer: req.peer_id };
-        let row = self.user_shard(req.owner_id).lookups.get(key).await?;
+        let row = self.user_db(req.owner_id).lookups.get(key).await?;
         let (version, contact) = entry(&*row.ok_or(SqlError::NotFound("contact"))?, 2)?;
         Ok(ContactRecord { owner_id: req.owner_id, version, contact: Some(contact) })
     }
 
     async fn put(&self, _: &Ctx, req: PutContactsRequest) -> Result<Empty, Status> {
-        let mut by_shard: BTreeMap<u64, Vec<ContactRecord>> = BTreeMap::new();
-        for record in req.records {
-            by_shard.entry(self.shard_of_user(record.owner_id)).or_default().push(record);
-        }
-        for (index, records) in by_shard {
-            self.put_on_shard(index, &records).await?;
-        }
+        let owner = |record: &ContactRecord| record.owner_id;
+        let put = |records| Box::pin(self.put_on_database(records)) as _;
+        self.by_database(req.records, owner, put).await?;
         Ok(Empty {})
     }
 
     async fn list(&self, _: &Ctx, req: UserRef) -> Result<ContactList, Status> {
         let rows = sqlx::query(self.q().contact_list)
             .bind(db_id(req.user_id, "user")?)
-            .fetch_all(&self.user_shard(req.user_id).pool)
+            .fetch_all(&self.user_db(req.user_id).pool)
             .await
             .map_err(SqlError::from)?;
         let mut records = Vec::new();

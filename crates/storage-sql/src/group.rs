@@ -1,6 +1,6 @@
-//! Groups: profile and members on the group's own shard, `(group_id - 2^50) % shards`.
+//! Groups: profile and members on the group's own logical shard, `(group_id - 2^50) % L`.
 
-use crate::shard::Shard;
+use crate::map::Item;
 use crate::{Result, SqlError, SqlStore, db_id};
 use missive_proto::ids::GROUP_ID_BASE;
 use missive_proto::internal::{
@@ -12,9 +12,10 @@ use prost::Message as _;
 use sqlx::{Any, Executor, Row, Transaction};
 
 impl SqlStore {
-    fn group_shard(&self, group_id: u64) -> Result<&Shard> {
+    /// The group's key: its local id.
+    fn group_item(group_id: u64) -> Result<Item<'static>> {
         let local = group_id.checked_sub(GROUP_ID_BASE).ok_or(SqlError::NotFound("group"))?;
-        Ok(&self.inner.shards[(local % self.shard_count()) as usize])
+        Ok(Item::Group(local))
     }
 
     /// Whether the group exists (a write refused as stale tells a missing group from a moved
@@ -87,11 +88,10 @@ impl SqlStore {
 impl GroupStore for SqlStore {
     async fn create(&self, _: &Ctx, req: CreateGroupRequest) -> Result<GroupState, Status> {
         let mut group = req.group.ok_or(SqlError::NotFound("group body"))?;
-        // Any shard may mint it: the id names the shard that did.
-        let shard = self.user_shard(group.owner_id);
-        group.group_id = GROUP_ID_BASE + shard.mint(self.q(), &shard.groups).await?;
+        // Any logical shard may mint it (the owner's does): the id names the one that did.
+        group.group_id = GROUP_ID_BASE + self.mint("group", self.shard_of(group.owner_id)).await?;
         group.revision = 1;
-        let mut tx = shard.pool.begin().await.map_err(SqlError::from)?;
+        let mut tx = self.begin_owned(&[Self::group_item(group.group_id)?]).await?;
         sqlx::query(self.q().group_insert)
             .bind(group.group_id as i64)
             .bind(group.encode_to_vec())
@@ -103,13 +103,13 @@ impl GroupStore for SqlStore {
     }
 
     async fn get(&self, _: &Ctx, req: GroupRef) -> Result<GroupState, Status> {
-        Ok(self.read_state(&self.group_shard(req.group_id)?.pool, req.group_id).await?)
+        let shard = Self::group_item(req.group_id)?.shard(self.inner.logical);
+        Ok(self.read_state(&self.routing().database(shard).pool, req.group_id).await?)
     }
 
     async fn write(&self, _: &Ctx, req: WriteGroupRequest) -> Result<GroupState, Status> {
         let group = req.group.ok_or(SqlError::NotFound("group body"))?;
-        let shard = self.group_shard(group.group_id)?;
-        let mut tx = shard.pool.begin().await.map_err(SqlError::from)?;
+        let mut tx = self.begin_owned(&[Self::group_item(group.group_id)?]).await?;
         let expected = group.revision.wrapping_sub(1);
         let updated = sqlx::query(self.q().group_update)
             .bind(group.revision as i64)

@@ -1,18 +1,21 @@
-//! Messages and inboxes (data type 3), across shards.
+//! Messages and inboxes (data type 3), across databases.
 //!
-//! A send commits on the sender's shard first, in one transaction: the retry record
-//! (`sent_messages`), the message, the inbox entries of users on that shard, and a pending
-//! mark for every recipient on another shard. Then each other shard gets, in one transaction,
-//! a copy of the message and its users' entries; then the pending marks go. Each of these
-//! writes joins the group commit of its shard's writer (`batch.rs`), with whatever other
-//! sends are bound for the shard at the time.
+//! A send commits on the sender's database first, in one transaction: the retry record
+//! (`sent_messages`), the message, the inbox entries of users on that database, and a pending
+//! mark for every recipient on another one. Then each other database gets, in one
+//! transaction, a copy of the message and its users' entries; then the pending marks go. Each
+//! of these writes joins the group commit of its database's writer (`batch.rs`), with
+//! whatever other sends are bound for the database at the time. A write that meets a logical
+//! shard its database no longer holds fails as moved, and the send starts again by the map
+//! read again: as a retry, it completes what the first attempt wrote.
 //! If a step fails, the call fails, and a retry of the same send (same sender and client id)
 //! finds the retry record and writes, with its fresh versions, every pending entry that an
 //! earlier attempt did not commit. Every entry
 //! passes the inbox head fence, so each inbox commits in version order.
 
 use crate::batch::{Write, Written};
-use crate::shard::{Dialect, Shard};
+use crate::database::{Database, Dialect};
+use crate::map::Item;
 use crate::{Result, SqlError, SqlStore, db_id};
 use missive_proto::client::Message;
 use missive_proto::extra;
@@ -26,6 +29,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Messages the search backfill reads and updates in one transaction.
 const BACKFILL_BATCH: i64 = 1_000;
@@ -53,10 +57,10 @@ impl SqlStore {
         });
     }
 
-    /// One batch of the backfill, on the first shard with messages left; false when no
-    /// shard has any.
+    /// One batch of the backfill, on the first database with messages left; false when none
+    /// has any.
     async fn backfill_terms(&self) -> Result<bool> {
-        for shard in &self.inner.shards {
+        for shard in self.routing().databases.values() {
             let state = sqlx::query(self.q().backfill_state).fetch_one(&shard.pool).await?;
             let (next, upto): (i64, i64) = (state.try_get(0)?, state.try_get(1)?);
             if next >= upto {
@@ -134,12 +138,12 @@ fn message_row(row: &AnyRow, first: usize) -> Result<Message> {
 }
 
 impl SqlStore {
-    /// Delivers to users on other shards than the sender's, every shard at once, then
+    /// Delivers to users on other databases than the sender's, every database at once, then
     /// clears the message's pending marks (without waiting). A failure leaves them all, and
     /// the retry skips the entries an earlier attempt committed.
     async fn deliver_remote(
         &self,
-        home: &Shard,
+        home: &Database,
         message: &Message,
         entries: Vec<InboxEntry>,
         retry: bool,
@@ -147,13 +151,15 @@ impl SqlStore {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let mut by_shard: BTreeMap<u64, Vec<InboxEntry>> = BTreeMap::new();
+        let routing = self.routing();
+        let mut by_database: BTreeMap<u64, Vec<InboxEntry>> = BTreeMap::new();
         for entry in entries {
-            by_shard.entry(self.shard_of_user(entry.user_id)).or_default().push(entry);
+            let owner = routing.map.owner(self.shard_of(entry.user_id));
+            by_database.entry(owner).or_default().push(entry);
         }
-        let deliveries = by_shard.into_iter().map(|(index, entries)| {
+        let deliveries = by_database.into_iter().map(|(id, entries)| {
             let write = Write::Deliver { message: message.clone(), entries, retry };
-            let writer = &self.inner.shards[index as usize].writer;
+            let writer = &routing.databases[&id].writer;
             async move {
                 match writer.write(write).await {
                     // A racing attempt of the same send wrote an entry first: this attempt
@@ -170,7 +176,7 @@ impl SqlStore {
             }
         }
         // Every entry is committed: the send is done. The marks go with a later batch of
-        // the sender's shard, unwaited; if that is lost, the janitor finds every entry
+        // the sender's database, unwaited; if that is lost, the janitor finds every entry
         // present and clears them then.
         let (writer, message_id) = (home.writer.clone(), message.id);
         tokio::spawn(async move {
@@ -181,17 +187,34 @@ impl SqlStore {
         Ok(written)
     }
 
-    /// A new send costs no read of its own: the shard's writer reads the retry records of
-    /// its whole batch at once.
+    /// A send, started again by the map read again each time one of its writes meets a
+    /// logical shard that has moved.
+    async fn append_following(&self, req: AppendRequest) -> Result<AppendResponse> {
+        let started = Instant::now();
+        loop {
+            let version = self.routing().map.version;
+            match self.append(req.clone()).await {
+                Err(SqlError::Moved) => self.await_move(version, started).await?,
+                other => return other,
+            }
+        }
+    }
+
+    /// A new send costs no read of its own: the database's writer reads the retry records
+    /// of its whole batch at once.
     async fn append(&self, req: AppendRequest) -> Result<AppendResponse> {
         let mut message = req.message.ok_or(SqlError::NotFound("message body"))?;
         db_id(message.from_user_id, "user")?;
-        let home = self.user_shard(message.from_user_id);
-        let (local, remote): (Vec<InboxEntry>, Vec<InboxEntry>) =
-            req.entries.iter().partition(|e| self.shard_of_user(e.user_id) == home.index);
+        let routing = self.routing();
+        let sender_shard = self.shard_of(message.from_user_id);
+        let home = routing.database(sender_shard).clone();
+        let (local, remote): (Vec<InboxEntry>, Vec<InboxEntry>) = req
+            .entries
+            .iter()
+            .partition(|e| routing.map.owner(self.shard_of(e.user_id)) == home.id);
         let sender_version =
             local.iter().find(|e| e.user_id == message.from_user_id).map_or(0, |e| e.version);
-        message.id = home.mint(self.q(), &home.messages).await?;
+        message.id = self.mint("message", sender_shard).await?;
         let write = Write::Home {
             message: message.clone(),
             local,
@@ -202,11 +225,11 @@ impl SqlStore {
             Ok(Written::Entries(local)) => local,
             // Recorded before, or by a concurrent attempt that committed first.
             Ok(Written::Recorded) | Err(SqlError::AlreadyExists) => {
-                return self.complete(home, &message, req.entries).await;
+                return self.complete(&home, &message, req.entries).await;
             }
             Err(other) => return Err(other),
         };
-        written.extend(self.deliver_remote(home, &message, remote, false).await?);
+        written.extend(self.deliver_remote(&home, &message, remote, false).await?);
         Ok(AppendResponse { message: Some(message), sender_version, duplicate: false, written })
     }
 
@@ -214,7 +237,7 @@ impl SqlStore {
     /// versions; a duplicate when nothing was.
     async fn complete(
         &self,
-        home: &Shard,
+        home: &Database,
         attempt: &Message,
         entries: Vec<InboxEntry>,
     ) -> Result<AppendResponse> {
@@ -250,10 +273,11 @@ impl SqlStore {
         })
     }
 
-    /// The sends of one shard whose pending marks are due, each claimed by this call.
+    /// The sends of one database whose pending marks are due, each claimed by this call;
+    /// those of senders whose logical shard has moved away are left to the move.
     async fn claim_pending_on(
         &self,
-        shard: &Shard,
+        shard: &Database,
         req: &ClaimPendingRequest,
     ) -> Result<Vec<PendingSend>> {
         let q = self.q();
@@ -267,7 +291,11 @@ impl SqlStore {
             .map(|row| row.try_get(0))
             .collect::<Result<_, _>>()?;
         let mut sends = Vec::with_capacity(due.len());
+        let routing = self.routing();
         for message_id in due {
+            if routing.map.owner(self.shard_of(message_id as u64)) != shard.id {
+                continue;
+            }
             let claimed = sqlx::query(q.pending_claim)
                 .bind(req.claimed_until_ms)
                 .bind(message_id)
@@ -297,7 +325,10 @@ impl SqlStore {
         Ok(sends)
     }
 
-    async fn collect_on(&self, shard: &Shard, req: &CollectRequest) -> Result<CollectResponse> {
+    /// Deletes what every device of a user has acknowledged, a user per transaction; users
+    /// whose logical shard this database may not write now (a move is switching it over or
+    /// deleting what it left) wait for the next round.
+    async fn collect_on(&self, shard: &Database, req: &CollectRequest) -> Result<CollectResponse> {
         let q = self.q();
         let due: Vec<(i64, i64)> = sqlx::query(q.marks_due)
             .bind(req.delivered_before_ms)
@@ -310,6 +341,10 @@ impl SqlStore {
         let mut done = CollectResponse::default();
         for (user_id, version) in due {
             let mut tx = shard.pool.begin().await?;
+            let user = [Item::User(user_id as u64)];
+            if !crate::map::claim_items(&mut tx, q, self.inner.logical, &user).await? {
+                continue;
+            }
             let message_ids: Vec<i64> = sqlx::query(q.entries_upto)
                 .bind(user_id)
                 .bind(version)
@@ -344,7 +379,7 @@ impl SqlStore {
 #[async_trait::async_trait]
 impl MessageStore for SqlStore {
     async fn append(&self, _: &Ctx, req: AppendRequest) -> Result<AppendResponse, Status> {
-        Ok(SqlStore::append(self, req).await?)
+        Ok(self.append_following(req).await?)
     }
 
     async fn read_inbox(&self, _: &Ctx, req: InboxQuery) -> Result<InboxPage, Status> {
@@ -355,7 +390,7 @@ impl MessageStore for SqlStore {
             .bind(user_id)
             .bind(req.after_version.min(i64::MAX as u64) as i64)
             .bind(i64::from(req.limit) + 1)
-            .fetch_all(&self.user_shard(req.user_id).pool)
+            .fetch_all(&self.user_db(req.user_id).pool)
             .await
             .map_err(SqlError::from)?;
         Ok(inbox_page(&rows, req.limit)?)
@@ -403,7 +438,7 @@ impl MessageStore for SqlStore {
             .bind(req.before_ms)
             .bind(req.before_ms)
             .bind(i64::from(req.limit) + 1)
-            .fetch_all(&self.user_shard(req.user_id).pool)
+            .fetch_all(&self.user_db(req.user_id).pool)
             .await
             .map_err(SqlError::from)?;
         Ok(inbox_page(&rows, req.limit)?)
@@ -413,7 +448,8 @@ impl MessageStore for SqlStore {
     async fn get(&self, _: &Ctx, req: MessageRef) -> Result<Message, Status> {
         let user_id = db_id(req.user_id, "user")?;
         let message_id = db_id(req.message_id, "message")?;
-        let own = self.user_shard(req.user_id);
+        let routing = self.routing();
+        let own = routing.database(self.shard_of(req.user_id));
         let held = sqlx::query(self.q().message_held)
             .bind(user_id)
             .bind(message_id)
@@ -421,8 +457,8 @@ impl MessageStore for SqlStore {
             .await
             .map_err(SqlError::from)?
             .ok_or(SqlError::NotFound("message"))?;
-        for shard in &self.inner.shards {
-            if std::ptr::eq(shard, own) {
+        for shard in routing.databases.values() {
+            if shard.id == own.id {
                 break;
             }
             let home = sqlx::query(self.q().message_by_id)
@@ -437,10 +473,10 @@ impl MessageStore for SqlStore {
         Ok(message_row(&held, 0)?)
     }
 
-    /// Updates the copy on every shard (a shard without one changes nothing): whoever held
+    /// Updates the copy on every database (one without a copy changes nothing): whoever held
     /// it, even a member who has left the group since, sees the new content.
     ///
-    /// The copy on the first shard that has one is the message's home: each change locks it
+    /// The copy on the first database that has one is the message's home: each change locks it
     /// first and commits it last, so changes of one message, from any logic node, take turns
     /// and leave every copy alike. A compare-and-set compares with the home copy, which `get`
     /// reads; a change cut off before its home commit is overwritten by the next one.
@@ -459,7 +495,7 @@ impl MessageStore for SqlStore {
                 .bind(message_id)
         };
         let mut home = None;
-        for shard in &self.inner.shards {
+        for shard in self.routing().databases.values() {
             if home.is_some() {
                 update().execute(&shard.pool).await.map_err(SqlError::from)?;
                 continue;
@@ -491,7 +527,7 @@ impl MessageStore for SqlStore {
         req: ClaimPendingRequest,
     ) -> Result<PendingSends, Status> {
         let mut sends = Vec::new();
-        for shard in &self.inner.shards {
+        for shard in self.routing().databases.values() {
             sends.extend(self.claim_pending_on(shard, &req).await?);
         }
         Ok(PendingSends { sends })
@@ -499,7 +535,7 @@ impl MessageStore for SqlStore {
 
     async fn collect(&self, _: &Ctx, req: CollectRequest) -> Result<CollectResponse, Status> {
         let mut done = CollectResponse::default();
-        for shard in &self.inner.shards {
+        for shard in self.routing().databases.values() {
             let shard_done = self.collect_on(shard, &req).await?;
             done.inbox_entries_deleted += shard_done.inbox_entries_deleted;
             done.messages_deleted += shard_done.messages_deleted;

@@ -1,6 +1,8 @@
-//! Operations data. Samples, closed periods and the audit log live on shard 0; users'
-//! activity lives on each user's shard, and counts add up over every shard.
+//! Operations data. Samples, closed periods and the audit log live on the directory (the
+//! first database); users' activity lives on each user's logical shard, and counts add up
+//! over every database.
 
+use crate::map::Item;
 use crate::{Result, SqlError, SqlStore, db_id};
 use missive_proto::admin::{
     AuditEntry, AuditRequest, AuditResponse, NodeSample, PeriodStats, StatsRequest, StatsResponse,
@@ -12,7 +14,7 @@ use missive_proto::internal::{
 use missive_rpc::{Ctx, Status};
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 fn period_row(row: &AnyRow) -> Result<PeriodStats> {
     Ok(PeriodStats {
@@ -30,27 +32,23 @@ fn period_row(row: &AnyRow) -> Result<PeriodStats> {
 }
 
 impl SqlStore {
-    /// Runs a `SELECT COUNT(*) ...` on every shard and adds the answers.
+    /// Runs a `SELECT COUNT(*) ...` on every database and adds the answers.
     async fn count_all(&self, sql: &'static str, binds: &[i64]) -> Result<u64> {
         let mut total = 0;
-        for shard in &self.inner.shards {
+        for db in self.routing().databases.values() {
             let mut query = sqlx::query(sql);
             for bind in binds {
                 query = query.bind(*bind);
             }
-            total += query.fetch_one(&shard.pool).await?.try_get::<i64, _>(0)? as u64;
+            total += query.fetch_one(&db.pool).await?.try_get::<i64, _>(0)? as u64;
         }
         Ok(total)
-    }
-
-    fn ops_shard(&self) -> &crate::shard::Shard {
-        &self.inner.shards[0]
     }
 
     async fn period(&self, start_ms: i64) -> Result<Option<PeriodStats>> {
         let row = sqlx::query(self.q().period_get)
             .bind(start_ms)
-            .fetch_optional(&self.ops_shard().pool)
+            .fetch_optional(&self.inner.directory)
             .await?;
         row.as_ref().map(period_row).transpose()
     }
@@ -62,7 +60,7 @@ impl SqlStore {
         let rows = sqlx::query(q.samples_within)
             .bind(start)
             .bind(end)
-            .fetch_all(&self.ops_shard().pool)
+            .fetch_all(&self.inner.directory)
             .await?;
         let mut online_by_slot: BTreeMap<i64, u64> = BTreeMap::new();
         let (mut messages_sent, mut messages_delivered) = (0u64, 0u64);
@@ -109,30 +107,34 @@ impl OpsStore for SqlStore {
             .bind(req.online as i64)
             .bind(req.messages_sent as i64)
             .bind(req.messages_delivered as i64)
-            .execute(&self.ops_shard().pool)
+            .execute(&self.inner.directory)
             .await
             .map_err(SqlError::from)?;
         Ok(Empty {})
     }
 
     async fn mark_active(&self, _: &Ctx, req: ActiveUsers) -> Result<Empty, Status> {
-        let mut by_shard: HashMap<u64, Vec<u64>> = HashMap::new();
-        for user_id in req.user_ids {
-            by_shard.entry(self.shard_of_user(user_id)).or_default().push(user_id);
-        }
-        for (index, users) in by_shard {
-            let mut tx =
-                self.inner.shards[index as usize].pool.begin().await.map_err(SqlError::from)?;
-            for user_id in users {
-                sqlx::query(self.q().active_insert)
-                    .bind(req.period_start_ms)
-                    .bind(db_id(user_id, "account")?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(SqlError::from)?;
-            }
-            tx.commit().await.map_err(SqlError::from)?;
-        }
+        let period = req.period_start_ms;
+        self.by_database(
+            req.user_ids,
+            |&user_id| user_id,
+            |users| {
+                Box::pin(async move {
+                    let items: Vec<Item> =
+                        users.iter().map(|&user_id| Item::User(user_id)).collect();
+                    let mut tx = self.begin_owned(&items).await?;
+                    for user_id in users {
+                        sqlx::query(self.q().active_insert)
+                            .bind(period)
+                            .bind(db_id(user_id, "account")?)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Ok(tx.commit().await?)
+                })
+            },
+        )
+        .await?;
         Ok(Empty {})
     }
 
@@ -158,7 +160,7 @@ impl OpsStore for SqlStore {
             .bind(stats.messages_sent as i64)
             .bind(stats.messages_delivered as i64)
             .bind(stats.active_users as i64)
-            .execute(&self.ops_shard().pool)
+            .execute(&self.inner.directory)
             .await
             .map_err(SqlError::from)?;
         if inserted.rows_affected() == 0 {
@@ -168,13 +170,13 @@ impl OpsStore for SqlStore {
         let end = req.start_ms + i64::from(req.period_s) * 1000;
         sqlx::query(self.q().samples_delete)
             .bind(end)
-            .execute(&self.ops_shard().pool)
+            .execute(&self.inner.directory)
             .await
             .map_err(SqlError::from)?;
-        for shard in &self.inner.shards {
+        for db in self.routing().databases.values() {
             sqlx::query(self.q().active_delete)
                 .bind(req.start_ms)
-                .execute(&shard.pool)
+                .execute(&db.pool)
                 .await
                 .map_err(SqlError::from)?;
         }
@@ -184,7 +186,7 @@ impl OpsStore for SqlStore {
     async fn list_periods(&self, _: &Ctx, req: StatsRequest) -> Result<StatsResponse, Status> {
         let rows = sqlx::query(self.q().periods_newest)
             .bind(i64::from(req.hours))
-            .fetch_all(&self.ops_shard().pool)
+            .fetch_all(&self.inner.directory)
             .await
             .map_err(SqlError::from)?;
         let periods = rows.iter().map(period_row).collect::<Result<_>>()?;
@@ -200,7 +202,7 @@ impl OpsStore for SqlStore {
             .bind(req.target)
             .bind(req.detail)
             .bind(i64::from(req.code))
-            .execute(&self.ops_shard().pool)
+            .execute(&self.inner.directory)
             .await
             .map_err(SqlError::from)?;
         Ok(Empty {})
@@ -214,7 +216,7 @@ impl OpsStore for SqlStore {
         let rows = sqlx::query(self.q().audit_before)
             .bind(before)
             .bind(i64::from(req.limit))
-            .fetch_all(&self.ops_shard().pool)
+            .fetch_all(&self.inner.directory)
             .await
             .map_err(SqlError::from)?;
         let entries = rows

@@ -5,7 +5,7 @@
 //! rows matched, not rows changed. A conditional write is an `UPDATE ... WHERE` (matched is
 //! what counts) or an insert that ignores a duplicate key (0 rows when it exists).
 
-use crate::shard::Dialect;
+use crate::database::Dialect;
 
 // Column lists as macros, so that `concat!` can splice them into literals.
 macro_rules! account_columns {
@@ -57,6 +57,61 @@ macro_rules! queries {
 queries! {
     counter_advance = "UPDATE counters SET next_value = next_value + ? WHERE name = ?";
     counter_read = "SELECT next_value FROM counters WHERE name = ?";
+    counters_insert = "INSERT IGNORE INTO counters (name, next_value)
+                       SELECT j.n, j.v FROM JSON_TABLE(?, '$[*]'
+                           COLUMNS(n VARCHAR(32) PATH '$[0]', v BIGINT PATH '$[1]')) j",
+        postgres: "INSERT INTO counters (name, next_value)
+                   SELECT j.r->>0, (j.r->>1)::bigint FROM json_array_elements(?::json) AS j(r)
+                   ON CONFLICT (name) DO NOTHING";
+
+    shards_insert = "INSERT IGNORE INTO logical_shards (shard, state)
+                     SELECT j.s, j.t FROM JSON_TABLE(?, '$[*]'
+                         COLUMNS(s BIGINT PATH '$[0]', t INT PATH '$[1]')) j",
+        postgres: "INSERT INTO logical_shards (shard, state)
+                   SELECT (j.r->>0)::bigint, (j.r->>1)::int FROM json_array_elements(?::json) AS j(r)
+                   ON CONFLICT (shard) DO NOTHING";
+    shards_lock = "SELECT l.shard, l.state FROM logical_shards l
+                   WHERE l.shard IN (SELECT j.s FROM JSON_TABLE(?, '$[*]' COLUMNS(s BIGINT PATH '$')) j)
+                   LOCK IN SHARE MODE",
+        postgres: "SELECT shard, state FROM logical_shards
+                   WHERE shard = ANY(ARRAY(SELECT j.s::bigint FROM json_array_elements_text(?::json) AS j(s)))
+                   FOR SHARE";
+    dirty_note = "INSERT INTO shard_dirty (shard, kind, item, touch)
+                  SELECT j.s, j.k, UNHEX(j.i), 1 FROM JSON_TABLE(?, '$[*]'
+                      COLUMNS(s BIGINT PATH '$[0]', k INT PATH '$[1]', i VARCHAR(128) PATH '$[2]')) j
+                  ON DUPLICATE KEY UPDATE touch = shard_dirty.touch + 1",
+        postgres: "INSERT INTO shard_dirty (shard, kind, item, touch)
+                   SELECT (j.r->>0)::bigint, (j.r->>1)::int, decode(j.r->>2, 'hex'), 1
+                   FROM json_array_elements(?::json) AS j(r)
+                   ON CONFLICT (shard, kind, item) DO UPDATE SET touch = shard_dirty.touch + 1";
+    tokens_unplaced = "SELECT token_hash FROM session_tokens WHERE shard = -1 LIMIT 1000";
+    tokens_place = "UPDATE session_tokens t
+                    JOIN JSON_TABLE(?, '$[*]' COLUMNS(h VARCHAR(128) PATH '$[0]', s BIGINT PATH '$[1]')) j
+                    ON t.token_hash = UNHEX(j.h)
+                    SET t.shard = j.s",
+        postgres: "UPDATE session_tokens SET shard = (j.r->>1)::bigint
+                   FROM json_array_elements(?::json) AS j(r)
+                   WHERE token_hash = decode(j.r->>0, 'hex')";
+
+    map_databases_insert = "INSERT IGNORE INTO shard_databases (id, url)
+                            SELECT j.i, j.u FROM JSON_TABLE(?, '$[*]'
+                                COLUMNS(i BIGINT PATH '$[0]', u VARCHAR(2048) PATH '$[1]')) j",
+        postgres: "INSERT INTO shard_databases (id, url)
+                   SELECT (j.r->>0)::bigint, j.r->>1 FROM json_array_elements(?::json) AS j(r)
+                   ON CONFLICT (id) DO NOTHING";
+    map_owners_insert = "INSERT IGNORE INTO shard_map (shard, database_id)
+                         SELECT j.s, j.d FROM JSON_TABLE(?, '$[*]'
+                             COLUMNS(s BIGINT PATH '$[0]', d BIGINT PATH '$[1]')) j",
+        postgres: "INSERT INTO shard_map (shard, database_id)
+                   SELECT (j.r->>0)::bigint, (j.r->>1)::bigint FROM json_array_elements(?::json) AS j(r)
+                   ON CONFLICT (shard) DO NOTHING";
+    map_meta_insert = "INSERT IGNORE INTO shard_map_meta (id, version, logical_shards) VALUES (1, ?, ?)",
+        postgres: "INSERT INTO shard_map_meta (id, version, logical_shards) VALUES (1, ?, ?)
+                   ON CONFLICT (id) DO NOTHING";
+    map_node_seen = "INSERT INTO shard_map_nodes (node, version, seen_at_ms) VALUES (?, ?, ?)
+                     ON DUPLICATE KEY UPDATE version = VALUES(version), seen_at_ms = VALUES(seen_at_ms)",
+        postgres: "INSERT INTO shard_map_nodes (node, version, seen_at_ms) VALUES (?, ?, ?)
+                   ON CONFLICT (node) DO UPDATE SET version = excluded.version, seen_at_ms = excluded.seen_at_ms";
 
     account_insert = "INSERT INTO accounts (user_id, username, nickname, password_hash, created_at_ms)
                       VALUES (?, ?, ?, ?, ?)";
@@ -76,7 +131,7 @@ queries! {
 
     session_insert = "INSERT INTO sessions (user_id, device_id, device_name, created_at_ms)
                       VALUES (?, ?, ?, ?)";
-    token_insert = "INSERT INTO session_tokens (token_hash, user_id, device_id) VALUES (?, ?, ?)";
+    token_insert = "INSERT INTO session_tokens (token_hash, user_id, device_id, shard) VALUES (?, ?, ?, ?)";
     token_lookup = "SELECT user_id, device_id FROM session_tokens WHERE token_hash = ?";
     session_active = concat!("SELECT ", session_columns!(),
         " FROM sessions WHERE user_id = ? AND device_id = ? AND revoked = 0");

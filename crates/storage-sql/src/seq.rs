@@ -1,5 +1,6 @@
-//! The version allocator's persisted upper bounds, on each user's shard.
+//! The version allocator's persisted upper bounds, on each user's logical shard.
 
+use crate::map::Item;
 use crate::{SqlError, SqlStore, db_id};
 use missive_proto::internal::{Empty, SeqSection, SeqStore, StoreMaxRequest, UserRef};
 use missive_rpc::{Ctx, Status};
@@ -11,7 +12,7 @@ impl SeqStore for SqlStore {
         let user_id = db_id(req.user_id, "user")?;
         let row = sqlx::query(self.q().seq_load)
             .bind(user_id)
-            .fetch_optional(&self.user_shard(req.user_id).pool)
+            .fetch_optional(&self.user_db(req.user_id).pool)
             .await
             .map_err(SqlError::from)?;
         let max_version = match row {
@@ -23,22 +24,23 @@ impl SeqStore for SqlStore {
 
     async fn store_max(&self, _: &Ctx, req: StoreMaxRequest) -> Result<Empty, Status> {
         let user_id = db_id(req.user_id, "user")?;
-        let pool = &self.user_shard(req.user_id).pool;
+        let mut tx = self.begin_owned(&[Item::User(req.user_id)]).await?;
         let moved = if req.expected_max == 0 {
             sqlx::query(self.q().seq_insert)
                 .bind(user_id)
                 .bind(req.max_version as i64)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await
         } else {
             sqlx::query(self.q().seq_move)
                 .bind(req.max_version as i64)
                 .bind(user_id)
                 .bind(req.expected_max as i64)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await
         }
         .map_err(SqlError::from)?;
+        tx.commit().await.map_err(SqlError::from)?;
         if moved.rows_affected() == 0 {
             let current = self.load_max(&Ctx::new(0), UserRef { user_id: req.user_id }).await?;
             return Err(SqlError::Stale(format!(

@@ -1,5 +1,5 @@
-//! One database of the shard list: its pool, its migrations, its place in the list, and the
-//! id blocks it mints from.
+//! One database: its pool, its migrations, the id it has in the shard map, and the writer and
+//! readers of its message path.
 
 use crate::batch::Writer;
 use crate::lookup::Lookups;
@@ -10,7 +10,6 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row, SqlSafeStr};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -19,7 +18,7 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    fn of(url: &str) -> Result<Dialect> {
+    pub(crate) fn of(url: &str) -> Result<Dialect> {
         if url.starts_with("mysql://") || url.starts_with("mariadb://") {
             Ok(Dialect::MySql)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -51,7 +50,7 @@ impl Dialect {
     }
 
     fn migrations(self) -> Migrator {
-        let scripts: [(&str, &'static str); 8] = match self {
+        let scripts: [(&str, &'static str); 9] = match self {
             Dialect::MySql => [
                 ("init", include_str!("../migrations/mysql/0001_init.sql")),
                 ("contacts_groups", include_str!("../migrations/mysql/0002_contacts_groups.sql")),
@@ -61,6 +60,7 @@ impl Dialect {
                 ("search", include_str!("../migrations/mysql/0006_search.sql")),
                 ("pushers", include_str!("../migrations/mysql/0007_pushers.sql")),
                 ("search_backfill", include_str!("../migrations/mysql/0008_search_backfill.sql")),
+                ("logical_shards", include_str!("../migrations/mysql/0009_logical_shards.sql")),
             ],
             Dialect::Postgres => [
                 ("init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -80,6 +80,7 @@ impl Dialect {
                     "search_backfill",
                     include_str!("../migrations/postgres/0008_search_backfill.sql"),
                 ),
+                ("logical_shards", include_str!("../migrations/postgres/0009_logical_shards.sql")),
             ],
         };
         let migrations = scripts
@@ -102,85 +103,101 @@ impl Dialect {
 
 #[derive(Debug, Clone)]
 pub struct SqlConfig {
-    /// One url per shard, in shard order (`mysql://...` or `postgres://...`). Fixed once the
-    /// databases hold data: users are placed by `user_id % urls.len()`.
+    /// The databases (`mysql://...` or `postgres://...`). The first is the directory: it keeps
+    /// the shard map. When the map does not exist yet, it is made from this list: database `i`
+    /// is the `i`-th url and holds logical shards `l` with `l % urls.len() == i`. Once it
+    /// exists the map names the databases, and only the first url is read.
     pub urls: Vec<String>,
-    /// Connections each shard's pool opens at most.
+    /// The number of logical shards of a map made from `urls`; a multiple of their count.
+    /// `None`: the largest multiple of it not above 1,024.
+    pub logical_shards: Option<u64>,
+    /// Connections each database's pool opens at most.
     pub connections_per_shard: u32,
     /// How long a call waits for a free connection before it fails as unavailable.
     pub acquire_timeout: Duration,
-    /// Transactions of the message path's group commit in flight per shard at once, each on
-    /// a connection of its own besides the pool's: one gathers its batch while another
-    /// commits. Also the number of batched point reads in flight per shard.
+    /// Transactions of the message path's group commit in flight per database at once, each
+    /// on a connection of its own besides the pool's: one gathers its batch while another
+    /// commits. Also the number of batched point reads in flight per database.
     pub writers_per_shard: usize,
+    /// How often the map's version is read, to follow a move.
+    pub map_poll: Duration,
 }
 
 impl SqlConfig {
     pub fn new(urls: Vec<String>) -> SqlConfig {
         SqlConfig {
             urls,
+            logical_shards: None,
             connections_per_shard: 16,
             acquire_timeout: Duration::from_secs(5),
             writers_per_shard: 2,
+            map_poll: Duration::from_secs(1),
         }
     }
 }
 
-/// Hands out ids from blocks reserved in the shard's `counters` table, so minting an id costs
-/// a database write only once per block. A crash forgets the rest of a block: ids are skipped,
-/// never reused.
-pub(crate) struct Counter {
-    name: &'static str,
-    block: u64,
-    /// (next local id, end of the reserved block).
-    range: Mutex<(u64, u64)>,
-}
-
-impl Counter {
-    fn new(name: &'static str, block: u64) -> Counter {
-        Counter { name, block, range: Mutex::new((0, 0)) }
-    }
-}
-
-pub(crate) struct Shard {
-    pub index: u64,
-    pub count: u64,
+/// One database of the map, opened.
+pub(crate) struct Database {
+    /// Its id in the map, which it records at first open.
+    pub id: u64,
+    pub url: String,
     pub pool: AnyPool,
     /// The group-committing writer of the message path.
     pub writer: Writer,
     /// The batched point reads of the message path.
     pub lookups: Lookups,
-    pub users: Counter,
-    pub devices: Counter,
-    pub messages: Counter,
-    pub groups: Counter,
 }
 
-impl Shard {
-    /// A fresh global id from `counter`: a local id times the shard count plus this shard's
-    /// index, so the id names the shard that minted it.
-    pub async fn mint(&self, q: &Queries, counter: &Counter) -> Result<u64> {
-        let mut range = counter.range.lock().await;
-        if range.0 >= range.1 {
-            let mut tx = self.pool.begin().await?;
-            sqlx::query(q.counter_advance)
-                .bind(counter.block as i64)
-                .bind(counter.name)
-                .execute(&mut *tx)
-                .await?;
-            let row: AnyRow =
-                sqlx::query(q.counter_read).bind(counter.name).fetch_one(&mut *tx).await?;
-            tx.commit().await?;
-            let end = row.try_get::<i64, _>(0)? as u64;
-            *range = (end - counter.block, end);
-        }
-        let local = range.0;
-        range.0 += 1;
-        Ok(local * self.count + self.index)
+impl Database {
+    /// Connects to the database, migrates it, and checks that it is database `id` (recording
+    /// it at first open). `list`: the length of the url list a map is being made from, which
+    /// the database must have been created under too.
+    pub async fn open(
+        id: u64,
+        url: &str,
+        list: Option<u64>,
+        config: &SqlConfig,
+        queries: &Arc<Queries>,
+        logical: u64,
+    ) -> Result<Database> {
+        let dialect = Dialect::of(url)?;
+        let pool = connect(url, config)
+            .await
+            .map_err(|source| SqlError::Connect { database: id, source })?;
+        migrate(&pool, dialect, id).await?;
+        claim_place(dialect, &pool, id, list).await?;
+        let writer =
+            Writer::start(url, queries.clone(), dialect, id, logical, config.writers_per_shard);
+        Ok(Database {
+            id,
+            url: url.to_string(),
+            lookups: Lookups::start(pool.clone(), queries.clone(), config.writers_per_shard),
+            pool,
+            writer,
+        })
     }
 }
 
-/// The dialect of the shard list, all of one kind.
+/// Brings database `id`'s schema up to date, under the migrator's lock.
+pub(crate) async fn migrate(pool: &AnyPool, dialect: Dialect, id: u64) -> Result<()> {
+    dialect
+        .migrations()
+        .run(pool)
+        .await
+        .map_err(|source| SqlError::Migrate { database: id, source })
+}
+
+/// A pool of connections to `url`, sized by `config`.
+pub(crate) async fn connect(url: &str, config: &SqlConfig) -> Result<AnyPool, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    AnyPoolOptions::new()
+        .max_connections(config.connections_per_shard)
+        .acquire_timeout(config.acquire_timeout)
+        .connect(url)
+        .await
+}
+
+/// The dialect of the url list, all of one kind.
 pub(crate) fn dialect_of(config: &SqlConfig) -> Result<Dialect> {
     let first = config.urls.first().ok_or(SqlError::NoShards)?;
     let dialect = Dialect::of(first)?;
@@ -192,45 +209,10 @@ pub(crate) fn dialect_of(config: &SqlConfig) -> Result<Dialect> {
     Ok(dialect)
 }
 
-pub(crate) async fn open_all(
-    config: &SqlConfig,
-    dialect: Dialect,
-    queries: &Arc<Queries>,
-) -> Result<Vec<Shard>> {
-    sqlx::any::install_default_drivers();
-    let count = config.urls.len() as u64;
-    let mut shards = Vec::with_capacity(config.urls.len());
-    for (index, url) in config.urls.iter().enumerate() {
-        let index = index as u64;
-        let pool = AnyPoolOptions::new()
-            .max_connections(config.connections_per_shard)
-            .acquire_timeout(config.acquire_timeout)
-            .connect(url)
-            .await
-            .map_err(|source| SqlError::Connect { index, source })?;
-        dialect
-            .migrations()
-            .run(&pool)
-            .await
-            .map_err(|source| SqlError::Migrate { index, source })?;
-        claim_place(dialect, &pool, index, count).await?;
-        shards.push(Shard {
-            index,
-            count,
-            lookups: Lookups::start(pool.clone(), queries.clone(), config.writers_per_shard),
-            pool,
-            writer: Writer::start(url, queries.clone(), dialect, index, config.writers_per_shard),
-            users: Counter::new("user", 16),
-            devices: Counter::new("device", 64),
-            messages: Counter::new("message", 1024),
-            groups: Counter::new("group", 16),
-        });
-    }
-    Ok(shards)
-}
-
-/// Records the shard's place at first open; refuses to open it under another place later.
-async fn claim_place(dialect: Dialect, pool: &AnyPool, index: u64, count: u64) -> Result<()> {
+/// Records the database's id at first open, and refuses to open it under another id later.
+/// With `list`, also the length of the url list it was created under, which must not change
+/// while the map is made from the list.
+async fn claim_place(dialect: Dialect, pool: &AnyPool, id: u64, list: Option<u64>) -> Result<()> {
     let claim = match dialect {
         Dialect::MySql => {
             "INSERT IGNORE INTO shard_meta (id, shard_index, shard_count) VALUES (1, ?, ?)"
@@ -240,14 +222,15 @@ async fn claim_place(dialect: Dialect, pool: &AnyPool, index: u64, count: u64) -
              ON CONFLICT (id) DO NOTHING"
         }
     };
-    sqlx::query(claim).bind(index as i64).bind(count as i64).execute(pool).await?;
+    let count = list.unwrap_or(0);
+    sqlx::query(claim).bind(id as i64).bind(count as i64).execute(pool).await?;
     let row: AnyRow = sqlx::query("SELECT shard_index, shard_count FROM shard_meta WHERE id = 1")
         .fetch_one(pool)
         .await?;
     let found_index = row.try_get::<i64, _>(0)? as u64;
     let found_count = row.try_get::<i64, _>(1)? as u64;
-    if (found_index, found_count) != (index, count) {
-        return Err(SqlError::ShardMismatch { index, count, found_index, found_count });
+    if found_index != id || list.is_some_and(|count| count != found_count) {
+        return Err(SqlError::ShardMismatch { index: id, count, found_index, found_count });
     }
     Ok(())
 }
