@@ -1,7 +1,8 @@
 //! The access node's side: keeping its routes and receiving the notifies published to it.
 
 use crate::channel::{Follower, RETRY_DELAY_MAX, follow};
-use crate::{RouteConfig, RouteError, connect};
+use crate::engine::Redis;
+use crate::{RouteConfig, RouteError};
 use missive_access::Registry;
 use missive_proto::internal::{NotifyRequest, Push as _};
 use missive_rpc::Ctx;
@@ -26,8 +27,7 @@ pub struct AccessRoutes {
 
 struct Shared {
     config: RouteConfig,
-    client: redis::Client,
-    connection: redis::aio::ConnectionManager,
+    redis: Arc<Redis>,
     registry: Arc<Registry>,
     /// Asks the keeper to write every online user's route again, then to tell every
     /// connection to sync.
@@ -40,16 +40,14 @@ impl AccessRoutes {
         config: RouteConfig,
         registry: Arc<Registry>,
     ) -> Result<AccessRoutes, RouteError> {
-        let (client, connection) = connect(&config).await?;
+        let redis = config.connect().await?;
         let presence = registry.watch_presence();
-        let shared =
-            Arc::new(Shared { config, client, connection, registry, rewrite: Notify::new() });
+        let shared = Arc::new(Shared { config, redis, registry, rewrite: Notify::new() });
         let stop = CancellationToken::new();
         let tasks = vec![
             tokio::spawn(keep_routes(shared.clone(), presence, stop.clone())),
             tokio::spawn(follow(
-                shared.client.clone(),
-                shared.config.response_timeout,
+                shared.redis.clone(),
                 shared.config.channel(&shared.config.node_id),
                 Notifies(shared),
                 stop.clone(),
@@ -136,11 +134,10 @@ async fn write_routes(
     shared: &Shared,
     users: &HashSet<u64>,
     leaving: bool,
-) -> Result<(), redis::RedisError> {
+) -> Result<(), RouteError> {
     let config = &shared.config;
     let ttl_ms = config.ttl.as_millis() as i64;
     let expiry = now_ms() + ttl_ms;
-    let mut connection = shared.connection.clone();
     let users: Vec<u64> = users.iter().copied().collect();
     for batch in users.chunks(WRITE_BATCH) {
         let mut pipe = redis::pipe();
@@ -153,7 +150,7 @@ async fn write_routes(
                 pipe.hdel(&key, &config.node_id).ignore();
             }
         }
-        pipe.query_async::<()>(&mut connection).await?;
+        shared.redis.query::<()>(&pipe).await?;
         metrics::counter!("missive_route_writes_total").increment(batch.len() as u64);
     }
     Ok(())

@@ -25,20 +25,29 @@
 //! stored inbox is the truth), so a lost one costs a delay, never a message: clients sync on a
 //! fallback timer, and a node that had to resubscribe tells all of its connections to sync.
 //!
+//! Redis is one server at a url, or the master that Redis Sentinel names ([`Engine`]). Every
+//! part reaches it through one connection of its own that is rebuilt, from wherever the
+//! master is then, when it breaks or meets a replica (`engine.rs`), and subscriptions are
+//! made again on the new master; so a failover costs the notifies of a few seconds, which the
+//! resubscribed access nodes make up for as above.
+//!
 //! This crate owns the Redis key layout and the node channels. It holds no business rule,
 //! stores nothing durable and never touches the storage tier.
 
 mod access;
 mod channel;
+mod engine;
 mod limiter;
 mod push;
 mod signouts;
 
 pub use access::AccessRoutes;
+pub use engine::{Engine, SENTINEL_PORT_DEFAULT};
 pub use limiter::RedisLimiter;
 pub use push::RedisPush;
 pub use signouts::{SignOut, SignOuts};
 
+use engine::Redis;
 use std::time::Duration;
 
 /// The prefix of the keys and channels unless told otherwise.
@@ -47,22 +56,23 @@ pub const NAMESPACE_DEFAULT: &str = "missive";
 /// Where the routing table lives and who this node is.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
-    /// `redis://host:port[/db]`.
-    pub url: String,
+    /// The Redis master: at a fixed url, or as Redis Sentinel names it.
+    pub engine: Engine,
     /// Prefix of every key and channel, so that deployments can share one Redis.
     pub namespace: String,
     /// This node's name in routes and channel names; unique among live nodes.
     pub node_id: String,
     /// How long a route entry lives unless refreshed (it is refreshed at a third of this).
     pub ttl: Duration,
-    /// Deadline of one Redis command (a notify is dropped, not waited for, beyond it).
+    /// Deadline of one Redis command, finding the master and connecting to it included (a
+    /// notify is dropped, not waited for, beyond it).
     pub response_timeout: Duration,
 }
 
 impl RouteConfig {
-    pub fn new(url: impl Into<String>, node_id: impl Into<String>) -> RouteConfig {
+    pub fn new(engine: impl Into<Engine>, node_id: impl Into<String>) -> RouteConfig {
         RouteConfig {
-            url: url.into(),
+            engine: engine.into(),
             namespace: NAMESPACE_DEFAULT.into(),
             node_id: node_id.into(),
             ttl: Duration::from_secs(90),
@@ -82,29 +92,31 @@ impl RouteConfig {
     fn sign_outs_channel(&self) -> String {
         format!("{}:signouts", self.namespace)
     }
+
+    /// The connection every part of a node opens first: it checks that the engine answers.
+    async fn connect(&self) -> Result<std::sync::Arc<Redis>, RouteError> {
+        Redis::connect(self.engine.clone(), self.response_timeout).await
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
-    #[error("the routing engine at {url} does not answer: {source}")]
-    Unreachable { url: String, source: redis::RedisError },
-    #[error("bad routing engine url {url:?}: {source}")]
-    BadUrl { url: String, source: redis::RedisError },
+    #[error("bad routing engine address ({engine}): {source}")]
+    BadAddress { engine: String, source: redis::RedisError },
+    #[error("the routing engine ({engine}) does not answer: {source}")]
+    Unreachable { engine: String, source: redis::RedisError },
+    #[error("no answer from the routing engine ({engine}) within {timeout:?}")]
+    Timeout { engine: String, timeout: Duration },
+    #[error("the routing engine ({engine}) refused a command: {source}")]
+    Command { engine: String, source: redis::RedisError },
 }
 
-/// Opens a self-reconnecting connection, checking once that the server answers.
-async fn connect(
-    config: &RouteConfig,
-) -> Result<(redis::Client, redis::aio::ConnectionManager), RouteError> {
-    let client = redis::Client::open(config.url.as_str())
-        .map_err(|source| RouteError::BadUrl { url: config.url.clone(), source })?;
-    let manager = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(config.response_timeout))
-        .set_connection_timeout(Some(config.response_timeout))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(1));
-    let connection = redis::aio::ConnectionManager::new_with_config(client.clone(), manager)
-        .await
-        .map_err(|source| RouteError::Unreachable { url: config.url.clone(), source })?;
-    Ok((client, connection))
+impl RouteError {
+    /// The code of a Redis error that refused a command (`NOSCRIPT`, ...).
+    fn code(&self) -> Option<&str> {
+        match self {
+            RouteError::Command { source, .. } => source.code(),
+            _ => None,
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! The logic layer's side: rate-limit buckets that every logic node of a deployment shares,
 //! so that spreading requests over nodes does not multiply a limit.
 
-use crate::{RouteConfig, RouteError, connect};
+use crate::engine::Redis;
+use crate::{RouteConfig, RouteError};
 use missive_proto::internal::{Limiter, TakeRequest, TakeResponse};
 use missive_rpc::{Code, Ctx, Status};
 use std::sync::Arc;
@@ -58,22 +59,20 @@ return '0'
 /// called by its digest, so a check (one per SEND) does not carry its text.
 pub struct RedisLimiter {
     config: RouteConfig,
-    connection: redis::aio::ConnectionManager,
+    redis: Arc<Redis>,
     /// TAKE's SHA-1, as Redis names it.
     digest: String,
 }
 
-async fn load(connection: &mut redis::aio::ConnectionManager) -> redis::RedisResult<String> {
-    redis::cmd("SCRIPT").arg("LOAD").arg(TAKE).query_async(connection).await
+async fn load(redis: &Redis) -> Result<String, RouteError> {
+    redis.query(redis::cmd("SCRIPT").arg("LOAD").arg(TAKE)).await
 }
 
 impl RedisLimiter {
     pub async fn connect(config: RouteConfig) -> Result<Arc<RedisLimiter>, RouteError> {
-        let (_, mut connection) = connect(&config).await?;
-        let digest = load(&mut connection)
-            .await
-            .map_err(|source| RouteError::Unreachable { url: config.url.clone(), source })?;
-        Ok(Arc::new(RedisLimiter { config, connection, digest }))
+        let redis = config.connect().await?;
+        let digest = load(&redis).await?;
+        Ok(Arc::new(RedisLimiter { config, redis, digest }))
     }
 }
 
@@ -90,12 +89,12 @@ impl Limiter for RedisLimiter {
         call.arg(req.now_ms.saturating_mul(1_000)).arg(req.per_ms.saturating_mul(1_000));
         call.arg(req.count).arg(cost).arg(if req.refund { "1" } else { "0" });
         call.arg(req.backoff_max_ms.saturating_mul(1_000));
-        let mut connection = self.connection.clone();
-        let mut answer = call.query_async::<String>(&mut connection).await;
-        // A restarted Redis has forgotten the script: load it again (same digest) and retry.
+        let mut answer = self.redis.query::<String>(&call).await;
+        // A restarted Redis, or a replica promoted to master, may not know the script: load
+        // it there (same digest) and retry.
         if answer.as_ref().is_err_and(|e| e.code() == Some("NOSCRIPT")) {
-            answer = match load(&mut connection).await {
-                Ok(_) => call.query_async(&mut connection).await,
+            answer = match load(&self.redis).await {
+                Ok(_) => self.redis.query(&call).await,
                 Err(error) => Err(error),
             };
         }

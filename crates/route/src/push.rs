@@ -1,28 +1,28 @@
 //! The logic layer's side: `Push` that reaches users on any access node.
 
-use crate::{RouteConfig, RouteError, connect};
+use crate::engine::Redis;
+use crate::{RouteConfig, RouteError};
 use missive_proto::internal::{NotifyRequest, NotifyResponse, Presence, Push, UserRef};
 use missive_rpc::unix_ms as now_ms;
 use missive_rpc::{Code, Ctx, Status};
 use prost::Message as _;
-use redis::AsyncCommands as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Looks up which nodes hold the users to notify and publishes each node its share.
 pub struct RedisPush {
     config: RouteConfig,
-    connection: redis::aio::ConnectionManager,
+    redis: Arc<Redis>,
 }
 
 impl RedisPush {
     pub async fn connect(config: RouteConfig) -> Result<Arc<RedisPush>, RouteError> {
-        let (_, connection) = connect(&config).await?;
-        Ok(Arc::new(RedisPush { config, connection }))
+        let redis = config.connect().await?;
+        Ok(Arc::new(RedisPush { config, redis }))
     }
 }
 
-fn unavailable(error: redis::RedisError) -> Status {
+fn unavailable(error: RouteError) -> Status {
     Status::new(Code::Unavailable, format!("routing engine: {error}"))
 }
 
@@ -44,10 +44,9 @@ impl Push for RedisPush {
     /// Whether some access node holds the user; which devices only the nodes know, so none
     /// are listed.
     async fn presence(&self, _: &Ctx, req: UserRef) -> Result<Presence, Status> {
-        // The connection manager bounds the answer's wait with the response timeout.
-        let mut connection = self.connection.clone();
-        let fields: HashMap<String, i64> =
-            connection.hgetall(self.config.route_key(req.user_id)).await.map_err(unavailable)?;
+        // Bounded by the engine's deadline.
+        let lookup = redis::Cmd::hgetall(self.config.route_key(req.user_id));
+        let fields: HashMap<String, i64> = self.redis.query(&lookup).await.map_err(unavailable)?;
         let now = now_ms();
         Ok(Presence { online: fields.values().any(|expiry| *expiry > now), device_ids: vec![] })
     }
@@ -64,9 +63,8 @@ impl RedisPush {
         for &user_id in &users {
             lookup.hgetall(self.config.route_key(user_id));
         }
-        let mut connection = self.connection.clone();
         let routes: Vec<HashMap<String, i64>> =
-            lookup.query_async(&mut connection).await.map_err(unavailable)?;
+            self.redis.query(&lookup).await.map_err(unavailable)?;
 
         let now = now_ms();
         let mut offline: Vec<u64> = req.targets.iter().map(|t| t.user_id).collect();
@@ -115,7 +113,7 @@ impl RedisPush {
             publish.publish(self.config.channel(node), body).ignore();
         }
         if !publish.is_empty() {
-            publish.query_async::<()>(&mut connection).await.map_err(unavailable)?;
+            self.redis.query::<()>(&publish).await.map_err(unavailable)?;
         }
         metrics::counter!("missive_route_publishes_total").increment(nodes);
         Ok(NotifyResponse { offline })

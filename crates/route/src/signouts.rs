@@ -3,7 +3,7 @@
 //! at once, not when their cached copy ages out.
 
 use crate::channel::{Follower, follow};
-use crate::{RouteConfig, RouteError, connect};
+use crate::{RouteConfig, RouteError};
 use missive_proto::internal::NotifyRequest;
 use prost::Message as _;
 use tokio::task::JoinHandle;
@@ -50,12 +50,11 @@ impl SignOuts {
         config: RouteConfig,
         forget: impl Fn(SignOut) + Send + Sync + 'static,
     ) -> Result<SignOuts, RouteError> {
-        let (client, _) = connect(&config).await?;
+        let redis = config.connect().await?;
         let stop = CancellationToken::new();
         let channel = config.sign_outs_channel();
         let follower = Forget(forget);
-        let task =
-            tokio::spawn(follow(client, config.response_timeout, channel, follower, stop.clone()));
+        let task = tokio::spawn(follow(redis, channel, follower, stop.clone()));
         Ok(SignOuts { stop, task })
     }
 

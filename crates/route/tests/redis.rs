@@ -9,11 +9,15 @@ use std::time::Duration;
 
 const MESSAGE: i32 = 3;
 
-fn config(namespace: &str, node_id: &str) -> RouteConfig {
-    let url = std::env::var("MISSIVE_TEST_REDIS").unwrap_or_else(|_| {
+/// This test run's Redis.
+fn url() -> String {
+    std::env::var("MISSIVE_TEST_REDIS").unwrap_or_else(|_| {
         panic!("MISSIVE_TEST_REDIS is not set: scripts/test starts private servers and sets it (scripts/test-services)")
-    });
-    RouteConfig { namespace: namespace.to_string(), ..RouteConfig::new(url, node_id) }
+    })
+}
+
+fn config(namespace: &str, node_id: &str) -> RouteConfig {
+    RouteConfig { namespace: namespace.to_string(), ..RouteConfig::new(url(), node_id) }
 }
 
 /// A namespace no other test run shares.
@@ -99,11 +103,8 @@ async fn a_notify_reaches_the_node_that_holds_the_user_and_only_it() {
 
     // A node that stops removes its routes.
     west_routes.stop().await;
-    let mut connection = redis::Client::open(config(&namespace, "").url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut connection =
+        redis::Client::open(url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let fields: Vec<String> = redis::cmd("HKEYS")
         .arg(format!("{namespace}:route:1"))
         .query_async(&mut connection)
@@ -154,11 +155,8 @@ async fn kicks_reach_the_node_holding_the_device_presence_reads_routes_and_dead_
     drop((phone, laptop));
     east_routes.stop().await;
     west_routes.stop().await;
-    let mut connection = redis::Client::open(config(&namespace, "").url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut connection =
+        redis::Client::open(url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let key = format!("{namespace}:route:3");
     let _: () = redis::cmd("HSET")
         .arg(&key)
@@ -218,7 +216,7 @@ impl Drop for OwnRedis {
 async fn after_a_redis_restart_routes_are_rewritten_and_connections_told_to_sync() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let redis = OwnRedis::start(port).answering().await;
-    let local = |node: &str| RouteConfig { url: redis.url(), ..config("missive", node) };
+    let local = |node: &str| RouteConfig { engine: redis.url().into(), ..config("missive", node) };
     let registry = Registry::new();
     let routes = AccessRoutes::start(local("solo"), registry.clone()).await.unwrap();
     let push = RedisPush::connect(local("logic")).await.unwrap();

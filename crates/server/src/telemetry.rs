@@ -222,6 +222,19 @@ const METRICS: &[(Kind, &str, Unit, &str)] = {
         ),
         (
             Counter,
+            "missive_route_reconnects_total",
+            Count,
+            "Routing engine connections dropped to be made again, by cause \
+             (lost, not_master, switch_master).",
+        ),
+        (
+            Counter,
+            "missive_route_connect_errors_total",
+            Count,
+            "Failed attempts to find the routing engine's master and connect to it.",
+        ),
+        (
+            Counter,
             "missive_reports_total",
             Count,
             "Statistics reports sent, by channel and outcome.",
