@@ -138,9 +138,9 @@ pub async fn run(
     let certificates = Certificates::load(&settings)?;
     let admin_tls = certificates.acceptor(Listener::Admin, settings.admin)?;
     let node_id = settings.node_id.clone().unwrap_or_else(random_node_id);
-    let route_config = settings.redis_url.as_ref().map(|url| RouteConfig {
+    let route_config = settings.routing_engine()?.map(|engine| RouteConfig {
         namespace: settings.redis_namespace.clone(),
-        ..RouteConfig::new(url.clone(), node_id.clone())
+        ..RouteConfig::new(engine, node_id.clone())
     });
 
     let stores = match plan.store {

@@ -68,12 +68,13 @@ pub struct Plan {
 impl Plan {
     pub fn of(settings: &Settings) -> anyhow::Result<Plan> {
         let store = settings.runs(Role::Store);
+        let routing = settings.routing_engine()?.is_some();
         let logic = match settings.runs(Role::Logic) {
-            true => Some(logic_plan(settings)?),
+            true => Some(logic_plan(settings, routing)?),
             false => None,
         };
         let access = match settings.runs(Role::Access) {
-            true => Some(access_plan(settings)?),
+            true => Some(access_plan(settings, routing)?),
             false => None,
         };
         let admin = match (&logic, settings.logic_rpc.is_empty()) {
@@ -115,7 +116,8 @@ impl Plan {
     }
 }
 
-fn logic_plan(settings: &Settings) -> anyhow::Result<LogicPlan> {
+/// `routing`: whether a routing engine is named (`--redis-url` or `--redis-sentinels`).
+fn logic_plan(settings: &Settings, routing: bool) -> anyhow::Result<LogicPlan> {
     let store_here = settings.runs(Role::Store);
     let mut stores = Vec::with_capacity(Storage::SERVICES.len());
     for service in Storage::SERVICES {
@@ -131,12 +133,12 @@ fn logic_plan(settings: &Settings) -> anyhow::Result<LogicPlan> {
         };
         stores.push((*service, reach));
     }
-    let notify = match (&settings.redis_url, settings.runs(Role::Access)) {
-        (Some(_), _) => NotifyVia::Redis,
-        (None, true) => NotifyVia::Here,
-        (None, false) => bail!(
-            "the logic role without the access role needs --redis-url: it carries notifies to \
-             the access nodes"
+    let notify = match (routing, settings.runs(Role::Access)) {
+        (true, _) => NotifyVia::Redis,
+        (false, true) => NotifyVia::Here,
+        (false, false) => bail!(
+            "the logic role without the access role needs --redis-url (or --redis-sentinels): \
+             it carries notifies to the access nodes"
         ),
     };
     let seq = match settings.seq_rpc.is_empty() {
@@ -147,19 +149,19 @@ fn logic_plan(settings: &Settings) -> anyhow::Result<LogicPlan> {
     Ok(LogicPlan { stores, seq, notify, secret_shared })
 }
 
-fn access_plan(settings: &Settings) -> anyhow::Result<AccessPlan> {
+fn access_plan(settings: &Settings, routing: bool) -> anyhow::Result<AccessPlan> {
     let logic = match (settings.runs(Role::Logic), settings.logic_rpc.is_empty()) {
         (true, _) => Reach::Here,
         (false, false) => Reach::Nodes(settings.logic_rpc.clone()),
         (false, true) => bail!("the access role without the logic role needs --logic-rpc"),
     };
-    if logic != Reach::Here && settings.redis_url.is_none() {
+    if logic != Reach::Here && !routing {
         bail!(
-            "the access role without the logic role needs --redis-url: notifies reach this node \
-             through it"
+            "the access role without the logic role needs --redis-url (or --redis-sentinels): \
+             notifies reach this node through it"
         );
     }
-    Ok(AccessPlan { logic, routes: settings.redis_url.is_some() })
+    Ok(AccessPlan { logic, routes: routing })
 }
 
 #[cfg(test)]
@@ -275,6 +277,36 @@ mod tests {
         // A store-only process needs nothing of the others.
         assert!(plan("--role store").is_ok());
         assert!(plan(&format!("--role logic,store --redis-url {REDIS}")).is_ok());
+    }
+
+    #[test]
+    fn the_routing_engine_is_a_url_or_the_master_of_sentinels_never_both() {
+        let sentinels = "--redis-sentinels s1:26379,s2:26379 --redis-master-name routing";
+        let access = format!("--role access --logic-rpc {LOGIC}");
+        let planned = plan(&format!("{access} {sentinels}")).unwrap();
+        assert_eq!(planned.access, Some(AccessPlan { logic: nodes(&[LOGIC]), routes: true }));
+        let logic = plan(&format!("--role logic,store {sentinels}")).unwrap();
+        assert_eq!(logic.logic.unwrap().notify, NotifyVia::Redis);
+        let engine = crate::settings::parse(format!("{access} {sentinels}").split_whitespace())
+            .routing_engine()
+            .unwrap();
+        let sentinels_named = vec!["s1:26379".to_string(), "s2:26379".to_string()];
+        let expected = missive_route::Engine::Sentinel {
+            sentinels: sentinels_named,
+            master: "routing".into(),
+        };
+        assert_eq!(engine, Some(expected));
+
+        let refused = [
+            (format!("{access} --redis-url {REDIS} {sentinels}"), "not both"),
+            (format!("{access} --redis-url {REDIS} --redis-master-name m"), "not both"),
+            (format!("{access} --redis-sentinels s1:26379"), "needs --redis-master-name"),
+            (format!("{access} --redis-master-name m"), "needs --redis-sentinels"),
+        ];
+        for (args, error) in refused {
+            let got = plan(&args).unwrap_err();
+            assert!(got.contains(error), "{args}: {got}");
+        }
     }
 
     #[test]

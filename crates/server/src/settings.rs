@@ -1,11 +1,12 @@
 //! Server settings: zero-config defaults, overridable by flags or `MISSIVE_*` variables.
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use missive_access::AccessConfig;
 use missive_logic::{
     Audience, GroupInvites, LogicConfig, PasswordCost, Rate, RateLimits, Retention,
 };
+use missive_route::Engine;
 use missive_rpc::GuardConfig;
 use missive_rpc::remote::{NodeKey, Trust};
 use missive_storage_embedded::Durability;
@@ -74,8 +75,19 @@ pub struct Settings {
     pub seq_store_rpc: Vec<String>,
     /// The routing engine (`redis://host:port`): which access node holds which user, and
     /// notifies between nodes. Required once access and logic run in different processes.
+    /// Or: neither this nor `--redis-sentinels`.
     #[arg(long = "redis-url", env = "MISSIVE_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// The routing engine as the master that Redis Sentinel watches, instead of
+    /// `--redis-url`: its sentinels (`host:port`, comma-separated; any one that answers is
+    /// enough), asked where the master is whenever a connection is made, so the nodes
+    /// follow a failover. Needs `--redis-master-name`.
+    #[arg(long = "redis-sentinels", env = "MISSIVE_REDIS_SENTINELS", value_delimiter = ',')]
+    pub redis_sentinels: Vec<String>,
+    /// The name under which the sentinels monitor the routing engine's master (`sentinel
+    /// monitor <name> ...` in their configuration).
+    #[arg(long = "redis-master-name", env = "MISSIVE_REDIS_MASTER_NAME")]
+    pub redis_master_name: Option<String>,
     /// Prefix of the routing engine's keys and channels, for deployments sharing one Redis.
     #[arg(long, env = "MISSIVE_REDIS_NAMESPACE", default_value = missive_route::NAMESPACE_DEFAULT)]
     pub redis_namespace: String,
@@ -394,6 +406,29 @@ fn logic_defaults() -> LogicConfig {
 impl Settings {
     pub fn runs(&self, role: Role) -> bool {
         self.roles.contains(&role)
+    }
+
+    /// The routing engine, if one is named: a url, or sentinels with a master name, never
+    /// both and never half of the latter.
+    pub fn routing_engine(&self) -> anyhow::Result<Option<Engine>> {
+        let sentinels: Vec<String> =
+            self.redis_sentinels.iter().map(|s| s.trim().to_string()).collect();
+        match (&self.redis_url, sentinels.is_empty(), &self.redis_master_name) {
+            (None, true, None) => Ok(None),
+            (Some(url), true, None) => Ok(Some(Engine::Url(url.clone()))),
+            (None, false, Some(master)) if !master.is_empty() => {
+                if sentinels.iter().any(String::is_empty) {
+                    bail!("--redis-sentinels names an empty address");
+                }
+                Ok(Some(Engine::Sentinel { sentinels, master: master.clone() }))
+            }
+            (Some(_), _, _) => bail!(
+                "--redis-url names one Redis server, --redis-sentinels and --redis-master-name \
+                 the master of a Sentinel deployment: give one or the other, not both"
+            ),
+            (None, false, _) => bail!("--redis-sentinels needs --redis-master-name"),
+            (None, true, Some(_)) => bail!("--redis-master-name needs --redis-sentinels"),
+        }
     }
 
     /// The nodes named for one data-access service (a field of `Storage`, e.g.

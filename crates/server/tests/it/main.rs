@@ -19,6 +19,7 @@ mod pending;
 mod presence;
 mod push;
 mod search;
+mod sentinel;
 mod split;
 mod tidy;
 mod tls;
