@@ -5,6 +5,8 @@ use missive::settings::Settings;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+mod admin;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -18,7 +20,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the server: by default every tier in this process on the embedded store.
-    Serve(Settings),
+    Serve(Box<Settings>),
+    /// Operators' commands that work on the databases themselves.
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,7 +34,11 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .on_thread_park(missive::on_idle_worker)
                 .build()?;
-            runtime.block_on(serve(settings))
+            runtime.block_on(serve(*settings))
+        }
+        Command::Admin(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(admin::run(args))
         }
     }
 }

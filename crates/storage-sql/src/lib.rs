@@ -27,10 +27,12 @@ mod map;
 mod message;
 mod ops;
 mod queries;
+mod report;
 mod seq;
 
 pub use database::SqlConfig;
 pub use map::{LOGICAL_SHARDS_MAX, ShardMap, ShardState};
+pub use report::{DatabaseUsage, ShardReport, ShardUsage, redact, shard_report};
 
 use database::{Database, Dialect};
 use futures_util::future::BoxFuture;

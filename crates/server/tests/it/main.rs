@@ -20,6 +20,7 @@ mod presence;
 mod push;
 mod search;
 mod sentinel;
+mod shards;
 mod split;
 mod tidy;
 mod tls;
