@@ -33,6 +33,14 @@ impl Dialect {
     pub(crate) fn adapt(self, sql: &'static str) -> &'static str {
         match self {
             Dialect::MySql => sql,
+            Dialect::Postgres => Box::leak(self.adapt_owned(sql).into_boxed_str()),
+        }
+    }
+
+    /// [`Dialect::adapt`] for a statement used once.
+    pub(crate) fn adapt_owned(self, sql: &str) -> String {
+        match self {
+            Dialect::MySql => sql.to_string(),
             Dialect::Postgres => {
                 let mut out = String::with_capacity(sql.len() + 8);
                 let mut n = 0;
@@ -44,7 +52,7 @@ impl Dialect {
                         out.push(c);
                     }
                 }
-                Box::leak(out.into_boxed_str())
+                out
             }
         }
     }
@@ -212,7 +220,12 @@ pub(crate) fn dialect_of(config: &SqlConfig) -> Result<Dialect> {
 /// Records the database's id at first open, and refuses to open it under another id later.
 /// With `list`, also the length of the url list it was created under, which must not change
 /// while the map is made from the list.
-async fn claim_place(dialect: Dialect, pool: &AnyPool, id: u64, list: Option<u64>) -> Result<()> {
+pub(crate) async fn claim_place(
+    dialect: Dialect,
+    pool: &AnyPool,
+    id: u64,
+    list: Option<u64>,
+) -> Result<()> {
     let claim = match dialect {
         Dialect::MySql => {
             "INSERT IGNORE INTO shard_meta (id, shard_index, shard_count) VALUES (1, ?, ?)"

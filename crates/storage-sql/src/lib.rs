@@ -25,13 +25,16 @@ mod group;
 mod lookup;
 mod map;
 mod message;
+mod mover;
 mod ops;
 mod queries;
 mod report;
+mod rows;
 mod seq;
 
 pub use database::SqlConfig;
 pub use map::{LOGICAL_SHARDS_MAX, ShardMap, ShardState};
+pub use mover::{MoveOutcome, Phase, Progress, move_shard, roll_back_move};
 pub use report::{DatabaseUsage, ShardReport, ShardUsage, redact, shard_report};
 
 use database::{Database, Dialect};

@@ -48,3 +48,14 @@ CREATE TABLE shard_map_nodes (
     version    BIGINT      NOT NULL,
     seen_at_ms BIGINT      NOT NULL
 ) ENGINE = InnoDB;
+-- Moves in progress (`missive admin shards move`), one per logical shard: from which
+-- database to which, how far (1: copying, 2: switching over, 3: cleaning up), and when its
+-- mover last showed it was alive.
+CREATE TABLE shard_moves (
+    shard         BIGINT  NOT NULL PRIMARY KEY,
+    from_id       BIGINT  NOT NULL,
+    to_id         BIGINT  NOT NULL,
+    phase         INTEGER NOT NULL,
+    started_at_ms BIGINT  NOT NULL,
+    updated_at_ms BIGINT  NOT NULL
+) ENGINE = InnoDB;
