@@ -2,7 +2,10 @@
 //! API can (docs/scale-out.md §3).
 
 use clap::{Args, Subcommand};
-use missive_storage_sql::{ShardReport, shard_report};
+use missive_storage_sql::{
+    MoveOutcome, Progress, ShardReport, load_map, move_shard, rebalance_plan, redact,
+    roll_back_move, shard_report,
+};
 
 #[derive(Args)]
 pub struct AdminArgs {
@@ -12,37 +15,122 @@ pub struct AdminArgs {
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Shows the shard map: each database with its logical shards, and each logical shard
-    /// with its database, its state there, its users, rows and bytes (estimated).
-    Shards {
-        /// The databases; only the first, the directory, is read for the map.
-        #[arg(
-            long = "store-url",
-            env = "MISSIVE_STORE_URL",
-            value_delimiter = ',',
-            required = true
-        )]
-        store_urls: Vec<String>,
+    /// The shard map (`missive admin shards`), and moving logical shards between databases.
+    Shards(ShardsArgs),
+}
+
+#[derive(Args)]
+struct ShardsArgs {
+    /// The databases; only the first, the directory, is read for the map.
+    #[arg(long = "store-url", env = "MISSIVE_STORE_URL", value_delimiter = ',', required = true)]
+    store_urls: Vec<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<ShardsCommand>,
+}
+
+#[derive(Subcommand)]
+enum ShardsCommand {
+    /// Shows each database with its logical shards, and each logical shard with its
+    /// database, its state there, its users, rows and bytes (estimated). The default.
+    Show {
         /// Also the logical shards that hold nothing.
         #[arg(long)]
         all: bool,
-        /// Print JSON instead of text.
+    },
+    /// Moves a logical shard to a database (added to the map if new) while traffic goes on,
+    /// or resumes an interrupted move of it.
+    Move {
+        shard: u64,
+        url: String,
+        /// Resume even if the move's record was updated in the last 15 s: its mover is
+        /// known to be dead.
         #[arg(long)]
-        json: bool,
+        force: bool,
+    },
+    /// Spreads the logical shards evenly over these databases (the whole new list), moving
+    /// as few as that takes, one after the other.
+    Rebalance {
+        #[arg(value_delimiter = ',', required = true)]
+        urls: Vec<String>,
+        /// Print the moves without making them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Undoes an interrupted move that has not switched over yet.
+    Rollback {
+        shard: u64,
+        #[arg(long)]
+        force: bool,
     },
 }
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
-    match args.command {
-        AdminCommand::Shards { store_urls, all, json } => {
-            let report = shard_report(&store_urls).await?;
-            match json {
+    let AdminCommand::Shards(shards) = args.command;
+    let urls = shards.store_urls;
+    match shards.command.unwrap_or(ShardsCommand::Show { all: false }) {
+        ShardsCommand::Show { all } => {
+            let report = shard_report(&urls).await?;
+            match shards.json {
                 true => println!("{}", serde_json::to_string_pretty(&report_json(&report))?),
                 false => print!("{}", report_text(&report, all)),
             }
-            Ok(())
+        }
+        ShardsCommand::Move { shard, url, force } => {
+            let outcome = move_shard(&urls, shard, &url, force, show_progress).await?;
+            print_outcome(&outcome, shards.json);
+        }
+        ShardsCommand::Rebalance { urls: list, dry_run } => {
+            let plan = rebalance_plan(&load_map(&urls).await?, &list);
+            eprintln!("{} logical shards to move", plan.len());
+            for (n, (shard, url)) in plan.into_iter().enumerate() {
+                eprintln!("move {}: logical shard {shard} to {}", n + 1, redact(&url));
+                if !dry_run {
+                    let outcome = move_shard(&urls, shard, &url, false, show_progress).await?;
+                    print_outcome(&outcome, shards.json);
+                }
+            }
+        }
+        ShardsCommand::Rollback { shard, force } => {
+            roll_back_move(&urls, shard, force).await?;
+            eprintln!("the move of logical shard {shard} is rolled back");
         }
     }
+    Ok(())
+}
+
+/// One line per step, on the standard error.
+fn show_progress(progress: &Progress) {
+    eprintln!(
+        "logical shard {}: {} {}/{}",
+        progress.shard, progress.step, progress.done, progress.total
+    );
+}
+
+fn print_outcome(outcome: &MoveOutcome, json: bool) {
+    if json {
+        let line = serde_json::json!({
+            "shard": outcome.shard, "from": outcome.from, "to": outcome.to,
+            "users": outcome.users, "recopied": outcome.recopied,
+            "switch_over_ms": outcome.switch_over.as_millis() as u64,
+            "total_ms": outcome.total.as_millis() as u64,
+        });
+        println!("{line}");
+        return;
+    }
+    println!(
+        "moved logical shard {} from database {} to database {}: {} users, {} keys copied \
+         again, writes held {} ms at the switch-over, {:.1} s in all",
+        outcome.shard,
+        outcome.from,
+        outcome.to,
+        outcome.users,
+        outcome.recopied,
+        outcome.switch_over.as_millis(),
+        outcome.total.as_secs_f64()
+    );
 }
 
 fn report_json(report: &ShardReport) -> serde_json::Value {

@@ -34,7 +34,9 @@ mod seq;
 
 pub use database::SqlConfig;
 pub use map::{LOGICAL_SHARDS_MAX, ShardMap, ShardState};
-pub use mover::{MoveOutcome, Phase, Progress, move_shard, roll_back_move};
+pub use mover::{
+    MoveOutcome, Phase, Progress, load_map, move_shard, rebalance_plan, roll_back_move,
+};
 pub use report::{DatabaseUsage, ShardReport, ShardUsage, redact, shard_report};
 
 use database::{Database, Dialect};

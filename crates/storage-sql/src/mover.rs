@@ -91,6 +91,14 @@ struct Mover {
     report: Box<dyn FnMut(&Progress) + Send + Sync>,
 }
 
+/// The map on the directory (`urls[0]`).
+pub async fn load_map(urls: &[String]) -> Result<ShardMap> {
+    let directory = crate::map::directory(&SqlConfig::new(urls.to_vec())).await?;
+    let map = ShardMap::load(&directory).await?.ok_or(SqlError::NotFound("shard map"));
+    directory.close().await;
+    map
+}
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -142,6 +150,43 @@ pub async fn move_shard(
     let mut mover =
         Mover::open(&config, &map, shard, from, to, directory, Box::new(report)).await?;
     mover.run(recorded.map(|r| r.phase)).await
+}
+
+/// The moves that spread the logical shards evenly over `urls` (the whole new list, in
+/// order): each database of the list keeps as many of its shards as its share allows, and
+/// the others (those over a share, and all of those on databases not in the list) go to the
+/// databases under theirs, in list order.
+pub fn rebalance_plan(map: &ShardMap, urls: &[String]) -> Vec<(u64, String)> {
+    let count = urls.len() as u64;
+    if count == 0 {
+        return Vec::new();
+    }
+    let share = |i: u64| map.logical_shards / count + u64::from(i < map.logical_shards % count);
+    let mut held: Vec<Vec<u64>> = vec![Vec::new(); urls.len()];
+    let mut homeless = Vec::new();
+    for shard in 0..map.logical_shards {
+        let url = &map.databases[&map.owner(shard)];
+        match urls.iter().position(|u| u == url) {
+            Some(i) => held[i].push(shard),
+            None => homeless.push(shard),
+        }
+    }
+    for (i, shards) in held.iter_mut().enumerate() {
+        while shards.len() as u64 > share(i as u64) {
+            homeless.push(shards.pop().expect("over its share"));
+        }
+    }
+    homeless.sort_unstable();
+    let mut homeless = homeless.into_iter();
+    let mut plan = Vec::new();
+    for (i, shards) in held.iter().enumerate() {
+        for _ in shards.len() as u64..share(i as u64) {
+            if let Some(shard) = homeless.next() {
+                plan.push((shard, urls[i].clone()));
+            }
+        }
+    }
+    plan
 }
 
 /// Undoes an interrupted move that has not switched over: the source holds the shard again
@@ -836,5 +881,55 @@ impl Mover {
         rows::execute_keyed(&mut tx, &d.delete_keyed(&COUNTERS), &names).await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(logical: u64, databases: u64) -> ShardMap {
+        ShardMap {
+            version: 1,
+            logical_shards: logical,
+            databases: (0..databases).map(|i| (i, format!("db{i}"))).collect(),
+            owners: (0..logical).map(|s| s % databases).collect(),
+        }
+    }
+
+    fn after(map: &ShardMap, plan: &[(u64, String)]) -> BTreeMap<String, u64> {
+        let mut owners: Vec<String> = map.owners.iter().map(|o| map.databases[o].clone()).collect();
+        for (shard, url) in plan {
+            owners[*shard as usize] = url.clone();
+        }
+        let mut count = BTreeMap::new();
+        for owner in owners {
+            *count.entry(owner).or_default() += 1;
+        }
+        count
+    }
+
+    #[test]
+    fn a_rebalance_spreads_the_shards_evenly_and_moves_no_more_than_it_must() {
+        let urls = |n: u64| (0..n).map(|i| format!("db{i}")).collect::<Vec<_>>();
+        // Growing from 2 databases to 3: only a third of the shards move.
+        let before = map(1024, 2);
+        let plan = rebalance_plan(&before, &urls(3));
+        assert_eq!(plan.len(), 341);
+        assert!(plan.iter().all(|(_, url)| url == "db2"));
+        let counts = after(&before, &plan);
+        assert_eq!(counts.values().copied().collect::<Vec<_>>(), vec![342, 341, 341]);
+        // Already even: nothing to do.
+        assert!(rebalance_plan(&map(1024, 4), &urls(4)).is_empty());
+        // Leaving database 0 for two new ones: all of it moves, and of database 1 only what
+        // is over its share (4 of 8 shards, against 3).
+        let before = map(8, 2);
+        let list = vec!["db1".to_string(), "db2".to_string(), "db3".to_string()];
+        let plan = rebalance_plan(&before, &list);
+        assert_eq!(plan.iter().filter(|(shard, _)| shard % 2 == 1).count(), 1, "{plan:?}");
+        assert_eq!(plan.len(), 5);
+        let counts = after(&before, &plan);
+        assert_eq!(counts.get("db0"), None);
+        assert!(counts.values().all(|&n| n == 2 || n == 3), "{counts:?}");
     }
 }

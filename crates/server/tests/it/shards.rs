@@ -48,3 +48,112 @@ async fn the_shard_map_shows_where_every_user_is() {
     let first = urls.split(',').next().unwrap();
     assert_eq!(admin_shards(first), report);
 }
+
+/// `missive admin shards move` as an operator runs it.
+fn mover(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_missive"));
+    command.args(["admin", "shards"]).args(args);
+    command
+}
+
+/// Users talk while the logical shard of one of them moves to a new database, then moves
+/// back under a mover killed with SIGKILL midway and resumed. Every message the server
+/// acknowledged reaches its recipient exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_moves_while_users_talk_and_no_acknowledged_message_is_lost() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let urls = fresh_databases(DatabaseServer::Postgres, "it_move", 3).await;
+    let list = urls[..2].join(",");
+    let server = Server::start_with(&[
+        "--store-url",
+        &list,
+        "--store-logical-shards",
+        "4",
+        "--direct-messages",
+        "anyone",
+    ]);
+    let mut talkers = Vec::new();
+    for n in 0..6 {
+        let client = user(&server.tcp, &format!("talker{n}")).await;
+        client.sync().await.unwrap();
+        talkers.push(Arc::new(client));
+    }
+    let shard = talkers[0].session().unwrap().user_id % 4;
+    // Enough users on the shard that its copy takes a few batches.
+    let filler = missive_client::Client::connect(&server.tcp).await.unwrap();
+    let names = (0..).map(|n| format!("filler{n}"));
+    let names = names.filter(|n| missive_rpc::stable_hash(n.as_bytes()) % 4 == shard);
+    for name in names.take(500) {
+        filler.register(&name, crate::harness::PASSWORD).await.unwrap();
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..talkers.len())
+        .map(|i| {
+            let (from, stop) = (talkers[i].clone(), stop.clone());
+            let to = format!("talker{}", (i + 1) % talkers.len());
+            tokio::spawn(async move {
+                let (mut acknowledged, mut refused) = (Vec::new(), 0);
+                for n in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let text = format!("{i}-{n}");
+                    match from.send_text(&to, &text).await {
+                        Ok(_) => acknowledged.push(text),
+                        Err(_) => refused += 1,
+                    }
+                }
+                (acknowledged, refused)
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let directory = urls[0].as_str();
+    let shard_arg = shard.to_string();
+    let out = mover(&["--store-url", directory, "move", &shard_arg, &urls[2]]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("moved logical shard"));
+
+    // Back to database 0, with the mover killed as soon as it starts copying.
+    let mut child = mover(&["--store-url", directory, "move", &shard_arg, directory])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let copying = lines.find(|line| line.as_ref().is_ok_and(|l| l.contains("copying")));
+    assert!(copying.is_some(), "the mover reports its copy");
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success(), "killed before it finished");
+    let busy = mover(&["--store-url", directory, "move", &shard_arg, directory]).output().unwrap();
+    assert!(!busy.status.success(), "a move just updated is not resumed without --force");
+    let args = ["--store-url", directory, "move", &shard_arg, directory, "--force"];
+    let out = mover(&args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = Vec::new();
+    for sender in senders {
+        sent.push(sender.await.unwrap());
+    }
+    let report = admin_shards(directory);
+    assert_eq!(report["shards"][shard as usize]["database"], 0, "back on database 0");
+    assert_eq!(report["databases"][2]["users"], 0, "nothing left on database 2");
+
+    for (i, (acknowledged, _)) in sent.iter().enumerate() {
+        assert!(acknowledged.len() > 10, "talker {i} kept talking: {}", acknowledged.len());
+        let recipient = &talkers[(i + 1) % talkers.len()];
+        let received = crate::harness::texts(&recipient.sync().await.unwrap());
+        let mine: Vec<&String> =
+            received.iter().filter(|t| t.starts_with(&format!("{i}-"))).collect();
+        for text in acknowledged {
+            let copies = mine.iter().filter(|t| **t == text).count();
+            assert_eq!(copies, 1, "{text:?} acknowledged, received {copies} times");
+        }
+    }
+}
