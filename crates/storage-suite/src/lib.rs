@@ -8,6 +8,7 @@
 //!
 //! This crate owns the tests only; it holds no backend and is never linked into the server.
 
+pub mod replicated;
 pub mod tests;
 
 use missive_proto::internal::{
