@@ -225,3 +225,62 @@ async fn pairs_start_asynchronous_and_without_a_standby() {
         }
     }
 }
+
+/// Starts one autocommitted insert on `url`, and returns it running.
+fn insert_in_background(url: &str, id: i64) -> tokio::task::JoinHandle<Result<(), sqlx::Error>> {
+    let url = url.to_string();
+    tokio::spawn(async move {
+        sqlx::any::install_default_drivers();
+        let mut connection = sqlx::AnyConnection::connect(&url).await?;
+        let insert = format!("INSERT INTO acked (id) VALUES ({id})");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(insert)).execute(&mut connection).await.map(|_| ())
+    })
+}
+
+/// With the synchronous standby lost, a commit on the primary is not acknowledged: it waits
+/// (in pg_stat_activity, wait event `SyncRep`) for a standby that is not there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_commits_wait_while_the_standby_is_lost() {
+    let mut pair = PostgresPair::start().await;
+    let primary = pair.primary_url();
+    create_table(&primary).await;
+    pair.kill_standby();
+    let commit = insert_in_background(&primary, 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!commit.is_finished(), "a commit acknowledged with no synchronous standby");
+    let mut admin = sqlx::PgConnection::connect(&primary).await.unwrap();
+    let waiting: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!(waiting, 1);
+    commit.abort();
+}
+
+/// With the replica lost, a commit on the primary waits for it up to
+/// `rpl_semi_sync_master_timeout`, then is acknowledged anyway: the primary has gone
+/// asynchronous, which only its status variables tell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_commits_wait_for_the_timeout_then_go_asynchronous() {
+    let mut pair = MariaDbPair::start().await;
+    let primary = pair.primary_url();
+    create_table(&primary).await;
+    let mut admin = sqlx::MySqlConnection::connect(&pair.primary_admin_url()).await.unwrap();
+    sqlx::raw_sql("SET GLOBAL rpl_semi_sync_master_timeout = 1500")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    pair.kill_replica();
+    let started = Instant::now();
+    let commit = insert_in_background(&primary, 1);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(!commit.is_finished(), "a commit acknowledged at once with the replica lost");
+    assert!(pair.semi_sync_is_on().await);
+    tokio::time::timeout(Duration::from_secs(10), commit).await.unwrap().unwrap().unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1400), "acknowledged after {waited:?}");
+    assert!(!pair.semi_sync_is_on().await, "semi-synchronous replication switched off");
+    assert_eq!(pair.commits_not_acknowledged_by_replica().await, 1);
+    eprintln!("mariadb acknowledged a commit without its replica after {waited:?}");
+}

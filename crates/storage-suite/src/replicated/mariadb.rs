@@ -202,6 +202,15 @@ impl MariaDbPair {
         self.primary.kill();
     }
 
+    /// SIGKILL to the replica: with semi-synchronous replication, each commit on the primary
+    /// then waits for it up to `rpl_semi_sync_master_timeout`, after which the primary goes on
+    /// asynchronously.
+    pub fn kill_replica(&mut self) {
+        if let Some(replica) = self.replica.as_mut() {
+            replica.kill();
+        }
+    }
+
     /// Whether the primary's process still runs (false once [`MariaDbPair::kill_primary`]).
     pub fn primary_is_running(&mut self) -> bool {
         self.primary.is_running()

@@ -180,6 +180,15 @@ impl PostgresPair {
         remove_shared_memory(&self.primary_data);
     }
 
+    /// SIGKILL to the standby (with its WAL receiver): with synchronous replication, every
+    /// commit on the primary then waits until a standby is back.
+    pub fn kill_standby(&mut self) {
+        if let Some(standby) = self.standby.as_mut() {
+            standby.kill();
+        }
+        remove_shared_memory(&self.standby_data);
+    }
+
     /// Whether the primary's process still runs (false once [`PostgresPair::kill_primary`]).
     pub fn primary_is_running(&mut self) -> bool {
         self.primary.is_running()
