@@ -1,6 +1,7 @@
 //! What a message run looked like over time, and what it cost the server: a CSV row per
-//! interval (sends answered, refused and delivered per second, and from the server's
-//! `/metrics` its ClientApi admission level and queueing delay), and the server's CPU time
+//! interval (sends answered, refused and delivered per second, the latency of what was
+//! delivered in it, and from the server's `/metrics` its ClientApi admission level and
+//! queueing delay), and the server's CPU time
 //! over the message phase, from `/proc/<pid>/stat` when the server runs on this machine
 //! (the exporter's `process_cpu_seconds_total` counts whole seconds only).
 
@@ -42,7 +43,11 @@ pub async fn record(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    writeln!(file, "second,sent_per_s,refused_per_s,delivered_per_s,admission_level,queueing_ms")?;
+    writeln!(
+        file,
+        "second,unix_ms,sent_per_s,refused_per_s,delivered_per_s,p50_ms,p99_ms,\
+         admission_level,queueing_ms"
+    )?;
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await;
     let mut last = ((0, 0, 0), Instant::now());
@@ -59,11 +64,24 @@ pub async fn record(
         let at = Instant::now();
         let seconds = at.duration_since(last.1).as_secs_f64().max(1e-3);
         let per_s = |a: u64, b: u64| a.saturating_sub(b) as f64 / seconds;
+        let (p50, p99) = {
+            let mut latency = shared.interval_latency_us.lock().expect("histogram");
+            let quantile = |q: f64| match latency.is_empty() {
+                true => String::new(),
+                false => format!("{:.1}", latency.value_at_quantile(q) as f64 / 1e3),
+            };
+            let quantiles = (quantile(0.5), quantile(0.99));
+            latency.reset();
+            quantiles
+        };
         let text = admin.metrics().await.unwrap_or_default();
         let show = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.1}"));
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
         writeln!(
             file,
-            "{:.1},{:.0},{:.0},{:.0},{},{}",
+            "{:.1},{unix_ms},{:.0},{:.0},{:.0},{p50},{p99},{},{}",
             shared.started.elapsed().as_secs_f64(),
             per_s(counts.0, last.0.0),
             per_s(counts.1, last.0.1),

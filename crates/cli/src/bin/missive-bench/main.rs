@@ -107,9 +107,10 @@ struct Args {
     /// The server's admin address (http://HOST:PORT), whose /metrics the curve reads.
     #[arg(long)]
     metrics: Option<String>,
-    /// Writes a CSV row per --curve-interval-ms, and one for the last part-interval: sends
-    /// answered, refused and delivered per second, and the server's ClientApi admission
-    /// level and queueing delay.
+    /// Writes a CSV row per --curve-interval-ms, and one for the last part-interval: the
+    /// time, sends answered, refused and delivered per second, the median and 99th
+    /// percentile latency of the messages delivered in the interval, and the server's
+    /// ClientApi admission level and queueing delay.
     #[arg(long, requires = "metrics")]
     curve: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 1000)]
@@ -138,6 +139,8 @@ struct Shared {
     send_errors_by_code: Mutex<BTreeMap<&'static str, u64>>,
     received: AtomicU64,
     latency_us: Mutex<Histogram<u64>>,
+    /// The latencies since the curve's last row (the curve empties it).
+    interval_latency_us: Mutex<Histogram<u64>>,
 }
 
 impl Shared {
@@ -180,6 +183,9 @@ async fn messages(args: Args, trust: Trust) -> anyhow::Result<()> {
         latency_us: Mutex::new(
             Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
         ),
+        interval_latency_us: Mutex::new(
+            Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+        ),
     });
     let progress = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(args.messages) };
     progress.set_style(
@@ -215,11 +221,10 @@ async fn messages(args: Args, trust: Trust) -> anyhow::Result<()> {
                         .and_then(|t| t.split(' ').next())
                         .and_then(|t| t.parse::<u64>().ok())
                     {
-                        let _ = shared
-                            .latency_us
-                            .lock()
-                            .expect("histogram")
-                            .record(now_us.saturating_sub(sent_us).max(1));
+                        let latency = now_us.saturating_sub(sent_us).max(1);
+                        let _ = shared.latency_us.lock().expect("histogram").record(latency);
+                        let interval = &shared.interval_latency_us;
+                        let _ = interval.lock().expect("histogram").record(latency);
                     }
                     shared.received.fetch_add(1, Ordering::Relaxed);
                     progress.inc(1);
