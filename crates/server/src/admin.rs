@@ -4,7 +4,7 @@
 use clap::{Args, Subcommand};
 use missive_storage_sql::{
     MoveOutcome, Progress, ShardReport, load_map, move_shard, rebalance_plan, redact,
-    roll_back_move, shard_report,
+    roll_back_move, shard_report, split_url_list,
 };
 
 #[derive(Args)]
@@ -22,7 +22,7 @@ enum AdminCommand {
 #[derive(Args)]
 struct ShardsArgs {
     /// The databases; only the first, the directory, is read for the map.
-    #[arg(long = "store-url", env = "MISSIVE_STORE_URL", value_delimiter = ',', required = true)]
+    #[arg(long = "store-url", env = "MISSIVE_STORE_URL", required = true)]
     store_urls: Vec<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -53,7 +53,7 @@ enum ShardsCommand {
     /// Spreads the logical shards evenly over these databases (the whole new list), moving
     /// as few as that takes, one after the other.
     Rebalance {
-        #[arg(value_delimiter = ',', required = true)]
+        #[arg(required = true)]
         urls: Vec<String>,
         /// Print the moves without making them.
         #[arg(long)]
@@ -69,7 +69,7 @@ enum ShardsCommand {
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let AdminCommand::Shards(shards) = args.command;
-    let urls = shards.store_urls;
+    let urls: Vec<String> = shards.store_urls.iter().flat_map(|l| split_url_list(l)).collect();
     match shards.command.unwrap_or(ShardsCommand::Show { all: false }) {
         ShardsCommand::Show { all } => {
             let report = shard_report(&urls).await?;
@@ -83,6 +83,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             print_outcome(&outcome, shards.json);
         }
         ShardsCommand::Rebalance { urls: list, dry_run } => {
+            let list: Vec<String> = list.iter().flat_map(|l| split_url_list(l)).collect();
             let plan = rebalance_plan(&load_map(&urls).await?, &list);
             eprintln!("{} logical shards to move", plan.len());
             for (n, (shard, url)) in plan.into_iter().enumerate() {

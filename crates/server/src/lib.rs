@@ -34,7 +34,7 @@ use missive_route::{AccessRoutes, RedisLimiter, RedisPush, RouteConfig, SignOut,
 use missive_rpc::GuardConfig;
 use missive_rpc::remote::{Client, NodeKey, Routes, Trust};
 use missive_storage_embedded::{EmbeddedStore, FileMediaStore, StoreConfig};
-use missive_storage_sql::{SqlConfig, SqlStore};
+use missive_storage_sql::{SqlConfig, SqlStore, split_url_list};
 use missive_tls::TlsAcceptor;
 use plan::{LogicPlan, NotifyVia, Plan, Reach};
 use settings::Settings;
@@ -552,7 +552,8 @@ async fn open_stores(settings: &Settings, guard: &GuardConfig) -> anyhow::Result
         let store = EmbeddedStore::open(config).context("opening the embedded store")?;
         return Ok(layered(Arc::new(store), "embedded", media, guard));
     }
-    let mut config = SqlConfig::new(settings.store_urls.clone());
+    let urls = settings.store_urls.iter().flat_map(|list| split_url_list(list)).collect();
+    let mut config = SqlConfig::new(urls);
     config.connections_per_shard = settings.store_connections.max(1);
     config.writers_per_shard = settings.store_writers.max(1);
     config.logical_shards = settings.store_logical_shards;

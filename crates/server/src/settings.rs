@@ -222,8 +222,10 @@ pub struct Settings {
     /// store (comma-separated or repeated), e.g.
     /// `mysql://missive@db1/missive,mysql://missive@db2/missive`. The first keeps the shard
     /// map, which is made from this list at first start and names the databases from then on
-    /// (so later starts need only the first).
-    #[arg(long = "store-url", env = "MISSIVE_STORE_URL", value_delimiter = ',')]
+    /// (so later starts need only the first). A replicated database names each of its hosts:
+    /// `postgres://missive@db1a:5432,db1b:5432/missive` (its primary is followed through a
+    /// failover).
+    #[arg(long = "store-url", env = "MISSIVE_STORE_URL")]
     pub store_urls: Vec<String>,
     /// Logical shards of a shard map made at first start: a multiple of the number of
     /// `--store-url`s. Default: the largest such multiple not above 1,024.

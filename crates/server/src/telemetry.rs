@@ -275,6 +275,12 @@ const METRICS: &[(Kind, &str, Unit, &str)] = {
         ),
         (Gauge, "missive_store_wal_pages", Count, "Pages in the embedded store's write-ahead log."),
         (
+            Counter,
+            "missive_store_failovers_total",
+            Count,
+            "Times a replicated SQL database's statements moved to another host, its new primary.",
+        ),
+        (
             Latency,
             "missive_request_duration_seconds",
             Seconds,
@@ -296,13 +302,13 @@ const METRICS: &[(Kind, &str, Unit, &str)] = {
             Histogram,
             "missive_store_commit_seconds",
             Seconds,
-            "Group commit latency (the embedded store, or a SQL shard's message writer).",
+            "Group commit latency (the embedded store, or a SQL database's message writer).",
         ),
         (
             Histogram,
             "missive_store_commit_ops",
             Count,
-            "Operations per group commit (the embedded store, or a SQL shard's message writer).",
+            "Operations per group commit (the embedded store, or a SQL database's message writer).",
         ),
     ]
 };

@@ -156,7 +156,7 @@ impl AccountStore for SqlStore {
     async fn get_by_name(&self, _: &Ctx, req: UsernameRef) -> Result<AccountRecord, Status> {
         let row = sqlx::query(self.q().account_by_name)
             .bind(&req.username)
-            .fetch_optional(&self.routing().database(self.name_shard(&req.username)).pool)
+            .fetch_optional(&self.routing().database(self.name_shard(&req.username)).pool())
             .await
             .map_err(SqlError::from)?;
         Ok(account_row(&row.ok_or(SqlError::NotFound("account"))?)?)
@@ -239,7 +239,7 @@ impl AccountStore for SqlStore {
         let user_id = db_id(req.user_id, "account")?;
         let rows = sqlx::query(self.q().pushers_list)
             .bind(user_id)
-            .fetch_all(&self.user_db(req.user_id).pool)
+            .fetch_all(&self.user_db(req.user_id).pool())
             .await
             .map_err(SqlError::from)?;
         let mut pushers = Vec::with_capacity(rows.len());
@@ -324,7 +324,7 @@ impl AccountStore for SqlStore {
     async fn get_session(&self, _: &Ctx, req: TokenHashRef) -> Result<SessionRecord, Status> {
         let token = sqlx::query(self.q().token_lookup)
             .bind(req.token_hash.clone())
-            .fetch_optional(&self.token_db(&req.token_hash).pool)
+            .fetch_optional(&self.token_db(&req.token_hash).pool())
             .await
             .map_err(SqlError::from)?
             .ok_or(SqlError::NotFound("session"))?;
@@ -333,7 +333,7 @@ impl AccountStore for SqlStore {
         let session = sqlx::query(self.q().session_active)
             .bind(user_id)
             .bind(device_id)
-            .fetch_optional(&self.user_db(user_id as u64).pool)
+            .fetch_optional(&self.user_db(user_id as u64).pool())
             .await
             .map_err(SqlError::from)?
             .ok_or(SqlError::NotFound("session"))?;
@@ -375,7 +375,7 @@ impl AccountStore for SqlStore {
                 .bind(&query)
                 .bind(&query)
                 .bind(i64::from(req.limit))
-                .fetch_all(&db.pool)
+                .fetch_all(&db.pool())
                 .await
                 .map_err(SqlError::from)?;
             for row in &rows {
@@ -390,7 +390,7 @@ impl AccountStore for SqlStore {
     async fn list_sessions(&self, _: &Ctx, req: UserRef) -> Result<SessionList, Status> {
         let rows = sqlx::query(self.q().sessions_of_user)
             .bind(db_id(req.user_id, "account")?)
-            .fetch_all(&self.user_db(req.user_id).pool)
+            .fetch_all(&self.user_db(req.user_id).pool())
             .await
             .map_err(SqlError::from)?;
         let sessions = rows.iter().map(session_row).collect::<Result<_>>()?;

@@ -19,6 +19,7 @@
 
 use crate::database::Dialect;
 use crate::map::{self, Item, ShardState};
+use crate::primary::Primary;
 use crate::queries::Queries;
 use crate::{Result, SqlError, db_id};
 use base64::Engine as _;
@@ -113,7 +114,7 @@ impl Writer {
     /// Starts the writer of the shard at `url`: `tasks` tasks taking turns at the queue, each
     /// on a connection of its own, so that one gathers a batch while another commits.
     pub fn start(
-        url: &str,
+        primary: Arc<Primary>,
         queries: Arc<Queries>,
         dialect: Dialect,
         database: u64,
@@ -123,7 +124,7 @@ impl Writer {
         let (queue, jobs) = mpsc::channel(QUEUE_WRITES);
         let jobs = Arc::new(Mutex::new(jobs));
         let task = Arc::new(Task {
-            url: url.to_string(),
+            primary,
             queries,
             dialect,
             logical,
@@ -149,7 +150,8 @@ impl Writer {
 }
 
 struct Task {
-    url: String,
+    /// Where the database's primary is: every connection goes there.
+    primary: Arc<Primary>,
     queries: Arc<Queries>,
     dialect: Dialect,
     /// The number of logical shards.
@@ -248,22 +250,34 @@ impl Task {
             Some(conn) => Ok(conn),
             None => self.connect().await,
         };
-        let mut conn = outcome.map_err(|error| Failed { error, unknown: false })?;
+        let mut conn = outcome.map_err(|error| {
+            self.primary.suspect();
+            Failed { error, unknown: false }
+        })?;
         let outcome = tokio::time::timeout(BATCH_DEADLINE, self.commit(&mut conn, writes)).await;
         match outcome {
             Ok(Ok(results)) => {
                 *kept = Some(conn);
                 Ok(results)
             }
-            // The connection is dropped with whatever it was doing: a new one serves the
-            // next batch.
-            Ok(Err(failed)) => Err(failed),
-            Err(_) => Err(Failed { error: SqlError::CommitUnknown, unknown: true }),
+            // The connection is dropped with whatever it was doing: a new one, to the
+            // primary as then found, serves the next batch.
+            Ok(Err(failed)) => {
+                if failed.unknown || matches!(failed.error, SqlError::Unreachable) {
+                    self.primary.suspect();
+                }
+                Err(failed)
+            }
+            Err(_) => {
+                self.primary.suspect();
+                Err(Failed { error: SqlError::CommitUnknown, unknown: true })
+            }
         }
     }
 
     async fn connect(&self) -> Result<AnyConnection> {
-        let connect = AnyConnection::connect(&self.url);
+        let url = self.primary.url();
+        let connect = AnyConnection::connect(&url);
         let mut conn = match tokio::time::timeout(CONNECT_DEADLINE, connect).await {
             Ok(conn) => conn?,
             Err(_) => return Err(SqlError::Unreachable),

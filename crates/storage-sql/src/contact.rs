@@ -83,7 +83,7 @@ impl ContactStore for SqlStore {
     async fn list(&self, _: &Ctx, req: UserRef) -> Result<ContactList, Status> {
         let rows = sqlx::query(self.q().contact_list)
             .bind(db_id(req.user_id, "user")?)
-            .fetch_all(&self.user_db(req.user_id).pool)
+            .fetch_all(&self.user_db(req.user_id).pool())
             .await
             .map_err(SqlError::from)?;
         let mut records = Vec::new();

@@ -3,9 +3,10 @@
 
 use crate::batch::Writer;
 use crate::lookup::Lookups;
+use crate::primary::Primary;
 use crate::queries::Queries;
 use crate::{Result, SqlError};
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyRow;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row, SqlSafeStr};
 use std::sync::Arc;
@@ -148,8 +149,10 @@ impl SqlConfig {
 pub(crate) struct Database {
     /// Its id in the map, which it records at first open.
     pub id: u64,
+    /// Its url as the map has it (a replicated group's names every host).
     pub url: String,
-    pub pool: AnyPool,
+    /// Where its primary is.
+    pub primary: Arc<Primary>,
     /// The group-committing writer of the message path.
     pub writer: Writer,
     /// The batched point reads of the message path.
@@ -157,9 +160,9 @@ pub(crate) struct Database {
 }
 
 impl Database {
-    /// Connects to the database, migrates it, and checks that it is database `id` (recording
-    /// it at first open). `list`: the length of the url list a map is being made from, which
-    /// the database must have been created under too.
+    /// Connects to the database (its primary), migrates it, and checks that it is database
+    /// `id` (recording it at first open). `list`: the length of the url list a map is being
+    /// made from, which the database must have been created under too.
     pub async fn open(
         id: u64,
         url: &str,
@@ -169,20 +172,24 @@ impl Database {
         logical: u64,
     ) -> Result<Database> {
         let dialect = Dialect::of(url)?;
-        let pool = connect(url, config)
-            .await
-            .map_err(|source| SqlError::Connect { database: id, source })?;
+        let primary = Primary::open(id, url, config).await?;
+        let pool = primary.pool();
         migrate(&pool, dialect, id).await?;
         claim_place(dialect, &pool, id, list).await?;
-        let writer =
-            Writer::start(url, queries.clone(), dialect, id, logical, config.writers_per_shard);
+        let tasks = config.writers_per_shard;
+        let writer = Writer::start(primary.clone(), queries.clone(), dialect, id, logical, tasks);
         Ok(Database {
             id,
             url: url.to_string(),
-            lookups: Lookups::start(pool.clone(), queries.clone(), config.writers_per_shard),
-            pool,
+            lookups: Lookups::start(primary.clone(), queries.clone(), tasks),
+            primary,
             writer,
         })
+    }
+
+    /// The pool of its primary.
+    pub fn pool(&self) -> AnyPool {
+        self.primary.pool()
     }
 }
 
@@ -193,16 +200,6 @@ pub(crate) async fn migrate(pool: &AnyPool, dialect: Dialect, id: u64) -> Result
         .run(pool)
         .await
         .map_err(|source| SqlError::Migrate { database: id, source })
-}
-
-/// A pool of connections to `url`, sized by `config`.
-pub(crate) async fn connect(url: &str, config: &SqlConfig) -> Result<AnyPool, sqlx::Error> {
-    sqlx::any::install_default_drivers();
-    AnyPoolOptions::new()
-        .max_connections(config.connections_per_shard)
-        .acquire_timeout(config.acquire_timeout)
-        .connect(url)
-        .await
 }
 
 /// The dialect of the url list, all of one kind.

@@ -104,7 +104,7 @@ impl GroupStore for SqlStore {
 
     async fn get(&self, _: &Ctx, req: GroupRef) -> Result<GroupState, Status> {
         let shard = Self::group_item(req.group_id)?.shard(self.inner.logical);
-        Ok(self.read_state(&self.routing().database(shard).pool, req.group_id).await?)
+        Ok(self.read_state(&self.routing().database(shard).pool(), req.group_id).await?)
     }
 
     async fn write(&self, _: &Ctx, req: WriteGroupRequest) -> Result<GroupState, Status> {

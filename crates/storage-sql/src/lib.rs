@@ -27,6 +27,7 @@ mod map;
 mod message;
 mod mover;
 mod ops;
+mod primary;
 mod queries;
 mod report;
 mod rows;
@@ -37,6 +38,7 @@ pub use map::{LOGICAL_SHARDS_MAX, ShardMap, ShardState};
 pub use mover::{
     MoveOutcome, Phase, Progress, load_map, move_shard, rebalance_plan, roll_back_move,
 };
+pub use primary::split_url_list;
 pub use report::{DatabaseUsage, ShardReport, ShardUsage, redact, shard_report};
 
 use database::{Database, Dialect};
@@ -44,7 +46,7 @@ use futures_util::future::BoxFuture;
 use map::{Item, Routing};
 use missive_rpc::{Code, Status};
 use queries::Queries;
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::{Any, Transaction};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -82,6 +84,9 @@ pub enum SqlError {
     /// A logical shard stayed fenced for a move's switch-over longer than a write waits.
     #[error("a logical shard is moving")]
     Moving,
+    /// No host of a replicated database says it is the primary.
+    #[error("database {database}: no host is the primary")]
+    NoPrimary { database: u64 },
     #[error("already exists")]
     AlreadyExists,
     #[error("{0} not found")]
@@ -120,6 +125,18 @@ impl From<sqlx::Error> for SqlError {
                 if matches!(db.code().as_deref(), Some("40001" | "40P01")) =>
             {
                 SqlError::Conflict
+            }
+            // A standby refusing a write: a failover is under way or just happened (the
+            // primary is found again at once; see primary.rs).
+            // Or the server going away: PostgreSQL's classes 08 (connection) and 57 (shut
+            // down, crashed, starting).
+            sqlx::Error::Database(db)
+                if db.code().is_some_and(|c| {
+                    c == "25006" || c.starts_with("08") || c.starts_with("57")
+                }) || db.message().contains("read-only") =>
+            {
+                tracing::warn!(error = %err, "a write reached a standby, or the server went away");
+                SqlError::Unreachable
             }
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 tracing::warn!(error = %err, "database unreachable");
@@ -167,7 +184,7 @@ struct Inner {
     /// The map and its databases, swapped whole when the map changes.
     routing: RwLock<Arc<Routing>>,
     /// The database keeping the map, and the operations data (statistics, audit log).
-    directory: AnyPool,
+    directory: Arc<primary::Primary>,
     /// One reload at a time; the others wait for its outcome.
     reloading: tokio::sync::Mutex<()>,
     config: SqlConfig,
@@ -197,8 +214,8 @@ impl SqlStore {
         let queries = Arc::new(Queries::new(dialect));
         let directory = map::directory(&config).await?;
         // The map's tables are made by the migrations, before the map is read.
-        database::migrate(&directory, dialect, 0).await?;
-        let routing = map::open_or_make(&directory, &config, &queries).await?;
+        database::migrate(&directory.pool(), dialect, 0).await?;
+        let routing = map::open_or_make(&directory.pool(), &config, &queries).await?;
         let logical = routing.map.logical_shards;
         let node = format!("{:016x}", rand_id());
         let store = SqlStore {
@@ -284,7 +301,7 @@ impl SqlStore {
                 // Grouped by another map than this one: the caller groups them again.
                 return Err(SqlError::Moved);
             }
-            let mut tx = db.pool.begin().await?;
+            let mut tx = db.pool().begin().await?;
             if map::claim_items(&mut tx, self.q(), logical, items).await? {
                 return Ok(tx);
             }
@@ -350,11 +367,11 @@ impl SqlStore {
         if !Arc::ptr_eq(&before, &current) {
             return Ok(current);
         }
-        let version = map::ShardMap::version(&self.inner.directory).await?;
+        let version = map::ShardMap::version(&self.inner.directory.pool()).await?;
         if version.is_none_or(|v| v <= current.map.version) {
             return Ok(current);
         }
-        let Some(map) = map::ShardMap::load(&self.inner.directory).await? else {
+        let Some(map) = map::ShardMap::load(&self.inner.directory.pool()).await? else {
             return Ok(current);
         };
         let routing = Arc::new(
@@ -391,7 +408,7 @@ impl SqlStore {
             .bind(&self.inner.node)
             .bind(routing.map.version as i64)
             .bind(now_ms)
-            .execute(&self.inner.directory)
+            .execute(&self.inner.directory.pool())
             .await?;
         Ok(())
     }

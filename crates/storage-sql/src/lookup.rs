@@ -9,11 +9,12 @@
 //! when its statement ran, as a read of its own would.
 
 use crate::batch::gather;
+use crate::primary::Primary;
 use crate::queries::Queries;
 use crate::{Result, SqlError};
 use serde_json::Value;
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -62,12 +63,12 @@ pub(crate) struct Lookups {
 }
 
 impl Lookups {
-    /// Starts `tasks` readers taking turns at the queue, on connections of `pool`.
-    pub fn start(pool: AnyPool, queries: Arc<Queries>, tasks: usize) -> Lookups {
+    /// Starts `tasks` readers taking turns at the queue, on connections to the primary.
+    pub fn start(primary: Arc<Primary>, queries: Arc<Queries>, tasks: usize) -> Lookups {
         let (queue, reads) = mpsc::channel(QUEUE_READS);
         let reads = Arc::new(Mutex::new(reads));
         for _ in 0..tasks.max(1) {
-            tokio::spawn(run(pool.clone(), queries.clone(), reads.clone()));
+            tokio::spawn(run(primary.clone(), queries.clone(), reads.clone()));
         }
         Lookups { queue }
     }
@@ -87,7 +88,11 @@ impl Lookups {
     }
 }
 
-async fn run(pool: AnyPool, queries: Arc<Queries>, queue: Arc<Mutex<mpsc::Receiver<Read>>>) {
+async fn run(
+    primary: Arc<Primary>,
+    queries: Arc<Queries>,
+    queue: Arc<Mutex<mpsc::Receiver<Read>>>,
+) {
     while let Some(reads) = gather(&queue, BATCH_READS, |_| 0, 1).await {
         let mut kinds: [Vec<Read>; 3] = Default::default();
         for read in reads {
@@ -96,14 +101,14 @@ async fn run(pool: AnyPool, queries: Arc<Queries>, queue: Arc<Mutex<mpsc::Receiv
         let statements = [queries.lookup_accounts, queries.lookup_contacts, queries.lookup_changes];
         for (statement, reads) in statements.into_iter().zip(kinds) {
             if !reads.is_empty() {
-                answer(&pool, statement, reads).await;
+                answer(&primary, statement, reads).await;
             }
         }
     }
 }
 
 /// Runs one statement for `reads` (all of one kind) and answers each.
-async fn answer(pool: &AnyPool, statement: &'static str, reads: Vec<Read>) {
+async fn answer(primary: &Primary, statement: &'static str, reads: Vec<Read>) {
     let keys: Vec<Value> = reads
         .iter()
         .map(|read| match read.key {
@@ -114,7 +119,11 @@ async fn answer(pool: &AnyPool, statement: &'static str, reads: Vec<Read>) {
             }
         })
         .collect();
-    let rows = sqlx::query(statement).bind(Value::Array(keys).to_string()).fetch_all(pool).await;
+    let pool = primary.pool();
+    let rows = sqlx::query(statement).bind(Value::Array(keys).to_string()).fetch_all(&pool).await;
+    if rows.is_err() {
+        primary.suspect();
+    }
     let found = rows.map_err(SqlError::from).and_then(|rows| {
         // Each read's rows, by its place in the batch.
         let mut found: Vec<Vec<Arc<AnyRow>>> = vec![Vec::new(); reads.len()];

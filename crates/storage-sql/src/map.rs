@@ -9,7 +9,8 @@
 //! shard by changing its state there, which waits for the writes in flight and turns away the
 //! later ones (docs/scale-out.md §3).
 
-use crate::database::{Database, SqlConfig, connect};
+use crate::database::{Database, SqlConfig};
+use crate::primary::Primary;
 use crate::queries::Queries;
 use crate::{Result, SqlError};
 use serde_json::{Value, json};
@@ -201,7 +202,7 @@ pub(crate) async fn open_or_make(
     let mut databases = BTreeMap::new();
     for (&id, url) in &map.databases {
         let database = Database::open(id, url, Some(count), config, queries, logical).await?;
-        prepare(&database.pool, queries, &map, id).await?;
+        prepare(&database.pool(), queries, &map, id).await?;
         databases.insert(id, Arc::new(database));
     }
     write_map(directory, queries, &map).await?;
@@ -384,12 +385,12 @@ pub(crate) async fn claim_items(
     Ok(true)
 }
 
-/// A pool for the directory database.
-pub(crate) async fn directory(config: &SqlConfig) -> Result<AnyPool> {
+/// The directory database's primary, with a small pool.
+pub(crate) async fn directory(config: &SqlConfig) -> Result<Arc<Primary>> {
     let url = config.urls.first().ok_or(SqlError::NoShards)?;
     let mut small = config.clone();
     small.connections_per_shard = 2;
-    connect(url, &small).await.map_err(|source| SqlError::Connect { database: 0, source })
+    Primary::open(0, url, &small).await
 }
 
 #[cfg(test)]

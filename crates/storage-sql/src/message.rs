@@ -61,7 +61,7 @@ impl SqlStore {
     /// has any.
     async fn backfill_terms(&self) -> Result<bool> {
         for shard in self.routing().databases.values() {
-            let state = sqlx::query(self.q().backfill_state).fetch_one(&shard.pool).await?;
+            let state = sqlx::query(self.q().backfill_state).fetch_one(&shard.pool()).await?;
             let (next, upto): (i64, i64) = (state.try_get(0)?, state.try_get(1)?);
             if next >= upto {
                 continue;
@@ -70,7 +70,7 @@ impl SqlStore {
                 .bind(next)
                 .bind(upto)
                 .bind(BACKFILL_BATCH)
-                .fetch_all(&shard.pool)
+                .fetch_all(&shard.pool())
                 .await?;
             let messages =
                 rows.iter().map(|row| message_row(row, 0)).collect::<Result<Vec<_>>>()?;
@@ -78,7 +78,7 @@ impl SqlStore {
                 Some(last) if messages.len() as i64 == BACKFILL_BATCH => last.id as i64,
                 _ => upto,
             };
-            let mut tx = shard.pool.begin().await?;
+            let mut tx = shard.pool().begin().await?;
             for message in &messages {
                 let terms = missive_search::document(message);
                 if terms.is_empty() {
@@ -244,20 +244,20 @@ impl SqlStore {
         let sent = sqlx::query(self.q().sent_find)
             .bind(attempt.from_user_id as i64)
             .bind(&attempt.client_msg_id)
-            .fetch_optional(&home.pool)
+            .fetch_optional(&home.pool())
             .await?
             .ok_or(SqlError::NotFound("message"))?;
         let message_id: i64 = sent.try_get(0)?;
         let sender_version = sent.try_get::<i64, _>(1)? as u64;
         let row = sqlx::query(self.q().message_by_id)
             .bind(message_id)
-            .fetch_optional(&home.pool)
+            .fetch_optional(&home.pool())
             .await?
             .ok_or(SqlError::NotFound("message"))?;
         let message = message_row(&row, 0)?;
         let pending: Vec<u64> = sqlx::query(self.q().pending_list)
             .bind(message_id)
-            .fetch_all(&home.pool)
+            .fetch_all(&home.pool())
             .await?
             .iter()
             .map(|row| row.try_get::<i64, _>(0).map(|id| id as u64))
@@ -285,7 +285,7 @@ impl SqlStore {
             .bind(req.created_before_ms)
             .bind(req.now_ms)
             .bind(i64::from(req.limit))
-            .fetch_all(&shard.pool)
+            .fetch_all(&shard.pool())
             .await?
             .iter()
             .map(|row| row.try_get(0))
@@ -300,20 +300,20 @@ impl SqlStore {
                 .bind(req.claimed_until_ms)
                 .bind(message_id)
                 .bind(req.now_ms)
-                .execute(&shard.pool)
+                .execute(&shard.pool())
                 .await?;
             if claimed.rows_affected() == 0 {
                 continue; // Another caller claimed it meanwhile.
             }
             let user_ids: Vec<u64> = sqlx::query(q.pending_list)
                 .bind(message_id)
-                .fetch_all(&shard.pool)
+                .fetch_all(&shard.pool())
                 .await?
                 .iter()
                 .map(|row| row.try_get::<i64, _>(0).map(|id| id as u64))
                 .collect::<Result<_, _>>()?;
             let row =
-                sqlx::query(q.message_by_id).bind(message_id).fetch_optional(&shard.pool).await?;
+                sqlx::query(q.message_by_id).bind(message_id).fetch_optional(&shard.pool()).await?;
             match row {
                 Some(row) if !user_ids.is_empty() => {
                     sends.push(PendingSend { message: Some(message_row(&row, 0)?), user_ids });
@@ -333,14 +333,14 @@ impl SqlStore {
         let due: Vec<(i64, i64)> = sqlx::query(q.marks_due)
             .bind(req.delivered_before_ms)
             .bind(i64::from(req.limit))
-            .fetch_all(&shard.pool)
+            .fetch_all(&shard.pool())
             .await?
             .iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect::<Result<_, sqlx::Error>>()?;
         let mut done = CollectResponse::default();
         for (user_id, version) in due {
-            let mut tx = shard.pool.begin().await?;
+            let mut tx = shard.pool().begin().await?;
             let user = [Item::User(user_id as u64)];
             if !crate::map::claim_items(&mut tx, q, self.inner.logical, &user).await? {
                 continue;
@@ -390,7 +390,7 @@ impl MessageStore for SqlStore {
             .bind(user_id)
             .bind(req.after_version.min(i64::MAX as u64) as i64)
             .bind(i64::from(req.limit) + 1)
-            .fetch_all(&self.user_db(req.user_id).pool)
+            .fetch_all(&self.user_db(req.user_id).pool())
             .await
             .map_err(SqlError::from)?;
         Ok(inbox_page(&rows, req.limit)?)
@@ -438,7 +438,7 @@ impl MessageStore for SqlStore {
             .bind(req.before_ms)
             .bind(req.before_ms)
             .bind(i64::from(req.limit) + 1)
-            .fetch_all(&self.user_db(req.user_id).pool)
+            .fetch_all(&self.user_db(req.user_id).pool())
             .await
             .map_err(SqlError::from)?;
         Ok(inbox_page(&rows, req.limit)?)
@@ -453,7 +453,7 @@ impl MessageStore for SqlStore {
         let held = sqlx::query(self.q().message_held)
             .bind(user_id)
             .bind(message_id)
-            .fetch_optional(&own.pool)
+            .fetch_optional(&own.pool())
             .await
             .map_err(SqlError::from)?
             .ok_or(SqlError::NotFound("message"))?;
@@ -463,7 +463,7 @@ impl MessageStore for SqlStore {
             }
             let home = sqlx::query(self.q().message_by_id)
                 .bind(message_id)
-                .fetch_optional(&shard.pool)
+                .fetch_optional(&shard.pool())
                 .await
                 .map_err(SqlError::from)?;
             if let Some(home) = home {
@@ -497,10 +497,10 @@ impl MessageStore for SqlStore {
         let mut home = None;
         for shard in self.routing().databases.values() {
             if home.is_some() {
-                update().execute(&shard.pool).await.map_err(SqlError::from)?;
+                update().execute(&shard.pool()).await.map_err(SqlError::from)?;
                 continue;
             }
-            let mut tx = shard.pool.begin().await.map_err(SqlError::from)?;
+            let mut tx = shard.pool().begin().await.map_err(SqlError::from)?;
             let locked = sqlx::query(self.q().message_lock)
                 .bind(message_id)
                 .fetch_optional(&mut *tx)

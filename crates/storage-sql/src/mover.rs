@@ -18,8 +18,9 @@
 //! (or one more reference to the copy it has). Deletions on the source during the copy (the
 //! collector's) are not copied: the target's collector makes the same ones later.
 
-use crate::database::{Dialect, SqlConfig, connect};
+use crate::database::{Dialect, SqlConfig};
 use crate::map::{ShardMap, ShardState, counter_name};
+use crate::primary::Primary;
 use crate::rows::{
     self, COUNTERS, GROUP_TABLES, INBOX, MESSAGES, PENDING, TOKENS, USER_TABLES, fetch_keyed,
     insert_chunked,
@@ -93,7 +94,7 @@ struct Mover {
 
 /// The map on the directory (`urls[0]`).
 pub async fn load_map(urls: &[String]) -> Result<ShardMap> {
-    let directory = crate::map::directory(&SqlConfig::new(urls.to_vec())).await?;
+    let directory = crate::map::directory(&SqlConfig::new(urls.to_vec())).await?.pool();
     let map = ShardMap::load(&directory).await?.ok_or(SqlError::NotFound("shard map"));
     directory.close().await;
     map
@@ -115,7 +116,7 @@ pub async fn move_shard(
 ) -> Result<MoveOutcome> {
     let mut config = SqlConfig::new(urls.to_vec());
     config.connections_per_shard = 4;
-    let directory = crate::map::directory(&config).await?;
+    let directory = crate::map::directory(&config).await?.pool();
     let map = ShardMap::load(&directory).await?.ok_or(SqlError::NotFound("shard map"))?;
     if shard >= map.logical_shards {
         return Err(SqlError::NotFound("logical shard"));
@@ -194,7 +195,7 @@ pub fn rebalance_plan(map: &ShardMap, urls: &[String]) -> Vec<(u64, String)> {
 pub async fn roll_back_move(urls: &[String], shard: u64, force: bool) -> Result<()> {
     let mut config = SqlConfig::new(urls.to_vec());
     config.connections_per_shard = 4;
-    let directory = crate::map::directory(&config).await?;
+    let directory = crate::map::directory(&config).await?.pool();
     let map = ShardMap::load(&directory).await?.ok_or(SqlError::NotFound("shard map"))?;
     let dialect = Dialect::of(&urls[0])?;
     let recorded = recorded_move(&directory, dialect, shard)
@@ -301,8 +302,7 @@ async fn register_database(
         .fetch_one(directory)
         .await?;
     let id = row.try_get::<i64, _>(0)? as u64;
-    let pool =
-        connect(url, config).await.map_err(|source| SqlError::Connect { database: id, source })?;
+    let pool = Primary::open(id, url, config).await?.pool();
     crate::database::migrate(&pool, dialect, id).await?;
     crate::database::claim_place(dialect, &pool, id, None).await?;
     pool.close().await;
@@ -332,12 +332,9 @@ impl Mover {
     ) -> Result<Mover> {
         let url = |id: u64| map.databases.get(&id).ok_or(SqlError::NotFound("database"));
         let (source_url, target_url) = (url(from)?, url(to)?);
-        let source = connect(source_url, config)
-            .await
-            .map_err(|source| SqlError::Connect { database: from, source })?;
-        let target = connect(target_url, config)
-            .await
-            .map_err(|source| SqlError::Connect { database: to, source })?;
+        // A failover during the move fails it, to be resumed: the mover follows no primary.
+        let source = Primary::open(from, source_url, config).await?.pool();
+        let target = Primary::open(to, target_url, config).await?.pool();
         Ok(Mover {
             dialect: Dialect::of(source_url)?,
             logical: map.logical_shards,

@@ -40,7 +40,7 @@ impl SqlStore {
             for bind in binds {
                 query = query.bind(*bind);
             }
-            total += query.fetch_one(&db.pool).await?.try_get::<i64, _>(0)? as u64;
+            total += query.fetch_one(&db.pool()).await?.try_get::<i64, _>(0)? as u64;
         }
         Ok(total)
     }
@@ -48,7 +48,7 @@ impl SqlStore {
     async fn period(&self, start_ms: i64) -> Result<Option<PeriodStats>> {
         let row = sqlx::query(self.q().period_get)
             .bind(start_ms)
-            .fetch_optional(&self.inner.directory)
+            .fetch_optional(&self.inner.directory.pool())
             .await?;
         row.as_ref().map(period_row).transpose()
     }
@@ -60,7 +60,7 @@ impl SqlStore {
         let rows = sqlx::query(q.samples_within)
             .bind(start)
             .bind(end)
-            .fetch_all(&self.inner.directory)
+            .fetch_all(&self.inner.directory.pool())
             .await?;
         let mut online_by_slot: BTreeMap<i64, u64> = BTreeMap::new();
         let (mut messages_sent, mut messages_delivered) = (0u64, 0u64);
@@ -107,7 +107,7 @@ impl OpsStore for SqlStore {
             .bind(req.online as i64)
             .bind(req.messages_sent as i64)
             .bind(req.messages_delivered as i64)
-            .execute(&self.inner.directory)
+            .execute(&self.inner.directory.pool())
             .await
             .map_err(SqlError::from)?;
         Ok(Empty {})
@@ -160,7 +160,7 @@ impl OpsStore for SqlStore {
             .bind(stats.messages_sent as i64)
             .bind(stats.messages_delivered as i64)
             .bind(stats.active_users as i64)
-            .execute(&self.inner.directory)
+            .execute(&self.inner.directory.pool())
             .await
             .map_err(SqlError::from)?;
         if inserted.rows_affected() == 0 {
@@ -170,13 +170,13 @@ impl OpsStore for SqlStore {
         let end = req.start_ms + i64::from(req.period_s) * 1000;
         sqlx::query(self.q().samples_delete)
             .bind(end)
-            .execute(&self.inner.directory)
+            .execute(&self.inner.directory.pool())
             .await
             .map_err(SqlError::from)?;
         for db in self.routing().databases.values() {
             sqlx::query(self.q().active_delete)
                 .bind(req.start_ms)
-                .execute(&db.pool)
+                .execute(&db.pool())
                 .await
                 .map_err(SqlError::from)?;
         }
@@ -186,7 +186,7 @@ impl OpsStore for SqlStore {
     async fn list_periods(&self, _: &Ctx, req: StatsRequest) -> Result<StatsResponse, Status> {
         let rows = sqlx::query(self.q().periods_newest)
             .bind(i64::from(req.hours))
-            .fetch_all(&self.inner.directory)
+            .fetch_all(&self.inner.directory.pool())
             .await
             .map_err(SqlError::from)?;
         let periods = rows.iter().map(period_row).collect::<Result<_>>()?;
@@ -202,7 +202,7 @@ impl OpsStore for SqlStore {
             .bind(req.target)
             .bind(req.detail)
             .bind(i64::from(req.code))
-            .execute(&self.inner.directory)
+            .execute(&self.inner.directory.pool())
             .await
             .map_err(SqlError::from)?;
         Ok(Empty {})
@@ -216,7 +216,7 @@ impl OpsStore for SqlStore {
         let rows = sqlx::query(self.q().audit_before)
             .bind(before)
             .bind(i64::from(req.limit))
-            .fetch_all(&self.inner.directory)
+            .fetch_all(&self.inner.directory.pool())
             .await
             .map_err(SqlError::from)?;
         let entries = rows

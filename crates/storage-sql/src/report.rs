@@ -2,7 +2,7 @@
 //! holding it, its state there, its users, its rows and an estimate of its bytes. Read from
 //! the databases directly, without opening a store (no node is started, nothing is written).
 
-use crate::database::{Dialect, SqlConfig, connect};
+use crate::database::{Dialect, SqlConfig};
 use crate::map::{ShardMap, ShardState};
 use crate::{Result, SqlError};
 use missive_proto::ids::GROUP_ID_BASE;
@@ -81,7 +81,7 @@ impl ShardState {
 pub async fn shard_report(urls: &[String]) -> Result<ShardReport> {
     let mut config = SqlConfig::new(urls.to_vec());
     config.connections_per_shard = 2;
-    let directory = crate::map::directory(&config).await?;
+    let directory = crate::map::directory(&config).await?.pool();
     let map = ShardMap::load(&directory).await?.ok_or(SqlError::NotFound("shard map"))?;
     let logical = map.logical_shards;
     let mut shards: Vec<ShardUsage> = (0..logical)
@@ -89,9 +89,7 @@ pub async fn shard_report(urls: &[String]) -> Result<ShardReport> {
         .collect();
     let mut databases = Vec::new();
     for (&id, url) in &map.databases {
-        let pool = connect(url, &config)
-            .await
-            .map_err(|source| SqlError::Connect { database: id, source })?;
+        let pool = crate::primary::Primary::open(id, url, &config).await?.pool();
         let dialect = Dialect::of(url)?;
         for row in sqlx::query("SELECT shard, state FROM logical_shards").fetch_all(&pool).await? {
             let shard = row.try_get::<i64, _>(0)? as u64;

@@ -12,7 +12,7 @@ impl SeqStore for SqlStore {
         let user_id = db_id(req.user_id, "user")?;
         let row = sqlx::query(self.q().seq_load)
             .bind(user_id)
-            .fetch_optional(&self.user_db(req.user_id).pool)
+            .fetch_optional(&self.user_db(req.user_id).pool())
             .await
             .map_err(SqlError::from)?;
         let max_version = match row {

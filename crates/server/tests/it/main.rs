@@ -9,6 +9,7 @@ mod dashboard;
 mod deploy;
 mod durability;
 mod edits;
+mod failover;
 mod groups;
 mod harness;
 mod media;
