@@ -587,9 +587,12 @@ impl Mover {
         // The inbox above what the target has of each user.
         let heads = fetch_keyed(
             &mut write,
-            &format!(
-                "SELECT user_id, MAX(version) FROM inbox WHERE {} GROUP BY user_id",
-                d.key_in("user_id", rows::Kind::Int)
+            &d.select_where_key(
+                "inbox",
+                "user_id",
+                rows::Kind::Int,
+                "t.user_id, MAX(t.version)",
+                "GROUP BY t.user_id",
             ),
             &keys,
         )
@@ -621,9 +624,12 @@ impl Mover {
         // Home copies: the messages the users sent, which a retry of the send reads.
         let sent = fetch_keyed(
             &mut read,
-            &format!(
-                "SELECT message_id FROM sent_messages WHERE {}",
-                d.key_in("from_user_id", rows::Kind::Int)
+            &d.select_where_key(
+                "sent_messages",
+                "from_user_id",
+                rows::Kind::Int,
+                "t.message_id",
+                "",
             ),
             &keys,
         )
@@ -814,18 +820,24 @@ impl Mover {
             let mut tx = pool.begin().await?;
             let held = fetch_keyed(
                 &mut tx,
-                &format!(
-                    "SELECT message_id, COUNT(*) FROM inbox WHERE {} GROUP BY message_id",
-                    d.key_in("user_id", rows::Kind::Int)
+                &d.select_where_key(
+                    "inbox",
+                    "user_id",
+                    rows::Kind::Int,
+                    "t.message_id, COUNT(*)",
+                    "GROUP BY t.message_id",
                 ),
                 &keys,
             )
             .await?;
             let sent = fetch_keyed(
                 &mut tx,
-                &format!(
-                    "SELECT message_id FROM sent_messages WHERE {}",
-                    d.key_in("from_user_id", rows::Kind::Int)
+                &d.select_where_key(
+                    "sent_messages",
+                    "from_user_id",
+                    rows::Kind::Int,
+                    "t.message_id",
+                    "",
                 ),
                 &keys,
             )
@@ -852,11 +864,13 @@ impl Mover {
                 rows::execute_keyed(&mut tx, &d.delete_keyed(table), &keys).await?;
             }
             let ids: Vec<Value> = released.into_iter().map(Value::from).collect();
-            let unheld = format!(
-                "DELETE FROM messages WHERE {} AND refs <= 0
-                 AND NOT EXISTS (SELECT 1 FROM sent_messages s WHERE s.message_id = messages.message_id)
-                 AND NOT EXISTS (SELECT 1 FROM pending_entries p WHERE p.message_id = messages.message_id)",
-                d.key_in("message_id", rows::Kind::Int)
+            let unheld = d.delete_where_key(
+                "messages",
+                "message_id",
+                rows::Kind::Int,
+                "t.refs <= 0
+                 AND NOT EXISTS (SELECT 1 FROM sent_messages s WHERE s.message_id = t.message_id)
+                 AND NOT EXISTS (SELECT 1 FROM pending_entries p WHERE p.message_id = t.message_id)",
             );
             for chunk in ids.chunks(1_000) {
                 rows::execute_keyed(&mut tx, &unheld, chunk).await?;

@@ -32,6 +32,12 @@ pub(crate) struct Table {
     pub columns: &'static [(&'static str, Kind)],
 }
 
+impl Table {
+    fn key_kind(&self) -> Kind {
+        self.columns.iter().find(|(c, _)| *c == self.key).map_or(Int, |(_, kind)| *kind)
+    }
+}
+
 use Kind::*;
 
 macro_rules! table {
@@ -88,45 +94,84 @@ pub(crate) fn keys_json(keys: &[Value]) -> String {
 }
 
 impl Dialect {
-    /// `column IN (the keys of the one JSON array parameter)`.
-    pub(crate) fn key_in(self, column: &str, kind: Kind) -> String {
+    /// The keys of the one JSON array parameter as a table `j` with a column `v`, each key
+    /// as `column` stores it: on MySQL/MariaDB a `JSON_TABLE` that drives the join (an IN
+    /// subquery over it is a full scan there, for a DELETE a dependent subquery per row); on
+    /// PostgreSQL an array to compare with.
+    fn keys(self, kind: Kind) -> (&'static str, &'static str) {
         match (self, kind) {
-            (Dialect::MySql, Bytes) => format!(
-                "{column} IN (SELECT FROM_BASE64(j.v) FROM JSON_TABLE(?, '$[*]' COLUMNS(v LONGTEXT PATH '$')) j)"
+            (Dialect::MySql, Bytes) => {
+                ("JSON_TABLE(?, '$[*]' COLUMNS(v LONGTEXT PATH '$')) j", "FROM_BASE64(j.v)")
+            }
+            (Dialect::MySql, Text) => {
+                ("JSON_TABLE(?, '$[*]' COLUMNS(v VARCHAR(255) PATH '$')) j", "j.v")
+            }
+            (Dialect::MySql, _) => ("JSON_TABLE(?, '$[*]' COLUMNS(v BIGINT PATH '$')) j", "j.v"),
+            (Dialect::Postgres, Bytes) => (
+                "ARRAY(SELECT decode(j.v, 'base64') FROM json_array_elements_text($1::json) AS j(v))",
+                "",
             ),
-            (Dialect::MySql, Text) => format!(
-                "{column} IN (SELECT j.v FROM JSON_TABLE(?, '$[*]' COLUMNS(v VARCHAR(255) PATH '$')) j)"
+            (Dialect::Postgres, Text) => {
+                ("ARRAY(SELECT j.v FROM json_array_elements_text($1::json) AS j(v))", "")
+            }
+            (Dialect::Postgres, _) => {
+                ("ARRAY(SELECT j.v::bigint FROM json_array_elements_text($1::json) AS j(v))", "")
+            }
+        }
+    }
+
+    /// `SELECT columns` (naming the table `t`) of the rows of `table` whose `key` is in the
+    /// JSON array parameter, then `tail` (a `GROUP BY`, or nothing).
+    pub(crate) fn select_where_key(
+        self,
+        table: &str,
+        key: &str,
+        kind: Kind,
+        columns: &str,
+        tail: &str,
+    ) -> String {
+        let (keys, each) = self.keys(kind);
+        match self {
+            Dialect::MySql => {
+                format!(
+                    "SELECT {columns} FROM {keys} STRAIGHT_JOIN {table} t ON t.{key} = {each} {tail}"
+                )
+            }
+            Dialect::Postgres => {
+                format!("SELECT {columns} FROM {table} t WHERE t.{key} = ANY({keys}) {tail}")
+            }
+        }
+    }
+
+    /// Deletes the rows of `table` (named `t`) whose `key` is in the JSON array parameter
+    /// and that meet `condition` (or `TRUE`).
+    pub(crate) fn delete_where_key(
+        self,
+        table: &str,
+        key: &str,
+        kind: Kind,
+        condition: &str,
+    ) -> String {
+        let (keys, each) = self.keys(kind);
+        match self {
+            Dialect::MySql => format!(
+                "DELETE t FROM {keys} STRAIGHT_JOIN {table} t ON t.{key} = {each} WHERE {condition}"
             ),
-            (Dialect::MySql, _) => format!(
-                "{column} IN (SELECT j.v FROM JSON_TABLE(?, '$[*]' COLUMNS(v BIGINT PATH '$')) j)"
-            ),
-            (Dialect::Postgres, Bytes) => format!(
-                "{column} = ANY(ARRAY(SELECT decode(j.v, 'base64') FROM json_array_elements_text($1::json) AS j(v)))"
-            ),
-            (Dialect::Postgres, Text) => format!(
-                "{column} = ANY(ARRAY(SELECT j.v FROM json_array_elements_text($1::json) AS j(v)))"
-            ),
-            (Dialect::Postgres, _) => format!(
-                "{column} = ANY(ARRAY(SELECT j.v::bigint FROM json_array_elements_text($1::json) AS j(v)))"
-            ),
+            Dialect::Postgres => {
+                format!("DELETE FROM {table} t WHERE t.{key} = ANY({keys}) AND {condition}")
+            }
         }
     }
 
     /// The rows of `table` whose key is in the JSON array parameter.
     pub(crate) fn select_keyed(self, table: &Table) -> String {
-        let kind = table.columns.iter().find(|(c, _)| *c == table.key).map_or(Int, |(_, k)| *k);
-        format!(
-            "SELECT {} FROM {} WHERE {}",
-            column_list(table),
-            table.name,
-            self.key_in(table.key, kind)
-        )
+        let columns: Vec<String> = table.columns.iter().map(|(c, _)| format!("t.{c}")).collect();
+        self.select_where_key(table.name, table.key, table.key_kind(), &columns.join(", "), "")
     }
 
     /// Deletes the rows of `table` whose key is in the JSON array parameter.
     pub(crate) fn delete_keyed(self, table: &Table) -> String {
-        let kind = table.columns.iter().find(|(c, _)| *c == table.key).map_or(Int, |(_, k)| *k);
-        format!("DELETE FROM {} WHERE {}", table.name, self.key_in(table.key, kind))
+        self.delete_where_key(table.name, table.key, table.key_kind(), "TRUE")
     }
 
     /// Inserts the rows of the JSON array parameter (each an array of the columns in order),
