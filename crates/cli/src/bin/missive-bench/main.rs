@@ -205,6 +205,12 @@ async fn messages(args: Args, trust: Trust) -> anyhow::Result<()> {
             loop {
                 let items = match client.next_changes(Duration::from_millis(500)).await {
                     Ok(items) => items,
+                    // The server refused this sync (unavailable during a database failover,
+                    // say): the next one picks up from the same key.
+                    Err(error) if error.code().is_some() => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                     Err(_) => return,
                 };
                 let now_us = shared.started.elapsed().as_micros() as u64;
