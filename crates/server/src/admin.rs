@@ -3,7 +3,7 @@
 
 use clap::{Args, Subcommand};
 use missive_storage_sql::{
-    MoveOutcome, Progress, ShardReport, load_map, move_shard, rebalance_plan, redact,
+    MoveOptions, MoveOutcome, Progress, ShardReport, load_map, move_shard, rebalance_plan, redact,
     roll_back_move, shard_report, split_url_list,
 };
 
@@ -49,6 +49,10 @@ enum ShardsCommand {
         /// known to be dead.
         #[arg(long)]
         force: bool,
+        /// The share of the time the mover works before the switch-over and while it
+        /// cleans up, resting the rest so that the databases keep serving (1: flat out).
+        #[arg(long, default_value_t = MoveOptions::default().pace)]
+        pace: f64,
     },
     /// Spreads the logical shards evenly over these databases (the whole new list), moving
     /// as few as that takes, one after the other.
@@ -58,6 +62,9 @@ enum ShardsCommand {
         /// Print the moves without making them.
         #[arg(long)]
         dry_run: bool,
+        /// As for `move`.
+        #[arg(long, default_value_t = MoveOptions::default().pace)]
+        pace: f64,
     },
     /// Undoes an interrupted move that has not switched over yet.
     Rollback {
@@ -78,18 +85,20 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 false => print!("{}", report_text(&report, all)),
             }
         }
-        ShardsCommand::Move { shard, url, force } => {
-            let outcome = move_shard(&urls, shard, &url, force, show_progress).await?;
+        ShardsCommand::Move { shard, url, force, pace } => {
+            let options = MoveOptions { force, pace };
+            let outcome = move_shard(&urls, shard, &url, options, show_progress).await?;
             print_outcome(&outcome, shards.json);
         }
-        ShardsCommand::Rebalance { urls: list, dry_run } => {
+        ShardsCommand::Rebalance { urls: list, dry_run, pace } => {
             let list: Vec<String> = list.iter().flat_map(|l| split_url_list(l)).collect();
             let plan = rebalance_plan(&load_map(&urls).await?, &list);
             eprintln!("{} logical shards to move", plan.len());
             for (n, (shard, url)) in plan.into_iter().enumerate() {
                 eprintln!("move {}: logical shard {shard} to {}", n + 1, redact(&url));
                 if !dry_run {
-                    let outcome = move_shard(&urls, shard, &url, false, show_progress).await?;
+                    let options = MoveOptions { force: false, pace };
+                    let outcome = move_shard(&urls, shard, &url, options, show_progress).await?;
                     print_outcome(&outcome, shards.json);
                 }
             }
@@ -115,7 +124,9 @@ fn print_outcome(outcome: &MoveOutcome, json: bool) {
         let line = serde_json::json!({
             "shard": outcome.shard, "from": outcome.from, "to": outcome.to,
             "users": outcome.users, "recopied": outcome.recopied,
+            "copy_ms": outcome.copy.as_millis() as u64,
             "switch_over_ms": outcome.switch_over.as_millis() as u64,
+            "clean_ms": outcome.clean.as_millis() as u64,
             "total_ms": outcome.total.as_millis() as u64,
         });
         println!("{line}");
@@ -123,13 +134,16 @@ fn print_outcome(outcome: &MoveOutcome, json: bool) {
     }
     println!(
         "moved logical shard {} from database {} to database {}: {} users, {} keys copied \
-         again, writes held {} ms at the switch-over, {:.1} s in all",
+         again, copied in {:.1} s, writes held {} ms at the switch-over, cleaned up in {:.1} \
+         s, {:.1} s in all",
         outcome.shard,
         outcome.from,
         outcome.to,
         outcome.users,
         outcome.recopied,
+        outcome.copy.as_secs_f64(),
         outcome.switch_over.as_millis(),
+        outcome.clean.as_secs_f64(),
         outcome.total.as_secs_f64()
     );
 }

@@ -36,7 +36,7 @@ mod seq;
 pub use database::SqlConfig;
 pub use map::{LOGICAL_SHARDS_MAX, ShardMap, ShardState};
 pub use mover::{
-    MoveOutcome, Phase, Progress, load_map, move_shard, rebalance_plan, roll_back_move,
+    MoveOptions, MoveOutcome, Phase, Progress, load_map, move_shard, rebalance_plan, roll_back_move,
 };
 pub use primary::split_url_list;
 pub use report::{DatabaseUsage, ShardReport, ShardUsage, redact, shard_report};

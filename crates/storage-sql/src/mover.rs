@@ -74,9 +74,30 @@ pub struct MoveOutcome {
     pub users: u64,
     /// Noted keys copied again after the first copy.
     pub recopied: u64,
+    /// The copy and its rounds of noted keys, before the fence.
+    pub copy: Duration,
     /// From the fence to the map naming the target: how long writes of the shard waited.
     pub switch_over: Duration,
+    /// Waiting for the nodes, and deleting what the source held.
+    pub clean: Duration,
     pub total: Duration,
+}
+
+/// How a move goes.
+#[derive(Debug, Clone, Copy)]
+pub struct MoveOptions {
+    /// Resume a move even if its record was updated in the last 15 s: its mover is known to
+    /// be dead.
+    pub force: bool,
+    /// The share of the time the mover works, outside the switch-over; it rests the rest, so
+    /// that the databases keep serving their traffic (1: as fast as it can).
+    pub pace: f64,
+}
+
+impl Default for MoveOptions {
+    fn default() -> MoveOptions {
+        MoveOptions { force: false, pace: 0.5 }
+    }
 }
 
 /// The mover's handles: the directory, and the source and target databases.
@@ -90,6 +111,7 @@ struct Mover {
     source: AnyPool,
     target: AnyPool,
     report: Box<dyn FnMut(&Progress) + Send + Sync>,
+    pace: f64,
 }
 
 /// The map on the directory (`urls[0]`).
@@ -105,13 +127,12 @@ fn now_ms() -> i64 {
 }
 
 /// Moves logical shard `shard` to the database at `to_url` (registered in the map if new),
-/// or resumes its move there if one was interrupted. `force`: resume it even if its record
-/// was updated in the last 15 s (its mover is known to be dead).
+/// or resumes its move there if one was interrupted.
 pub async fn move_shard(
     urls: &[String],
     shard: u64,
     to_url: &str,
-    force: bool,
+    options: MoveOptions,
     report: impl FnMut(&Progress) + Send + Sync + 'static,
 ) -> Result<MoveOutcome> {
     let mut config = SqlConfig::new(urls.to_vec());
@@ -137,7 +158,7 @@ pub async fn move_shard(
             )));
         }
         Some(recorded) => {
-            if !force {
+            if !options.force {
                 check_mover_gone(&recorded)?;
             }
             recorded.from
@@ -150,6 +171,7 @@ pub async fn move_shard(
     let map = ShardMap::load(&directory).await?.ok_or(SqlError::NotFound("shard map"))?;
     let mut mover =
         Mover::open(&config, &map, shard, from, to, directory, Box::new(report)).await?;
+    mover.pace = options.pace.clamp(0.01, 1.0);
     mover.run(recorded.map(|r| r.phase)).await
 }
 
@@ -345,6 +367,7 @@ impl Mover {
             source,
             target,
             report,
+            pace: 1.0,
         })
     }
 
@@ -364,15 +387,19 @@ impl Mover {
             self.begin().await?;
         }
         if resumed.is_none_or(|phase| phase == Phase::Copying) {
+            let copying = Instant::now();
             outcome.users = self.copy_everything().await?;
             outcome.recopied = self.copy_noted_until_few().await?;
+            outcome.copy = copying.elapsed();
         }
         if resumed != Some(Phase::Cleaning) {
             let fenced = Instant::now();
             outcome.recopied += self.switch_over().await?;
             outcome.switch_over = fenced.elapsed();
         }
+        let cleaning = Instant::now();
         self.clean().await?;
+        outcome.clean = cleaning.elapsed();
         outcome.total = started.elapsed();
         Ok(outcome)
     }
@@ -485,20 +512,26 @@ impl Mover {
         let total = (users.len() + groups.len() + tokens.len()) as u64;
         let mut done = 0;
         for batch in users.chunks(BATCH) {
+            let worked = Instant::now();
             self.copy_users(batch).await?;
             done += batch.len() as u64;
             self.progress("copying", done, total);
             self.heartbeat().await?;
+            self.rest(worked.elapsed()).await;
         }
         for batch in groups.chunks(BATCH) {
+            let worked = Instant::now();
             self.copy_groups(batch).await?;
             done += batch.len() as u64;
             self.progress("copying", done, total);
+            self.rest(worked.elapsed()).await;
         }
         for batch in tokens.chunks(BATCH) {
+            let worked = Instant::now();
             self.copy_tokens(batch).await?;
             done += batch.len() as u64;
             self.progress("copying", done, total);
+            self.rest(worked.elapsed()).await;
         }
         Ok(users.len() as u64)
     }
@@ -508,7 +541,9 @@ impl Mover {
     async fn copy_noted_until_few(&mut self) -> Result<u64> {
         let mut copied = 0;
         for _ in 0..ROUNDS {
+            let worked = Instant::now();
             let noted = self.copy_noted().await?;
+            self.rest(worked.elapsed()).await;
             copied += noted;
             self.progress("catching up", noted, noted);
             self.heartbeat().await?;
@@ -517,6 +552,13 @@ impl Mover {
             }
         }
         Ok(copied)
+    }
+
+    /// Rests as long as the pace asks after `worked` of work.
+    async fn rest(&self, worked: Duration) {
+        if self.pace < 1.0 {
+            tokio::time::sleep(worked.mul_f64((1.0 - self.pace) / self.pace)).await;
+        }
     }
 
     /// One round: the keys noted so far, copied, and their notes deleted unless written again
@@ -816,6 +858,7 @@ impl Mover {
         );
         sqlx::query(AssertSqlSafe(pending)).execute(pool).await?;
         for batch in users.chunks(BATCH) {
+            let worked = Instant::now();
             let keys: Vec<Value> = batch.iter().map(|&u| Value::from(u)).collect();
             let mut tx = pool.begin().await?;
             let held = fetch_keyed(
@@ -876,6 +919,7 @@ impl Mover {
                 rows::execute_keyed(&mut tx, &unheld, chunk).await?;
             }
             tx.commit().await?;
+            self.rest(worked.elapsed()).await;
         }
         let mut tx = pool.begin().await?;
         let keys: Vec<Value> = groups.iter().map(|&g| Value::from(g)).collect();

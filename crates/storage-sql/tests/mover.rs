@@ -7,7 +7,7 @@ use missive_proto::internal::{
     AccountStore, AppendRequest, CreateAccountRequest, InboxEntry, InboxQuery, MessageStore,
 };
 use missive_rpc::Ctx;
-use missive_storage_sql::{SqlConfig, SqlStore, move_shard, roll_back_move};
+use missive_storage_sql::{MoveOptions, SqlConfig, SqlStore, move_shard, roll_back_move};
 use missive_storage_suite::{DatabaseServer, fresh_databases};
 use sqlx::{AnyConnection, AssertSqlSafe, Connection, Row};
 use std::collections::{BTreeMap, HashMap};
@@ -156,7 +156,7 @@ async fn move_under_load(server: DatabaseServer, name: &str) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let steps = Arc::new(Mutex::new(Vec::new()));
     let seen = steps.clone();
-    let outcome = move_shard(&urls[..1], SHARD, &urls[2], false, move |p| {
+    let outcome = move_shard(&urls[..1], SHARD, &urls[2], MoveOptions::default(), move |p| {
         seen.lock().unwrap().push(p.step);
     })
     .await
@@ -233,7 +233,7 @@ async fn an_interrupted_move_is_resumed_or_rolled_back() {
         let started = Arc::new(AtomicBool::new(false));
         let copying = started.clone();
         let mover = tokio::spawn(async move {
-            move_shard(&urls[..1], SHARD, &urls[2], false, move |p| {
+            move_shard(&urls[..1], SHARD, &urls[2], MoveOptions::default(), move |p| {
                 if p.step == "copying" {
                     copying.store(true, Ordering::SeqCst);
                 }
@@ -249,9 +249,10 @@ async fn an_interrupted_move_is_resumed_or_rolled_back() {
     cut(urls.clone()).await;
     let recorded = "SELECT COUNT(*) FROM shard_moves".to_string();
     assert_eq!(count(&urls[0], recorded.clone()).await, 1, "the move is recorded");
-    let refused = move_shard(&urls[..1], SHARD, &urls[2], false, |_| {}).await;
+    let refused = move_shard(&urls[..1], SHARD, &urls[2], MoveOptions::default(), |_| {}).await;
     assert!(refused.is_err(), "a move updated a moment ago may still be running");
-    let outcome = move_shard(&urls[..1], SHARD, &urls[2], true, |_| {}).await.expect("resumed");
+    let force = MoveOptions { force: true, pace: 1.0 };
+    let outcome = move_shard(&urls[..1], SHARD, &urls[2], force, |_| {}).await.expect("resumed");
     assert_eq!(outcome.to, 2);
     assert_eq!(count(&urls[0], recorded.clone()).await, 0);
     assert_eq!(store.shard_map().owner(SHARD), 2);
