@@ -3,8 +3,8 @@
 
 use clap::{Args, Subcommand};
 use missive_storage_sql::{
-    MoveOptions, MoveOutcome, Progress, ShardReport, load_map, move_shard, rebalance_plan, redact,
-    roll_back_move, shard_report, split_url_list,
+    MoveOptions, MoveOutcome, Progress, ShardReport, SqlConfig, SqlStore, load_map, move_shard,
+    rebalance_plan, redact, roll_back_move, shard_report, split_url_list,
 };
 
 #[derive(Args)]
@@ -39,6 +39,15 @@ enum ShardsCommand {
         /// Also the logical shards that hold nothing.
         #[arg(long)]
         all: bool,
+    },
+    /// Makes the shard map from the `--store-url` list if the first database has none (what
+    /// the first node to start does), then shows it: the upgrade of a deployment made before
+    /// logical shards, with every node stopped.
+    Init {
+        /// Logical shards of the map: a multiple of the number of databases. Default: the
+        /// largest such multiple not above 1,024.
+        #[arg(long)]
+        logical_shards: Option<u64>,
     },
     /// Moves a logical shard to a database (added to the map if new) while traffic goes on,
     /// or resumes an interrupted move of it.
@@ -84,6 +93,12 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 true => println!("{}", serde_json::to_string_pretty(&report_json(&report))?),
                 false => print!("{}", report_text(&report, all)),
             }
+        }
+        ShardsCommand::Init { logical_shards } => {
+            let mut config = SqlConfig::new(urls.clone());
+            config.logical_shards = logical_shards;
+            drop(SqlStore::open(config).await?);
+            print!("{}", report_text(&shard_report(&urls).await?, false));
         }
         ShardsCommand::Move { shard, url, force, pace } => {
             let options = MoveOptions { force, pace };

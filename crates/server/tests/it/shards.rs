@@ -49,6 +49,22 @@ async fn the_shard_map_shows_where_every_user_is() {
     assert_eq!(admin_shards(first), report);
 }
 
+/// `init` makes the map from a list before any node starts, as an upgrade does it.
+#[tokio::test]
+async fn init_makes_the_map_from_the_list() {
+    let urls = fresh_databases(DatabaseServer::MariaDb, "it_init", 3).await.join(",");
+    let out = mover(&["--store-url", &urls, "init", "--logical-shards", "6"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = admin_shards(urls.split(',').next().unwrap());
+    assert_eq!(report["logical_shards"], 6);
+    let owners: Vec<u64> =
+        (0..6).map(|s| report["shards"][s]["database"].as_u64().unwrap()).collect();
+    assert_eq!(owners, vec![0, 1, 2, 0, 1, 2]);
+    let uneven = mover(&["--store-url", &urls, "init", "--logical-shards", "7"]).output().unwrap();
+    assert!(uneven.status.success(), "a map that exists is left as it is");
+    assert_eq!(admin_shards(urls.split(',').next().unwrap()), report);
+}
+
 /// `missive admin shards move` as an operator runs it.
 fn mover(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_missive"));
