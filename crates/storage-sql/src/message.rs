@@ -35,15 +35,19 @@ use std::time::Instant;
 const BACKFILL_BATCH: i64 = 1_000;
 /// How long the backfill waits after a failure before it tries again.
 const BACKFILL_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long after the store opens the backfill starts: not while the node is starting.
+const BACKFILL_START: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl SqlStore {
-    /// Gives messages stored before search existed their terms (migration 8): shard after
-    /// shard, a batch per transaction, in the background of the open store. Ends when every
-    /// shard is done or the store is dropped; another node doing the same at once only
-    /// repeats work (each write is conditional on the message as read).
+    /// Gives messages stored before search existed their terms (migration 8): database after
+    /// database, a batch per transaction, in the background of the open store, from a second
+    /// after it opened. Ends when every database is done or the store is dropped; another
+    /// node doing the same at once only repeats work (each write is conditional on the
+    /// message as read).
     pub(crate) fn spawn_backfill(&self) {
         let inner = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
+            tokio::time::sleep(BACKFILL_START).await;
             while let Some(inner) = inner.upgrade() {
                 match (SqlStore { inner }).backfill_terms().await {
                     Ok(true) => {}
