@@ -257,27 +257,8 @@ impl AccountStore for SqlStore {
             db_id(user_id, "account")?;
         }
         let at_ms = req.at_ms;
-        self.by_database(
-            req.user_ids,
-            |&user_id| user_id,
-            |users| {
-                Box::pin(async move {
-                    let items: Vec<Item> =
-                        users.iter().map(|&user_id| Item::User(user_id)).collect();
-                    let mut tx = self.begin_owned(&items).await?;
-                    for user_id in users {
-                        sqlx::query(self.q().last_seen_update)
-                            .bind(at_ms)
-                            .bind(user_id as i64)
-                            .bind(at_ms)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    Ok(tx.commit().await?)
-                })
-            },
-        )
-        .await?;
+        let statement = self.q().last_seen_update;
+        self.write_each_user(req.user_ids, statement, move |user| vec![at_ms, user, at_ms]).await?;
         Ok(Empty {})
     }
 

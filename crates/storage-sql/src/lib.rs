@@ -344,6 +344,36 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Runs `statement` once per user, with the parameters `binds` gives for the user's id,
+    /// in one transaction per database holding them.
+    async fn write_each_user(
+        &self,
+        user_ids: Vec<u64>,
+        statement: &'static str,
+        binds: impl Fn(i64) -> Vec<i64> + Copy + Send + Sync + 'static,
+    ) -> Result<()> {
+        self.by_database(
+            user_ids,
+            |&user_id| user_id,
+            |users| {
+                Box::pin(async move {
+                    let items: Vec<Item> =
+                        users.iter().map(|&user_id| Item::User(user_id)).collect();
+                    let mut tx = self.begin_owned(&items).await?;
+                    for user_id in users {
+                        let mut query = sqlx::query(statement);
+                        for value in binds(user_id as i64) {
+                            query = query.bind(value);
+                        }
+                        query.execute(&mut *tx).await?;
+                    }
+                    Ok(tx.commit().await?)
+                })
+            },
+        )
+        .await
+    }
+
     /// Waits until the map is newer than `version`, reading it again every [`MOVE_POLL`];
     /// fails as [`SqlError::Moving`] once [`MOVE_WAIT`] has passed since `started`.
     async fn await_move(&self, version: u64, started: Instant) -> Result<()> {

@@ -2,7 +2,6 @@
 //! first database); users' activity lives on each user's logical shard, and counts add up
 //! over every database.
 
-use crate::map::Item;
 use crate::{Result, SqlError, SqlStore, db_id};
 use missive_proto::admin::{
     AuditEntry, AuditRequest, AuditResponse, NodeSample, PeriodStats, StatsRequest, StatsResponse,
@@ -114,27 +113,12 @@ impl OpsStore for SqlStore {
     }
 
     async fn mark_active(&self, _: &Ctx, req: ActiveUsers) -> Result<Empty, Status> {
+        for &user_id in &req.user_ids {
+            db_id(user_id, "account")?;
+        }
         let period = req.period_start_ms;
-        self.by_database(
-            req.user_ids,
-            |&user_id| user_id,
-            |users| {
-                Box::pin(async move {
-                    let items: Vec<Item> =
-                        users.iter().map(|&user_id| Item::User(user_id)).collect();
-                    let mut tx = self.begin_owned(&items).await?;
-                    for user_id in users {
-                        sqlx::query(self.q().active_insert)
-                            .bind(period)
-                            .bind(db_id(user_id, "account")?)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    Ok(tx.commit().await?)
-                })
-            },
-        )
-        .await?;
+        let statement = self.q().active_insert;
+        self.write_each_user(req.user_ids, statement, move |user| vec![period, user]).await?;
         Ok(Empty {})
     }
 
