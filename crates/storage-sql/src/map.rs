@@ -280,6 +280,11 @@ pub(crate) fn counter_name(kind: &str, shard: u64) -> String {
     format!("{kind}:{shard}")
 }
 
+/// The names of every counter of one logical shard.
+pub(crate) fn counter_names(shard: u64) -> Vec<String> {
+    COUNTERS.iter().map(|(kind, _)| counter_name(kind, shard)).collect()
+}
+
 /// The block size of a kind of counter.
 pub(crate) fn counter_block(kind: &str) -> u64 {
     COUNTERS.iter().find(|(name, _)| *name == kind).map_or(16, |(_, block)| *block)

@@ -19,7 +19,7 @@
 //! collector's) are not copied: the target's collector makes the same ones later.
 
 use crate::database::{Dialect, SqlConfig};
-use crate::map::{ShardMap, ShardState, counter_name};
+use crate::map::{ShardMap, ShardState};
 use crate::primary::Primary;
 use crate::rows::{
     self, COUNTERS, GROUP_TABLES, INBOX, MESSAGES, PENDING, TOKENS, USER_TABLES, fetch_keyed,
@@ -29,7 +29,7 @@ use crate::{Result, SqlError};
 use base64::Engine as _;
 use missive_proto::ids::GROUP_ID_BASE;
 use serde_json::{Value, json};
-use sqlx::{AnyPool, AssertSqlSafe, Row};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -616,16 +616,10 @@ impl Mover {
     /// lacks, with the messages its new entries hold.
     async fn copy_users(&self, users: &[u64]) -> Result<()> {
         let d = self.dialect;
-        let keys: Vec<Value> = users.iter().map(|&u| Value::from(u)).collect();
+        let keys = id_keys(users);
         let mut read = self.source.begin().await?;
         let mut write = self.target.begin().await?;
-        for table in &USER_TABLES {
-            let rows = fetch_keyed(&mut read, &d.select_keyed(table), &keys).await?;
-            let rows =
-                rows.iter().map(|row| rows::row_json(table, row)).collect::<Result<Vec<_>>>()?;
-            rows::execute_keyed(&mut write, &d.delete_keyed(table), &keys).await?;
-            insert_chunked(&mut write, &d.insert_rows(table, ""), rows).await?;
-        }
+        self.replace_in(&mut read, &mut write, &USER_TABLES, &keys).await?;
         // The inbox above what the target has of each user.
         let heads = fetch_keyed(
             &mut write,
@@ -663,21 +657,8 @@ impl Mover {
             *holds.entry(row.try_get::<i64, _>(2)? as u64).or_default() += 1;
             entry_rows.push(rows::row_json(&INBOX, row)?);
         }
-        // Home copies: the messages the users sent, which a retry of the send reads.
-        let sent = fetch_keyed(
-            &mut read,
-            &d.select_where_key(
-                "sent_messages",
-                "from_user_id",
-                rows::Kind::Int,
-                "t.message_id",
-                "",
-            ),
-            &keys,
-        )
-        .await?;
-        for row in &sent {
-            holds.entry(row.try_get::<i64, _>(0)? as u64).or_default();
+        for id in self.sent_by(&mut read, &keys).await? {
+            holds.entry(id as u64).or_default();
         }
         let ids: Vec<Value> = holds.keys().map(|&id| Value::from(id)).collect();
         let mut messages = Vec::with_capacity(ids.len());
@@ -704,31 +685,64 @@ impl Mover {
 
     /// Copies groups whole.
     async fn copy_groups(&self, groups: &[u64]) -> Result<()> {
-        let keys: Vec<Value> = groups.iter().map(|&g| Value::from(g)).collect();
-        self.replace(&GROUP_TABLES, &keys).await
+        self.replace(&GROUP_TABLES, &id_keys(groups)).await
     }
 
     async fn copy_tokens(&self, tokens: &[Vec<u8>]) -> Result<()> {
-        let base64 = &base64::engine::general_purpose::STANDARD;
-        let keys: Vec<Value> = tokens.iter().map(|t| Value::from(base64.encode(t))).collect();
-        self.replace(std::slice::from_ref(&TOKENS), &keys).await
+        self.replace(std::slice::from_ref(&TOKENS), &token_keys(tokens)).await
     }
 
-    /// Replaces the target's rows of `tables` under `keys` with the source's.
+    /// Replaces the target's rows of `tables` under `keys` with the source's, in one
+    /// transaction on each.
     async fn replace(&self, tables: &[rows::Table], keys: &[Value]) -> Result<()> {
-        let d = self.dialect;
         let mut read = self.source.begin().await?;
         let mut write = self.target.begin().await?;
-        for table in tables {
-            let rows = fetch_keyed(&mut read, &d.select_keyed(table), keys).await?;
-            let rows =
-                rows.iter().map(|row| rows::row_json(table, row)).collect::<Result<Vec<_>>>()?;
-            rows::execute_keyed(&mut write, &d.delete_keyed(table), keys).await?;
-            insert_chunked(&mut write, &d.insert_rows(table, ""), rows).await?;
-        }
+        self.replace_in(&mut read, &mut write, tables, keys).await?;
         read.commit().await?;
         write.commit().await?;
         Ok(())
+    }
+
+    /// Replaces, in `write`, the rows of `tables` under `keys` with those `read` finds.
+    async fn replace_in(
+        &self,
+        read: &mut Transaction<'_, Any>,
+        write: &mut Transaction<'_, Any>,
+        tables: &[rows::Table],
+        keys: &[Value],
+    ) -> Result<()> {
+        let d = self.dialect;
+        for table in tables {
+            let found = fetch_keyed(read, &d.select_keyed(table), keys).await?;
+            let found =
+                found.iter().map(|row| rows::row_json(table, row)).collect::<Result<Vec<_>>>()?;
+            rows::execute_keyed(write, &d.delete_keyed(table), keys).await?;
+            insert_chunked(write, &d.insert_rows(table, ""), found).await?;
+        }
+        Ok(())
+    }
+
+    /// The messages `keys`' users sent whose retry records `tx` holds: their home copies,
+    /// which a retry of the send reads.
+    async fn sent_by(&self, tx: &mut Transaction<'_, Any>, keys: &[Value]) -> Result<Vec<i64>> {
+        let d = self.dialect;
+        let query = d.select_where_key(
+            "sent_messages",
+            "from_user_id",
+            rows::Kind::Int,
+            "t.message_id",
+            "",
+        );
+        let rows = fetch_keyed(tx, &query, keys).await?;
+        Ok(rows.iter().map(|row| row.try_get::<i64, _>(0)).collect::<Result<_, _>>()?)
+    }
+
+    /// A statement on the pending marks of the shard's senders (`SELECT ...` or `DELETE`).
+    fn pending_of_shard(&self, verb: &str) -> AssertSqlSafe<String> {
+        AssertSqlSafe(format!(
+            "{verb} FROM pending_entries WHERE message_id % {} = {}",
+            self.logical, self.shard
+        ))
     }
 
     /// Fences the shard, copies what was noted since and the shard's own rows, and flips the
@@ -768,10 +782,7 @@ impl Mover {
     /// marks (replaced).
     async fn copy_shard_rows(&self) -> Result<()> {
         let d = self.dialect;
-        let names: Vec<Value> = ["user", "device", "message", "group"]
-            .iter()
-            .map(|kind| Value::from(counter_name(kind, self.shard)))
-            .collect();
+        let names = counter_keys(self.shard);
         let mut read = self.source.begin().await?;
         let mut write = self.target.begin().await?;
         let counters = fetch_keyed(&mut read, &d.select_keyed(&COUNTERS), &names).await?;
@@ -788,18 +799,12 @@ impl Mover {
             }
         };
         insert_chunked(&mut write, &d.insert_rows(&COUNTERS, higher), counters).await?;
-        let pending_of_shard = format!(
-            "SELECT message_id, user_id, created_at_ms, claimed_until_ms FROM pending_entries WHERE message_id % {} = {}",
-            self.logical, self.shard
-        );
-        let pending = sqlx::query(AssertSqlSafe(pending_of_shard)).fetch_all(&mut *read).await?;
+        let select =
+            self.pending_of_shard("SELECT message_id, user_id, created_at_ms, claimed_until_ms");
+        let pending = sqlx::query(select).fetch_all(&mut *read).await?;
         let pending =
             pending.iter().map(|row| rows::row_json(&PENDING, row)).collect::<Result<Vec<_>>>()?;
-        let delete = format!(
-            "DELETE FROM pending_entries WHERE message_id % {} = {}",
-            self.logical, self.shard
-        );
-        sqlx::query(AssertSqlSafe(delete)).execute(&mut *write).await?;
+        sqlx::query(self.pending_of_shard("DELETE")).execute(&mut *write).await?;
         insert_chunked(&mut write, &d.insert_rows(&PENDING, ""), pending).await?;
         read.commit().await?;
         write.commit().await?;
@@ -852,14 +857,10 @@ impl Mover {
     async fn delete_shard(&self, pool: &AnyPool) -> Result<()> {
         let d = self.dialect;
         let (users, groups, tokens) = self.keys(pool).await?;
-        let pending = format!(
-            "DELETE FROM pending_entries WHERE message_id % {} = {}",
-            self.logical, self.shard
-        );
-        sqlx::query(AssertSqlSafe(pending)).execute(pool).await?;
+        sqlx::query(self.pending_of_shard("DELETE")).execute(pool).await?;
         for batch in users.chunks(BATCH) {
             let worked = Instant::now();
-            let keys: Vec<Value> = batch.iter().map(|&u| Value::from(u)).collect();
+            let keys = id_keys(batch);
             let mut tx = pool.begin().await?;
             let held = fetch_keyed(
                 &mut tx,
@@ -873,18 +874,7 @@ impl Mover {
                 &keys,
             )
             .await?;
-            let sent = fetch_keyed(
-                &mut tx,
-                &d.select_where_key(
-                    "sent_messages",
-                    "from_user_id",
-                    rows::Kind::Int,
-                    "t.message_id",
-                    "",
-                ),
-                &keys,
-            )
-            .await?;
+            let sent = self.sent_by(&mut tx, &keys).await?;
             let mut released: BTreeSet<i64> = BTreeSet::new();
             let mut release = Vec::new();
             for row in &held {
@@ -892,9 +882,7 @@ impl Mover {
                 released.insert(id);
                 release.push(json!([id, row.try_get::<i64, _>(1)?]));
             }
-            for row in &sent {
-                released.insert(row.try_get::<i64, _>(0)?);
-            }
+            released.extend(sent);
             let give_back = match d {
                 Dialect::MySql => "UPDATE messages m JOIN JSON_TABLE(?, '$[*]' COLUMNS(i BIGINT PATH '$[0]', n BIGINT PATH '$[1]')) j
                     ON m.message_id = j.i SET m.refs = m.refs - j.n",
@@ -922,21 +910,30 @@ impl Mover {
             self.rest(worked.elapsed()).await;
         }
         let mut tx = pool.begin().await?;
-        let keys: Vec<Value> = groups.iter().map(|&g| Value::from(g)).collect();
         for table in &GROUP_TABLES {
-            rows::execute_keyed(&mut tx, &d.delete_keyed(table), &keys).await?;
+            rows::execute_keyed(&mut tx, &d.delete_keyed(table), &id_keys(&groups)).await?;
         }
-        let base64 = &base64::engine::general_purpose::STANDARD;
-        let keys: Vec<Value> = tokens.iter().map(|t| Value::from(base64.encode(t))).collect();
-        rows::execute_keyed(&mut tx, &d.delete_keyed(&TOKENS), &keys).await?;
-        let names: Vec<Value> = ["user", "device", "message", "group"]
-            .iter()
-            .map(|kind| Value::from(counter_name(kind, self.shard)))
-            .collect();
-        rows::execute_keyed(&mut tx, &d.delete_keyed(&COUNTERS), &names).await?;
+        rows::execute_keyed(&mut tx, &d.delete_keyed(&TOKENS), &token_keys(&tokens)).await?;
+        rows::execute_keyed(&mut tx, &d.delete_keyed(&COUNTERS), &counter_keys(self.shard)).await?;
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Ids as the JSON keys of a keyed statement.
+fn id_keys(ids: &[u64]) -> Vec<Value> {
+    ids.iter().map(|&id| Value::from(id)).collect()
+}
+
+/// Token hashes as the JSON keys of a keyed statement (base64).
+fn token_keys(tokens: &[Vec<u8>]) -> Vec<Value> {
+    let base64 = &base64::engine::general_purpose::STANDARD;
+    tokens.iter().map(|t| Value::from(base64.encode(t))).collect()
+}
+
+/// The names of the shard's counters, as the JSON keys of a keyed statement.
+fn counter_keys(shard: u64) -> Vec<Value> {
+    crate::map::counter_names(shard).into_iter().map(Value::from).collect()
 }
 
 #[cfg(test)]
