@@ -245,7 +245,7 @@ async fn prepare(pool: &AnyPool, q: &Queries, map: &ShardMap, id: u64) -> Result
         for row in rows {
             let hash: Vec<u8> = row.try_get(0)?;
             let shard = missive_rpc::stable_hash(&hash) % map.logical_shards;
-            placed.push(json!([hex(&hash), shard]));
+            placed.push(json!([base64(&hash), shard]));
         }
         sqlx::query(q.tokens_place).bind(Value::Array(placed).to_string()).execute(pool).await?;
     }
@@ -290,8 +290,10 @@ pub(crate) fn counter_block(kind: &str) -> u64 {
     COUNTERS.iter().find(|(name, _)| *name == kind).map_or(16, |(_, block)| *block)
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Bytes as the JSON statements take them (base64, as the group commit's).
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// A key a write touches, for a move in progress to copy again.
@@ -315,12 +317,12 @@ impl Item<'_> {
         }
     }
 
-    /// The row of `shard_dirty` that notes it: (logical shard, kind, key as hex).
+    /// The row of `shard_dirty` that notes it: (logical shard, kind, key in base64).
     fn dirty(&self, logical: u64) -> Option<(u64, i64, String)> {
         let (kind, key) = match self {
-            Item::User(id) => (1, hex(&id.to_be_bytes())),
-            Item::Group(id) => (2, hex(&id.to_be_bytes())),
-            Item::Token(hash) => (3, hex(hash)),
+            Item::User(id) => (1, base64(&id.to_be_bytes())),
+            Item::Group(id) => (2, base64(&id.to_be_bytes())),
+            Item::Token(hash) => (3, base64(hash)),
             Item::Shard(_) => return None,
         };
         Some((self.shard(logical), kind, key))

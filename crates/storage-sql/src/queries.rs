@@ -77,21 +77,21 @@ queries! {
                    WHERE shard = ANY(ARRAY(SELECT j.s::bigint FROM json_array_elements_text(?::json) AS j(s)))
                    FOR SHARE";
     dirty_note = "INSERT INTO shard_dirty (shard, kind, item, touch)
-                  SELECT j.s, j.k, UNHEX(j.i), 1 FROM JSON_TABLE(?, '$[*]'
+                  SELECT j.s, j.k, FROM_BASE64(j.i), 1 FROM JSON_TABLE(?, '$[*]'
                       COLUMNS(s BIGINT PATH '$[0]', k INT PATH '$[1]', i VARCHAR(128) PATH '$[2]')) j
                   ON DUPLICATE KEY UPDATE touch = shard_dirty.touch + 1",
         postgres: "INSERT INTO shard_dirty (shard, kind, item, touch)
-                   SELECT (j.r->>0)::bigint, (j.r->>1)::int, decode(j.r->>2, 'hex'), 1
+                   SELECT (j.r->>0)::bigint, (j.r->>1)::int, decode(j.r->>2, 'base64'), 1
                    FROM json_array_elements(?::json) AS j(r)
                    ON CONFLICT (shard, kind, item) DO UPDATE SET touch = shard_dirty.touch + 1";
     tokens_unplaced = "SELECT token_hash FROM session_tokens WHERE shard = -1 LIMIT 1000";
     tokens_place = "UPDATE session_tokens t
                     JOIN JSON_TABLE(?, '$[*]' COLUMNS(h VARCHAR(128) PATH '$[0]', s BIGINT PATH '$[1]')) j
-                    ON t.token_hash = UNHEX(j.h)
+                    ON t.token_hash = FROM_BASE64(j.h)
                     SET t.shard = j.s",
         postgres: "UPDATE session_tokens SET shard = (j.r->>1)::bigint
                    FROM json_array_elements(?::json) AS j(r)
-                   WHERE token_hash = decode(j.r->>0, 'hex')";
+                   WHERE token_hash = decode(j.r->>0, 'base64')";
 
     map_databases_insert = "INSERT IGNORE INTO shard_databases (id, url)
                             SELECT j.i, j.u FROM JSON_TABLE(?, '$[*]'
