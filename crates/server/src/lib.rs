@@ -144,7 +144,7 @@ pub async fn run(
     });
 
     let stores = match plan.store {
-        true => Some(open_stores(&settings, &node.guard).await?),
+        true => Some(open_stores(&settings, &node.guard, &node_id).await?),
         false => None,
     };
     if let Some(stores) = &stores {
@@ -544,7 +544,11 @@ where
 
 /// The SQL shards when urls are configured, else the embedded store in the data directory;
 /// media in the data directory either way.
-async fn open_stores(settings: &Settings, guard: &GuardConfig) -> anyhow::Result<Storage> {
+async fn open_stores(
+    settings: &Settings,
+    guard: &GuardConfig,
+    node_id: &str,
+) -> anyhow::Result<Storage> {
     let media = FileMediaStore::open(&settings.data).context("opening the media directory")?;
     if settings.store_urls.is_empty() {
         let mut config = StoreConfig::new(&settings.data);
@@ -557,6 +561,7 @@ async fn open_stores(settings: &Settings, guard: &GuardConfig) -> anyhow::Result
     config.connections_per_shard = settings.store_connections.max(1);
     config.writers_per_shard = settings.store_writers.max(1);
     config.logical_shards = settings.store_logical_shards;
+    config.node_id = Some(node_id.to_string());
     let store = SqlStore::open(config).await.context("opening the sql store")?;
     tracing::info!(databases = store.database_count(), "storing in sql databases");
     let backend = store.backend();

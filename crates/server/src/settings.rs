@@ -91,8 +91,8 @@ pub struct Settings {
     /// Prefix of the routing engine's keys and channels, for deployments sharing one Redis.
     #[arg(long, env = "MISSIVE_REDIS_NAMESPACE", default_value = missive_route::NAMESPACE_DEFAULT)]
     pub redis_namespace: String,
-    /// This node's name in the routing table; must be unique among live nodes. Default: a
-    /// fresh random name at every start.
+    /// This node's name in the routing table and the shard map's list of nodes; must be
+    /// unique among live nodes. Default: a fresh random name at every start.
     #[arg(long, env = "MISSIVE_NODE_ID")]
     pub node_id: Option<String>,
     /// The SyncKey signing secret (32 bytes, created if missing). Every logic node of a

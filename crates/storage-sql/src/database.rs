@@ -130,6 +130,9 @@ pub struct SqlConfig {
     pub writers_per_shard: usize,
     /// How often the map's version is read, to follow a move.
     pub map_poll: Duration,
+    /// The node's name in `shard_map_nodes`, where it says which map it runs on. `None`: a
+    /// random one.
+    pub node_id: Option<String>,
 }
 
 impl SqlConfig {
@@ -141,6 +144,7 @@ impl SqlConfig {
             acquire_timeout: Duration::from_secs(5),
             writers_per_shard: 2,
             map_poll: Duration::from_secs(1),
+            node_id: None,
         }
     }
 }

@@ -217,7 +217,10 @@ impl SqlStore {
         database::migrate(&directory.pool(), dialect, 0).await?;
         let routing = map::open_or_make(&directory.pool(), &config, &queries).await?;
         let logical = routing.map.logical_shards;
-        let node = format!("{:016x}", rand_id());
+        let node = config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("store-{:016x}", rand::random::<u64>()));
         let store = SqlStore {
             inner: Arc::new(Inner {
                 routing: RwLock::new(Arc::new(routing)),
@@ -508,19 +511,6 @@ impl SqlStore {
         }
         Ok(())
     }
-}
-
-/// A random 64-bit id, from the standard library's randomly keyed hasher.
-fn rand_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    hasher.finish()
 }
 
 /// The statements of one head table (see [`SqlStore::advance_fence`]).
