@@ -65,6 +65,30 @@ async fn init_makes_the_map_from_the_list() {
     assert_eq!(admin_shards(urls.split(',').next().unwrap()), report);
 }
 
+/// `rebalance` spreads the logical shards over a new list, moving only what evenness takes.
+#[tokio::test]
+async fn rebalance_spreads_the_shards_over_a_new_database() {
+    let urls = fresh_databases(DatabaseServer::Postgres, "it_rebalance", 3).await;
+    let (directory, two) = (urls[0].as_str(), urls[..2].join(","));
+    let out = mover(&["--store-url", &two, "init", "--logical-shards", "6"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let all = urls.join(",");
+    let dry = mover(&["--store-url", directory, "rebalance", &all, "--dry-run"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&dry.stderr).contains("2 logical shards to move"));
+    assert_eq!(admin_shards(directory)["databases"].as_array().unwrap().len(), 2, "a dry run");
+    let args = ["--store-url", directory, "rebalance", &all, "--pace", "1"];
+    let out = mover(&args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = admin_shards(directory);
+    let held: Vec<u64> = report["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["shards"].as_u64().unwrap())
+        .collect();
+    assert_eq!(held, vec![2, 2, 2]);
+}
+
 /// `missive admin shards move` as an operator runs it.
 fn mover(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_missive"));
